@@ -1,0 +1,83 @@
+"""Complexity figures read off the genome: what a network really costs to run.
+
+Only the *live* structure counts: neurons whose deterministic gate is open (not
+exactly 0), enabled non-recurrent edges whose gate is open, and nodes that still
+have such a path to the output. That is exactly the structure an exported module
+keeps, so ``ActiveStructure.n_parameters`` equals the exported parameter count.
+With ``sigmoid`` gates nothing is ever exactly closed, so everything enabled counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+from .gates import gate_value
+from .genome import Genome
+
+__all__ = ["ActiveStructure", "active_structure"]
+
+
+@dataclass(frozen=True)
+class ActiveStructure:
+    """The live part of a genome under a gate kind.
+
+    Attributes:
+        neurons: for every live node (and the input node), a bool mask [width] of
+            its kept neurons (input: open input gates; output: all; hidden: open
+            neuron gates).
+        edges: live edges ``(src, dst)``, sorted by the topological position of
+            ``dst`` then ``src``.
+        input: id of the input node.
+        output: id of the output node.
+    """
+
+    neurons: dict[int, np.ndarray]
+    edges: list[tuple[int, int]]
+    input: int
+    output: int
+
+    @property
+    def n_weights(self) -> int:
+        """Entries of the live weight matrices (kept rows x kept columns)."""
+        return sum(int(self.neurons[d].sum()) * int(self.neurons[s].sum()) for s, d in self.edges)
+
+    @property
+    def n_parameters(self) -> int:
+        """Live weights plus the biases of live hidden and output neurons."""
+        biases = sum(int(m.sum()) for n, m in self.neurons.items() if n != self.input)
+        return self.n_weights + biases
+
+    @property
+    def flops(self) -> int:
+        """Floating-point operations per sample: 2 per multiply-add of live weights."""
+        return 2 * self.n_weights
+
+
+def active_structure(genome: Genome, gate: str = "sigmoid") -> ActiveStructure:
+    """Return the live structure of ``genome`` under the deterministic gates of kind ``gate``."""
+    g = genome.graph
+    inp, out = genome.input_id, genome.output_id
+    kept: dict[int, np.ndarray] = {}
+    for n, a in g.nodes(data=True):
+        if a["role"] == "output":
+            kept[n] = np.ones(a["width"], bool)
+        else:
+            kept[n] = gate_value(a["gate"], gate, np.float32) != 0
+    candidates = nx.DiGraph()
+    candidates.add_nodes_from(g.nodes)
+    for s, d in genome.active_graph().edges:
+        if gate_value(g.edges[s, d]["gate"], gate, np.float32) != 0 and kept[s].any() and kept[d].any():
+            candidates.add_edge(s, d)
+    live = nx.ancestors(candidates, out) | {out}
+    order = {n: i for i, n in enumerate(genome.topological_order())}
+    edges = sorted(
+        ((s, d) for s, d in candidates.edges if d in live),
+        key=lambda e: (order[e[1]], order[e[0]]),
+    )
+    neurons = {n: kept[n] for n in live}
+    if inp not in neurons:
+        neurons[inp] = kept[inp]
+    return ActiveStructure(neurons=neurons, edges=edges, input=inp, output=out)

@@ -1,0 +1,400 @@
+"""The genome: a graph of neuron groups (nodes) joined by gated weight matrices.
+
+See ``shared/DESIGN.md`` ("The genome"). Node ids and edge innovation numbers come
+from an :class:`~genomes.innovation.InnovationTracker`. Every node carries ``bias``
+and ``gate`` arrays of its width; the input node's bias and the output node's gate
+are unused by the function and must stay zero (``validate`` checks), which keeps the
+schema uniform for the engines that pack genomes into tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from ._errors import GenomeError
+from .activations import ACTIVATIONS
+from .innovation import InnovationTracker
+
+__all__ = ["ROLES", "Genome"]
+
+ROLES = ("input", "hidden", "output")
+
+#: Gate logit given to new gates: open (sigmoid 0.95; hard-concrete exactly 1 at eval).
+DEFAULT_GATE_INIT = 3.0
+
+
+def _f32(a: Any, shape: tuple[int, ...]) -> np.ndarray:
+    return np.array(a, dtype=np.float32).reshape(shape)
+
+
+class Genome:
+    """A feed-forward network genome over a ``networkx.DiGraph``.
+
+    Node attributes: ``role`` ("input" | "hidden" | "output"), ``width`` (int >= 1),
+    ``activation`` (a name in ``genomes.ACTIVATIONS``), ``bias`` (float32 [width]),
+    ``gate`` (float32 [width], logits).
+    Edge ``i -> j`` attributes: ``innovation`` (int), ``enabled`` (bool), ``weight``
+    (float32 [width_j, width_i]), ``gate`` (float32 scalar logit), ``recurrent`` (bool).
+
+    A ``Genome`` is treated as a value: operators return new genomes and never edit
+    their arguments. ``meta`` is a free JSON-ready dict carried through
+    serialisation (e.g. the id a lineage store gave the genome); it plays no part in
+    the function, ``==`` or ``validate``.
+    """
+
+    __slots__ = ("graph", "meta")
+
+    def __init__(self, graph: nx.DiGraph, meta: dict[str, Any] | None = None) -> None:
+        self.graph = graph
+        self.meta = dict(meta or {})
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def minimal(
+        cls,
+        n_inputs: int,
+        n_outputs: int,
+        rng: np.random.Generator,
+        tracker: InnovationTracker,
+        hidden: Sequence[int] = (),
+        activation: str = "relu",
+        gate_init: float = DEFAULT_GATE_INIT,
+    ) -> Genome:
+        """Return the smallest genome: input wired to output, or through a chain.
+
+        Args:
+            n_inputs: number of features (the input node's width).
+            n_outputs: number of targets/classes (the output node's width).
+            rng: source of the initial weights (LeCun normal, std 1/sqrt(fan_in)).
+            tracker: hands out the ids (input 0, output 1, hidden by name).
+            hidden: widths of hidden nodes chained input -> h1 -> ... -> output.
+            activation: activation of the hidden nodes.
+            gate_init: initial logit of every gate.
+
+        Raises:
+            GenomeError: for a width below 1 or an unknown activation.
+        """
+        if n_inputs < 1 or n_outputs < 1 or any(w < 1 for w in hidden):
+            raise GenomeError(
+                f"widths should be >= 1, got n_inputs={n_inputs}, n_outputs={n_outputs}, "
+                f"hidden={list(hidden)}"
+            )
+        if activation not in ACTIVATIONS:
+            raise GenomeError(
+                f"activation should be one of {sorted(ACTIVATIONS)}, got {activation!r}"
+            )
+        g = nx.DiGraph()
+        g.add_node(
+            tracker.INPUT, **node_attrs("input", n_inputs, "identity", gate_init=gate_init)
+        )
+        chain = [tracker.INPUT]
+        for k, w in enumerate(hidden):
+            nid = tracker.named_node(f"minimal_hidden_{k}_{w}")
+            g.add_node(nid, **node_attrs("hidden", w, activation, gate_init=gate_init))
+            chain.append(nid)
+        g.add_node(tracker.OUTPUT, **node_attrs("output", n_outputs, "identity"))
+        chain.append(tracker.OUTPUT)
+        for src, dst in zip(chain[:-1], chain[1:]):
+            w_src, w_dst = g.nodes[src]["width"], g.nodes[dst]["width"]
+            weight = rng.normal(0.0, 1.0 / np.sqrt(w_src), size=(w_dst, w_src))
+            g.add_edge(src, dst, **edge_attrs(tracker.edge(src, dst), weight, gate_init))
+        return cls(g)
+
+    def copy(self) -> Genome:
+        """Return a deep copy (arrays included)."""
+        g = nx.DiGraph()
+        for n, a in self.graph.nodes(data=True):
+            g.add_node(n, **{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in a.items()})
+        for s, d, a in self.graph.edges(data=True):
+            g.add_edge(s, d, **{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in a.items()})
+        return Genome(g, meta=self.meta)
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def input_id(self) -> int:
+        """Id of the input node."""
+        return self._role_node("input")
+
+    @property
+    def output_id(self) -> int:
+        """Id of the output node."""
+        return self._role_node("output")
+
+    @property
+    def n_inputs(self) -> int:
+        """Width of the input node (number of features)."""
+        return int(self.graph.nodes[self.input_id]["width"])
+
+    @property
+    def n_outputs(self) -> int:
+        """Width of the output node (number of targets or classes)."""
+        return int(self.graph.nodes[self.output_id]["width"])
+
+    def _role_node(self, role: str) -> int:
+        found = [n for n, r in self.graph.nodes(data="role") if r == role]
+        if len(found) != 1:
+            raise GenomeError(f"genome should have exactly one {role} node, found {len(found)}")
+        return found[0]
+
+    def hidden_nodes(self) -> list[int]:
+        """Return the hidden node ids, sorted."""
+        return sorted(n for n, r in self.graph.nodes(data="role") if r == "hidden")
+
+    def node(self, n: int) -> dict[str, Any]:
+        """Return the attribute dict of node ``n`` (a live view: do not edit)."""
+        return self.graph.nodes[n]
+
+    def edge(self, src: int, dst: int) -> dict[str, Any]:
+        """Return the attribute dict of edge ``src -> dst`` (a live view: do not edit)."""
+        return self.graph.edges[src, dst]
+
+    def feedforward_graph(self) -> nx.DiGraph:
+        """Return a view with the non-recurrent edges only (enabled or not)."""
+        g = self.graph
+        return nx.subgraph_view(g, filter_edge=lambda u, v: not g.edges[u, v]["recurrent"])
+
+    def active_graph(self) -> nx.DiGraph:
+        """Return a view with the enabled non-recurrent edges only."""
+        g = self.graph
+        return nx.subgraph_view(
+            g, filter_edge=lambda u, v: g.edges[u, v]["enabled"] and not g.edges[u, v]["recurrent"]
+        )
+
+    def enabled_edges(self) -> list[tuple[int, int]]:
+        """Return the enabled non-recurrent edges, sorted by innovation number."""
+        return sorted(self.active_graph().edges, key=lambda e: self.graph.edges[e]["innovation"])
+
+    def topological_order(self) -> list[int]:
+        """Return node ids in a deterministic topological order (ties by id)."""
+        return list(nx.lexicographical_topological_sort(self.feedforward_graph()))
+
+    def depths(self) -> dict[int, int]:
+        """Return each node's depth: the longest enabled path from any source to it."""
+        depth: dict[int, int] = {}
+        active = self.active_graph()
+        for n in self.topological_order():
+            preds = list(active.predecessors(n))
+            depth[n] = 1 + max(depth[p] for p in preds) if preds else 0
+        return depth
+
+    def n_parameters(self) -> int:
+        """Return the number of weights and biases (every node and enabled edge)."""
+        total = sum(int(a["weight"].size) for _, _, a in self.graph.edges(data=True) if a["enabled"])
+        total += sum(int(a["width"]) for _, a in self.graph.nodes(data=True) if a["role"] != "input")
+        return total
+
+    def structure_key(self) -> tuple:
+        """Return a hashable summary of the structure (ids, widths, activations, edges)."""
+        nodes = tuple(
+            (n, a["role"], a["width"], a["activation"]) for n, a in sorted(self.graph.nodes(data=True))
+        )
+        edges = tuple(
+            (s, d, a["innovation"], a["enabled"], a["recurrent"])
+            for s, d, a in sorted(self.graph.edges(data=True))
+        )
+        return nodes, edges
+
+    # ---------------------------------------------------------------- validity
+    def validate(self) -> Genome:
+        """Check every rule of the genome contract; return ``self`` if all hold.
+
+        Raises:
+            GenomeError: naming the node or edge and the rule it breaks.
+        """
+        g = self.graph
+        if not isinstance(g, nx.DiGraph) or g.is_multigraph():
+            raise GenomeError("genome graph should be a networkx.DiGraph")
+        for role in ("input", "output"):
+            self._role_node(role)
+        for n, a in g.nodes(data=True):
+            _check_node(n, a)
+        innovations: dict[int, tuple[int, int]] = {}
+        for s, d, a in g.edges(data=True):
+            _check_edge(s, d, a, g.nodes[s], g.nodes[d])
+            if a["innovation"] in innovations:
+                raise GenomeError(
+                    f"edge {s}->{d}: innovation {a['innovation']} is also used by edge "
+                    f"{innovations[a['innovation']][0]}->{innovations[a['innovation']][1]}"
+                )
+            innovations[a["innovation"]] = (s, d)
+        ff = self.feedforward_graph()
+        if not nx.is_directed_acyclic_graph(ff):
+            cycle = nx.find_cycle(ff)
+            raise GenomeError(f"non-recurrent edges should form a DAG, found cycle {cycle}")
+        inp, out = self.input_id, self.output_id
+        active = self.active_graph()
+        reach = nx.descendants(active, inp)
+        if out not in reach:
+            raise GenomeError(f"output node {out} should be reachable from input node {inp} by enabled edges")
+        feeds = nx.ancestors(active, out)
+        for n in self.hidden_nodes():
+            if n not in reach or n not in feeds:
+                raise GenomeError(
+                    f"hidden node {n} should lie on an enabled path from input {inp} to output {out}"
+                )
+        return self
+
+    # ------------------------------------------------------------ comparison
+    def __eq__(self, other: object) -> bool:
+        """Return True if structure and every array are bit-identical (``meta`` ignored)."""
+        if not isinstance(other, Genome) or self.structure_key() != other.structure_key():
+            return False
+        for n, a in self.graph.nodes(data=True):
+            b = other.graph.nodes[n]
+            if not (_same_bits(a["bias"], b["bias"]) and _same_bits(a["gate"], b["gate"])):
+                return False
+        for s, d, a in self.graph.edges(data=True):
+            b = other.graph.edges[s, d]
+            if not (_same_bits(a["weight"], b["weight"]) and _same_bits(a["gate"], b["gate"])):
+                return False
+        return True
+
+    __hash__ = None  # type: ignore[assignment]  # mutable graph inside: not hashable
+
+    # ------------------------------------------------------------------ display
+    def __repr__(self) -> str:
+        hidden = self.hidden_nodes()
+        neurons = sum(self.graph.nodes[n]["width"] for n in hidden)
+        n_edges = self.graph.number_of_edges()
+        disabled = sum(1 for *_, e in self.graph.edges(data="enabled") if not e)
+        return (
+            f"Genome(in={self.n_inputs}, out={self.n_outputs}, hidden={len(hidden)} nodes/"
+            f"{neurons} neurons, edges={n_edges} ({disabled} disabled), params={self.n_parameters()})"
+        )
+
+    def __str__(self) -> str:
+        lines = [repr(self)]
+        for n in self.topological_order():
+            a = self.graph.nodes[n]
+            ins = []
+            for s in sorted(self.graph.predecessors(n)):
+                e = self.graph.edges[s, n]
+                mark = "" if e["enabled"] else " off"
+                mark += " rec" if e["recurrent"] else ""
+                ins.append(f"{s}{mark}")
+            src = f" <- {', '.join(ins)}" if ins else ""
+            lines.append(f"  {n:>4} {a['role']:<6} x{a['width']:<3} {a['activation']:<8}{src}")
+        return "\n".join(lines)
+
+    def iter_arrays(self) -> Iterator[tuple[str, np.ndarray]]:
+        """Yield ``(label, array)`` for every float array, labels like ``node 3 bias``."""
+        for n, a in sorted(self.graph.nodes(data=True)):
+            yield f"node {n} bias", a["bias"]
+            yield f"node {n} gate", a["gate"]
+        for s, d, a in sorted(self.graph.edges(data=True)):
+            yield f"edge {s}->{d} weight", a["weight"]
+            yield f"edge {s}->{d} gate", a["gate"]
+
+
+# ---------------------------------------------------------------------- helpers
+def node_attrs(
+    role: str,
+    width: int,
+    activation: str,
+    bias: Any = None,
+    gate: Any = None,
+    gate_init: float = DEFAULT_GATE_INIT,
+) -> dict[str, Any]:
+    """Return a node attribute dict with float32 arrays (zeros / ``gate_init`` by default)."""
+    width = int(width)
+    if bias is None or role == "input":
+        bias = np.zeros(width, np.float32)
+    if gate is None:
+        gate = np.full(width, 0.0 if role == "output" else gate_init, np.float32)
+    if role == "output":
+        gate = np.zeros(width, np.float32)
+    return {
+        "role": role,
+        "width": width,
+        "activation": activation,
+        "bias": _f32(bias, (width,)),
+        "gate": _f32(gate, (width,)),
+    }
+
+
+def edge_attrs(
+    innovation: int,
+    weight: Any,
+    gate: float = DEFAULT_GATE_INIT,
+    enabled: bool = True,
+    recurrent: bool = False,
+) -> dict[str, Any]:
+    """Return an edge attribute dict with a float32 weight matrix and gate."""
+    w = np.asarray(weight, dtype=np.float32)
+    return {
+        "innovation": int(innovation),
+        "enabled": bool(enabled),
+        "weight": w.copy() if w is weight else w,
+        "gate": np.float32(gate),
+        "recurrent": bool(recurrent),
+    }
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def _check_node(n: Any, a: dict[str, Any]) -> None:
+    where = f"node {n}"
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise GenomeError(f"{where}: id should be a non-negative int")
+    for key in ("role", "width", "activation", "bias", "gate"):
+        if key not in a:
+            raise GenomeError(f"{where}: missing attribute {key!r}")
+    if a["role"] not in ROLES:
+        raise GenomeError(f"{where}: role should be one of {ROLES}, got {a['role']!r}")
+    w = a["width"]
+    if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 1:
+        raise GenomeError(f"{where}: width should be an int >= 1, got {w!r}")
+    if a["activation"] not in ACTIVATIONS:
+        raise GenomeError(
+            f"{where}: activation should be one of {sorted(ACTIVATIONS)}, got {a['activation']!r}"
+        )
+    if a["role"] != "hidden" and a["activation"] != "identity":
+        raise GenomeError(f"{where}: {a['role']} node activation should be 'identity', got {a['activation']!r}")
+    for key in ("bias", "gate"):
+        arr = a[key]
+        if not isinstance(arr, np.ndarray) or arr.dtype != np.float32 or arr.shape != (w,):
+            raise GenomeError(f"{where}: {key} should be a float32 array of shape ({w},), got {_describe(arr)}")
+    if a["role"] == "input" and np.any(a["bias"] != 0):
+        raise GenomeError(f"{where}: input node bias is unused and should be zero")
+    if a["role"] == "output" and np.any(a["gate"] != 0):
+        raise GenomeError(f"{where}: output node gate is unused and should be zero")
+
+
+def _check_edge(s: Any, d: Any, a: dict[str, Any], ns: dict[str, Any], nd: dict[str, Any]) -> None:
+    where = f"edge {s}->{d}"
+    for key in ("innovation", "enabled", "weight", "gate", "recurrent"):
+        if key not in a:
+            raise GenomeError(f"{where}: missing attribute {key!r}")
+    inv = a["innovation"]
+    if isinstance(inv, bool) or not isinstance(inv, (int, np.integer)) or inv < 0:
+        raise GenomeError(f"{where}: innovation should be a non-negative int, got {inv!r}")
+    for key in ("enabled", "recurrent"):
+        if not isinstance(a[key], (bool, np.bool_)):
+            raise GenomeError(f"{where}: {key} should be a bool, got {a[key]!r}")
+    shape = (nd["width"], ns["width"])
+    wt = a["weight"]
+    if not isinstance(wt, np.ndarray) or wt.dtype != np.float32 or wt.shape != shape:
+        raise GenomeError(f"{where}: weight should be a float32 array of shape {shape}, got {_describe(wt)}")
+    gt = a["gate"]
+    if not isinstance(gt, (np.floating, np.ndarray)) or np.asarray(gt).dtype != np.float32 or np.ndim(gt) != 0:
+        raise GenomeError(f"{where}: gate should be a float32 scalar, got {_describe(gt)}")
+    if not a["recurrent"]:
+        if nd["role"] == "input":
+            raise GenomeError(f"{where}: no non-recurrent edge may enter the input node")
+        if ns["role"] == "output":
+            raise GenomeError(f"{where}: no non-recurrent edge may leave the output node")
+    if s == d and not a["recurrent"]:
+        raise GenomeError(f"{where}: a self-loop should be recurrent")
+
+
+def _describe(x: Any) -> str:
+    if isinstance(x, np.ndarray):
+        return f"{x.dtype} array of shape {x.shape}"
+    return f"{type(x).__name__} {x!r}"
