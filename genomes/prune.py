@@ -1,0 +1,102 @@
+"""Gate-driven pruning: cut away everything whose gate is closed.
+
+A hard-concrete gate whose deterministic value is exactly 0 (Louizos et al. 2018)
+contributes nothing at evaluation, so removing it keeps the function. ``prune_closed``
+removes closed neurons, closed edges and the nodes that no longer reach the output,
+and folds *constant* nodes (live, but cut off from the input) into the biases
+downstream, so the result is again a valid genome with the same deterministic
+function (up to float32 rounding of the folded biases). The input node keeps its
+width (features are fixed); its closed gates stay closed.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+
+from .activations import activate
+from .complexity import active_structure
+from .config import MutationRecord
+from .gates import gate_value
+from .genome import Genome
+
+__all__ = ["prune_closed"]
+
+
+def prune_closed(genome: Genome, gate: str) -> tuple[Genome, MutationRecord | None]:
+    """Return ``genome`` without its closed neurons, closed edges and dead nodes.
+
+    Args:
+        genome: a valid genome (not modified).
+        gate: the gate kind whose deterministic values decide what is closed.
+
+    Returns:
+        ``(pruned, record)``; ``record`` is None when nothing was closed (then
+        ``pruned`` is a copy of ``genome``).
+    """
+    live = active_structure(genome, gate)
+    g = genome.graph
+    inp, out = live.input, live.output
+    live_edges = set(live.edges)
+    reach = nx.descendants(nx.DiGraph(list(live_edges)), inp) if live_edges else set()
+    if out not in reach:
+        # Every path is closed: the network is a constant. Leave it to selection.
+        return genome.copy(), None
+    child = genome.copy()
+    h = child.graph
+    order = genome.topological_order()
+    removed_nodes: list[int] = []
+    folded: list[int] = []
+    # Fold constant nodes (live but unreachable from the input) into downstream biases.
+    for n in order:
+        if n == inp or n not in live.neurons or n in reach:
+            continue
+        a = h.nodes[n]
+        value = activate(a["activation"], a["bias"].astype(np.float64))
+        value = value * gate_value(a["gate"], gate)
+        for s, d in live_edges:
+            if s == n:
+                e = h.edges[s, d]
+                contrib = gate_value(e["gate"], gate) * (e["weight"].astype(np.float64) @ value)
+                h.nodes[d]["bias"] = (h.nodes[d]["bias"] + contrib).astype(np.float32)
+        folded.append(n)
+    keep_nodes = (set(live.neurons) & (reach | {inp})) | {inp, out}
+    for n in list(h.nodes):
+        if n not in keep_nodes:
+            h.remove_node(n)
+            if n not in folded:
+                removed_nodes.append(n)
+    removed_edges = 0
+    for s, d in list(h.edges):
+        e = h.edges[s, d]
+        if e["enabled"] and not e["recurrent"] and (s, d) not in live_edges:
+            h.remove_edge(s, d)
+            removed_edges += 1
+    removed_neurons = 0
+    for n in list(h.nodes):
+        a = h.nodes[n]
+        if a["role"] != "hidden":
+            continue
+        mask = live.neurons[n]
+        if mask.all():
+            continue
+        removed_neurons += int((~mask).sum())
+        a["width"] = int(mask.sum())
+        a["bias"] = a["bias"][mask].copy()
+        a["gate"] = a["gate"][mask].copy()
+        for s in h.predecessors(n):
+            h.edges[s, n]["weight"] = h.edges[s, n]["weight"][mask, :].copy()
+        for d in h.successors(n):
+            h.edges[n, d]["weight"] = h.edges[n, d]["weight"][:, mask].copy()
+    if not (removed_nodes or folded or removed_edges or removed_neurons):
+        return child, None
+    record = MutationRecord(
+        "prune_closed",
+        {
+            "neurons": removed_neurons,
+            "edges": removed_edges,
+            "nodes": sorted(removed_nodes),
+            "folded": sorted(folded),
+        },
+    )
+    return child.validate(), record
