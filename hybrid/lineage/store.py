@@ -1,0 +1,206 @@
+"""The lineage store: every genome ever evaluated in a run, in ``lineage.sqlite``.
+
+SQLite in WAL mode; everything a generation adds is written in ONE transaction, so
+a crash leaves either the whole generation or none of it. Rows are keyed by genome
+id and written with ``INSERT OR REPLACE``, so a generation re-run after a resume
+rewrites the same rows with the same values.
+
+Tables:
+    genomes(id, generation, parents, operators, species, status, metrics...,
+            structure, weights)  -- ``structure`` for every genome (ids, widths,
+            activations, edges; no arrays), ``weights`` (a full genome JSON) for each
+            generation's champion and for the latest generation's members.
+    generations(generation, champion, best_metric, mean_metric, n_species, ...)
+    meta(key, value)
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from genomes import Genome, to_dict
+
+__all__ = ["GenerationRow", "GenomeRow", "LineageWriter", "structure_dict"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS genomes (
+    id INTEGER PRIMARY KEY,
+    generation INTEGER NOT NULL,
+    parents TEXT NOT NULL,
+    operators TEXT NOT NULL,
+    species INTEGER,
+    status TEXT NOT NULL,
+    train_loss REAL,
+    val_loss REAL,
+    val_metric REAL,
+    active_params INTEGER,
+    flops INTEGER,
+    n_parameters INTEGER,
+    structure TEXT NOT NULL,
+    weights TEXT
+);
+CREATE INDEX IF NOT EXISTS genomes_generation ON genomes(generation);
+CREATE TABLE IF NOT EXISTS generations (
+    generation INTEGER PRIMARY KEY,
+    champion INTEGER NOT NULL,
+    best_metric REAL,
+    mean_metric REAL,
+    n_species INTEGER,
+    threshold REAL,
+    elapsed_s REAL,
+    stats TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def structure_dict(genome: Genome) -> dict[str, Any]:
+    """Return the genome's structure without arrays (JSON-ready)."""
+    g = genome.graph
+    return {
+        "nodes": [
+            {"id": int(n), "role": a["role"], "width": int(a["width"]), "activation": a["activation"]}
+            for n, a in sorted(g.nodes(data=True))
+        ],
+        "edges": [
+            {
+                "src": int(s),
+                "dst": int(d),
+                "innovation": int(a["innovation"]),
+                "enabled": bool(a["enabled"]),
+                "recurrent": bool(a["recurrent"]),
+            }
+            for s, d, a in sorted(g.edges(data=True))
+        ],
+    }
+
+
+@dataclass(frozen=True)
+class GenomeRow:
+    """One evaluated genome, as the search hands it to the store."""
+
+    id: int
+    generation: int
+    parents: tuple[int, ...]
+    operators: tuple[dict[str, Any], ...]
+    species: int | None
+    status: str
+    train_loss: float | None
+    val_loss: float | None
+    val_metric: float | None
+    active_params: int | None
+    flops: int | None
+    genome: Genome
+    keep_weights: bool
+
+
+@dataclass(frozen=True)
+class GenerationRow:
+    """One generation's summary."""
+
+    generation: int
+    champion: int
+    best_metric: float
+    mean_metric: float
+    n_species: int
+    threshold: float
+    elapsed_s: float
+    stats: dict[str, Any]
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or x != x or x in (float("inf"), float("-inf")) else float(x)
+
+
+class LineageWriter:
+    """Append generations to ``lineage.sqlite`` (the search's side of the store)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.conn = sqlite3.connect(self.path, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.executescript(SCHEMA)
+
+    def set_meta(self, items: dict[str, Any]) -> None:
+        """Store run-level facts (JSON values)."""
+        with self.conn:
+            self.conn.execute("BEGIN")
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                [(k, json.dumps(v)) for k, v in items.items()],
+            )
+
+    def truncate_after(self, generation: int) -> None:
+        """Forget everything recorded after ``generation`` (used on resume)."""
+        self.conn.execute("BEGIN")
+        self.conn.execute("DELETE FROM genomes WHERE generation > ?", (generation,))
+        self.conn.execute("DELETE FROM generations WHERE generation > ?", (generation,))
+        self.conn.execute("COMMIT")
+
+    def write_generation(self, rows: Sequence[GenomeRow], summary: GenerationRow) -> None:
+        """Write one generation in a single transaction.
+
+        Full weights are kept for rows with ``keep_weights``; earlier generations
+        keep theirs only for their champion.
+        """
+        self.conn.execute("BEGIN")
+        try:
+            self.conn.execute(
+                "UPDATE genomes SET weights = NULL WHERE generation < ? AND weights IS NOT NULL "
+                "AND id NOT IN (SELECT champion FROM generations)",
+                (summary.generation,),
+            )
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO genomes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [self._row(r) for r in rows],
+            )
+            self.conn.execute(
+                "INSERT OR REPLACE INTO generations VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    summary.generation,
+                    summary.champion,
+                    _num(summary.best_metric),
+                    _num(summary.mean_metric),
+                    summary.n_species,
+                    summary.threshold,
+                    summary.elapsed_s,
+                    json.dumps(summary.stats),
+                ),
+            )
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _row(r: GenomeRow) -> tuple:
+        return (
+            r.id,
+            r.generation,
+            json.dumps(list(r.parents)),
+            json.dumps(list(r.operators)),
+            r.species,
+            r.status,
+            _num(r.train_loss),
+            _num(r.val_loss),
+            _num(r.val_metric),
+            r.active_params,
+            r.flops,
+            r.genome.n_parameters(),
+            json.dumps(structure_dict(r.genome)),
+            json.dumps(to_dict(r.genome)) if r.keep_weights else None,
+        )
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    def ids(self) -> Iterable[int]:
+        """Return every stored genome id (for checks)."""
+        return [row[0] for row in self.conn.execute("SELECT id FROM genomes ORDER BY id")]
