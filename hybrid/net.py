@@ -1,0 +1,269 @@
+"""Compile a genome into a PyTorch module: the single-genome engine.
+
+:class:`GenomeNet` computes exactly the function of ``shared/DESIGN.md``, nodes in
+``genome.topological_order()``::
+
+    h_in = g(gate_in) * x
+    a_j  = act_j(bias_j + sum_{enabled e=(i->j)} g(gate_e) * (W_e @ h_i))
+    h_j  = g(gate_j) * a_j        (output node: h_out = a_out)
+
+with ``g`` a sigmoid or a hard-concrete L0 gate (Louizos, Welling & Kingma 2018,
+"Learning Sparse Neural Networks through L0 Regularization"; see
+:mod:`hybrid.gates`). Building a net copies the genome's arrays (the genome is
+never changed); :func:`write_back` is the separate step that returns a new genome
+holding the trained values. ``genomes.evaluate`` is the numpy oracle it is tested
+against.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from genomes import Genome, GenomeError
+
+from .activations import TORCH_ACTIVATIONS
+from .gates import (
+    check_gate_kind,
+    draw_gate_noise,
+    gate_value,
+    hard_concrete_sample,
+    open_probability,
+)
+
+__all__ = ["GenomeNet", "write_back"]
+
+
+def _node_key(n: int, what: str) -> str:
+    return f"n{n}_{what}"
+
+
+def _edge_key(s: int, d: int, what: str) -> str:
+    return f"e{s}_{d}_{what}"
+
+
+def _param(a: np.ndarray) -> nn.Parameter:
+    # torch.tensor copies: training the net must never write into the genome's arrays.
+    return nn.Parameter(torch.tensor(np.asarray(a, dtype=np.float32)))
+
+
+class GenomeNet(nn.Module):
+    """The function of one genome, as an ``nn.Module`` with one parameter per gene.
+
+    Parameters live in two ``ParameterDict``s keyed by node / edge id:
+    ``nodes["n5_bias"]`` [width], ``nodes["n5_gate"]`` [width] (logits),
+    ``edges["e0_5_weight"]`` [width_5, width_0], ``edges["e0_5_gate"]`` (scalar
+    logit). Only enabled non-recurrent edges get parameters; the input node has no
+    bias and the output node no gate (both unused by the function).
+
+    Gates: in eval mode (and always for ``sigmoid`` gates) the deterministic
+    values; in training mode with ``hard_concrete`` gates, one stochastic sample
+    per gate per forward from uniform noise that is either passed to ``forward``
+    (one row of :func:`hybrid.gates.draw_gate_noise`, laid out as
+    :attr:`gate_layout`) or drawn from ``generator``.
+
+    Args:
+        genome: a valid genome (only read).
+        gate: ``"sigmoid"`` or ``"hard_concrete"``.
+        generator: where training-mode hard-concrete noise comes from when
+            ``forward`` is given none (never the global RNG).
+
+    Raises:
+        ValueError: for an unknown gate kind.
+
+    Shape:
+        Input: (B, n_inputs). Output: (B, n_outputs).
+
+    Example:
+        >>> import numpy as np
+        >>> from genomes import InnovationTracker
+        >>> g = Genome.minimal(2, 3, np.random.default_rng(0), InnovationTracker(), hidden=[4])
+        >>> GenomeNet(g)(torch.zeros(5, 2)).shape
+        torch.Size([5, 3])
+    """
+
+    n_inputs: int
+    n_outputs: int
+    gate: str
+    generator: torch.Generator | None
+
+    def __init__(
+        self, genome: Genome, gate: str = "sigmoid", generator: torch.Generator | None = None
+    ) -> None:
+        super().__init__()
+        self.gate = check_gate_kind(gate)
+        self.generator = generator
+        self.n_inputs = genome.n_inputs
+        self.n_outputs = genome.n_outputs
+        self._structure = genome.structure_key()
+        self._input = genome.input_id
+        self._output = genome.output_id
+        self.nodes = nn.ParameterDict()
+        self.edges = nn.ParameterDict()
+        g = genome.graph
+        active = genome.active_graph()
+        inv = {e: g.edges[e]["innovation"] for e in active.edges}
+        gate_keys: list[str] = [_node_key(self._input, "gate")]
+        self.nodes[gate_keys[0]] = _param(g.nodes[self._input]["gate"])
+        plan = []
+        for n in genome.topological_order():
+            a = g.nodes[n]
+            if a["role"] == "input":
+                continue
+            self.nodes[_node_key(n, "bias")] = _param(a["bias"])
+            node_gate = None
+            if a["role"] == "hidden":
+                node_gate = _node_key(n, "gate")
+                self.nodes[node_gate] = _param(a["gate"])
+                gate_keys.append(node_gate)
+            incoming = []
+            for s in sorted(active.predecessors(n), key=lambda s, n=n: inv[s, n]):
+                e = g.edges[s, n]
+                self.edges[_edge_key(s, n, "weight")] = _param(e["weight"])
+                self.edges[_edge_key(s, n, "gate")] = _param(e["gate"])
+                incoming.append((s, _edge_key(s, n, "weight"), _edge_key(s, n, "gate")))
+            plan.append((n, a["activation"], _node_key(n, "bias"), node_gate, tuple(incoming)))
+        # Edge gates after the neuron gates, by innovation number.
+        gate_keys += [_edge_key(s, d, "gate") for s, d in sorted(inv, key=inv.__getitem__)]
+        self._plan = tuple(plan)
+        self._gate_keys = tuple(gate_keys)
+        self._gate_sizes = tuple(self._get(k).numel() for k in gate_keys)
+        self._labels = {
+            n: f"{n}: {a['activation'] if a['role'] == 'hidden' else a['role']}[{a['width']}]"
+            for n, a in g.nodes(data=True)
+        }
+
+    # ------------------------------------------------------------------ gates
+    @property
+    def gate_layout(self) -> tuple[tuple[str, int], ...]:
+        """``(parameter key, size)`` of every gate in noise order.
+
+        The input gate, then each hidden node's neuron gates in topological order,
+        then the enabled edges' gates by innovation number.
+        """
+        return tuple(zip(self._gate_keys, self._gate_sizes, strict=True))
+
+    @property
+    def n_gates(self) -> int:
+        """Number of gates (input neurons + hidden neurons + enabled edges)."""
+        return sum(self._gate_sizes)
+
+    def _get(self, key: str) -> nn.Parameter:
+        return self.nodes[key] if key[0] == "n" else self.edges[key]
+
+    def gate_logits(self) -> torch.Tensor:
+        """Return every gate logit, concatenated in :attr:`gate_layout` order.
+
+        Shape:
+            (n_gates,)
+        """
+        return torch.cat([self._get(k).reshape(-1) for k in self._gate_keys])
+
+    def gate_values(self, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Return the gate values a forward pass uses, keyed by parameter key.
+
+        Deterministic unless training with ``hard_concrete`` gates, where ``noise``
+        (uniform, (n_gates,)) or, if None, a draw from ``generator`` is used.
+
+        Raises:
+            ValueError: if noise is needed and there is neither noise nor a generator.
+        """
+        logits = self.gate_logits()
+        if self.training and self.gate == "hard_concrete":
+            if noise is None:
+                if self.generator is None:
+                    raise ValueError(
+                        "hard_concrete gates in training mode need noise or a generator, got neither "
+                        "(net.eval() gives the deterministic gates)"
+                    )
+                noise = draw_gate_noise(logits.numel(), 1, self.generator)[0]
+            values = hard_concrete_sample(logits, noise.to(logits.device, logits.dtype))
+        else:
+            values = gate_value(logits, self.gate)
+        return dict(zip(self._gate_keys, values.split(self._gate_sizes), strict=True))
+
+    def penalty(self) -> torch.Tensor:
+        """Return the structure penalty: the sum of every gate's open probability.
+
+        Matches ``genomes.open_probability`` (expected number of open gates for
+        ``hard_concrete``, sum of gate values for ``sigmoid``).
+
+        Shape:
+            () scalar.
+        """
+        return open_probability(self.gate_logits(), self.gate).sum()
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the genome's output for a batch.
+
+        Args:
+            x: inputs.
+            noise: uniform gate noise for training-mode hard-concrete gates
+                (ignored otherwise); see :meth:`gate_values`.
+
+        Raises:
+            ValueError: if ``x`` does not have ``n_inputs`` columns.
+
+        Shape:
+            x: (B, n_inputs), noise: (n_gates,) -> (B, n_outputs)
+        """
+        if x.dim() != 2 or x.shape[1] != self.n_inputs:
+            raise ValueError(f"inputs should have shape (B, {self.n_inputs}), got {tuple(x.shape)}")
+        gates = self.gate_values(noise)
+        values = {self._input: x * gates[_node_key(self._input, "gate")]}
+        for n, activation, bias_key, gate_key, incoming in self._plan:
+            pre = self.nodes[bias_key]
+            for s, weight_key, edge_gate_key in incoming:
+                pre = pre + gates[edge_gate_key] * nn.functional.linear(values[s], self.edges[weight_key])
+            out = TORCH_ACTIVATIONS[activation](pre)
+            values[n] = out if gate_key is None else out * gates[gate_key]
+        return values[self._output]
+
+    def extra_repr(self) -> str:
+        """Return the settings line and one line per node with its inputs."""
+        lines = [
+            f"n_inputs={self.n_inputs}, n_outputs={self.n_outputs}, gate={self.gate!r}, "
+            f"n_gates={self.n_gates}",
+            self._labels[self._input],
+        ]
+        for n, _, _, _, incoming in self._plan:
+            srcs = ", ".join(str(s) for s, _, _ in incoming)
+            lines.append(f"{self._labels[n]} <- {srcs}")
+        return "\n".join(lines)
+
+
+def _numpy(p: torch.Tensor) -> np.ndarray:
+    return p.detach().to("cpu", torch.float32).numpy().copy()
+
+
+def write_back(genome: Genome, net: GenomeNet) -> Genome:
+    """Return a new genome holding ``net``'s values (weights, biases, gate logits).
+
+    Disabled and recurrent edges, unused biases/gates and ``meta`` are copied from
+    ``genome`` unchanged; the arrays are float32. ``genome`` is not modified.
+
+    Args:
+        genome: the genome ``net`` was built from (or one of identical structure).
+        net: a (trained) ``GenomeNet``.
+
+    Returns:
+        A valid genome with the same structure.
+
+    Raises:
+        GenomeError: if ``net`` was built from a genome of another structure.
+    """
+    if net._structure != genome.structure_key():
+        raise GenomeError("write_back: the net was built from a genome of a different structure")
+    child = genome.copy()
+    g = child.graph
+    for key, p in net.nodes.items():
+        n, what = key[1:].rsplit("_", 1)
+        g.nodes[int(n)][what] = _numpy(p)
+    for key, p in net.edges.items():
+        pair, what = key[1:].rsplit("_", 1)
+        s, d = (int(i) for i in pair.split("_"))
+        value = _numpy(p)
+        g.edges[s, d][what] = np.float32(value) if what == "gate" else value
+    return child
