@@ -7,10 +7,28 @@ from ._errors import GenomeError, NotApplicable
 from .activations import ACTIVATION_IDS, ACTIVATIONS, activate
 from .complexity import ActiveStructure, active_structure
 from .config import DistanceConfig, MutationConfig, MutationRecord
+from .crossover import crossover
+from .distance import distance
 from .evaluate import evaluate
 from .gates import GATE_KINDS, gate_value, open_probability
 from .genome import Genome
 from .innovation import InnovationTracker
+from .mutations import (
+    GROWTH,
+    MUTATIONS,
+    PERTURBATION,
+    PRUNING,
+    MutationFn,
+    add_edge,
+    add_node,
+    mutate_activation,
+    perturb_weights,
+    prune_edge,
+    prune_neurons,
+    remove_node,
+    reset_gates,
+    widen,
+)
 from .serialize import from_dict, load, save, to_dict, to_graphml
 
 __all__ = [
@@ -19,20 +37,36 @@ __all__ = [
     "ActiveStructure",
     "DistanceConfig",
     "GATE_KINDS",
+    "GROWTH",
     "Genome",
     "GenomeError",
     "InnovationTracker",
+    "MUTATIONS",
     "MutationConfig",
+    "MutationFn",
     "MutationRecord",
     "NotApplicable",
+    "PERTURBATION",
+    "PRUNING",
     "activate",
     "active_structure",
+    "add_edge",
+    "add_node",
+    "crossover",
+    "distance",
     "evaluate",
     "from_dict",
     "gate_value",
     "load",
+    "mutate_activation",
     "open_probability",
+    "perturb_weights",
+    "prune_edge",
+    "prune_neurons",
+    "remove_node",
+    "reset_gates",
     "save",
     "to_dict",
     "to_graphml",
+    "widen",
 ]

@@ -98,7 +98,7 @@ class Genome:
             chain.append(nid)
         g.add_node(tracker.OUTPUT, **node_attrs("output", n_outputs, "identity"))
         chain.append(tracker.OUTPUT)
-        for src, dst in zip(chain[:-1], chain[1:]):
+        for src, dst in zip(chain[:-1], chain[1:], strict=True):
             w_src, w_dst = g.nodes[src]["width"], g.nodes[dst]["width"]
             weight = rng.normal(0.0, 1.0 / np.sqrt(w_src), size=(w_dst, w_src))
             g.add_edge(src, dst, **edge_attrs(tracker.edge(src, dst), weight, gate_init))

@@ -1,0 +1,77 @@
+"""Neuron surgery shared by the operators: pick targets, add or drop neurons of a node.
+
+A node's neurons index the rows of its incoming weight matrices and the columns of
+its outgoing ones; every helper here keeps all of them (enabled, disabled and
+recurrent edges, self-loops included) in step with the node's ``width``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeVar
+
+import numpy as np
+
+from ..gates import gate_value
+from ..genome import Genome
+
+T = TypeVar("T")
+
+
+def choose(rng: np.random.Generator, items: Sequence[T]) -> T:
+    """Return one of ``items`` uniformly at random (``items`` must be non-empty)."""
+    return items[int(rng.integers(len(items)))]
+
+
+def gate_scalar(logit: float | np.ndarray, kind: str) -> float:
+    """Return the deterministic value of one gate logit as a Python float."""
+    return float(gate_value(logit, kind))
+
+
+def lecun_normal(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Return float32 weights ~ N(0, 1/fan_in) of ``shape`` = (fan_out, fan_in)."""
+    return rng.normal(0.0, 1.0 / np.sqrt(shape[1]), size=shape).astype(np.float32)
+
+
+def append_neurons(
+    genome: Genome, node: int, added: int, rng: np.random.Generator, gate_init: float
+) -> None:
+    """Append ``added`` neurons to ``node`` in place (``genome`` must be a private copy).
+
+    New incoming rows are LeCun normal, new outgoing columns zero (so the new
+    neurons feed nothing yet), new biases zero and new gate logits ``gate_init``.
+    """
+    g = genome.graph
+    a = g.nodes[node]
+    a["width"] = int(a["width"]) + added
+    a["bias"] = np.concatenate([a["bias"], np.zeros(added, np.float32)])
+    a["gate"] = np.concatenate([a["gate"], np.full(added, gate_init, np.float32)])
+    for s, _ in g.in_edges(node):
+        e = g.edges[s, node]
+        w = e["weight"]
+        rows = lecun_normal(rng, (added, w.shape[1]))
+        e["weight"] = np.concatenate([w, rows], axis=0)
+    for _, d in g.out_edges(node):
+        e = g.edges[node, d]
+        w = e["weight"]
+        cols = np.zeros((w.shape[0], added), np.float32)
+        e["weight"] = np.concatenate([w, cols], axis=1)
+
+
+def keep_neurons(genome: Genome, node: int, keep: np.ndarray) -> None:
+    """Keep only the neurons at sorted indices ``keep`` of ``node``, in place.
+
+    Slices the node's bias and gate, the rows of every incoming matrix and the
+    columns of every outgoing one (``genome`` must be a private copy).
+    """
+    g = genome.graph
+    a = g.nodes[node]
+    a["width"] = len(keep)
+    a["bias"] = a["bias"][keep].copy()
+    a["gate"] = a["gate"][keep].copy()
+    for s, _ in g.in_edges(node):
+        e = g.edges[s, node]
+        e["weight"] = e["weight"][keep, :].copy()
+    for _, d in g.out_edges(node):
+        e = g.edges[node, d]
+        e["weight"] = e["weight"][:, keep].copy()

@@ -1,0 +1,256 @@
+"""Pruning mutations: ``prune_neurons``, ``prune_edge``, ``remove_node``.
+
+Closed hard-concrete gates are exact zeros (Louizos, Welling & Kingma 2018), so
+removing what they close keeps the function; each operator prefers such
+structure and otherwise removes the weakest part it can without breaking the
+genome's validity.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+
+from .._errors import NotApplicable
+from ..activations import activate
+from ..config import MutationConfig, MutationRecord
+from ..gates import gate_value
+from ..genome import Genome, edge_attrs
+from ..innovation import InnovationTracker
+from ._neurons import choose, gate_scalar, keep_neurons
+
+__all__ = ["prune_edge", "prune_neurons", "remove_node"]
+
+
+def prune_neurons(
+    genome: Genome, rng: np.random.Generator, tracker: InnovationTracker, config: MutationConfig
+) -> tuple[Genome, MutationRecord]:
+    """Remove neurons of one hidden node: the closed ones, else the weakest.
+
+    A node with neurons whose deterministic gate is exactly 0 is preferred (chosen
+    at random among such nodes); all its closed neurons go, which keeps the
+    function. If no node has any, ``config.prune_weakest`` neurons with the
+    smallest ``gate * ||outgoing weights||`` go from a random node of width > 1
+    (this changes the function). A node always keeps at least one neuron.
+
+    Args:
+        genome: a valid genome (not modified).
+        rng: picks the node.
+        tracker: unused.
+        config: gate kind, ``prune_weakest``.
+
+    Returns:
+        The child and ``prune_neurons(node, removed, closed)`` (removed: old indices).
+
+    Raises:
+        NotApplicable: no neuron can be removed (every hidden node has width 1 and
+            no closed neuron, or there is no hidden node).
+    """
+    g = genome.graph
+    closed_choices: list[tuple[int, np.ndarray]] = []
+    for n in genome.hidden_nodes():
+        closed = np.flatnonzero(gate_value(g.nodes[n]["gate"], config.gate) == 0)
+        if len(closed) == g.nodes[n]["width"]:
+            closed = closed[1:]  # keep one (closed) neuron: width >= 1
+        if len(closed):
+            closed_choices.append((n, closed))
+    if closed_choices:
+        node, drop = closed_choices[int(rng.integers(len(closed_choices)))]
+        was_closed = True
+    else:
+        wide = [n for n in genome.hidden_nodes() if g.nodes[n]["width"] > 1]
+        if not wide or config.prune_weakest < 1:
+            raise NotApplicable("prune_neurons: no closed neuron and no hidden node wider than 1")
+        node = choose(rng, wide)
+        width = int(g.nodes[node]["width"])
+        score = _neuron_strength(genome, node, config.gate)
+        drop = np.sort(np.argsort(score, kind="stable")[: min(config.prune_weakest, width - 1)])
+        was_closed = False
+    keep = np.setdiff1d(np.arange(g.nodes[node]["width"]), drop)
+    child = genome.copy()
+    keep_neurons(child, node, keep)
+    record = MutationRecord(
+        "prune_neurons", {"node": int(node), "removed": [int(i) for i in drop], "closed": was_closed}
+    )
+    return child, record
+
+
+def _neuron_strength(genome: Genome, node: int, kind: str) -> np.ndarray:
+    """Return ``g_u * sqrt(sum_e (g_e * ||W_e[:, u]||)^2)`` over enabled outgoing edges."""
+    g = genome.graph
+    sq = np.zeros(g.nodes[node]["width"])
+    for d in genome.active_graph().successors(node):
+        e = g.edges[node, d]
+        col = np.linalg.norm(e["weight"].astype(np.float64), axis=0)
+        sq += (gate_scalar(e["gate"], kind) * col) ** 2
+    score = gate_value(g.nodes[node]["gate"], kind) * np.sqrt(sq)
+    return np.where(np.isnan(score), np.inf, score)
+
+
+def _topology(genome: Genome) -> nx.DiGraph:
+    """Return a plain copy of the enabled non-recurrent edges (no attributes)."""
+    h = nx.DiGraph()
+    h.add_nodes_from(genome.graph.nodes)
+    h.add_edges_from(genome.active_graph().edges)
+    return h
+
+
+def _connected(h: nx.DiGraph, inp: int, out: int, hidden: list[int]) -> bool:
+    """Return whether ``out`` is reachable from ``inp`` and every hidden node lies between."""
+    reach = nx.descendants(h, inp)
+    if out not in reach:
+        return False
+    feeds = nx.ancestors(h, out)
+    return all(n in reach and n in feeds for n in hidden)
+
+
+def prune_edge(
+    genome: Genome, rng: np.random.Generator, tracker: InnovationTracker, config: MutationConfig
+) -> tuple[Genome, MutationRecord]:
+    """Remove an enabled edge: a closed one, else the weakest, keeping the genome valid.
+
+    Only edges whose removal leaves every hidden node on an enabled input-output
+    path (and the output reachable) are considered. Among them a random one whose
+    deterministic gate is exactly 0 is removed (keeps the function); if none is
+    closed, the one with the smallest ``gate * ||W||`` (ties: lowest innovation).
+    The edge is removed from the graph, not just disabled.
+
+    Args:
+        genome: a valid genome (not modified).
+        rng: picks among closed edges.
+        tracker: unused.
+        config: gate kind.
+
+    Returns:
+        The child and ``prune_edge(src, dst, innovation, closed)``.
+
+    Raises:
+        NotApplicable: no enabled edge can go without breaking validity.
+    """
+    g = genome.graph
+    inp, out, hidden = genome.input_id, genome.output_id, genome.hidden_nodes()
+    h = _topology(genome)
+    removable = []
+    for s, d, a in sorted(g.edges(data=True), key=lambda t: t[2]["innovation"]):
+        if not a["enabled"]:
+            continue
+        if not a["recurrent"]:
+            h.remove_edge(s, d)
+            ok = _connected(h, inp, out, hidden)
+            h.add_edge(s, d)
+            if not ok:
+                continue
+        removable.append((s, d))
+    if not removable:
+        raise NotApplicable("prune_edge: every enabled edge is needed to keep the genome connected")
+    closed = [e for e in removable if gate_scalar(g.edges[e]["gate"], config.gate) == 0.0]
+    if closed:
+        src, dst = choose(rng, closed)
+    else:
+
+        def strength(e: tuple[int, int]) -> float:
+            v = gate_scalar(g.edges[e]["gate"], config.gate) * float(
+                np.linalg.norm(g.edges[e]["weight"].astype(np.float64))
+            )
+            return np.inf if np.isnan(v) else v
+
+        src, dst = min(removable, key=strength)  # min keeps the first (lowest innovation) tie
+    child = genome.copy()
+    innovation = int(g.edges[src, dst]["innovation"])
+    child.graph.remove_edge(src, dst)
+    record = MutationRecord(
+        "prune_edge", {"src": int(src), "dst": int(dst), "innovation": innovation, "closed": bool(closed)}
+    )
+    return child, record
+
+
+def _slope_at_zero(activation: str) -> float:
+    """Return the activation's central-difference slope at 0 (relu: 0.5)."""
+    eps = 1e-4
+    x = np.array([-eps, eps])
+    y = activate(activation, x)
+    return float((y[1] - y[0]) / (2 * eps))
+
+
+def remove_node(
+    genome: Genome, rng: np.random.Generator, tracker: InnovationTracker, config: MutationConfig
+) -> tuple[Genome, MutationRecord]:
+    """Remove a hidden node and reconnect its neighbours where the graph needs it.
+
+    A node whose neurons are all closed (deterministic gates exactly 0) is
+    preferred; otherwise a random hidden node goes. After removal, every enabled
+    predecessor ``p`` that no longer reaches the output is connected to every
+    enabled successor ``s``, then every successor no longer reachable from the
+    input is connected from every predecessor. Such an edge ``p -> s`` gets the
+    best linear stand-in for the removed path, the node linearised at 0::
+
+        W_ps = g_ns * W_ns @ diag(g_n * act'(0)) @ W_pn * g_pn / g(gate_init)
+
+    (zero when the node was closed, so removing a closed node keeps the function
+    whenever its bias does not matter). A disabled edge ``p -> s`` is re-enabled
+    with these values and keeps its innovation; a new one gets ``tracker.edge``.
+    The node's bias is dropped.
+
+    Args:
+        genome: a valid genome (not modified).
+        rng: picks the node.
+        tracker: innovations of reconnecting edges.
+        config: gate kind, ``gate_init``.
+
+    Returns:
+        The child and ``remove_node(node, reconnected)`` (reconnected: ``[[p, s], ...]``).
+
+    Raises:
+        NotApplicable: no hidden node, or reconnection is blocked by recurrent edges.
+    """
+    g = genome.graph
+    hidden = genome.hidden_nodes()
+    if not hidden:
+        raise NotApplicable("remove_node: no hidden node")
+    closed = [n for n in hidden if not gate_value(g.nodes[n]["gate"], config.gate).any()]
+    node = choose(rng, closed or hidden)
+    active = genome.active_graph()
+    preds = sorted(p for p in active.predecessors(node) if p != node)
+    succs = sorted(s for s in active.successors(node) if s != node)
+    c = gate_scalar(config.gate_init, config.gate)
+    a = g.nodes[node]
+    mid = gate_value(a["gate"], config.gate) * _slope_at_zero(a["activation"])
+
+    child = genome.copy()
+    cg = child.graph
+    cg.remove_node(node)
+    reconnected: list[list[int]] = []
+
+    def connect(p: int, s: int) -> None:
+        old = cg.edges[p, s] if cg.has_edge(p, s) else None
+        if old is not None and (old["enabled"] or old["recurrent"]):
+            return
+        e_in, e_out = g.edges[p, node], g.edges[node, s]
+        w = (
+            gate_scalar(e_out["gate"], config.gate)
+            * gate_scalar(e_in["gate"], config.gate)
+            * (e_out["weight"].astype(np.float64) * mid[None, :])
+            @ e_in["weight"].astype(np.float64)
+        )
+        w = w / c if c != 0.0 else np.zeros_like(w)
+        if not np.isfinite(w).all():
+            w = np.zeros_like(w)
+        innovation = old["innovation"] if old is not None else tracker.edge(p, s)
+        cg.add_edge(p, s, **edge_attrs(innovation, w.astype(np.float32), config.gate_init))
+        reconnected.append([int(p), int(s)])
+
+    inp, out = child.input_id, child.output_id
+    live = child.active_graph()  # a view: sees the edges connect() adds
+    feeds = nx.ancestors(live, out) | {out}
+    for p in preds:
+        if p not in feeds:
+            for s in succs:
+                connect(p, s)
+    reach = nx.descendants(live, inp) | {inp}
+    for s in succs:
+        if s not in reach:
+            for p in preds:
+                connect(p, s)
+    if not _connected(_topology(child), inp, out, child.hidden_nodes()):
+        raise NotApplicable(f"remove_node: recurrent edges block reconnecting around node {node}")
+    return child, MutationRecord("remove_node", {"node": int(node), "reconnected": reconnected})

@@ -1,0 +1,222 @@
+"""Hypothesis strategies that draw random valid genomes, for every package's tests.
+
+``genomes_strategy()`` builds ``Genome.minimal`` and applies a random sequence of
+growth, skip, pruning and perturbation mutations (skipping those that are not
+applicable); with ``trained=True`` every array is then randomised the way training
+leaves it: random weights and biases, gate logits that include exactly closed
+hard-concrete gates. Structure choices are drawn by hypothesis (so failures
+shrink); values come from a numpy generator seeded by a drawn integer.
+
+Example::
+
+    from hypothesis import given
+    from tests.strategies import genomes_strategy
+
+    @given(genomes_strategy(gate="hard_concrete"))
+    def test_something(genome): ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+from genomes import (
+    ACTIVATIONS,
+    GROWTH,
+    MUTATIONS,
+    Genome,
+    InnovationTracker,
+    MutationConfig,
+    NotApplicable,
+    crossover,
+)
+
+__all__ = [
+    "GrownGenome",
+    "genomes_strategy",
+    "grown_genomes",
+    "mutation_config",
+    "populations_strategy",
+    "randomise",
+]
+
+#: Default widths and population sizes (small: the properties need many examples).
+INPUT_WIDTHS = st.integers(1, 4)
+OUTPUT_WIDTHS = st.integers(1, 3)
+POPULATION_SIZES = st.integers(2, 6)
+#: Closed hard-concrete logits (deterministic gate exactly 0 below about -2.4).
+CLOSED_LOGITS = (-8.0, -3.0)
+#: Other logits: half-open to fully open (exactly 1 above about 2.4).
+OPEN_LOGITS = (-2.0, 6.0)
+
+
+#: Operators the strategies draw from: growth twice as likely, so genomes do grow.
+_OPS = tuple(sorted(MUTATIONS)) + GROWTH
+
+
+@dataclass(frozen=True)
+class GrownGenome:
+    """A drawn genome with the tracker that numbered it and the config that grew it."""
+
+    genome: Genome
+    tracker: InnovationTracker
+    config: MutationConfig
+
+
+def mutation_config(gate: str = "sigmoid") -> MutationConfig:
+    """Return the (small-sized) mutation config the strategies grow genomes with."""
+    return MutationConfig(gate=gate, max_new_node_width=8, widen_max=3, max_node_width=12)
+
+
+def randomise(genome: Genome, rng: np.random.Generator, closed_share: float = 0.2) -> Genome:
+    """Return a copy of ``genome`` with every array drawn as training might leave it.
+
+    Weights ~ N(0, s^2 / fan_in) with a per-edge scale ``s`` in [0.5, 1.5]; hidden
+    and output biases ~ N(0, 0.5^2) (the input bias and output gates stay zero);
+    each gate logit is closed (``CLOSED_LOGITS``) with probability ``closed_share``,
+    else drawn from ``OPEN_LOGITS``.
+    """
+    child = genome.copy()
+
+    def logits(shape: tuple[int, ...]) -> np.ndarray:
+        closed = rng.random(shape) < closed_share
+        x = np.where(closed, rng.uniform(*CLOSED_LOGITS, shape), rng.uniform(*OPEN_LOGITS, shape))
+        return x.astype(np.float32)
+
+    for _, a in child.graph.nodes(data=True):
+        if a["role"] != "input":
+            a["bias"] = rng.normal(0.0, 0.5, a["width"]).astype(np.float32)
+        if a["role"] != "output":
+            a["gate"] = logits((a["width"],))
+    for _, _, a in child.graph.edges(data=True):
+        fan_in = a["weight"].shape[1]
+        scale = rng.uniform(0.5, 1.5) / np.sqrt(fan_in)
+        a["weight"] = rng.normal(0.0, scale, a["weight"].shape).astype(np.float32)
+        a["gate"] = np.float32(logits(())[()])
+    return child
+
+
+def _draw(value: Any, draw: Any) -> Any:
+    """Draw from ``value`` if it is a strategy, else return it as is."""
+    return draw(value) if isinstance(value, st.SearchStrategy) else value
+
+
+def _grow(
+    draw: Any,
+    genome: Genome,
+    rng: np.random.Generator,
+    tracker: InnovationTracker,
+    config: MutationConfig,
+    max_mutations: int,
+    trained: bool,
+) -> Genome:
+    """Apply a drawn sequence of mutations (retraining in between when ``trained``)."""
+    closed_share = draw(st.sampled_from([0.0, 0.2, 0.5]))
+    steps = draw(
+        st.lists(st.tuples(st.sampled_from(_OPS), st.booleans()), max_size=max_mutations)
+    )
+    if trained:
+        genome = randomise(genome, rng, closed_share)
+    for name, retrain in steps:
+        try:
+            genome, _ = MUTATIONS[name](genome, rng, tracker, config)
+        except NotApplicable:
+            continue
+        if trained and retrain:
+            genome = randomise(genome, rng, closed_share)
+    if trained:
+        genome = randomise(genome, rng, closed_share)
+    return genome.validate()
+
+
+@st.composite
+def grown_genomes(
+    draw: Any,
+    n_inputs: int | st.SearchStrategy[int] = INPUT_WIDTHS,
+    n_outputs: int | st.SearchStrategy[int] = OUTPUT_WIDTHS,
+    max_mutations: int = 12,
+    gate: str | st.SearchStrategy[str] = "sigmoid",
+    trained: bool = True,
+) -> GrownGenome:
+    """Draw a :class:`GrownGenome`: a genome plus the tracker and config that grew it.
+
+    Use it when a test applies more operators to the drawn genome (the tracker
+    keeps innovation numbers consistent). Arguments as for ``genomes_strategy``.
+    """
+    n_in, n_out = _draw(n_inputs, draw), _draw(n_outputs, draw)
+    kind = _draw(gate, draw)
+    seed = draw(st.integers(0, 2**32 - 1))
+    hidden = draw(st.lists(st.integers(1, 4), max_size=2))
+    activation = draw(st.sampled_from(sorted(ACTIVATIONS)))
+    rng = np.random.default_rng(seed)
+    tracker = InnovationTracker()
+    config = mutation_config(kind)
+    genome = Genome.minimal(n_in, n_out, rng, tracker, hidden=hidden, activation=activation)
+    genome = _grow(draw, genome, rng, tracker, config, max_mutations, trained)
+    return GrownGenome(genome, tracker, config)
+
+
+def genomes_strategy(
+    n_inputs: int | st.SearchStrategy[int] = INPUT_WIDTHS,
+    n_outputs: int | st.SearchStrategy[int] = OUTPUT_WIDTHS,
+    max_mutations: int = 12,
+    gate: str | st.SearchStrategy[str] = "sigmoid",
+    trained: bool = True,
+) -> st.SearchStrategy[Genome]:
+    """Return a strategy of valid genomes grown by random mutation sequences.
+
+    Args:
+        n_inputs: input width, or a strategy of it.
+        n_outputs: output width, or a strategy of it.
+        max_mutations: the longest mutation sequence drawn.
+        gate: gate kind the mutations preserve the function under (or a strategy).
+        trained: randomise all arrays (weights, biases, gates incl. closed ones).
+    """
+    return grown_genomes(n_inputs, n_outputs, max_mutations, gate, trained).map(lambda g: g.genome)
+
+
+@st.composite
+def populations_strategy(
+    draw: Any,
+    n_inputs: int | st.SearchStrategy[int] = INPUT_WIDTHS,
+    n_outputs: int | st.SearchStrategy[int] = OUTPUT_WIDTHS,
+    size: int | st.SearchStrategy[int] = POPULATION_SIZES,
+    max_mutations: int = 8,
+    gate: str | st.SearchStrategy[str] = "sigmoid",
+    trained: bool = True,
+) -> list[Genome]:
+    """Draw a population: genomes of one run sharing widths and one innovation tracker.
+
+    Every member grows from the same minimal genome; some generations pass between
+    members (so node splits differ) and some members are crossover children.
+
+    Args:
+        n_inputs: input width shared by all members, or a strategy of it.
+        n_outputs: output width shared by all members, or a strategy of it.
+        size: number of members, or a strategy of it.
+        max_mutations: the longest mutation sequence per member.
+        gate: gate kind (or a strategy of it).
+        trained: randomise all arrays of every member.
+    """
+    n_in, n_out = _draw(n_inputs, draw), _draw(n_outputs, draw)
+    count, kind = _draw(size, draw), _draw(gate, draw)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    tracker = InnovationTracker()
+    config = mutation_config(kind)
+    hidden = draw(st.lists(st.integers(1, 4), max_size=1))
+    base = Genome.minimal(n_in, n_out, rng, tracker, hidden=hidden)
+    members: list[Genome] = []
+    for _ in range(count):
+        if draw(st.booleans()):
+            tracker.next_generation()
+        if len(members) >= 2 and draw(st.integers(0, 3)) == 0:
+            i, j = draw(st.permutations(range(len(members))))[:2]
+            child, _ = crossover(members[i], members[j], rng, config)
+            members.append(child.validate())
+        else:
+            members.append(_grow(draw, base, rng, tracker, config, max_mutations, trained))
+    return members
