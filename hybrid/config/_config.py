@@ -1,0 +1,179 @@
+"""The whole config: one frozen model composed of the sections."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from genomes import DistanceConfig, MutationConfig
+
+from ..tasks import TASKS
+from ._base import LOSS_FOR_KIND, KeyedError, Section
+from ._sections import (
+    CheckpointConfig,
+    EvolutionConfig,
+    GenomeConfig,
+    MutationSection,
+    ParallelConfig,
+    RunConfig,
+    SelectionConfig,
+    SpeciationConfig,
+    TaskConfig,
+    TrainingConfig,
+)
+
+__all__ = ["SECTIONS", "Config", "resolve_device"]
+
+
+def _task_kind(task: Any) -> str | None:
+    if isinstance(task, TaskConfig):
+        return task.kind
+    if isinstance(task, dict):
+        if task.get("kind") is not None:
+            return task["kind"]
+        name = task.get("name")
+        if isinstance(name, str) and name in TASKS:
+            return TASKS[name].kind
+    return None
+
+
+class Config(Section):
+    """A complete, validated search config (``hybrid run`` reads one from TOML).
+
+    Only ``[task]`` is required; every other section and key has a default.
+    ``training.loss`` is derived from the task's kind when not given.
+
+    Example:
+        >>> c = Config(task={"name": "xor"})
+        >>> c.training.loss, c.evolution.population
+        ('cross_entropy', 64)
+    """
+
+    run: RunConfig = Field(default_factory=RunConfig)
+    task: TaskConfig
+    genome: GenomeConfig = Field(default_factory=GenomeConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evolution: EvolutionConfig = Field(default_factory=EvolutionConfig)
+    speciation: SpeciationConfig = Field(default_factory=SpeciationConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    mutation: MutationSection = Field(default_factory=MutationSection)
+    parallel: ParallelConfig = Field(default_factory=ParallelConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_loss(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        loss = LOSS_FOR_KIND.get(_task_kind(data.get("task")))  # type: ignore[arg-type]
+        training = data.get("training", {})
+        if loss is None:
+            return data
+        if isinstance(training, dict) and training.get("loss") is None:
+            return {**data, "training": {**training, "loss": loss}}
+        if isinstance(training, TrainingConfig) and training.loss is None:
+            return {**data, "training": training.model_copy(update={"loss": loss})}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        kind = self.task.kind
+        if self.training.loss != LOSS_FOR_KIND[kind]:
+            raise KeyedError(
+                "training.loss",
+                self.training.loss,
+                f"expected {LOSS_FOR_KIND[kind]!r} for a {kind} task",
+            )
+        if self.evolution.elitism >= self.evolution.population:
+            raise KeyedError(
+                "evolution.elitism",
+                self.evolution.elitism,
+                "expected fewer elites than evolution.population",
+            )
+        target = self.evolution.target_metric
+        if kind == "classification" and target is not None and not 0.0 < target <= 1.0:
+            raise KeyedError(
+                "evolution.target_metric",
+                target,
+                "expected an accuracy in (0, 1] for a classification task",
+            )
+        if self.parallel.address is not None and self.parallel.backend != "dask":
+            raise KeyedError(
+                "parallel.address",
+                self.parallel.address,
+                "expected parallel.backend = 'dask' when an address is set",
+            )
+        return self
+
+    def mutation_config(self) -> MutationConfig:
+        """Return the ``genomes.MutationConfig`` the mutation operators read."""
+        m = self.mutation
+        return MutationConfig(
+            gate=self.training.gate,
+            gate_init=self.genome.gate_init,
+            activations=tuple(m.activations),
+            new_node_activation=m.new_node_activation,
+            max_new_node_width=m.max_new_node_width,
+            widen_max=m.widen_max,
+            max_node_width=m.max_node_width,
+            perturb_std=m.perturb_std,
+            perturb_fraction=m.perturb_fraction,
+            prune_weakest=m.prune_weakest,
+        )
+
+    def distance_config(self) -> DistanceConfig:
+        """Return the ``genomes.DistanceConfig`` of the compatibility distance."""
+        s = self.speciation
+        return DistanceConfig(
+            excess=s.excess,
+            disjoint=s.disjoint,
+            weight=s.weight,
+            width=s.width,
+            normalise_above=s.normalise_above,
+        )
+
+    def train_kwargs(self) -> dict[str, Any]:
+        """Return the ``TrainConfig`` fields: steps, batch_size, lr, weight_decay, penalty, gate, loss."""
+        t = self.training
+        keys = ("steps", "batch_size", "lr", "weight_decay", "penalty", "gate", "loss")
+        return {k: getattr(t, k) for k in keys}
+
+
+#: Section name -> model, in the order ``dump_config`` writes them.
+SECTIONS: dict[str, type[Section]] = {
+    name: info.annotation
+    for name, info in Config.model_fields.items()  # type: ignore[misc]
+}
+
+
+def resolve_device(device: str) -> str:
+    """Return the torch device a ``run.device`` setting means on this machine.
+
+    Args:
+        device: "auto", "cpu", "cuda" or "cuda:N" (validated by ``RunConfig``).
+
+    Returns:
+        "cuda" (or "cuda:N") when asked for and available; "cpu" for "auto" without
+        a GPU.
+
+    Raises:
+        ConfigError: CUDA was asked for but is not available.
+    """
+    import torch
+
+    from ..errors import ConfigError
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"run.device: got {device!r}, but this torch ({torch.__version__}) sees no CUDA device"
+            )
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"run.device: got {device!r}, expected an index below {torch.cuda.device_count()}"
+            )
+    return device

@@ -1,0 +1,266 @@
+"""The config sections: frozen pydantic models, unknown keys forbidden.
+
+Each field's ``description`` says why its default is what it is; ``dump_config``
+writes it as a comment above the key, so a run's ``config.toml`` explains itself.
+Cross-field rules raise :class:`KeyedError` so an error still names its dotted key.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, field_validator
+
+from ._base import DC, MC, Activation, Section, as_tuple, rate
+from ._task import TaskConfig
+
+__all__ = [
+    "CheckpointConfig",
+    "EvolutionConfig",
+    "GenomeConfig",
+    "MutationSection",
+    "ParallelConfig",
+    "RunConfig",
+    "SelectionConfig",
+    "SpeciationConfig",
+    "TaskConfig",
+    "TrainingConfig",
+]
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+class RunConfig(Section):
+    """``[run]``: naming, seeding and placing a run."""
+
+    name: str = Field(
+        "run",
+        description="run folder name under runs_dir; load_config defaults it to the config file's stem",
+    )
+    seed: int = Field(
+        0,
+        ge=0,
+        description="one seed drives data, splits, genomes and training: same seed, same run",
+    )
+    device: str = Field(
+        "auto", description="auto = cuda when available else cpu; or cpu, cuda, cuda:N"
+    )
+    runs_dir: str = Field(
+        "runs", description="folder that holds run folders, relative to the working directory"
+    )
+    threads: int = Field(
+        1,
+        ge=1,
+        description="torch intra-op threads: small tensors gain little from more, and cores are shared",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.fullmatch(v):
+            raise ValueError("expected a folder name of letters, digits, '.', '_' or '-'")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not _DEVICE.fullmatch(v):
+            raise ValueError("expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        return v
+
+
+class GenomeConfig(Section):
+    """``[genome]``: the initial population's shape."""
+
+    hidden: Annotated[tuple[Annotated[int, Field(ge=1)], ...], BeforeValidator(as_tuple)] = Field(
+        (),
+        description="widths of a hidden chain to start from; empty = input wired to output (NEAT's minimal start)",
+    )
+    activation: Activation = Field("relu", description="activation of the initial hidden nodes")
+    gate_init: float = Field(
+        MC.gate_init,
+        description="initial gate logit: open (sigmoid 0.95, hard-concrete exactly 1)",
+    )
+
+
+class TrainingConfig(Section):
+    """``[training]``: the gradient phase every member gets each generation."""
+
+    steps: int = Field(
+        200,
+        ge=1,
+        description="optimiser steps per member per generation: enough to fit, cheap enough to evolve",
+    )
+    batch_size: int = Field(
+        64, ge=1, description="minibatch size; a split smaller than this trains full-batch"
+    )
+    lr: float = Field(
+        0.01, gt=0.0, description="Adam learning rate: small nets tolerate a large one"
+    )
+    weight_decay: float = Field(
+        0.0,
+        ge=0.0,
+        description="AdamW decoupled weight decay; the gate penalty already favours small nets",
+    )
+    penalty: float = Field(
+        1e-4,
+        ge=0.0,
+        description="weight of the structure penalty (expected open gates): pressure to prune",
+    )
+    gate: Literal["sigmoid", "hard_concrete"] = Field(
+        "sigmoid", description="sigmoid = soft gates; hard_concrete = L0 gates that close exactly"
+    )
+    loss: Literal["cross_entropy", "mse"] | None = Field(
+        None, description="derived from task.kind: cross_entropy (classification), mse (regression)"
+    )
+    inheritance: Literal["lamarckian", "baldwinian"] = Field(
+        "lamarckian",
+        description="lamarckian: children inherit trained weights; baldwinian: only fitness benefits",
+    )
+    engine: Literal["batched", "loop"] = Field(
+        "batched",
+        description="batched trains the whole population in one computation; loop one genome at a time",
+    )
+
+
+class EvolutionConfig(Section):
+    """``[evolution]``: population size and when to stop."""
+
+    population: int = Field(
+        64, ge=2, description="members per generation: diversity vs cost per generation"
+    )
+    generations: int = Field(
+        100, ge=1, description="stop after this many generations at the latest"
+    )
+    target_metric: float | None = Field(
+        None, description="stop once the best validation metric reaches this (unset: never)"
+    )
+    time_budget_s: float | None = Field(
+        None, gt=0.0, description="stop after this many seconds of wall time (unset: no limit)"
+    )
+    elitism: int = Field(
+        1, ge=0, description="best members per species copied unchanged: the best is never lost"
+    )
+    crossover_rate: float = rate("share of children made by crossover before mutation", 0.25)
+    survival_fraction: float = Field(
+        0.3,
+        gt=0.0,
+        le=1.0,
+        description="share of each species eligible as parents (NEAT's truncation)",
+    )
+
+
+class SpeciationConfig(Section):
+    """``[speciation]``: NEAT species and the compatibility distance coefficients."""
+
+    target_species: int = Field(
+        5, ge=1, description="the threshold adapts toward this many species"
+    )
+    threshold: float = Field(3.0, gt=0.0, description="initial compatibility threshold")
+    threshold_step: float = Field(
+        0.3, gt=0.0, description="threshold change per generation while off target"
+    )
+    stagnation: int = Field(
+        15,
+        ge=1,
+        description="generations without improvement before a species is dropped (never the best)",
+    )
+    excess: float = Field(DC.excess, ge=0.0, description="distance coefficient c1: excess genes")
+    disjoint: float = Field(
+        DC.disjoint, ge=0.0, description="distance coefficient c2: disjoint genes"
+    )
+    weight: float = Field(
+        DC.weight,
+        ge=0.0,
+        description="distance coefficient c3: mean weight difference of matching genes",
+    )
+    width: float = Field(
+        DC.width, ge=0.0, description="distance coefficient per neuron of width difference"
+    )
+    normalise_above: int = Field(
+        DC.normalise_above,
+        ge=1,
+        description="gene counts are normalised only for genomes this large (NEAT)",
+    )
+
+
+class SelectionConfig(Section):
+    """``[selection]``: how parents are chosen."""
+
+    method: Literal["tournament", "nsga2"] = Field(
+        "tournament",
+        description="tournament within species on fitness; nsga2 on (metric, active parameters)",
+    )
+    tournament_size: int = Field(3, ge=2, description="mild pressure: 3 keeps diversity")
+
+
+class MutationSection(Section):
+    """``[mutation]``: each operator's probability per child, and its settings."""
+
+    add_node: float = rate("split an edge with a new node (function-preserving growth)", 0.15)
+    widen: float = rate("add neurons to a hidden node (function-preserving)", 0.15)
+    add_edge: float = rate("add a skip connection (zero weights, function-preserving)", 0.15)
+    prune_neurons: float = rate("remove closed (or the weakest) neurons", 0.1)
+    prune_edge: float = rate("remove a closed or the weakest edge", 0.1)
+    remove_node: float = rate("remove a hidden node, keeping the graph connected", 0.03)
+    perturb_weights: float = rate("add relative noise to weights: escapes a local optimum", 0.2)
+    mutate_activation: float = rate("swap a hidden node's activation", 0.05)
+    reset_gates: float = rate("reopen gates so pruned structure can come back", 0.03)
+    new_node_activation: Activation = Field(
+        MC.new_node_activation, description="activation of split nodes: relu splits exactly"
+    )
+    max_new_node_width: int = Field(
+        MC.max_new_node_width,
+        ge=1,
+        description="cap on a split node's width (beyond: truncated SVD)",
+    )
+    widen_max: int = Field(
+        MC.widen_max, ge=1, description="widen adds 1..widen_max neurons: small steps"
+    )
+    max_node_width: int = Field(MC.max_node_width, ge=1, description="no node grows past this")
+    perturb_std: float = Field(
+        MC.perturb_std, ge=0.0, description="relative std of perturb_weights' noise"
+    )
+    perturb_fraction: float = rate("share of arrays perturb_weights touches", MC.perturb_fraction)
+    prune_weakest: int = Field(
+        MC.prune_weakest, ge=1, description="neurons prune_neurons removes when none is closed"
+    )
+    activations: Annotated[tuple[Activation, ...], BeforeValidator(as_tuple)] = Field(
+        MC.activations, min_length=1, description="activations mutate_activation may pick"
+    )
+
+    def rates(self) -> dict[str, float]:
+        """Return ``{operator name: probability}`` for every mutation operator."""
+        names = ("add_node", "widen", "add_edge", "prune_neurons", "prune_edge", "remove_node",
+                 "perturb_weights", "mutate_activation", "reset_gates")  # fmt: skip
+        return {n: getattr(self, n) for n in names}
+
+
+class ParallelConfig(Section):
+    """``[parallel]``: where training jobs run."""
+
+    backend: Literal["none", "joblib", "dask"] = Field(
+        "none",
+        description="none: in-process (the batched engine needs nothing else); joblib: local processes; dask: a cluster",
+    )
+    workers: int = Field(1, ge=1, description="joblib processes or dask jobs in flight")
+    address: str | None = Field(
+        None, description="dask scheduler address, e.g. tcp://host:8786 (unset: a local cluster)"
+    )
+
+
+class CheckpointConfig(Section):
+    """``[checkpoint]``: how much history survives a crash."""
+
+    keep: int = Field(
+        3,
+        ge=1,
+        description="complete checkpoints kept: a few, in case the newest is from a bad generation",
+    )
+    every: int = Field(
+        1,
+        ge=1,
+        description="checkpoint every N generations: 1 loses at most one generation on a crash",
+    )

@@ -1,0 +1,113 @@
+"""The ``[task]`` section: a built-in task, or user data from a file."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ..tasks import KINDS, TASKS
+from ._base import KeyedError, Section
+
+__all__ = ["TaskConfig"]
+
+
+class TaskConfig(Section):
+    """``[task]``: a built-in task by ``name``, or user data by ``path``.
+
+    Built-ins know their kind. User data must state ``kind``: whether integer
+    labels are classes or quantities cannot be guessed safely. A relative ``path``
+    is relative to the config file (``load_config`` makes it absolute).
+    """
+
+    name: str | None = Field(None, description="a built-in task (see `hybrid tasks`); or set path")
+    path: str | None = Field(
+        None,
+        description="user data: a .csv (header row, label column = target) or .npz (arrays X, y)",
+    )
+    target: str | None = Field(
+        None, description="CSV only: the label column; every other column is a numeric feature"
+    )
+    kind: Literal["classification", "regression"] | None = Field(
+        None, description="built-ins know theirs; required for user data (cross-entropy vs MSE)"
+    )
+    val_fraction: float = Field(
+        0.2, gt=0.0, lt=1.0, description="share of samples that rank genomes during the search"
+    )
+    test_fraction: float = Field(
+        0.2,
+        gt=0.0,
+        lt=1.0,
+        description="share held out until the champion is scored once at the end",
+    )
+    n_samples: int | None = Field(
+        None, ge=4, description="synthetic tasks only (spirals, circles): number of points"
+    )
+    noise: float | None = Field(
+        None, ge=0.0, description="synthetic tasks only: std of the Gaussian noise on the points"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_builtin(cls, data: Any) -> Any:
+        # Resolve a built-in's kind and synthetic defaults so config.toml shows them.
+        if isinstance(data, dict) and isinstance(data.get("name"), str) and data["name"] in TASKS:
+            spec, data = TASKS[data["name"]], dict(data)
+            data.setdefault("kind", spec.kind)
+            if spec.synthetic:
+                data.setdefault("n_samples", spec.default_n_samples)
+                data.setdefault("noise", spec.default_noise)
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str | None) -> str | None:
+        if v is not None and v not in TASKS:
+            raise ValueError(f"expected a built-in task: {', '.join(map(repr, TASKS))}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TaskConfig:
+        if (self.name is None) == (self.path is None):
+            raise KeyedError(
+                "name",
+                self.name,
+                "expected exactly one of task.name (built-in) or task.path (user data)",
+            )
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise KeyedError(
+                "test_fraction", self.test_fraction, "expected val_fraction + test_fraction < 1"
+            )
+        if self.name is not None:
+            spec = TASKS[self.name]
+            if self.kind != spec.kind:
+                raise KeyedError(
+                    "kind", self.kind, f"expected {spec.kind!r} for built-in task {self.name!r}"
+                )
+            if self.target is not None:
+                raise KeyedError("target", self.target, "expected no target for a built-in task")
+            for key in ("n_samples", "noise"):
+                if not spec.synthetic and getattr(self, key) is not None:
+                    raise KeyedError(
+                        key,
+                        getattr(self, key),
+                        f"expected it unset: {self.name!r} is a fixed data set",
+                    )
+            return self
+        suffix = self.path.rsplit(".", 1)[-1].lower() if "." in self.path else ""
+        if suffix not in ("csv", "npz"):
+            raise KeyedError("path", self.path, "expected a .csv or .npz file")
+        if self.kind is None:
+            raise KeyedError(
+                "kind", None, f"expected {' or '.join(map(repr, KINDS))} for user data"
+            )
+        if suffix == "csv" and self.target is None:
+            raise KeyedError("target", None, "expected the name of the CSV's label column")
+        if suffix == "npz" and self.target is not None:
+            raise KeyedError(
+                "target", self.target, "expected no target: an NPZ file holds arrays X and y"
+            )
+        for key in ("n_samples", "noise"):
+            if getattr(self, key) is not None:
+                raise KeyedError(key, getattr(self, key), "expected it unset for user data")
+        return self

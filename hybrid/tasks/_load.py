@@ -1,0 +1,146 @@
+"""Load a task from config: make or read the data, split it, standardise it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import DataError
+from ._builtin import TASKS
+from ._files import encode_targets, read_csv, read_npz
+from ._task import Task
+
+if TYPE_CHECKING:
+    from ..config import TaskConfig
+
+__all__ = ["load_task", "split_indices", "standardise"]
+
+# Independent streams from one seed: data generation and splitting must not share
+# draws, or changing n_samples would also reshuffle an unrelated split.
+_DATA_STREAM = 0
+_SPLIT_STREAM = 1
+
+
+def split_indices(
+    y: np.ndarray, val_fraction: float, test_fraction: float, seed: int, stratify: bool, where: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return seeded, disjoint (train, val, test) index arrays covering ``range(len(y))``.
+
+    Args:
+        y: targets; class ids when ``stratify`` (each split keeps class shares).
+        val_fraction: share of all samples in the validation split.
+        test_fraction: share of all samples in the test split.
+        seed: the run's seed; the same seed gives the same split.
+        stratify: keep class proportions in every split (classification).
+        where: the task or file to name in errors.
+
+    Raises:
+        DataError: if the data are too few (or a class too small) to split so.
+    """
+    from sklearn.model_selection import train_test_split
+
+    state = int(np.random.default_rng([seed, _SPLIT_STREAM]).integers(2**31 - 1))
+    idx = np.arange(len(y))
+    try:
+        rest, test = train_test_split(
+            idx, test_size=test_fraction, random_state=state, stratify=y if stratify else None
+        )
+        train, val = train_test_split(
+            rest,
+            test_size=val_fraction / (1.0 - test_fraction),
+            random_state=state + 1,
+            stratify=y[rest] if stratify else None,
+        )
+    except ValueError as exc:
+        msg = str(exc).splitlines()[0]
+        raise DataError(
+            f"{where}: cannot split {len(y)} samples with val_fraction={val_fraction}, "
+            f"test_fraction={test_fraction} ({msg})"
+        ) from None
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
+def standardise(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return float32 (mean, std) of each feature; constant features get std 1.
+
+    Args:
+        X_train: the training split only: statistics of held-out data must not leak
+            into the features a network trains on.
+    """
+    mean = X_train.mean(axis=0)
+    std = X_train.std(axis=0)
+    std = np.where(std > 1e-12, std, 1.0)
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def _frozen(a: np.ndarray, dtype: type) -> np.ndarray:
+    out = np.ascontiguousarray(a, dtype=dtype)
+    out.setflags(write=False)
+    return out
+
+
+def load_task(task_cfg: TaskConfig, seed: int) -> Task:
+    """Make or read a task's data and split and standardise it, all seeded.
+
+    A built-in task (``task_cfg.name``) comes from :data:`TASKS`; user data from
+    ``task_cfg.path``: a CSV file (``task_cfg.target`` names the label column, a
+    header row is required, every other column is a numeric feature) or an NPZ file
+    with arrays ``X`` [N, F] and ``y`` [N] (or [N, k] for regression). Splits are
+    stratified for classification. ``xor`` is not split: all three splits are its
+    4 points, since the task is to represent XOR, not to generalise from 3 points.
+
+    Args:
+        task_cfg: the ``[task]`` section of a validated config.
+        seed: the run's seed (synthetic noise and the split).
+
+    Returns:
+        The :class:`Task`, features standardised with training-split statistics.
+
+    Raises:
+        DataError: one line naming the file, column or value at fault.
+    """
+    if task_cfg.name is not None:
+        if task_cfg.name not in TASKS:
+            raise DataError(
+                f"task {task_cfg.name!r}: no such built-in task (tasks: {', '.join(TASKS)})"
+            )
+        spec = TASKS[task_cfg.name]
+        rng = np.random.default_rng([seed, _DATA_STREAM])
+        X, y, labels, source = spec.make(task_cfg.n_samples, task_cfg.noise, rng)
+        name, kind, where, do_split = spec.name, spec.kind, f"task {spec.name!r}", spec.split
+    else:
+        path = Path(task_cfg.path)
+        kind, where, do_split = task_cfg.kind, str(path), True
+        if path.suffix.lower() == ".npz":
+            X, raw = read_npz(path)
+        else:
+            X, raw = read_csv(path, task_cfg.target, kind)
+        y, labels = encode_targets(raw, kind, where)
+        name, source = path.stem, str(path)
+    if do_split:
+        tr, va, te = split_indices(
+            y, task_cfg.val_fraction, task_cfg.test_fraction, seed, kind == "classification", where
+        )
+    else:
+        tr = va = te = np.arange(len(y))
+    mean, std = standardise(X[tr])
+    Xs = (X - mean) / std
+    y_dtype = np.int64 if kind == "classification" else np.float32
+    return Task(
+        name=name,
+        kind=kind,
+        X_train=_frozen(Xs[tr], np.float32),
+        y_train=_frozen(y[tr], y_dtype),
+        X_val=_frozen(Xs[va], np.float32),
+        y_val=_frozen(y[va], y_dtype),
+        X_test=_frozen(Xs[te], np.float32),
+        y_test=_frozen(y[te], y_dtype),
+        n_inputs=int(X.shape[1]),
+        n_outputs=len(labels) if kind == "classification" else int(y.shape[1]),
+        feature_mean=_frozen(mean, np.float32),
+        feature_std=_frozen(std, np.float32),
+        class_labels=tuple(labels),
+        source=source,
+    )

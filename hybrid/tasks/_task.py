@@ -1,0 +1,47 @@
+"""The loaded task: seeded, standardised train/validation/test splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["KINDS", "Task"]
+
+#: What a task asks of a network; decides the loss and the metric.
+KINDS = ("classification", "regression")
+
+
+@dataclass(frozen=True, eq=False)
+class Task:
+    """A data set split three ways, features standardised with training statistics.
+
+    Arrays are read-only. Features are float32 ``[N, n_inputs]``. Targets are int64
+    class ids ``[N]`` (classification; ``class_labels[i]`` is the original label of
+    id ``i``) or float32 ``[N, n_outputs]`` (regression; ``class_labels`` is empty).
+    ``feature_mean`` and ``feature_std`` (float32 ``[n_inputs]``) come from the
+    training split only and were applied to every split: ``X = (raw - mean) / std``.
+    ``source`` says where the data came from (a built-in generator or a file path).
+    """
+
+    name: str
+    kind: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    n_inputs: int
+    n_outputs: int
+    feature_mean: np.ndarray
+    feature_std: np.ndarray
+    class_labels: tuple[str, ...]
+    source: str
+
+    def __repr__(self) -> str:
+        sizes = f"train={len(self.X_train)}, val={len(self.X_val)}, test={len(self.X_test)}"
+        return (
+            f"Task(name={self.name!r}, kind={self.kind!r}, n_inputs={self.n_inputs}, "
+            f"n_outputs={self.n_outputs}, {sizes}, source={self.source!r})"
+        )
