@@ -94,7 +94,9 @@ class TrainingConfig(Section):
         description="optimiser steps per member per generation: enough to fit, cheap enough to evolve",
     )
     batch_size: int = Field(
-        64, ge=1, description="minibatch size; a split smaller than this trains full-batch"
+        256,
+        ge=1,
+        description="minibatch size; the built-in toy tasks fit in one full batch (no minibatch noise)",
     )
     lr: float = Field(
         0.01, gt=0.0, description="Adam learning rate: small nets tolerate a large one"
@@ -102,12 +104,12 @@ class TrainingConfig(Section):
     weight_decay: float = Field(
         0.0,
         ge=0.0,
-        description="AdamW decoupled weight decay; the gate penalty already favours small nets",
+        description="AdamW decoupled weight decay; off: selection already favours small nets",
     )
     penalty: float = Field(
-        1e-4,
+        0.0,
         ge=0.0,
-        description="weight of the structure penalty (expected open gates): pressure to prune",
+        description="weight of the structure penalty (open gates); off: it bends the fitted function, turn on to prune",
     )
     gate: Literal["sigmoid", "hard_concrete"] = Field(
         "sigmoid", description="sigmoid = soft gates; hard_concrete = L0 gates that close exactly"
