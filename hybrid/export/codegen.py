@@ -1,0 +1,202 @@
+"""Write an export plan as a readable, standalone Python file (needs only torch).
+
+The generated file defines ``ExportedNet`` (one ``nn.Linear`` per live genome node,
+named ``node<id>``, a forward in topological order with one commented line per
+node) and ``load()``, which reads the weights saved next to it with
+``torch.load(..., weights_only=True)``. Its ``state_dict`` keys equal those of
+:class:`hybrid.export.module.ExportedNet`, whose ``state_dict`` is what gets saved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .. import __version__
+from .module import layer_name
+from .plan import ExportPlan, LayerPlan
+
+__all__ = ["ACTIVATION_CODE", "render_python"]
+
+#: Source for each activation in ``genomes.ACTIVATIONS``, applied to ``{}`` (used once).
+ACTIVATION_CODE: dict[str, str] = {
+    "identity": "{}",
+    "relu": "torch.relu({})",
+    "tanh": "torch.tanh({})",
+    "sigmoid": "torch.sigmoid({})",
+    "gelu": 'F.gelu({}, approximate="tanh")',
+    "sin": "torch.sin({})",
+    "gauss": "torch.exp(-torch.square({}))",
+    "softplus": "F.softplus({})",
+}
+
+_HEADER = '''\
+"""{title}
+
+A plain PyTorch module exported by hybrid {version}: importing this file needs
+only torch. {n_parameters} parameters; the genome's {gate} gates are folded into
+the weights and everything they closed is gone.
+
+``ExportedNet`` takes RAW features: ``forward`` first standardises them with the
+training statistics, ``(x - feature_mean) / feature_std`` (buffers saved with the
+weights), and returns the network's {outputs}.
+
+Load and use::
+
+    model = load()  # weights from {weights} next to this file
+    y = model(torch.as_tensor(features, dtype=torch.float32))  # (B, {n_inputs}) -> (B, {n_outputs})
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: The trained weights (a state_dict), next to this file.
+WEIGHTS = {weights!r}
+#: Output i is the score of class CLASS_LABELS[i] (empty if the task is not classification).
+CLASS_LABELS = {class_labels!r}
+
+'''
+
+_LOAD = '''
+
+def load(weights: str | Path | None = None, map_location: str | torch.device = "cpu") -> ExportedNet:
+    """Return an ``ExportedNet`` holding the exported weights, in eval mode.
+
+    Args:
+        weights: the state_dict file (default: ``WEIGHTS`` next to this file).
+        map_location: device to load the tensors onto.
+    """
+    path = Path(__file__).with_name(WEIGHTS) if weights is None else Path(weights)
+    model = ExportedNet()
+    model.load_state_dict(torch.load(path, map_location=map_location, weights_only=True))
+    return model.eval()
+'''
+
+
+def _neurons(layer: LayerPlan) -> str:
+    if layer.width == layer.genome_width:
+        return f"{layer.width} neurons"
+    return f"{layer.width} of {layer.genome_width} neurons kept"
+
+
+def _reads(layer: LayerPlan, input_id: int) -> str:
+    if layer.is_constant:
+        return "constant: no live input, value act(bias)"
+    names = [f"{s} (input)" if s == input_id else str(s) for s in layer.sources]
+    return "reads node" + ("s " if len(names) > 1 else " ") + ", ".join(names)
+
+
+def _init_lines(plan: ExportPlan) -> list[str]:
+    n = plan.n_inputs
+    lines = [
+        f"# Training statistics of the {n} features (loaded with the weights).",
+        f'self.register_buffer("feature_mean", torch.zeros({n}))',
+        f'self.register_buffer("feature_std", torch.ones({n}))',
+    ]
+    if not plan.keeps_all_inputs:
+        lines += [
+            "# Features whose input gate is open; the others cannot change the output.",
+            f'self.register_buffer("input_index", torch.tensor({list(plan.input_index)}), '
+            "persistent=False)",
+        ]
+    for layer in plan.layers:
+        name = layer_name(layer.id, layer.is_constant)
+        lines.append(
+            f"# node {layer.id}: {layer.role} {layer.activation}, {_neurons(layer)}; "
+            f"{_reads(layer, plan.input_id)}"
+        )
+        if layer.is_constant:
+            lines.append(f"self.{name} = nn.Parameter(torch.zeros({layer.width}))")
+        else:
+            lines.append(f"self.{name} = nn.Linear({layer.weight.shape[1]}, {layer.width})")
+    return lines
+
+
+def _forward_lines(plan: ExportPlan) -> list[str]:
+    lines = ["x = (x - self.feature_mean) / self.feature_std"]
+    inp = plan.input_id
+    if any(inp in layer.sources for layer in plan.layers):
+        kept = len(plan.input_index)
+        if plan.keeps_all_inputs:
+            lines.append(f"h{inp} = x  # node {inp}: input, {kept} features")
+        else:
+            lines.append(
+                f"h{inp} = x[:, self.input_index]  # node {inp}: input, {kept} of {plan.n_inputs} features"
+            )
+    for layer in plan.layers:
+        name = layer_name(layer.id, layer.is_constant)
+        if layer.is_constant:
+            pre = f"self.{name}"
+        elif len(layer.sources) == 1:
+            pre = f"self.{name}(h{layer.sources[0]})"
+        else:
+            pre = f"self.{name}(torch.cat([{', '.join(f'h{s}' for s in layer.sources)}], dim=1))"
+        value = ACTIVATION_CODE[layer.activation].format(pre)
+        if layer.is_constant:
+            value += ".expand(x.shape[0], -1)"
+        if layer.role == "output":
+            lines.append(f"return {value}  # node {layer.id}: output")
+        else:
+            lines.append(f"h{layer.id} = {value}  # node {layer.id}")
+    return lines
+
+
+def render_python(
+    plan: ExportPlan,
+    *,
+    weights: str,
+    title: str,
+    class_labels: Sequence[Any] = (),
+    outputs: str = "raw outputs",
+) -> str:
+    """Return the source of a standalone module file computing ``plan``'s network.
+
+    Args:
+        plan: the folded network.
+        weights: file name of the state_dict saved next to the generated file.
+        title: the docstring's first line (which genome, from which run).
+        class_labels: JSON-ready labels, one per output, or empty.
+        outputs: what the outputs are, for the docstring (e.g. "logits").
+
+    Returns:
+        Python source that imports only torch.
+
+    Raises:
+        KeyError: for an activation with no entry in ``ACTIVATION_CODE``.
+    """
+    missing = {layer.activation for layer in plan.layers} - ACTIVATION_CODE.keys()
+    if missing:
+        raise KeyError(f"no source for activation(s) {sorted(missing)} in ACTIVATION_CODE")
+    head = _HEADER.format(
+        title=title,
+        version=__version__,
+        n_parameters=plan.n_parameters,
+        gate=plan.gate,
+        outputs=outputs,
+        weights=weights,
+        n_inputs=plan.n_inputs,
+        n_outputs=plan.n_outputs,
+        class_labels=list(class_labels),
+    )
+    cls = [
+        "class ExportedNet(nn.Module):",
+        '    """The exported network; attribute ``node<id>`` is genome node <id>.',
+        "",
+        "    Shape:",
+        f"        Input: (B, {plan.n_inputs}) raw features. Output: (B, {plan.n_outputs}).",
+        '    """',
+        "",
+        "    def __init__(self) -> None:",
+        "        super().__init__()",
+        *(f"        {line}" for line in _init_lines(plan)),
+        "",
+        "    def forward(self, x: torch.Tensor) -> torch.Tensor:",
+        '        """Return the outputs for raw features ``x`` of shape (B, n_inputs)."""',
+        *(f"        {line}" for line in _forward_lines(plan)),
+    ]
+    return head + "\n" + "\n".join(cls) + "\n" + _LOAD

@@ -1,0 +1,254 @@
+"""Write an exported genome to disk in one of four formats, plus a JSON sidecar.
+
+Formats (``FORMATS``; every file is loadable without hybrid):
+
+* ``python``: ``<name>.py``, a readable module defining ``ExportedNet`` and
+  ``load()`` (needs only torch), and ``<stem>.state_dict.pt``, its weights
+  (``torch.load(..., weights_only=True)``).
+* ``torchscript``: ``<name>.pt`` from ``torch.jit.trace`` (``torch.jit.load``).
+* ``pt2``: ``<name>.pt2`` from ``torch.export.export`` with a dynamic batch
+  dimension (``torch.export.load(path).module()``).
+* ``onnx``: ``<name>.onnx`` from the dynamo ONNX exporter, input ``x``, output
+  ``y``, dynamic batch. Needs the ``onnx`` extra.
+
+Every module takes raw features and standardises them itself. Each export also
+writes ``<name>.json``, the sidecar: whatever the caller passed (``genome_id``,
+``run``, ``task``, ``class_labels``, ``metrics``, ...) plus ``format``,
+``export_format``, ``files``, ``gate``, ``n_inputs``, ``n_outputs``,
+``n_parameters``, ``feature_mean``, ``feature_std`` and the versions used.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genomes import GATE_KINDS, Genome
+from genomes.serialize import atomic_write
+
+from .. import __version__
+from ..errors import HybridError
+from .codegen import render_python
+from .module import ExportedNet
+from .plan import ExportPlan, plan_export
+
+__all__ = ["FORMATS", "SIDECAR_FORMAT", "ExportError", "ExportResult", "export_genome"]
+
+SIDECAR_FORMAT = "hybrid.export"
+ONNX_INSTALL = 'pip install -c constraints.txt -e ".[onnx]"'
+
+
+class ExportError(HybridError):
+    """An export cannot be written: unknown format, missing extra, bad sidecar."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote.
+
+    Attributes:
+        format: the format name.
+        path: the main file (the module, program or model).
+        files: every file written, the main one first and the sidecar last.
+        n_parameters: parameters of the exported module.
+        sidecar: the JSON sidecar's content.
+    """
+
+    format: str
+    path: Path
+    files: tuple[Path, ...]
+    n_parameters: int
+    sidecar: dict[str, Any]
+
+
+Writer = Callable[[ExportedNet, ExportPlan, Path, Mapping[str, Any]], list[Path]]
+
+
+def _save_bytes(path: Path, save: Callable[[io.BytesIO], Any]) -> None:
+    buf = io.BytesIO()
+    save(buf)
+    atomic_write(path, buf.getvalue())
+
+
+def _example(plan: ExportPlan) -> torch.Tensor:
+    # Batch 2: torch.export specialises sizes 0 and 1, so a dynamic batch needs >= 2.
+    return torch.zeros(2, plan.n_inputs)
+
+
+def _write_python(
+    net: ExportedNet, plan: ExportPlan, path: Path, sidecar: Mapping[str, Any]
+) -> list[Path]:
+    weights = path.with_name(f"{path.stem}.state_dict.pt")
+    _save_bytes(weights, lambda f: torch.save(net.state_dict(), f))
+    task = sidecar.get("task") or {}
+    run = sidecar.get("run") or {}
+    run_name = run.get("name") if isinstance(run, Mapping) else run
+    title = f"Genome {sidecar.get('genome_id', '?')}"
+    if run_name:
+        title += f" of run {run_name!r}"
+    if task.get("name"):
+        title += f", task {task['name']!r}"
+    source = render_python(
+        plan,
+        weights=weights.name,
+        title=title + ".",
+        class_labels=sidecar.get("class_labels") or (),
+        outputs="logits" if task.get("kind") == "classification" else "raw outputs",
+    )
+    atomic_write(path, source)
+    return [path, weights]
+
+
+def _write_torchscript(
+    net: ExportedNet, plan: ExportPlan, path: Path, sidecar: Mapping[str, Any]
+) -> list[Path]:
+    with warnings.catch_warnings():
+        # torch.jit is deprecated in favour of torch.export; the format was asked for.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        traced = torch.jit.trace(net, _example(plan))
+        _save_bytes(path, lambda f: torch.jit.save(traced, f))
+    return [path]
+
+
+def _exported_program(net: ExportedNet, plan: ExportPlan) -> torch.export.ExportedProgram:
+    batch = torch.export.Dim("batch", min=1)
+    return torch.export.export(net, (_example(plan),), dynamic_shapes={"x": {0: batch}})
+
+
+def _write_pt2(
+    net: ExportedNet, plan: ExportPlan, path: Path, sidecar: Mapping[str, Any]
+) -> list[Path]:
+    program = _exported_program(net, plan)
+    _save_bytes(path, lambda f: torch.export.save(program, f))
+    return [path]
+
+
+def _write_onnx(
+    net: ExportedNet, plan: ExportPlan, path: Path, sidecar: Mapping[str, Any]
+) -> list[Path]:
+    missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ExportError(
+            f"{path}: format 'onnx' needs {' and '.join(missing)} (the onnx extra): {ONNX_INSTALL}"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(tmp) / path.name
+        torch.onnx.export(
+            _exported_program(net, plan),
+            f=str(model),
+            input_names=["x"],
+            output_names=["y"],
+            external_data=False,
+            verbose=False,
+        )
+        atomic_write(path, model.read_bytes())
+    return [path]
+
+
+#: Format name -> (file suffix, writer). Tests run over every entry.
+FORMATS: dict[str, tuple[str, Writer]] = {
+    "python": (".py", _write_python),
+    "torchscript": (".pt", _write_torchscript),
+    "pt2": (".pt2", _write_pt2),
+    "onnx": (".onnx", _write_onnx),
+}
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"{type(x).__name__} is not JSON serialisable")
+
+
+def _check_sidecar(genome: Genome, sidecar: Mapping[str, Any], where: Path) -> None:
+    for key, value in (("n_inputs", genome.n_inputs), ("n_outputs", genome.n_outputs)):
+        if key in sidecar and sidecar[key] != value:
+            raise ExportError(
+                f"{where}: sidecar {key} is {sidecar[key]!r} but the genome has {value}"
+            )
+    labels = sidecar.get("class_labels") or []
+    if labels and len(labels) != genome.n_outputs:
+        raise ExportError(
+            f"{where}: class_labels should have {genome.n_outputs} entries (one per output), got {len(labels)}"
+        )
+
+
+def export_genome(
+    genome: Genome,
+    out_path: str | os.PathLike[str],
+    fmt: str = "python",
+    gate: str = "sigmoid",
+    sidecar: Mapping[str, Any] | None = None,
+) -> ExportResult:
+    """Export ``genome`` as a module file of format ``fmt``, plus its JSON sidecar.
+
+    Args:
+        genome: a valid genome (only read).
+        out_path: the main file to write; its suffix must be the format's
+            (``.py``, ``.pt``, ``.pt2``, ``.onnx``). Folders are created.
+        fmt: a key of ``FORMATS``.
+        gate: gate kind whose deterministic values are folded into the weights.
+        sidecar: facts to record in the sidecar (JSON-ready, numpy allowed). Its
+            ``feature_mean`` and ``feature_std`` (if given) are also built into the
+            module, which then takes raw features.
+
+    Returns:
+        What was written.
+
+    Raises:
+        ExportError: for an unknown format or gate, a suffix that does not match,
+            statistics or labels that do not fit the genome, or a missing extra.
+    """
+    path = Path(out_path)
+    if fmt not in FORMATS:
+        raise ExportError(f"{path}: format should be one of {sorted(FORMATS)}, got {fmt!r}")
+    if gate not in GATE_KINDS:
+        raise ExportError(f"{path}: gate should be one of {GATE_KINDS}, got {gate!r}")
+    suffix, writer = FORMATS[fmt]
+    if path.suffix != suffix:
+        raise ExportError(f"{path}: a {fmt} export should end in {suffix!r}")
+    sidecar = dict(sidecar or {})
+    _check_sidecar(genome, sidecar, path)
+    plan = plan_export(genome, gate)
+    try:
+        net = ExportedNet(plan, sidecar.get("feature_mean"), sidecar.get("feature_std"))
+    except ValueError as exc:
+        raise ExportError(f"{path}: {exc}") from None
+    net.eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    files = writer(net, plan, path, sidecar)
+    info = {
+        **sidecar,
+        "format": SIDECAR_FORMAT,
+        "version": 1,
+        "export_format": fmt,
+        "files": [f.name for f in files],
+        "gate": gate,
+        "n_inputs": plan.n_inputs,
+        "n_outputs": plan.n_outputs,
+        "n_parameters": plan.n_parameters,
+        "input": "raw features: the module computes (x - feature_mean) / feature_std first",
+        "feature_mean": net.feature_mean.tolist(),
+        "feature_std": net.feature_std.tolist(),
+        "class_labels": list(sidecar.get("class_labels") or []),
+        "hybrid_version": __version__,
+        "torch_version": torch.__version__,
+    }
+    side = path.with_name(path.name + ".json")
+    atomic_write(side, json.dumps(info, indent=1, default=_jsonable) + "\n")
+    return ExportResult(fmt, path, (*files, side), plan.n_parameters, info)
