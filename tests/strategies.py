@@ -81,23 +81,26 @@ def randomise(genome: Genome, rng: np.random.Generator, closed_share: float = 0.
     else drawn from ``OPEN_LOGITS``.
     """
     child = genome.copy()
+    _randomise_in_place(child, rng, closed_share)
+    return child
 
-    def logits(shape: tuple[int, ...]) -> np.ndarray:
-        closed = rng.random(shape) < closed_share
-        x = np.where(closed, rng.uniform(*CLOSED_LOGITS, shape), rng.uniform(*OPEN_LOGITS, shape))
+
+def _randomise_in_place(genome: Genome, rng: np.random.Generator, closed_share: float) -> None:
+    def logits(size: int) -> np.ndarray:
+        closed = rng.random(size) < closed_share
+        x = np.where(closed, rng.uniform(*CLOSED_LOGITS, size), rng.uniform(*OPEN_LOGITS, size))
         return x.astype(np.float32)
 
-    for _, a in child.graph.nodes(data=True):
+    for _, a in genome.graph.nodes(data=True):
         if a["role"] != "input":
             a["bias"] = rng.normal(0.0, 0.5, a["width"]).astype(np.float32)
         if a["role"] != "output":
-            a["gate"] = logits((a["width"],))
-    for _, _, a in child.graph.edges(data=True):
+            a["gate"] = logits(a["width"])
+    for _, _, a in genome.graph.edges(data=True):
         fan_in = a["weight"].shape[1]
         scale = rng.uniform(0.5, 1.5) / np.sqrt(fan_in)
         a["weight"] = rng.normal(0.0, scale, a["weight"].shape).astype(np.float32)
-        a["gate"] = np.float32(logits(())[()])
-    return child
+        a["gate"] = logits(1)[0]
 
 
 def _draw(value: Any, draw: Any) -> Any:
@@ -116,8 +119,9 @@ def _grow(
 ) -> Genome:
     """Apply a drawn sequence of mutations (retraining in between when ``trained``)."""
     closed_share = draw(st.sampled_from([0.0, 0.2, 0.5]))
+    count = draw(st.integers(0, max_mutations))  # spread: a bare list favours short ones
     steps = draw(
-        st.lists(st.tuples(st.sampled_from(_OPS), st.booleans()), max_size=max_mutations)
+        st.lists(st.tuples(st.sampled_from(_OPS), st.booleans()), min_size=count, max_size=count)
     )
     if trained:
         genome = randomise(genome, rng, closed_share)
@@ -127,9 +131,9 @@ def _grow(
         except NotApplicable:
             continue
         if trained and retrain:
-            genome = randomise(genome, rng, closed_share)
+            _randomise_in_place(genome, rng, closed_share)  # the child is ours alone
     if trained:
-        genome = randomise(genome, rng, closed_share)
+        _randomise_in_place(genome, rng, closed_share)
     return genome.validate()
 
 

@@ -198,7 +198,8 @@ def remove_node(
         config: gate kind, ``gate_init``.
 
     Returns:
-        The child and ``remove_node(node, reconnected)`` (reconnected: ``[[p, s], ...]``).
+        The child and ``remove_node(node, closed, reconnected)`` (closed: all its
+        neurons were closed; reconnected: ``[[p, s], ...]``).
 
     Raises:
         NotApplicable: no hidden node, or reconnection is blocked by recurrent edges.
@@ -253,4 +254,7 @@ def remove_node(
                 connect(p, s)
     if not _connected(_topology(child), inp, out, child.hidden_nodes()):
         raise NotApplicable(f"remove_node: recurrent edges block reconnecting around node {node}")
-    return child, MutationRecord("remove_node", {"node": int(node), "reconnected": reconnected})
+    record = MutationRecord(
+        "remove_node", {"node": int(node), "closed": node in closed, "reconnected": reconnected}
+    )
+    return child, record
