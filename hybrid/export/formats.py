@@ -233,11 +233,11 @@ def export_genome(
     path.parent.mkdir(parents=True, exist_ok=True)
     files = writer(net, plan, path, sidecar)
     info = {
-        **sidecar,
         "format": SIDECAR_FORMAT,
         "version": 1,
         "export_format": fmt,
         "files": [f.name for f in files],
+        **sidecar,
         "gate": gate,
         "n_inputs": plan.n_inputs,
         "n_outputs": plan.n_outputs,
