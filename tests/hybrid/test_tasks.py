@@ -1,0 +1,188 @@
+"""Tasks: built-ins, user CSV/NPZ data, seeded splits, training-only standardisation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hybrid.config import TaskConfig
+from hybrid.errors import DataError
+from hybrid.tasks import TASKS, Task, load_task
+
+
+def _splits(task: Task) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(task.X_train, task.y_train), (task.X_val, task.y_val), (task.X_test, task.y_test)]
+
+
+def _raw_rows(task: Task, X: np.ndarray) -> set[tuple[float, ...]]:
+    raw = X * task.feature_std + task.feature_mean
+    return {tuple(np.round(r, 3)) for r in raw}
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_builtin_task_loads_with_consistent_shapes(name: str) -> None:
+    task = load_task(TaskConfig(name=name), seed=0)
+    assert task.kind == TASKS[name].kind == "classification"
+    for X, y in _splits(task):
+        assert X.dtype == np.float32 and X.shape[1] == task.n_inputs and len(X) == len(y) > 0
+        assert y.dtype == np.int64 and 0 <= y.min() and y.max() < task.n_outputs
+        assert not X.flags.writeable
+    assert len(task.class_labels) == task.n_outputs
+    assert TASKS[name].description and "\n" not in TASKS[name].description
+
+
+@pytest.mark.parametrize("name", [n for n, s in TASKS.items() if s.split])
+def test_splits_are_seeded_disjoint_and_cover_the_data(name: str) -> None:
+    a, b, c = (load_task(TaskConfig(name=name), seed=s) for s in (1, 1, 2))
+    for (xa, ya), (xb, yb) in zip(_splits(a), _splits(b), strict=True):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    assert not np.array_equal(a.y_test, c.y_test) or not np.array_equal(a.X_test, c.X_test)
+    rows = [_raw_rows(a, X) for X, _ in _splits(a)]
+    n = sum(len(X) for X, _ in _splits(a))
+    if len(set.union(*rows)) == n:  # data without duplicate rows: splits must be disjoint
+        assert not (rows[0] & rows[1]) and not (rows[0] & rows[2]) and not (rows[1] & rows[2])
+
+
+def test_split_sizes_follow_the_fractions() -> None:
+    task = load_task(TaskConfig(name="digits", val_fraction=0.1, test_fraction=0.3), seed=0)
+    n = 1797
+    assert len(task.X_test) == pytest.approx(0.3 * n, abs=1)
+    assert len(task.X_val) == pytest.approx(0.1 * n, abs=1)
+    assert len(task.X_train) + len(task.X_val) + len(task.X_test) == n
+
+
+def test_classification_splits_are_stratified() -> None:
+    task = load_task(TaskConfig(name="breast_cancer"), seed=0)
+    shares = [np.mean(y) for _, y in _splits(task)]
+    assert max(shares) - min(shares) < 0.02
+
+
+def test_standardisation_uses_the_training_split_only() -> None:
+    task = load_task(TaskConfig(name="wine"), seed=3)
+    np.testing.assert_allclose(task.X_train.mean(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(task.X_train.std(axis=0), 1.0, atol=1e-4)
+    from sklearn.datasets import load_wine
+
+    raw = load_wine().data
+    train_raw = task.X_train * task.feature_std + task.feature_mean
+    np.testing.assert_allclose(task.feature_mean, train_raw.mean(axis=0), rtol=1e-5)
+    assert not np.allclose(task.feature_mean, raw.mean(axis=0), rtol=1e-3)
+    assert abs(task.X_test.mean()) > 1e-3  # held-out data are not re-centred on their own mean
+
+
+def test_xor_is_its_four_points_in_every_split() -> None:
+    task = load_task(TaskConfig(name="xor"), seed=0)
+    for X, y in _splits(task):
+        assert X.shape == (4, 2)
+        np.testing.assert_array_equal(y, [0, 1, 1, 0])
+
+
+def test_spirals_are_the_classic_194_points_by_default() -> None:
+    task = load_task(TaskConfig(name="spirals"), seed=0)
+    assert sum(len(X) for X, _ in _splits(task)) == 194
+    raw = np.concatenate([X for X, _ in _splits(task)]) * task.feature_std + task.feature_mean
+    assert np.abs(raw).max() == pytest.approx(6.5, abs=1e-4)  # radius of the first point
+
+
+def test_synthetic_tasks_follow_n_samples_and_noise() -> None:
+    task = load_task(TaskConfig(name="circles", n_samples=200, noise=0.0), seed=0)
+    assert sum(len(X) for X, _ in _splits(task)) == 200
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _csv_cfg(path: Path, target: str = "label", kind: str = "classification") -> TaskConfig:
+    return TaskConfig(path=str(path), target=target, kind=kind)
+
+
+def test_csv_classification_with_string_labels(tmp_path: Path) -> None:
+    rows = "".join(f"{i},{i % 3 * 1.5},{'ab'[i % 2]}\n" for i in range(40))
+    task = load_task(_csv_cfg(_write(tmp_path / "d.csv", "a,b,label\n" + rows)), seed=0)
+    assert task.name == "d" and task.n_inputs == 2 and task.class_labels == ("a", "b")
+    assert task.source == str(tmp_path / "d.csv")
+
+
+def test_csv_regression_targets_are_float_columns(tmp_path: Path) -> None:
+    rows = "".join(f"{i},{2.5 * i}\n" for i in range(30))
+    task = load_task(
+        _csv_cfg(_write(tmp_path / "r.csv", "x,y\n" + rows), "y", "regression"), seed=0
+    )
+    assert task.y_train.dtype == np.float32 and task.y_train.shape[1] == 1 and task.n_outputs == 1
+    assert task.class_labels == ()
+
+
+def test_numeric_class_labels_are_ordered_numerically(tmp_path: Path) -> None:
+    rows = "".join(f"{i},{[2, 10, 1.0][i % 3]}\n" for i in range(30))
+    task = load_task(_csv_cfg(_write(tmp_path / "d.csv", "x,label\n" + rows)), seed=0)
+    assert task.class_labels == ("1", "2", "10")
+
+
+def test_npz_data_load(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", X=rng.normal(size=(50, 3)), y=np.arange(50) % 2)
+    task = load_task(TaskConfig(path=str(tmp_path / "d.npz"), kind="classification"), seed=0)
+    assert task.n_inputs == 3 and task.n_outputs == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "target", "expected"),
+    [
+        ("", "label", "empty file"),
+        ("a,b,label\n", "label", "no data rows"),
+        ("a,b,c\n1,2,0\n", "label", "no target column 'label' (columns: a, b, c)"),
+        ("a,b,label\n1,2,0\n1,x7,1\n", "label", "column 'b', line 3: non-numeric value 'x7'"),
+        ("a,b,label\n1,2,0\n1,nan,1\n", "label", "column 'b', line 3: value 'nan' is not finite"),
+        ("a,b,label\n1,2,0\n1,,1\n", "label", "column 'b', line 3: empty value"),
+        ("a,b,label\n1,2,0\n1,2\n", "label", "line 3 has 2 fields, the header has 3"),
+        ("a,label\n1,0\n2,0\n", "label", "only one class ('0')"),
+    ],
+)
+def test_bad_csv_gives_one_line_naming_file_column_and_value(
+    text: str, target: str, expected: str, tmp_path: Path
+) -> None:
+    path = _write(tmp_path / "d.csv", text)
+    with pytest.raises(DataError) as info:
+        load_task(_csv_cfg(path, target), seed=0)
+    assert str(info.value).startswith(str(path)) and expected in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_csv_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="nope.csv: file not found"):
+        load_task(_csv_cfg(tmp_path / "nope.csv"), seed=0)
+
+
+@pytest.mark.parametrize(
+    ("arrays", "expected"),
+    [
+        ({"features": np.zeros((4, 2)), "y": np.zeros(4)}, "no array 'X' (arrays: features, y)"),
+        ({"X": np.zeros((4, 2))}, "no array 'y'"),
+        ({"X": np.zeros((4, 2)), "y": np.zeros(3)}, "X has 4 rows but y has 3"),
+        ({"X": np.zeros(4), "y": np.zeros(4)}, "expected numbers of shape [samples, features]"),
+        ({"X": np.array([[0.0], [np.nan]]), "y": np.zeros(2)}, "X[1, 0] is nan"),
+        (
+            {"X": np.zeros((4, 1)), "y": np.array([0.5, 1, 0, 1])},
+            "class label 0.5 is not an integer",
+        ),
+    ],
+)
+def test_bad_npz_gives_one_line_naming_the_array(
+    arrays: dict, expected: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "d.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DataError) as info:
+        load_task(TaskConfig(path=str(path), kind="classification"), seed=0)
+    assert str(info.value).startswith(str(path)) and expected in str(info.value)
+
+
+def test_too_small_a_class_to_stratify_is_a_data_error(tmp_path: Path) -> None:
+    rows = "".join(f"{i},{int(i == 0)}\n" for i in range(20))
+    with pytest.raises(DataError, match="cannot split 20 samples"):
+        load_task(_csv_cfg(_write(tmp_path / "d.csv", "x,label\n" + rows)), seed=0)
