@@ -1,0 +1,226 @@
+"""The population engine: all members' functions, penalties and gates as one module.
+
+:class:`PopulationEngine` packs P genomes (:mod:`hybrid.population.layout`) and
+computes every member's output in one pass (:mod:`hybrid.population.program`). Each
+member computes exactly ``GenomeNet``'s function (``shared/DESIGN.md``); gates are
+folded into the weights first::
+
+    W_eff[r, c] = g(gate_e) * W_e[r, c] * g(gate_src[c])    (output node: no gate)
+
+so the activation buffer holds ungated activations and the input is stored once
+for the whole population. Gate values come from :mod:`hybrid.gates`; the noise of
+training-mode hard-concrete gates is one row of ``draw_gate_noise(n_gates, ...)``
+whose member slices follow ``GenomeNet.gate_layout`` (so a one-member population
+draws exactly what ``GenomeNet`` draws).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from genomes import Genome, GenomeError
+
+from ..gates import check_gate_kind, gate_value, hard_concrete_sample, open_probability
+from .layout import Layout, pack
+from .program import GraphProgram, graph_apply
+
+__all__ = ["PopulationEngine"]
+
+#: Per-sample multiply-adds one bucket's kernel launches are worth, by device type:
+#: a GPU does far more arithmetic per launch, so it pads more to launch less.
+MERGE_MACS = {"cpu": 2048.0, "cuda": 65536.0}
+
+
+class PopulationEngine:
+    """P genomes packed into padded tensors, run together.
+
+    ``theta`` is a leaf tensor holding every member's weights, biases and gate
+    logits (see :mod:`hybrid.population.layout`); nothing else is trained.
+
+    Args:
+        genomes: valid genomes sharing ``n_inputs`` and ``n_outputs`` (only read).
+        gate: ``"sigmoid"`` or ``"hard_concrete"``.
+        device: where to run (default CPU).
+        dtype: float dtype of parameters and buffers.
+        merge_macs: bucket merge threshold (see :func:`~hybrid.population.layout.pack`);
+            default by device type (``MERGE_MACS``).
+
+    Raises:
+        ValueError: for an unknown gate kind.
+        GenomeError: for an empty population or members of different widths.
+    """
+
+    def __init__(
+        self,
+        genomes: Sequence[Genome],
+        gate: str = "sigmoid",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+        merge_macs: float | None = None,
+    ) -> None:
+        self.gate = check_gate_kind(gate)
+        self.device = torch.device(device if device is not None else "cpu")
+        self.dtype = dtype
+        self.genomes = tuple(genomes)
+        if merge_macs is None:
+            merge_macs = MERGE_MACS.get(self.device.type, MERGE_MACS["cuda"])
+        self.layout: Layout = pack(self.genomes, merge_macs)
+        lay = self.layout
+        self.program = GraphProgram(lay, self.device, dtype)
+        idx = {"device": self.device, "dtype": torch.long}
+        self.theta = torch.tensor(lay.theta, device=self.device, dtype=dtype)
+        self.member = torch.as_tensor(lay.member, **idx)
+        self._split = (lay.n_weights, lay.n_biases, lay.n_gates)
+        self._edge_gate = torch.as_tensor(lay.weight_edge_gate, **idx)
+        self._src_gate = torch.as_tensor(lay.weight_src_gate, **idx)
+        # Penalty: each member's gates (contiguous) gathered into a padded [P, G] table.
+        starts = np.array([m.gates[0] for m in lay.members]) - lay.n_weights - lay.n_biases
+        sizes = np.array([m.gates[1] - m.gates[0] for m in lay.members])
+        width = max(int(sizes.max()), 1)
+        table = starts[:, None] + np.arange(width)[None, :]
+        table = np.where(np.arange(width)[None, :] < sizes[:, None], table, lay.n_gates)
+        self._gate_table = torch.as_tensor(table, **idx)
+
+    # ----------------------------------------------------------------- sizes
+    @property
+    def n_members(self) -> int:
+        """Number of members P."""
+        return self.layout.n_members
+
+    @property
+    def n_gates(self) -> int:
+        """Number of gates of all members (the width of a noise row)."""
+        return self.layout.n_gates
+
+    @property
+    def padding_efficiency(self) -> float:
+        """Multiply-adds of real edges / multiply-adds executed (forward, per sample)."""
+        return self.layout.padding_efficiency
+
+    def nbytes(self) -> int:
+        """Return the bytes of parameters, index tensors and work buffers."""
+        own = [self.theta, self.member, self._edge_gate, self._src_gate, self._gate_table]
+        return self.program.nbytes() + sum(t.numel() * t.element_size() for t in own)
+
+    def parts(self, theta: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """Return ``(weights, biases, gate logits)`` views of ``theta``."""
+        return (self.theta if theta is None else theta).split(self._split)
+
+    def decay_mask(self) -> torch.Tensor:
+        """Return which entries of ``theta`` are edge weights (the decayed ones)."""
+        mask = torch.zeros(self.theta.numel(), dtype=torch.bool, device=self.device)
+        mask[: self._split[0]] = True
+        return mask
+
+    # ---------------------------------------------------------------- function
+    def gate_values(
+        self, theta: torch.Tensor | None = None, noise: torch.Tensor | None = None, training: bool = False
+    ) -> torch.Tensor:
+        """Return every gate's value: deterministic, or sampled when training hard-concrete.
+
+        Raises:
+            ValueError: for training-mode hard-concrete gates without noise.
+
+        Shape:
+            noise: (n_gates,) -> (n_gates,)
+        """
+        logits = self.parts(theta)[2]
+        if training and self.gate == "hard_concrete":
+            if noise is None:
+                raise ValueError("hard_concrete gates in training need noise, got None")
+            return hard_concrete_sample(logits, noise.to(logits.device, logits.dtype))
+        return gate_value(logits, self.gate)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        training: bool = False,
+        theta: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Return every member's output for the shared batch ``x``.
+
+        Args:
+            x: inputs, on the engine's device.
+            noise: uniform noise for training-mode hard-concrete gates.
+            training: use training-mode gates.
+            theta: parameters to use instead of ``self.theta`` (same layout).
+
+        Raises:
+            ValueError: if ``x`` does not have ``n_inputs`` columns.
+
+        Shape:
+            x: (B, n_inputs); noise: (n_gates,) -> (P, B, n_outputs)
+        """
+        lay = self.layout
+        if x.dim() != 2 or x.shape[1] != lay.n_inputs:
+            raise ValueError(f"inputs should have shape (B, {lay.n_inputs}), got {tuple(x.shape)}")
+        weights, bias, _ = self.parts(theta)
+        gates = self.gate_values(theta, noise, training)
+        effective = weights * (gates[self._edge_gate] * gates[self._src_gate])
+        xt = x.t().to(self.dtype).contiguous()
+        out = graph_apply(self.program, xt, effective, bias)
+        return out.view(lay.n_members, lay.n_outputs, -1).transpose(1, 2)
+
+    __call__ = forward
+
+    def penalty(self, theta: torch.Tensor | None = None) -> torch.Tensor:
+        """Return each member's structure penalty (``GenomeNet.penalty``).
+
+        Shape:
+            (P,)
+        """
+        probs = open_probability(self.parts(theta)[2], self.gate)
+        padded = torch.cat([probs, probs.new_zeros(1)])
+        return padded[self._gate_table].sum(1)
+
+    # -------------------------------------------------------------- write back
+    def write_back(self, theta: torch.Tensor | None = None) -> list[Genome]:
+        """Return new genomes holding each member's values of ``theta``.
+
+        Disabled and recurrent edges, unused biases and gates and ``meta`` are copied
+        unchanged (``hybrid.net.write_back`` semantics); untrained values come back
+        bit for bit.
+
+        Raises:
+            GenomeError: if a genome was changed since packing.
+        """
+        values = (self.theta if theta is None else theta).detach().to("cpu", torch.float32).numpy()
+        children = []
+        for genome, sl, key in zip(self.genomes, self.layout.members, self.layout.structure, strict=True):
+            if genome.structure_key() != key:
+                raise GenomeError("write_back: a genome's structure changed after packing")
+            child = genome.copy()
+            g = child.graph
+            for k, (s, d) in enumerate(sl.edges):
+                shape = g.edges[s, d]["weight"].shape
+                start = sl.weight[k]
+                g.edges[s, d]["weight"] = values[start : start + shape[0] * shape[1]].reshape(shape).copy()
+                g.edges[s, d]["gate"] = np.float32(values[sl.edge_gate + k])
+            for n, start in zip(sl.bias_nodes, sl.bias, strict=True):
+                g.nodes[n]["bias"] = values[start : start + g.nodes[n]["width"]].copy()
+            for n, start in zip(sl.gate_nodes, sl.gate, strict=True):
+                g.nodes[n]["gate"] = values[start : start + g.nodes[n]["width"]].copy()
+            children.append(child)
+        return children
+
+
+def task_losses(out: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
+    """Return each member's mean task loss (``hybrid.metrics.task_loss`` per member).
+
+    Args:
+        out: every member's outputs (logits for ``cross_entropy``).
+        y: the shared targets.
+        loss: ``"cross_entropy"`` or ``"mse"``.
+
+    Shape:
+        out: (P, B, n_out); y: (B,) or (B, n_out) -> (P,)
+    """
+    p, b = out.shape[:2]
+    if loss == "cross_entropy":
+        return F.cross_entropy(out.transpose(1, 2), y.expand(p, b), reduction="none").mean(1)
+    return F.mse_loss(out, y.expand_as(out), reduction="none").mean((1, 2))

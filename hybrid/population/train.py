@@ -1,0 +1,235 @@
+"""Train and evaluate a whole population at once: the batched twin of ``hybrid.train``.
+
+One forward, one backward and one optimiser step per training step for all
+members together, with ``hybrid.train``'s semantics per member: the same loss
+(mean task loss + ``config.penalty`` * penalty), AdamW with decay on edge weights
+only (:class:`~hybrid.population.adam.BatchedAdamW`), the same minibatches
+(:func:`hybrid.batches.minibatch_indices`, drawn before the gate noise from one
+generator). A member whose loss turns NaN/inf is marked failed at that step and
+frozen (parameters of before the failing step); the others go on bit for bit as
+if it had not failed. No host synchronisation inside the loop.
+
+Hard-concrete noise: one row of ``draw_gate_noise(engine.n_gates, steps, ...)`` per
+step, member slices in ``GenomeNet.gate_layout`` order. A one-member population
+therefore replays ``train_genome`` exactly; for larger populations the noise each
+member sees differs from its own ``train_genome`` run (tests hold the engines to
+each other with sigmoid gates, or with the noise passed explicitly).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from genomes import Genome, active_structure
+
+from ..batches import minibatch_indices
+from ..gates import draw_gate_noise
+from ..metrics import Metrics, check_data
+from ..train import LOSS_WINDOW, TrainConfig, TrainResult
+from .adam import BatchedAdamW
+from .engine import PopulationEngine, task_losses
+
+__all__ = ["evaluate_engine", "evaluate_population", "train_engine", "train_population"]
+
+#: Samples per evaluation pass (bounds the work buffers on large splits).
+EVAL_CHUNK = 4096
+
+
+def _lrs(lrs: Sequence[float] | torch.Tensor | None, config: TrainConfig, n: int) -> torch.Tensor:
+    if lrs is None:
+        return torch.full((n,), config.lr, dtype=torch.float64)
+    out = torch.as_tensor(lrs, dtype=torch.float64).reshape(-1)
+    if out.numel() != n or not bool((out > 0).all()):
+        raise ValueError(f"lrs should hold {n} positive learning rates, got {out.tolist()}")
+    return out
+
+
+def train_engine(
+    engine: PopulationEngine,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    config: TrainConfig,
+    batches: torch.Tensor,
+    noise_generator: torch.Generator | None = None,
+    lrs: Sequence[float] | torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
+) -> list[TrainResult]:
+    """Train ``engine.theta`` in place on the given minibatch schedule (``train_net``'s twin).
+
+    Args:
+        engine: the packed population (its gate kind should be ``config.gate``).
+        X: inputs on the engine's device.
+        y: targets (see :func:`hybrid.metrics.check_data`).
+        config: optimiser, penalty and loss settings (``steps``/``batch_size`` are
+            read off ``batches``).
+        batches: sample indices per step, shared by all members.
+        noise_generator: source of the hard-concrete noise (drawn once, up front).
+        lrs: learning rate per member (default ``config.lr`` for all).
+        noise: explicit hard-concrete noise instead of drawing it.
+
+    Returns:
+        One ``TrainResult`` per member, ``metrics`` None.
+
+    Raises:
+        ValueError: for hard-concrete gates without noise or a generator, or bad ``lrs``.
+
+    Shape:
+        X: (N, n_inputs); y: (N,) or (N, n_out); batches: (steps, B); noise: (steps, n_gates).
+    """
+    steps, p = batches.shape[0], engine.n_members
+    batches = batches.to(X.device)
+    if engine.gate == "hard_concrete" and noise is None:
+        if noise_generator is None:
+            raise ValueError("hard_concrete gates need a noise_generator, got None")
+        noise = draw_gate_noise(engine.n_gates, steps, noise_generator, device=X.device)
+    theta = engine.theta.requires_grad_(True)
+    optimizer = BatchedAdamW(
+        theta, engine.member, _lrs(lrs, config, p), engine.decay_mask(), config.weight_decay
+    )
+    dev = theta.device
+    active = torch.ones(p, dtype=torch.bool, device=dev)
+    done = torch.full((p,), steps, dtype=torch.long, device=dev)
+    failed_loss = torch.full((p,), float("nan"), dtype=theta.dtype, device=dev)
+    losses = torch.empty(steps, p, dtype=theta.dtype, device=dev)
+    zero = torch.zeros((), dtype=theta.dtype, device=dev)
+    try:
+        for t in range(steps):
+            idx = batches[t]
+            out = engine.forward(X[idx], None if noise is None else noise[t], training=True)
+            task = task_losses(out, y[idx], config.loss)
+            loss = task + config.penalty * engine.penalty() if config.penalty else task
+            bad = active & ~torch.isfinite(loss)
+            done = torch.where(bad, t, done)
+            failed_loss = torch.where(bad, loss.detach(), failed_loss)
+            active = active & ~bad
+            (grad,) = torch.autograd.grad(torch.where(active, loss, zero).sum(), theta)
+            optimizer.step(grad, active)
+            losses[t] = task.detach()
+    finally:
+        theta.requires_grad_(False)
+    return _results(losses.cpu(), done.cpu(), failed_loss.cpu())
+
+
+def _results(losses: torch.Tensor, done: torch.Tensor, failed: torch.Tensor) -> list[TrainResult]:
+    results = []
+    for m in range(losses.shape[1]):
+        d = int(done[m])
+        if d < losses.shape[0]:  # failed at step d
+            results.append(TrainResult(status="failed", steps=d, train_loss=float(failed[m])))
+            continue
+        window = losses[max(0, d - LOSS_WINDOW) : d, m]
+        results.append(TrainResult(status="ok", steps=d, train_loss=float(window.mean())))
+    return results
+
+
+@torch.no_grad()
+def evaluate_engine(engine: PopulationEngine, X: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[list[float], list[float | None]]:
+    """Return every member's ``(mean loss, accuracy or None)``, deterministic gates.
+
+    Shape:
+        X: (N, n_inputs); y: (N,) or (N, n_outputs).
+    """
+    n = X.shape[0]
+    total = torch.zeros(engine.n_members, dtype=torch.float64, device=X.device)
+    correct = torch.zeros_like(total)
+    for start in range(0, n, EVAL_CHUNK):
+        xb, yb = X[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
+        out = engine.forward(xb)
+        total += task_losses(out, yb, loss).double() * xb.shape[0]
+        if loss == "cross_entropy":
+            correct += (out.argmax(-1) == yb).sum(1).double()
+    values = (total / n).tolist()
+    if loss != "cross_entropy":
+        return values, [None] * engine.n_members
+    return values, (correct / n).tolist()
+
+
+def _metrics(engine: PopulationEngine, genomes: Sequence[Genome], X: Any, y: Any, gate: str, loss: str) -> list[Metrics]:
+    values, accuracy = evaluate_engine(engine, X, y, loss)
+    out = []
+    for g, v, a in zip(genomes, values, accuracy, strict=True):
+        live = active_structure(g, gate)
+        out.append(Metrics(loss=v, accuracy=a, active_parameters=live.n_parameters, flops=live.flops))
+    return out
+
+
+def evaluate_population(
+    genomes: Sequence[Genome], X: Any, y: Any, config: TrainConfig, device: torch.device | str | None = None
+) -> list[Metrics]:
+    """Return each genome's metrics on ``(X, y)`` in one batched pass (``evaluate_genome``'s twin).
+
+    Args:
+        genomes: valid genomes sharing widths (not modified).
+        X, y: a data split (see :func:`hybrid.metrics.check_data`).
+        config: gives the gate kind and the loss.
+        device: where to run (default: ``X``'s device).
+
+    Raises:
+        DataError: if the data does not fit the genomes or the loss.
+    """
+    X, y = _data(genomes, X, y, config, device)
+    engine = PopulationEngine(genomes, config.gate, device=X.device, dtype=X.dtype)
+    return _metrics(engine, genomes, X, y, config.gate, config.loss)
+
+
+def _data(genomes: Sequence[Genome], X: Any, y: Any, config: TrainConfig, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    X, y = check_data(X, y, genomes[0].n_inputs, genomes[0].n_outputs, config.loss)
+    if device is not None:
+        X, y = X.to(device), y.to(device)
+    return X, y
+
+
+def train_population(
+    genomes: Sequence[Genome],
+    X: Any,
+    y: Any,
+    config: TrainConfig,
+    generator: torch.Generator,
+    lrs: Sequence[float] | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[list[Genome], list[TrainResult]]:
+    """Train every genome at once and return new genomes holding the trained values.
+
+    ``train_genome``'s twin, member by member: the schedule and (hard-concrete) the
+    noise are drawn from ``generator`` in the same order, then trained with
+    :func:`train_engine`, written back, and evaluated on ``(X, y)``.
+
+    Args:
+        genomes: valid genomes sharing widths (not modified).
+        X: training inputs, float32.
+        y: int64 class ids (``cross_entropy``) or float targets (``mse``).
+        config: the training settings.
+        generator: the only source of randomness.
+        lrs: learning rate per member (default ``config.lr``).
+        device: where to run (default: ``X``'s device).
+
+    Returns:
+        ``(genomes, results)``: a failed member keeps its input genome and gets
+        ``status == "failed"`` (its ``metrics`` set if only the final evaluation failed).
+
+    Raises:
+        DataError: if the data does not fit the genomes or the loss.
+    """
+    X, y = _data(genomes, X, y, config, device)
+    engine = PopulationEngine(genomes, config.gate, device=X.device, dtype=X.dtype)
+    batches = minibatch_indices(X.shape[0], config.batch_size, config.steps, generator)
+    results = train_engine(engine, X, y, config, batches, generator, lrs)
+    trained = engine.write_back()
+    metrics = _metrics(engine, trained, X, y, config.gate, config.loss)
+    out_genomes, out_results = [], []
+    for g, t, r, m in zip(genomes, trained, results, metrics, strict=True):
+        if r.status == "failed":
+            out_genomes.append(g)
+            out_results.append(r)
+        elif not np.isfinite(m.loss):
+            out_genomes.append(g)
+            out_results.append(replace(r, status="failed", metrics=m))
+        else:
+            out_genomes.append(t)
+            out_results.append(replace(r, metrics=m))
+    return out_genomes, out_results
