@@ -25,6 +25,11 @@ def gelu(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="tanh")
 
 
+def softplus(x: torch.Tensor) -> torch.Tensor:
+    """Return ``log(1 + exp(x))`` (``logaddexp``: exact for large ``x``, unlike F.softplus)."""
+    return torch.logaddexp(x, torch.zeros_like(x))
+
+
 def gauss(x: torch.Tensor) -> torch.Tensor:
     """Return ``exp(-x**2)``."""
     return torch.exp(-x * x)
@@ -38,7 +43,7 @@ TORCH_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "gelu": gelu,
     "sin": torch.sin,
     "gauss": gauss,
-    "softplus": F.softplus,
+    "softplus": softplus,
 }
 
 

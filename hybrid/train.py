@@ -154,7 +154,7 @@ def train_net(
             task = task_loss(out, y[idx], config.loss)
             loss = task + config.penalty * net.penalty() if config.penalty else task
             if not torch.isfinite(loss):  # one host sync per step: the price of stopping at once
-                status, failed_loss = "failed", float(loss)
+                status, failed_loss = "failed", float(loss.detach())
                 break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
