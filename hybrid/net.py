@@ -55,7 +55,8 @@ class GenomeNet(nn.Module):
     ``nodes["n5_bias"]`` [width], ``nodes["n5_gate"]`` [width] (logits),
     ``edges["e0_5_weight"]`` [width_5, width_0], ``edges["e0_5_gate"]`` (scalar
     logit). Only enabled non-recurrent edges get parameters; the input node has no
-    bias and the output node no gate (both unused by the function).
+    bias and the output node no gate (both unused by the function). There is no
+    ``reset_parameters``: the initial values are the genome's, not an init scheme.
 
     Gates: in eval mode (and always for ``sigmoid`` gates) the deterministic
     values; in training mode with ``hard_concrete`` gates, one stochastic sample
@@ -152,13 +153,17 @@ class GenomeNet(nn.Module):
     def _get(self, key: str) -> nn.Parameter:
         return self.nodes[key] if key[0] == "n" else self.edges[key]
 
+    def gate_parameters(self) -> list[nn.Parameter]:
+        """Return the gate logit parameters in :attr:`gate_layout` order."""
+        return [self._get(k) for k in self._gate_keys]
+
     def gate_logits(self) -> torch.Tensor:
         """Return every gate logit, concatenated in :attr:`gate_layout` order.
 
         Shape:
             (n_gates,)
         """
-        return torch.cat([self._get(k).reshape(-1) for k in self._gate_keys])
+        return torch.cat([p.reshape(-1) for p in self.gate_parameters()])
 
     def gate_values(self, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Return the gate values a forward pass uses, keyed by parameter key.

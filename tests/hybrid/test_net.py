@@ -173,7 +173,7 @@ def test_penalty_gradient_is_the_open_probability_slope(kind):
     net = GenomeNet(small_genome(), kind).double()
     net.penalty().backward()
     p = open_probability(net.gate_logits().detach().numpy(), kind)
-    got = torch.cat([net._get(k).grad.reshape(-1) for k, _ in net.gate_layout]).numpy()
+    got = torch.cat([p.grad.reshape(-1) for p in net.gate_parameters()]).numpy()
     np.testing.assert_allclose(got, p * (1 - p), rtol=1e-12)
 
 
@@ -186,9 +186,10 @@ def test_training_sample_equals_oracle_with_shifted_logits(genome, seed):
     u = torch.rand(net.n_gates, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     u = u.clamp(0.01, 0.99)
     shifted = (net.gate_logits().detach() + torch.log(u) - torch.log1p(-u)) / BETA
+    sizes = [size for _, size in net.gate_layout]
     with torch.no_grad():
-        for (key, _), value in zip(net.gate_layout, shifted.split(net._gate_sizes), strict=True):
-            net._get(key).copy_(value.reshape(net._get(key).shape))
+        for p, value in zip(net.gate_parameters(), shifted.split(sizes), strict=True):
+            p.copy_(value.reshape(p.shape))
     oracle = write_back(genome, net)
     x = inputs(genome, seed)
     net2 = GenomeNet(genome, "hard_concrete").double().train()

@@ -206,3 +206,16 @@ def test_bad_train_config_is_a_config_error(changes):
 def test_train_config_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         TrainConfig().steps = 5  # type: ignore[misc]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("kind", GATE_KINDS)
+def test_cuda_training_matches_cpu(kind):
+    genome = Genome.minimal(3, 2, np.random.default_rng(0), InnovationTracker(), hidden=[5])
+    X, y = random_regression(genome, 0, n=40)
+    config = TrainConfig(steps=20, batch_size=8, loss="mse", gate=kind, penalty=0.01)
+    on_cpu, _ = train_genome(genome, X, y, config, gen(3))
+    on_gpu, result = train_genome(genome, torch.tensor(X).cuda(), torch.tensor(y).cuda(), config, gen(3))
+    assert result.status == "ok"
+    for (label, a), (_, b) in zip(on_cpu.iter_arrays(), on_gpu.iter_arrays(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=label)
