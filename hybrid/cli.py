@@ -1,0 +1,152 @@
+"""The ``hybrid`` command line: run, resume, status, tasks (and the run-inspection tools).
+
+User errors (``HybridError``) print one line on stderr and exit with status 2; a
+traceback means a bug. Ctrl-C stops a search after its last complete generation
+(already checkpointed) and exits with status 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import HybridError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hybrid", description="Neuroevolution plus gradient descent.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="start a search from a config file")
+    run.add_argument("config", help="a TOML config (see configs/)")
+    run.add_argument("--seed", type=int, help="override run.seed")
+    run.add_argument("--generations", type=int, help="override evolution.generations")
+    run.add_argument("--device", help="override run.device (auto, cpu, cuda, cuda:N)")
+    run.add_argument("--name", help="override run.name (the run folder's name)")
+    run.add_argument("--runs-dir", help="override run.runs_dir (default: runs/)")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    run.add_argument("--plain", action="store_true", help="one log line per generation, no live display")
+
+    res = sub.add_parser("resume", help="continue a run from its last complete generation")
+    res.add_argument("run_dir")
+    res.add_argument("--plain", action="store_true", help="one log line per generation")
+
+    st = sub.add_parser("status", help="summarise a run folder")
+    st.add_argument("run_dir")
+
+    sub.add_parser("tasks", help="list the built-in tasks")
+    return p
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    keys = {
+        "seed": "run.seed",
+        "generations": "evolution.generations",
+        "device": "run.device",
+        "name": "run.name",
+        "runs_dir": "run.runs_dir",
+    }
+    return {dotted: getattr(args, a) for a, dotted in keys.items() if getattr(args, a) is not None}
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .search import Search
+
+    config = load_config(args.config, _overrides(args))
+    search = Search.start(config, overwrite=args.overwrite)
+    return _drive(search, args.plain)
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from .search import Search
+
+    search = Search.resume(args.run_dir)
+    return _drive(search, args.plain)
+
+
+def _drive(search: Any, plain: bool) -> int:
+    from .progress import Progress
+
+    progress = Progress(search, plain=plain or not sys.stderr.isatty())
+    print(f"run folder: {search.run_dir.path}", file=sys.stderr)
+    try:
+        with progress:
+            result = search.run(progress.update)
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: generation {search.generation - 1} is the last checkpointed one; "
+            f"continue with `hybrid resume {search.run_dir.path}`",
+            file=sys.stderr,
+        )
+        return 130
+    metric = "accuracy" if search.task.kind == "classification" else "-MSE"
+    print(
+        f"done ({result.stop_reason}) after {result.generations} generations in {result.elapsed_s:.1f} s: "
+        f"champion {result.champion_id}: test {metric} {result.test_metric:.4f}, "
+        f"{result.active_parameters} active parameters, {result.flops} FLOPs/sample\n"
+        f"champion: {result.run_dir / 'best' / 'genome.json'}"
+    )
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from .checkpoint import list_checkpoints
+    from .rundir import open_run_dir
+
+    run = open_run_dir(args.run_dir)
+    config = run.load_config()
+    stats = run.read_stats()
+    ckpts = list_checkpoints(run)
+    print(f"run {run.path}  task {config.task.name or config.task.path}  seed {config.run.seed}")
+    print(f"generations completed: {len(stats)} of {config.evolution.generations}; checkpoints: {ckpts}")
+    if stats:
+        last = stats[-1]
+        print(
+            f"last generation {last['generation']}: best {last['best_metric']:.4f}, "
+            f"mean {last['mean_metric']:.4f}, species {last['n_species']}; champion "
+            f"{last['champion_id']} ({last['champion_metric']:.4f}, {last['champion_active_params']} params)"
+        )
+    best = run.best_dir / "metrics.json"
+    if best.is_file():
+        m = json.loads(best.read_text())
+        print(
+            f"finished ({m['stop_reason']}): champion {m['genome_id']} test {m['metric']} "
+            f"{m['test_metric']:.4f}, {m['active_parameters']} active parameters"
+        )
+    else:
+        print(f"not finished: `hybrid resume {run.path}` continues it")
+    return 0
+
+
+def _cmd_tasks(args: argparse.Namespace) -> int:
+    from .tasks import TASKS
+
+    width = max(len(n) for n in TASKS)
+    for name, spec in TASKS.items():
+        print(f"{name:<{width}}  {spec.kind:<14}  {spec.description}")
+    print("\nyour own data: [task] path = \"data.csv\" (with target = \"column\") or \"data.npz\" (X, y); kind = ...")
+    return 0
+
+
+COMMANDS = {"run": _cmd_run, "resume": _cmd_resume, "status": _cmd_status, "tasks": _cmd_tasks}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``hybrid`` command line; return the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except HybridError as exc:
+        print(f"hybrid {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
