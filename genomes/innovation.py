@@ -91,7 +91,7 @@ class InnovationTracker:
             t._edges = {(int(s), int(d)): int(i) for s, d, i in data["edges"]}
             t._splits = {(int(s), int(d)): int(i) for s, d, i in data["splits"]}
             t._named = {str(k): int(v) for k, v in data["named"].items()}
-        except (KeyError, TypeError, ValueError) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise GenomeError(f"innovation tracker: malformed data ({exc!r})") from None
         return t
 
