@@ -1,0 +1,150 @@
+"""The generation loop: determinism, exact population size, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from genomes import load
+from hybrid.config import loads_config
+from hybrid.lineage import LineageWriter
+from hybrid.search import Search
+
+TINY = """
+[run]
+name = "tiny"
+seed = {seed}
+runs_dir = "{runs}"
+
+[task]
+name = "circles"
+n_samples = 120
+
+[genome]
+hidden = [3]
+
+[training]
+steps = {steps}
+gate = "hard_concrete"
+penalty = 0.001
+engine = "{engine}"
+
+[evolution]
+population = 8
+generations = {generations}
+elitism = 1
+
+[speciation]
+target_species = 2
+
+[mutation]
+add_node = 0.3
+widen = 0.3
+add_edge = 0.3
+prune_neurons = 0.2
+"""
+
+
+def _config(tmp_path: Path, seed: int = 0, generations: int = 3, steps: int = 20, engine: str = "batched", name: str = "tiny"):
+    text = TINY.format(seed=seed, runs=tmp_path.as_posix(), generations=generations, steps=steps, engine=engine)
+    return loads_config(text, source="tiny.toml", overrides={"run.name": name})
+
+
+def _run(tmp_path: Path, **kw) -> tuple[list[dict], dict]:
+    search = Search.start(_config(tmp_path, **kw))
+    result = search.run()
+    stats = [json.loads(line) for line in (result.run_dir / "stats.jsonl").read_text().splitlines()]
+    metrics = json.loads((result.run_dir / "best" / "metrics.json").read_text())
+    return stats, metrics
+
+
+def test_same_seed_gives_identical_stats_and_champion(tmp_path: Path) -> None:
+    s1, m1 = _run(tmp_path, name="a")
+    s2, m2 = _run(tmp_path, name="b")
+    assert s1 == s2
+    for key in ("genome_id", "val_metric", "test_metric", "active_parameters"):
+        assert m1[key] == m2[key]
+    assert load(tmp_path / "a" / "best" / "genome.json") == load(tmp_path / "b" / "best" / "genome.json")
+
+
+def test_different_seeds_give_different_runs(tmp_path: Path) -> None:
+    s1, _ = _run(tmp_path, name="a", seed=0)
+    s2, _ = _run(tmp_path, name="b", seed=1)
+    assert s1 != s2
+
+
+def test_population_size_is_exact_every_generation(tmp_path: Path) -> None:
+    search = Search.start(_config(tmp_path, generations=4))
+    sizes = []
+    search.run(lambda s: sizes.append(sum(s["species_sizes"].values())))
+    assert sizes == [8, 8, 8, 8]
+    w = LineageWriter(tmp_path / "tiny" / "lineage.sqlite")
+    per_gen = dict(w.conn.execute("SELECT generation, COUNT(*) FROM genomes GROUP BY generation"))
+    assert per_gen == {0: 8, 1: 8, 2: 8, 3: 8}
+
+
+def test_champion_is_scored_on_the_test_split_and_saved(tmp_path: Path) -> None:
+    stats, metrics = _run(tmp_path)
+    assert metrics["stop_reason"] == "generations"
+    assert metrics["genome_id"] == stats[-1]["champion_id"]
+    assert 0.0 <= metrics["test_metric"] <= 1.0
+    genome = load(tmp_path / "tiny" / "best" / "genome.json")
+    assert genome.n_inputs == 2 and genome.n_outputs == 2
+
+
+def test_target_metric_stops_early(tmp_path: Path) -> None:
+    text = TINY.format(seed=0, runs=tmp_path.as_posix(), generations=50, steps=30, engine="batched")
+    config = loads_config(text.replace("elitism = 1", "elitism = 1\ntarget_metric = 0.5"), source="t.toml")
+    result = Search.start(config).run()
+    assert result.stop_reason == "target_metric" and result.generations < 50
+
+
+def test_loop_engine_matches_batched_engine(tmp_path: Path) -> None:
+    # Sigmoid gates: deterministic, so both engines must follow the same trajectory.
+    cfg_b = _config(tmp_path, name="b", steps=10)
+    cfg_l = _config(tmp_path, name="l", steps=10, engine="loop")
+    patch = {"training": {"gate": "sigmoid", "penalty": 0.0}}
+    cfg_b = cfg_b.model_copy(update={"training": cfg_b.training.model_copy(update=patch["training"])})
+    cfg_l = cfg_l.model_copy(update={"training": cfg_l.training.model_copy(update=patch["training"])})
+    rb, rl = Search.start(cfg_b).run(), Search.start(cfg_l).run()
+    assert rb.champion_id == rl.champion_id
+    assert rb.test_metric == pytest.approx(rl.test_metric, abs=1e-6)
+
+
+def _stats(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
+
+
+def test_sigkill_mid_generation_then_resume_gives_the_same_run(tmp_path: Path) -> None:
+    ref_stats, ref_metrics = _run(tmp_path, name="ref", generations=6, steps=60)
+    cfg = tmp_path / "kill.toml"
+    cfg.write_text(TINY.format(seed=0, runs=tmp_path.as_posix(), generations=6, steps=60, engine="batched"))
+    run = tmp_path / "kill"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "hybrid", "run", str(cfg), "--name", "kill", "--plain"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until two generations are on disk
+        if (run / "stats.jsonl").exists() and len(_stats(run)) >= 2:
+            break
+        if proc.poll() is not None:
+            pytest.fail("run ended before it could be killed")
+        time.sleep(0.02)
+    time.sleep(0.05)  # into the next generation
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(_stats(run)) < 6, "killed too late to test anything"
+    out = subprocess.run([sys.executable, "-m", "hybrid", "resume", str(run), "--plain"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert _stats(run) == ref_stats
+    metrics = json.loads((run / "best" / "metrics.json").read_text())
+    for key in ("genome_id", "val_metric", "test_metric", "active_parameters", "generations"):
+        assert metrics[key] == ref_metrics[key]
+    assert load(run / "best" / "genome.json") == load(tmp_path / "ref" / "best" / "genome.json")
