@@ -39,6 +39,14 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("run_dir")
 
     sub.add_parser("tasks", help="list the built-in tasks")
+
+    from .lineage.commands import add_lineage_arguments, add_show_arguments
+
+    add_lineage_arguments(sub.add_parser("lineage", help="trace a genome's ancestry back to generation 0"))
+    add_show_arguments(sub.add_parser("show", help="print (and draw) a genome's structure"))
+    rep = sub.add_parser("report", help="write report.html: fitness, size, species, champion's lineage")
+    rep.add_argument("run_dir")
+    rep.add_argument("-o", "--output", help="where to write the report (default: RUN_DIR/report.html)")
     return p
 
 
@@ -135,7 +143,35 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "resume": _cmd_resume, "status": _cmd_status, "tasks": _cmd_tasks}
+def _cmd_lineage(args: argparse.Namespace) -> int:
+    from .lineage.commands import run_lineage
+
+    return run_lineage(args)
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from .lineage.commands import run_show
+
+    return run_show(args)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    path = write_report(args.run_dir, args.output)
+    print(f"wrote {path}")
+    return 0
+
+
+COMMANDS = {
+    "run": _cmd_run,
+    "resume": _cmd_resume,
+    "status": _cmd_status,
+    "tasks": _cmd_tasks,
+    "lineage": _cmd_lineage,
+    "show": _cmd_show,
+    "report": _cmd_report,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
