@@ -149,7 +149,7 @@ def draw_genome(
     ax.set_axis_off()
     ax.set_xlim(min(xs) - pad, max(xs) + pad)
     ax.set_ylim(min(ys) - pad - 0.6, max(ys) + pad + (0.3 if title else 0.0))
-    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_aspect("equal", adjustable="box")
     norms = [a["norm"] for *_, a in g.edges(data=True) if a["norm"] is not None]
     top = max(norms) if norms and max(norms) > 0 else 1.0
     for s, d, a in g.edges(data=True):
@@ -182,7 +182,8 @@ def _label(n: int, a: dict) -> str:
 def _draw_edge(ax, pos, g: nx.DiGraph, s: int, d: int, a: dict, top: float, scale: float) -> None:
     from matplotlib.patches import FancyArrowPatch
 
-    width = 1.2 if a["norm"] is None else 0.4 + 3.6 * a["norm"] / top
+    # a disabled edge computes nothing: draw it thin, whatever its stored weights
+    width = 1.2 if a["norm"] is None or not a["enabled"] else 0.4 + 3.6 * a["norm"] / top
     shut = not a["enabled"] or not a["live"] or a["open"] == 0.0
     alpha = _FADED if shut else 0.35 + 0.6 * a["open"]
     ax.add_patch(

@@ -1,0 +1,177 @@
+"""Build ``report.html``: one self-contained page (figures embedded as base64 PNG).
+
+Everything comes from the run folder: the lineage store (opened read-only, so a
+run still going can be reported on), ``best/metrics.json`` when the run finished,
+and ``config.toml`` for the planned number of generations.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from genomes.serialize import atomic_write
+
+from ..errors import HybridError
+from ..lineage import Lineage, Step, ancestry
+from ..lineage import open as open_lineage
+from . import plots
+
+__all__ = ["write_report"]
+
+_CSS = """
+body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto;
+       max-width: 1100px; color: #222; padding: 0 1em; }
+h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.15em; margin-top: 1.8em;
+     border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
+.facts { color: #444; } .facts b { color: #000; }
+.grid { display: flex; flex-wrap: wrap; gap: 1em; } .grid figure { margin: 0; flex: 1 1 500px; }
+img { max-width: 100%; height: auto; }
+table { border-collapse: collapse; font-size: 0.85em; width: 100%; }
+th, td { border-bottom: 1px solid #eee; padding: 0.3em 0.5em; text-align: left; vertical-align: top; }
+th { background: #f6f6f6; } td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.up { color: #1a7f37; } .down { color: #cf222e; } .dim { color: #888; }
+.note { color: #666; font-size: 0.85em; }
+"""
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _signed(x: float | int | None, fmt: str) -> str:
+    if x is None or x == 0:
+        return ""
+    cls = "up" if x > 0 else "down"
+    return f' <span class="{cls}">{format(x, fmt)}</span>'
+
+
+def _lineage_table(steps: list[Step], metric: str) -> str:
+    rows = []
+    for s in steps:
+        r = s.record
+        ops = html.escape(s.operator_text)
+        change = "" if s.diff is None or s.diff.empty else html.escape(str(s.diff))
+        val = f"{r.val_metric:.4f}" if r.val_metric is not None else r.status
+        parents = "+".join(map(str, r.parents)) if not s.elites else str(s.parent.id if s.parent else "")
+        rows.append(
+            f"<tr><td class=num>{s.generations}</td><td class=num>{r.id}</td><td>{parents}</td>"
+            f"<td{' class=dim' if s.elites or r.is_elite else ''}>{ops}</td><td>{change}</td>"
+            f"<td class=num>{val}{_signed(s.metric_change, '+.4f')}</td>"
+            f"<td class=num>{r.active_params}{_signed(s.size_change, '+d')}</td>"
+            f"<td class=num>{'' if r.species is None else r.species}</td></tr>"
+        )
+    head = (
+        "<tr><th>gen</th><th>genome</th><th>parents</th><th>operators</th><th>structure change</th>"
+        f"<th>{html.escape(metric)} (change)</th><th>active params (change)</th><th>species</th></tr>"
+    )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _facts(lin: Lineage, gens: list, best: Any, finished: dict[str, Any] | None) -> str:
+    try:
+        planned = lin.run.load_config().evolution.generations
+    except HybridError:
+        planned = None
+    meta = lin.meta
+    done = len(gens)
+    status = (
+        f"finished ({html.escape(str(finished.get('stop_reason')))})"
+        if finished
+        else f"<b>not finished</b>: still running or interrupted; last recorded generation {gens[-1].generation}"
+    )
+    parts = [
+        f"task <b>{html.escape(str(meta.get('task', '?')))}</b>, seed {meta.get('seed', '?')}, gates {lin.gate}",
+        f"{done} generation{'s' if done != 1 else ''} recorded" + (f" of {planned} planned" if planned else ""),
+        status,
+    ]
+    champ = f"champion <b>{best.id}</b> (generation {best.generation}): validation {lin.metric_name} "
+    champ += f"{best.val_metric:.4f}" if best.val_metric is not None else "n/a"
+    champ += f", {best.active_params} active parameters, {best.flops} FLOPs/sample"
+    if finished and finished.get("genome_id") == best.id:
+        champ += f"; test {html.escape(str(finished.get('metric')))} {finished.get('test_metric', float('nan')):.4f}"
+    parts.append(champ)
+    return '<p class="facts">' + "<br>".join(parts) + "</p>"
+
+
+def _champion_png(lin: Lineage, gid: int) -> bytes:
+    from ..draw import draw_genome
+
+    rec = lin.record(gid)
+    source = lin.genome(gid) if rec.has_weights else lin.structure(gid)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "champion.png"
+        draw_genome(source, path, gate=lin.gate, title=f"champion {gid}")
+        return path.read_bytes()
+
+
+def build_report(lin: Lineage) -> str:
+    """Return the report page for an open lineage store.
+
+    Raises:
+        LineageError: the store holds no generation yet.
+    """
+    gens = lin.generations()
+    if not gens:
+        from ..lineage import LineageError
+
+        raise LineageError(f"{lin.run.path}: no generation recorded yet; nothing to report")
+    metrics_path = lin.run.best_dir / "metrics.json"
+    try:
+        finished = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
+    except ValueError:
+        finished = None
+    best = lin.best()
+    records = lin.records()
+    metric = lin.metric_name
+    folded = ancestry(lin, best.id)
+    every = ancestry(lin, best.id, fold=False)
+    n_folded = sum(s.elites for s in folded)
+    name = html.escape(lin.run.path.name)
+    body = [
+        f"<h1>hybrid run: {name}</h1>",
+        _facts(lin, gens, best, finished),
+        "<h2>Fitness and size</h2><div class=grid>",
+        f"<figure>{_img(plots.fitness_plot(gens, metric), 'fitness per generation')}</figure>",
+        f"<figure>{_img(plots.size_plot(gens, records), 'size per generation')}</figure></div>",
+        "<h2>Species</h2>",
+        _img(plots.species_plot(gens), "species over time"),
+        "<h2>Accuracy against size</h2>",
+        _img(plots.pareto_plot(records, best, metric), "metric vs size with Pareto front"),
+        f"<h2>The champion's lineage</h2><p class=note>First-parent path from generation 0 to genome {best.id}. "
+        "Structure change is measured against the first (fitter) parent."
+        + (f" <i>elite xN</i> rows fold N generations in which the genome was kept as an elite (same structure, "
+           f"weights retrained; {n_folded} generations folded)." if n_folded else "")
+        + "</p>",
+        _img(plots.lineage_plot(every, metric), "metric and size along the champion's ancestry"),
+        _lineage_table(folded, metric),
+        "<h2>The champion</h2>",
+        _img(_champion_png(lin, best.id), f"genome {best.id}"),
+    ]
+    return (
+        f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>hybrid run {name}</title>"
+        f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n"
+    )
+
+
+def write_report(run_dir: str | os.PathLike[str], output: str | os.PathLike[str] | None = None) -> Path:
+    """Write the run's report (default ``RUN_DIR/report.html``) and return its path.
+
+    Args:
+        run_dir: the run folder; it may still be running or have been interrupted.
+        output: where to write instead of the run folder.
+
+    Raises:
+        RunDirError: not a run folder, or no lineage store yet.
+        LineageError: no generation recorded yet.
+    """
+    with open_lineage(run_dir) as lin:
+        page = build_report(lin)
+        path = Path(output) if output is not None else lin.run.report_path
+    atomic_write(path, page)
+    return path

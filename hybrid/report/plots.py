@@ -1,0 +1,159 @@
+"""The report's figures, each returned as PNG bytes (matplotlib Figure + Agg, no pyplot)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from ..lineage import GenerationRecord, GenomeRecord, Step
+
+__all__ = ["fitness_plot", "lineage_plot", "pareto_front", "pareto_plot", "size_plot", "species_plot"]
+
+_SIZE = (7.5, 3.6)
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _log_axis(ax: Any, which: str) -> None:
+    """Put one axis on a log scale labelled with plain numbers at 1-2-5 steps."""
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _finite(xs: Sequence[float | None]) -> np.ndarray:
+    # the search reports failed generations with a -1e9 sentinel: not a point to plot
+    return np.array([np.nan if x is None or x <= -1e8 else x for x in xs], dtype=float)
+
+
+def fitness_plot(gens: Sequence[GenerationRecord], metric: str) -> bytes:
+    """Plot best and mean validation metric per generation, and the champion so far."""
+    fig = Figure(figsize=_SIZE)
+    ax = fig.add_subplot()
+    g = [r.generation for r in gens]
+    ax.plot(g, _finite([r.best_metric for r in gens]), "o-", ms=3, label="best of generation")
+    ax.plot(g, _finite([r.mean_metric for r in gens]), "s-", ms=3, alpha=0.8, label="mean of generation")
+    champ = _finite([r.stats.get("champion_metric") for r in gens])
+    ax.step(g, champ, where="post", color="black", lw=1, ls="--", label="champion so far")
+    ax.set_xlabel("generation")
+    ax.set_ylabel(f"validation {metric}")
+    ax.set_title("fitness per generation")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return _png(fig)
+
+
+def size_plot(gens: Sequence[GenerationRecord], records: Sequence[GenomeRecord]) -> bytes:
+    """Plot active parameters per generation: best genome's, mean, and the min-max range."""
+    fig = Figure(figsize=_SIZE)
+    ax = fig.add_subplot()
+    g = [r.generation for r in gens]
+    by_gen: dict[int, list[int]] = {}
+    for r in records:
+        if r.status != "failed" and r.active_params is not None:
+            by_gen.setdefault(r.generation, []).append(r.active_params)
+    lo = [min(by_gen.get(x, [np.nan])) for x in g]
+    hi = [max(by_gen.get(x, [np.nan])) for x in g]
+    ax.fill_between(g, lo, hi, alpha=0.15, color="tab:gray", label="range in generation")
+    ax.plot(g, [r.stats.get("best_active_params", np.nan) for r in gens], "o-", ms=3, label="best genome of generation")
+    ax.plot(g, [r.stats.get("mean_active_params", np.nan) for r in gens], "s-", ms=3, label="mean")
+    ax.step(g, [r.stats.get("champion_active_params", np.nan) for r in gens], where="post", color="black",
+            lw=1, ls="--", label="champion so far")
+    finite = [v for v in lo + hi if v == v and v > 0]
+    if finite and max(finite) / min(finite) > 30:
+        _log_axis(ax, "y")
+    ax.set_xlabel("generation")
+    ax.set_ylabel("active parameters")
+    ax.set_title("network size per generation")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    return _png(fig)
+
+
+def species_plot(gens: Sequence[GenerationRecord]) -> bytes:
+    """Stack plot of species sizes over generations (each species one band)."""
+    fig = Figure(figsize=_SIZE)
+    ax = fig.add_subplot()
+    g = [r.generation for r in gens]
+    ids = sorted({int(s) for r in gens for s in r.stats.get("species_sizes", {})})
+    bands = [[r.stats.get("species_sizes", {}).get(str(s), 0) for r in gens] for s in ids]
+    cmap = colormaps["tab20"]
+    colours = [cmap(i % 20) for i in range(len(ids))]
+    if bands:
+        ax.stackplot(g, bands, labels=[f"species {s}" for s in ids], colors=colours, edgecolor="white", lw=0.3)
+    ax.set_xlabel("generation")
+    ax.set_ylabel("members")
+    ax.set_title(f"species over time ({len(ids)} species in all)")
+    ax.set_xlim(min(g), max(g) if len(g) > 1 else min(g) + 1)
+    if 0 < len(ids) <= 12:
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
+    return _png(fig)
+
+
+def pareto_front(records: Sequence[GenomeRecord]) -> list[GenomeRecord]:
+    """Return the genomes no other beats on both metric (higher) and size (lower), smallest first."""
+    ok = [r for r in records if r.val_metric is not None and r.active_params is not None and r.status != "failed"]
+    front: list[GenomeRecord] = []
+    best = -np.inf
+    for r in sorted(ok, key=lambda r: (r.active_params, -r.val_metric)):
+        if r.val_metric > best:
+            front.append(r)
+            best = r.val_metric
+    return front
+
+
+def pareto_plot(records: Sequence[GenomeRecord], champion: GenomeRecord | None, metric: str) -> bytes:
+    """Scatter every genome's metric against its size, coloured by generation, with the Pareto front."""
+    fig = Figure(figsize=(7.5, 4.2))
+    ax = fig.add_subplot()
+    ok = [r for r in records if r.val_metric is not None and r.active_params is not None and r.status != "failed"]
+    if ok:
+        sc = ax.scatter([r.active_params for r in ok], [r.val_metric for r in ok], c=[r.generation for r in ok],
+                        cmap="viridis", s=12, alpha=0.6, linewidths=0)
+        fig.colorbar(sc, ax=ax, label="generation", pad=0.01)
+        front = pareto_front(ok)
+        ax.step([r.active_params for r in front], [r.val_metric for r in front], where="post", color="tab:red",
+                lw=1.5, marker="o", ms=4, label=f"Pareto front ({len(front)} genomes)")
+        sizes = [r.active_params for r in ok]
+        if min(sizes) > 0 and max(sizes) / min(sizes) > 30:
+            _log_axis(ax, "x")
+    if champion is not None and champion.val_metric is not None:
+        ax.scatter([champion.active_params], [champion.val_metric], marker="*", s=220, c="gold",
+                   edgecolors="black", zorder=5, label=f"champion {champion.id}")
+    ax.set_xlabel("active parameters")
+    ax.set_ylabel(f"validation {metric}")
+    ax.set_title(f"{metric} vs size, all {len(ok)} evaluated genomes")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return _png(fig)
+
+
+def lineage_plot(steps: Sequence[Step], metric: str) -> bytes:
+    """Plot metric and size along the champion's first-parent path, marking structural changes."""
+    fig = Figure(figsize=_SIZE)
+    ax = fig.add_subplot()
+    g = [s.record.generation for s in steps]
+    ax.plot(g, _finite([s.record.val_metric for s in steps]), "o-", color="tab:blue", ms=4)
+    ax.set_xlabel("generation")
+    ax.set_ylabel(f"validation {metric}", color="tab:blue")
+    ax2 = ax.twinx()
+    ax2.plot(g, [s.record.active_params for s in steps], "s--", color="tab:orange", ms=3)
+    ax2.set_ylabel("active parameters", color="tab:orange")
+    for s in steps:
+        if s.diff is not None and not s.diff.empty:
+            ax.axvline(s.record.generation, color="gray", alpha=0.25, lw=4)
+    ax.set_title("champion's ancestry (grey bars: generations where the structure changed)")
+    ax.grid(alpha=0.3)
+    return _png(fig)
