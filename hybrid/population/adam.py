@@ -18,83 +18,107 @@ may be NaN: ``torch.where`` drops them) and their step count stops.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 __all__ = ["BatchedAdamW"]
 
 
 class BatchedAdamW:
-    """Batched AdamW over ``theta`` (entries of many members).
+    """Batched AdamW over flat tensors whose entries belong to members.
+
+    Entries with member index ``P`` (padding) are never moved by the general path;
+    in the fast path their gradient is exactly zero, so they stay zero too.
 
     Args:
-        theta: the flat parameters (updated in place).
-        member: member index of every entry of ``theta``.
+        params: the flat tensors (updated in place).
+        members: member index of every entry of each tensor (``P`` for padding).
         lrs: learning rate of each member.
-        decay: which entries are decayed (``torch.optim.AdamW`` group with
+        decay: per tensor, whether it is decayed (``torch.optim.AdamW`` group with
             ``weight_decay``; the others have none).
         weight_decay: decoupled decay coefficient.
         betas: Adam's ``(beta1, beta2)``.
         eps: added to the bias-corrected ``sqrt(v)``.
 
     Shape:
-        theta, member, decay: (n,); lrs: (P,)
+        params[i], members[i]: (n_i,); lrs: (P,)
     """
 
     def __init__(
         self,
-        theta: torch.Tensor,
-        member: torch.Tensor,
+        params: Sequence[torch.Tensor],
+        members: Sequence[torch.Tensor],
         lrs: torch.Tensor,
-        decay: torch.Tensor,
+        decay: Sequence[bool],
         weight_decay: float = 0.0,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
     ) -> None:
-        self.theta = theta
-        self.member = member
-        self.lrs = lrs.to("cpu", torch.float64)
+        self.params = list(params)
+        self.members = list(members)
+        self.decay = [bool(d) and weight_decay != 0 for d in decay]
+        self.lrs = torch.as_tensor(lrs, dtype=torch.float64).cpu()
+        self.weight_decay = weight_decay
         self.beta1, self.beta2 = betas
         self.eps = eps
-        self.exp_avg = torch.zeros_like(theta)
-        self.exp_avg_sq = torch.zeros_like(theta)
-        self.steps = torch.zeros(len(lrs), dtype=torch.long, device=theta.device)
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         self.t = 0  # steps of the members still active (they all step together)
-        keep = (1.0 - self.lrs * weight_decay).to(theta.dtype).to(theta.device)
-        ones = torch.ones_like(keep)
-        # 1 - lr * wd for decayed entries, exactly 1 for the others.
-        self._keep = torch.where(decay, keep[member], ones[member]) if weight_decay else None
+        self.uniform = bool((self.lrs == self.lrs[0]).all())
+        dtype, device = self.params[0].dtype, self.params[0].device
+        keep = torch.cat([1.0 - self.lrs * weight_decay, torch.ones(1, dtype=torch.float64)])
+        self._keep = keep.to(dtype).to(device)  # 1 - lr * wd per member (padding: 1)
 
     @torch.no_grad()
-    def step(self, grad: torch.Tensor, active: torch.Tensor) -> None:
+    def step(self, grads: Sequence[torch.Tensor], active: torch.Tensor | None = None) -> None:
         """Apply one AdamW step to the entries of active members.
 
         Args:
-            grad: gradient of ``theta``.
-            active: which members step.
+            grads: gradient of each tensor.
+            active: which members step; None means all (the fast, in-place path,
+                op for op ``torch.optim.AdamW`` when the learning rates are equal).
 
         Shape:
-            grad: (n,); active: (P,) bool
+            grads[i]: (n_i,); active: (P,) bool
         """
         self.t += 1
-        t = self.t
-        neg_step = (-(self.lrs / (1.0 - self.beta1**t))).to(self.theta.dtype).to(self.theta.device)
-        bc2_sqrt = (1.0 - self.beta2**t) ** 0.5
-        mask = active[self.member]
-        p = self.theta if self._keep is None else self.theta * self._keep
-        m = torch.lerp(self.exp_avg, grad, 1 - self.beta1)
-        v = self.exp_avg_sq * self.beta2
-        v.addcmul_(grad, grad, value=1 - self.beta2)
-        denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
-        update = m * neg_step[self.member]
-        p = p + update.div_(denom)
-        self.theta.copy_(torch.where(mask, p, self.theta))
-        self.exp_avg.copy_(torch.where(mask, m, self.exp_avg))
-        self.exp_avg_sq.copy_(torch.where(mask, v, self.exp_avg_sq))
-        self.steps += active.long()
+        bc1 = 1.0 - self.beta1**self.t
+        bc2_sqrt = (1.0 - self.beta2**self.t) ** 0.5
+        if active is None and self.uniform:
+            lr = float(self.lrs[0])
+            for p, g, m, v, dec in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, self.decay, strict=True):
+                if dec:
+                    p.mul_(1 - lr * self.weight_decay)
+                m.lerp_(g, 1 - self.beta1)
+                v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
+                denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
+                p.addcdiv_(m, denom, value=-(lr / bc1))
+            return
+        p0 = self.params[0]
+        neg_step = torch.cat([-(self.lrs / bc1), torch.zeros(1, dtype=torch.float64)])
+        neg_step = neg_step.to(p0.dtype).to(p0.device)
+        if active is not None:
+            active = torch.cat([active, active.new_zeros(1)])
+        for i, (p, g, dec) in enumerate(zip(self.params, grads, self.decay, strict=True)):
+            member, m, v = self.members[i], self.exp_avg[i], self.exp_avg_sq[i]
+            new_p = p * self._keep[member] if dec else p
+            new_m = torch.lerp(m, g, 1 - self.beta1)
+            new_v = v * self.beta2
+            new_v.addcmul_(g, g, value=1 - self.beta2)
+            denom = (new_v.sqrt() / bc2_sqrt).add_(self.eps)
+            update = new_m * neg_step[member]
+            new_p = new_p + update.div_(denom)
+            if active is None:
+                p.copy_(new_p)
+                m.copy_(new_m)
+                v.copy_(new_v)
+                continue
+            mask = active[member]
+            p.copy_(torch.where(mask, new_p, p))
+            m.copy_(torch.where(mask, new_m, m))
+            v.copy_(torch.where(mask, new_v, v))
 
     def nbytes(self) -> int:
         """Return the bytes of the optimiser state."""
-        state = [self.exp_avg, self.exp_avg_sq, self.member]
-        if self._keep is not None:
-            state.append(self._keep)
-        return sum(s.numel() * s.element_size() for s in state)
+        return sum(t.numel() * t.element_size() for t in self.exp_avg + self.exp_avg_sq)

@@ -38,8 +38,8 @@ MERGE_MACS = {"cpu": 2048.0, "cuda": 65536.0}
 class PopulationEngine:
     """P genomes packed into padded tensors, run together.
 
-    ``theta`` is a leaf tensor holding every member's weights, biases and gate
-    logits (see :mod:`hybrid.population.layout`); nothing else is trained.
+    ``weights``, ``biases`` and ``gates`` hold every member's values (layout in
+    :mod:`hybrid.population.layout`); nothing else is trained.
 
     Args:
         genomes: valid genomes sharing ``n_inputs`` and ``n_outputs`` (only read).
@@ -72,18 +72,31 @@ class PopulationEngine:
         lay = self.layout
         self.program = GraphProgram(lay, self.device, dtype)
         idx = {"device": self.device, "dtype": torch.long}
-        self.theta = torch.tensor(lay.theta, device=self.device, dtype=dtype)
-        self.member = torch.as_tensor(lay.member, **idx)
-        self._split = (lay.n_weights, lay.n_biases, lay.n_gates)
-        self._edge_gate = torch.as_tensor(lay.weight_edge_gate, **idx)
-        self._src_gate = torch.as_tensor(lay.weight_src_gate, **idx)
+        fl = {"device": self.device, "dtype": dtype}
+        #: The trained tensors: padded weights, one bias per buffer row, gate logits.
+        self.weights = torch.tensor(lay.weights, **fl)
+        self.biases = torch.tensor(lay.biases, **fl)
+        self.gates = torch.tensor(lay.gates, **fl)
+        self.members = tuple(
+            torch.as_tensor(m, **idx) for m in (lay.weight_member, lay.bias_member, lay.gate_member)
+        )
+        self._col_edge = torch.as_tensor(lay.col_edge_gate, **idx)
+        self._col_src = torch.as_tensor(lay.col_src_gate, **idx)
+        self._in_edge = torch.as_tensor(lay.in_edge_gate, **idx)
+        self._in_member = torch.as_tensor(lay.in_member, **idx)
+        self._in_gate = torch.as_tensor(lay.in_gate, **idx)
         # Penalty: each member's gates (contiguous) gathered into a padded [P, G] table.
-        starts = np.array([m.gates[0] for m in lay.members]) - lay.n_weights - lay.n_biases
+        starts = np.array([m.gates[0] for m in lay.members])
         sizes = np.array([m.gates[1] - m.gates[0] for m in lay.members])
         width = max(int(sizes.max()), 1)
         table = starts[:, None] + np.arange(width)[None, :]
-        table = np.where(np.arange(width)[None, :] < sizes[:, None], table, lay.n_gates)
+        table = np.where(np.arange(width)[None, :] < sizes[:, None], table, len(lay.gates))
         self._gate_table = torch.as_tensor(table, **idx)
+
+    @property
+    def params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The trained tensors ``(weights, biases, gates)``."""
+        return self.weights, self.biases, self.gates
 
     # ----------------------------------------------------------------- sizes
     @property
@@ -92,34 +105,23 @@ class PopulationEngine:
         return self.layout.n_members
 
     @property
-    def n_gates(self) -> int:
-        """Number of gates of all members (the width of a noise row)."""
-        return self.layout.n_gates
-
-    @property
     def padding_efficiency(self) -> float:
         """Multiply-adds of real edges / multiply-adds executed (forward, per sample)."""
         return self.layout.padding_efficiency
 
+    @property
+    def n_gates(self) -> int:
+        """Number of gates of all members (the width of a noise row)."""
+        return len(self.layout.gates)
+
     def nbytes(self) -> int:
         """Return the bytes of parameters, index tensors and work buffers."""
-        own = [self.theta, self.member, self._edge_gate, self._src_gate, self._gate_table]
+        own = [*self.params, *self.members, self._col_edge, self._col_src, self._in_edge]
+        own += [self._in_member, self._in_gate, self._gate_table]
         return self.program.nbytes() + sum(t.numel() * t.element_size() for t in own)
 
-    def parts(self, theta: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
-        """Return ``(weights, biases, gate logits)`` views of ``theta``."""
-        return (self.theta if theta is None else theta).split(self._split)
-
-    def decay_mask(self) -> torch.Tensor:
-        """Return which entries of ``theta`` are edge weights (the decayed ones)."""
-        mask = torch.zeros(self.theta.numel(), dtype=torch.bool, device=self.device)
-        mask[: self._split[0]] = True
-        return mask
-
     # ---------------------------------------------------------------- function
-    def gate_values(
-        self, theta: torch.Tensor | None = None, noise: torch.Tensor | None = None, training: bool = False
-    ) -> torch.Tensor:
+    def gate_values(self, noise: torch.Tensor | None = None, training: bool = False) -> torch.Tensor:
         """Return every gate's value: deterministic, or sampled when training hard-concrete.
 
         Raises:
@@ -128,27 +130,19 @@ class PopulationEngine:
         Shape:
             noise: (n_gates,) -> (n_gates,)
         """
-        logits = self.parts(theta)[2]
         if training and self.gate == "hard_concrete":
             if noise is None:
                 raise ValueError("hard_concrete gates in training need noise, got None")
-            return hard_concrete_sample(logits, noise.to(logits.device, logits.dtype))
-        return gate_value(logits, self.gate)
+            return hard_concrete_sample(self.gates, noise.to(self.gates.device, self.gates.dtype))
+        return gate_value(self.gates, self.gate)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        noise: torch.Tensor | None = None,
-        training: bool = False,
-        theta: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, training: bool = False) -> torch.Tensor:
         """Return every member's output for the shared batch ``x``.
 
         Args:
             x: inputs, on the engine's device.
             noise: uniform noise for training-mode hard-concrete gates.
             training: use training-mode gates.
-            theta: parameters to use instead of ``self.theta`` (same layout).
 
         Raises:
             ValueError: if ``x`` does not have ``n_inputs`` columns.
@@ -159,52 +153,55 @@ class PopulationEngine:
         lay = self.layout
         if x.dim() != 2 or x.shape[1] != lay.n_inputs:
             raise ValueError(f"inputs should have shape (B, {lay.n_inputs}), got {tuple(x.shape)}")
-        weights, bias, _ = self.parts(theta)
-        gates = self.gate_values(theta, noise, training)
-        effective = weights * (gates[self._edge_gate] * gates[self._src_gate])
+        values = self.gate_values(noise, training)
+        values = torch.cat([values, values.new_zeros(1)])  # index n_gates: a closed gate for padding
+        cols = values[self._col_edge] * values[self._col_src]
+        in_scale = values[self._in_edge][:, None] * values[self._in_gate][self._in_member]
         xt = x.t().to(self.dtype).contiguous()
-        out = graph_apply(self.program, xt, effective, bias)
+        out = graph_apply(self.program, xt, self.weights, cols, in_scale, self.biases)
         return out.view(lay.n_members, lay.n_outputs, -1).transpose(1, 2)
 
     __call__ = forward
 
-    def penalty(self, theta: torch.Tensor | None = None) -> torch.Tensor:
+    def penalty(self) -> torch.Tensor:
         """Return each member's structure penalty (``GenomeNet.penalty``).
 
         Shape:
             (P,)
         """
-        probs = open_probability(self.parts(theta)[2], self.gate)
+        probs = open_probability(self.gates, self.gate)
         padded = torch.cat([probs, probs.new_zeros(1)])
         return padded[self._gate_table].sum(1)
 
     # -------------------------------------------------------------- write back
-    def write_back(self, theta: torch.Tensor | None = None) -> list[Genome]:
-        """Return new genomes holding each member's values of ``theta``.
+    def write_back(self) -> list[Genome]:
+        """Return new genomes holding each member's current values.
 
         Disabled and recurrent edges, unused biases and gates and ``meta`` are copied
         unchanged (``hybrid.net.write_back`` semantics); untrained values come back
         bit for bit.
 
         Raises:
-            GenomeError: if a genome was changed since packing.
+            GenomeError: if a genome's structure changed since packing.
         """
-        values = (self.theta if theta is None else theta).detach().to("cpu", torch.float32).numpy()
+        lay = self.layout
+        w, b, g = (t.detach().to("cpu", torch.float32).numpy() for t in self.params)
+        w, b = w[lay.weight_pos], b[lay.bias_row]
         children = []
-        for genome, sl, key in zip(self.genomes, self.layout.members, self.layout.structure, strict=True):
+        for genome, sl, key in zip(self.genomes, lay.members, lay.structure, strict=True):
             if genome.structure_key() != key:
                 raise GenomeError("write_back: a genome's structure changed after packing")
             child = genome.copy()
-            g = child.graph
+            graph = child.graph
             for k, (s, d) in enumerate(sl.edges):
-                shape = g.edges[s, d]["weight"].shape
+                shape = graph.edges[s, d]["weight"].shape
                 start = sl.weight[k]
-                g.edges[s, d]["weight"] = values[start : start + shape[0] * shape[1]].reshape(shape).copy()
-                g.edges[s, d]["gate"] = np.float32(values[sl.edge_gate + k])
+                graph.edges[s, d]["weight"] = w[start : start + shape[0] * shape[1]].reshape(shape).copy()
+                graph.edges[s, d]["gate"] = np.float32(g[sl.edge_gate + k])
             for n, start in zip(sl.bias_nodes, sl.bias, strict=True):
-                g.nodes[n]["bias"] = values[start : start + g.nodes[n]["width"]].copy()
+                graph.nodes[n]["bias"] = b[start : start + graph.nodes[n]["width"]].copy()
             for n, start in zip(sl.gate_nodes, sl.gate, strict=True):
-                g.nodes[n]["gate"] = values[start : start + g.nodes[n]["width"]].copy()
+                graph.nodes[n]["gate"] = g[start : start + graph.nodes[n]["width"]].copy()
             children.append(child)
         return children
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from genomes import ACTIVATION_IDS
 
 from .layout import Layout
+from .plan import Group
 
 __all__ = ["GraphProgram", "graph_apply"]
 
@@ -78,26 +79,76 @@ FORWARD_BY_ID = {ACTIVATION_IDS[k]: f for k, f in _FORWARD.items()}
 BACKWARD_BY_ID = {ACTIVATION_IDS[k]: f for k, f in _BACKWARD.items()}
 
 
-class _Buffers:
-    """Work buffers for one batch size (reused from step to step)."""
+class _Group:
+    """Views of one group's slices of every buffer, made once per batch size.
 
-    def __init__(self, program: GraphProgram, batch: int) -> None:
-        opts = {"device": program.device, "dtype": program.dtype}
-        rows = program.layout.n_rows
+    Slicing in the step loop costs more than the arithmetic for tiny genomes, so
+    every view a step needs is made here once.
+    """
+
+    def __init__(self, prog: GraphProgram, grp: Group, src: torch.Tensor, buf: _Buffers, params: tuple) -> None:
+        weights, bias = params
+        n_in, b = prog.layout.n_inputs, buf.batch
+        n, k, wd, ri = grp.n, grp.fan_in, grp.width, grp.n_input_rows
+        rows = slice(grp.row, grp.row + grp.n_rows)
+        self.src, self.bucket = src, bool(k)
+        self.runs = [
+            (FORWARD_BY_ID[act], BACKWARD_BY_ID[act], buf.z[s:e], buf.a[s:e], buf.ga[s:e], buf.gz[s:e])
+            for act, s, e in grp.runs
+        ]
+        win = slice(grp.in_row * n_in, (grp.in_row + ri) * n_in)
+        self.win = prog.w[win].view(ri, n_in)
+        self.gwin = prog.gw[win].view(ri, n_in)
+        self.zin, self.gzin = buf.z[grp.row : grp.row + ri], buf.gz[grp.row : grp.row + ri]
+        self.z = buf.z[rows]
+        self.bias = bias[rows][:, None]
+        if not k:
+            return
+        wsl = slice(grp.w_offset, grp.w_offset + n * wd * k)
+        csl = slice(grp.col_offset, grp.col_offset + n * k)
+        self.x = buf.x[csl]
+        self.x3 = self.x.view(n, k, b)
+        self.x3t = self.x3.transpose(1, 2)
+        self.bias3 = bias[rows].view(n, wd, 1)
+        self.z3 = buf.z[rows].view(n, wd, b)
+        self.gz3 = buf.gz[rows].view(n, wd, b)
+        self.w3 = prog.w[wsl].view(n, wd, k)
+        self.w3t = self.w3.transpose(1, 2)
+        self.gw3 = prog.gw[wsl].view(n, wd, k)
+        self.raw3 = weights[wsl].view(n, wd, k)
+        self.grad3 = prog.grad_w[wsl].view(n, wd, k)
+        self.cols3 = prog.cols[csl].view(n, 1, k)
+        self.gcols3 = prog.grad_cols[csl].view(n, 1, k)
+        self.gx3 = buf.gx[: n * k].view(n, k, b)
+        self.gx2 = buf.gx[: n * k]
+
+
+class _Buffers:
+    """Work buffers for one batch size (reused from step to step) and their views."""
+
+    def __init__(self, prog: GraphProgram, batch: int, weights: torch.Tensor, bias: torch.Tensor) -> None:
+        opts = {"device": prog.device, "dtype": prog.dtype}
+        rows = prog.layout.n_rows
         self.batch = batch
+        self.key = (weights.data_ptr(), bias.data_ptr())
+        params = (weights, bias)
         self.z = torch.empty(rows, batch, **opts)
         self.a = torch.zeros(rows + 1, batch, **opts)  # row `rows` is the zero row
         self.ga = torch.empty(rows + 1, batch, **opts)
         self.gz = torch.empty(rows, batch, **opts)
-        self.x = torch.empty(program.max_gather, batch, **opts)
-        self.gx = torch.empty(program.max_gather, batch, **opts)
+        self.x = torch.empty(prog.n_cols, batch, **opts)  # gathered inputs, kept for backward
+        self.gx = torch.empty(prog.max_gather, batch, **opts)
+        self.levels = [[_Group(prog, grp, src, self, params) for grp, src in lvl] for lvl in prog.levels]
+        self.reversed = [list(lvl) for lvl in reversed(self.levels)]
+        self.buckets = [g for lvl in self.levels for g in lvl if g.bucket]
 
 
 class GraphProgram:
     """The level/bucket plan of a :class:`Layout` on a device, with its work buffers.
 
-    One forward may be in flight at a time: :meth:`backward` uses the buffers the
-    last :meth:`forward` filled.
+    One forward may be in flight at a time: :meth:`backward` uses what the last
+    :meth:`forward` left in the buffers, and the gradients it returns live in
+    buffers the next backward overwrites.
 
     Args:
         layout: the packed population.
@@ -110,131 +161,139 @@ class GraphProgram:
         self.device = torch.device(device)
         self.dtype = dtype
         idx = {"device": self.device, "dtype": torch.long}
-        self.weight_pos = torch.as_tensor(layout.weight_pos, **idx)
-        self.bias_row = torch.as_tensor(layout.bias_row, **idx)
+        fl = {"device": self.device, "dtype": dtype}
         self.out_rows = torch.as_tensor(layout.out_rows, **idx)
-        self.levels = [
-            [(grp, torch.as_tensor(grp.src, **idx)) for grp in lvl] for lvl in layout.levels
-        ]
+        self.levels = [[(grp, torch.as_tensor(grp.src, **idx)) for grp in lvl] for lvl in layout.levels]
+        self.n_cols = len(layout.col_edge_gate)
         self.max_gather = max([grp.n * grp.fan_in for lvl in layout.levels for grp in lvl] + [1])
-        self.w = torch.zeros(layout.n_padded, device=self.device, dtype=dtype)
-        self.gw = torch.zeros(layout.n_padded, device=self.device, dtype=dtype)
-        self.zbias = torch.zeros(layout.n_rows, device=self.device, dtype=dtype)
+        self.n_in_block = layout.n_input_rows * layout.n_inputs
+        n_padded = len(layout.weights)
+        self.w = torch.zeros(n_padded, **fl)  # effective (gated) weights
+        self.gw = torch.zeros(n_padded, **fl)
+        self.grad_w = torch.zeros(n_padded, **fl)
+        self.cols = torch.zeros(self.n_cols, **fl)
+        self.grad_cols = torch.zeros(self.n_cols, **fl)
+        self.in_scale = torch.zeros(layout.n_input_rows, layout.n_inputs, **fl)
         self._buffers: dict[int, _Buffers] = {}
-        self._live: _Buffers | None = None
-        self._x: torch.Tensor | None = None
+        self._saved: tuple | None = None
 
-    def buffers(self, batch: int) -> _Buffers:
+    def buffers(self, batch: int, weights: torch.Tensor, bias: torch.Tensor) -> _Buffers:
         """Return the work buffers for ``batch`` samples (kept for the last two sizes)."""
         buf = self._buffers.get(batch)
-        if buf is None:
-            if len(self._buffers) >= 2:
+        if buf is None or buf.key != (weights.data_ptr(), bias.data_ptr()):
+            if len(self._buffers) >= 2 and batch not in self._buffers:
                 self._buffers.pop(next(iter(self._buffers)))
-            buf = self._buffers[batch] = _Buffers(self, batch)
+            buf = self._buffers[batch] = _Buffers(self, batch, weights, bias)
         return buf
 
     def nbytes(self) -> int:
         """Return the bytes held by the plan's index tensors and work buffers."""
-        tensors = [self.weight_pos, self.bias_row, self.out_rows, self.w, self.gw, self.zbias]
+        tensors = [self.out_rows, self.w, self.gw, self.grad_w, self.cols, self.grad_cols, self.in_scale]
         tensors += [src for lvl in self.levels for _, src in lvl]
         for b in self._buffers.values():
             tensors += [b.z, b.a, b.ga, b.gz, b.x, b.gx]
         return sum(t.numel() * t.element_size() for t in tensors)
 
     @torch.no_grad()
-    def forward(self, xt: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        xt: torch.Tensor,
+        weights: torch.Tensor,
+        cols: torch.Tensor,
+        in_scale: torch.Tensor,
+        bias: torch.Tensor,
+    ) -> torch.Tensor:
         """Return every member's output.
 
         Args:
             xt: the shared input, transposed.
-            weights: effective (gate-folded) weights in ``theta`` order.
-            bias: biases in ``theta`` order.
+            weights: the padded weights (ungated).
+            cols: gate scale of every bucket column.
+            in_scale: gate scale of every input-block weight.
+            bias: bias of every buffer row.
 
         Shape:
-            xt: (n_in, B); weights: (n_weights,); bias: (n_biases,) -> (P * n_out, B)
+            xt: (n_in, B); weights: (n_padded,); cols: (n_cols,);
+            in_scale: (n_input_rows, n_in); bias: (rows,) -> (P * n_out, B)
         """
-        n_in, batch = xt.shape
-        buf = self.buffers(batch)
-        z, a, w = buf.z, buf.a, self.w
-        w.index_copy_(0, self.weight_pos, weights)
-        self.zbias.index_copy_(0, self.bias_row, bias)
-        z.copy_(self.zbias[:, None].expand_as(z))
-        for lvl in self.levels:
-            for grp, src in lvl:
-                rows = slice(grp.row, grp.row + grp.n_rows)
-                if grp.n_input_rows:
-                    r = grp.n_input_rows
-                    win = w[grp.win_offset : grp.win_offset + r * n_in].view(r, n_in)
-                    zin = z[grp.row : grp.row + r]
-                    zin.addmm_(win, xt)
-                if grp.fan_in:
-                    n, k, wd = grp.n, grp.fan_in, grp.width
-                    x = torch.index_select(a, 0, src, out=buf.x[: n * k])
-                    wb = w[grp.w_offset : grp.w_offset + n * wd * k].view(n, wd, k)
-                    z[rows].view(n, wd, batch).baddbmm_(wb, x.view(n, k, batch))
-                for act, start, end in grp.runs:
-                    FORWARD_BY_ID[act](z[start:end], a[start:end])
-        self._live, self._x = buf, xt
+        buf = self.buffers(xt.shape[1], weights, bias)
+        a, block = buf.a, self.n_in_block
+        self.cols.copy_(cols)
+        self.in_scale.copy_(in_scale)
+        torch.mul(weights[:block], self.in_scale.view(-1), out=self.w[:block])
+        for g in buf.buckets:
+            torch.mul(g.raw3, g.cols3, out=g.w3)
+        for lvl in buf.levels:
+            for g in lvl:
+                if g.bucket:
+                    torch.index_select(a, 0, g.src, out=g.x)
+                    torch.baddbmm(g.bias3, g.w3, g.x3, out=g.z3)
+                    if g.zin.shape[0]:
+                        g.zin.addmm_(g.win, xt)
+                else:
+                    torch.addmm(g.bias, g.win, xt, out=g.z)
+                for fwd, _, z, a_run, _, _ in g.runs:
+                    fwd(z, a_run)
+        self._saved = (buf, xt, weights)
         return a.index_select(0, self.out_rows)
 
     @torch.no_grad()
-    def backward(self, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the gradients of the effective weights and biases of the last forward.
+    def backward(self, grad_out: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Return the gradients of the last forward's ``weights, cols, in_scale, bias``.
 
         Shape:
-            grad_out: (P * n_out, B) -> ((n_weights,), (n_biases,))
+            grad_out: (P * n_out, B) -> ((n_padded,), (n_cols,), (n_input_rows, n_in), (rows,))
         """
-        buf, xt = self._live, self._x
-        if buf is None or xt is None:
+        if self._saved is None:
             raise RuntimeError("GraphProgram.backward needs a forward first")
-        n_in, batch = xt.shape
-        z, a, ga, gz, w, gw = buf.z, buf.a, buf.ga, buf.gz, self.w, self.gw
+        buf, xt, weights = self._saved
+        self._saved = None
+        ga, gw, block = buf.ga, self.gw, self.n_in_block
         ga.zero_()
         ga.index_copy_(0, self.out_rows, grad_out.to(self.dtype))
         x_rows = xt.t()
-        for lvl in reversed(self.levels):
-            for grp, src in lvl:
-                for act, start, end in grp.runs:
-                    BACKWARD_BY_ID[act](ga[start:end], z[start:end], a[start:end], gz[start:end])
-                if grp.n_input_rows:
-                    r = grp.n_input_rows
-                    gwin = gw[grp.win_offset : grp.win_offset + r * n_in].view(r, n_in)
-                    torch.mm(gz[grp.row : grp.row + r], x_rows, out=gwin)
-                if grp.fan_in:
-                    n, k, wd = grp.n, grp.fan_in, grp.width
-                    gzb = gz[grp.row : grp.row + grp.n_rows].view(n, wd, batch)
-                    x = torch.index_select(a, 0, src, out=buf.x[: n * k]).view(n, k, batch)
-                    wb = w[grp.w_offset : grp.w_offset + n * wd * k].view(n, wd, k)
-                    gwb = gw[grp.w_offset : grp.w_offset + n * wd * k].view(n, wd, k)
-                    torch.bmm(gzb, x.transpose(1, 2), out=gwb)
-                    gx = torch.bmm(wb.transpose(1, 2), gzb, out=buf.gx[: n * k].view(n, k, batch))
-                    ga.index_add_(0, src, gx.view(n * k, batch))
-        self._live = self._x = None
-        grad_w = gw.index_select(0, self.weight_pos)
-        grad_b = gz.sum(1).index_select(0, self.bias_row)
-        return grad_w, grad_b
+        for lvl in buf.reversed:
+            for g in lvl:
+                for _, bwd, z, a_run, ga_run, gz_run in g.runs:
+                    bwd(ga_run, z, a_run, gz_run)
+                if g.gzin.shape[0]:
+                    torch.mm(g.gzin, x_rows, out=g.gwin)
+                if g.bucket:
+                    torch.bmm(g.gz3, g.x3t, out=g.gw3)
+                    torch.bmm(g.w3t, g.gz3, out=g.gx3)
+                    ga.index_add_(0, g.src, g.gx2)
+        torch.mul(gw[:block], self.in_scale.view(-1), out=self.grad_w[:block])
+        grad_in = (gw[:block] * weights[:block]).view_as(self.in_scale)
+        for g in buf.buckets:
+            torch.mul(g.gw3, g.cols3, out=g.grad3)
+            torch.sum(g.gw3 * g.raw3, dim=1, keepdim=True, out=g.gcols3)
+        return self.grad_w, self.grad_cols, grad_in, buf.gz.sum(1)
 
 
 class _GraphFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, program: GraphProgram, xt, weights, bias):  # type: ignore[override]
+    def forward(ctx, program: GraphProgram, xt, weights, cols, in_scale, bias):  # type: ignore[override]
         ctx.program = program
-        return program.forward(xt, weights, bias)
+        return program.forward(xt, weights, cols, in_scale, bias)
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
-        grad_w, grad_b = ctx.program.backward(grad_out.contiguous())
-        return None, None, grad_w, grad_b
+        return (None, None, *ctx.program.backward(grad_out.contiguous()))
 
 
 def graph_apply(
-    program: GraphProgram, xt: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor
+    program: GraphProgram,
+    xt: torch.Tensor,
+    weights: torch.Tensor,
+    cols: torch.Tensor,
+    in_scale: torch.Tensor,
+    bias: torch.Tensor,
 ) -> torch.Tensor:
-    """Return every member's output, differentiable in ``weights`` and ``bias``.
+    """Return every member's output, differentiable in everything but ``xt``.
 
     Shape:
-        xt: (n_in, B); weights: (n_weights,); bias: (n_biases,) -> (P * n_out, B)
+        as :meth:`GraphProgram.forward`.
     """
-    if torch.is_grad_enabled() and (weights.requires_grad or bias.requires_grad):
-        return _GraphFunction.apply(program, xt, weights, bias)
-    return program.forward(xt, weights, bias)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (weights, cols, in_scale, bias)):
+        return _GraphFunction.apply(program, xt, weights, cols, in_scale, bias)
+    return program.forward(xt, weights, cols, in_scale, bias)

@@ -7,7 +7,7 @@ only (:class:`~hybrid.population.adam.BatchedAdamW`), the same minibatches
 (:func:`hybrid.batches.minibatch_indices`, drawn before the gate noise from one
 generator). A member whose loss turns NaN/inf is marked failed at that step and
 frozen (parameters of before the failing step); the others go on bit for bit as
-if it had not failed. No host synchronisation inside the loop.
+if it had not failed. One host synchronisation per step (did any member fail?), as ``train_net``.
 
 Hard-concrete noise: one row of ``draw_gate_noise(engine.n_gates, steps, ...)`` per
 step, member slices in ``GenomeNet.gate_layout`` order. A one-member population
@@ -87,16 +87,19 @@ def train_engine(
         if noise_generator is None:
             raise ValueError("hard_concrete gates need a noise_generator, got None")
         noise = draw_gate_noise(engine.n_gates, steps, noise_generator, device=X.device)
-    theta = engine.theta.requires_grad_(True)
+    params = engine.params
     optimizer = BatchedAdamW(
-        theta, engine.member, _lrs(lrs, config, p), engine.decay_mask(), config.weight_decay
+        params, engine.members, _lrs(lrs, config, p), (True, False, False), config.weight_decay
     )
-    dev = theta.device
+    dev, dtype = X.device, engine.dtype
     active = torch.ones(p, dtype=torch.bool, device=dev)
+    all_active = True
     done = torch.full((p,), steps, dtype=torch.long, device=dev)
-    failed_loss = torch.full((p,), float("nan"), dtype=theta.dtype, device=dev)
-    losses = torch.empty(steps, p, dtype=theta.dtype, device=dev)
-    zero = torch.zeros((), dtype=theta.dtype, device=dev)
+    failed_loss = torch.full((p,), float("nan"), dtype=dtype, device=dev)
+    losses = torch.empty(steps, p, dtype=dtype, device=dev)
+    zero = torch.zeros((), dtype=dtype, device=dev)
+    for t_ in params:
+        t_.requires_grad_(True)
     try:
         for t in range(steps):
             idx = batches[t]
@@ -104,14 +107,18 @@ def train_engine(
             task = task_losses(out, y[idx], config.loss)
             loss = task + config.penalty * engine.penalty() if config.penalty else task
             bad = active & ~torch.isfinite(loss)
+            if all_active and bool(bad.any()):  # one host sync per step, as train_net
+                all_active = False
             done = torch.where(bad, t, done)
             failed_loss = torch.where(bad, loss.detach(), failed_loss)
             active = active & ~bad
-            (grad,) = torch.autograd.grad(torch.where(active, loss, zero).sum(), theta)
-            optimizer.step(grad, active)
+            total = loss.sum() if all_active else torch.where(active, loss, zero).sum()
+            grads = torch.autograd.grad(total, params)
+            optimizer.step(grads, None if all_active else active)
             losses[t] = task.detach()
     finally:
-        theta.requires_grad_(False)
+        for t_ in params:
+            t_.requires_grad_(False)
     return _results(losses.cpu(), done.cpu(), failed_loss.cpu())
 
 

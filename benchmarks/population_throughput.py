@@ -1,0 +1,201 @@
+"""Member-training-steps per second: a Python loop over GenomeNets vs the batched engine.
+
+Prints one table, both engines measured side by side in the same run on the same
+population, at P = 16, 64, 256 in two regimes:
+
+* ``small``: two-spirals size (2 inputs, 2 outputs, hidden widths 1-16, full batch
+  of 194). Per-module overhead dominates the loop.
+* ``digits``: digits size (64 inputs, 10 outputs, hidden widths 1-64, batch 256).
+  The batched step is compute-bound; the figure that matters is useful FLOP/s
+  (real edges only, forward + backward = 3 x forward) against the dense float32
+  matmul rate measured in this run.
+
+Loop = ``hybrid.train.train_net`` per member (a GenomeNet with its own
+``torch.optim.AdamW``; the naive loop). Batched = ``hybrid.population.train_engine``.
+Populations: each member grows from a minimal genome by a few dozen random growth,
+skip and pruning mutations (``genomes.MUTATIONS``); ``--quick`` grows 24 founders
+and derives the other members from them by 4 more mutations each (members of a
+real population are related too) and times the loop on a sample of members.
+
+Usage::
+
+    python benchmarks/population_throughput.py [--quick] [--json] [--threads N] [--device D]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from genomes import MUTATIONS, Genome, InnovationTracker, MutationConfig, NotApplicable
+from hybrid.batches import minibatch_indices
+from hybrid.net import GenomeNet
+from hybrid.population import PopulationEngine, train_engine
+from hybrid.train import TrainConfig, train_net
+
+#: Growth and skip mutations drawn twice as often as pruning, so genomes grow.
+OPS = ("add_node", "add_node", "widen", "widen", "add_edge", "add_edge", "prune_neurons", "prune_edge", "remove_node")
+
+
+@dataclass(frozen=True)
+class Regime:
+    name: str
+    n_in: int
+    n_out: int
+    max_width: int
+    batch: int
+
+
+REGIMES = (Regime("small", 2, 2, 16, 194), Regime("digits", 64, 10, 64, 256))
+
+
+def grow(rng: np.random.Generator, regime: Regime, size: int, mutations: int, founders: int | None) -> list[Genome]:
+    """Return ``size`` genomes grown by random mutations (see the module docstring)."""
+    tracker = InnovationTracker()
+    config = MutationConfig(
+        max_node_width=regime.max_width, max_new_node_width=regime.max_width // 2, widen_max=regime.max_width // 4
+    )
+
+    def mutate(g: Genome, n: int) -> Genome:
+        for _ in range(n):
+            try:
+                g, _ = MUTATIONS[OPS[rng.integers(len(OPS))]](g, rng, tracker, config)
+            except NotApplicable:
+                pass
+        return g
+
+    def fresh() -> Genome:
+        width = int(rng.integers(1, regime.max_width + 1))
+        return mutate(Genome.minimal(regime.n_in, regime.n_out, rng, tracker, hidden=[width]), mutations)
+
+    if founders is None:
+        return [fresh() for _ in range(size)]
+    base = [fresh() for _ in range(min(founders, size))]
+    return base + [mutate(base[rng.integers(len(base))], 4) for _ in range(size - len(base))]
+
+
+def matmul_rate(device: torch.device, seconds: float = 0.5) -> float:
+    """Return the dense float32 matmul rate (FLOP/s) of this device, best of a few runs."""
+    n = 1024
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    best = float("inf")
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end or best == float("inf"):
+        _sync(device)
+        t = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(regime: Regime, genomes: list[Genome], steps: int, loop_sample: int, device: torch.device, rng: np.random.Generator) -> dict:
+    """Time both engines on ``genomes``; return one table row."""
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(regime.batch, regime.n_in, generator=gen).to(device)
+    y = torch.randint(0, regime.n_out, (regime.batch,), generator=gen).to(device)
+    config = TrainConfig(steps=steps, batch_size=regime.batch, lr=1e-3)
+    batches = minibatch_indices(regime.batch, regime.batch, steps, gen).to(device)
+    p = len(genomes)
+    # Loop: each sampled member trains alone, as the search would loop over train_net.
+    sample = sorted(rng.choice(p, size=min(loop_sample, p), replace=False))
+    train_net(GenomeNet(genomes[sample[0]]).to(device), X, y, config, batches[:2])  # warm-up
+    _sync(device)
+    t = time.perf_counter()
+    for m in sample:
+        train_net(GenomeNet(genomes[m]).to(device), X, y, config, batches)
+    _sync(device)
+    loop_rate = len(sample) * steps / (time.perf_counter() - t)
+    # Batched: pack once (timed apart), then train.
+    t = time.perf_counter()
+    engine = PopulationEngine(genomes, config.gate, device=device)
+    pack_s = time.perf_counter() - t
+    train_engine(engine, X, y, config, batches[:2])  # warm-up (allocates the work buffers)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    _sync(device)
+    t = time.perf_counter()
+    train_engine(engine, X, y, config, batches)
+    _sync(device)
+    elapsed = time.perf_counter() - t
+    batched_rate = p * steps / elapsed
+    useful = 3 * 2 * engine.layout.useful_macs * regime.batch * steps / elapsed
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device)
+    else:  # tensors the engine holds (params, Adam state, buffers); transients are O(params)
+        peak = engine.nbytes() + 3 * engine.theta.numel() * engine.theta.element_size()
+    return {
+        "regime": regime.name,
+        "P": p,
+        "loop_steps_per_s": loop_rate,
+        "batched_steps_per_s": batched_rate,
+        "speedup": batched_rate / loop_rate,
+        "padding_efficiency": engine.padding_efficiency,
+        "useful_gflops": useful / 1e9,
+        "params_per_member": engine.layout.useful_macs / p,
+        "levels": len(engine.layout.levels),
+        "buckets": sum(len(lvl) for lvl in engine.layout.levels),
+        "peak_mib": peak / 2**20,
+        "pack_s": pack_s,
+        "loop_members_timed": len(sample),
+        "steps": steps,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small step counts, founders + offspring, loop on a sample")
+    parser.add_argument("--json", action="store_true", help="also print each row as one JSON object per line")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (machines are shared)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--sizes", default="16,64,256", help="population sizes")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    rng = np.random.default_rng(args.seed)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    steps = {"small": 20, "digits": 5} if args.quick else {"small": 100, "digits": 20}
+    loop_sample = 16 if args.quick else max(sizes)
+    founders = 24 if args.quick else None
+    rate = matmul_rate(device)
+    rows = []
+    for regime in REGIMES:
+        population = grow(rng, regime, max(sizes), 30, founders)
+        for p in sizes:
+            row = measure(regime, population[:p], steps[regime.name], loop_sample, device, rng)
+            row.update(
+                useful_flops_fraction=row["useful_gflops"] * 1e9 / rate,
+                matmul_gflops=rate / 1e9,
+                device=str(device),
+                threads=torch.get_num_threads(),
+            )
+            rows.append(row)
+    print(f"device={device} torch_threads={torch.get_num_threads()} torch={torch.__version__} "
+          f"dense fp32 matmul={rate / 1e9:.1f} GFLOP/s{' (quick)' if args.quick else ''}")
+    head = ("regime", "P", "loop st/s", "batched st/s", "speedup", "pad eff", "useful GF/s",
+            "of matmul", "levels", "buckets", "params/mbr", "peak MiB", "pack s")
+    print(" | ".join(f"{h:>12}" for h in head))
+    for r in rows:
+        cells = (r["regime"], r["P"], f"{r['loop_steps_per_s']:.0f}", f"{r['batched_steps_per_s']:.0f}",
+                 f"{r['speedup']:.1f}x", f"{r['padding_efficiency']:.0%}", f"{r['useful_gflops']:.2f}",
+                 f"{r['useful_flops_fraction']:.0%}", r["levels"], r["buckets"], f"{r['params_per_member']:.0f}",
+                 f"{r['peak_mib']:.1f}", f"{r['pack_s']:.2f}")
+        print(" | ".join(f"{c:>12}" for c in cells))
+    if args.json:
+        for r in rows:
+            print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    main()
