@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import hybrid.lineage
-from genomes import active_structure, save
+from genomes import ACTIVATIONS, Genome, InnovationTracker, active_structure, save
 from hybrid.errors import HybridError, RunDirError
 from hybrid.export import FORMATS, ExportError, export_genome, export_run
 from hybrid.export import formats as formats_module
@@ -40,9 +40,8 @@ import sys
 import traceback
 
 x_file, *args = sys.argv[1:]
-site_dirs = args[args.index("--") + 1 :]
-jobs = args[: args.index("--")]
-sys.path.extend(site_dirs)  # plain entries: their .pth files (the editable hybrid) never run
+paths = args[: args.index("--")]
+sys.path.extend(args[args.index("--") + 1 :])  # plain entries: their .pth files never run
 for name in ("hybrid", "genomes"):
     if importlib.util.find_spec(name) is not None:
         sys.exit(f"{name} is importable in the isolated process")
@@ -52,18 +51,18 @@ import torch
 torch.set_num_threads(1)
 
 
-def predict(fmt, path, x):
-    if fmt == "onnx":
+def predict(path, x):
+    if path.endswith(".onnx"):
         import onnxruntime
 
         session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
         return session.run(["y"], {"x": x})[0]
-    if fmt == "python":
+    if path.endswith(".py"):
         spec = importlib.util.spec_from_file_location("exported_model", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         model = module.load()
-    elif fmt == "torchscript":
+    elif path.endswith(".pt"):
         model = torch.jit.load(path)
     else:
         model = torch.export.load(path).module()
@@ -72,11 +71,11 @@ def predict(fmt, path, x):
 
 
 x = np.load(x_file)
-for fmt, path in zip(jobs[::2], jobs[1::2]):
+for path in paths:
     try:
-        np.save(f"{fmt}.out.npy", predict(fmt, path, x))
+        np.save(f"{path}.out.npy", predict(path, x))
     except Exception:
-        with open(f"{fmt}.error.txt", "w") as f:
+        with open(f"{path}.error.txt", "w") as f:
             f.write(traceback.format_exc())
 leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("hybrid", "genomes"))
 if leaked:
@@ -96,23 +95,24 @@ def _site_dirs() -> list[str]:
     return dirs
 
 
-def predict_without_hybrid(files: dict[str, Path], x: np.ndarray) -> dict[str, np.ndarray | str]:
-    """Load each ``{format: file}`` in ONE fresh process that cannot import hybrid.
+def predict_without_hybrid(paths: list[Path], x: np.ndarray) -> dict[Path, np.ndarray | str]:
+    """Load exported files (format by suffix) in ONE fresh process that cannot import hybrid.
 
-    Returns each format's predictions, or the traceback its loading raised.
+    Returns each file's predictions for ``x``, or the traceback its loading raised.
     """
-    folder = next(iter(files.values())).parent
+    folder = paths[0].parent
+    assert all(p.parent == folder for p in paths)
     np.save(folder / "x.npy", x)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["OMP_NUM_THREADS"] = "1"
-    jobs = [str(a) for fmt, path in files.items() for a in (fmt, path)]
-    cmd = [sys.executable, "-S", "-E", "-c", LOADER, "x.npy", *jobs, "--", *_site_dirs()]
+    names = [p.name for p in paths]
+    cmd = [sys.executable, "-S", "-E", "-c", LOADER, "x.npy", *names, "--", *_site_dirs()]
     done = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    results: dict[str, np.ndarray | str] = {}
-    for fmt in files:
-        error = folder / f"{fmt}.error.txt"
-        results[fmt] = error.read_text() if error.exists() else np.load(folder / f"{fmt}.out.npy")
+    results: dict[Path, np.ndarray | str] = {}
+    for p in paths:
+        error = folder / f"{p.name}.error.txt"
+        results[p] = error.read_text() if error.exists() else np.load(folder / f"{p.name}.out.npy")
     return results
 
 
@@ -133,17 +133,23 @@ TORCH_FORMATS = ("python", "torchscript", "pt2")
 TEST_ROWS = 37  # a batch size unlike the export's example: the batch must be dynamic
 
 
+def _available_formats() -> list[str]:
+    onnx_ok = all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime"))
+    return [fmt for fmt in FORMATS if fmt != "onnx" or onnx_ok]
+
+
 @pytest.fixture(scope="module")
 def torch_round_trips(tmp_path_factory):
     """Export the gated genome in every torch format; load all in one process without hybrid."""
     folder = tmp_path_factory.mktemp("exports")
-    files = {
+    paths = {
         fmt: export_genome(
             gated_genome(), folder / f"model{FORMATS[fmt][0]}", fmt, GATE, sidecar()
         ).path
         for fmt in TORCH_FORMATS
     }
-    return predict_without_hybrid(files, raw_inputs(TEST_ROWS))
+    outputs = predict_without_hybrid(list(paths.values()), raw_inputs(TEST_ROWS))
+    return {fmt: outputs[path] for fmt, path in paths.items()}
 
 
 @pytest.mark.parametrize("fmt", TORCH_FORMATS)
@@ -155,16 +161,34 @@ def test_export_predicts_like_genome_net_in_a_process_without_hybrid(torch_round
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    any(importlib.util.find_spec(m) is None for m in ("onnx", "onnxscript", "onnxruntime")),
-    reason="needs onnx, onnxscript and onnxruntime (the onnx extra)",
-)
+@pytest.mark.skipif("onnx" not in _available_formats(), reason="needs the onnx extra")
 def test_onnx_export_predicts_like_genome_net_in_onnxruntime(tmp_path):
     path = export_genome(gated_genome(), tmp_path / "model.onnx", "onnx", GATE, sidecar()).path
-    out = predict_without_hybrid({"onnx": path}, raw_inputs(TEST_ROWS))["onnx"]
+    out = predict_without_hybrid([path], raw_inputs(TEST_ROWS))[path]
     assert not isinstance(out, str), out
     expected = reference(gated_genome(), GATE, raw_inputs(TEST_ROWS))
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_every_activation_and_a_constant_output_survive_every_format(tmp_path):
+    cases = {
+        act: Genome.minimal(4, 2, np.random.default_rng(3), InnovationTracker(), [3], act)
+        for act in sorted(ACTIVATIONS)
+    }
+    constant = cases["constant"] = cases["identity"].copy()  # input edge closed: constant node
+    constant.graph.edges[0, next(iter(constant.graph.successors(0)))]["gate"] = np.float32(-10)
+    x = raw_inputs(TEST_ROWS)
+    stats = {"feature_mean": MEAN, "feature_std": STD}
+    paths = {
+        export_genome(g, tmp_path / f"{name}{FORMATS[fmt][0]}", fmt, GATE, stats).path: name
+        for name, g in cases.items()
+        for fmt in _available_formats()
+    }
+    for path, out in predict_without_hybrid(list(paths), x).items():
+        assert not isinstance(out, str), f"{path.name}: {out}"
+        expected = reference(cases[paths[path]], GATE, x)
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5, err_msg=path.name)
 
 
 def test_every_format_has_a_round_trip_test():
