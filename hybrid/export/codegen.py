@@ -9,6 +9,7 @@ node) and ``load()``, which reads the weights saved next to it with
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,7 +44,7 @@ weights), and returns the network's {outputs}.
 
 Load and use::
 
-    model = load()  # weights from {weights} next to this file
+    model = load()  # weights from {weights_name} next to this file
     y = model(torch.as_tensor(features, dtype=torch.float32))  # (B, {n_inputs}) -> (B, {n_outputs})
 """
 
@@ -52,13 +53,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
+{functional}from torch import nn
 
 #: The trained weights (a state_dict), next to this file.
-WEIGHTS = {weights!r}
+WEIGHTS = {weights}
 #: Output i is the score of class CLASS_LABELS[i] (empty if the task is not classification).
-CLASS_LABELS = {class_labels!r}
+CLASS_LABELS = [{class_labels}]
 
 '''
 
@@ -76,6 +76,11 @@ def load(weights: str | Path | None = None, map_location: str | torch.device = "
     model.load_state_dict(torch.load(path, map_location=map_location, weights_only=True))
     return model.eval()
 '''
+
+
+def _literal(value: Any) -> str:
+    """Return a Python literal for a JSON-ready label (double-quoted strings)."""
+    return json.dumps(value) if isinstance(value, str) else repr(value)
 
 
 def _neurons(layer: LayerPlan) -> str:
@@ -172,16 +177,19 @@ def render_python(
     missing = {layer.activation for layer in plan.layers} - ACTIVATION_CODE.keys()
     if missing:
         raise KeyError(f"no source for activation(s) {sorted(missing)} in ACTIVATION_CODE")
+    uses_functional = any("F." in ACTIVATION_CODE[layer.activation] for layer in plan.layers)
     head = _HEADER.format(
         title=title,
         version=__version__,
         n_parameters=plan.n_parameters,
         gate=plan.gate,
         outputs=outputs,
-        weights=weights,
+        weights=json.dumps(weights),
+        weights_name=weights,
         n_inputs=plan.n_inputs,
         n_outputs=plan.n_outputs,
-        class_labels=list(class_labels),
+        class_labels=", ".join(_literal(v) for v in class_labels),
+        functional="import torch.nn.functional as F\n" if uses_functional else "",
     )
     cls = [
         "class ExportedNet(nn.Module):",

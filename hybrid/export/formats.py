@@ -94,7 +94,8 @@ def _write_python(
     task = sidecar.get("task") or {}
     run = sidecar.get("run") or {}
     run_name = run.get("name") if isinstance(run, Mapping) else run
-    title = f"Genome {sidecar.get('genome_id', '?')}"
+    genome_id = sidecar.get("genome_id")
+    title = "A genome" if genome_id is None else f"Genome {genome_id}"
     if run_name:
         title += f" of run {run_name!r}"
     if task.get("name"):

@@ -207,7 +207,7 @@ def test_sidecar_records_task_run_size_and_files(tmp_path):
     assert info["feature_mean"] == MEAN.tolist() and info["feature_std"] == STD.tolist()
     assert info["class_labels"] == LABELS and info["metrics"] == {"accuracy": 0.97}
     assert (info["genome_id"], info["run"]["name"]) == (42, "iris-demo")
-    assert "CLASS_LABELS = ['setosa', 'versicolor', 'virginica']" in result.path.read_text()
+    assert 'CLASS_LABELS = ["setosa", "versicolor", "virginica"]' in result.path.read_text()
 
 
 def _one_line_error(exc_info, *parts):
