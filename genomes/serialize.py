@@ -55,7 +55,8 @@ def decode_array(x: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
             if stored != shape or arr.size != int(np.prod(shape, dtype=np.int64)):
                 raise GenomeError(f"{where}: shape should be {shape}, got {stored} with {arr.size} values")
             return arr.reshape(shape)
-        arr = np.array(x, dtype=np.float32)
+        with np.errstate(over="ignore"):  # a hand-written 1e39 is float32 inf, as intended
+            arr = np.array(x, dtype=np.float32)
     except GenomeError:
         raise
     except (KeyError, TypeError, ValueError, base64.binascii.Error) as exc:

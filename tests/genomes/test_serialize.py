@@ -69,6 +69,14 @@ def test_hand_edited_plain_lists_are_read_as_float32():
     assert g.edge(2, 1)["gate"] == np.float32(2.5) and g.edge(2, 1)["weight"].dtype == np.float32
 
 
+def test_hand_written_numbers_beyond_float32_read_as_infinities_without_warning(recwarn):
+    data = to_dict(_genome())
+    data["nodes"][2]["bias"] = [1e39, -1e300, 0.0, 1.0]
+    g = from_dict(data)
+    np.testing.assert_array_equal(g.node(2)["bias"], [np.inf, -np.inf, 0.0, 1.0])
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
 def _edit(path, value=None, delete=False):
     def edit(data):
         target = data
