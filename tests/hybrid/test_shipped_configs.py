@@ -1,0 +1,43 @@
+"""The shipped configs solve their tasks (XOR in the default suite; the rest are slow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hybrid.config import load_config
+from hybrid.search import Search
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def _search(name: str, tmp_path: Path, seed: int = 0):
+    config = load_config(
+        CONFIGS / f"{name}.toml",
+        {"run.runs_dir": str(tmp_path), "run.seed": seed, "run.name": f"{name}{seed}"},
+    )
+    return Search.start(config).run()
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_xor_is_solved_in_every_seed(seed: int, tmp_path: Path) -> None:
+    result = _search("xor", tmp_path, seed)
+    assert result.test_metric == 1.0
+    assert result.stop_reason == "target_metric"
+
+
+@pytest.mark.slow
+def test_spirals_reaches_98_percent_test_accuracy(tmp_path: Path) -> None:
+    assert _search("spirals", tmp_path).test_metric >= 0.98
+
+
+@pytest.mark.slow
+def test_digits_reaches_96_percent_test_accuracy(tmp_path: Path) -> None:
+    assert _search("digits", tmp_path).test_metric >= 0.96
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["circles", "breast_cancer", "wine"])
+def test_other_configs_beat_a_coin(name: str, tmp_path: Path) -> None:
+    assert _search(name, tmp_path).test_metric >= 0.9
