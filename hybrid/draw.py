@@ -139,21 +139,25 @@ def draw_genome(
 
     g = drawing_graph(source, gate)
     pos = layout(g)
+    bends = {(s, d): _bend(pos, g, s, d) for s, d in g.edges}
     xs = [p[0] for p in pos.values()]
-    ys = [p[1] for p in pos.values()]
-    pad = 0.9
-    w, h = max(xs) - min(xs) + 2 * pad, max(ys) - min(ys) + 2 * pad + 0.6
+    # a curved edge peaks halfway to its arc3 control point: keep that inside the picture
+    ys = [p[1] for p in pos.values()] + [
+        (pos[s][1] + pos[d][1]) / 2 - r / 2 * (pos[d][0] - pos[s][0]) for (s, d), r in bends.items()
+    ]
+    pad, foot, head = 0.7, 0.6, (0.5 if title else 0.0)
+    w, h = max(xs) - min(xs) + 2 * pad, max(ys) - min(ys) + 2 * pad + foot + head
     scale = min(1.0, 24.0 / w, 16.0 / h)  # keep huge genomes within a sane figure
     fig = Figure(figsize=(max(4.0, w * scale), max(2.5, h * scale)), dpi=110)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_axis_off()
     ax.set_xlim(min(xs) - pad, max(xs) + pad)
-    ax.set_ylim(min(ys) - pad - 0.6, max(ys) + pad + (0.3 if title else 0.0))
+    ax.set_ylim(min(ys) - pad - foot, max(ys) + pad + head)
     ax.set_aspect("equal", adjustable="box")
     norms = [a["norm"] for *_, a in g.edges(data=True) if a["norm"] is not None]
     top = max(norms) if norms and max(norms) > 0 else 1.0
     for s, d, a in g.edges(data=True):
-        _draw_edge(ax, pos, g, s, d, a, top, scale)
+        _draw_edge(ax, pos, g, s, d, a, top, scale, bends[s, d])
     for n, a in g.nodes(data=True):
         alpha = 1.0 if a["live"] and a["open"] == a["width"] else (0.55 if a["live"] else _FADED + 0.1)
         ax.scatter(*pos[n], s=_node_size(a["width"]) * scale**2, c=_ROLE_COLOURS[a["role"]], alpha=alpha,
@@ -164,8 +168,8 @@ def draw_genome(
     if isinstance(source, Structure):
         legend = "structure only (weights not stored for this genome); dashed: disabled"
     if title:
-        ax.text(sum(ax.get_xlim()) / 2, max(ys) + pad - 0.2, title, ha="center", va="center", fontsize=10)
-    ax.text(sum(ax.get_xlim()) / 2, min(ys) - pad - 0.3, legend, ha="center", va="center", fontsize=8,
+        ax.text(sum(ax.get_xlim()) / 2, max(ys) + pad + head / 2, title, ha="center", va="center", fontsize=10)
+    ax.text(sum(ax.get_xlim()) / 2, min(ys) - pad - foot / 2, legend, ha="center", va="center", fontsize=8,
             color="#444444")
     out = Path(path)
     fig.savefig(out, format="png")
@@ -179,7 +183,7 @@ def _label(n: int, a: dict) -> str:
     return f"{head}\n{act}w={width}"
 
 
-def _draw_edge(ax, pos, g: nx.DiGraph, s: int, d: int, a: dict, top: float, scale: float) -> None:
+def _draw_edge(ax, pos, g: nx.DiGraph, s: int, d: int, a: dict, top: float, scale: float, rad: float) -> None:
     from matplotlib.patches import FancyArrowPatch
 
     # a disabled edge computes nothing: draw it thin, whatever its stored weights
@@ -190,7 +194,7 @@ def _draw_edge(ax, pos, g: nx.DiGraph, s: int, d: int, a: dict, top: float, scal
         FancyArrowPatch(
             pos[s], pos[d], arrowstyle="-|>", mutation_scale=10, lw=width * max(scale, 0.5),
             color=(*_EDGE_COLOUR, alpha), linestyle="--" if not a["enabled"] else "-",
-            connectionstyle=f"arc3,rad={_bend(pos, g, s, d)}",
+            connectionstyle=f"arc3,rad={rad}",
             shrinkA=math.sqrt(_node_size(g.nodes[s]["width"])) * scale / 2,
             shrinkB=math.sqrt(_node_size(g.nodes[d]["width"])) * scale / 2 + 1, zorder=2,
         )

@@ -6,7 +6,8 @@ id and written with ``INSERT OR REPLACE``, so a generation re-run after a resume
 rewrites the same rows with the same values.
 
 Tables:
-    genomes(id, generation, parents, operators, species, status, metrics...,
+    genomes(id, generation, parents, operators, species, status (ok | failed |
+            pruned), metrics...,
             structure, weights)  -- ``structure`` for every genome (ids, widths,
             activations, edges; no arrays), ``weights`` (a full genome JSON) for each
             generation's champion and for the latest generation's members.
@@ -19,13 +20,16 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from genomes import Genome, to_dict
 
-__all__ = ["GenerationRow", "GenomeRow", "LineageWriter", "structure_dict"]
+__all__ = ["PRUNED", "GenerationRow", "GenomeRow", "LineageWriter", "structure_dict"]
+
+#: Status of a member whose species was dropped for stagnation (it had no children).
+PRUNED = "pruned"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS genomes (
@@ -139,16 +143,31 @@ class LineageWriter:
     def truncate_after(self, generation: int) -> None:
         """Forget everything recorded after ``generation`` (used on resume)."""
         self.conn.execute("BEGIN")
-        self.conn.execute("DELETE FROM genomes WHERE generation > ?", (generation,))
-        self.conn.execute("DELETE FROM generations WHERE generation > ?", (generation,))
-        self.conn.execute("COMMIT")
+        try:
+            self.conn.execute("DELETE FROM genomes WHERE generation > ?", (generation,))
+            self.conn.execute("DELETE FROM generations WHERE generation > ?", (generation,))
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
 
-    def write_generation(self, rows: Sequence[GenomeRow], summary: GenerationRow) -> None:
+    def write_generation(
+        self, rows: Sequence[GenomeRow], summary: GenerationRow, pruned: Iterable[int] = ()
+    ) -> None:
         """Write one generation in a single transaction.
 
         Full weights are kept for rows with ``keep_weights``; earlier generations
         keep theirs only for their champion.
+
+        Args:
+            rows: every member evaluated in the generation.
+            summary: the generation's summary.
+            pruned: ids of members whose species was dropped for stagnation; an
+                ``ok`` row among them is stored with status ``pruned``.
         """
+        gone = {int(i) for i in pruned}
+        if gone:
+            rows = [replace(r, status=PRUNED) if r.id in gone and r.status == "ok" else r for r in rows]
         self.conn.execute("BEGIN")
         try:
             self.conn.execute(
