@@ -39,7 +39,17 @@ from hybrid.population import PopulationEngine, train_engine
 from hybrid.train import TrainConfig, train_net
 
 #: Growth and skip mutations drawn twice as often as pruning, so genomes grow.
-OPS = ("add_node", "add_node", "widen", "widen", "add_edge", "add_edge", "prune_neurons", "prune_edge", "remove_node")
+OPS = (
+    "add_node",
+    "add_node",
+    "widen",
+    "widen",
+    "add_edge",
+    "add_edge",
+    "prune_neurons",
+    "prune_edge",
+    "remove_node",
+)
 
 
 @dataclass(frozen=True)
@@ -54,11 +64,15 @@ class Regime:
 REGIMES = (Regime("small", 2, 2, 16, 194), Regime("digits", 64, 10, 64, 256))
 
 
-def grow(rng: np.random.Generator, regime: Regime, size: int, mutations: int, founders: int | None) -> list[Genome]:
+def grow(
+    rng: np.random.Generator, regime: Regime, size: int, mutations: int, founders: int | None
+) -> list[Genome]:
     """Return ``size`` genomes grown by random mutations (see the module docstring)."""
     tracker = InnovationTracker()
     config = MutationConfig(
-        max_node_width=regime.max_width, max_new_node_width=regime.max_width // 2, widen_max=regime.max_width // 4
+        max_node_width=regime.max_width,
+        max_new_node_width=regime.max_width // 2,
+        widen_max=regime.max_width // 4,
     )
 
     def mutate(g: Genome, n: int) -> Genome:
@@ -71,7 +85,9 @@ def grow(rng: np.random.Generator, regime: Regime, size: int, mutations: int, fo
 
     def fresh() -> Genome:
         width = int(rng.integers(1, regime.max_width + 1))
-        return mutate(Genome.minimal(regime.n_in, regime.n_out, rng, tracker, hidden=[width]), mutations)
+        return mutate(
+            Genome.minimal(regime.n_in, regime.n_out, rng, tracker, hidden=[width]), mutations
+        )
 
     if founders is None:
         return [fresh() for _ in range(size)]
@@ -99,7 +115,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def measure(regime: Regime, genomes: list[Genome], steps: int, loop_sample: int, device: torch.device, rng: np.random.Generator) -> dict:
+def measure(
+    regime: Regime,
+    genomes: list[Genome],
+    steps: int,
+    loop_sample: int,
+    device: torch.device,
+    rng: np.random.Generator,
+) -> dict:
     """Time both engines on ``genomes``; return one table row."""
     gen = torch.Generator().manual_seed(0)
     X = torch.randn(regime.batch, regime.n_in, generator=gen).to(device)
@@ -154,9 +177,17 @@ def measure(regime: Regime, genomes: list[Genome], steps: int, loop_sample: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small step counts, founders + offspring, loop on a sample")
-    parser.add_argument("--json", action="store_true", help="also print each row as one JSON object per line")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (machines are shared)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small step counts, founders + offspring, loop on a sample",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="also print each row as one JSON object per line"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch intra-op threads (machines are shared)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--sizes", default="16,64,256", help="population sizes")
     parser.add_argument("--seed", type=int, default=0)
@@ -181,16 +212,42 @@ def main() -> None:
                 threads=torch.get_num_threads(),
             )
             rows.append(row)
-    print(f"device={device} torch_threads={torch.get_num_threads()} torch={torch.__version__} "
-          f"dense fp32 matmul={rate / 1e9:.1f} GFLOP/s{' (quick)' if args.quick else ''}")
-    head = ("regime", "P", "loop st/s", "batched st/s", "speedup", "pad eff", "useful GF/s",
-            "of matmul", "levels", "buckets", "params/mbr", "peak MiB", "pack s")
+    print(
+        f"device={device} torch_threads={torch.get_num_threads()} torch={torch.__version__} "
+        f"dense fp32 matmul={rate / 1e9:.1f} GFLOP/s{' (quick)' if args.quick else ''}"
+    )
+    head = (
+        "regime",
+        "P",
+        "loop st/s",
+        "batched st/s",
+        "speedup",
+        "pad eff",
+        "useful GF/s",
+        "of matmul",
+        "levels",
+        "buckets",
+        "params/mbr",
+        "peak MiB",
+        "pack s",
+    )
     print(" | ".join(f"{h:>12}" for h in head))
     for r in rows:
-        cells = (r["regime"], r["P"], f"{r['loop_steps_per_s']:.0f}", f"{r['batched_steps_per_s']:.0f}",
-                 f"{r['speedup']:.1f}x", f"{r['padding_efficiency']:.0%}", f"{r['useful_gflops']:.2f}",
-                 f"{r['useful_flops_fraction']:.0%}", r["levels"], r["buckets"], f"{r['params_per_member']:.0f}",
-                 f"{r['peak_mib']:.1f}", f"{r['pack_s']:.2f}")
+        cells = (
+            r["regime"],
+            r["P"],
+            f"{r['loop_steps_per_s']:.0f}",
+            f"{r['batched_steps_per_s']:.0f}",
+            f"{r['speedup']:.1f}x",
+            f"{r['padding_efficiency']:.0%}",
+            f"{r['useful_gflops']:.2f}",
+            f"{r['useful_flops_fraction']:.0%}",
+            r["levels"],
+            r["buckets"],
+            f"{r['params_per_member']:.0f}",
+            f"{r['peak_mib']:.1f}",
+            f"{r['pack_s']:.2f}",
+        )
         print(" | ".join(f"{c:>12}" for c in cells))
     if args.json:
         for r in rows:

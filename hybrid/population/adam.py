@@ -87,7 +87,9 @@ class BatchedAdamW:
         bc2_sqrt = (1.0 - self.beta2**self.t) ** 0.5
         if active is None and self.uniform:
             lr = float(self.lrs[0])
-            for p, g, m, v, dec in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, self.decay, strict=True):
+            for p, g, m, v, dec in zip(
+                self.params, grads, self.exp_avg, self.exp_avg_sq, self.decay, strict=True
+            ):
                 if dec:
                     p.mul_(1 - lr * self.weight_decay)
                 m.lerp_(g, 1 - self.beta1)

@@ -121,7 +121,9 @@ class PopulationEngine:
         return self.program.nbytes() + sum(t.numel() * t.element_size() for t in own)
 
     # ---------------------------------------------------------------- function
-    def gate_values(self, noise: torch.Tensor | None = None, training: bool = False) -> torch.Tensor:
+    def gate_values(
+        self, noise: torch.Tensor | None = None, training: bool = False
+    ) -> torch.Tensor:
         """Return every gate's value: deterministic, or sampled when training hard-concrete.
 
         Raises:
@@ -136,7 +138,9 @@ class PopulationEngine:
             return hard_concrete_sample(self.gates, noise.to(self.gates.device, self.gates.dtype))
         return gate_value(self.gates, self.gate)
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, training: bool = False) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, noise: torch.Tensor | None = None, training: bool = False
+    ) -> torch.Tensor:
         """Return every member's output for the shared batch ``x``.
 
         Args:
@@ -154,7 +158,9 @@ class PopulationEngine:
         if x.dim() != 2 or x.shape[1] != lay.n_inputs:
             raise ValueError(f"inputs should have shape (B, {lay.n_inputs}), got {tuple(x.shape)}")
         values = self.gate_values(noise, training)
-        values = torch.cat([values, values.new_zeros(1)])  # index n_gates: a closed gate for padding
+        values = torch.cat(
+            [values, values.new_zeros(1)]
+        )  # index n_gates: a closed gate for padding
         cols = values[self._col_edge] * values[self._col_src]
         in_scale = values[self._in_edge][:, None] * values[self._in_gate][self._in_member]
         xt = x.t().to(self.dtype).contiguous()
@@ -196,7 +202,9 @@ class PopulationEngine:
             for k, (s, d) in enumerate(sl.edges):
                 shape = graph.edges[s, d]["weight"].shape
                 start = sl.weight[k]
-                graph.edges[s, d]["weight"] = w[start : start + shape[0] * shape[1]].reshape(shape).copy()
+                graph.edges[s, d]["weight"] = (
+                    w[start : start + shape[0] * shape[1]].reshape(shape).copy()
+                )
                 graph.edges[s, d]["gate"] = np.float32(g[sl.edge_gate + k])
             for n, start in zip(sl.bias_nodes, sl.bias, strict=True):
                 graph.nodes[n]["bias"] = b[start : start + graph.nodes[n]["width"]].copy()

@@ -139,7 +139,9 @@ def _describe(genome: Genome, m: int, gate0: int, nodes: list[Node], gates: list
         a = g.nodes[n]
         preds = sorted(active.predecessors(n), key=lambda s, n=n: inv[s, n])
         sources = [(s, g.nodes[s]["width"]) for s in preds if s != inp]
-        nodes.append(Node(m, n, depth[n], a["width"], ACTIVATION_IDS[a["activation"]], sources, inp in preds))
+        nodes.append(
+            Node(m, n, depth[n], a["width"], ACTIVATION_IDS[a["activation"]], sources, inp in preds)
+        )
     return edges, bias_nodes, gate_nodes, first_gate, off
 
 
@@ -163,7 +165,9 @@ def pack(genomes: Sequence[Genome], merge_macs: float = 2048.0) -> Layout:
     gates: list[np.ndarray] = []
     described, gate0 = [], 0
     for m, genome in enumerate(genomes):
-        edges, bias_nodes, gate_nodes, first_gate, edge_gate0 = _describe(genome, m, gate0, nodes, gates)
+        edges, bias_nodes, gate_nodes, first_gate, edge_gate0 = _describe(
+            genome, m, gate0, nodes, gates
+        )
         described.append((edges, bias_nodes, gate_nodes, first_gate, edge_gate0, gate0))
         gate0 = edge_gate0 + len(edges)
     n_g = gate0
@@ -176,7 +180,12 @@ def pack(genomes: Sequence[Genome], merge_macs: float = 2048.0) -> Layout:
     def group(nd: Node) -> Group:
         return groups[int(np.searchsorted(starts, nd.row, side="right")) - 1]
 
-    n_padded, n_rows, n_cols, n_inp = sizes["padded"], sizes["rows"], sizes["cols"], sizes["input_rows"]
+    n_padded, n_rows, n_cols, n_inp = (
+        sizes["padded"],
+        sizes["rows"],
+        sizes["cols"],
+        sizes["input_rows"],
+    )
     w = np.zeros(n_padded, np.float32)
     w_member = np.full(n_padded, p, np.int64)
     col_edge = np.full(n_cols, n_g, np.int64)
@@ -211,14 +220,18 @@ def pack(genomes: Sequence[Genome], merge_macs: float = 2048.0) -> Layout:
             weight_pos.append(pos)
             starts_w.append(n_w)
             n_w += pos.size
-        slices.append((tuple(edges), tuple(starts_w), bias_nodes, gate_nodes, first_gate, edge_gate0, g0))
+        slices.append(
+            (tuple(edges), tuple(starts_w), bias_nodes, gate_nodes, first_gate, edge_gate0, g0)
+        )
     for lvl in levels:
         for grp in lvl:
             grp.src[grp.src < 0] = n_rows  # padding reads the zero row
     b = np.zeros(n_rows, np.float32)
     b_member = np.full(n_rows, p, np.int64)
     bias_row, members, n_b = [], [], 0
-    for m, (edges, starts_w, bias_nodes, gate_nodes, first_gate, edge_gate0, g0) in enumerate(slices):
+    for m, (edges, starts_w, bias_nodes, gate_nodes, first_gate, edge_gate0, g0) in enumerate(
+        slices
+    ):
         starts_b = []
         for n in bias_nodes:
             nd = at[m, n]
@@ -251,14 +264,18 @@ def pack(genomes: Sequence[Genome], merge_macs: float = 2048.0) -> Layout:
         weight_member=w_member,
         bias_member=b_member,
         gate_member=np.repeat(np.arange(p), gate_counts).astype(np.int64),
-        weight_pos=np.concatenate(weight_pos).astype(np.int64) if weight_pos else np.zeros(0, np.int64),
+        weight_pos=np.concatenate(weight_pos).astype(np.int64)
+        if weight_pos
+        else np.zeros(0, np.int64),
         bias_row=np.concatenate(bias_row).astype(np.int64),
         col_edge_gate=col_edge,
         col_src_gate=col_src,
         in_edge_gate=in_edge,
         in_member=in_member,
         in_gate=np.array([[s.gates[0] + c for c in range(n_in)] for s in members], np.int64),
-        out_rows=np.concatenate([at[m, g.output_id].row + np.arange(n_out) for m, g in enumerate(genomes)]),
+        out_rows=np.concatenate(
+            [at[m, g.output_id].row + np.arange(n_out) for m, g in enumerate(genomes)]
+        ),
         levels=levels,
         n_rows=n_rows,
         n_input_rows=n_inp,

@@ -121,12 +121,21 @@ def _buckets(nodes: list[Node], merge_macs: float) -> list[tuple[list[Node], int
         members = [nd for i in idx for nd in keyed[keys[i]]]
         # Input-fed nodes first (one addmm over a row prefix); activations sorted
         # up then down so that the runs at the seam can merge.
-        members.sort(key=lambda nd: (not nd.has_input, nd.act if nd.has_input else -nd.act, nd.member, nd.node))
+        members.sort(
+            key=lambda nd: (
+                not nd.has_input,
+                nd.act if nd.has_input else -nd.act,
+                nd.member,
+                nd.node,
+            )
+        )
         out.append((members, max(keys[i][0] for i in idx), max(keys[i][1] for i in idx)))
     return out
 
 
-def plan(nodes: list[Node], n_in: int, merge_macs: float) -> tuple[tuple[tuple[Group, ...], ...], dict]:
+def plan(
+    nodes: list[Node], n_in: int, merge_macs: float
+) -> tuple[tuple[tuple[Group, ...], ...], dict]:
     """Place ``nodes`` (setting ``row``/``slot``) and return the levels and sizes.
 
     Returns:
@@ -140,19 +149,26 @@ def plan(nodes: list[Node], n_in: int, merge_macs: float) -> tuple[tuple[tuple[G
     row = 0
     for li, lvl in enumerate(sorted(by_level)):
         fed = [nd for nd in by_level[lvl] if nd.sources]
-        solo = sorted((nd for nd in by_level[lvl] if not nd.sources), key=lambda nd: (nd.act, nd.member, nd.node))
+        solo = sorted(
+            (nd for nd in by_level[lvl] if not nd.sources),
+            key=lambda nd: (nd.act, nd.member, nd.node),
+        )
         for members, k, wd in _buckets(fed, merge_macs):
             for i, nd in enumerate(members):
                 nd.row, nd.slot = row + i * wd, i
             n_fed = sum(nd.has_input for nd in members)
-            specs.append((li, members, k, wd, row, len(members) * wd, n_fed * wd, [wd] * len(members)))
+            specs.append(
+                (li, members, k, wd, row, len(members) * wd, n_fed * wd, [wd] * len(members))
+            )
             row += len(members) * wd
         if solo:
             start = row
             for nd in solo:
                 nd.row, nd.slot = row, -1
                 row += nd.width
-            specs.append((li, solo, 0, 0, start, row - start, row - start, [nd.width for nd in solo]))
+            specs.append(
+                (li, solo, 0, 0, start, row - start, row - start, [nd.width for nd in solo])
+            )
     input_rows = sum(s[6] for s in specs)
     levels: list[list[Group]] = [[] for _ in by_level]
     in_row, w_off, col = 0, input_rows * n_in, 0

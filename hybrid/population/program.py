@@ -70,7 +70,9 @@ _BACKWARD: dict[str, _Bwd] = {
     "relu": lambda g, z, a, out: aten.threshold_backward.grad_input(g, a, 0, grad_input=out),
     "tanh": lambda g, z, a, out: aten.tanh_backward.grad_input(g, a, grad_input=out),
     "sigmoid": lambda g, z, a, out: aten.sigmoid_backward.grad_input(g, a, grad_input=out),
-    "gelu": lambda g, z, a, out: aten.gelu_backward.grad_input(g, z, approximate="tanh", grad_input=out),
+    "gelu": lambda g, z, a, out: aten.gelu_backward.grad_input(
+        g, z, approximate="tanh", grad_input=out
+    ),
     "sin": _sin_bwd,
     "gauss": _gauss_bwd,
     "softplus": lambda g, z, a, out: aten.softplus_backward.grad_input(g, z, 1, 20, grad_input=out),
@@ -86,14 +88,23 @@ class _Group:
     every view a step needs is made here once.
     """
 
-    def __init__(self, prog: GraphProgram, grp: Group, src: torch.Tensor, buf: _Buffers, params: tuple) -> None:
+    def __init__(
+        self, prog: GraphProgram, grp: Group, src: torch.Tensor, buf: _Buffers, params: tuple
+    ) -> None:
         weights, bias = params
         n_in, b = prog.layout.n_inputs, buf.batch
         n, k, wd, ri = grp.n, grp.fan_in, grp.width, grp.n_input_rows
         rows = slice(grp.row, grp.row + grp.n_rows)
         self.src, self.bucket = src, bool(k)
         self.runs = [
-            (FORWARD_BY_ID[act], BACKWARD_BY_ID[act], buf.z[s:e], buf.a[s:e], buf.ga[s:e], buf.gz[s:e])
+            (
+                FORWARD_BY_ID[act],
+                BACKWARD_BY_ID[act],
+                buf.z[s:e],
+                buf.a[s:e],
+                buf.ga[s:e],
+                buf.gz[s:e],
+            )
             for act, s, e in grp.runs
         ]
         win = slice(grp.in_row * n_in, (grp.in_row + ri) * n_in)
@@ -126,7 +137,9 @@ class _Group:
 class _Buffers:
     """Work buffers for one batch size (reused from step to step) and their views."""
 
-    def __init__(self, prog: GraphProgram, batch: int, weights: torch.Tensor, bias: torch.Tensor) -> None:
+    def __init__(
+        self, prog: GraphProgram, batch: int, weights: torch.Tensor, bias: torch.Tensor
+    ) -> None:
         opts = {"device": prog.device, "dtype": prog.dtype}
         rows = prog.layout.n_rows
         self.batch = batch
@@ -138,7 +151,9 @@ class _Buffers:
         self.gz = torch.empty(rows, batch, **opts)
         self.x = torch.empty(prog.n_cols, batch, **opts)  # gathered inputs, kept for backward
         self.gx = torch.empty(prog.max_gather, batch, **opts)
-        self.levels = [[_Group(prog, grp, src, self, params) for grp, src in lvl] for lvl in prog.levels]
+        self.levels = [
+            [_Group(prog, grp, src, self, params) for grp, src in lvl] for lvl in prog.levels
+        ]
         self.reversed = [list(lvl) for lvl in reversed(self.levels)]
         self.buckets = [g for lvl in self.levels for g in lvl if g.bucket]
 
@@ -146,9 +161,8 @@ class _Buffers:
 class GraphProgram:
     """The level/bucket plan of a :class:`Layout` on a device, with its work buffers.
 
-    One forward may be in flight at a time: :meth:`backward` uses what the last
-    :meth:`forward` left in the buffers, and the gradients it returns live in
-    buffers the next backward overwrites.
+    The buffers are reused, so only the most recent forward can be backpropagated
+    (any number of times): a backward of an older one raises.
 
     Args:
         layout: the packed population.
@@ -163,7 +177,9 @@ class GraphProgram:
         idx = {"device": self.device, "dtype": torch.long}
         fl = {"device": self.device, "dtype": dtype}
         self.out_rows = torch.as_tensor(layout.out_rows, **idx)
-        self.levels = [[(grp, torch.as_tensor(grp.src, **idx)) for grp in lvl] for lvl in layout.levels]
+        self.levels = [
+            [(grp, torch.as_tensor(grp.src, **idx)) for grp in lvl] for lvl in layout.levels
+        ]
         self.n_cols = len(layout.col_edge_gate)
         self.max_gather = max([grp.n * grp.fan_in for lvl in layout.levels for grp in lvl] + [1])
         self.n_in_block = layout.n_input_rows * layout.n_inputs
@@ -176,6 +192,7 @@ class GraphProgram:
         self.in_scale = torch.zeros(layout.n_input_rows, layout.n_inputs, **fl)
         self._buffers: dict[int, _Buffers] = {}
         self._saved: tuple | None = None
+        self.generation = 0  # forwards so far: tells a backward whether its buffers survive
 
     def buffers(self, batch: int, weights: torch.Tensor, bias: torch.Tensor) -> _Buffers:
         """Return the work buffers for ``batch`` samples (kept for the last two sizes)."""
@@ -188,7 +205,15 @@ class GraphProgram:
 
     def nbytes(self) -> int:
         """Return the bytes held by the plan's index tensors and work buffers."""
-        tensors = [self.out_rows, self.w, self.gw, self.grad_w, self.cols, self.grad_cols, self.in_scale]
+        tensors = [
+            self.out_rows,
+            self.w,
+            self.gw,
+            self.grad_w,
+            self.cols,
+            self.grad_cols,
+            self.in_scale,
+        ]
         tensors += [src for lvl in self.levels for _, src in lvl]
         for b in self._buffers.values():
             tensors += [b.z, b.a, b.ga, b.gz, b.x, b.gx]
@@ -235,6 +260,7 @@ class GraphProgram:
                 for fwd, _, z, a_run, _, _ in g.runs:
                     fwd(z, a_run)
         self._saved = (buf, xt, weights)
+        self.generation += 1
         return a.index_select(0, self.out_rows)
 
     @torch.no_grad()
@@ -247,7 +273,6 @@ class GraphProgram:
         if self._saved is None:
             raise RuntimeError("GraphProgram.backward needs a forward first")
         buf, xt, weights = self._saved
-        self._saved = None
         ga, gw, block = buf.ga, self.gw, self.n_in_block
         ga.zero_()
         ga.index_copy_(0, self.out_rows, grad_out.to(self.dtype))
@@ -267,17 +292,25 @@ class GraphProgram:
         for g in buf.buckets:
             torch.mul(g.gw3, g.cols3, out=g.grad3)
             torch.sum(g.gw3 * g.raw3, dim=1, keepdim=True, out=g.gcols3)
-        return self.grad_w, self.grad_cols, grad_in, buf.gz.sum(1)
+        return self.grad_w.clone(), self.grad_cols.clone(), grad_in, buf.gz.sum(1)
 
 
 class _GraphFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, program: GraphProgram, xt, weights, cols, in_scale, bias):  # type: ignore[override]
         ctx.program = program
-        return program.forward(xt, weights, cols, in_scale, bias)
+        out = program.forward(xt, weights, cols, in_scale, bias)
+        ctx.generation = program.generation
+        return out
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
+        if ctx.generation != ctx.program.generation:
+            raise RuntimeError(
+                "population engine: only the most recent forward can be backpropagated (its work "
+                f"buffers are reused); this is forward {ctx.generation}, the last was "
+                f"{ctx.program.generation}"
+            )
         return (None, None, *ctx.program.backward(grad_out.contiguous()))
 
 

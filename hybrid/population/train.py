@@ -135,7 +135,9 @@ def _results(losses: torch.Tensor, done: torch.Tensor, failed: torch.Tensor) -> 
 
 
 @torch.no_grad()
-def evaluate_engine(engine: PopulationEngine, X: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[list[float], list[float | None]]:
+def evaluate_engine(
+    engine: PopulationEngine, X: torch.Tensor, y: torch.Tensor, loss: str
+) -> tuple[list[float], list[float | None]]:
     """Return every member's ``(mean loss, accuracy or None)``, deterministic gates.
 
     Shape:
@@ -143,30 +145,40 @@ def evaluate_engine(engine: PopulationEngine, X: torch.Tensor, y: torch.Tensor, 
     """
     n = X.shape[0]
     total = torch.zeros(engine.n_members, dtype=torch.float64, device=X.device)
-    correct = torch.zeros_like(total)
+    correct = torch.zeros(engine.n_members, dtype=torch.long, device=X.device)
     for start in range(0, n, EVAL_CHUNK):
         xb, yb = X[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
         out = engine.forward(xb)
-        total += task_losses(out, yb, loss).double() * xb.shape[0]
+        chunk = task_losses(out, yb, loss)
+        total = chunk.double() if n <= EVAL_CHUNK else total + chunk.double() * xb.shape[0] / n
         if loss == "cross_entropy":
-            correct += (out.argmax(-1) == yb).sum(1).double()
-    values = (total / n).tolist()
+            correct += (out.argmax(-1) == yb).sum(1)
+    values = total.tolist()
     if loss != "cross_entropy":
         return values, [None] * engine.n_members
-    return values, (correct / n).tolist()
+    # float32 like ``evaluate_net`` (a mean of 0/1 floats), so the figures agree exactly
+    return values, (correct.float() / n).tolist()
 
 
-def _metrics(engine: PopulationEngine, genomes: Sequence[Genome], X: Any, y: Any, gate: str, loss: str) -> list[Metrics]:
+def _metrics(
+    engine: PopulationEngine, genomes: Sequence[Genome], X: Any, y: Any, gate: str, loss: str
+) -> list[Metrics]:
     values, accuracy = evaluate_engine(engine, X, y, loss)
     out = []
     for g, v, a in zip(genomes, values, accuracy, strict=True):
         live = active_structure(g, gate)
-        out.append(Metrics(loss=v, accuracy=a, active_parameters=live.n_parameters, flops=live.flops))
+        out.append(
+            Metrics(loss=v, accuracy=a, active_parameters=live.n_parameters, flops=live.flops)
+        )
     return out
 
 
 def evaluate_population(
-    genomes: Sequence[Genome], X: Any, y: Any, config: TrainConfig, device: torch.device | str | None = None
+    genomes: Sequence[Genome],
+    X: Any,
+    y: Any,
+    config: TrainConfig,
+    device: torch.device | str | None = None,
 ) -> list[Metrics]:
     """Return each genome's metrics on ``(X, y)`` in one batched pass (``evaluate_genome``'s twin).
 
@@ -184,7 +196,9 @@ def evaluate_population(
     return _metrics(engine, genomes, X, y, config.gate, config.loss)
 
 
-def _data(genomes: Sequence[Genome], X: Any, y: Any, config: TrainConfig, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def _data(
+    genomes: Sequence[Genome], X: Any, y: Any, config: TrainConfig, device: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
     X, y = check_data(X, y, genomes[0].n_inputs, genomes[0].n_outputs, config.loss)
     if device is not None:
         X, y = X.to(device), y.to(device)

@@ -1,0 +1,242 @@
+"""Batched training held to the single-genome trainer, member by member.
+
+Oracle equality of training uses sigmoid gates, or hard-concrete gates with the
+noise passed explicitly: the engines lay out their noise draws differently (only a
+one-member population draws exactly what ``train_genome`` draws).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from genomes import GATE_KINDS, Genome, InnovationTracker
+from hybrid.batches import minibatch_indices
+from hybrid.metrics import evaluate_genome
+from hybrid.net import GenomeNet, write_back
+from hybrid.population import (
+    BatchedAdamW,
+    PopulationEngine,
+    evaluate_population,
+    train_engine,
+    train_population,
+)
+from hybrid.train import TrainConfig, _optimizer, train_genome, train_net
+from tests.strategies import populations_strategy
+
+SEEDS = st.integers(0, 2**16)
+
+
+def _data(pop: list[Genome], seed: int, n: int = 24, loss: str = "cross_entropy"):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, pop[0].n_inputs, generator=g)
+    if loss == "mse":
+        return X, torch.randn(n, pop[0].n_outputs, generator=g)
+    return X, torch.randint(0, pop[0].n_outputs, (n,), generator=g)
+
+
+def _assert_genomes_close(a: Genome, b: Genome, tol: float) -> None:
+    assert a.structure_key() == b.structure_key()
+    for (label, x), (_, y) in zip(a.iter_arrays(), b.iter_arrays(), strict=True):
+        assert np.allclose(x, y, rtol=tol, atol=tol), (label, np.abs(x - y).max())
+
+
+def _assert_bit_identical(a: Genome, b: Genome) -> None:
+    assert a == b, "arrays differ bitwise"
+
+
+@settings(max_examples=25)
+@given(populations_strategy(), SEEDS, st.sampled_from(["cross_entropy", "mse"]))
+def test_k_steps_equal_the_single_genome_trainer_for_every_member(pop, seed, loss):
+    X, y = _data(pop, seed, loss=loss)
+    config = TrainConfig(
+        steps=6, batch_size=10, lr=0.02, weight_decay=0.05, penalty=0.01, loss=loss
+    )
+    batches = minibatch_indices(
+        X.shape[0], config.batch_size, config.steps, torch.Generator().manual_seed(seed)
+    )
+    engine = PopulationEngine(pop, "sigmoid")
+    results = train_engine(engine, X, y, config, batches)
+    trained = engine.write_back()
+    for m, genome in enumerate(pop):
+        net = GenomeNet(genome, "sigmoid")
+        ref = train_net(net, X, y, config, batches)
+        assert results[m].status == ref.status == "ok"
+        assert results[m].steps == ref.steps
+        assert np.isclose(results[m].train_loss, ref.train_loss, rtol=1e-4, atol=1e-5)
+        _assert_genomes_close(trained[m], write_back(genome, net), 1e-4)
+
+
+@settings(max_examples=15)
+@given(populations_strategy(gate="hard_concrete"), SEEDS)
+def test_hard_concrete_training_equals_single_genome_steps_given_the_same_noise(pop, seed):
+    X, y = _data(pop, seed)
+    config = TrainConfig(steps=4, batch_size=12, lr=0.02, penalty=0.05, gate="hard_concrete")
+    gen = torch.Generator().manual_seed(seed)
+    batches = minibatch_indices(X.shape[0], config.batch_size, config.steps, gen)
+    engine = PopulationEngine(pop, "hard_concrete")
+    noise = torch.rand(config.steps, engine.n_gates, generator=gen)
+    train_engine(engine, X, y, config, batches, noise=noise)
+    trained = engine.write_back()
+    for m, genome in enumerate(pop):
+        start, end = engine.layout.members[m].gates
+        net = GenomeNet(genome, "hard_concrete").train()
+        optimizer = _optimizer(net, config)
+        for t in range(config.steps):
+            out = net(X[batches[t]], noise[t, start:end])
+            loss = (
+                torch.nn.functional.cross_entropy(out, y[batches[t]])
+                + config.penalty * net.penalty()
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        _assert_genomes_close(trained[m], write_back(genome, net), 1e-4)
+
+
+@settings(max_examples=10)
+@given(populations_strategy(size=1, gate="hard_concrete"), SEEDS)
+def test_one_member_population_replays_train_genome(pop, seed):
+    X, y = _data(pop, seed)
+    config = TrainConfig(steps=5, batch_size=8, lr=0.02, penalty=0.01, gate="hard_concrete")
+    (child,), (result,) = train_population(pop, X, y, config, torch.Generator().manual_seed(seed))
+    ref_child, ref = train_genome(pop[0], X, y, config, torch.Generator().manual_seed(seed))
+    assert result.status == ref.status and result.steps == ref.steps
+    assert np.isclose(result.train_loss, ref.train_loss, rtol=1e-4, atol=1e-5)
+    assert np.isclose(result.metrics.loss, ref.metrics.loss, rtol=1e-4, atol=1e-5)
+    assert result.metrics.accuracy == ref.metrics.accuracy
+    assert (result.metrics.active_parameters, result.metrics.flops) == (
+        ref.metrics.active_parameters,
+        ref.metrics.flops,
+    )
+    _assert_genomes_close(child, ref_child, 1e-4)
+
+
+@settings(max_examples=15)
+@given(populations_strategy(size=st.integers(3, 6)), SEEDS, st.data())
+def test_a_nan_member_fails_alone_and_the_others_stay_bit_identical(pop, seed, data):
+    X, y = _data(pop, seed)
+    config = TrainConfig(steps=5, batch_size=8, lr=0.05, weight_decay=0.1, penalty=0.01)
+    victim = data.draw(st.integers(0, len(pop) - 1))
+    broken = list(pop)
+    broken[victim] = pop[victim].copy()
+    s, d = broken[victim].enabled_edges()[0]
+    broken[victim].graph.edges[s, d]["weight"][0, 0] = np.nan
+    clean_genomes, clean = train_population(pop, X, y, config, torch.Generator().manual_seed(seed))
+    genomes, results = train_population(broken, X, y, config, torch.Generator().manual_seed(seed))
+    assert results[victim].status == "failed" and results[victim].steps == 0
+    assert genomes[victim] is broken[victim]
+    for m in range(len(pop)):
+        if m != victim:
+            assert results[m] == clean[m]
+            _assert_bit_identical(genomes[m], clean_genomes[m])
+
+
+def test_a_member_that_diverges_mid_training_is_frozen_before_the_failing_step():
+    rng, tracker = np.random.default_rng(0), InnovationTracker()
+    pop = [Genome.minimal(3, 2, rng, tracker, hidden=[4], activation="identity") for _ in range(3)]
+    X, y = _data(pop, 0)
+    config = TrainConfig(steps=8, batch_size=24, lr=0.05)
+    batches = minibatch_indices(24, 24, 8, torch.Generator())
+    lrs = [0.05, 1e30, 0.05]  # member 1 overflows after a step or two
+    engine = PopulationEngine(pop)
+    results = train_engine(engine, X, y, config, batches, lrs=lrs)
+    done = results[1].steps
+    assert results[1].status == "failed" and 0 < done < 8
+    shorter = PopulationEngine(pop)
+    train_engine(shorter, X, y, config, batches[:done], lrs=lrs)
+    _assert_bit_identical(engine.write_back()[1], shorter.write_back()[1])
+    clean = PopulationEngine(pop)
+    clean_results = train_engine(clean, X, y, config, batches)
+    for m in (0, 2):
+        assert results[m] == clean_results[m]
+        _assert_bit_identical(engine.write_back()[m], clean.write_back()[m])
+
+
+@settings(max_examples=10)
+@given(populations_strategy(size=st.integers(2, 5)), SEEDS, st.data())
+def test_per_member_learning_rates_equal_single_runs_at_those_rates(pop, seed, data):
+    X, y = _data(pop, seed)
+    lrs = data.draw(
+        st.lists(st.sampled_from([0.001, 0.01, 0.1]), min_size=len(pop), max_size=len(pop))
+    )
+    config = TrainConfig(steps=4, batch_size=8, weight_decay=0.1)
+    batches = minibatch_indices(X.shape[0], 8, 4, torch.Generator().manual_seed(seed))
+    engine = PopulationEngine(pop)
+    train_engine(engine, X, y, config, batches, lrs=lrs)
+    for m, genome in enumerate(pop):
+        net = GenomeNet(genome)
+        train_net(
+            net, X, y, TrainConfig(steps=4, batch_size=8, weight_decay=0.1, lr=lrs[m]), batches
+        )
+        _assert_genomes_close(engine.write_back()[m], write_back(genome, net), 1e-4)
+
+
+def test_batched_adamw_is_torch_adamw_bit_for_bit():
+    g = torch.Generator().manual_seed(0)
+    decayed, other = torch.randn(50, generator=g), torch.randn(30, generator=g)
+    members = [torch.arange(50) % 3, torch.arange(30) % 3]
+    grads = [[torch.randn(50, generator=g), torch.randn(30, generator=g)] for _ in range(5)]
+    for active in (None, torch.ones(3, dtype=torch.bool)):  # fast path, general path
+        ref = [decayed.clone().requires_grad_(), other.clone().requires_grad_()]
+        opt = torch.optim.AdamW(
+            [{"params": [ref[0]], "weight_decay": 0.1}, {"params": [ref[1]], "weight_decay": 0.0}],
+            lr=0.01,
+            foreach=False,
+        )
+        ours = [decayed.clone(), other.clone()]
+        batched = BatchedAdamW(
+            ours,
+            members,
+            torch.full((3,), 0.01, dtype=torch.float64),
+            (True, False),
+            weight_decay=0.1,
+        )
+        for step in grads:
+            for p, gr in zip(ref, step, strict=True):
+                p.grad = gr.clone()
+            opt.step()
+            batched.step(step, active)
+        for a, b in zip(ours, ref, strict=True):
+            assert torch.equal(a, b.detach())
+
+
+def test_inactive_members_keep_parameters_and_moments():
+    g = torch.Generator().manual_seed(1)
+    theta = torch.randn(12, generator=g)
+    member = torch.arange(12) % 4
+    opt = BatchedAdamW([theta], [member], torch.full((4,), 0.1), (True,), weight_decay=0.1)
+    opt.step([torch.randn(12, generator=g)], None)
+    before = (theta.clone(), opt.exp_avg[0].clone(), opt.exp_avg_sq[0].clone())
+    active = torch.tensor([True, False, True, False])
+    opt.step([torch.full((12,), float("nan"))], active)
+    frozen = ~active[member]
+    for now, then in zip((theta, opt.exp_avg[0], opt.exp_avg_sq[0]), before, strict=True):
+        assert torch.equal(now[frozen], then[frozen])
+        assert now[~frozen].isnan().all()
+
+
+def test_padding_stays_exactly_zero_through_training():
+    rng, tracker = np.random.default_rng(0), InnovationTracker()
+    pop = [Genome.minimal(4, 3, rng, tracker, hidden=[w, 5 - w]) for w in (1, 2, 3, 4)]
+    engine = PopulationEngine(pop, merge_macs=1e9)  # one big bucket: lots of padding
+    assert engine.padding_efficiency < 1
+    X, y = _data(pop, 0)
+    config = TrainConfig(steps=5, batch_size=8, weight_decay=0.1)
+    train_engine(engine, X, y, config, minibatch_indices(24, 8, 5, torch.Generator()))
+    for values, member in zip(engine.params, engine.members, strict=True):
+        assert torch.count_nonzero(values[member == len(pop)]) == 0
+
+
+@settings(max_examples=10)
+@given(populations_strategy(gate="hard_concrete"), st.sampled_from(GATE_KINDS), SEEDS)
+def test_evaluate_population_equals_evaluate_genome(pop, gate, seed):
+    X, y = _data(pop, seed)
+    config = TrainConfig(gate=gate)
+    for got, genome in zip(evaluate_population(pop, X, y, config), pop, strict=True):
+        ref = evaluate_genome(genome, X, y, config)
+        assert np.isclose(got.loss, ref.loss, rtol=1e-5, atol=1e-6)
+        assert got.accuracy == ref.accuracy
+        assert (got.active_parameters, got.flops) == (ref.active_parameters, ref.flops)
