@@ -47,6 +47,14 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="write report.html: fitness, size, species, champion's lineage")
     rep.add_argument("run_dir")
     rep.add_argument("-o", "--output", help="where to write the report (default: RUN_DIR/report.html)")
+
+    exp = sub.add_parser("export", help="export a genome as a plain PyTorch module")
+    exp.add_argument("run_dir")
+    exp.add_argument("genome", nargs="?", default="best", help="a genome id, or best (default)")
+    exp.add_argument(
+        "--format", default="python", dest="fmt", help="python (default), torchscript, pt2 or onnx"
+    )
+    exp.add_argument("--out", help="file or folder to write (default: RUN_DIR/best/ for the champion)")
     return p
 
 
@@ -163,7 +171,24 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_run
+
+    genome: str | int = args.genome
+    if genome != "best":
+        try:
+            genome = int(genome)
+        except ValueError:
+            raise HybridError(f"genome: got {args.genome!r}, expected an integer id or 'best'") from None
+    result = export_run(args.run_dir, genome, args.fmt, args.out)
+    for path in result.files:
+        print(path)
+    print(f"{result.format}: {result.n_parameters} parameters")
+    return 0
+
+
 COMMANDS = {
+    "export": _cmd_export,
     "run": _cmd_run,
     "resume": _cmd_resume,
     "status": _cmd_status,
