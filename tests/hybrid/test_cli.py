@@ -111,3 +111,13 @@ def test_run_then_status_and_tasks(cfg, tmp_path, capsys) -> None:
     listing = capsys.readouterr().out
     for name in ("xor", "spirals", "circles", "digits", "breast_cancer", "wine"):
         assert name in listing
+
+
+def test_export_of_the_champion_and_a_bad_genome_id(cfg, tmp_path, capsys) -> None:
+    assert main(_run(cfg(GOOD), tmp_path)) == 0
+    run = tmp_path / "runs" / "c"
+    assert main(["export", str(run), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "model.py").is_file()
+    capsys.readouterr()
+    _fails(capsys, ["export", str(run), "seven"], "seven")
+    _fails(capsys, ["export", str(run), "--format", "bogus"], "bogus")
