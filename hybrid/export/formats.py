@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import logging
 import os
 import tempfile
 import warnings
@@ -143,16 +144,26 @@ def _write_onnx(
         raise ExportError(
             f"{path}: format 'onnx' needs {' and '.join(missing)} (the onnx extra): {ONNX_INSTALL}"
         )
-    with tempfile.TemporaryDirectory() as tmp:
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # The exporter logs optional torchvision ops it skips and torch-internal
+        # deprecations: noise for someone exporting a small MLP.
+        warnings.simplefilter("ignore", FutureWarning)
+        logger.setLevel(logging.ERROR)
         model = Path(tmp) / path.name
-        torch.onnx.export(
-            _exported_program(net, plan),
-            f=str(model),
-            input_names=["x"],
-            output_names=["y"],
-            external_data=False,
-            verbose=False,
-        )
+        try:
+            program = _exported_program(net, plan)
+            torch.onnx.export(
+                program,
+                f=str(model),
+                input_names=["x"],
+                output_names=["y"],
+                external_data=False,
+                verbose=False,
+            )
+        finally:
+            logger.setLevel(level)
         atomic_write(path, model.read_bytes())
     return [path]
 

@@ -7,7 +7,8 @@ What is read (see ``shared/DESIGN.md``, "A run on disk")::
                                feature_std, class_labels
     run_dir/best/genome.json   the champion (genome="best")
     run_dir/best/metrics.json  its metrics (free-form; optional)
-    lineage store              any other genome, by id (hybrid.lineage.open)
+    run_dir/lineage.sqlite     any other genome with stored weights, by id, and
+                               its record's metrics (hybrid.lineage.open)
 
 Default output: ``run_dir/best/model.<suffix>`` for the champion,
 ``run_dir/exports/genome_<id>.<suffix>`` for another genome.
@@ -86,23 +87,26 @@ def _best(run_dir: Path) -> tuple[Genome, dict[str, Any]]:
     return genome, metrics
 
 
-def _from_lineage(run_dir: Path, genome_id: int) -> Genome:
-    try:
-        from .. import lineage
+def _from_lineage(run_dir: Path, genome_id: int) -> tuple[Genome, dict[str, Any]]:
+    """Return a genome with weights from the run's lineage store, and its record's metrics."""
+    from .. import lineage  # sqlite + networkx: only when a genome other than "best" is asked
 
-        opener = lineage.open
-    except (ImportError, AttributeError):
-        raise ExportError(
-            f"{run_dir}: exporting genome {genome_id} needs the lineage store's reader "
-            "(hybrid.lineage.open), which this install lacks; export 'best' instead"
-        ) from None
-    store = opener(run_dir)
-    try:
-        return store.genome(genome_id)
-    finally:
-        close = getattr(store, "close", None)
-        if close is not None:
-            close()
+    with lineage.open(run_dir) as store:
+        genome = store.genome(genome_id)
+        record = store.record(genome_id)
+    metrics = {
+        key: getattr(record, key)
+        for key in (
+            "generation",
+            "status",
+            "train_loss",
+            "val_loss",
+            "val_metric",
+            "active_params",
+            "flops",
+        )
+    }
+    return genome, metrics
 
 
 def _genome_id(genome: str | int) -> int | None:
@@ -153,9 +157,10 @@ def export_run(
         What was written.
 
     Raises:
-        RunDirError: if a file of the run is missing or malformed.
-        ExportError: for an unknown format, a genome id without a lineage store,
-            or a task that does not fit the genome.
+        RunDirError: if a file of the run is missing or malformed, or the task
+            does not fit the genome.
+        ExportError: for an unknown format or statistics that do not fit.
+        LineageError: for a genome id the lineage does not hold with weights.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -170,8 +175,7 @@ def export_run(
         genome_id = chosen.meta.get("id")
         default_id = None
     else:
-        chosen = _from_lineage(run_dir, genome_id)
-        metrics = dict(chosen.meta.get("metrics") or {})
+        chosen, metrics = _from_lineage(run_dir, genome_id)
         default_id = genome_id
     for key in ("n_inputs", "n_outputs"):
         if task[key] != getattr(chosen, key):

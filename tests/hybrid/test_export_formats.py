@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-import hybrid.lineage
 from genomes import ACTIVATIONS, Genome, InnovationTracker, active_structure, save
 from hybrid.errors import HybridError, RunDirError
 from hybrid.export import FORMATS, ExportError, export_genome, export_run
 from hybrid.export import formats as formats_module
+from hybrid.lineage import GenerationRow, GenomeRow, LineageWriter
 from tests.hybrid.test_export_module import (
     MEAN,
     STD,
@@ -281,7 +282,7 @@ def test_export_run_writes_the_champion_next_to_it(tmp_path):
     assert info["metrics"] == {"test_accuracy": 0.95} and info["run"]["name"] == "iris-run"
     x = raw_inputs(9)
     model = import_file(result.path, "run_export").load()
-    out = model(__import__("torch").from_numpy(x)).detach().numpy()
+    out = model(torch.from_numpy(x)).detach().numpy()
     np.testing.assert_allclose(out, reference(gated_genome(), GATE, x), rtol=1e-5, atol=1e-5)
 
 
@@ -315,28 +316,35 @@ def test_export_run_refuses_a_task_that_does_not_fit_the_genome(tmp_path):
     _one_line_error(exc, "task.json", "n_inputs is 5")
 
 
-def test_export_run_other_genome_without_a_lineage_reader_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.delattr(hybrid.lineage, "open", raising=False)
-    with pytest.raises(ExportError) as exc:
-        export_run(make_run(tmp_path), genome=7)
-    _one_line_error(exc, "genome 7", "hybrid.lineage.open")
+def write_lineage(run: Path) -> None:
+    """Store generation 0 of two genomes in the run's lineage; only 7 keeps its weights."""
+    writer = LineageWriter(run / "lineage.sqlite")
+    rows = [
+        GenomeRow(i, 0, (), (), 0, "ok", 0.5, 0.4, 0.9, 53, 100, gated_genome(seed=i), i == 7)
+        for i in (7, 8)
+    ]
+    writer.write_generation(rows, GenerationRow(0, 7, 0.9, 0.8, 1, 3.0, 1.0, {}))
+    writer.close()
 
 
-def test_export_run_reads_other_genomes_from_the_lineage_store(tmp_path, monkeypatch):
-    class Store:
-        closed = False
-
-        def genome(self, genome_id):
-            g = gated_genome(seed=genome_id)
-            g.meta.update(id=genome_id, metrics={"val_accuracy": 0.9})
-            return g
-
-        def close(self):
-            Store.closed = True
-
-    monkeypatch.setattr(hybrid.lineage, "open", lambda run_dir: Store(), raising=False)
-    result = export_run(make_run(tmp_path), genome="7", fmt="pt2")
-    assert result.path == tmp_path / "iris-run" / "exports" / "genome_7.pt2"
+def test_export_run_exports_any_stored_genome_from_the_lineage(tmp_path):
+    run = make_run(tmp_path)
+    write_lineage(run)
+    result = export_run(run, genome="7", fmt="python")
+    assert result.path == run / "exports" / "genome_7.py"
     assert result.sidecar["genome_id"] == 7
-    assert result.sidecar["metrics"] == {"val_accuracy": 0.9}
-    assert Store.closed
+    assert result.sidecar["metrics"]["val_metric"] == 0.9
+    x = raw_inputs(9)
+    out = import_file(result.path, "lineage_export").load()(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(out, reference(gated_genome(seed=7), GATE, x), rtol=1e-5, atol=1e-5)
+
+
+def test_export_run_of_a_genome_without_weights_is_a_one_line_error(tmp_path):
+    run = make_run(tmp_path)
+    write_lineage(run)
+    with pytest.raises(HybridError) as exc:
+        export_run(run, genome=8)
+    _one_line_error(exc, "8")
+    with pytest.raises(HybridError) as exc:
+        export_run(run, genome="latest")
+    _one_line_error(exc, "'best' or an integer genome id")
