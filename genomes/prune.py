@@ -35,10 +35,11 @@ def prune_closed(genome: Genome, gate: str) -> tuple[Genome, MutationRecord | No
         ``pruned`` is a copy of ``genome``).
     """
     live = active_structure(genome, gate)
-    g = genome.graph
     inp, out = live.input, live.output
     live_edges = set(live.edges)
-    reach = nx.descendants(nx.DiGraph(list(live_edges)), inp) if live_edges else set()
+    live_graph = nx.DiGraph(list(live_edges))
+    live_graph.add_node(inp)
+    reach = nx.descendants(live_graph, inp)
     if out not in reach:
         # Every path is closed: the network is a constant. Leave it to selection.
         return genome.copy(), None
