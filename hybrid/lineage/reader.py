@@ -55,22 +55,34 @@ def _record(row: Sequence[Any]) -> GenomeRecord:
     )
 
 
+def _open_checked(target: str | Path, uri: bool) -> sqlite3.Connection:
+    conn = sqlite3.connect(target, uri=uri)
+    try:
+        conn.execute("SELECT id, generation, parents FROM genomes LIMIT 1")
+        conn.execute("SELECT generation, champion FROM generations LIMIT 1")
+    except sqlite3.Error:
+        conn.close()
+        raise
+    return conn
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     """Open the database read-only; fall back to a normal open after a crash.
 
     A read-only connection cannot replay a WAL left by a killed writer when the
     shared-memory file is gone; a normal connection recovers it (reading only).
+
+    Raises:
+        RunDirError: the file is not a lineage store.
     """
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        conn.execute("SELECT 1 FROM genomes LIMIT 1")
-        return conn
-    except sqlite3.OperationalError:
-        conn.close()
+        return _open_checked(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        pass
     try:
-        return sqlite3.connect(path)
+        return _open_checked(path, uri=False)
     except sqlite3.Error as exc:
-        raise RunDirError(f"{path}: cannot open the lineage store ({exc})") from None
+        raise RunDirError(f"{path}: not a readable lineage store ({exc})") from None
 
 
 class Lineage:

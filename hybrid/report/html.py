@@ -139,10 +139,10 @@ def build_report(lin: Lineage) -> str:
         "<h2>Fitness and size</h2><div class=grid>",
         f"<figure>{_img(plots.fitness_plot(gens, metric), 'fitness per generation')}</figure>",
         f"<figure>{_img(plots.size_plot(gens, records), 'size per generation')}</figure></div>",
-        "<h2>Species</h2>",
-        _img(plots.species_plot(gens), "species over time"),
-        "<h2>Accuracy against size</h2>",
-        _img(plots.pareto_plot(records, best, metric), "metric vs size with Pareto front"),
+        "<h2>Species, and accuracy against size</h2><div class=grid>",
+        f"<figure>{_img(plots.species_plot(gens), 'species over time')}</figure>",
+        f"<figure>{_img(plots.pareto_plot(records, best, metric), 'metric vs size with Pareto front')}</figure>",
+        "</div>",
         f"<h2>The champion's lineage</h2><p class=note>First-parent path from generation 0 to genome {best.id}. "
         "Structure change is measured against the first (fitter) parent."
         + (f" <i>elite xN</i> rows fold N generations in which the genome was kept as an elite (same structure, "

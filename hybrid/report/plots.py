@@ -90,7 +90,9 @@ def species_plot(gens: Sequence[GenerationRecord]) -> bytes:
     ids = sorted({int(s) for r in gens for s in r.stats.get("species_sizes", {})})
     bands = [[r.stats.get("species_sizes", {}).get(str(s), 0) for r in gens] for s in ids]
     cmap = colormaps["tab20"]
-    colours = [cmap(i % 20) for i in range(len(ids))]
+    # tab20 pairs a dark and a light shade: take every dark one first so neighbours differ
+    order = list(range(0, 20, 2)) + list(range(1, 20, 2))
+    colours = [cmap(order[i % 20]) for i in range(len(ids))]
     if bands:
         ax.stackplot(g, bands, labels=[f"species {s}" for s in ids], colors=colours, edgecolor="white", lw=0.3)
     ax.set_xlabel("generation")

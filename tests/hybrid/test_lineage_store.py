@@ -148,3 +148,12 @@ def test_a_run_without_a_store_yet_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(RunDirError, match="has not completed a generation"):
         lineage.open(_run_dir(tmp_path))
+
+
+def test_a_damaged_store_is_a_clear_error(tmp_path: Path) -> None:
+    from hybrid.errors import RunDirError
+
+    run = _run_dir(tmp_path)
+    (run / "lineage.sqlite").write_bytes(b"not a database, just bytes" * 100)
+    with pytest.raises(RunDirError, match="not a readable lineage store"):
+        lineage.open(run)

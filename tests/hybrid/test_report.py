@@ -35,7 +35,7 @@ def test_report_is_one_page_in_the_run_folder_with_every_figure_embedded(run: Pa
     page = (copy / "report.html").read_text()
     images = _images(page)
     assert len(images) == 6 and all(img.startswith(PNG) for img in images)
-    for heading in ("Fitness and size", "Species", "Accuracy against size", "The champion's lineage", "The champion"):
+    for heading in ("Fitness and size", "Species, and accuracy against size", "The champion's lineage", "The champion"):
         assert f"<h2>{heading}" in page
     assert "finished (generations)" in page
     assert 'src="http' not in page and "<script" not in page  # nothing to fetch
