@@ -171,7 +171,13 @@ class Lineage:
     def records(self, ids: Iterable[int] | None = None, generation: int | None = None) -> list[GenomeRecord]:
         """Return records in id order: all of them, those in ``ids``, or one generation's.
 
-        Unknown ids are skipped (use :meth:`record` to get an error for one).
+        Args:
+            ids: only these genomes; unknown ids are skipped (:meth:`record`
+                raises for one).
+            generation: only the genomes evaluated in this generation.
+
+        Returns:
+            Frozen :class:`GenomeRecord` objects, sorted by id.
         """
         if ids is not None:
             rows = self._where_ids(_RECORD_COLUMNS, ids)

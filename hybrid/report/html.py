@@ -18,7 +18,7 @@ from typing import Any
 from genomes.serialize import atomic_write
 
 from ..errors import HybridError
-from ..lineage import Lineage, Step, ancestry
+from ..lineage import GenerationRecord, GenomeRecord, Lineage, LineageError, Step, ancestry
 from ..lineage import open as open_lineage
 from . import plots
 
@@ -73,7 +73,9 @@ def _lineage_table(steps: list[Step], metric: str) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def _facts(lin: Lineage, gens: list, best: Any, finished: dict[str, Any] | None) -> str:
+def _facts(
+    lin: Lineage, gens: list[GenerationRecord], best: GenomeRecord, finished: dict[str, Any] | None
+) -> str:
     try:
         planned = lin.run.load_config().evolution.generations
     except HybridError:
@@ -118,8 +120,6 @@ def build_report(lin: Lineage) -> str:
     """
     gens = lin.generations()
     if not gens:
-        from ..lineage import LineageError
-
         raise LineageError(f"{lin.run.path}: no generation recorded yet; nothing to report")
     metrics_path = lin.run.best_dir / "metrics.json"
     try:
