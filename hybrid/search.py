@@ -26,7 +26,7 @@ import torch
 from genomes import Genome, InnovationTracker, distance, from_dict, save, to_dict
 from genomes.serialize import atomic_write
 
-from .backends import evaluate_members, train_members
+from .backends import evaluate_members, open_cluster, train_members
 from .checkpoint import load_latest_checkpoint, save_checkpoint
 from .config import Config, resolve_device
 from .errors import RunDirError
@@ -87,6 +87,7 @@ class Search:
         self.elapsed_s: float = state["elapsed_s"]
         self.finished: str | None = state.get("finished")
         self.lineage = LineageWriter(run.lineage_path)
+        self._cluster: Any = None  # the Dask cluster while run() holds one
 
     # ----------------------------------------------------------------- creation
     @classmethod
@@ -166,24 +167,25 @@ class Search:
         """
         torch.set_num_threads(self.config.run.threads)
         evo = self.config.evolution
-        while self.finished is None:
-            t0 = time.perf_counter()
-            stats = self._generation()
-            dt = time.perf_counter() - t0
-            self.elapsed_s += dt
-            reason = None
-            target = evo.target_metric
-            if target is not None and stats["champion_metric"] >= target:
-                reason = "target_metric"
-            elif self.generation >= evo.generations:
-                reason = "generations"
-            elif evo.time_budget_s is not None and self.elapsed_s >= evo.time_budget_s:
-                reason = "time_budget"
-            if reason is not None:
-                self.finished = reason
-            self._commit(stats, dt)
-            if on_generation is not None:
-                on_generation({**stats, "elapsed_s": self.elapsed_s, "generation_s": dt})
+        with open_cluster(self.config.parallel) as self._cluster:  # None unless backend "dask"
+            while self.finished is None:
+                t0 = time.perf_counter()
+                stats = self._generation()
+                dt = time.perf_counter() - t0
+                self.elapsed_s += dt
+                reason = None
+                target = evo.target_metric
+                if target is not None and stats["champion_metric"] >= target:
+                    reason = "target_metric"
+                elif self.generation >= evo.generations:
+                    reason = "generations"
+                elif evo.time_budget_s is not None and self.elapsed_s >= evo.time_budget_s:
+                    reason = "time_budget"
+                if reason is not None:
+                    self.finished = reason
+                self._commit(stats, dt)
+                if on_generation is not None:
+                    on_generation({**stats, "elapsed_s": self.elapsed_s, "generation_s": dt})
         return self._finish()
 
     def _generation(self) -> dict[str, Any]:
@@ -202,6 +204,7 @@ class Search:
             workers=cfg.parallel.workers,
             device=self.device,
             threads=cfg.run.threads,
+            cluster=self._cluster,
         )
         evals = evaluate_members(
             trained, self.task.X_val, self.task.y_val, tc, engine=cfg.training.engine, device=self.device
@@ -278,6 +281,8 @@ class Search:
         parents, cands, best_id = self._next
         g = self.generation - 1
         species = drop_stagnant(self.species, g, cfg.speciation.stagnation, best_id)
+        kept = {s.id for s in species}
+        self._pruned = [m for s in self.species if s.id not in kept for m in s.members]
         self.tracker.next_generation()
         rng = np.random.default_rng([cfg.run.seed, g, 2])
         evo = cfg.evolution
@@ -302,6 +307,7 @@ class Search:
 
     def _commit(self, stats: dict[str, Any], dt: float) -> None:
         """Reproduce (unless finished), then record and checkpoint the generation."""
+        self._pruned: list[int] = []
         if self.finished is None:
             self._reproduce()
         g = stats["generation"]
@@ -317,6 +323,7 @@ class Search:
                 elapsed_s=dt,
                 stats=stats,
             ),
+            pruned=self._pruned,
         )
         self.run_dir.append_stats(stats)
         if self.finished is not None or g % self.config.checkpoint.every == 0:

@@ -148,3 +148,15 @@ def test_sigkill_mid_generation_then_resume_gives_the_same_run(tmp_path: Path) -
     for key in ("genome_id", "val_metric", "test_metric", "active_parameters", "generations"):
         assert metrics[key] == ref_metrics[key]
     assert load(run / "best" / "genome.json") == load(tmp_path / "ref" / "best" / "genome.json")
+
+
+def test_members_of_stagnant_species_are_recorded_as_pruned_and_leave_no_children(tmp_path: Path) -> None:
+    text = TINY.format(seed=0, runs=tmp_path.as_posix(), generations=5, steps=10, engine="batched")
+    text = text.replace("target_species = 2", "target_species = 4\nstagnation = 1")
+    Search.start(loads_config(text, source="t.toml")).run()
+    w = LineageWriter(tmp_path / "tiny" / "lineage.sqlite")
+    rows = list(w.conn.execute("SELECT id, generation, status, parents FROM genomes"))
+    pruned = {i for i, _, status, _ in rows if status == "pruned"}
+    assert pruned, "stagnation = 1 should drop some species"
+    parents = {p for *_, ps in rows for p in json.loads(ps)}
+    assert not pruned & parents
