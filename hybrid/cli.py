@@ -30,6 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--runs-dir", help="override run.runs_dir (default: runs/)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     run.add_argument("--plain", action="store_true", help="one log line per generation, no live display")
+    run.add_argument(
+        "--dask-address",
+        metavar="ADDRESS",
+        help="train on the Dask scheduler at ADDRESS (tcp://host:8786): parallel.backend = dask",
+    )
 
     res = sub.add_parser("resume", help="continue a run from its last complete generation")
     res.add_argument("run_dir")
@@ -66,7 +71,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "name": "run.name",
         "runs_dir": "run.runs_dir",
     }
-    return {dotted: getattr(args, a) for a, dotted in keys.items() if getattr(args, a) is not None}
+    out = {dotted: getattr(args, a) for a, dotted in keys.items() if getattr(args, a) is not None}
+    if args.dask_address is not None:
+        out.update({"parallel.backend": "dask", "parallel.address": args.dask_address})
+    return out
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from genomes import GenomeError
 
-__all__ = ["ConfigError", "DataError", "GenomeError", "HybridError", "RunDirError"]
+__all__ = ["ClusterError", "ConfigError", "DataError", "GenomeError", "HybridError", "RunDirError"]
 
 
 class HybridError(Exception):
@@ -25,3 +25,7 @@ class DataError(HybridError):
 
 class RunDirError(HybridError):
     """A run directory is missing, incomplete, or would be overwritten."""
+
+
+class ClusterError(HybridError):
+    """A Dask scheduler cannot be reached, or its workers keep dying."""

@@ -1,0 +1,291 @@
+"""Train a generation on a Dask cluster through joblib's Dask backend.
+
+:class:`DaskCluster` holds one ``distributed.Client`` for a whole search: to the
+scheduler at ``parallel.address``, or to a ``LocalCluster`` of ``parallel.workers``
+processes it starts when no address is set. The driver keeps selection, lineage
+and checkpoints; the cluster only trains.
+
+Work placement. With the batched engine a generation is split into
+``parallel.workers`` contiguous shards, each trained by the batched engine on one
+worker: its per-step overhead is paid once per shard instead of once per member,
+which makes shards far cheaper than per-genome jobs. The shard count comes from the
+config, never from the cluster's current size, so a run does not depend on which
+workers happened to be up. Each shard replays exactly what the in-process batched
+engine does for those members inside the whole population: the same minibatches
+(drawn from the generation's seed) and, for hard-concrete gates, its columns of
+the whole population's noise (see :func:`gate_columns`). With the loop engine each
+job is one member trained by ``train_genome`` (joblib batches short jobs into one
+Dask task), exactly as the local joblib backend does.
+
+Data travels once: the training split is scattered to every worker (broadcast)
+the first time it is seen and reused by every later generation; a job carries only
+its genomes. A worker that dies mid-generation has its jobs rerun elsewhere by the
+scheduler (up to ``distributed.scheduler.allowed-failures`` deaths per job); jobs
+are pure functions of their inputs, so a rerun returns what the first run would have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from genomes import Genome, active_structure
+
+from .backends import train_one
+from .batches import minibatch_indices
+from .errors import ClusterError, ConfigError
+from .gates import draw_gate_noise
+from .metrics import Metrics, check_data
+from .train import TrainConfig, TrainResult
+
+__all__ = ["DaskCluster", "gate_columns", "train_shard"]
+
+#: How `pip` installs what this module needs (named in the error when it is missing).
+INSTALL_HINT = "pip install -c constraints.txt -e '.[distributed]'"
+
+
+def gate_columns(genomes: Sequence[Genome]) -> list[int]:
+    """Return where each member's gates start in the population's noise row, and the total.
+
+    The batched engine lays gates out member-major, each member in
+    ``GenomeNet.gate_layout`` order: the input neurons, the hidden neurons, then one
+    gate per enabled feed-forward edge.
+
+    Returns:
+        ``len(genomes) + 1`` offsets: member ``i``'s gates are columns
+        ``[out[i], out[i + 1])``; ``out[-1]`` is the width of a noise row.
+    """
+    out = [0]
+    for g in genomes:
+        nodes = sum(int(a["width"]) for _, a in g.graph.nodes(data=True) if a["role"] != "output")
+        out.append(out[-1] + nodes + g.active_graph().number_of_edges())
+    return out
+
+
+def train_shard(
+    genomes: Sequence[Genome],
+    X: np.ndarray,
+    y: np.ndarray,
+    config: TrainConfig,
+    seed: int,
+    columns: tuple[int, int, int],
+    device: str,
+    threads: int,
+) -> tuple[list[Genome], list[TrainResult]]:
+    """Train a slice of the population as the batched engine trains it within the whole.
+
+    The twin of ``hybrid.population.train_population`` for a slice: the same
+    minibatch schedule from ``seed``, then (hard-concrete gates) the whole
+    population's noise drawn from the same generator, of which the slice's members
+    see columns ``columns[0]:columns[1]``.
+
+    Args:
+        genomes: the slice (not modified).
+        X, y: the training split.
+        config: training settings.
+        seed: the generation's training seed.
+        columns: ``(first, end, total)`` gate columns of the slice and the noise row width.
+        device: torch device.
+        threads: torch intra-op threads.
+
+    Returns:
+        ``(genomes, results)`` as ``train_population`` returns them.
+    """
+    from .population import PopulationEngine, evaluate_engine, train_engine
+
+    torch.set_num_threads(threads)
+    Xt, yt = check_data(
+        torch.tensor(X, device=device), torch.tensor(y, device=device),
+        genomes[0].n_inputs, genomes[0].n_outputs, config.loss,
+    )  # fmt: skip
+    engine = PopulationEngine(genomes, config.gate, device=Xt.device, dtype=Xt.dtype)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    batches = minibatch_indices(Xt.shape[0], config.batch_size, config.steps, generator)
+    noise = None
+    if config.gate == "hard_concrete":
+        first, end, total = columns
+        assert end - first == engine.n_gates, (columns, engine.n_gates)
+        noise = draw_gate_noise(total, config.steps, generator)[:, first:end].to(Xt.device)
+    results = train_engine(engine, Xt, yt, config, batches, noise=noise)
+    trained = engine.write_back()
+    losses, accuracies = evaluate_engine(engine, Xt, yt, config.loss)
+    out_genomes, out_results = [], []
+    for g, t, r, v, a in zip(genomes, trained, results, losses, accuracies, strict=True):
+        live = active_structure(t, config.gate)
+        m = Metrics(loss=v, accuracy=a, active_parameters=live.n_parameters, flops=live.flops)
+        if r.status == "failed":
+            out_genomes.append(g)
+            out_results.append(r)
+        elif not np.isfinite(v):
+            out_genomes.append(g)
+            out_results.append(replace(r, status="failed", metrics=m))
+        else:
+            out_genomes.append(t)
+            out_results.append(replace(r, metrics=m))
+    return out_genomes, out_results
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise ConfigError(
+            f"parallel.backend = 'dask' needs the distributed extra: {INSTALL_HINT}"
+        ) from None
+    return distributed
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+async def _probe(address: str, timeout: float) -> None:
+    from distributed.comm import connect
+
+    comm = await connect(address, timeout=timeout)
+    await comm.close()
+
+
+class DaskCluster:
+    """A client to a Dask scheduler (or to a LocalCluster it starts) that trains generations.
+
+    Use it as a context manager, or call :meth:`close`: it owns the client and any
+    LocalCluster it started.
+
+    Args:
+        address: the scheduler, e.g. ``tcp://host:8786``; None starts a
+            ``LocalCluster`` of ``workers`` processes on 127.0.0.1 (one thread each).
+        workers: jobs in flight: the number of shards per generation (batched
+            engine), and the LocalCluster's processes.
+        timeout: seconds to wait for the scheduler to answer.
+
+    Raises:
+        ConfigError: the ``distributed`` package is not installed.
+        ClusterError: the scheduler cannot be reached or the address is malformed.
+    """
+
+    def __init__(self, address: str | None, workers: int = 1, timeout: float = 10.0) -> None:
+        distributed = _import_distributed()
+        self.workers = workers
+        self._local = None
+        self._data: tuple[np.ndarray, np.ndarray, Any, Any] | None = None
+        if address is None:
+            self._local = distributed.LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,  # torch's own threads (run.threads) do the rest
+                processes=True,  # training holds the GIL: threads would run one at a time
+                host="127.0.0.1",
+                dashboard_address=None,  # no port to clash with; needs bokeh anyway
+            )
+            address = self._local.scheduler_address
+        self.address = address
+        try:
+            asyncio.run(_probe(address, timeout))
+        except (OSError, ValueError, TimeoutError) as exc:
+            self._close_local()
+            raise ClusterError(
+                f"cannot reach dask scheduler at {address}: {_one_line(exc)}"
+            ) from None
+        self.client = distributed.Client(address, timeout=timeout, set_as_default=False)
+
+    def __enter__(self) -> DaskCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        kind = "local" if self._local is not None else "remote"
+        return f"DaskCluster({self.address!r}, {kind}, workers={self.workers})"
+
+    def close(self) -> None:
+        """Close the client and stop the LocalCluster if this object started it."""
+        self._data = None
+        client = getattr(self, "client", None)
+        if client is not None:
+            client.close()
+        self._close_local()
+
+    def _close_local(self) -> None:
+        if self._local is not None:
+            self._local.close()
+            self._local = None
+
+    def _scattered(self, X: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
+        """Return futures of ``X`` and ``y`` on every worker, scattering them the first time."""
+        if self._data is None or self._data[0] is not X or self._data[1] is not y:
+            fx, fy = self.client.scatter([X, y], broadcast=True, hash=False)
+            self._data = (X, y, fx, fy)
+        return self._data[2], self._data[3]
+
+    def train(
+        self,
+        genomes: Sequence[Genome],
+        X: np.ndarray,
+        y: np.ndarray,
+        config: TrainConfig,
+        seed: int,
+        *,
+        engine: str = "batched",
+        device: str = "cpu",
+        threads: int = 1,
+    ) -> tuple[list[Genome], list[TrainResult]]:
+        """Train every genome on the cluster; return trained genomes and results in order.
+
+        Args:
+            genomes: the population (not modified).
+            X, y: the training split; scattered once, reused while the same arrays come.
+            config: training settings.
+            seed: the generation's training seed.
+            engine: "batched" (``workers`` shards) or "loop" (one job per genome).
+            device: torch device on the workers.
+            threads: torch intra-op threads per job.
+
+        Raises:
+            ClusterError: a job's workers kept dying (more than
+                ``distributed.scheduler.allowed-failures`` times).
+        """
+        from joblib import Parallel, delayed, parallel_config
+
+        distributed = _import_distributed()
+        fx, fy = self._scattered(X, y)
+        if engine == "batched":
+            cols = gate_columns(genomes)
+            bounds = (
+                np.linspace(0, len(genomes), min(self.workers, len(genomes)) + 1)
+                .round()
+                .astype(int)
+            )
+            jobs = [
+                delayed(train_shard)(
+                    list(genomes[a:b]),
+                    fx,
+                    fy,
+                    config,
+                    seed,
+                    (cols[a], cols[b], cols[-1]),
+                    device,
+                    threads,
+                )
+                for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+            ]
+            batch_size: int | str = 1  # one shard, one Dask task: placement stays ours
+        else:
+            jobs = [delayed(train_one)(g, fx, fy, config, seed, device, threads) for g in genomes]
+            batch_size = "auto"  # joblib packs short jobs into one task
+        try:
+            with parallel_config(backend="dask", client=self.client):
+                out = Parallel(n_jobs=-1, batch_size=batch_size, pre_dispatch="all")(jobs)
+        except distributed.KilledWorker as exc:
+            raise ClusterError(
+                f"dask workers kept dying while training (distributed.scheduler.allowed-failures): "
+                f"{_one_line(exc)}"
+            ) from None
+        if engine == "batched":
+            return [g for gs, _ in out for g in gs], [r for _, rs in out for r in rs]
+        return [g for g, _ in out], [r for _, r in out]
