@@ -1,0 +1,413 @@
+"""Searches on a Dask cluster: same results as the local paths, worker deaths survived.
+
+The cluster tests start a real ``distributed.LocalCluster`` (worker processes, TCP
+on 127.0.0.1) and skip when the ``distributed`` extra is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from genomes import Genome, InnovationTracker
+from hybrid.cli import main
+from hybrid.config import Config, loads_config
+from hybrid.distributed import DaskCluster, gate_columns, train_shard
+from hybrid.errors import ClusterError, ConfigError
+from hybrid.population import PopulationEngine, train_population
+from hybrid.search import Search
+from hybrid.train import TrainConfig
+from tests.strategies import populations_strategy
+
+TINY = """
+[run]
+name = "tiny"
+seed = 0
+runs_dir = "{runs}"
+
+[task]
+name = "circles"
+n_samples = 120
+
+[genome]
+hidden = [3]
+
+[training]
+steps = {steps}
+gate = "{gate}"
+penalty = 0.001
+engine = "{engine}"
+
+[evolution]
+population = 8
+generations = {generations}
+elitism = 1
+
+[speciation]
+target_species = 2
+
+[mutation]
+add_node = 0.3
+widen = 0.3
+add_edge = 0.3
+prune_neurons = 0.2
+
+[parallel]
+backend = "{backend}"
+workers = 2
+"""
+
+
+def _config(
+    tmp_path: Path,
+    name: str,
+    backend: str,
+    address: str | None = None,
+    gate: str = "sigmoid",
+    engine: str = "batched",
+    steps: int = 20,
+    generations: int = 3,
+) -> Config:
+    text = TINY.format(
+        runs=tmp_path.as_posix(),
+        steps=steps,
+        gate=gate,
+        engine=engine,
+        generations=generations,
+        backend=backend,
+    )
+    overrides: dict[str, Any] = {"run.name": name}
+    if address is not None:
+        overrides["parallel.address"] = address
+    return loads_config(text, source="tiny.toml", overrides=overrides)
+
+
+def _stats(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+
+
+def _assert_same_run(a: Path, b: Path) -> None:
+    """Same champion and per-generation stats (floats to 1e-6: reductions may differ)."""
+    sa, sb = _stats(a), _stats(b)
+    assert len(sa) == len(sb)
+    for ga, gb in zip(sa, sb, strict=True):
+        assert ga.keys() == gb.keys()
+        for key, va in ga.items():
+            if isinstance(va, float):
+                assert gb[key] == pytest.approx(va, abs=1e-6), (ga["generation"], key)
+            else:
+                assert gb[key] == va, (ga["generation"], key)
+    ma = json.loads((a / "best" / "metrics.json").read_text())
+    mb = json.loads((b / "best" / "metrics.json").read_text())
+    assert ma["genome_id"] == mb["genome_id"]
+    assert mb["test_metric"] == pytest.approx(ma["test_metric"], abs=1e-6)
+
+
+def _local_cluster(**dask_config: Any) -> Any:
+    distributed = pytest.importorskip("distributed")
+    import dask
+
+    with dask.config.set(dask_config):
+        return distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        )
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    """A two-worker LocalCluster (one thread each), closed after the module's tests."""
+    local = _local_cluster()
+    try:
+        yield local
+    finally:
+        local.close()
+
+
+# ------------------------------------------------------------ pure functions
+
+
+@settings(max_examples=25)
+@given(populations_strategy(gate="hard_concrete"))
+def test_gate_columns_are_the_batched_engines_member_gate_runs(pop) -> None:
+    engine = PopulationEngine(pop, "hard_concrete")
+    expected = [0] + [engine.layout.members[m].gates[1] for m in range(len(pop))]
+    assert gate_columns(pop) == expected
+    assert expected[-1] == engine.n_gates
+
+
+@settings(max_examples=15)
+@given(populations_strategy(gate="hard_concrete", size=st.integers(2, 6)), st.data())
+def test_shards_train_as_the_whole_population_trains(pop, data) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, pop[0].n_inputs)).astype(np.float32)
+    y = rng.integers(0, pop[0].n_outputs, 30)
+    config = TrainConfig(steps=5, batch_size=8, lr=0.02, penalty=0.05, gate="hard_concrete")
+    whole, whole_results = train_population(
+        pop, torch.tensor(X), torch.tensor(y), config, torch.Generator().manual_seed(7)
+    )
+    cut = data.draw(st.integers(1, len(pop) - 1))
+    cols = gate_columns(pop)
+    parts = [
+        train_shard(pop[a:b], X, y, config, 7, (cols[a], cols[b], cols[-1]), "cpu", 1)
+        for a, b in ((0, cut), (cut, len(pop)))
+    ]
+    genomes = parts[0][0] + parts[1][0]
+    results = parts[0][1] + parts[1][1]
+    for g, w, r, wr in zip(genomes, whole, results, whole_results, strict=True):
+        assert r.status == wr.status
+        assert r.train_loss == pytest.approx(wr.train_loss, rel=1e-5, abs=1e-6, nan_ok=True)
+        for n in g.graph.nodes:
+            np.testing.assert_allclose(g.node(n)["gate"], w.node(n)["gate"], rtol=1e-4, atol=1e-5)
+        for e in g.graph.edges:
+            np.testing.assert_allclose(
+                g.edge(*e)["weight"], w.edge(*e)["weight"], rtol=1e-4, atol=1e-5
+            )
+
+
+# ------------------------------------------------------------------- errors
+
+
+def test_dask_backend_without_the_extra_names_the_install_command(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
+    with pytest.raises(
+        ConfigError, match=r"needs the distributed extra: pip install .*\[distributed\]"
+    ):
+        DaskCluster("tcp://127.0.0.1:8786")
+
+
+def test_unreachable_scheduler_is_a_cluster_error() -> None:
+    pytest.importorskip("distributed")
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(
+        ClusterError, match=rf"cannot reach dask scheduler at tcp://127.0.0.1:{port}: "
+    ):
+        DaskCluster(f"tcp://127.0.0.1:{port}", timeout=0.5)
+
+
+def test_cli_dask_address_sets_the_backend_and_reports_a_bad_address(tmp_path, capsys) -> None:
+    pytest.importorskip("distributed")
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(
+        TINY.format(
+            runs=tmp_path.as_posix(),
+            steps=5,
+            gate="sigmoid",
+            engine="batched",
+            generations=1,
+            backend="none",
+        )
+    )
+    assert main(["run", str(cfg), "--dask-address", "no-port-here", "--plain"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1].startswith("hybrid run: error: cannot reach dask scheduler at no-port-here: ")
+
+
+# ------------------------------------------------------------------ cluster
+
+
+def test_dask_search_matches_the_local_joblib_search(tmp_path, cluster) -> None:
+    # Sigmoid gates: joblib trains per genome, the cluster in batched shards; both
+    # follow the same minibatches, so they must agree to float tolerance.
+    Search.start(_config(tmp_path, "joblib", "joblib")).run()
+    Search.start(_config(tmp_path, "dask", "dask", cluster.scheduler_address)).run()
+    _assert_same_run(tmp_path / "joblib", tmp_path / "dask")
+
+
+def test_dask_shards_replay_the_in_process_batched_engine_with_hard_concrete_gates(
+    tmp_path, cluster
+) -> None:
+    Search.start(_config(tmp_path, "local", "none", gate="hard_concrete")).run()
+    Search.start(
+        _config(tmp_path, "dask", "dask", cluster.scheduler_address, gate="hard_concrete")
+    ).run()
+    _assert_same_run(tmp_path / "local", tmp_path / "dask")
+
+
+def test_dask_per_genome_jobs_equal_joblib_jobs_exactly(tmp_path, cluster) -> None:
+    # The loop engine: one job per member, the same train_genome call as joblib's.
+    Search.start(_config(tmp_path, "joblib", "joblib", gate="hard_concrete", engine="loop")).run()
+    Search.start(
+        _config(
+            tmp_path, "dask", "dask", cluster.scheduler_address, gate="hard_concrete", engine="loop"
+        )
+    ).run()
+    assert _stats(tmp_path / "joblib") == _stats(tmp_path / "dask")
+
+
+def test_training_data_is_scattered_once_to_every_worker(cluster) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2)).astype(np.float32)
+    y = rng.integers(0, 2, 40)
+    tracker = InnovationTracker()
+    pop = [Genome.minimal(2, 2, rng, tracker, hidden=(3,)) for _ in range(4)]
+    config = TrainConfig(steps=3, batch_size=16)
+    with DaskCluster(cluster.scheduler_address, workers=2) as dc:
+        calls = []
+        scatter = dc.client.scatter
+        dc.client.scatter = lambda *a, **k: calls.append(k) or scatter(*a, **k)
+        for seed in range(3):
+            trained, results = dc.train(pop, X, y, config, seed)
+            assert len(trained) == len(results) == 4
+        assert len(calls) == 1 and calls[0]["broadcast"] is True
+        held = dc.client.who_has()
+        workers = set(dc.client.scheduler_info()["workers"])
+        data_keys = [k for k in held if "ndarray" in str(k)]
+        assert len(data_keys) == 2 and all(set(held[k]) == workers for k in data_keys)
+
+
+def test_cli_run_on_a_cluster_records_the_dask_backend(tmp_path, cluster) -> None:
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(
+        TINY.format(
+            runs=tmp_path.as_posix(),
+            steps=5,
+            gate="sigmoid",
+            engine="batched",
+            generations=2,
+            backend="none",
+        )
+    )
+    assert main(["run", str(cfg), "--dask-address", cluster.scheduler_address, "--plain"]) == 0
+    resolved = (tmp_path / "tiny" / "config.toml").read_text()
+    assert 'backend = "dask"' in resolved and f'address = "{cluster.scheduler_address}"' in resolved
+    assert len(_stats(tmp_path / "tiny")) == 2
+
+
+@pytest.mark.slow
+def test_dask_backend_without_an_address_starts_and_stops_a_local_cluster(tmp_path) -> None:
+    psutil = pytest.importorskip("psutil")
+    pytest.importorskip("distributed")
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    Search.start(_config(tmp_path, "local", "none")).run()
+    Search.start(_config(tmp_path, "dask", "dask")).run()
+    _assert_same_run(tmp_path / "local", tmp_path / "dask")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        left = {p.pid for p in psutil.Process().children(recursive=True)} - before
+        if not left:
+            break
+        time.sleep(0.2)
+    assert not left, "LocalCluster worker processes outlived the search"
+
+
+def _kill_when_training(
+    client: Any, pids: dict[str, int], run: Path, after: int, killed: list
+) -> None:
+    """SIGKILL a worker process once ``after`` generations are done and it is training."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if (run / "stats.jsonl").exists() and len(_stats(run)) >= after:
+            busy = [a for a, keys in client.processing().items() if keys and a in pids]
+            if busy:
+                os.kill(pids[busy[0]], signal.SIGKILL)
+                killed.append((len(_stats(run)) if (run / "stats.jsonl").exists() else 0, busy[0]))
+                return
+        time.sleep(0.01)
+
+
+def _lineage_counts(run: Path) -> tuple[dict[int, tuple[int, int]], int, int]:
+    with sqlite3.connect(run / "lineage.sqlite") as conn:
+        per_gen = {
+            g: (n, d)
+            for g, n, d in conn.execute(
+                "SELECT generation, COUNT(*), COUNT(DISTINCT id) FROM genomes GROUP BY generation"
+            )
+        }
+        total, distinct = conn.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT id) FROM genomes"
+        ).fetchone()
+    return per_gen, total, distinct
+
+
+@pytest.mark.slow
+def test_a_killed_workers_jobs_rerun_and_every_member_is_recorded_once(tmp_path) -> None:
+    distributed = pytest.importorskip("distributed")
+    steps, generations = 2000, 3  # a shard trains for about a second: the kill lands mid-job
+    local = _local_cluster()
+    try:
+        with distributed.Client(local.scheduler_address, set_as_default=False) as client:
+            pids = client.run(os.getpid)
+            config = _config(
+                tmp_path,
+                "dask",
+                "dask",
+                local.scheduler_address,
+                gate="hard_concrete",
+                steps=steps,
+                generations=generations,
+            )
+            killed: list[tuple[int, str]] = []
+            killer = threading.Thread(
+                target=_kill_when_training,
+                args=(client, pids, tmp_path / "dask", 1, killed),
+                daemon=True,
+            )
+            killer.start()
+            result = Search.start(config).run()
+            killer.join()
+            assert killed and killed[0][0] < generations, (
+                "the kill did not land before the last generation"
+            )
+            assert (
+                killed[0][1] not in client.scheduler_info()["workers"]
+            )  # the scheduler saw it die
+    finally:
+        local.close()
+    assert result.generations == generations
+    per_gen, total, distinct = _lineage_counts(tmp_path / "dask")
+    assert per_gen == {g: (8, 8) for g in range(generations)}
+    assert total == distinct == 8 * generations
+    # Nothing lost, nothing counted twice: the same run as the uninterrupted in-process one.
+    Search.start(
+        _config(
+            tmp_path, "local", "none", gate="hard_concrete", steps=steps, generations=generations
+        )
+    ).run()
+    _assert_same_run(tmp_path / "local", tmp_path / "dask")
+
+
+@pytest.mark.slow
+def test_a_job_that_keeps_killing_workers_is_a_cluster_error(tmp_path) -> None:
+    distributed = pytest.importorskip("distributed")
+    local = _local_cluster(**{"distributed.scheduler.allowed-failures": 0})
+    try:
+        with distributed.Client(local.scheduler_address, set_as_default=False) as client:
+            pids = client.run(os.getpid)
+            config = _config(
+                tmp_path, "dask", "dask", local.scheduler_address, steps=2000, generations=2
+            )
+            killed: list[tuple[int, str]] = []
+            killer = threading.Thread(
+                target=_kill_when_training,
+                args=(client, pids, tmp_path / "dask", 0, killed),
+                daemon=True,
+            )
+            killer.start()
+            with pytest.raises(ClusterError, match="dask workers kept dying"):
+                Search.start(config).run()
+            killer.join()
+    finally:
+        local.close()
