@@ -64,11 +64,33 @@ class BatchedAdamW:
         self.eps = eps
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        for v, member in zip(self.exp_avg_sq, self.members, strict=True):
+            # Padding: m stays 0 so its update is 0 whatever v is; a positive v keeps
+            # sqrt off its slow path for zeros (10x slower than normal values on CPU).
+            v[member == len(self.lrs)] = 1.0
+        # Reused by the fast path: no big allocation per step.
+        self._denom = [torch.empty_like(p) for p in self.params]
         self.t = 0  # steps of the members still active (they all step together)
+        # sqrt(tiny) / sqrt(1 - beta2) = eps * 2^-26: a quarter ulp of eps in float32.
+        tiny = (eps * 2.0**-26 * (1.0 - self.beta2) ** 0.5) ** 2
+        dtype = self.params[0].dtype
+        self._tiny = tiny if dtype == torch.float32 and tiny >= torch.finfo(dtype).tiny else None
         self.uniform = bool((self.lrs == self.lrs[0]).all())
         dtype, device = self.params[0].dtype, self.params[0].device
         keep = torch.cat([1.0 - self.lrs * weight_decay, torch.ones(1, dtype=torch.float64)])
         self._keep = keep.to(dtype).to(device)  # 1 - lr * wd per member (padding: 1)
+
+    def _sqrt(self, v: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Return ``sqrt(v)`` into ``out``, bit for bit as it ends up in ``denom``.
+
+        CPU ``sqrt`` of zeros and subnormals runs about 5-10x slower than of normal
+        numbers, and Adam's ``v`` is full of zeros (dead units). Below ``_tiny``,
+        ``sqrt(v) / sqrt(1 - beta2^t)`` is under half an ulp of ``eps``, so ``denom`` is
+        ``eps`` either way: clamping there changes no result and skips the slow path.
+        """
+        if self._tiny is None:
+            return torch.sqrt(v, out=out)
+        return torch.clamp_min(v, self._tiny, out=out).sqrt_()
 
     @torch.no_grad()
     def step(self, grads: Sequence[torch.Tensor], active: torch.Tensor | None = None) -> None:
@@ -87,14 +109,21 @@ class BatchedAdamW:
         bc2_sqrt = (1.0 - self.beta2**self.t) ** 0.5
         if active is None and self.uniform:
             lr = float(self.lrs[0])
-            for p, g, m, v, dec in zip(
-                self.params, grads, self.exp_avg, self.exp_avg_sq, self.decay, strict=True
-            ):
+            state = zip(
+                self.params,
+                grads,
+                self.exp_avg,
+                self.exp_avg_sq,
+                self._denom,
+                self.decay,
+                strict=True,
+            )
+            for p, g, m, v, denom, dec in state:
                 if dec:
                     p.mul_(1 - lr * self.weight_decay)
                 m.lerp_(g, 1 - self.beta1)
                 v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
-                denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
+                self._sqrt(v, denom).div_(bc2_sqrt).add_(self.eps)
                 p.addcdiv_(m, denom, value=-(lr / bc1))
             return
         p0 = self.params[0]

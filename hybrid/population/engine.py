@@ -32,7 +32,7 @@ __all__ = ["PopulationEngine"]
 
 #: Per-sample multiply-adds one bucket's kernel launches are worth, by device type:
 #: a GPU does far more arithmetic per launch, so it pads more to launch less.
-MERGE_MACS = {"cpu": 2048.0, "cuda": 65536.0}
+MERGE_MACS = {"cpu": 512.0, "cuda": 65536.0}
 
 
 class PopulationEngine:

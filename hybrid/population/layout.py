@@ -145,7 +145,7 @@ def _describe(genome: Genome, m: int, gate0: int, nodes: list[Node], gates: list
     return edges, bias_nodes, gate_nodes, first_gate, off
 
 
-def pack(genomes: Sequence[Genome], merge_macs: float = 2048.0) -> Layout:
+def pack(genomes: Sequence[Genome], merge_macs: float = 512.0) -> Layout:
     """Pack ``genomes`` into a :class:`Layout`.
 
     Args:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -31,6 +32,10 @@ from .layout import Layout
 from .plan import Group
 
 __all__ = ["GraphProgram", "graph_apply"]
+
+#: Below this many bucket weights per bucket, gate scales are applied in one flat
+#: gather/scatter (cheap per entry) rather than one op per bucket (cheap per launch).
+FLAT_SCALE_ENTRIES_PER_BUCKET = 4096
 
 aten = torch.ops.aten
 
@@ -183,6 +188,23 @@ class GraphProgram:
         self.n_cols = len(layout.col_edge_gate)
         self.max_gather = max([grp.n * grp.fan_in for lvl in layout.levels for grp in lvl] + [1])
         self.n_in_block = layout.n_input_rows * layout.n_inputs
+        # Gate scales of bucket weights: one op per bucket, or (many small buckets)
+        # one gather and one scatter over all bucket weights, whichever costs less.
+        groups = [grp for lvl in layout.levels for grp in lvl if grp.fan_in]
+        n_entries = len(layout.weights) - self.n_in_block
+        self.flat_scales = n_entries < FLAT_SCALE_ENTRIES_PER_BUCKET * len(groups)
+        self.entry_col = None
+        if self.flat_scales:
+            cols = [
+                np.broadcast_to(
+                    g.col_offset + np.arange(g.n * g.fan_in).reshape(g.n, 1, g.fan_in),
+                    (g.n, g.width, g.fan_in),
+                ).reshape(-1)
+                for g in groups
+            ]
+            entry_col = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+            self.entry_col = torch.as_tensor(entry_col, **idx)
+            self.cols_e = torch.zeros(n_entries, **fl)
         n_padded = len(layout.weights)
         self.w = torch.zeros(n_padded, **fl)  # effective (gated) weights
         self.gw = torch.zeros(n_padded, **fl)
@@ -193,6 +215,9 @@ class GraphProgram:
         self._buffers: dict[int, _Buffers] = {}
         self._saved: tuple | None = None
         self.generation = 0  # forwards so far: tells a backward whether its buffers survive
+        #: Return the weight and column gradients in reused buffers (valid until the next
+        #: backward) instead of fresh tensors: for a caller that consumes them at once.
+        self.reuse_grad_buffers = False
 
     def buffers(self, batch: int, weights: torch.Tensor, bias: torch.Tensor) -> _Buffers:
         """Return the work buffers for ``batch`` samples (kept for the last two sizes)."""
@@ -246,8 +271,12 @@ class GraphProgram:
         self.cols.copy_(cols)
         self.in_scale.copy_(in_scale)
         torch.mul(weights[:block], self.in_scale.view(-1), out=self.w[:block])
-        for g in buf.buckets:
-            torch.mul(g.raw3, g.cols3, out=g.w3)
+        if self.flat_scales:
+            torch.index_select(self.cols, 0, self.entry_col, out=self.cols_e)
+            torch.mul(weights[block:], self.cols_e, out=self.w[block:])
+        else:
+            for g in buf.buckets:
+                torch.mul(g.raw3, g.cols3, out=g.w3)
         for lvl in buf.levels:
             for g in lvl:
                 if g.bucket:
@@ -289,10 +318,17 @@ class GraphProgram:
                     ga.index_add_(0, g.src, g.gx2)
         torch.mul(gw[:block], self.in_scale.view(-1), out=self.grad_w[:block])
         grad_in = (gw[:block] * weights[:block]).view_as(self.in_scale)
-        for g in buf.buckets:
-            torch.mul(g.gw3, g.cols3, out=g.grad3)
-            torch.sum(g.gw3 * g.raw3, dim=1, keepdim=True, out=g.gcols3)
-        return self.grad_w.clone(), self.grad_cols.clone(), grad_in, buf.gz.sum(1)
+        if self.flat_scales:
+            torch.mul(gw[block:], self.cols_e, out=self.grad_w[block:])
+            self.grad_cols.zero_().index_add_(0, self.entry_col, gw[block:] * weights[block:])
+        else:
+            for g in buf.buckets:
+                torch.mul(g.gw3, g.cols3, out=g.grad3)
+                torch.sum(g.gw3 * g.raw3, dim=1, keepdim=True, out=g.gcols3)
+        grad_w, grad_cols = self.grad_w, self.grad_cols
+        if not self.reuse_grad_buffers:
+            grad_w, grad_cols = grad_w.clone(), grad_cols.clone()
+        return grad_w, grad_cols, grad_in, buf.gz.sum(1)
 
 
 class _GraphFunction(torch.autograd.Function):

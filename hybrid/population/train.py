@@ -100,6 +100,7 @@ def train_engine(
     zero = torch.zeros((), dtype=dtype, device=dev)
     for t_ in params:
         t_.requires_grad_(True)
+    engine.program.reuse_grad_buffers = True  # the optimiser consumes each gradient at once
     try:
         for t in range(steps):
             idx = batches[t]
@@ -117,6 +118,7 @@ def train_engine(
             optimizer.step(grads, None if all_active else active)
             losses[t] = task.detach()
     finally:
+        engine.program.reuse_grad_buffers = False
         for t_ in params:
             t_.requires_grad_(False)
     return _results(losses.cpu(), done.cpu(), failed_loss.cpu())

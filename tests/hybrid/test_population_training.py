@@ -178,7 +178,8 @@ def test_batched_adamw_is_torch_adamw_bit_for_bit():
     g = torch.Generator().manual_seed(0)
     decayed, other = torch.randn(50, generator=g), torch.randn(30, generator=g)
     members = [torch.arange(50) % 3, torch.arange(30) % 3]
-    grads = [[torch.randn(50, generator=g), torch.randn(30, generator=g)] for _ in range(5)]
+    scale = torch.tensor([1.0, 0.0, 1e-20, 1e-30, 1e-5]).repeat(10)  # zeros, subnormal v
+    grads = [[torch.randn(50, generator=g) * scale, torch.randn(30, generator=g)] for _ in range(5)]
     for active in (None, torch.ones(3, dtype=torch.bool)):  # fast path, general path
         ref = [decayed.clone().requires_grad_(), other.clone().requires_grad_()]
         opt = torch.optim.AdamW(
