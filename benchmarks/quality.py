@@ -25,6 +25,7 @@ seed with short budgets (a few minutes) and writes to a temporary folder.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -32,7 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -480,7 +481,8 @@ def plot(r: TaskReport, out: Path) -> Path:
         if h.front:
             pts = sorted(h.front)
             ax.step([p for p, _, _ in pts], [100 * t for _, _, t in pts], where="post", color="tab:red",
-                    alpha=0.35, lw=1, label="hybrid lineage Pareto front (val-chosen, test acc)" if i == 0 else None)
+                     alpha=0.6, lw=1, marker=".", ms=5,
+                     label="hybrid lineage Pareto front per seed (chosen on val, test acc)" if i == 0 else None)
     ax.scatter([h.params for h in r.hybrid], [100 * h.test for h in r.hybrid], marker="*", s=180,
                color="tab:red", edgecolor="k", zorder=5, label="hybrid champion (per seed)")
     if r.neat:
@@ -490,12 +492,13 @@ def plot(r: TaskReport, out: Path) -> Path:
         acc, size = TARGETS[r.name]
         ax.axhline(100 * acc, color="grey", ls=":", lw=1)
         ax.axvline(size, color="grey", ls=":", lw=1)
-        ax.text(size, ax.get_ylim()[0], f" target: >= {100 * acc:.1f}% at <= {size} params",
-                fontsize=7, color="grey", va="bottom")
+        ax.annotate(f"target: >= {100 * acc:.1f}% at <= {size} params", (size, 100 * acc),
+                    textcoords="offset points", xytext=(-4, -12), ha="right", fontsize=7, color="grey")
     ax.set_xscale("log")
     ax.set_xlabel("active parameters (log scale)")
     ax.set_ylabel("test accuracy (%)")
     all_y = [100 * h.test for h in r.hybrid] + [100 * median(v) for v in r.mlp.values()]
+    all_y += [100 * n.test for n in r.neat]
     lo = max(0.0, min(all_y) - 5)
     ax.set_ylim(lo, 100.5 + (100.5 - lo) * 0.02)
     ax.set_title(f"{r.name}: test accuracy vs size ({len(r.seeds)} seed{'s' * (len(r.seeds) > 1)})")
@@ -506,6 +509,21 @@ def plot(r: TaskReport, out: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def dump_report(r: TaskReport) -> str:
+    """Serialise a task's results (so ``--replot`` can redraw its plot)."""
+    d = asdict(r)
+    d["mlp"] = {"x".join(map(str, k)): v for k, v in r.mlp.items()}
+    return json.dumps(d, indent=0)
+
+
+def load_report(path: Path) -> TaskReport:
+    d = json.loads(path.read_text())
+    d["hybrid"] = [HybridResult(**{**h, "front": [tuple(p) for p in h["front"]]}) for h in d["hybrid"]]
+    d["neat"] = [NeatResult(**n) for n in d["neat"]]
+    d["mlp"] = {tuple(int(w) for w in k.split("x")): v for k, v in d["mlp"].items()}
+    return TaskReport(**d)
 
 
 # ---------------------------------------------------------------------- main
@@ -549,7 +567,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=None,
                    help="where RESULTS.md and the PNGs go (default: benchmarks/ full, a temp folder quick)")
     p.add_argument("--runs-dir", type=Path, default=None, help="where searches write (default: a temp folder)")
+    p.add_argument("--replot", type=Path, default=None, metavar="DIR",
+                   help="only redraw the plots from DIR/quality_<task>.json")
     args = p.parse_args(argv)
+    if args.replot is not None:
+        for path in sorted(args.replot.glob("quality_*.json")):
+            print(f"wrote {plot(load_report(path), args.replot)}")
+        return
     torch.set_num_threads(args.threads)
     out = args.out or (Path(tempfile.mkdtemp(prefix="hybrid-quality-")) if args.quick else ROOT / "benchmarks")
     out.mkdir(parents=True, exist_ok=True)
@@ -566,6 +590,7 @@ def main(argv: list[str] | None = None) -> None:
         reports[name] = run_task(name, list(range(n)), args, runs_dir)
         rows += task_rows(reports[name])[0]
         plot(reports[name], out)
+        (out / f"quality_{name}.json").write_text(dump_report(reports[name]))
         print(f"\ntorch threads: {args.threads}\n{HEADER}\n" + "\n".join(rows) + "\n", flush=True)
     total = time.perf_counter() - t_start
     cmd = "python benchmarks/quality.py " + " ".join(sys.argv[1:] if argv is None else argv)
