@@ -93,6 +93,15 @@ class PopulationEngine:
         table = np.where(np.arange(width)[None, :] < sizes[:, None], table, len(lay.gates))
         self._gate_table = torch.as_tensor(table, **idx)
 
+    def __repr__(self) -> str:
+        lay = self.layout
+        buckets = sum(1 for lvl in lay.levels for grp in lvl if grp.fan_in)
+        return (
+            f"PopulationEngine(P={lay.n_members}, in={lay.n_inputs}, out={lay.n_outputs}, "
+            f"gate={self.gate!r}, device={self.device}, levels={len(lay.levels)}, "
+            f"buckets={buckets}, padding_efficiency={lay.padding_efficiency:.0%})"
+        )
+
     @property
     def params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The trained tensors ``(weights, biases, gates)``."""

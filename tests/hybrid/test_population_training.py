@@ -241,3 +241,16 @@ def test_evaluate_population_equals_evaluate_genome(pop, gate, seed):
         assert np.isclose(got.loss, ref.loss, rtol=1e-5, atol=1e-6)
         assert got.accuracy == ref.accuracy
         assert (got.active_parameters, got.flops) == (ref.active_parameters, ref.flops)
+
+
+def test_evaluation_in_chunks_equals_one_pass(monkeypatch):
+    import hybrid.population.train as population_train
+
+    rng, tracker = np.random.default_rng(0), InnovationTracker()
+    pop = [Genome.minimal(3, 4, rng, tracker, hidden=[w]) for w in (1, 3, 5)]
+    X, y = _data(pop, 0, n=50)
+    engine = PopulationEngine(pop)
+    whole = population_train.evaluate_engine(engine, X, y, "cross_entropy")
+    monkeypatch.setattr(population_train, "EVAL_CHUNK", 7)
+    chunked = population_train.evaluate_engine(engine, X, y, "cross_entropy")
+    assert np.allclose(whole[0], chunked[0], rtol=1e-6) and whole[1] == chunked[1]
