@@ -10,9 +10,11 @@ into one buffer with ``index_add_``: memory traffic stays proportional to the re
 work. Kernel launches per step depend on levels x buckets, never on the number of
 members.
 
-Gates are folded into the weights before this runs (``W_eff = g_e * W * g_src``
-column-wise, by autograd in :mod:`hybrid.population.engine`), so the buffer holds
-ungated activations and the input is shared by every member.
+Gates are folded into the weights as column scales (``W_eff = W * (g_e * g_src)``;
+the scales come from autograd in :mod:`hybrid.population.engine`, the products and
+their gradients are made here), so the buffer holds ungated activations and the
+input is shared by every member. All buffers are neuron-major ``[rows, B]``: a
+gather or scatter moves whole rows.
 
 On CUDA ``index_add_`` accumulates with atomics, so gradients can differ in the
 last bit between runs unless ``torch.use_deterministic_algorithms(True)`` is set.
