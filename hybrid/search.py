@@ -16,17 +16,17 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from genomes import Genome, InnovationTracker, distance, from_dict, save, to_dict
+from genomes import Genome, InnovationTracker, distance
 from genomes.serialize import atomic_write
 
 from .backends import evaluate_members, open_cluster, train_members
+from .champion import SearchResult, champion_record, is_better, score_champion
 from .checkpoint import load_latest_checkpoint, save_checkpoint
 from .config import Config, resolve_device
 from .errors import RunDirError
@@ -45,22 +45,6 @@ __all__ = ["Search", "SearchResult"]
 FAILED_METRIC = -1e9
 #: Size given to a failed member, so that it also loses on size.
 FAILED_SIZE = 10**12
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    """What a finished (or stopped) search produced."""
-
-    run_dir: Path
-    generations: int
-    stop_reason: str
-    champion_id: int
-    val_metric: float
-    test_metric: float
-    test_loss: float
-    active_parameters: int
-    flops: int
-    elapsed_s: float
 
 
 def _seed(seed: int, generation: int, stream: int) -> int:
@@ -100,7 +84,7 @@ class Search:
         """
         task = load_task(config.task, config.run.seed)
         run = create_run_dir(config.run.runs_dir, config.run.name, config, overwrite=overwrite)
-        atomic_write(run.path / "task.json", json.dumps(_task_info(task), indent=1) + "\n")
+        atomic_write(run.path / "task.json", json.dumps(task.info(), indent=1) + "\n")
         rng = np.random.default_rng([config.run.seed, 0, 7])
         tracker = InnovationTracker()
         members = []
@@ -353,71 +337,22 @@ class Search:
     def _update_champion(
         self, best_id: int, metric: float, size: int, ev: Metrics, trained: dict[int, Genome]
     ) -> None:
-        c = self.champion
-        if c is None or (metric, -size) > (c["metric"], -c["active_params"]):
-            self.champion = {
-                "id": best_id,
-                "generation": self.generation,
-                "metric": metric,
-                "active_params": size,
-                "flops": ev.flops,
-                "val_loss": ev.loss,
-                "genome": to_dict(trained[best_id]),
-            }
+        if is_better(metric, size, self.champion):
+            self.champion = champion_record(best_id, self.generation, metric, size, ev, trained[best_id])
 
     # ------------------------------------------------------------------- finish
     def _finish(self) -> SearchResult:
         """Score the champion once on the test split and write ``best/``."""
-        c = self.champion
-        assert c is not None
-        genome = from_dict(c["genome"])
-        (test,) = evaluate_members(
-            [genome], self.task.X_test, self.task.y_test, self.train_config, engine="loop", device=self.device
-        )
-        test_metric = float(test.accuracy) if self.task.kind == "classification" else -float(test.loss)
-        metrics = {
-            "genome_id": c["id"],
-            "generation": c["generation"],
-            "val_metric": c["metric"],
-            "val_loss": c["val_loss"],
-            "test_metric": test_metric,
-            "test_loss": test.loss,
-            "metric": "accuracy" if self.task.kind == "classification" else "neg_mse",
-            "active_parameters": test.active_parameters,
-            "flops": test.flops,
-            "generations": self.generation,
-            "stop_reason": self.finished,
-            "elapsed_s": self.elapsed_s,
-        }
-        best = self.run_dir.best_dir
-        best.mkdir(exist_ok=True)
-        genome.meta.update({"id": c["id"], "run": self.run_dir.path.name})
-        save(genome, best / "genome.json")
-        atomic_write(best / "metrics.json", json.dumps(metrics, indent=1) + "\n")
-        self.lineage.close()
-        return SearchResult(
-            run_dir=self.run_dir.path,
+        assert self.champion is not None
+        result = score_champion(
+            self.champion,
+            self.task,
+            self.train_config,
+            self.run_dir,
+            device=self.device,
             generations=self.generation,
             stop_reason=str(self.finished),
-            champion_id=c["id"],
-            val_metric=c["metric"],
-            test_metric=test_metric,
-            test_loss=test.loss,
-            active_parameters=test.active_parameters,
-            flops=test.flops,
             elapsed_s=self.elapsed_s,
         )
-
-
-def _task_info(task: Task) -> dict[str, Any]:
-    return {
-        "name": task.name,
-        "kind": task.kind,
-        "n_inputs": task.n_inputs,
-        "n_outputs": task.n_outputs,
-        "feature_mean": [float(v) for v in task.feature_mean],
-        "feature_std": [float(v) for v in task.feature_std],
-        "class_labels": list(task.class_labels),
-        "source": task.source,
-        "sizes": {"train": len(task.X_train), "val": len(task.X_val), "test": len(task.X_test)},
-    }
+        self.lineage.close()
+        return result

@@ -39,6 +39,20 @@ class Task:
     class_labels: tuple[str, ...]
     source: str
 
+    def info(self) -> dict[str, object]:
+        """Return the JSON-ready facts a run keeps in ``task.json`` (no data arrays)."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "n_inputs": self.n_inputs,
+            "n_outputs": self.n_outputs,
+            "feature_mean": [float(v) for v in self.feature_mean],
+            "feature_std": [float(v) for v in self.feature_std],
+            "class_labels": list(self.class_labels),
+            "source": self.source,
+            "sizes": {"train": len(self.X_train), "val": len(self.X_val), "test": len(self.X_test)},
+        }
+
     def __repr__(self) -> str:
         sizes = f"train={len(self.X_train)}, val={len(self.X_val)}, test={len(self.X_test)}"
         return (

@@ -1,0 +1,108 @@
+"""The run's champion: the best genome so far, and its one score on the test split.
+
+The champion is the best genome of any generation by validation metric, ties going
+to the smaller network (active parameters). It is scored on the held-out test split
+exactly once, when the search stops, and written to ``best/``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from genomes import Genome, from_dict, save, to_dict
+from genomes.serialize import atomic_write
+
+from .backends import evaluate_members
+from .metrics import Metrics
+from .rundir import RunDir
+from .tasks import Task
+from .train import TrainConfig
+
+__all__ = ["SearchResult", "champion_record", "is_better", "score_champion"]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a finished (or stopped) search produced."""
+
+    run_dir: Path
+    generations: int
+    stop_reason: str
+    champion_id: int
+    val_metric: float
+    test_metric: float
+    test_loss: float
+    active_parameters: int
+    flops: int
+    elapsed_s: float
+
+
+def is_better(metric: float, size: int, champion: dict[str, Any] | None) -> bool:
+    """Return True if ``(metric, size)`` beats the champion (higher metric, then smaller)."""
+    return champion is None or (metric, -size) > (champion["metric"], -champion["active_params"])
+
+
+def champion_record(
+    gid: int, generation: int, metric: float, size: int, ev: Metrics, genome: Genome
+) -> dict[str, Any]:
+    """Return the JSON-ready champion record kept in checkpoints."""
+    return {
+        "id": gid,
+        "generation": generation,
+        "metric": metric,
+        "active_params": size,
+        "flops": ev.flops,
+        "val_loss": ev.loss,
+        "genome": to_dict(genome),
+    }
+
+
+def score_champion(
+    champion: dict[str, Any],
+    task: Task,
+    config: TrainConfig,
+    run: RunDir,
+    *,
+    device: str,
+    generations: int,
+    stop_reason: str,
+    elapsed_s: float,
+) -> SearchResult:
+    """Score the champion on the test split; write ``best/genome.json`` and ``best/metrics.json``."""
+    genome = from_dict(champion["genome"])
+    (test,) = evaluate_members([genome], task.X_test, task.y_test, config, engine="loop", device=device)
+    classify = task.kind == "classification"
+    test_metric = float(test.accuracy) if classify else -float(test.loss)
+    metrics = {
+        "genome_id": champion["id"],
+        "generation": champion["generation"],
+        "val_metric": champion["metric"],
+        "val_loss": champion["val_loss"],
+        "test_metric": test_metric,
+        "test_loss": test.loss,
+        "metric": "accuracy" if classify else "neg_mse",
+        "active_parameters": test.active_parameters,
+        "flops": test.flops,
+        "generations": generations,
+        "stop_reason": stop_reason,
+        "elapsed_s": elapsed_s,
+    }
+    run.best_dir.mkdir(exist_ok=True)
+    genome.meta.update({"id": champion["id"], "run": run.path.name})
+    save(genome, run.best_dir / "genome.json")
+    atomic_write(run.best_dir / "metrics.json", json.dumps(metrics, indent=1) + "\n")
+    return SearchResult(
+        run_dir=run.path,
+        generations=generations,
+        stop_reason=stop_reason,
+        champion_id=champion["id"],
+        val_metric=champion["metric"],
+        test_metric=test_metric,
+        test_loss=test.loss,
+        active_parameters=test.active_parameters,
+        flops=test.flops,
+        elapsed_s=elapsed_s,
+    )
