@@ -160,3 +160,25 @@ def test_members_of_stagnant_species_are_recorded_as_pruned_and_leave_no_childre
     assert pruned, "stagnation = 1 should drop some species"
     parents = {p for *_, ps in rows for p in json.loads(ps)}
     assert not pruned & parents
+
+
+def test_ctrl_c_stops_cleanly_and_resume_finishes_the_same_run(tmp_path: Path) -> None:
+    ref_stats, ref_metrics = _run(tmp_path, name="ref", generations=6, steps=60)
+    cfg = tmp_path / "int.toml"
+    cfg.write_text(TINY.format(seed=0, runs=tmp_path.as_posix(), generations=6, steps=60, engine="batched"))
+    run = tmp_path / "int"
+    cmd = [sys.executable, "-m", "hybrid", "run", str(cfg), "--name", "int", "--plain"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not ((run / "stats.jsonl").exists() and _stats(run)):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the interrupt landed")
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "hybrid resume" in err
+    done = subprocess.run([sys.executable, "-m", "hybrid", "resume", str(run), "--plain"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert _stats(run) == ref_stats
+    assert json.loads((run / "best" / "metrics.json").read_text())["genome_id"] == ref_metrics["genome_id"]
