@@ -42,7 +42,7 @@ FLAT_SCALE_ENTRIES_PER_BUCKET = 4096
 aten = torch.ops.aten
 
 _Fwd = Callable[[torch.Tensor, torch.Tensor], None]
-_Bwd = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]
+_Bwd = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor], None]
 
 
 def _gauss_fwd(z: torch.Tensor, a: torch.Tensor) -> None:
@@ -50,20 +50,20 @@ def _gauss_fwd(z: torch.Tensor, a: torch.Tensor) -> None:
     a.neg_().exp_()
 
 
-def _gauss_bwd(g: torch.Tensor, z: torch.Tensor, a: torch.Tensor, out: torch.Tensor) -> None:
-    torch.mul(g, a, out=out)
-    out.mul_(z).mul_(-2.0)
+def _gauss_bwd(g: torch.Tensor, z: torch.Tensor, a: torch.Tensor) -> None:
+    g.mul_(a).mul_(z).mul_(-2.0)
 
 
-def _sin_bwd(g: torch.Tensor, z: torch.Tensor, a: torch.Tensor, out: torch.Tensor) -> None:
-    torch.cos(z, out=out)
-    out.mul_(g)
+def _sin_bwd(g: torch.Tensor, z: torch.Tensor, a: torch.Tensor) -> None:
+    g.mul_(torch.cos(z))
 
 
-# Activation forward (z -> out a) and backward (grad_a, z, a -> out grad_z), by id.
-# The backward kernels are the ones autograd uses for these ops.
+# Activation forward (z -> out a) and backward (grad_a, z, a -> grad_z written over
+# grad_a), by id; the backward kernels are the ones autograd uses for these ops.
+# Identity needs no op either way. The activations in ``FROM_OUTPUT`` differentiate
+# from their output alone, so they run in place on the activation buffer (no
+# pre-activation is kept); the others keep a copy of their pre-activations.
 _FORWARD: dict[str, _Fwd] = {
-    "identity": lambda z, a: a.copy_(z),
     "relu": lambda z, a: torch.clamp_min(z, 0.0, out=a),
     "tanh": lambda z, a: torch.tanh(z, out=a),
     "sigmoid": lambda z, a: torch.sigmoid(z, out=a),
@@ -73,63 +73,64 @@ _FORWARD: dict[str, _Fwd] = {
     "softplus": lambda z, a: a.copy_(F.softplus(z)),
 }
 _BACKWARD: dict[str, _Bwd] = {
-    "identity": lambda g, z, a, out: out.copy_(g),
-    "relu": lambda g, z, a, out: aten.threshold_backward.grad_input(g, a, 0, grad_input=out),
-    "tanh": lambda g, z, a, out: aten.tanh_backward.grad_input(g, a, grad_input=out),
-    "sigmoid": lambda g, z, a, out: aten.sigmoid_backward.grad_input(g, a, grad_input=out),
-    "gelu": lambda g, z, a, out: aten.gelu_backward.grad_input(
-        g, z, approximate="tanh", grad_input=out
-    ),
+    "relu": lambda g, z, a: aten.threshold_backward.grad_input(g, a, 0, grad_input=g),
+    "tanh": lambda g, z, a: aten.tanh_backward.grad_input(g, a, grad_input=g),
+    "sigmoid": lambda g, z, a: aten.sigmoid_backward.grad_input(g, a, grad_input=g),
+    "gelu": lambda g, z, a: aten.gelu_backward.grad_input(g, z, approximate="tanh", grad_input=g),
     "sin": _sin_bwd,
     "gauss": _gauss_bwd,
-    "softplus": lambda g, z, a, out: aten.softplus_backward.grad_input(g, z, 1, 20, grad_input=out),
+    "softplus": lambda g, z, a: aten.softplus_backward.grad_input(g, z, 1, 20, grad_input=g),
 }
+FROM_OUTPUT = {ACTIVATION_IDS[k] for k in ("relu", "tanh", "sigmoid")}
 FORWARD_BY_ID = {ACTIVATION_IDS[k]: f for k, f in _FORWARD.items()}
 BACKWARD_BY_ID = {ACTIVATION_IDS[k]: f for k, f in _BACKWARD.items()}
+IDENTITY = ACTIVATION_IDS["identity"]
+
+
+def _level_runs(groups: tuple[Group, ...]) -> list[tuple[int, int, int]]:
+    """Return a level's activation runs, merged across its groups (contiguous rows)."""
+    runs: list[list[int]] = []
+    for grp in groups:
+        for act, s, e in grp.runs:
+            if runs and runs[-1][0] == act and runs[-1][2] == s:
+                runs[-1][2] = e
+            else:
+                runs.append([act, s, e])
+    return [(a, s, e) for a, s, e in runs if a != IDENTITY]
 
 
 class _Group:
     """Views of one group's slices of every buffer, made once per batch size.
 
     Slicing in the step loop costs more than the arithmetic for tiny genomes, so
-    every view a step needs is made here once.
+    every view a step needs is made here once. Pre-activations are written into
+    the activation buffer ``a`` and activated in place; gradients of activations
+    become gradients of pre-activations in place in ``ga``.
     """
 
     def __init__(
-        self, prog: GraphProgram, grp: Group, src: torch.Tensor, buf: _Buffers, params: tuple
+        self, prog: GraphProgram, grp: Group, buf: _Buffers, params: tuple, col0: int
     ) -> None:
         weights, bias = params
         n_in, b = prog.layout.n_inputs, buf.batch
         n, k, wd, ri = grp.n, grp.fan_in, grp.width, grp.n_input_rows
         rows = slice(grp.row, grp.row + grp.n_rows)
-        self.src, self.bucket = src, bool(k)
-        self.runs = [
-            (
-                FORWARD_BY_ID[act],
-                BACKWARD_BY_ID[act],
-                buf.z[s:e],
-                buf.a[s:e],
-                buf.ga[s:e],
-                buf.gz[s:e],
-            )
-            for act, s, e in grp.runs
-        ]
+        self.bucket = bool(k)
         win = slice(grp.in_row * n_in, (grp.in_row + ri) * n_in)
         self.win = prog.w[win].view(ri, n_in)
         self.gwin = prog.gw[win].view(ri, n_in)
-        self.zin, self.gzin = buf.z[grp.row : grp.row + ri], buf.gz[grp.row : grp.row + ri]
-        self.z = buf.z[rows]
+        self.zin, self.gzin = buf.a[grp.row : grp.row + ri], buf.ga[grp.row : grp.row + ri]
+        self.z = buf.a[rows]
         self.bias = bias[rows][:, None]
         if not k:
             return
         wsl = slice(grp.w_offset, grp.w_offset + n * wd * k)
         csl = slice(grp.col_offset, grp.col_offset + n * k)
-        self.x = buf.x[csl]
-        self.x3 = self.x.view(n, k, b)
+        self.x3 = buf.x[csl].view(n, k, b)
         self.x3t = self.x3.transpose(1, 2)
         self.bias3 = bias[rows].view(n, wd, 1)
-        self.z3 = buf.z[rows].view(n, wd, b)
-        self.gz3 = buf.gz[rows].view(n, wd, b)
+        self.z3 = buf.a[rows].view(n, wd, b)
+        self.gz3 = buf.ga[rows].view(n, wd, b)
         self.w3 = prog.w[wsl].view(n, wd, k)
         self.w3t = self.w3.transpose(1, 2)
         self.gw3 = prog.gw[wsl].view(n, wd, k)
@@ -137,8 +138,32 @@ class _Group:
         self.grad3 = prog.grad_w[wsl].view(n, wd, k)
         self.cols3 = prog.cols[csl].view(n, 1, k)
         self.gcols3 = prog.grad_cols[csl].view(n, 1, k)
-        self.gx3 = buf.gx[: n * k].view(n, k, b)
-        self.gx2 = buf.gx[: n * k]
+        self.gx3 = buf.gx[grp.col_offset - col0 : grp.col_offset - col0 + n * k].view(n, k, b)
+
+
+class _Level:
+    """One level's groups, its gather/scatter (one op each) and its activation runs."""
+
+    def __init__(
+        self,
+        prog: GraphProgram,
+        groups: tuple[Group, ...],
+        src: torch.Tensor,
+        buf: _Buffers,
+        params: tuple,
+    ) -> None:
+        buckets = [grp for grp in groups if grp.fan_in]
+        c0 = buckets[0].col_offset if buckets else 0
+        c1 = buckets[-1].col_offset + buckets[-1].n * buckets[-1].fan_in if buckets else 0
+        self.groups = [_Group(prog, grp, buf, params, c0) for grp in groups]
+        self.src = src
+        self.x, self.gx = buf.x[c0:c1], buf.gx[: c1 - c0]
+        self.runs = []
+        for act, s, e in _level_runs(groups):
+            keep = act not in FROM_OUTPUT  # its backward needs the pre-activation
+            z = buf.zs[buf.n_zs : buf.n_zs + e - s] if keep else None
+            buf.n_zs += (e - s) if keep else 0
+            self.runs.append((FORWARD_BY_ID[act], BACKWARD_BY_ID[act], z, buf.a[s:e], buf.ga[s:e]))
 
 
 class _Buffers:
@@ -152,17 +177,15 @@ class _Buffers:
         self.batch = batch
         self.key = (weights.data_ptr(), bias.data_ptr())
         params = (weights, bias)
-        self.z = torch.empty(rows, batch, **opts)
         self.a = torch.zeros(rows + 1, batch, **opts)  # row `rows` is the zero row
         self.ga = torch.empty(rows + 1, batch, **opts)
-        self.gz = torch.empty(rows, batch, **opts)
+        self.zs = torch.empty(prog.n_saved_rows, batch, **opts)  # kept pre-activations
+        self.n_zs = 0
         self.x = torch.empty(prog.n_cols, batch, **opts)  # gathered inputs, kept for backward
         self.gx = torch.empty(prog.max_gather, batch, **opts)
-        self.levels = [
-            [_Group(prog, grp, src, self, params) for grp, src in lvl] for lvl in prog.levels
-        ]
-        self.reversed = [list(lvl) for lvl in reversed(self.levels)]
-        self.buckets = [g for lvl in self.levels for g in lvl if g.bucket]
+        self.levels = [_Level(prog, lvl, src, self, params) for lvl, src in prog.levels]
+        self.reversed = self.levels[::-1]
+        self.buckets = [g for lvl in self.levels for g in lvl.groups if g.bucket]
 
 
 class GraphProgram:
@@ -184,11 +207,19 @@ class GraphProgram:
         idx = {"device": self.device, "dtype": torch.long}
         fl = {"device": self.device, "dtype": dtype}
         self.out_rows = torch.as_tensor(layout.out_rows, **idx)
+        # Per level: its groups and the buffer rows its buckets gather (one op per level).
         self.levels = [
-            [(grp, torch.as_tensor(grp.src, **idx)) for grp in lvl] for lvl in layout.levels
+            (lvl, torch.as_tensor(np.concatenate([grp.src for grp in lvl]), **idx))
+            for lvl in layout.levels
         ]
         self.n_cols = len(layout.col_edge_gate)
-        self.max_gather = max([grp.n * grp.fan_in for lvl in layout.levels for grp in lvl] + [1])
+        self.max_gather = max([len(src) for _, src in self.levels] + [1])
+        self.n_saved_rows = sum(
+            e - s
+            for lvl in layout.levels
+            for act, s, e in _level_runs(lvl)
+            if act not in FROM_OUTPUT
+        )
         self.n_in_block = layout.n_input_rows * layout.n_inputs
         # Gate scales of bucket weights: one op per bucket, or (many small buckets)
         # one gather and one scatter over all bucket weights, whichever costs less.
@@ -241,9 +272,9 @@ class GraphProgram:
             self.grad_cols,
             self.in_scale,
         ]
-        tensors += [src for lvl in self.levels for _, src in lvl]
+        tensors += [src for _, src in self.levels]
         for b in self._buffers.values():
-            tensors += [b.z, b.a, b.ga, b.gz, b.x, b.gx]
+            tensors += [b.a, b.ga, b.zs, b.x, b.gx]
         return sum(t.numel() * t.element_size() for t in tensors)
 
     @torch.no_grad()
@@ -280,16 +311,20 @@ class GraphProgram:
             for g in buf.buckets:
                 torch.mul(g.raw3, g.cols3, out=g.w3)
         for lvl in buf.levels:
-            for g in lvl:
+            if lvl.src.shape[0]:
+                torch.index_select(a, 0, lvl.src, out=lvl.x)
+            for g in lvl.groups:
                 if g.bucket:
-                    torch.index_select(a, 0, g.src, out=g.x)
                     torch.baddbmm(g.bias3, g.w3, g.x3, out=g.z3)
                     if g.zin.shape[0]:
                         g.zin.addmm_(g.win, xt)
                 else:
                     torch.addmm(g.bias, g.win, xt, out=g.z)
-                for fwd, _, z, a_run, _, _ in g.runs:
-                    fwd(z, a_run)
+            for fwd, _, z, a_run, _ in lvl.runs:
+                if z is None:
+                    fwd(a_run, a_run)
+                else:
+                    fwd(z.copy_(a_run), a_run)
         self._saved = (buf, xt, weights)
         self.generation += 1
         return a.index_select(0, self.out_rows)
@@ -309,15 +344,16 @@ class GraphProgram:
         ga.index_copy_(0, self.out_rows, grad_out.to(self.dtype))
         x_rows = xt.t()
         for lvl in buf.reversed:
-            for g in lvl:
-                for _, bwd, z, a_run, ga_run, gz_run in g.runs:
-                    bwd(ga_run, z, a_run, gz_run)
+            for _, bwd, z, a_run, ga_run in lvl.runs:
+                bwd(ga_run, z, a_run)
+            for g in lvl.groups:
                 if g.gzin.shape[0]:
                     torch.mm(g.gzin, x_rows, out=g.gwin)
                 if g.bucket:
                     torch.bmm(g.gz3, g.x3t, out=g.gw3)
                     torch.bmm(g.w3t, g.gz3, out=g.gx3)
-                    ga.index_add_(0, g.src, g.gx2)
+            if lvl.src.shape[0]:
+                ga.index_add_(0, lvl.src, lvl.gx)
         torch.mul(gw[:block], self.in_scale.view(-1), out=self.grad_w[:block])
         grad_in = (gw[:block] * weights[:block]).view_as(self.in_scale)
         if self.flat_scales:
@@ -330,7 +366,7 @@ class GraphProgram:
         grad_w, grad_cols = self.grad_w, self.grad_cols
         if not self.reuse_grad_buffers:
             grad_w, grad_cols = grad_w.clone(), grad_cols.clone()
-        return grad_w, grad_cols, grad_in, buf.gz.sum(1)
+        return grad_w, grad_cols, grad_in, ga[:-1].sum(1)
 
 
 class _GraphFunction(torch.autograd.Function):
