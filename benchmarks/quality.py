@@ -401,6 +401,8 @@ class TaskReport:
     mlp_steps: list[int]
     n_in: int
     n_out: int
+    command: str = ""  # the command line that produced these results
+    machine: str = ""  # machine_line() when they were produced
 
 
 def _pct(x: float) -> str:
@@ -582,25 +584,35 @@ def main(argv: list[str] | None = None) -> None:
     mode = "quick" if args.quick else "full"
     print(f"quality benchmark ({mode}); {machine}\nruns in {runs_dir}", flush=True)
     t_start = time.perf_counter()
+    cmd = ("python benchmarks/quality.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
     reports: dict[str, TaskReport] = {}
     rows: list[str] = []
     for name in args.tasks:
         n = args.seeds or (1 if args.quick else FULL_SEEDS[name])
         print(f"{name}: {n} seed(s)", flush=True)
         reports[name] = run_task(name, list(range(n)), args, runs_dir)
+        reports[name].command, reports[name].machine = cmd, machine
         rows += task_rows(reports[name])[0]
         plot(reports[name], out)
         (out / f"quality_{name}.json").write_text(dump_report(reports[name]))
         print(f"\ntorch threads: {args.threads}\n{HEADER}\n" + "\n".join(rows) + "\n", flush=True)
     total = time.perf_counter() - t_start
-    cmd = "python benchmarks/quality.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    print(f"this run: {total / 60:.0f} min")
+    # Tasks this run did not redo keep the results (and command) of the run that made them.
+    for name in TASKS:
+        path = out / f"quality_{name}.json"
+        if name not in reports and path.is_file():
+            reports[name] = load_report(path)
+    reports = {k: reports[k] for k in TASKS if k in reports}
+    rows = [row for r in reports.values() for row in task_rows(r)[0]]
+    commands: dict[tuple[str, str], list[str]] = {}
+    for k, r in reports.items():
+        commands.setdefault((r.command, r.machine), []).append(k)
     seeds = ", ".join(f"{k} {len(r.seeds)}" for k, r in reports.items())
     text = "\n".join([
         f"## Quality: hybrid vs fixed MLPs vs neat-python ({mode} run)",
         "",
-        f"Command: `{cmd.strip()}` (total {total / 60:.0f} min).",
-        "",
-        f"Machine: {machine}.",
+        *[f"- `{c}` ({', '.join(ks)}); machine: {m}" for (c, m), ks in commands.items()],
         "",
         f"Seeds per task: {seeds}. torch threads: {args.threads}. Wall times are on a shared, "
         "busy 2-core machine: compare them with each other, not with a quiet machine.",
