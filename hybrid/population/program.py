@@ -35,6 +35,10 @@ from .plan import Group
 
 __all__ = ["GraphProgram", "graph_apply"]
 
+#: Work-buffer bytes (rows and gathered columns) of the groups run back to back as one
+#: chunk: about what stays in a core's L2 cache between a chunk's ops.
+CHUNK_BYTES = 1 << 19
+
 #: Below this many bucket weights per bucket, gate scales are applied in one flat
 #: gather/scatter (cheap per entry) rather than one op per bucket (cheap per launch).
 FLAT_SCALE_ENTRIES_PER_BUCKET = 4096
@@ -141,23 +145,36 @@ class _Group:
         self.gx3 = buf.gx[grp.col_offset - col0 : grp.col_offset - col0 + n * k].view(n, k, b)
 
 
-class _Level:
-    """One level's groups, its gather/scatter (one op each) and its activation runs."""
+def _chunks(groups: tuple[Group, ...], batch: int, budget: int) -> list[list[Group]]:
+    """Split a level's groups into consecutive runs of at most ``budget`` buffer floats."""
+    out: list[list[Group]] = []
+    size = budget
+    for grp in groups:
+        n = (grp.n_rows + grp.n * grp.fan_in) * batch
+        if size + n > budget:
+            out.append([])
+            size = 0
+        out[-1].append(grp)
+        size += n
+    return out
 
-    def __init__(
-        self,
-        prog: GraphProgram,
-        groups: tuple[Group, ...],
-        src: torch.Tensor,
-        buf: _Buffers,
-        params: tuple,
-    ) -> None:
+
+class _Chunk:
+    """Consecutive groups of one level, run back to back while their rows are in cache.
+
+    One gather and one scatter for all of them, activation runs merged across them.
+    """
+
+    def __init__(self, prog: GraphProgram, groups: list[Group], buf: _Buffers) -> None:
         buckets = [grp for grp in groups if grp.fan_in]
         c0 = buckets[0].col_offset if buckets else 0
         c1 = buckets[-1].col_offset + buckets[-1].n * buckets[-1].fan_in if buckets else 0
-        self.groups = [_Group(prog, grp, buf, params, c0) for grp in groups]
-        self.src = src
+        self.groups = [_Group(prog, grp, buf, buf.params, c0) for grp in groups]
+        src = np.concatenate([grp.src for grp in buckets]) if buckets else np.zeros(0, np.int64)
+        self.src = torch.as_tensor(src, device=prog.device)
         self.x, self.gx = buf.x[c0:c1], buf.gx[: c1 - c0]
+        rows = slice(groups[0].row, groups[-1].row + groups[-1].n_rows)
+        self.ga, self.gbias = buf.ga[rows], prog.grad_bias[rows]
         self.runs = []
         for act, s, e in _level_runs(groups):
             keep = act not in FROM_OUTPUT  # its backward needs the pre-activation
@@ -176,16 +193,19 @@ class _Buffers:
         rows = prog.layout.n_rows
         self.batch = batch
         self.key = (weights.data_ptr(), bias.data_ptr())
-        params = (weights, bias)
+        self.params = (weights, bias)
+        budget = CHUNK_BYTES // torch.finfo(prog.dtype).bits * 8
+        chunks = [c for lvl in prog.layout.levels for c in _chunks(lvl, batch, budget)]
+        gather = [sum(g.n * g.fan_in for g in c) for c in chunks]
         self.a = torch.zeros(rows + 1, batch, **opts)  # row `rows` is the zero row
         self.ga = torch.empty(rows + 1, batch, **opts)
         self.zs = torch.empty(prog.n_saved_rows, batch, **opts)  # kept pre-activations
         self.n_zs = 0
         self.x = torch.empty(prog.n_cols, batch, **opts)  # gathered inputs, kept for backward
-        self.gx = torch.empty(prog.max_gather, batch, **opts)
-        self.levels = [_Level(prog, lvl, src, self, params) for lvl, src in prog.levels]
-        self.reversed = self.levels[::-1]
-        self.buckets = [g for lvl in self.levels for g in lvl.groups if g.bucket]
+        self.gx = torch.empty(max(gather + [1]), batch, **opts)
+        self.chunks = [_Chunk(prog, c, self) for c in chunks]
+        self.reversed = self.chunks[::-1]
+        self.buckets = [g for c in self.chunks for g in c.groups if g.bucket]
 
 
 class GraphProgram:
@@ -207,13 +227,7 @@ class GraphProgram:
         idx = {"device": self.device, "dtype": torch.long}
         fl = {"device": self.device, "dtype": dtype}
         self.out_rows = torch.as_tensor(layout.out_rows, **idx)
-        # Per level: its groups and the buffer rows its buckets gather (one op per level).
-        self.levels = [
-            (lvl, torch.as_tensor(np.concatenate([grp.src for grp in lvl]), **idx))
-            for lvl in layout.levels
-        ]
         self.n_cols = len(layout.col_edge_gate)
-        self.max_gather = max([len(src) for _, src in self.levels] + [1])
         self.n_saved_rows = sum(
             e - s
             for lvl in layout.levels
@@ -244,6 +258,7 @@ class GraphProgram:
         self.grad_w = torch.zeros(n_padded, **fl)
         self.cols = torch.zeros(self.n_cols, **fl)
         self.grad_cols = torch.zeros(self.n_cols, **fl)
+        self.grad_bias = torch.zeros(layout.n_rows, **fl)
         self.in_scale = torch.zeros(layout.n_input_rows, layout.n_inputs, **fl)
         self._buffers: dict[int, _Buffers] = {}
         self._saved: tuple | None = None
@@ -270,11 +285,11 @@ class GraphProgram:
             self.grad_w,
             self.cols,
             self.grad_cols,
+            self.grad_bias,
             self.in_scale,
         ]
-        tensors += [src for _, src in self.levels]
         for b in self._buffers.values():
-            tensors += [b.a, b.ga, b.zs, b.x, b.gx]
+            tensors += [b.a, b.ga, b.zs, b.x, b.gx] + [c.src for c in b.chunks]
         return sum(t.numel() * t.element_size() for t in tensors)
 
     @torch.no_grad()
@@ -310,17 +325,17 @@ class GraphProgram:
         else:
             for g in buf.buckets:
                 torch.mul(g.raw3, g.cols3, out=g.w3)
-        for lvl in buf.levels:
-            if lvl.src.shape[0]:
-                torch.index_select(a, 0, lvl.src, out=lvl.x)
-            for g in lvl.groups:
+        for chunk in buf.chunks:
+            if chunk.src.shape[0]:
+                torch.index_select(a, 0, chunk.src, out=chunk.x)
+            for g in chunk.groups:
                 if g.bucket:
                     torch.baddbmm(g.bias3, g.w3, g.x3, out=g.z3)
                     if g.zin.shape[0]:
                         g.zin.addmm_(g.win, xt)
                 else:
                     torch.addmm(g.bias, g.win, xt, out=g.z)
-            for fwd, _, z, a_run, _ in lvl.runs:
+            for fwd, _, z, a_run, _ in chunk.runs:
                 if z is None:
                     fwd(a_run, a_run)
                 else:
@@ -343,17 +358,18 @@ class GraphProgram:
         ga.zero_()
         ga.index_copy_(0, self.out_rows, grad_out.to(self.dtype))
         x_rows = xt.t()
-        for lvl in buf.reversed:
-            for _, bwd, z, a_run, ga_run in lvl.runs:
+        for chunk in buf.reversed:
+            for _, bwd, z, a_run, ga_run in chunk.runs:
                 bwd(ga_run, z, a_run)
-            for g in lvl.groups:
+            torch.sum(chunk.ga, 1, out=chunk.gbias)
+            for g in chunk.groups:
                 if g.gzin.shape[0]:
                     torch.mm(g.gzin, x_rows, out=g.gwin)
                 if g.bucket:
                     torch.bmm(g.gz3, g.x3t, out=g.gw3)
                     torch.bmm(g.w3t, g.gz3, out=g.gx3)
-            if lvl.src.shape[0]:
-                ga.index_add_(0, lvl.src, lvl.gx)
+            if chunk.src.shape[0]:
+                ga.index_add_(0, chunk.src, chunk.gx)
         torch.mul(gw[:block], self.in_scale.view(-1), out=self.grad_w[:block])
         grad_in = (gw[:block] * weights[:block]).view_as(self.in_scale)
         if self.flat_scales:
@@ -363,10 +379,10 @@ class GraphProgram:
             for g in buf.buckets:
                 torch.mul(g.gw3, g.cols3, out=g.grad3)
                 torch.sum(g.gw3 * g.raw3, dim=1, keepdim=True, out=g.gcols3)
-        grad_w, grad_cols = self.grad_w, self.grad_cols
+        grad_w, grad_cols, grad_bias = self.grad_w, self.grad_cols, self.grad_bias
         if not self.reuse_grad_buffers:
-            grad_w, grad_cols = grad_w.clone(), grad_cols.clone()
-        return grad_w, grad_cols, grad_in, ga[:-1].sum(1)
+            grad_w, grad_cols, grad_bias = grad_w.clone(), grad_cols.clone(), grad_bias.clone()
+        return grad_w, grad_cols, grad_in, grad_bias
 
 
 class _GraphFunction(torch.autograd.Function):
