@@ -1,4 +1,4 @@
-"""Train a generation on a Dask cluster through joblib's Dask backend.
+"""Train a generation on a Dask cluster.
 
 :class:`DaskCluster` holds one ``distributed.Client`` for a whole search: to the
 scheduler at ``parallel.address``, or to a ``LocalCluster`` of ``parallel.workers``
@@ -14,14 +14,20 @@ workers happened to be up. Each shard replays exactly what the in-process batche
 engine does for those members inside the whole population: the same minibatches
 (drawn from the generation's seed) and, for hard-concrete gates, its columns of
 the whole population's noise (see :func:`gate_columns`). With the loop engine each
-job is one member trained by ``train_genome`` (joblib batches short jobs into one
-Dask task), exactly as the local joblib backend does.
+job is one member trained by ``train_genome``, exactly as the local joblib backend
+trains it.
 
 Data travels once: the training split is scattered to every worker (broadcast)
 the first time it is seen and reused by every later generation; a job carries only
 its genomes. A worker that dies mid-generation has its jobs rerun elsewhere by the
 scheduler (up to ``distributed.scheduler.allowed-failures`` deaths per job); jobs
 are pure functions of their inputs, so a rerun returns what the first run would have.
+
+Jobs go through distributed's futures API (``submit``/``gather``), which is what
+joblib's Dask backend wraps, rather than through joblib itself: joblib 1.6's Dask
+backend hangs for ever when a job's workers keep dying (the scheduler's
+``KilledWorker`` reaches its concurrent future, but not the completion callback
+that ``Parallel`` waits on), where ``gather`` raises it and we report it.
 """
 
 from __future__ import annotations
@@ -250,42 +256,32 @@ class DaskCluster:
             ClusterError: a job's workers kept dying (more than
                 ``distributed.scheduler.allowed-failures`` times).
         """
-        from joblib import Parallel, delayed, parallel_config
-
         distributed = _import_distributed()
         fx, fy = self._scattered(X, y)
+        submit = self.client.submit
         if engine == "batched":
             cols = gate_columns(genomes)
-            bounds = (
-                np.linspace(0, len(genomes), min(self.workers, len(genomes)) + 1)
-                .round()
-                .astype(int)
-            )
-            jobs = [
-                delayed(train_shard)(
-                    list(genomes[a:b]),
-                    fx,
-                    fy,
-                    config,
-                    seed,
-                    (cols[a], cols[b], cols[-1]),
-                    device,
-                    threads,
-                )
-                for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-            ]
-            batch_size: int | str = 1  # one shard, one Dask task: placement stays ours
+            n_shards = min(self.workers, len(genomes))
+            bounds = np.linspace(0, len(genomes), n_shards + 1).round().astype(int)
+            futures = []
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+                span = (cols[a], cols[b], cols[-1])
+                args = (list(genomes[a:b]), fx, fy, config, seed, span, device, threads)
+                futures.append(submit(train_shard, *args, pure=False))
         else:
-            jobs = [delayed(train_one)(g, fx, fy, config, seed, device, threads) for g in genomes]
-            batch_size = "auto"  # joblib packs short jobs into one task
+            futures = [
+                submit(train_one, g, fx, fy, config, seed, device, threads, pure=False)
+                for g in genomes
+            ]
         try:
-            with parallel_config(backend="dask", client=self.client):
-                out = Parallel(n_jobs=-1, batch_size=batch_size, pre_dispatch="all")(jobs)
+            out = self.client.gather(futures)
         except distributed.KilledWorker as exc:
             raise ClusterError(
                 f"dask workers kept dying while training (distributed.scheduler.allowed-failures): "
                 f"{_one_line(exc)}"
             ) from None
+        finally:
+            self.client.cancel(futures)  # no-op once gathered; stops the rest on an error or Ctrl-C
         if engine == "batched":
             return [g for gs, _ in out for g in gs], [r for _, rs in out for r in rs]
         return [g for g, _ in out], [r for _, r in out]

@@ -222,7 +222,9 @@ def test_cli_dask_address_sets_the_backend_and_reports_a_bad_address(tmp_path, c
     assert main(["run", str(cfg), "--dask-address", "no-port-here", "--plain"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert err.splitlines()[-1].startswith("hybrid run: error: cannot reach dask scheduler at no-port-here: ")
+    assert err.splitlines()[-1].startswith(
+        "hybrid run: error: cannot reach dask scheduler at no-port-here: "
+    )
 
 
 # ------------------------------------------------------------------ cluster
@@ -300,17 +302,22 @@ def test_cli_run_on_a_cluster_records_the_dask_backend(tmp_path, cluster) -> Non
 def test_dask_backend_without_an_address_starts_and_stops_a_local_cluster(tmp_path) -> None:
     psutil = pytest.importorskip("psutil")
     pytest.importorskip("distributed")
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
+
+    def workers() -> set[int]:  # spawned processes (multiprocessing's resource tracker stays)
+        return {
+            p.pid
+            for p in psutil.Process().children(recursive=True)
+            if "spawn_main" in " ".join(p.cmdline())
+        }
+
+    before = workers()
     Search.start(_config(tmp_path, "local", "none")).run()
     Search.start(_config(tmp_path, "dask", "dask")).run()
     _assert_same_run(tmp_path / "local", tmp_path / "dask")
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        left = {p.pid for p in psutil.Process().children(recursive=True)} - before
-        if not left:
-            break
+    while workers() - before and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not left, "LocalCluster worker processes outlived the search"
+    assert not workers() - before, "LocalCluster worker processes outlived the search"
 
 
 def _kill_when_training(
