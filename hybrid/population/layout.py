@@ -19,13 +19,13 @@ neuron)``; an input row ``r`` (of edge ``e``) scales by ``g(e) * g_in``.
 Waste factor (executed / useful MACs per sample = 1 / ``padding_efficiency``):
 input edges 1 (exact rows and columns, except the rows that pad an input-fed node
 of a bucket), input-only nodes 1, bucketed edges ``N * K_pad * wd_pad / real``: at
-most 1.5 x 1.5 = 2.25 from the ladder, more where merges trade padding for fewer
+most (9/8)^2 = 1.27 from the ladder, more where merges trade padding for fewer
 launches. It grows when nodes of very different fan-in share a bucket, i.e. when
 ``merge_macs`` is large next to the nodes' sizes (tiny genomes, where launches cost
 more than arithmetic), and with fan-in spread within a level. Measured on
 mutation-grown populations (``benchmarks/population_throughput.py``, CPU defaults):
 padding efficiency 42-68% for two-spirals-sized genomes (P = 16-256; merges
-dominate: compute there is cheaper than launches), 81-83% at digits size. The
+dominate: compute there is cheaper than launches), about 95% at digits size. The
 activation buffers are padded the same way (rows ``= sum(N * wd_pad)``); nothing is
 ever sized P x N x N.
 """

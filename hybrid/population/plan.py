@@ -10,10 +10,11 @@ member, so each group's input-fed rows (a row prefix of the group) come from one
 dense ``addmm`` ``[R, n_in] @ [n_in, B]``: no gather, no padding of ``n_in``. Nodes fed
 by the input alone form a per-level group with exact widths and no ``bmm``.
 
-Buckets start from sizes rounded up on the ladder 1, 2, 3, 4, 6, 8, 12, 16, ...
-(powers of two and their midpoints: at least 2/3 of a padded dimension is real)
-and are then merged greedily while a merge adds fewer padded multiply-adds than
-``merge_macs`` (what one bucket's kernel launches cost, in per-sample MACs).
+Buckets start from sizes rounded up on :func:`ladder` (exact up to 16, then steps
+of 1/8 of a power of two: more than 8/9 of a padded dimension is real) and are then
+merged greedily while a merge adds fewer padded multiply-adds than ``merge_macs``
+(what one bucket's kernel launches cost, in per-sample MACs). A finer ladder means
+more buckets; merging puts back together the ones too small to pay for their ops.
 
 Padded weight vector: ``[W_in of every group (R x n_in, row-major) | bucket 1 | ...]``
 with bucket ``b`` stored ``[N, wd_pad, K_pad]``.
@@ -28,13 +29,20 @@ import numpy as np
 
 __all__ = ["Group", "Node", "ladder", "plan"]
 
+#: Sizes up to this stay exact (their buckets are small; merging pads them where it pays).
+LADDER_EXACT = 16
+
 
 def ladder(n: int) -> int:
-    """Return the smallest size on the ladder 1, 2, 3, 4, 6, 8, 12, 16, ... that is >= ``n``."""
-    if n <= 2:
+    """Return ``n`` rounded up on the ladder: exact to 16, then steps of 1/8 of a power of two.
+
+    Sizes ``(p, 2p]`` (``p`` a power of two >= 16) round up to a multiple of ``p / 8``:
+    18, 20, ..., 32, 36, ..., 64, 72, ...; more than 8/9 of a padded dimension is real.
+    """
+    if n <= LADDER_EXACT:
         return max(n, 0)
-    p = 1 << (int(n - 1).bit_length() - 1)  # largest power of two < n
-    return p + p // 2 if n <= p + p // 2 else 2 * p
+    step = (1 << (int(n - 1).bit_length() - 1)) // 8  # 1/8 of the largest power of two < n
+    return -(-n // step) * step
 
 
 @dataclass

@@ -156,9 +156,9 @@ def test_padding_efficiency_counts_real_edges_over_executed_macs():
 
 @pytest.mark.parametrize(
     ("n", "padded"),
-    [(1, 1), (2, 2), (3, 3), (5, 6), (7, 8), (9, 12), (13, 16), (17, 24), (25, 32), (33, 48)],
+    [(0, 0), (1, 1), (5, 5), (16, 16), (17, 18), (25, 26), (32, 32), (33, 36), (63, 64), (65, 72)],
 )
-def test_ladder_rounds_up_to_powers_of_two_and_their_midpoints(n, padded):
+def test_ladder_is_exact_to_16_then_rounds_up_to_eighths_of_a_power_of_two(n, padded):
     assert ladder(n) == padded
 
 
