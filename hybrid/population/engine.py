@@ -236,5 +236,7 @@ def task_losses(out: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
     """
     p, b = out.shape[:2]
     if loss == "cross_entropy":
-        return F.cross_entropy(out.transpose(1, 2), y.expand(p, b), reduction="none").mean(1)
+        # F.cross_entropy's values bit for bit; its 2-D nll_loss path is ~1.5x slower on CPU.
+        logp = torch.log_softmax(out.transpose(1, 2), 1)  # (P, n_out, B): the engine's layout
+        return -logp.gather(1, y.view(1, 1, b).expand(p, 1, b)).view(p, b).mean(1)
     return F.mse_loss(out, y.expand_as(out), reduction="none").mean((1, 2))
