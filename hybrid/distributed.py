@@ -47,6 +47,7 @@ from .batches import minibatch_indices
 from .errors import ClusterError, ConfigError
 from .gates import draw_gate_noise
 from .metrics import Metrics, check_data
+from .population import PopulationEngine, evaluate_engine, train_engine
 from .train import TrainConfig, TrainResult
 
 __all__ = ["DaskCluster", "gate_columns", "train_shard"]
@@ -102,8 +103,6 @@ def train_shard(
     Returns:
         ``(genomes, results)`` as ``train_population`` returns them.
     """
-    from .population import PopulationEngine, evaluate_engine, train_engine
-
     torch.set_num_threads(threads)
     Xt, yt = check_data(
         torch.tensor(X, device=device), torch.tensor(y, device=device),
