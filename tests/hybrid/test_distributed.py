@@ -248,6 +248,7 @@ def test_dask_shards_replay_the_in_process_batched_engine_with_hard_concrete_gat
     _assert_same_run(tmp_path / "local", tmp_path / "dask")
 
 
+@pytest.mark.slow
 def test_dask_per_genome_jobs_equal_joblib_jobs_exactly(tmp_path, cluster) -> None:
     # The loop engine: one job per member, the same train_genome call as joblib's.
     Search.start(_config(tmp_path, "joblib", "joblib", gate="hard_concrete", engine="loop")).run()
