@@ -24,8 +24,8 @@ launches. It grows when nodes of very different fan-in share a bucket, i.e. when
 ``merge_macs`` is large next to the nodes' sizes (tiny genomes, where launches cost
 more than arithmetic), and with fan-in spread within a level. Measured on
 mutation-grown populations (``benchmarks/population_throughput.py``, CPU defaults):
-padding efficiency 42-68% for two-spirals-sized genomes (P = 16-256; merges
-dominate: compute there is cheaper than launches), about 95% at digits size. The
+padding efficiency 55-69% for two-spirals-sized genomes (P = 16-256; merges
+dominate: compute there is cheaper than launches), 94-95% at digits size. The
 activation buffers are padded the same way (rows ``= sum(N * wd_pad)``); nothing is
 ever sized P x N x N.
 """
