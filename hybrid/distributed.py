@@ -19,9 +19,13 @@ trains it.
 
 Data travels once: the training split is scattered to every worker (broadcast)
 the first time it is seen and reused by every later generation; a job carries only
-its genomes. A worker that dies mid-generation has its jobs rerun elsewhere by the
-scheduler (up to ``distributed.scheduler.allowed-failures`` deaths per job); jobs
-are pure functions of their inputs, so a rerun returns what the first run would have.
+its genomes. (The scheduler's active memory manager may drop idle replicas; a
+worker that needs the data again fetches it from a peer, not from the driver.) A
+worker that dies mid-generation has its jobs rerun elsewhere by the scheduler (up
+to ``distributed.scheduler.allowed-failures`` deaths per job); if it held the last
+copy of the data, which the scheduler cannot recompute, the data is scattered again
+and the generation's jobs resubmitted. Jobs are pure functions of their inputs, so
+a rerun returns what the first run would have.
 
 Jobs go through distributed's futures API (``submit``/``gather``), which is what
 joblib's Dask backend wraps, rather than through joblib itself: joblib 1.6's Dask
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from concurrent.futures import CancelledError
 from dataclasses import replace
 from typing import Any
 
@@ -52,6 +57,8 @@ from .train import TrainConfig, TrainResult
 
 __all__ = ["DaskCluster", "gate_columns", "train_shard"]
 
+#: Times a generation's jobs are resubmitted after their training data was lost.
+RESUBMISSIONS = 3
 #: How `pip` installs what this module needs (named in the error when it is missing).
 INSTALL_HINT = "pip install -c constraints.txt -e '.[distributed]'"
 
@@ -149,6 +156,16 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _killed(futures: Sequence[Any]) -> BaseException | None:
+    """Return the ``KilledWorker`` error of the first job that has one, else None."""
+    from distributed import KilledWorker
+
+    for f in futures:
+        if f.status == "error" and isinstance(exc := f.exception(), KilledWorker):
+            return exc
+    return None
+
+
 async def _probe(address: str, timeout: float) -> None:
     from distributed.comm import connect
 
@@ -222,11 +239,41 @@ class DaskCluster:
             self._local = None
 
     def _scattered(self, X: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
-        """Return futures of ``X`` and ``y`` on every worker, scattering them the first time."""
-        if self._data is None or self._data[0] is not X or self._data[1] is not y:
+        """Return futures of ``X`` and ``y``, scattering them the first time or once lost."""
+        d = self._data
+        live = d is not None and all(f.status == "finished" for f in d[2:])
+        if not live or d[0] is not X or d[1] is not y:
             fx, fy = self.client.scatter([X, y], broadcast=True, hash=False)
             self._data = (X, y, fx, fy)
         return self._data[2], self._data[3]
+
+    def _submit(
+        self,
+        genomes: Sequence[Genome],
+        fx: Any,
+        fy: Any,
+        config: TrainConfig,
+        seed: int,
+        engine: str,
+        device: str,
+        threads: int,
+    ) -> list[Any]:
+        """Submit a generation's jobs: ``workers`` shards (batched engine) or one per genome."""
+        if engine != "batched":
+            return [
+                self.client.submit(train_one, g, fx, fy, config, seed, device, threads, pure=False)
+                for g in genomes
+            ]
+        cols = gate_columns(genomes)
+        bounds = (
+            np.linspace(0, len(genomes), min(self.workers, len(genomes)) + 1).round().astype(int)
+        )
+        futures = []
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            span = (cols[a], cols[b], cols[-1])
+            args = (list(genomes[a:b]), fx, fy, config, seed, span, device, threads)
+            futures.append(self.client.submit(train_shard, *args, pure=False))
+        return futures
 
     def train(
         self,
@@ -242,6 +289,12 @@ class DaskCluster:
     ) -> tuple[list[Genome], list[TrainResult]]:
         """Train every genome on the cluster; return trained genomes and results in order.
 
+        A job whose worker dies is rerun by the scheduler. If the training data is
+        lost with it (the scheduler's active memory manager keeps one replica of
+        idle scattered data, and scattered data cannot be recomputed), the data is
+        scattered again and the generation's jobs resubmitted, up to
+        ``RESUBMISSIONS`` times: jobs are pure, so a rerun returns the same results.
+
         Args:
             genomes: the population (not modified).
             X, y: the training split; scattered once, reused while the same arrays come.
@@ -253,34 +306,31 @@ class DaskCluster:
 
         Raises:
             ClusterError: a job's workers kept dying (more than
-                ``distributed.scheduler.allowed-failures`` times).
+                ``distributed.scheduler.allowed-failures`` times), or the data kept
+                being lost.
         """
         distributed = _import_distributed()
-        fx, fy = self._scattered(X, y)
-        submit = self.client.submit
-        if engine == "batched":
-            cols = gate_columns(genomes)
-            n_shards = min(self.workers, len(genomes))
-            bounds = np.linspace(0, len(genomes), n_shards + 1).round().astype(int)
-            futures = []
-            for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-                span = (cols[a], cols[b], cols[-1])
-                args = (list(genomes[a:b]), fx, fy, config, seed, span, device, threads)
-                futures.append(submit(train_shard, *args, pure=False))
-        else:
-            futures = [
-                submit(train_one, g, fx, fy, config, seed, device, threads, pure=False)
-                for g in genomes
-            ]
-        try:
-            out = self.client.gather(futures)
-        except distributed.KilledWorker as exc:
-            raise ClusterError(
-                f"dask workers kept dying while training (distributed.scheduler.allowed-failures): "
-                f"{_one_line(exc)}"
-            ) from None
-        finally:
-            self.client.cancel(futures)  # no-op once gathered; stops the rest on an error or Ctrl-C
+        for attempt in range(RESUBMISSIONS + 1):
+            fx, fy = self._scattered(X, y)
+            futures = self._submit(genomes, fx, fy, config, seed, engine, device, threads)
+            try:
+                out = self.client.gather(futures)
+                break
+            except (distributed.KilledWorker, CancelledError) as exc:
+                died = exc if isinstance(exc, distributed.KilledWorker) else _killed(futures)
+                if died is not None:
+                    raise ClusterError(
+                        "dask workers kept dying while training "
+                        f"(distributed.scheduler.allowed-failures): {_one_line(died)}"
+                    ) from None
+                if attempt == RESUBMISSIONS:  # a job's input was lost with its worker
+                    raise ClusterError(
+                        f"dask workers lost the training data {attempt + 1} times in one "
+                        f"generation: {_one_line(exc)}"
+                    ) from None
+                self._data = None
+            finally:  # no-op once gathered; stops the other jobs on an error or Ctrl-C
+                self.client.cancel(futures)
         if engine == "batched":
             return [g for gs, _ in out for g in gs], [r for _, rs in out for r in rs]
         return [g for g, _ in out], [r for _, r in out]

@@ -322,16 +322,25 @@ def test_dask_backend_without_an_address_starts_and_stops_a_local_cluster(tmp_pa
 
 
 def _kill_when_training(
-    client: Any, pids: dict[str, int], run: Path, after: int, killed: list
+    client: Any, pids: dict[str, int], run: Path, after: int, count: int, killed: list
 ) -> None:
-    """SIGKILL a worker process once ``after`` generations are done and it is training."""
+    """SIGKILL ``count`` worker processes once ``after`` generations are done and one trains.
+
+    Busy workers holding the scattered training data go first: losing the data's
+    last copy is the hardest case (the scheduler cannot recompute scattered data).
+    """
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if (run / "stats.jsonl").exists() and len(_stats(run)) >= after:
-            busy = [a for a, keys in client.processing().items() if keys and a in pids]
+            busy = {a for a, keys in client.processing().items() if keys and a in pids}
             if busy:
-                os.kill(pids[busy[0]], signal.SIGKILL)
-                killed.append((len(_stats(run)) if (run / "stats.jsonl").exists() else 0, busy[0]))
+                holders = {
+                    w for k, ws in client.who_has().items() if "ndarray" in str(k) for w in ws
+                }
+                order = sorted(pids, key=lambda a: (a not in busy, a not in holders))
+                for address in order[:count]:
+                    os.kill(pids[address], signal.SIGKILL)
+                    killed.append((len(_stats(run)), address))
                 return
         time.sleep(0.01)
 
@@ -351,7 +360,11 @@ def _lineage_counts(run: Path) -> tuple[dict[int, tuple[int, int]], int, int]:
 
 
 @pytest.mark.slow
-def test_a_killed_workers_jobs_rerun_and_every_member_is_recorded_once(tmp_path) -> None:
+@pytest.mark.parametrize("count", [1, 2], ids=["one-worker", "every-worker"])
+def test_killed_workers_jobs_rerun_and_every_member_is_recorded_once(tmp_path, count) -> None:
+    # One worker: the scheduler reruns its shard on the other (and, if it held the
+    # last copy of the training data, we scatter it again). Every worker: the data
+    # is surely lost; it is scattered again to the restarted workers.
     distributed = pytest.importorskip("distributed")
     steps, generations = 2000, 3  # a shard trains for about a second: the kill lands mid-job
     local = _local_cluster()
@@ -359,42 +372,32 @@ def test_a_killed_workers_jobs_rerun_and_every_member_is_recorded_once(tmp_path)
         with distributed.Client(local.scheduler_address, set_as_default=False) as client:
             pids = client.run(os.getpid)
             config = _config(
-                tmp_path,
-                "dask",
-                "dask",
-                local.scheduler_address,
-                gate="hard_concrete",
-                steps=steps,
-                generations=generations,
-            )
+                tmp_path, "dask", "dask", local.scheduler_address,
+                gate="hard_concrete", steps=steps, generations=generations,
+            )  # fmt: skip
             killed: list[tuple[int, str]] = []
+            run = tmp_path / "dask"
             killer = threading.Thread(
-                target=_kill_when_training,
-                args=(client, pids, tmp_path / "dask", 1, killed),
-                daemon=True,
+                target=_kill_when_training, args=(client, pids, run, 1, count, killed), daemon=True
             )
             killer.start()
             result = Search.start(config).run()
             killer.join()
-            assert killed and killed[0][0] < generations, (
-                "the kill did not land before the last generation"
-            )
-            assert (
-                killed[0][1] not in client.scheduler_info()["workers"]
-            )  # the scheduler saw it die
+            assert len(killed) == count and killed[0][0] < generations, "no kill mid-run"
+            alive = set(client.scheduler_info()["workers"])
+            assert not alive & {a for _, a in killed}  # the scheduler saw them die
     finally:
         local.close()
     assert result.generations == generations
-    per_gen, total, distinct = _lineage_counts(tmp_path / "dask")
+    per_gen, total, distinct = _lineage_counts(run)
     assert per_gen == {g: (8, 8) for g in range(generations)}
     assert total == distinct == 8 * generations
     # Nothing lost, nothing counted twice: the same run as the uninterrupted in-process one.
-    Search.start(
-        _config(
-            tmp_path, "local", "none", gate="hard_concrete", steps=steps, generations=generations
-        )
-    ).run()
-    _assert_same_run(tmp_path / "local", tmp_path / "dask")
+    reference = _config(
+        tmp_path, "local", "none", gate="hard_concrete", steps=steps, generations=generations
+    )
+    Search.start(reference).run()
+    _assert_same_run(tmp_path / "local", run)
 
 
 @pytest.mark.slow
@@ -410,7 +413,7 @@ def test_a_job_that_keeps_killing_workers_is_a_cluster_error(tmp_path) -> None:
             killed: list[tuple[int, str]] = []
             killer = threading.Thread(
                 target=_kill_when_training,
-                args=(client, pids, tmp_path / "dask", 0, killed),
+                args=(client, pids, tmp_path / "dask", 0, 1, killed),
                 daemon=True,
             )
             killer.start()
