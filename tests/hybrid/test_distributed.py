@@ -260,7 +260,7 @@ def test_dask_per_genome_jobs_equal_joblib_jobs_exactly(tmp_path, cluster) -> No
     assert _stats(tmp_path / "joblib") == _stats(tmp_path / "dask")
 
 
-def test_training_data_is_scattered_once_to_every_worker(cluster) -> None:
+def test_training_data_is_broadcast_once_for_all_generations(cluster) -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 2)).astype(np.float32)
     y = rng.integers(0, 2, 40)
@@ -274,11 +274,9 @@ def test_training_data_is_scattered_once_to_every_worker(cluster) -> None:
         for seed in range(3):
             trained, results = dc.train(pop, X, y, config, seed)
             assert len(trained) == len(results) == 4
+        # One broadcast for three generations; jobs then carry only genomes. (Which
+        # workers hold a copy later is the active memory manager's business.)
         assert len(calls) == 1 and calls[0]["broadcast"] is True
-        held = dc.client.who_has()
-        workers = set(dc.client.scheduler_info()["workers"])
-        data_keys = [k for k in held if "ndarray" in str(k)]
-        assert len(data_keys) == 2 and all(set(held[k]) == workers for k in data_keys)
 
 
 def test_cli_run_on_a_cluster_records_the_dask_backend(tmp_path, cluster) -> None:
