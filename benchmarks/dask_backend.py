@@ -111,7 +111,7 @@ def main() -> None:
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address=":0",
         ) as cluster:
             start = time.perf_counter() - t0
             warm = _run(runs, "warm-up", 1, "dask", "batched", w, cluster.scheduler_address)

@@ -202,7 +202,7 @@ class DaskCluster:
                 threads_per_worker=1,  # torch's own threads (run.threads) do the rest
                 processes=True,  # training holds the GIL: threads would run one at a time
                 host="127.0.0.1",
-                dashboard_address=None,  # no port to clash with; needs bokeh anyway
+                dashboard_address=":0",  # any free port: 8787 may be another cluster's
             )
             address = self._local.scheduler_address
         self.address = address

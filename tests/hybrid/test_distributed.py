@@ -127,7 +127,7 @@ def _local_cluster(**dask_config: Any) -> Any:
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address=":0",
         )
 
 
