@@ -528,6 +528,53 @@ def load_report(path: Path) -> TaskReport:
     return TaskReport(**d)
 
 
+def write_results(out: Path, reports: dict[str, TaskReport], mode: str, threads: int) -> None:
+    """Write the quality section of ``out/RESULTS.md`` from these results plus older ones.
+
+    Tasks not in ``reports`` keep the results (and command) of the run that made them,
+    read back from ``out/quality_<task>.json``.
+    """
+    reports = dict(reports)
+    # Tasks this run did not redo keep the results (and command) of the run that made them.
+    for name in TASKS:
+        path = out / f"quality_{name}.json"
+        if name not in reports and path.is_file():
+            reports[name] = load_report(path)
+    reports = {k: reports[k] for k in TASKS if k in reports}
+    rows = [row for r in reports.values() for row in task_rows(r)[0]]
+    commands: dict[tuple[str, str], list[str]] = {}
+    for k, r in reports.items():
+        commands.setdefault((r.command, r.machine), []).append(k)
+    seeds = ", ".join(f"{k} {len(r.seeds)}" for k, r in reports.items())
+    text = "\n".join([
+        f"## Quality: hybrid vs fixed MLPs vs neat-python ({mode} run)",
+        "",
+        "Runs (each task's rows come from one of them):",
+        "",
+        *[f"- `{c}` ({', '.join(ks)}); machine: {m}" for (c, m), ks in commands.items()],
+        "",
+        f"Seeds per task: {seeds}. torch threads: {threads}. Wall times are on a shared, "
+        "busy 2-core machine: compare them with each other, not with a quiet machine.",
+        "",
+        "Hybrid: the shipped `configs/<task>.toml`, champion scored once on the test split. Fixed "
+        "MLPs: plain torch `nn.Linear` stacks (the config's activation), AdamW with the config's lr, "
+        "weight decay and batch size, trained for the champion's lineage step count "
+        "(`training.steps` x genomes on its path to the root), final weights scored. neat-python "
+        "2.x: pop 150, fitness = validation accuracy, the same wall-clock budget as that seed's "
+        "search; params = nodes + enabled connections.",
+        "",
+        HEADER,
+        *rows,
+        "",
+        "Targets:",
+        *target_lines(reports),
+        "",
+        *[f"![{k}](quality_{k}.png)" for k in reports],
+    ])
+    write_section(out / "RESULTS.md", "quality", text)
+    print("\n".join(target_lines(reports)))
+
+
 # ---------------------------------------------------------------------- main
 def run_task(name: str, seeds: list[int], args, runs_dir: Path) -> TaskReport:
     widths = QUICK_WIDTHS if args.quick else FULL_WIDTHS
@@ -573,8 +620,11 @@ def main(argv: list[str] | None = None) -> None:
                    help="only redraw the plots from DIR/quality_<task>.json")
     args = p.parse_args(argv)
     if args.replot is not None:
+        reports = {}
         for path in sorted(args.replot.glob("quality_*.json")):
-            print(f"wrote {plot(load_report(path), args.replot)}")
+            reports[path.stem.removeprefix("quality_")] = r = load_report(path)
+            print(f"wrote {plot(r, args.replot)}")
+        write_results(args.replot, reports, "full" if args.replot.resolve() == ROOT / "benchmarks" else "quick", args.threads)
         return
     torch.set_num_threads(args.threads)
     out = args.out or (Path(tempfile.mkdtemp(prefix="hybrid-quality-")) if args.quick else ROOT / "benchmarks")
@@ -598,42 +648,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\ntorch threads: {args.threads}\n{HEADER}\n" + "\n".join(rows) + "\n", flush=True)
     total = time.perf_counter() - t_start
     print(f"this run: {total / 60:.0f} min")
-    # Tasks this run did not redo keep the results (and command) of the run that made them.
-    for name in TASKS:
-        path = out / f"quality_{name}.json"
-        if name not in reports and path.is_file():
-            reports[name] = load_report(path)
-    reports = {k: reports[k] for k in TASKS if k in reports}
-    rows = [row for r in reports.values() for row in task_rows(r)[0]]
-    commands: dict[tuple[str, str], list[str]] = {}
-    for k, r in reports.items():
-        commands.setdefault((r.command, r.machine), []).append(k)
-    seeds = ", ".join(f"{k} {len(r.seeds)}" for k, r in reports.items())
-    text = "\n".join([
-        f"## Quality: hybrid vs fixed MLPs vs neat-python ({mode} run)",
-        "",
-        *[f"- `{c}` ({', '.join(ks)}); machine: {m}" for (c, m), ks in commands.items()],
-        "",
-        f"Seeds per task: {seeds}. torch threads: {args.threads}. Wall times are on a shared, "
-        "busy 2-core machine: compare them with each other, not with a quiet machine.",
-        "",
-        "Hybrid: the shipped `configs/<task>.toml`, champion scored once on the test split. Fixed "
-        "MLPs: plain torch `nn.Linear` stacks (the config's activation), AdamW with the config's lr, "
-        "weight decay and batch size, trained for the champion's lineage step count "
-        "(`training.steps` x genomes on its path to the root), final weights scored. neat-python "
-        "2.x: pop 150, fitness = validation accuracy, the same wall-clock budget as that seed's "
-        "search; params = nodes + enabled connections.",
-        "",
-        HEADER,
-        *rows,
-        "",
-        "Targets:",
-        *target_lines(reports),
-        "",
-        *[f"![{k}](quality_{k}.png)" for k in reports],
-    ])
-    write_section(out / "RESULTS.md", "quality", text)
-    print("\n".join(target_lines(reports)))
+    write_results(out, reports, mode, args.threads)
     print(f"wrote {out / 'RESULTS.md'} and {len(reports)} plot(s) in {out}")
 
 
