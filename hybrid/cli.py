@@ -102,9 +102,12 @@ def _drive(search: Any, plain: bool) -> int:
         with progress:
             result = search.run(progress.update)
     except KeyboardInterrupt:
+        from .checkpoint import list_checkpoints
+
+        done = list_checkpoints(search.run_dir)
+        last = f"generation {done[-1]} is the last checkpointed one" if done else "no generation was complete"
         print(
-            f"\ninterrupted: generation {search.generation - 1} is the last checkpointed one; "
-            f"continue with `hybrid resume {search.run_dir.path}`",
+            f"\ninterrupted: {last}; continue with `hybrid resume {search.run_dir.path}`",
             file=sys.stderr,
         )
         return 130

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,6 @@ from .backends import evaluate_members, open_cluster, train_members
 from .champion import SearchResult, champion_record, is_better, score_champion
 from .checkpoint import load_latest_checkpoint, save_checkpoint
 from .config import Config, resolve_device
-from .errors import RunDirError
 from .lineage import GenerationRow, GenomeRow, LineageWriter
 from .metrics import Metrics
 from .reproduction import Member, reproduce
@@ -45,6 +47,22 @@ __all__ = ["Search", "SearchResult"]
 FAILED_METRIC = -1e9
 #: Size given to a failed member, so that it also loses on size.
 FAILED_SIZE = 10**12
+
+
+@contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT) inside the block and raise it when the block is done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _seed(seed: int, generation: int, stream: int) -> int:
@@ -84,6 +102,11 @@ class Search:
         """
         task = load_task(config.task, config.run.seed)
         run = create_run_dir(config.run.runs_dir, config.run.name, config, overwrite=overwrite)
+        return cls._begin(config, run, task)
+
+    @classmethod
+    def _begin(cls, config: Config, run: RunDir, task: Task) -> Search:
+        """Return a search at generation 0 (deterministic from the seed: a restart replays it)."""
         atomic_write(run.path / "task.json", json.dumps(task.info(), indent=1) + "\n")
         rng = np.random.default_rng([config.run.seed, 0, 7])
         tracker = InnovationTracker()
@@ -118,20 +141,22 @@ class Search:
     def resume(cls, path: str | Path) -> Search:
         """Open a run directory and continue from its last complete generation.
 
+        A run stopped before its first checkpoint starts again from generation 0,
+        which the seed reproduces exactly.
+
         Raises:
-            RunDirError: not a run directory, or it has no checkpoint yet (then it
-                never completed a generation: start it again with --overwrite).
+            RunDirError: not a run directory, or its newest checkpoint is unreadable.
         """
         run = open_run_dir(path)
         config = run.load_config()
+        task = load_task(config.task, config.run.seed)
         latest = load_latest_checkpoint(run)
         if latest is None:
-            raise RunDirError(
-                f"{run.path}: no complete generation to resume from; start it again with "
-                f"`hybrid run` and --overwrite"
-            )
+            run.truncate_stats(None)
+            search = cls._begin(config, run, task)
+            search.lineage.truncate_after(-1)
+            return search
         generation, state, _ = latest
-        task = load_task(config.task, config.run.seed)
         run.truncate_stats(generation)
         search = cls(config, run, task, state)
         search.lineage.truncate_after(generation)
@@ -167,7 +192,8 @@ class Search:
                     reason = "time_budget"
                 if reason is not None:
                     self.finished = reason
-                self._commit(stats, dt)
+                with _interrupts_deferred():  # a generation is recorded whole or not at all
+                    self._commit(stats, dt)
                 if on_generation is not None:
                     on_generation({**stats, "elapsed_s": self.elapsed_s, "generation_s": dt})
         return self._finish()

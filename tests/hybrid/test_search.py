@@ -182,3 +182,11 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes_the_same_run(tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     assert _stats(run) == ref_stats
     assert json.loads((run / "best" / "metrics.json").read_text())["genome_id"] == ref_metrics["genome_id"]
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_start(tmp_path: Path) -> None:
+    ref_stats, ref_metrics = _run(tmp_path, name="ref")
+    Search.start(_config(tmp_path, name="early"))  # created, then "killed" before generation 0 ended
+    result = Search.resume(tmp_path / "early").run()
+    assert _stats(tmp_path / "early") == ref_stats
+    assert result.champion_id == ref_metrics["genome_id"]
