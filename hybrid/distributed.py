@@ -39,20 +39,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from concurrent.futures import CancelledError
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from genomes import Genome, active_structure
+from genomes import Genome
 
 from .backends import train_one
-from .batches import minibatch_indices
 from .errors import ClusterError, ConfigError
-from .gates import draw_gate_noise
-from .metrics import Metrics, check_data
-from .population import PopulationEngine, evaluate_engine, train_engine
+from .population import train_population
 from .train import TrainConfig, TrainResult
 
 __all__ = ["DaskCluster", "gate_columns", "train_shard"]
@@ -111,35 +107,9 @@ def train_shard(
         ``(genomes, results)`` as ``train_population`` returns them.
     """
     torch.set_num_threads(threads)
-    Xt, yt = check_data(
-        torch.tensor(X, device=device), torch.tensor(y, device=device),
-        genomes[0].n_inputs, genomes[0].n_outputs, config.loss,
-    )  # fmt: skip
-    engine = PopulationEngine(genomes, config.gate, device=Xt.device, dtype=Xt.dtype)
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    batches = minibatch_indices(Xt.shape[0], config.batch_size, config.steps, generator)
-    noise = None
-    if config.gate == "hard_concrete":
-        first, end, total = columns
-        assert end - first == engine.n_gates, (columns, engine.n_gates)
-        noise = draw_gate_noise(total, config.steps, generator)[:, first:end].to(Xt.device)
-    results = train_engine(engine, Xt, yt, config, batches, noise=noise)
-    trained = engine.write_back()
-    losses, accuracies = evaluate_engine(engine, Xt, yt, config.loss)
-    out_genomes, out_results = [], []
-    for g, t, r, v, a in zip(genomes, trained, results, losses, accuracies, strict=True):
-        live = active_structure(t, config.gate)
-        m = Metrics(loss=v, accuracy=a, active_parameters=live.n_parameters, flops=live.flops)
-        if r.status == "failed":
-            out_genomes.append(g)
-            out_results.append(r)
-        elif not np.isfinite(v):
-            out_genomes.append(g)
-            out_results.append(replace(r, status="failed", metrics=m))
-        else:
-            out_genomes.append(t)
-            out_results.append(replace(r, metrics=m))
-    return out_genomes, out_results
+    X_t, y_t = torch.tensor(X, device=device), torch.tensor(y, device=device)
+    return train_population(genomes, X_t, y_t, config, generator, noise_columns=columns)
 
 
 def _import_distributed() -> Any:

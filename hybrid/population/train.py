@@ -215,6 +215,7 @@ def train_population(
     generator: torch.Generator,
     lrs: Sequence[float] | None = None,
     device: torch.device | str | None = None,
+    noise_columns: tuple[int, int, int] | None = None,
 ) -> tuple[list[Genome], list[TrainResult]]:
     """Train every genome at once and return new genomes holding the trained values.
 
@@ -230,6 +231,10 @@ def train_population(
         generator: the only source of randomness.
         lrs: learning rate per member (default ``config.lr``).
         device: where to run (default: ``X``'s device).
+        noise_columns: ``(first, end, total)`` when ``genomes`` is a slice of a larger
+            population (a distributed shard): hard-concrete noise is drawn ``total``
+            gates wide, as for the whole population, and this slice uses columns
+            ``first:end``, so a sharded run equals the whole one.
 
     Returns:
         ``(genomes, results)``: a failed member keeps its input genome and gets
@@ -241,7 +246,13 @@ def train_population(
     X, y = _data(genomes, X, y, config, device)
     engine = PopulationEngine(genomes, config.gate, device=X.device, dtype=X.dtype)
     batches = minibatch_indices(X.shape[0], config.batch_size, config.steps, generator)
-    results = train_engine(engine, X, y, config, batches, generator, lrs)
+    if noise_columns is not None and config.gate == "hard_concrete":
+        first, end, total = noise_columns
+        assert end - first == engine.n_gates, (noise_columns, engine.n_gates)
+        noise = draw_gate_noise(total, config.steps, generator)[:, first:end].to(X.device)
+        results = train_engine(engine, X, y, config, batches, lrs=lrs, noise=noise)
+    else:
+        results = train_engine(engine, X, y, config, batches, generator, lrs)
     trained = engine.write_back()
     metrics = _metrics(engine, trained, X, y, config.gate, config.loss)
     out_genomes, out_results = [], []
