@@ -143,6 +143,20 @@ async def _probe(address: str, timeout: float) -> None:
     await comm.close()
 
 
+def check_scheduler(address: str, timeout: float = 10.0) -> None:
+    """Raise unless a Dask scheduler answers at ``address``.
+
+    Raises:
+        ConfigError: the ``distributed`` package is not installed.
+        ClusterError: nothing answers, or the address is malformed.
+    """
+    _import_distributed()
+    try:
+        asyncio.run(_probe(address, timeout))
+    except (OSError, ValueError, TimeoutError) as exc:
+        raise ClusterError(f"cannot reach dask scheduler at {address}: {_one_line(exc)}") from None
+
+
 class DaskCluster:
     """A client to a Dask scheduler (or to a LocalCluster it starts) that trains generations.
 
@@ -177,12 +191,10 @@ class DaskCluster:
             address = self._local.scheduler_address
         self.address = address
         try:
-            asyncio.run(_probe(address, timeout))
-        except (OSError, ValueError, TimeoutError) as exc:
+            check_scheduler(address, timeout)
+        except ClusterError:
             self._close_local()
-            raise ClusterError(
-                f"cannot reach dask scheduler at {address}: {_one_line(exc)}"
-            ) from None
+            raise
         self.client = distributed.Client(address, timeout=timeout, set_as_default=False)
 
     def __enter__(self) -> DaskCluster:

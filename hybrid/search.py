@@ -99,8 +99,13 @@ class Search:
         Raises:
             RunDirError: the run directory exists and ``overwrite`` is False.
             DataError: the task's data cannot be loaded.
+            ClusterError: ``parallel.address`` names a Dask scheduler that does not answer.
         """
         task = load_task(config.task, config.run.seed)
+        if config.parallel.backend == "dask" and config.parallel.address is not None:
+            from .distributed import check_scheduler
+
+            check_scheduler(config.parallel.address)  # before a run folder exists
         run = create_run_dir(config.run.runs_dir, config.run.name, config, overwrite=overwrite)
         return cls._begin(config, run, task)
 

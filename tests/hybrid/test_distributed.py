@@ -225,6 +225,7 @@ def test_cli_dask_address_sets_the_backend_and_reports_a_bad_address(tmp_path, c
     assert err.splitlines()[-1].startswith(
         "hybrid run: error: cannot reach dask scheduler at no-port-here: "
     )
+    assert not (tmp_path / "tiny").exists()  # no half-made run folder to --overwrite later
 
 
 # ------------------------------------------------------------------ cluster
