@@ -31,45 +31,8 @@ from hybrid.errors import ClusterError, ConfigError
 from hybrid.population import PopulationEngine, train_population
 from hybrid.search import Search
 from hybrid.train import TrainConfig
+from tests.hybrid.tiny import tiny_toml
 from tests.strategies import populations_strategy
-
-TINY = """
-[run]
-name = "tiny"
-seed = 0
-runs_dir = "{runs}"
-
-[task]
-name = "circles"
-n_samples = 120
-
-[genome]
-hidden = [3]
-
-[training]
-steps = {steps}
-gate = "{gate}"
-penalty = 0.001
-engine = "{engine}"
-
-[evolution]
-population = 8
-generations = {generations}
-elitism = 1
-
-[speciation]
-target_species = 2
-
-[mutation]
-add_node = 0.3
-widen = 0.3
-add_edge = 0.3
-prune_neurons = 0.2
-
-[parallel]
-backend = "{backend}"
-workers = 2
-"""
 
 
 def _config(
@@ -82,8 +45,8 @@ def _config(
     steps: int = 20,
     generations: int = 3,
 ) -> Config:
-    text = TINY.format(
-        runs=tmp_path.as_posix(),
+    text = tiny_toml(
+        tmp_path,
         steps=steps,
         gate=gate,
         engine=engine,
@@ -210,8 +173,8 @@ def test_cli_dask_address_sets_the_backend_and_reports_a_bad_address(tmp_path, c
     pytest.importorskip("distributed")
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(
-        TINY.format(
-            runs=tmp_path.as_posix(),
+        tiny_toml(
+            tmp_path,
             steps=5,
             gate="sigmoid",
             engine="batched",
@@ -283,8 +246,8 @@ def test_training_data_is_broadcast_once_for_all_generations(cluster) -> None:
 def test_cli_run_on_a_cluster_records_the_dask_backend(tmp_path, cluster) -> None:
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(
-        TINY.format(
-            runs=tmp_path.as_posix(),
+        tiny_toml(
+            tmp_path,
             steps=5,
             gate="sigmoid",
             engine="batched",

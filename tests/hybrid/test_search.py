@@ -16,44 +16,11 @@ from genomes import load
 from hybrid.config import loads_config
 from hybrid.lineage import LineageWriter
 from hybrid.search import Search
-
-TINY = """
-[run]
-name = "tiny"
-seed = {seed}
-runs_dir = "{runs}"
-
-[task]
-name = "circles"
-n_samples = 120
-
-[genome]
-hidden = [3]
-
-[training]
-steps = {steps}
-gate = "hard_concrete"
-penalty = 0.001
-engine = "{engine}"
-
-[evolution]
-population = 8
-generations = {generations}
-elitism = 1
-
-[speciation]
-target_species = 2
-
-[mutation]
-add_node = 0.3
-widen = 0.3
-add_edge = 0.3
-prune_neurons = 0.2
-"""
+from tests.hybrid.tiny import tiny_toml
 
 
 def _config(tmp_path: Path, seed: int = 0, generations: int = 3, steps: int = 20, engine: str = "batched", name: str = "tiny"):
-    text = TINY.format(seed=seed, runs=tmp_path.as_posix(), generations=generations, steps=steps, engine=engine)
+    text = tiny_toml(tmp_path, seed=seed, generations=generations, steps=steps, engine=engine)
     return loads_config(text, source="tiny.toml", overrides={"run.name": name})
 
 
@@ -100,7 +67,7 @@ def test_champion_is_scored_on_the_test_split_and_saved(tmp_path: Path) -> None:
 
 
 def test_target_metric_stops_early(tmp_path: Path) -> None:
-    text = TINY.format(seed=0, runs=tmp_path.as_posix(), generations=50, steps=30, engine="batched")
+    text = tiny_toml(tmp_path, seed=0, generations=50, steps=30, engine="batched")
     config = loads_config(text.replace("elitism = 1", "elitism = 1\ntarget_metric = 0.5"), source="t.toml")
     result = Search.start(config).run()
     assert result.stop_reason == "target_metric" and result.generations < 50
@@ -125,7 +92,7 @@ def _stats(run: Path) -> list[dict]:
 def test_sigkill_mid_generation_then_resume_gives_the_same_run(tmp_path: Path) -> None:
     ref_stats, ref_metrics = _run(tmp_path, name="ref", generations=6, steps=60)
     cfg = tmp_path / "kill.toml"
-    cfg.write_text(TINY.format(seed=0, runs=tmp_path.as_posix(), generations=6, steps=60, engine="batched"))
+    cfg.write_text(tiny_toml(tmp_path, seed=0, generations=6, steps=60, engine="batched"))
     run = tmp_path / "kill"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "hybrid", "run", str(cfg), "--name", "kill", "--plain"]
@@ -151,7 +118,7 @@ def test_sigkill_mid_generation_then_resume_gives_the_same_run(tmp_path: Path) -
 
 
 def test_members_of_stagnant_species_are_recorded_as_pruned_and_leave_no_children(tmp_path: Path) -> None:
-    text = TINY.format(seed=0, runs=tmp_path.as_posix(), generations=5, steps=10, engine="batched")
+    text = tiny_toml(tmp_path, seed=0, generations=5, steps=10, engine="batched")
     text = text.replace("target_species = 2", "target_species = 4\nstagnation = 1")
     Search.start(loads_config(text, source="t.toml")).run()
     w = LineageWriter(tmp_path / "tiny" / "lineage.sqlite")
@@ -165,7 +132,7 @@ def test_members_of_stagnant_species_are_recorded_as_pruned_and_leave_no_childre
 def test_ctrl_c_stops_cleanly_and_resume_finishes_the_same_run(tmp_path: Path) -> None:
     ref_stats, ref_metrics = _run(tmp_path, name="ref", generations=6, steps=60)
     cfg = tmp_path / "int.toml"
-    cfg.write_text(TINY.format(seed=0, runs=tmp_path.as_posix(), generations=6, steps=60, engine="batched"))
+    cfg.write_text(tiny_toml(tmp_path, seed=0, generations=6, steps=60, engine="batched"))
     run = tmp_path / "int"
     cmd = [sys.executable, "-m", "hybrid", "run", str(cfg), "--name", "int", "--plain"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -190,3 +157,18 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_start(tmp_pa
     result = Search.resume(tmp_path / "early").run()
     assert _stats(tmp_path / "early") == ref_stats
     assert result.champion_id == ref_metrics["genome_id"]
+
+
+def test_joblib_per_genome_path_matches_the_batched_engine(tmp_path: Path) -> None:
+    # Sigmoid gates are deterministic: per-genome jobs in worker processes and the
+    # batched engine follow the same minibatches, so the runs agree to float tolerance.
+    runs = {}
+    for backend in ("none", "joblib"):
+        text = tiny_toml(tmp_path, steps=10, gate="sigmoid", backend=backend)
+        runs[backend] = Search.start(loads_config(text, source="t.toml", overrides={"run.name": backend})).run()
+    assert runs["none"].champion_id == runs["joblib"].champion_id
+    assert runs["none"].test_metric == pytest.approx(runs["joblib"].test_metric, abs=1e-6)
+    s_batched, s_joblib = _stats(tmp_path / "none"), _stats(tmp_path / "joblib")
+    assert [s["best_id"] for s in s_batched] == [s["best_id"] for s in s_joblib]
+    for a, b in zip(s_batched, s_joblib, strict=True):
+        assert a["best_metric"] == pytest.approx(b["best_metric"], abs=1e-6)

@@ -1,0 +1,65 @@
+"""A search small enough for tests: circles, 8 members, a few short generations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TEMPLATE = """
+[run]
+name = "tiny"
+seed = {seed}
+runs_dir = "{runs}"
+
+[task]
+name = "circles"
+n_samples = 120
+
+[genome]
+hidden = [3]
+
+[training]
+steps = {steps}
+gate = "{gate}"
+penalty = 0.001
+engine = "{engine}"
+
+[evolution]
+population = 8
+generations = {generations}
+elitism = 1
+
+[speciation]
+target_species = 2
+
+[mutation]
+add_node = 0.3
+widen = 0.3
+add_edge = 0.3
+prune_neurons = 0.2
+
+[parallel]
+backend = "{backend}"
+workers = 2
+"""
+
+
+def tiny_toml(
+    runs: Path,
+    *,
+    seed: int = 0,
+    generations: int = 3,
+    steps: int = 20,
+    gate: str = "hard_concrete",
+    engine: str = "batched",
+    backend: str = "none",
+) -> str:
+    """Return the tiny search's config (TOML) writing under ``runs``."""
+    return TEMPLATE.format(
+        seed=seed,
+        runs=runs.as_posix(),
+        generations=generations,
+        steps=steps,
+        gate=gate,
+        engine=engine,
+        backend=backend,
+    )
