@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-__all__ = ["GenomeError", "NotApplicable"]
+__all__ = ["GenomeError", "HybridError", "NotApplicable"]
 
 
-class GenomeError(ValueError):
+class HybridError(Exception):
+    """A problem the user can fix: bad config, missing data, an existing run.
+
+    The root of every user-facing error of both packages (``hybrid.errors``
+    re-exports it). The CLI prints one line and exits with ``exit_code``.
+    """
+
+    exit_code = 2
+
+
+class GenomeError(HybridError, ValueError):
     """A genome (or its file) breaks a rule of the genome contract.
 
     The message names the node, edge or key and the rule that does not hold.

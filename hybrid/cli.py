@@ -1,6 +1,6 @@
 """The ``hybrid`` command line: run, resume, status, tasks (and the run-inspection tools).
 
-User errors (``HybridError``) print one line on stderr and exit with status 2; a
+User errors (``HybridError``) print one line on stderr and exit with their ``exit_code`` (2, or 3 when a run never had a scored champion); a
 traceback means a bug. Ctrl-C stops a search after its last complete generation
 (already checkpointed) and exits with status 130.
 """
@@ -217,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except HybridError as exc:
         print(f"hybrid {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

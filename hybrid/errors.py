@@ -1,18 +1,25 @@
 """One exception hierarchy for user-facing errors.
 
-The CLI turns a ``HybridError`` into one line on stderr and exit status 2; any other
-exception is a bug and keeps its traceback.
+The CLI turns a ``HybridError`` into one line on stderr and its ``exit_code`` (2, or 3
+for a run that never had a scored champion); any other exception is a bug and keeps
+its traceback. ``HybridError`` lives in ``genomes`` (the bottom package) so that
+``GenomeError`` is one too.
 """
 
 from __future__ import annotations
 
 from genomes import GenomeError
+from genomes._errors import HybridError
 
-__all__ = ["ClusterError", "ConfigError", "DataError", "GenomeError", "HybridError", "RunDirError"]
-
-
-class HybridError(Exception):
-    """A problem the user can fix: bad config, missing data, an existing run."""
+__all__ = [
+    "ClusterError",
+    "ConfigError",
+    "DataError",
+    "GenomeError",
+    "HybridError",
+    "NoChampionError",
+    "RunDirError",
+]
 
 
 class ConfigError(HybridError):
@@ -29,3 +36,9 @@ class RunDirError(HybridError):
 
 class ClusterError(HybridError):
     """A Dask scheduler cannot be reached, or its workers keep dying."""
+
+
+class NoChampionError(HybridError):
+    """A run ended without any member ever having a finite score (every member failed)."""
+
+    exit_code = 3
