@@ -1,21 +1,58 @@
 """Read user data: CSV with a header row, or NPZ with arrays ``X`` and ``y``.
 
 Every problem is a :class:`~hybrid.errors.DataError` of one line naming the file
-and, where it applies, the column (or array), the line and the value seen.
+and, where it applies, the column (or array), the line and what was expected.
+Errors never quote the file's content (a cell, a header row): a path that leads
+to the wrong file must not print that file into a terminal or a CI log.
+
+Data paths are the user's own, so symbolic links are followed (a data folder
+linked to another disk is common); the task records the resolved path as its
+``source``. Only regular files are read: a FIFO would block and a device never
+end. NPZ files are read with ``allow_pickle=False`` and numpy's own messages
+(which suggest loading pickles) are never shown.
 """
 
 from __future__ import annotations
 
 import csv
+import difflib
 import math
+import os
+import stat
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["encode_targets", "read_csv", "read_npz"]
+__all__ = ["MAX_TARGET", "encode_targets", "read_csv", "read_npz", "resolve_data_path"]
+
+#: Largest |regression target|: MSE squares the error, and above ~5e15 the sum of
+#: squared errors over a large batch overflows float32 (max 3.4e38).
+MAX_TARGET = 1e15
+
+
+def resolve_data_path(path: Path) -> Path:
+    """Return the real path of a data file, following symbolic links.
+
+    Raises:
+        DataError: the path does not exist (or is a dangling link), or is not a
+            regular file (a folder, FIFO or device).
+    """
+    try:
+        real = Path(os.path.realpath(path))
+        mode = real.stat().st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (OSError, ValueError) as exc:  # ValueError: an embedded NUL byte
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "invalid path"
+        raise DataError(f"{path}: cannot read the data file ({reason})") from None
+    if not stat.S_ISREG(mode):
+        what = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise DataError(f"{path}: {what}, expected a data file")
+    return real
 
 
 def _float(cell: str, where: str) -> float:
@@ -26,13 +63,40 @@ def _float(cell: str, where: str) -> float:
     try:
         v = float(cell)
     except ValueError:
-        raise DataError(f"{where}: non-numeric value {cell!r}, expected a number") from None
+        raise DataError(f"{where}: not a number, expected a number") from None
     if not math.isfinite(v):
-        raise DataError(f"{where}: value {cell!r} is not finite, expected a number without NaN/inf")
+        raise DataError(f"{where}: NaN or infinite, expected a finite number")
     return v
 
 
-def read_csv(path: Path, target: str, kind: str) -> tuple[np.ndarray, np.ndarray | list[str]]:
+def _number(label: str) -> float | None:
+    try:
+        return float(label)
+    except ValueError:
+        return None
+
+
+def _check_labels(path: Path, target: str, labels: list[str], lines: list[int]) -> None:
+    """Refuse class labels that are NaN/inf, control characters or non-integer numbers."""
+    numbers = [_number(v) for v in labels]
+    for v, x, line in zip(labels, numbers, lines, strict=True):
+        where = f"{path}: column {target!r}, line {line}"
+        if x is not None and not math.isfinite(x):
+            raise DataError(f"{where}: class label is NaN or infinite, expected a class name")
+        if not v.isprintable():
+            raise DataError(f"{where}: class label holds control characters, expected text")
+    if all(x is not None for x in numbers):  # numeric labels: the same rule as NPZ
+        for x, line in zip(numbers, lines, strict=True):
+            if x != round(x):  # type: ignore[arg-type]
+                raise DataError(
+                    f"{path}: column {target!r}, line {line}: class label is not an integer, "
+                    'expected integer or text labels (set task.kind = "regression" for numeric targets)'
+                )
+
+
+def read_csv(
+    path: Path, target: str, kind: str
+) -> tuple[np.ndarray, np.ndarray | list[str], list[str]]:
     """Read features and the ``target`` column from a CSV file with a header row.
 
     Args:
@@ -41,12 +105,13 @@ def read_csv(path: Path, target: str, kind: str) -> tuple[np.ndarray, np.ndarray
         kind: "classification" (labels kept as strings) or "regression" (numbers).
 
     Returns:
-        ``(X, y)``: float64 features ``[N, F]`` and the target column (strings for
-        classification, float64 ``[N]`` for regression).
+        ``(X, y, names)``: float64 features ``[N, F]``, the target column (strings
+        for classification, float64 ``[N]`` for regression) and the feature names.
 
     Raises:
         DataError: missing or empty file, no such target column, a non-numeric,
-            empty or NaN feature value, a ragged row, or no data rows.
+            empty or NaN feature value, a ragged row, no data rows, or class labels
+            that are NaN/inf or non-integer numbers.
     """
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
@@ -55,16 +120,24 @@ def read_csv(path: Path, target: str, kind: str) -> tuple[np.ndarray, np.ndarray
         raise DataError(f"{path}: file not found") from None
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a UTF-8 text file, expected CSV") from None
-    except (OSError, csv.Error) as exc:
+    except csv.Error as exc:  # its messages describe the format, never the content
         raise DataError(f"{path}: cannot read CSV ({exc})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read CSV ({exc.strerror or 'read error'})") from None
     if not rows:
         raise DataError(f"{path}: empty file, expected a header row naming the columns")
     header = [h.strip() for h in rows[0][1]]
-    dupes = sorted({h for h in header if header.count(h) > 1})
-    if dupes:
-        raise DataError(f"{path}: column {dupes[0]!r} appears more than once in the header")
     if target not in header:
-        raise DataError(f"{path}: no target column {target!r} (columns: {', '.join(header)})")
+        near = difflib.get_close_matches(target, header, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise DataError(
+            f"{path}: no target column {target!r} among the header's {len(header)} column(s){hint}"
+        )
+    for i, h in enumerate(header):
+        if h == "":
+            raise DataError(f"{path}: column {i + 1} has no name in the header row")
+        if header.count(h) > 1:
+            raise DataError(f"{path}: column {h!r} appears more than once in the header")
     if len(header) < 2:
         raise DataError(f"{path}: no feature columns besides the target {target!r}")
     if len(rows) == 1:
@@ -73,6 +146,7 @@ def read_csv(path: Path, target: str, kind: str) -> tuple[np.ndarray, np.ndarray
     features = [i for i in range(len(header)) if i != t]
     X = np.empty((len(rows) - 1, len(features)), dtype=np.float64)
     labels: list[str] = []
+    lines = [n for n, _ in rows[1:]]
     for r, (line, row) in enumerate(rows[1:]):
         if len(row) != len(header):
             raise DataError(
@@ -84,46 +158,112 @@ def read_csv(path: Path, target: str, kind: str) -> tuple[np.ndarray, np.ndarray
         if cells[t] == "":
             raise DataError(f"{path}: column {target!r}, line {line}: empty target value")
         labels.append(cells[t])
+    names = [header[i] for i in features]
     if kind == "regression":
-        lines = [n for n, _ in rows[1:]]
         y = np.array(
             [
                 _float(v, f"{path}: column {target!r}, line {n}")
                 for v, n in zip(labels, lines, strict=True)
             ]
         )
-        return X, y
-    return X, labels
+        return X, y, names
+    _check_labels(path, target, labels, lines)
+    return X, labels, names
 
 
-def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+_NPZ_READ_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    OSError,
+    EOFError,
+    SyntaxError,  # a .npy header is parsed as a Python literal
+    UnicodeDecodeError,
+    MemoryError,  # a header that claims a huge shape
+    zipfile.BadZipFile,
+    zlib.error,
+    NotImplementedError,  # e.g. an unsupported zip compression method
+)
+
+
+def _npz_array(npz: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
+    """Return ``npz[key]`` after checking its header: no objects, no oversized shape."""
+    fmt = np.lib.format
+    try:
+        info = npz.zip.getinfo(f"{key}.npy")
+        with npz.zip.open(info) as member:
+            version = fmt.read_magic(member)
+            if version not in ((1, 0), (2, 0)):  # 3.0 exists only for unicode field names
+                raise DataError(
+                    f"{path}: array {key!r} is .npy version {version}, expected 1.0 or 2.0"
+                )
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _, dtype = read(member)
+        if dtype.hasobject:
+            raise DataError(
+                f"{path}: array {key!r} holds Python objects, expected numbers "
+                "(object arrays are never loaded)"
+            )
+        if math.prod(shape) * dtype.itemsize > info.file_size:
+            raise DataError(
+                f"{path}: array {key!r} claims shape {shape} but holds fewer values, expected "
+                "an intact .npy array"
+            )
+        return npz[key]
+    except DataError:
+        raise
+    except _NPZ_READ_ERRORS as exc:  # numpy's messages suggest unpickling: never shown
+        raise DataError(
+            f"{path}: array {key!r} cannot be read ({type(exc).__name__}), expected a .npy "
+            "array of numbers"
+        ) from None
+
+
+def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Read arrays ``X`` ([N, F] numbers) and ``y`` ([N] or [N, k]) from an NPZ file.
+
+    Returns:
+        ``(X, y, names)``: float64 ``X``, ``y`` as stored, and feature names
+        (``X[:, j]``).
 
     Raises:
         DataError: missing file, not an NPZ archive, object arrays (no pickle), no
-            ``X`` or ``y``, ``X`` not 2-D numeric, NaN/inf in ``X``, or lengths that
-            differ.
+            ``X`` or ``y``, ``X`` not 2-D numeric or with no columns, NaN/inf in
+            ``X``, ``y`` not 1-D or 2-D, or lengths that differ.
     """
+    if not zipfile.is_zipfile(path):  # a .npy or pickle renamed: numpy would hint at pickle
+        raise DataError(f"{path}: not an NPZ archive, expected a zip of .npy arrays (numpy.savez)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             names = list(npz.files)
             missing = [k for k in ("X", "y") if k not in names]
             if missing:
+                shown = ", ".join(repr(n) for n in names[:10]) or "none"
                 raise DataError(
-                    f"{path}: no array {missing[0]!r} (arrays: {', '.join(names) or 'none'}); expected X and y"
+                    f"{path}: no array {missing[0]!r} (arrays: {shown}); expected X and y"
                 )
-            X, y = npz["X"], npz["y"]
+            X, y = _npz_array(npz, "X", path), _npz_array(npz, "y", path)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except DataError:
         raise
-    except ValueError as exc:  # object arrays need pickle, which we never allow
-        raise DataError(f"{path}: cannot read arrays without pickle ({exc})") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"{path}: not a valid NPZ archive ({exc})") from None
+    except _NPZ_READ_ERRORS as exc:
+        raise DataError(
+            f"{path}: not a valid NPZ archive ({type(exc).__name__}), expected numpy.savez output"
+        ) from None
     if X.ndim != 2 or X.dtype.kind not in "biuf":
         raise DataError(
             f"{path}: array 'X' is {X.dtype} with shape {X.shape}, expected numbers of shape [samples, features]"
+        )
+    if X.shape[1] == 0:
+        raise DataError(f"{path}: array 'X' has shape {X.shape}: no feature columns, expected at least 1")
+    if y.ndim not in (1, 2):
+        raise DataError(
+            f"{path}: array 'y' has shape {y.shape}, expected [samples] or [samples, outputs]"
+        )
+    if y.dtype.kind not in "biufU":
+        raise DataError(
+            f"{path}: array 'y' is {y.dtype}, expected numbers (or text class labels)"
         )
     X = X.astype(np.float64)
     bad = np.argwhere(~np.isfinite(X))
@@ -134,7 +274,7 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{path}: X has {len(X)} rows but y has {len(y)}, expected the same")
     if len(X) == 0:
         raise DataError(f"{path}: X has no rows")
-    return X, y
+    return X, y, [f"X[:, {j}]" for j in range(X.shape[1])]
 
 
 def _label_sort_key(label: str) -> tuple[int, float, str]:
@@ -150,7 +290,8 @@ def encode_targets(
     """Turn raw targets into int64 class ids (with their labels) or float32 [N, k].
 
     Numeric class labels are normalised (``1`` and ``1.0`` are one class) and ordered
-    numerically, others alphabetically.
+    numerically, others alphabetically. Non-integer numbers are refused as class
+    labels, from CSV and NPZ alike: they almost always mean a regression target.
 
     Args:
         y: raw targets, strings or numbers.
@@ -161,41 +302,65 @@ def encode_targets(
         ``(y, class_labels)``; ``class_labels`` is empty for regression.
 
     Raises:
-        DataError: non-numeric or non-finite regression targets, non-integer numeric
-            class labels, or fewer than two classes.
+        DataError: non-numeric, non-finite or huge regression targets, targets of
+            more than 2 dimensions, non-integer or NaN numeric class labels, or
+            fewer than two classes.
     """
     arr = np.asarray(y)
     if kind == "regression":
         if arr.dtype.kind not in "biuf":
             raise DataError(f"{where}: regression targets are {arr.dtype}, expected numbers")
-        out = arr.astype(np.float32).reshape(len(arr), -1)
+        if arr.ndim not in (1, 2):
+            raise DataError(
+                f"{where}: regression targets have shape {arr.shape}, expected [samples] or "
+                "[samples, outputs]"
+            )
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = arr.astype(np.float32).reshape(len(arr), -1)
+        if out.shape[1] == 0:
+            raise DataError(f"{where}: regression targets have shape {arr.shape}: no outputs")
         if not np.isfinite(out).all():
-            raise DataError(f"{where}: regression targets hold NaN/inf, expected finite numbers")
+            raise DataError(
+                f"{where}: regression targets hold NaN/inf (in float32), expected finite numbers"
+            )
+        if np.abs(out).max() > MAX_TARGET:
+            raise DataError(
+                f"{where}: regression targets reach |y| > {MAX_TARGET:g}, expected smaller "
+                "numbers (the squared error would overflow float32); rescale the targets"
+            )
         return out, ()
     if arr.ndim != 1:
         raise DataError(
             f"{where}: class labels have shape {arr.shape}, expected one label per sample"
         )
-    if arr.dtype.kind in "fc" or arr.dtype.kind in "biu":
+    if arr.dtype.kind in "biuf":
         values = arr.astype(np.float64)
-        if not np.isfinite(values).all() or not np.all(values == np.round(values)):
-            bad = values[~np.isfinite(values) | (values != np.round(values))][0]
+        bad = np.flatnonzero(~np.isfinite(values) | (values != np.round(values)))
+        if len(bad):
+            i = int(bad[0])
+            what = "is NaN or infinite" if not np.isfinite(values[i]) else "is not an integer"
             raise DataError(
-                f"{where}: class label {bad} is not an integer, expected integer or string labels "
+                f"{where}: class label y[{i}] {what}, expected integer or string labels "
                 '(set task.kind = "regression" for numeric targets)'
             )
         labels = [str(int(v)) for v in values]
     else:
         labels = [str(v) for v in arr]
-        numeric = []
-        for v in labels:
-            try:
-                numeric.append(float(v))
-            except ValueError:
-                break
-        else:  # every label is a number: "1" and "1.0" are the same class
-            if all(math.isfinite(v) and v == round(v) for v in numeric):
-                labels = [str(int(v)) for v in numeric]
+        numeric = [_number(v) for v in labels]
+        for i, (v, x) in enumerate(zip(labels, numeric, strict=True)):
+            if (x is not None and not math.isfinite(x)) or not v.isprintable():
+                raise DataError(
+                    f"{where}: class label y[{i}] is NaN, infinite or holds control characters, "
+                    "expected a class name"
+                )
+        if all(x is not None for x in numeric):  # "1" and "1.0" are the same class
+            if any(x != round(x) for x in numeric):  # type: ignore[arg-type]
+                i = next(k for k, x in enumerate(numeric) if x != round(x))  # type: ignore[arg-type]
+                raise DataError(
+                    f"{where}: class label y[{i}] is not an integer, expected integer or string "
+                    'labels (set task.kind = "regression" for numeric targets)'
+                )
+            labels = [str(int(x)) for x in numeric]  # type: ignore[arg-type]
     classes = tuple(sorted(set(labels), key=_label_sort_key))
     if len(classes) < 2:
         raise DataError(f"{where}: only one class ({classes[0]!r}), expected at least 2")

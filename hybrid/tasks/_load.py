@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import DataError
 from ._builtin import TASKS
-from ._files import encode_targets, read_csv, read_npz
+from ._files import encode_targets, read_csv, read_npz, resolve_data_path
 from ._task import Task
 
 if TYPE_CHECKING:
@@ -81,6 +81,38 @@ def _frozen(a: np.ndarray, dtype: type) -> np.ndarray:
     return out
 
 
+def _standardised(
+    X: np.ndarray, train: np.ndarray, columns: list[str], where: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return float32 ``(mean, std, X standardised)``, all of it finite.
+
+    Raw features that are finite in float64 (``1e300``) can still overflow: their
+    spread squared, their float32 mean or std (which the exported module applies to
+    raw inputs) or the raw value itself in float32. Such a column is refused rather
+    than turned into NaN for every sample.
+
+    Raises:
+        DataError: naming the first feature column that does not fit float32.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = standardise(X[train])
+        Xs = ((X - mean) / std).astype(np.float32)
+        ok = (
+            np.isfinite(mean)
+            & np.isfinite(std)
+            & np.isfinite(Xs).all(axis=0)
+            & np.isfinite(X.astype(np.float32)).all(axis=0)
+        )
+    if not ok.all():
+        j = int(np.flatnonzero(~ok)[0])
+        raise DataError(
+            f"{where}: feature {columns[j]!r} is not finite in float32 after standardisation "
+            "(its values or their spread exceed float32's range), expected values within "
+            "about +-1e38; rescale that column"
+        )
+    return mean, std, Xs
+
+
 def load_task(task_cfg: TaskConfig, seed: int) -> Task:
     """Make or read a task's data and split and standardise it, all seeded.
 
@@ -110,23 +142,24 @@ def load_task(task_cfg: TaskConfig, seed: int) -> Task:
         rng = np.random.default_rng([seed, _DATA_STREAM])
         X, y, labels, source = spec.make(task_cfg.n_samples, task_cfg.noise, rng)
         name, kind, where, do_split = spec.name, spec.kind, f"task {spec.name!r}", spec.split
+        columns = [f"feature {j}" for j in range(X.shape[1])]
     else:
         path = Path(task_cfg.path)
+        real = resolve_data_path(path)  # links are followed; the task records where to
         kind, where, do_split = task_cfg.kind, str(path), True
         if path.suffix.lower() == ".npz":
-            X, raw = read_npz(path)
+            X, raw, columns = read_npz(path)
         else:
-            X, raw = read_csv(path, task_cfg.target, kind)
+            X, raw, columns = read_csv(path, task_cfg.target, kind)
         y, labels = encode_targets(raw, kind, where)
-        name, source = path.stem, str(path)
+        name, source = path.stem, str(real)
     if do_split:
         tr, va, te = split_indices(
             y, task_cfg.val_fraction, task_cfg.test_fraction, seed, kind == "classification", where
         )
     else:
         tr = va = te = np.arange(len(y))
-    mean, std = standardise(X[tr])
-    Xs = (X - mean) / std
+    mean, std, Xs = _standardised(X, tr, columns, where)
     y_dtype = np.int64 if kind == "classification" else np.float32
     return Task(
         name=name,

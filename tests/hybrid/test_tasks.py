@@ -135,9 +135,9 @@ def test_npz_data_load(tmp_path: Path) -> None:
     [
         ("", "label", "empty file"),
         ("a,b,label\n", "label", "no data rows"),
-        ("a,b,c\n1,2,0\n", "label", "no target column 'label' (columns: a, b, c)"),
-        ("a,b,label\n1,2,0\n1,x7,1\n", "label", "column 'b', line 3: non-numeric value 'x7'"),
-        ("a,b,label\n1,2,0\n1,nan,1\n", "label", "column 'b', line 3: value 'nan' is not finite"),
+        ("a,b,c\n1,2,0\n", "label", "no target column 'label' among the header's 3 column(s)"),
+        ("a,b,label\n1,2,0\n1,x7,1\n", "label", "column 'b', line 3: not a number"),
+        ("a,b,label\n1,2,0\n1,nan,1\n", "label", "column 'b', line 3: NaN or infinite"),
         ("a,b,label\n1,2,0\n1,,1\n", "label", "column 'b', line 3: empty value"),
         ("a,b,label\n1,2,0\n1,2\n", "label", "line 3 has 2 fields, the header has 3"),
         ("a,label\n1,0\n2,0\n", "label", "only one class ('0')"),
@@ -161,14 +161,14 @@ def test_missing_csv_names_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("arrays", "expected"),
     [
-        ({"features": np.zeros((4, 2)), "y": np.zeros(4)}, "no array 'X' (arrays: features, y)"),
+        ({"features": np.zeros((4, 2)), "y": np.zeros(4)}, "no array 'X' (arrays: 'features', 'y')"),
         ({"X": np.zeros((4, 2))}, "no array 'y'"),
         ({"X": np.zeros((4, 2)), "y": np.zeros(3)}, "X has 4 rows but y has 3"),
         ({"X": np.zeros(4), "y": np.zeros(4)}, "expected numbers of shape [samples, features]"),
         ({"X": np.array([[0.0], [np.nan]]), "y": np.zeros(2)}, "X[1, 0] is nan"),
         (
             {"X": np.zeros((4, 1)), "y": np.array([0.5, 1, 0, 1])},
-            "class label 0.5 is not an integer",
+            "class label y[0] is not an integer",
         ),
     ],
 )
