@@ -8,12 +8,27 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from genomes import ACTIVATIONS, DistanceConfig, MutationConfig
 
-__all__ = ["DC", "LOSS_FOR_KIND", "MC", "Activation", "KeyedError", "Section", "as_tuple", "rate"]
+__all__ = [
+    "DC",
+    "LOSS_FOR_KIND",
+    "MAX_WIDTH",
+    "MC",
+    "Activation",
+    "KeyedError",
+    "Section",
+    "as_tuple",
+    "rate",
+]
 
 #: Defaults of the genomes operators, mirrored by the sections.
 MC = MutationConfig()
 DC = DistanceConfig()
 LOSS_FOR_KIND = {"classification": "cross_entropy", "regression": "mse"}
+#: Widest node a config may ask for. The batched engine holds every member's
+#: weights and Adam state at once: 64 members with one 4096 x 4096 edge each are
+#: 64 * 16.8M * 4 B * 3 (weights, two moments) = 13 GB, the most a large GPU takes;
+#: a wider width runs out of memory before the first generation ends.
+MAX_WIDTH = 4096
 
 
 class KeyedError(ValueError):

@@ -91,6 +91,20 @@ class Config(Section):
                 self.evolution.elitism,
                 "expected fewer elites than evolution.population",
             )
+        for k, width in enumerate(self.genome.hidden):
+            if width > self.mutation.max_node_width:
+                raise KeyedError(
+                    f"genome.hidden[{k}]",
+                    width,
+                    f"expected at most mutation.max_node_width = {self.mutation.max_node_width} "
+                    "(no node may be wider; raise that too for a wider start)",
+                )
+        if self.selection.tournament_size > self.evolution.population:
+            raise KeyedError(
+                "selection.tournament_size",
+                self.selection.tournament_size,
+                "expected at most evolution.population (a bigger tournament only repeats members)",
+            )
         target = self.evolution.target_metric
         if kind == "classification" and target is not None and not 0.0 < target <= 1.0:
             raise KeyedError(

@@ -50,6 +50,10 @@ _COMPARISONS = {
 }
 
 
+#: Longest value an error quotes: a 10,000-character name stays one readable line.
+_SHOW_MAX = 80
+
+
 def _show(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -57,7 +61,8 @@ def _show(v: Any) -> str:
         v = list(v)
     if isinstance(v, BaseModel):
         return "a table"
-    return repr(v)
+    text = repr(v)
+    return text if len(text) <= _SHOW_MAX else text[: _SHOW_MAX - 3] + "..."
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
@@ -132,6 +137,9 @@ def _message(err: Mapping[str, Any], overridden: set[str]) -> str:
         text = f"{_dotted(loc)}: got {_show(value)}, expected {ctx['expected']}"
     elif kind in _TYPE_NAMES:
         text = f"{_dotted(loc)}: got {_show(value)}, expected {_TYPE_NAMES[kind]}"
+    elif kind == "too_long":
+        unit = "characters" if isinstance(value, str) else "item(s)"
+        text = f"{_dotted(loc)}: got {_show(value)}, expected at most {ctx['max_length']} {unit}"
     elif kind == "too_short":
         text = f"{_dotted(loc)}: got {_show(value)}, expected at least {ctx['min_length']} item(s)"
     elif kind == "value_error" and error is not None:

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from ._base import DC, MC, Activation, Section, as_tuple, rate
+from ._base import DC, MAX_WIDTH, MC, Activation, Section, as_tuple, rate
 from ._task import TaskConfig
 
 __all__ = [
@@ -37,12 +37,16 @@ class RunConfig(Section):
 
     name: str = Field(
         "run",
-        description="run folder name under runs_dir; load_config defaults it to the config file's stem",
+        max_length=100,
+        description="run folder name under runs_dir; load_config defaults it to the config file's stem "
+        "(at most 100 characters: file systems cap a name at 255 bytes)",
     )
     seed: int = Field(
         0,
         ge=0,
-        description="one seed drives data, splits, genomes and training: same seed, same run",
+        le=2**63 - 1,
+        description="one seed drives data, splits, genomes and training: same seed, same run "
+        "(a 64-bit integer: the lineage store keeps it as one)",
     )
     device: str = Field(
         "auto", description="auto = cuda when available else cpu; or cpu, cuda, cuda:N"
@@ -53,7 +57,9 @@ class RunConfig(Section):
     threads: int = Field(
         1,
         ge=1,
-        description="torch intra-op threads: small tensors gain little from more, and cores are shared",
+        le=256,
+        description="torch intra-op threads: small tensors gain little from more, and cores are shared "
+        "(at most 256: beyond any machine's cores threads only contend)",
     )
 
     @field_validator("name")
@@ -74,14 +80,22 @@ class RunConfig(Section):
 class GenomeConfig(Section):
     """``[genome]``: the initial population's shape."""
 
-    hidden: Annotated[tuple[Annotated[int, Field(ge=1)], ...], BeforeValidator(as_tuple)] = Field(
+    hidden: Annotated[
+        tuple[Annotated[int, Field(ge=1, le=MAX_WIDTH)], ...], BeforeValidator(as_tuple)
+    ] = Field(
         (),
-        description="widths of a hidden chain to start from; empty = input wired to output (NEAT's minimal start)",
+        max_length=64,
+        description="widths of a hidden chain to start from; empty = input wired to output (NEAT's minimal start); "
+        f"each at most {MAX_WIDTH} (and mutation.max_node_width): wider layers of a whole population "
+        "run out of memory; at most 64 layers: a deeper plain chain does not train",
     )
     activation: Activation = Field("relu", description="activation of the initial hidden nodes")
     gate_init: float = Field(
         MC.gate_init,
-        description="initial gate logit: open (sigmoid 0.95, hard-concrete exactly 1)",
+        ge=-20.0,
+        le=20.0,
+        description="initial gate logit: open (sigmoid 0.95, hard-concrete exactly 1); within +-20: "
+        "beyond it a float32 sigmoid is exactly 0 or 1 and its gradient 0, so training could never move the gate",
     )
 
 
@@ -91,25 +105,37 @@ class TrainingConfig(Section):
     steps: int = Field(
         200,
         ge=1,
-        description="optimiser steps per member per generation: enough to fit, cheap enough to evolve",
+        le=1_000_000,
+        description="optimiser steps per member per generation: enough to fit, cheap enough to evolve "
+        "(at most a million: more is hours per generation)",
     )
     batch_size: int = Field(
         256,
         ge=1,
-        description="minibatch size; the built-in toy tasks fit in one full batch (no minibatch noise)",
+        le=10_000_000,
+        description="minibatch size; the built-in toy tasks fit in one full batch (no minibatch noise); "
+        "capped by the training split, and at most 10 million",
     )
     lr: float = Field(
-        0.01, gt=0.0, description="Adam learning rate: small nets tolerate a large one"
+        0.01,
+        gt=0.0,
+        le=1.0,
+        description="Adam learning rate: small nets tolerate a large one; at most 1: Adam moves each weight "
+        "by up to lr per step, so beyond 1 a step outruns the weights' own scale (and 1e300 overflows float32)",
     )
     weight_decay: float = Field(
         0.0,
         ge=0.0,
-        description="AdamW decoupled weight decay; off: selection already favours small nets",
+        le=1.0,
+        description="AdamW decoupled weight decay; off: selection already favours small nets; at most 1, "
+        "so that lr * weight_decay <= 1 shrinks weights and never flips their sign",
     )
     penalty: float = Field(
         0.0,
         ge=0.0,
-        description="weight of the structure penalty (open gates); off: it bends the fitted function, turn on to prune",
+        le=100.0,
+        description="weight of the structure penalty (open gates); off: it bends the fitted function, turn on to prune; "
+        "at most 100: the task loss is of order 1, so 100 per open gate already closes every gate",
     )
     gate: Literal["sigmoid", "hard_concrete"] = Field(
         "sigmoid", description="sigmoid = soft gates; hard_concrete = L0 gates that close exactly"
@@ -131,10 +157,17 @@ class EvolutionConfig(Section):
     """``[evolution]``: population size and when to stop."""
 
     population: int = Field(
-        64, ge=2, description="members per generation: diversity vs cost per generation"
+        64,
+        ge=2,
+        le=10_000,
+        description="members per generation: diversity vs cost per generation; at most 10,000: "
+        "the batched engine trains them all at once",
     )
     generations: int = Field(
-        100, ge=1, description="stop after this many generations at the latest"
+        100,
+        ge=1,
+        le=1_000_000,
+        description="stop after this many generations at the latest (at most a million)",
     )
     target_metric: float | None = Field(
         None, description="stop once the best validation metric reaches this (unset: never)"
@@ -169,17 +202,25 @@ class SpeciationConfig(Section):
         ge=1,
         description="generations without improvement before a species is dropped (never the best)",
     )
-    excess: float = Field(DC.excess, ge=0.0, description="distance coefficient c1: excess genes")
+    # Distance coefficients stay below 1e6 so that a coefficient times a gene count
+    # (or a weight difference) keeps the distance a finite, comparable number.
+    excess: float = Field(
+        DC.excess, ge=0.0, le=1e6, description="distance coefficient c1: excess genes"
+    )
     disjoint: float = Field(
-        DC.disjoint, ge=0.0, description="distance coefficient c2: disjoint genes"
+        DC.disjoint, ge=0.0, le=1e6, description="distance coefficient c2: disjoint genes"
     )
     weight: float = Field(
         DC.weight,
         ge=0.0,
+        le=1e6,
         description="distance coefficient c3: mean weight difference of matching genes",
     )
     width: float = Field(
-        DC.width, ge=0.0, description="distance coefficient per neuron of width difference"
+        DC.width,
+        ge=0.0,
+        le=1e6,
+        description="distance coefficient per neuron of width difference",
     )
     normalise_above: int = Field(
         DC.normalise_above,
@@ -213,21 +254,38 @@ class MutationSection(Section):
     new_node_activation: Activation = Field(
         MC.new_node_activation, description="activation of split nodes: relu splits exactly"
     )
+    # Widths are capped at MAX_WIDTH (see there): a wider node runs out of memory.
     max_new_node_width: int = Field(
         MC.max_new_node_width,
         ge=1,
-        description="cap on a split node's width (beyond: truncated SVD)",
+        le=MAX_WIDTH,
+        description=f"cap on a split node's width (beyond: truncated SVD); at most {MAX_WIDTH}",
     )
     widen_max: int = Field(
-        MC.widen_max, ge=1, description="widen adds 1..widen_max neurons: small steps"
+        MC.widen_max,
+        ge=1,
+        le=MAX_WIDTH,
+        description=f"widen adds 1..widen_max neurons: small steps; at most {MAX_WIDTH}",
     )
-    max_node_width: int = Field(MC.max_node_width, ge=1, description="no node grows past this")
+    max_node_width: int = Field(
+        MC.max_node_width,
+        ge=1,
+        le=MAX_WIDTH,
+        description=f"no node grows past this; at most {MAX_WIDTH}: wider nodes run out of memory",
+    )
     perturb_std: float = Field(
-        MC.perturb_std, ge=0.0, description="relative std of perturb_weights' noise"
+        MC.perturb_std,
+        ge=0.0,
+        le=10.0,
+        description="relative std of perturb_weights' noise; at most 10: at 1 the noise is already as "
+        "large as the weight, and huge values overflow float32",
     )
     perturb_fraction: float = rate("share of arrays perturb_weights touches", MC.perturb_fraction)
     prune_weakest: int = Field(
-        MC.prune_weakest, ge=1, description="neurons prune_neurons removes when none is closed"
+        MC.prune_weakest,
+        ge=1,
+        le=MAX_WIDTH,
+        description=f"neurons prune_neurons removes when none is closed; at most {MAX_WIDTH}, the widest node",
     )
     activations: Annotated[tuple[Activation, ...], BeforeValidator(as_tuple)] = Field(
         MC.activations, min_length=1, description="activations mutate_activation may pick"
@@ -247,7 +305,12 @@ class ParallelConfig(Section):
         "none",
         description="none: in-process (the batched engine needs nothing else); joblib: local processes; dask: a cluster",
     )
-    workers: int = Field(1, ge=1, description="joblib processes or dask jobs in flight")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="joblib processes or dask jobs in flight; at most 1024: each is a process",
+    )
     address: str | None = Field(
         None, description="dask scheduler address, e.g. tcp://host:8786 (unset: a local cluster)"
     )

@@ -41,10 +41,18 @@ class TaskConfig(Section):
         description="share held out until the champion is scored once at the end",
     )
     n_samples: int | None = Field(
-        None, ge=4, description="synthetic tasks only (spirals, circles): number of points"
+        None,
+        ge=4,
+        le=1_000_000,
+        description="synthetic tasks only (spirals, circles): number of points; at most a million: "
+        "toy tasks need thousands",
     )
     noise: float | None = Field(
-        None, ge=0.0, description="synthetic tasks only: std of the Gaussian noise on the points"
+        None,
+        ge=0.0,
+        le=10.0,
+        description="synthetic tasks only: std of the Gaussian noise on the points; at most 10: "
+        "the shapes span about 1, so beyond that the points are noise alone",
     )
 
     @model_validator(mode="before")
