@@ -9,6 +9,44 @@ from ._errors import GenomeError
 __all__ = ["InnovationTracker"]
 
 
+#: Ids stay exact in JSON readers that hold numbers as doubles.
+_MAX_ID = 2**53
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _count(data: dict[str, Any], key: str) -> int:
+    v = data[key]
+    if not _is_int(v) or not 0 <= v <= _MAX_ID:
+        raise GenomeError(f"innovation tracker.{key}: should be an int in [0, 2**53], got {v!r:.40}")
+    return v
+
+
+def _id(v: Any, where: str, next_id: int) -> int:
+    if not _is_int(v) or not 0 <= v < next_id:
+        raise GenomeError(f"{where}: should be an id in [0, next_id = {next_id}), got {v!r:.40}")
+    return v
+
+
+def _id_table(data: dict[str, Any], key: str, next_id: int) -> dict[tuple[int, int], int]:
+    rows = data[key]
+    if not isinstance(rows, list):
+        raise GenomeError(f"innovation tracker.{key}: should be a list, got {rows!r:.40}")
+    table: dict[tuple[int, int], int] = {}
+    for k, row in enumerate(rows):
+        where = f"innovation tracker.{key}[{k}]"
+        if not isinstance(row, list) or len(row) != 3:
+            raise GenomeError(f"{where}: should be [src, dst, id], got {row!r:.40}")
+        src, dst = (_id(v, where, _MAX_ID + 1) for v in row[:2])
+        i = _id(row[2], where, next_id)
+        if (src, dst) in table:
+            raise GenomeError(f"{where}: {src}->{dst} appears twice")
+        table[src, dst] = i
+    return table
+
+
 class InnovationTracker:
     """Hand out node and edge ids so that equal structural changes get equal ids.
 
@@ -80,19 +118,28 @@ class InnovationTracker:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> InnovationTracker:
+    def from_dict(cls, data: Any) -> InnovationTracker:
         """Rebuild a tracker from ``to_dict`` output.
 
         Raises:
-            GenomeError: if a key is missing or has the wrong shape.
+            GenomeError: naming the key that is missing, of the wrong type, negative,
+                or an id not below ``next_id`` (which would be handed out twice).
         """
-        try:
-            t = cls(int(data["next_id"]), int(data["generation"]))
-            t._edges = {(int(s), int(d)): int(i) for s, d, i in data["edges"]}
-            t._splits = {(int(s), int(d)): int(i) for s, d, i in data["splits"]}
-            t._named = {str(k): int(v) for k, v in data["named"].items()}
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise GenomeError(f"innovation tracker: malformed data ({exc!r})") from None
+        if not isinstance(data, dict):
+            raise GenomeError(f"innovation tracker: should be an object, got {type(data).__name__}")
+        for key in ("next_id", "generation", "edges", "splits", "named"):
+            if key not in data:
+                raise GenomeError(f"innovation tracker: missing key {key!r}")
+        next_id, generation = _count(data, "next_id"), _count(data, "generation")
+        t = cls(next_id, generation)
+        t._edges = _id_table(data, "edges", next_id)
+        t._splits = _id_table(data, "splits", next_id)
+        named = data["named"]
+        if not isinstance(named, dict):
+            raise GenomeError(f"innovation tracker.named: should be an object, got {named!r:.40}")
+        t._named = {}
+        for k, v in named.items():
+            t._named[str(k)] = _id(v, f"innovation tracker.named[{k!r:.40}]", next_id)
         return t
 
     def __eq__(self, other: object) -> bool:

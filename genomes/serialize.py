@@ -1,10 +1,12 @@
 """Genome (de)serialisation: JSON dicts and files, and structure-only GraphML.
 
 Float arrays are stored as base64 of their little-endian float32 bytes, so a round
-trip is bit-exact (NaN payloads and signed zeros included). A hand-edited file may
-give an array as a plain (nested) list of numbers instead; it is read as float32.
-Loading anything malformed raises :class:`GenomeError` naming the key at fault.
-No pickle anywhere.
+trip is bit-exact (signed zeros included). A hand-edited file may give an array as a
+plain (nested) list of numbers instead; it is read as float32. Every value must be
+finite in float32: a NaN or infinite bias, weight or gate (or a hand-written 1e39)
+is refused at load, since the network would return NaN for every input. Loading
+anything malformed raises :class:`GenomeError` naming the key (and the node or
+edge) at fault. No pickle anywhere.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ __all__ = [
 
 FORMAT = "hybrid.genome"
 FORMAT_VERSION = 1
+#: Largest node id or innovation number read back: 2**53 is the last integer that
+#: JSON readers holding numbers as doubles (and the report's JavaScript) keep exact.
+MAX_ID = 2**53
+#: Largest node width read back: array sizes (width x width) must not overflow int64.
+MAX_WIDTH = 2**31 - 1
 
 
 def encode_array(a: np.ndarray) -> dict[str, Any]:
@@ -43,26 +50,63 @@ def encode_array(a: np.ndarray) -> dict[str, Any]:
     return {"dtype": "float32", "shape": list(a.shape), "b64": base64.b64encode(a.tobytes()).decode()}
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _numbers_only(x: Any, where: str) -> None:
+    """Refuse anything but (nested lists of) JSON numbers: no strings, bools or nulls."""
+    stack = [x]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, list):
+            stack.extend(v)
+        elif not _is_number(v):
+            raise GenomeError(f"{where}: should hold numbers only, got {type(v).__name__} {v!r:.40}")
+
+
 def decode_array(x: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
-    """Decode ``encode_array`` output (or a plain list of numbers) of the given shape."""
+    """Decode ``encode_array`` output (or a plain list of numbers) of the given shape.
+
+    Raises:
+        GenomeError: naming ``where`` for a malformed encoding, a wrong shape, or a
+            value that is NaN or infinite in float32.
+    """
     try:
         if isinstance(x, dict):
             if x.get("dtype") != "float32":
-                raise GenomeError(f"{where}: dtype should be 'float32', got {x.get('dtype')!r}")
+                raise GenomeError(f"{where}: dtype should be 'float32', got {x.get('dtype')!r:.40}")
             raw = base64.b64decode(x["b64"], validate=True)
             arr = np.frombuffer(raw, dtype="<f4").astype(np.float32)
-            stored = tuple(int(s) for s in x["shape"])
+            stored_shape = x["shape"]
+            if not isinstance(stored_shape, list) or not all(
+                _is_number(s) and isinstance(s, int) and s >= 0 for s in stored_shape
+            ):
+                raise GenomeError(
+                    f"{where}.shape: should be a list of non-negative ints, got {stored_shape!r:.40}"
+                )
+            stored = tuple(stored_shape)
             if stored != shape or arr.size != int(np.prod(shape, dtype=np.int64)):
                 raise GenomeError(f"{where}: shape should be {shape}, got {stored} with {arr.size} values")
-            return arr.reshape(shape)
-        with np.errstate(over="ignore"):  # a hand-written 1e39 is float32 inf, as intended
-            arr = np.array(x, dtype=np.float32)
+            arr = arr.reshape(shape)
+        else:
+            _numbers_only(x, where)
+            with np.errstate(over="ignore"):  # a hand-written 1e39 becomes inf: refused below
+                arr = np.array(x, dtype=np.float32)
     except GenomeError:
         raise
-    except (KeyError, TypeError, ValueError, base64.binascii.Error) as exc:
-        raise GenomeError(f"{where}: not a float32 array ({exc})") from None
+    except base64.binascii.Error:
+        raise GenomeError(f"{where}.b64: not a float32 array (invalid base64)") from None
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise GenomeError(f"{where}: not a float32 array ({type(exc).__name__})") from None
     if arr.shape != shape:
         raise GenomeError(f"{where}: shape should be {shape}, got {arr.shape}")
+    bad = np.argwhere(~np.isfinite(arr))
+    if len(bad):
+        at = "" if arr.ndim == 0 else "[" + ", ".join(str(int(i)) for i in bad[0]) + "]"
+        raise GenomeError(
+            f"{where}{at}: is {arr[tuple(bad[0])]} in float32, expected a finite number"
+        )
     return arr
 
 
@@ -101,10 +145,18 @@ def _get(d: Any, key: str, where: str, kind: type | tuple[type, ...]) -> Any:
     if key not in d:
         raise GenomeError(f"{where}: missing key {key!r}")
     v = d[key]
-    ok = isinstance(v, kind) and not (isinstance(v, bool) and kind in (int, (int,)))
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    ok = isinstance(v, kinds) and not (isinstance(v, bool) and bool not in kinds)
     if not ok:
-        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise GenomeError(f"{where}.{key}: should be {names}, got {v!r}")
+        names = "/".join(k.__name__ for k in kinds)
+        raise GenomeError(f"{where}.{key}: should be {names}, got {v!r:.40}")
+    return v
+
+
+def _get_id(d: Any, key: str, where: str) -> int:
+    v = _get(d, key, where, int)
+    if not 0 <= v <= MAX_ID:
+        raise GenomeError(f"{where}.{key}: should be an int in [0, 2**53], got {v}")
     return v
 
 
@@ -127,19 +179,23 @@ def from_dict(data: Any) -> Genome:
     g = nx.DiGraph()
     for k, nd in enumerate(_get(data, "nodes", "genome", list)):
         where = f"genome.nodes[{k}]"
-        nid = _get(nd, "id", where, int)
+        nid = _get_id(nd, "id", where)
         if nid in g:
             raise GenomeError(f"{where}.id: node {nid} appears twice")
         width = _get(nd, "width", where, int)
-        if width < 1:
-            raise GenomeError(f"{where}.width: should be >= 1, got {width}")
+        if not 1 <= width <= MAX_WIDTH:
+            raise GenomeError(f"{where}.width: should be in [1, 2**31 - 1], got {width}")
         g.add_node(
             nid,
             role=_get(nd, "role", where, str),
             width=width,
             activation=_get(nd, "activation", where, str),
-            bias=decode_array(_get(nd, "bias", where, (dict, list)), (width,), f"{where}.bias"),
-            gate=decode_array(_get(nd, "gate", where, (dict, list)), (width,), f"{where}.gate"),
+            bias=decode_array(
+                _get(nd, "bias", where, (dict, list)), (width,), f"{where} (node {nid}).bias"
+            ),
+            gate=decode_array(
+                _get(nd, "gate", where, (dict, list)), (width,), f"{where} (node {nid}).gate"
+            ),
         )
     for k, ed in enumerate(_get(data, "edges", "genome", list)):
         where = f"genome.edges[{k}]"
@@ -151,14 +207,15 @@ def from_dict(data: Any) -> Genome:
             raise GenomeError(f"{where}: edge {s}->{d} appears twice")
         shape = (g.nodes[d]["width"], g.nodes[s]["width"])
         gate = _get(ed, "gate", where, (dict, list, int, float))
+        named = f"{where} (edge {s}->{d})"
         g.add_edge(
             s,
             d,
-            innovation=_get(ed, "innovation", where, int),
+            innovation=_get_id(ed, "innovation", where),
             enabled=_get(ed, "enabled", where, bool),
             recurrent=_get(ed, "recurrent", where, bool),
-            weight=decode_array(_get(ed, "weight", where, (dict, list)), shape, f"{where}.weight"),
-            gate=np.float32(decode_array(gate, (), f"{where}.gate")),
+            weight=decode_array(_get(ed, "weight", where, (dict, list)), shape, f"{named}.weight"),
+            gate=np.float32(decode_array(gate, (), f"{named}.gate")),
         )
     return Genome(g, meta=meta).validate()
 

@@ -55,7 +55,25 @@ def test_round_trip_through_json_keeps_every_assignment():
     {"next_id": 2, "generation": 0, "edges": [[0, 1]], "splits": [], "named": {}},
     {"next_id": 2, "generation": 0, "edges": 5, "splits": [], "named": {}},
     {"next_id": 2, "generation": 0, "edges": [], "splits": [], "named": []},
+    {"next_id": 1e400, "generation": 0, "edges": [], "splits": [], "named": {}},
+    {"next_id": True, "generation": 0, "edges": [], "splits": [], "named": {}},
+    {"next_id": -4, "generation": 0, "edges": [], "splits": [], "named": {}},
+    {"next_id": 3, "generation": 0.5, "edges": [], "splits": [], "named": {}},
+    {"next_id": 3, "generation": 0, "edges": [[0, 1, 7]], "splits": [], "named": {}},
+    {"next_id": 3, "generation": 0, "edges": [[0, 1, 2], [0, 1, 2]], "splits": [], "named": {}},
+    {"next_id": 3, "generation": 0, "edges": [["0", 1, 2]], "splits": [], "named": {}},
+    {"next_id": 3, "generation": 0, "edges": [], "splits": [[0, 1, None]], "named": {}},
+    {"next_id": 3, "generation": 0, "edges": [], "splits": [], "named": {"h": 9}},
+    {"next_id": 3, "generation": 0, "edges": [], "splits": [], "named": {"h": [2]}},
+    [["next_id", 3]],
 ])  # fmt: skip
 def test_malformed_tracker_data_raises_genome_error(data):
-    with pytest.raises(GenomeError, match="innovation tracker"):
+    with pytest.raises(GenomeError, match="innovation tracker") as err:
+        InnovationTracker.from_dict(data)
+    assert "\n" not in str(err.value)
+
+
+def test_an_id_not_below_next_id_is_refused_since_it_would_be_handed_out_twice():
+    data = {"next_id": 3, "generation": 0, "edges": [[0, 1, 3]], "splits": [], "named": {}}
+    with pytest.raises(GenomeError, match=r"tracker.edges\[0\]: should be an id in \[0, next_id = 3\)"):
         InnovationTracker.from_dict(data)
