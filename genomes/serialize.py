@@ -251,13 +251,19 @@ def load(path: str | os.PathLike[str]) -> Genome:
         GenomeError: naming the file if it is missing, not JSON, or malformed.
     """
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise GenomeError(f"{path}: cannot read genome file ({exc.strerror})") from None
+        raise GenomeError(f"{path}: cannot read genome file ({exc.strerror or 'read error'})") from None
+    except UnicodeDecodeError:
+        raise GenomeError(f"{path}: not a UTF-8 text file, expected genome JSON") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise GenomeError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except RecursionError:
+        raise GenomeError(f"{path}: not a genome: JSON nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer literal of more than 4300 digits
+        raise GenomeError(f"{path}: not valid JSON ({str(exc).splitlines()[0]:.80})") from None
     try:
         return from_dict(data)
     except GenomeError as exc:

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from genomes import DistanceConfig, MutationConfig
+from genomes import DistanceConfig, MutationConfig, gate_value
 
 from ..tasks import TASKS
 from ._base import LOSS_FOR_KIND, KeyedError, Section
@@ -99,6 +99,13 @@ class Config(Section):
                     f"expected at most mutation.max_node_width = {self.mutation.max_node_width} "
                     "(no node may be wider; raise that too for a wider start)",
                 )
+        if float(gate_value(self.genome.gate_init, self.training.gate)) == 0.0:
+            raise KeyedError(
+                "genome.gate_init",
+                self.genome.gate_init,
+                f"expected a logit that opens gates under training.gate = {self.training.gate!r} "
+                "(hard-concrete gates are exactly closed below about -2.4: new structure could never pass)",
+            )
         if self.selection.tournament_size > self.evolution.population:
             raise KeyedError(
                 "selection.tournament_size",

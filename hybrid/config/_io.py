@@ -232,6 +232,10 @@ def loads_config(
         m = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", msg)
         where = f"line {m.group(2)}, column {m.group(3)}: {m.group(1)}" if m else msg
         raise ConfigError(f"{source}: not valid TOML ({where})") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not a config: TOML nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(f"{source}: not valid TOML ({str(exc).split(':')[0]})") from None
     task, run = data.get("task"), data.get("run")
     if isinstance(task, dict) and isinstance(task.get("path"), str):
         task["path"] = os.path.normpath(
