@@ -122,6 +122,8 @@ def load_task(task_cfg: TaskConfig, seed: int) -> Task:
     with arrays ``X`` [N, F] and ``y`` [N] (or [N, k] for regression). Splits are
     stratified for classification. ``xor`` is not split: all three splits are its
     4 points, since the task is to represent XOR, not to generalise from 3 points.
+    A data path may be a symbolic link: it is followed, and ``Task.source`` is the
+    real path. Features must stay finite in float32 once standardised.
 
     Args:
         task_cfg: the ``[task]`` section of a validated config.

@@ -105,7 +105,7 @@ def test_csv_classification_with_string_labels(tmp_path: Path) -> None:
     rows = "".join(f"{i},{i % 3 * 1.5},{'ab'[i % 2]}\n" for i in range(40))
     task = load_task(_csv_cfg(_write(tmp_path / "d.csv", "a,b,label\n" + rows)), seed=0)
     assert task.name == "d" and task.n_inputs == 2 and task.class_labels == ("a", "b")
-    assert task.source == str(tmp_path / "d.csv")
+    assert task.source == str((tmp_path / "d.csv").resolve())
 
 
 def test_csv_regression_targets_are_float_columns(tmp_path: Path) -> None:
