@@ -65,9 +65,29 @@ def test_a_bare_structure_draws_with_everything_open() -> None:
     assert set(g.edges) == set(genome.graph.edges)
 
 
+def _pixels(path: Path) -> np.ndarray:
+    from matplotlib.image import imread
+
+    assert path.read_bytes().startswith(PNG)
+    return imread(path)  # (H, W, 3 or 4) floats in [0, 1]
+
+
 def test_draw_genome_writes_pngs_for_genomes_and_structures(tmp_path: Path) -> None:
     genome = _with_closed_gates(_grown())
-    a = draw_genome(genome, tmp_path / "g.png", gate="hard_concrete", title="a genome")
-    b = draw_genome(Structure.from_json(json.dumps(structure_dict(genome))), tmp_path / "s.png")
-    for p in (a, b):
-        assert p.read_bytes().startswith(PNG)
+    a = _pixels(draw_genome(genome, tmp_path / "g.png", gate="hard_concrete", title="a genome"))
+    b = _pixels(draw_genome(Structure.from_json(json.dumps(structure_dict(genome))), tmp_path / "s.png"))
+    for img in (a, b):
+        assert img.ndim == 3 and img.shape[0] >= 200 and img.shape[1] >= 400  # 110 dpi, >= 4 x 2.5 in
+        colours = np.unique(img.reshape(-1, img.shape[2]).round(2), axis=0)
+        assert len(colours) > 10  # nodes, edges and labels drawn, not a blank canvas
+    assert a.shape[0] > b.shape[0]  # the title gets its own band above the graph
+
+
+def test_closed_gates_change_the_drawing(tmp_path: Path) -> None:
+    grown = _grown()
+    open_ = _pixels(draw_genome(grown, tmp_path / "open.png", gate="hard_concrete"))
+    shut = _pixels(draw_genome(_with_closed_gates(grown), tmp_path / "shut.png", gate="hard_concrete"))
+    assert open_.shape == shut.shape  # same graph, same layout
+    assert np.abs(open_ - shut).max() > 0.1  # the closed neuron and edge look different
+    again = _pixels(draw_genome(grown, tmp_path / "again.png", gate="hard_concrete"))
+    assert np.array_equal(open_, again)  # and drawing is deterministic

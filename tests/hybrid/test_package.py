@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import subprocess
 import sys
 
@@ -16,9 +18,17 @@ def test_import_hybrid_does_not_import_torch() -> None:
     assert out.stdout.strip() == "False"
 
 
-@pytest.mark.parametrize("name", hybrid.__all__)
-def test_every_public_name_resolves(name: str) -> None:
-    assert getattr(hybrid, name) is not None
+@pytest.mark.parametrize("name", sorted(set(hybrid.__all__) - {"__version__"}))
+def test_every_public_name_is_the_object_its_module_defines(name: str) -> None:
+    module = importlib.import_module(hybrid._LAZY[name])
+    expected = module.open if name == "open_lineage" else getattr(module, name)
+    assert getattr(hybrid, name) is expected
+    assert callable(expected)  # classes and functions only: no data behind a lazy name
+    assert name in dir(hybrid)
+
+
+def test_the_version_is_the_installed_distribution_version() -> None:
+    assert hybrid.__version__ == importlib.metadata.version("hybrid")
 
 
 def test_unknown_name_raises_attribute_error() -> None:
