@@ -48,6 +48,7 @@ from genomes import Genome
 
 from .backends import train_one
 from .errors import ClusterError, ConfigError
+from .gates import n_gates
 from .population import train_population
 from .train import TrainConfig, TrainResult
 
@@ -63,8 +64,7 @@ def gate_columns(genomes: Sequence[Genome]) -> list[int]:
     """Return where each member's gates start in the population's noise row, and the total.
 
     The batched engine lays gates out member-major, each member in
-    ``GenomeNet.gate_layout`` order: the input neurons, the hidden neurons, then one
-    gate per enabled feed-forward edge.
+    :func:`hybrid.gates.gate_layout` order.
 
     Returns:
         ``len(genomes) + 1`` offsets: member ``i``'s gates are columns
@@ -72,8 +72,7 @@ def gate_columns(genomes: Sequence[Genome]) -> list[int]:
     """
     out = [0]
     for g in genomes:
-        nodes = sum(int(a["width"]) for _, a in g.graph.nodes(data=True) if a["role"] != "output")
-        out.append(out[-1] + nodes + g.active_graph().number_of_edges())
+        out.append(out[-1] + n_gates(g))
     return out
 
 
