@@ -23,6 +23,7 @@ same noise compute the same gates.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
@@ -124,7 +125,7 @@ class GateRun(NamedTuple):
     size: int
 
 
-def gate_layout(genome: Genome) -> tuple[GateRun, ...]:
+def gate_layout(genome: Genome, order: Sequence[int] | None = None) -> tuple[GateRun, ...]:
     """Return the order of a genome's gates: noise columns, logit vectors, member slices.
 
     The input node's neuron gates, then each hidden node's neuron gates in
@@ -133,9 +134,15 @@ def gate_layout(genome: Genome) -> tuple[GateRun, ...]:
     ``GenomeNet``, the population engine (each member one contiguous run, member
     after member) and the Dask shards all use this order, so one noise row feeds
     the same gate in every engine.
+
+    Args:
+        genome: a valid genome.
+        order: ``genome.topological_order()`` if the caller has it already (it is
+            the costly part, and packing a population needs it anyway).
     """
     g = genome.graph
-    hidden = [n for n in genome.topological_order() if g.nodes[n]["role"] == "hidden"]
+    order = genome.topological_order() if order is None else order
+    hidden = [n for n in order if g.nodes[n]["role"] == "hidden"]
     nodes = [GateRun(n, int(g.nodes[n]["width"])) for n in [genome.input_id, *hidden]]
     return (*nodes, *(GateRun(e, 1) for e in genome.enabled_edges()))
 

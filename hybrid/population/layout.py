@@ -144,8 +144,8 @@ class _Member(NamedTuple):
 def _describe(genome: Genome, m: int, gate0: int) -> _Member:
     """Describe member ``m`` whose gates start at ``gate0`` of the population's gate vector."""
     g, inp = genome.graph, genome.input_id
-    runs = gate_layout(genome)
     active, order, depth = genome.active_graph(), genome.topological_order(), genome.depths()
+    runs = gate_layout(genome, order)
     edges = tuple(k for k, _ in runs if not isinstance(k, int))
     gate_nodes = tuple(k for k, _ in runs if isinstance(k, int))
     first_gate, off = {}, gate0
