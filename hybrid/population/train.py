@@ -117,7 +117,7 @@ def train_engine(
             task = task_losses(out, y[idx], config.loss)
             loss = task + config.penalty * engine.penalty() if config.penalty else task
             bad = active & ~torch.isfinite(loss)
-            if all_active and bool(bad.any()):  # one host sync per step, as train_net
+            if all_active and bool(bad.any()):  # one host sync per step
                 all_active = False
             done = torch.where(bad, t, done)
             failed_loss = torch.where(bad, loss.detach(), failed_loss)
