@@ -9,11 +9,13 @@ one-member population is what ``train_genome`` trains). The oracle is
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from genomes import GATE_KINDS, Genome, InnovationTracker
+from hybrid.backends import evaluate_members, train_members
 from hybrid.batches import minibatch_indices
 from hybrid.gates import draw_gate_noise
 from hybrid.metrics import evaluate_genome
@@ -260,3 +262,18 @@ def test_evaluation_in_chunks_equals_one_pass(monkeypatch):
     monkeypatch.setattr(population_train, "EVAL_CHUNK", 7)
     chunked = population_train.evaluate_engine(engine, X, y, "cross_entropy")
     assert np.allclose(whole[0], chunked[0], rtol=1e-6) and whole[1] == chunked[1]
+
+
+@pytest.mark.parametrize("engine", ["batched", "loop"])
+@pytest.mark.parametrize("gate", GATE_KINDS)
+def test_train_members_validation_equals_evaluating_the_trained_genomes(engine, gate):
+    # The search's one call: train, then validation metrics from the engine that trained.
+    rng, tracker = np.random.default_rng(3), InnovationTracker()
+    pop = [Genome.minimal(3, 2, rng, tracker, hidden=[w]) for w in (1, 2, 4)]
+    X, y = (a.numpy() for a in _data(pop, 3, n=30))
+    config = TrainConfig(steps=6, batch_size=8, lr=0.05, gate=gate, penalty=0.01)
+    old = train_members(pop, X, y, config, 11, engine=engine)
+    out = train_members(pop, X, y, config, 11, engine=engine, X_val=X[:10], y_val=y[:10])
+    assert isinstance(old, tuple) and len(old) == 2  # the old call is unchanged
+    assert out.genomes == old[0] and out.results == old[1]
+    assert out.validation == evaluate_members(out.genomes, X[:10], y[:10], config, engine=engine)
