@@ -13,7 +13,7 @@ Rows:
 * ``in-process loop``: one genome at a time (``training.engine = "loop"``).
 * ``joblib loop``: per-genome jobs on ``--workers`` loky processes.
 * ``dask shards xN``: the batched engine on N contiguous shards per generation.
-* ``dask per-genome``: one ``train_genome`` job per member.
+* ``dask per-genome``: one job per member (a population of one, ``hybrid.backends.train_one``).
 
 Usage::
 

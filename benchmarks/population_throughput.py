@@ -1,4 +1,4 @@
-"""Member-training-steps per second: a Python loop over GenomeNets vs the batched engine.
+"""Member-training-steps per second: a loop over one-member populations vs the batched engine.
 
 Prints one table, both engines measured side by side in the same run on the same
 population, at P = 16, 64, 256 in two regimes:
@@ -10,8 +10,9 @@ population, at P = 16, 64, 256 in two regimes:
   (real edges only, forward + backward = 3 x forward) against the dense float32
   matmul rate measured in this run.
 
-Loop = ``hybrid.train.train_net`` per member (a GenomeNet with its own
-``torch.optim.AdamW``; the naive loop). Batched = ``hybrid.population.train_engine``.
+Loop = ``hybrid.population.train_engine`` on a population of one per member (what
+``training.engine = "loop"`` and the per-genome joblib/Dask jobs run; packing included,
+as there). Batched = ``train_engine`` on the whole population, packed once.
 Populations: each member grows from a minimal genome by a few dozen random growth,
 skip and pruning mutations (``genomes.MUTATIONS``); ``--quick`` grows 24 founders
 and derives the other members from them by 4 more mutations each (members of a
@@ -35,9 +36,8 @@ import torch
 
 from genomes import MUTATIONS, Genome, InnovationTracker, MutationConfig, NotApplicable
 from hybrid.batches import minibatch_indices
-from hybrid.net import GenomeNet
 from hybrid.population import PopulationEngine, train_engine
-from hybrid.train import TrainConfig, train_net
+from hybrid.train import TrainConfig
 
 #: Growth and skip mutations drawn twice as often as pruning, so genomes grow.
 OPS = (
@@ -132,13 +132,13 @@ def measure(
     config = TrainConfig(steps=steps, batch_size=regime.batch, lr=1e-3)
     batches = minibatch_indices(regime.batch, regime.batch, steps, gen).to(device)
     p = len(genomes)
-    # Loop: each sampled member trains alone, as the search would loop over train_net.
+    # Loop: each sampled member trains alone, as the "loop" engine trains it.
     sample = sorted(rng.choice(p, size=min(loop_sample, p), replace=False))
-    train_net(GenomeNet(genomes[sample[0]]).to(device), X, y, config, batches[:2])  # warm-up
+    train_engine(PopulationEngine([genomes[sample[0]]], device=device), X, y, config, batches[:2])  # warm-up
     _sync(device)
     t, c = time.perf_counter(), time.process_time()
     for m in sample:
-        train_net(GenomeNet(genomes[m]).to(device), X, y, config, batches)
+        train_engine(PopulationEngine([genomes[m]], device=device), X, y, config, batches)
     _sync(device)
     loop_wall, loop_cpu = time.perf_counter() - t, time.process_time() - c
     loop_rate, loop_cpu_rate = len(sample) * steps / loop_wall, len(sample) * steps / loop_cpu

@@ -1,10 +1,13 @@
 """Where a generation's training happens: the batched engine, a loop, joblib workers or Dask.
 
-Each backend trains a list of genomes on the training split and evaluates them on
-another split, returning written-back genomes, ``TrainResult``s and ``Metrics``.
-All see the same minibatch schedule: a per-generation seed, from which every
-member's (or the whole population's) ``torch.Generator`` is made. The Dask backend
-lives in :mod:`hybrid.distributed`; :func:`open_cluster` opens it once per search.
+Each backend trains a list of genomes on the training split and can evaluate them
+on a validation split, returning written-back genomes, ``TrainResult``s and
+``Metrics``. Every backend trains through the one population engine
+(:func:`hybrid.population.train_population`): "batched" packs the whole population,
+"loop" and the per-genome joblib/Dask jobs train populations of one. All see the
+same minibatch schedule: a per-generation seed, from which every member's (or the
+whole population's) ``torch.Generator`` is made. The Dask backend lives in
+:mod:`hybrid.distributed`; :func:`open_cluster` opens it once per search.
 """
 
 from __future__ import annotations
@@ -18,28 +21,62 @@ import torch
 
 from genomes import Genome
 
-from .metrics import Metrics, evaluate_genome
-from .train import TrainConfig, TrainResult, train_genome
+from .metrics import Metrics
+from .population import Trained, evaluate_population, train_population
+from .train import TrainConfig, TrainResult
 
 if TYPE_CHECKING:
     from .config import ParallelConfig
     from .distributed import DaskCluster
 
-__all__ = ["evaluate_members", "open_cluster", "train_members", "train_one"]
+__all__ = ["Trained", "evaluate_members", "join_trained", "open_cluster", "train_members", "train_one"]
 
 
-def _generator(seed: int, device: str) -> torch.Generator:
+def _generator(seed: int) -> torch.Generator:
+    # Always a CPU generator: the draws depend on the seed alone, not on the device.
     return torch.Generator(device="cpu").manual_seed(seed)
 
 
+def _tensor(a: Any, device: str) -> torch.Tensor | None:
+    return None if a is None else torch.tensor(a, device=device)
+
+
 def train_one(
-    genome: Genome, X: np.ndarray, y: np.ndarray, config: TrainConfig, seed: int, device: str, threads: int
-) -> tuple[Genome, TrainResult]:
-    """Train one genome with ``train_genome`` on a generator seeded with ``seed`` (a job's body)."""
+    genome: Genome,
+    X: np.ndarray,
+    y: np.ndarray,
+    config: TrainConfig,
+    seed: int,
+    device: str,
+    threads: int,
+    X_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+) -> Trained:
+    """Train one genome as a population of one on a generator seeded with ``seed`` (a job's body).
+
+    Returns:
+        A one-member :class:`~hybrid.population.Trained` (``validation`` None
+        without a validation split).
+    """
     torch.set_num_threads(threads)
-    Xt = torch.tensor(X, device=device)
-    yt = torch.tensor(y, device=device)
-    return train_genome(genome, Xt, yt, config, _generator(seed, device))
+    return train_population(
+        [genome],
+        _tensor(X, device),
+        _tensor(y, device),
+        config,
+        _generator(seed),
+        X_val=_tensor(X_val, device),
+        y_val=_tensor(y_val, device),
+    )
+
+
+def join_trained(parts: Sequence[Trained]) -> Trained:
+    """One ``Trained`` from several in order (validation None if any part has none)."""
+    genomes = [g for p in parts for g in p.genomes]
+    results = [r for p in parts for r in p.results]
+    if any(p.validation is None for p in parts):
+        return Trained(genomes, results)
+    return Trained(genomes, results, [m for p in parts for m in p.validation])
 
 
 def open_cluster(parallel: ParallelConfig) -> contextlib.AbstractContextManager[Any]:
@@ -69,7 +106,9 @@ def train_members(
     device: str = "cpu",
     threads: int = 1,
     cluster: DaskCluster | None = None,
-) -> tuple[list[Genome], list[TrainResult]]:
+    X_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+) -> tuple[list[Genome], list[TrainResult]] | Trained:
     """Train every genome for ``config.steps`` steps; return trained genomes and results.
 
     Args:
@@ -77,7 +116,8 @@ def train_members(
         X, y: the training split (numpy).
         config: training settings.
         seed: the generation's training seed (minibatches and gate noise).
-        engine: "batched" (one computation for all) or "loop" (one genome at a time).
+        engine: "batched" (one population for all) or "loop" (a population of one
+            per genome, each on a generator seeded with ``seed``).
         backend: "none" (in process), "joblib" (``workers`` processes, per genome) or
             "dask" (``cluster``; see :mod:`hybrid.distributed`).
         workers: joblib processes; for "dask" without ``cluster``, the processes
@@ -85,34 +125,58 @@ def train_members(
         device: torch device.
         threads: torch intra-op threads (per worker for joblib and dask).
         cluster: the open Dask cluster for backend "dask" (see :func:`open_cluster`).
+        X_val, y_val: a validation split (numpy), evaluated from the engine that
+            trained each genome (no second packing).
+
+    Returns:
+        Without ``X_val``: ``(genomes, results)``. With it: a
+        :class:`~hybrid.population.Trained` ``(genomes, results, validation)``,
+        ``validation`` holding each returned genome's ``Metrics`` on the validation split.
 
     Raises:
         ConfigError: backend "dask" without the ``distributed`` package.
         ClusterError: a Dask scheduler cannot be reached or its workers keep dying.
     """
+    out = _train(genomes, X, y, config, seed, engine, backend, workers, device, threads, cluster, X_val, y_val)
+    return out if X_val is not None else (list(out.genomes), list(out.results))
+
+
+def _train(
+    genomes: Sequence[Genome],
+    X: np.ndarray,
+    y: np.ndarray,
+    config: TrainConfig,
+    seed: int,
+    engine: str,
+    backend: str,
+    workers: int,
+    device: str,
+    threads: int,
+    cluster: DaskCluster | None,
+    X_val: np.ndarray | None,
+    y_val: np.ndarray | None,
+) -> Trained:
+    val = {"X_val": X_val, "y_val": y_val}
     if backend == "dask":
+        kw = {"engine": engine, "device": device, "threads": threads, **val}
         if cluster is None:
             from .distributed import DaskCluster
 
             with DaskCluster(None, workers) as local:
-                return local.train(genomes, X, y, config, seed, engine=engine, device=device, threads=threads)
-        return cluster.train(genomes, X, y, config, seed, engine=engine, device=device, threads=threads)
+                return local.train(genomes, X, y, config, seed, **kw)
+        return cluster.train(genomes, X, y, config, seed, **kw)
     if backend == "joblib":
         from joblib import Parallel, delayed
 
-        out = Parallel(n_jobs=workers, backend="loky")(
-            delayed(train_one)(g, X, y, config, seed, device, threads) for g in genomes
+        parts = Parallel(n_jobs=workers, backend="loky")(
+            delayed(train_one)(g, X, y, config, seed, device, threads, X_val, y_val) for g in genomes
         )
-        return [g for g, _ in out], [r for _, r in out]
+        return join_trained(parts)
     if engine == "batched":
-        from .population import train_population
-
-        Xt = torch.tensor(X, device=device)
-        yt = torch.tensor(y, device=device)
-        trained, results = train_population(list(genomes), Xt, yt, config, _generator(seed, device))
-        return list(trained), list(results)
-    out = [train_one(g, X, y, config, seed, device, threads) for g in genomes]
-    return [g for g, _ in out], [r for _, r in out]
+        vt = {k: _tensor(v, device) for k, v in val.items()}
+        Xt, yt = _tensor(X, device), _tensor(y, device)
+        return train_population(list(genomes), Xt, yt, config, _generator(seed), **vt)
+    return join_trained([train_one(g, X, y, config, seed, device, threads, X_val, y_val) for g in genomes])
 
 
 def evaluate_members(
@@ -124,13 +188,11 @@ def evaluate_members(
     engine: str = "batched",
     device: str = "cpu",
 ) -> list[Metrics]:
-    """Evaluate every genome (deterministic gates) on ``(X, y)``."""
-    Xt = torch.tensor(X, device=device)
-    yt = torch.tensor(y, device=device)
+    """Evaluate every genome (deterministic gates) on ``(X, y)`` through the population engine.
+
+    ``engine`` "batched" packs all genomes at once; "loop" evaluates populations of one.
+    """
+    Xt, yt = _tensor(X, device), _tensor(y, device)
     if engine == "batched":
-        from .population import evaluate_population
-
         return list(evaluate_population(list(genomes), Xt, yt, config))
-    return [evaluate_genome(g, Xt, yt, config) for g in genomes]
-
-
+    return [evaluate_population([g], Xt, yt, config)[0] for g in genomes]

@@ -71,9 +71,12 @@ def score_champion(
     stop_reason: str,
     elapsed_s: float,
 ) -> SearchResult:
-    """Score the champion on the test split; write ``best/genome.json`` and ``best/metrics.json``."""
+    """Score the champion on the test split; write ``best/genome.json`` and ``best/metrics.json``.
+
+    Scored by the population engine that chose it on validation (a population of one).
+    """
     genome = from_dict(champion["genome"])
-    (test,) = evaluate_members([genome], task.X_test, task.y_test, config, engine="loop", device=device)
+    (test,) = evaluate_members([genome], task.X_test, task.y_test, config, device=device)
     classify = task.kind == "classification"
     test_metric = float(test.accuracy) if classify else -float(test.loss)
     metrics = {

@@ -14,10 +14,11 @@ workers happened to be up. Each shard replays exactly what the in-process batche
 engine does for those members inside the whole population: the same minibatches
 (drawn from the generation's seed) and, for hard-concrete gates, its columns of
 the whole population's noise (see :func:`gate_columns`). With the loop engine each
-job is one member trained by ``train_genome``, exactly as the local joblib backend
-trains it.
+job is one member trained as a population of one (:func:`hybrid.backends.train_one`),
+exactly as the local joblib backend trains it. Given a validation split, each job
+also evaluates its members on it from the engine that trained them.
 
-Data travels once: the training split is scattered to every worker (broadcast)
+Data travels once: the training (and validation) split is scattered to every worker (broadcast)
 the first time it is seen and reused by every later generation; a job carries only
 its genomes. (The scheduler's active memory manager may drop idle replicas; a
 worker that needs the data again fetches it from a peer, not from the driver.) A
@@ -46,10 +47,11 @@ import torch
 
 from genomes import Genome
 
-from .backends import train_one
+from .backends import join_trained, train_one
 from .errors import ClusterError, ConfigError
-from .population import train_population
-from .train import TrainConfig, TrainResult
+from .gates import n_gates
+from .population import Trained, train_population
+from .train import TrainConfig
 
 __all__ = ["DaskCluster", "gate_columns", "train_shard"]
 
@@ -63,8 +65,7 @@ def gate_columns(genomes: Sequence[Genome]) -> list[int]:
     """Return where each member's gates start in the population's noise row, and the total.
 
     The batched engine lays gates out member-major, each member in
-    ``GenomeNet.gate_layout`` order: the input neurons, the hidden neurons, then one
-    gate per enabled feed-forward edge.
+    :func:`hybrid.gates.gate_layout` order.
 
     Returns:
         ``len(genomes) + 1`` offsets: member ``i``'s gates are columns
@@ -72,8 +73,7 @@ def gate_columns(genomes: Sequence[Genome]) -> list[int]:
     """
     out = [0]
     for g in genomes:
-        nodes = sum(int(a["width"]) for _, a in g.graph.nodes(data=True) if a["role"] != "output")
-        out.append(out[-1] + nodes + g.active_graph().number_of_edges())
+        out.append(out[-1] + n_gates(g))
     return out
 
 
@@ -86,7 +86,9 @@ def train_shard(
     columns: tuple[int, int, int],
     device: str,
     threads: int,
-) -> tuple[list[Genome], list[TrainResult]]:
+    X_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+) -> Trained:
     """Train a slice of the population as the batched engine trains it within the whole.
 
     The twin of ``hybrid.population.train_population`` for a slice: the same
@@ -102,14 +104,18 @@ def train_shard(
         columns: ``(first, end, total)`` gate columns of the slice and the noise row width.
         device: torch device.
         threads: torch intra-op threads.
+        X_val, y_val: a validation split to evaluate the slice on (optional).
 
     Returns:
-        ``(genomes, results)`` as ``train_population`` returns them.
+        The slice's :class:`~hybrid.population.Trained`, as ``train_population`` returns it.
     """
     torch.set_num_threads(threads)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     X_t, y_t = torch.tensor(X, device=device), torch.tensor(y, device=device)
-    return train_population(genomes, X_t, y_t, config, generator, noise_columns=columns)
+    val = {}
+    if X_val is not None:
+        val = {"X_val": torch.tensor(X_val, device=device), "y_val": torch.tensor(y_val, device=device)}
+    return train_population(genomes, X_t, y_t, config, generator, noise_columns=columns, **val)
 
 
 def _import_distributed() -> Any:
@@ -179,7 +185,7 @@ class DaskCluster:
         distributed = _import_distributed()
         self.workers = workers
         self._local = None
-        self._data: tuple[np.ndarray, np.ndarray, Any, Any] | None = None
+        self._data: tuple[tuple[Any, ...], list[Any]] | None = None  # (arrays, their futures)
         if address is None:
             self._local = distributed.LocalCluster(
                 n_workers=workers,
@@ -220,14 +226,15 @@ class DaskCluster:
             self._local.close()
             self._local = None
 
-    def _scattered(self, X: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
-        """Return futures of ``X`` and ``y``, scattering them the first time or once lost."""
+    def _scattered(self, *arrays: np.ndarray | None) -> list[Any]:
+        """Return futures of ``arrays`` (None stays None), scattering them the first time or once lost."""
         d = self._data
-        live = d is not None and all(f.status == "finished" for f in d[2:])
-        if not live or d[0] is not X or d[1] is not y:
-            fx, fy = self.client.scatter([X, y], broadcast=True, hash=False)
-            self._data = (X, y, fx, fy)
-        return self._data[2], self._data[3]
+        live = d is not None and all(f.status == "finished" for f in d[1] if f is not None)
+        if not live or len(d[0]) != len(arrays) or any(a is not b for a, b in zip(d[0], arrays, strict=True)):
+            given = [a for a in arrays if a is not None]
+            it = iter(self.client.scatter(given, broadcast=True, hash=False))
+            self._data = (arrays, [None if a is None else next(it) for a in arrays])
+        return self._data[1]
 
     def _submit(
         self,
@@ -239,11 +246,15 @@ class DaskCluster:
         engine: str,
         device: str,
         threads: int,
+        fxv: Any = None,
+        fyv: Any = None,
     ) -> list[Any]:
         """Submit a generation's jobs: ``workers`` shards (batched engine) or one per genome."""
         if engine != "batched":
             return [
-                self.client.submit(train_one, g, fx, fy, config, seed, device, threads, pure=False)
+                self.client.submit(
+                    train_one, g, fx, fy, config, seed, device, threads, fxv, fyv, pure=False
+                )
                 for g in genomes
             ]
         cols = gate_columns(genomes)
@@ -253,7 +264,7 @@ class DaskCluster:
         futures = []
         for a, b in zip(bounds[:-1], bounds[1:], strict=True):
             span = (cols[a], cols[b], cols[-1])
-            args = (list(genomes[a:b]), fx, fy, config, seed, span, device, threads)
+            args = (list(genomes[a:b]), fx, fy, config, seed, span, device, threads, fxv, fyv)
             futures.append(self.client.submit(train_shard, *args, pure=False))
         return futures
 
@@ -268,8 +279,10 @@ class DaskCluster:
         engine: str = "batched",
         device: str = "cpu",
         threads: int = 1,
-    ) -> tuple[list[Genome], list[TrainResult]]:
-        """Train every genome on the cluster; return trained genomes and results in order.
+        X_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
+    ) -> Trained:
+        """Train every genome on the cluster; return trained genomes, results (and validation) in order.
 
         A job whose worker dies is rerun by the scheduler. If the training data is
         lost with it (the scheduler's active memory manager keeps one replica of
@@ -285,6 +298,11 @@ class DaskCluster:
             engine: "batched" (``workers`` shards) or "loop" (one job per genome).
             device: torch device on the workers.
             threads: torch intra-op threads per job.
+            X_val, y_val: a validation split, scattered with the training split; each
+                job evaluates its members on it.
+
+        Returns:
+            A :class:`~hybrid.population.Trained`; ``validation`` None without ``X_val``.
 
         Raises:
             ClusterError: a job's workers kept dying (more than
@@ -293,8 +311,8 @@ class DaskCluster:
         """
         distributed = _import_distributed()
         for attempt in range(RESUBMISSIONS + 1):
-            fx, fy = self._scattered(X, y)
-            futures = self._submit(genomes, fx, fy, config, seed, engine, device, threads)
+            fx, fy, fxv, fyv = self._scattered(X, y, X_val, y_val)
+            futures = self._submit(genomes, fx, fy, config, seed, engine, device, threads, fxv, fyv)
             try:
                 out = self.client.gather(futures)
                 break
@@ -313,6 +331,4 @@ class DaskCluster:
                 self._data = None
             finally:  # no-op once gathered; stops the other jobs on an error or Ctrl-C
                 self.client.cancel(futures)
-        if engine == "batched":
-            return [g for gs, _ in out for g in gs], [r for _, rs in out for r in rs]
-        return [g for g, _ in out], [r for _, r in out]
+        return join_trained(out)

@@ -23,19 +23,27 @@ same noise compute the same gates.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
 from genomes.gates import BETA, GAMMA, GATE_KINDS, ZETA
 
+if TYPE_CHECKING:
+    from genomes import Genome
+
 __all__ = [
     "NOISE_EPS",
+    "GateRun",
     "check_gate_kind",
     "draw_gate_noise",
+    "gate_layout",
     "gate_value",
+    "gate_values",
     "hard_concrete_sample",
+    "n_gates",
     "open_probability",
-    "training_gate",
 ]
 
 #: Uniform noise is clamped to ``[NOISE_EPS, 1 - NOISE_EPS]`` so its logit stays finite.
@@ -84,23 +92,64 @@ def hard_concrete_sample(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return torch.clamp(s * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
 
 
-def training_gate(logits: torch.Tensor, kind: str, u: torch.Tensor | None) -> torch.Tensor:
-    """Return the gate values used while training.
+def gate_values(
+    logits: torch.Tensor, kind: str, noise: torch.Tensor | None = None, training: bool = False
+) -> torch.Tensor:
+    """Return the gate values a forward pass uses (``GenomeNet`` and the population engine).
 
-    Sigmoid gates ignore ``u`` (they are deterministic); hard-concrete gates need it.
+    Deterministic (:func:`gate_value`) at evaluation and always for sigmoid gates;
+    a hard-concrete sample from uniform ``noise`` when training hard-concrete gates.
 
     Raises:
-        ValueError: for hard-concrete gates without noise.
+        ValueError: for training-mode hard-concrete gates without noise.
 
     Shape:
-        logits, u: any shape, equal; the output has the same shape.
+        logits, noise: any shape, equal; the output has the same shape.
     """
-    if kind == "sigmoid":
-        return torch.sigmoid(logits)
-    check_gate_kind(kind)
-    if u is None:
-        raise ValueError("hard_concrete gates need uniform noise while training, got none")
-    return hard_concrete_sample(logits, u)
+    if training and kind == "hard_concrete":
+        if noise is None:
+            raise ValueError("hard_concrete gates in training need uniform noise, got None")
+        return hard_concrete_sample(logits, noise.to(logits.device, logits.dtype))
+    return gate_value(logits, kind)
+
+
+class GateRun(NamedTuple):
+    """One run of consecutive gates in a genome's gate layout.
+
+    Attributes:
+        key: a node id (its neuron gates) or an edge ``(source, destination)`` (one gate).
+        size: how many gates (the node's width, or 1 for an edge).
+    """
+
+    key: int | tuple[int, int]
+    size: int
+
+
+def gate_layout(genome: Genome, order: Sequence[int] | None = None) -> tuple[GateRun, ...]:
+    """Return the order of a genome's gates: noise columns, logit vectors, member slices.
+
+    The input node's neuron gates, then each hidden node's neuron gates in
+    ``genome.topological_order()``, then one gate per enabled feed-forward edge by
+    innovation number (``genome.enabled_edges()``). The output node has no gate.
+    ``GenomeNet``, the population engine (each member one contiguous run, member
+    after member) and the Dask shards all use this order, so one noise row feeds
+    the same gate in every engine.
+
+    Args:
+        genome: a valid genome.
+        order: ``genome.topological_order()`` if the caller has it already (it is
+            the costly part, and packing a population needs it anyway).
+    """
+    g = genome.graph
+    order = genome.topological_order() if order is None else order
+    hidden = [n for n in order if g.nodes[n]["role"] == "hidden"]
+    nodes = [GateRun(n, int(g.nodes[n]["width"])) for n in [genome.input_id, *hidden]]
+    return (*nodes, *(GateRun(e, 1) for e in genome.enabled_edges()))
+
+
+def n_gates(genome: Genome) -> int:
+    """Return how many gates ``genome`` has (the width of its noise row)."""
+    return sum(run.size for run in gate_layout(genome))
 
 
 def open_probability(logits: torch.Tensor, kind: str) -> torch.Tensor:

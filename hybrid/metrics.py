@@ -1,8 +1,10 @@
-"""Task losses and evaluation of a genome: loss, accuracy, size and cost.
+"""Task losses, data checks and the :class:`Metrics` of a genome: loss, accuracy, size and cost.
 
-Evaluation always uses the deterministic gate values (``net.eval()``), the ones
-fitness, lineage figures and export use. Complexity (active parameters, FLOPs)
-comes from ``genomes.active_structure``: only open gates count.
+Evaluation always uses the deterministic gate values, the ones fitness, lineage
+figures and export use; it runs through the population engine
+(:func:`hybrid.population.evaluate_population`; one genome is a population of one).
+Complexity (active parameters, FLOPs) comes from ``genomes.active_structure``:
+only open gates count.
 """
 
 from __future__ import annotations
@@ -14,10 +16,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from genomes import Genome, active_structure
+from genomes import Genome
 
 from .errors import DataError
-from .net import GenomeNet
 
 if TYPE_CHECKING:
     from .train import TrainConfig
@@ -27,8 +28,6 @@ __all__ = [
     "Metrics",
     "check_data",
     "evaluate_genome",
-    "evaluate_net",
-    "metrics_of",
     "task_loss",
 ]
 
@@ -124,53 +123,19 @@ def check_data(
     return X, y
 
 
-@torch.no_grad()
-def evaluate_net(
-    net: GenomeNet, X: torch.Tensor, y: torch.Tensor, loss: str
-) -> tuple[float, float | None]:
-    """Return ``(mean loss, accuracy or None)`` of ``net`` with deterministic gates.
-
-    The net's training/eval mode is restored afterwards.
-
-    Shape:
-        X: (N, n_inputs); y: (N,) or (N, n_outputs).
-    """
-    was_training = net.training
-    net.eval()
-    try:
-        out = net(X)
-    finally:
-        net.train(was_training)
-    value = float(task_loss(out, y, loss))
-    accuracy = float((out.argmax(dim=1) == y).float().mean()) if loss == "cross_entropy" else None
-    return value, accuracy
-
-
 def evaluate_genome(genome: Genome, X: Any, y: Any, config: TrainConfig) -> Metrics:
     """Return the metrics of ``genome`` on ``(X, y)`` with deterministic gates.
 
+    A population of one through :func:`hybrid.population.evaluate_population`.
+
     Args:
         genome: a valid genome (not modified).
-        X, y: a data split (see :func:`check_data`); the net runs on ``X``'s device.
+        X, y: a data split (see :func:`check_data`); evaluated on ``X``'s device.
         config: gives the gate kind and the loss.
 
     Raises:
         DataError: if the data does not fit the genome or the loss.
     """
-    X, y = check_data(X, y, genome.n_inputs, genome.n_outputs, config.loss)
-    net = GenomeNet(genome, config.gate).to(device=X.device, dtype=X.dtype)
-    return metrics_of(genome, net, X, y, config)
+    from .population import evaluate_population  # the population package imports this module
 
-
-def metrics_of(
-    genome: Genome, net: GenomeNet, X: torch.Tensor, y: torch.Tensor, config: TrainConfig
-) -> Metrics:
-    """Return :class:`Metrics` of ``net`` (built from, or written back to, ``genome``)."""
-    value, accuracy = evaluate_net(net, X, y, config.loss)
-    live = active_structure(genome, config.gate)
-    return Metrics(
-        loss=value,
-        accuracy=accuracy,
-        active_parameters=live.n_parameters,
-        flops=live.flops,
-    )
+    return evaluate_population([genome], X, y, config)[0]

@@ -24,13 +24,7 @@ from torch import nn
 from genomes import Genome, GenomeError
 
 from .activations import TORCH_ACTIVATIONS
-from .gates import (
-    check_gate_kind,
-    draw_gate_noise,
-    gate_value,
-    hard_concrete_sample,
-    open_probability,
-)
+from .gates import check_gate_kind, draw_gate_noise, gate_layout, gate_values, open_probability
 
 __all__ = ["GenomeNet", "write_back"]
 
@@ -62,7 +56,7 @@ class GenomeNet(nn.Module):
     values; in training mode with ``hard_concrete`` gates, one stochastic sample
     per gate per forward from uniform noise that is either passed to ``forward``
     (one row of :func:`hybrid.gates.draw_gate_noise`, laid out as
-    :attr:`gate_layout`) or drawn from ``generator``.
+    :func:`hybrid.gates.gate_layout`) or drawn from ``generator``.
 
     Args:
         genome: a valid genome (only read).
@@ -105,8 +99,7 @@ class GenomeNet(nn.Module):
         g = genome.graph
         active = genome.active_graph()
         inv = {e: g.edges[e]["innovation"] for e in active.edges}
-        gate_keys: list[str] = [_node_key(self._input, "gate")]
-        self.nodes[gate_keys[0]] = _param(g.nodes[self._input]["gate"])
+        self.nodes[_node_key(self._input, "gate")] = _param(g.nodes[self._input]["gate"])
         plan = []
         for n in genome.topological_order():
             a = g.nodes[n]
@@ -117,7 +110,6 @@ class GenomeNet(nn.Module):
             if a["role"] == "hidden":
                 node_gate = _node_key(n, "gate")
                 self.nodes[node_gate] = _param(a["gate"])
-                gate_keys.append(node_gate)
             incoming = []
             for s in sorted(active.predecessors(n), key=lambda s, n=n: inv[s, n]):
                 e = g.edges[s, n]
@@ -125,11 +117,12 @@ class GenomeNet(nn.Module):
                 self.edges[_edge_key(s, n, "gate")] = _param(e["gate"])
                 incoming.append((s, _edge_key(s, n, "weight"), _edge_key(s, n, "gate")))
             plan.append((n, a["activation"], _node_key(n, "bias"), node_gate, tuple(incoming)))
-        # Edge gates after the neuron gates, by innovation number.
-        gate_keys += [_edge_key(s, d, "gate") for s, d in sorted(inv, key=inv.__getitem__)]
         self._plan = tuple(plan)
-        self._gate_keys = tuple(gate_keys)
-        self._gate_sizes = tuple(self._get(k).numel() for k in gate_keys)
+        runs = gate_layout(genome)
+        self._gate_keys = tuple(
+            _node_key(k, "gate") if isinstance(k, int) else _edge_key(*k, "gate") for k, _ in runs
+        )
+        self._gate_sizes = tuple(size for _, size in runs)
         self._labels = {
             n: f"{n}: {a['activation'] if a['role'] == 'hidden' else a['role']}[{a['width']}]"
             for n, a in g.nodes(data=True)
@@ -137,13 +130,9 @@ class GenomeNet(nn.Module):
 
     # ------------------------------------------------------------------ gates
     @property
-    def gate_layout(self) -> tuple[tuple[str, int], ...]:
-        """``(parameter key, size)`` of every gate in noise order.
-
-        The input gate, then each hidden node's neuron gates in topological order,
-        then the enabled edges' gates by innovation number.
-        """
-        return tuple(zip(self._gate_keys, self._gate_sizes, strict=True))
+    def gate_keys(self) -> tuple[str, ...]:
+        """Parameter key of every gate run, in :func:`hybrid.gates.gate_layout` order."""
+        return self._gate_keys
 
     @property
     def n_gates(self) -> int:
@@ -154,11 +143,11 @@ class GenomeNet(nn.Module):
         return self.nodes[key] if key[0] == "n" else self.edges[key]
 
     def gate_parameters(self) -> list[nn.Parameter]:
-        """Return the gate logit parameters in :attr:`gate_layout` order."""
+        """Return the gate logit parameters in :func:`hybrid.gates.gate_layout` order."""
         return [self._get(k) for k in self._gate_keys]
 
     def gate_logits(self) -> torch.Tensor:
-        """Return every gate logit, concatenated in :attr:`gate_layout` order.
+        """Return every gate logit, concatenated in :func:`hybrid.gates.gate_layout` order.
 
         Shape:
             (n_gates,)
@@ -175,17 +164,14 @@ class GenomeNet(nn.Module):
             ValueError: if noise is needed and there is neither noise nor a generator.
         """
         logits = self.gate_logits()
-        if self.training and self.gate == "hard_concrete":
-            if noise is None:
-                if self.generator is None:
-                    raise ValueError(
-                        "hard_concrete gates in training mode need noise or a generator, got neither "
-                        "(net.eval() gives the deterministic gates)"
-                    )
-                noise = draw_gate_noise(logits.numel(), 1, self.generator)[0]
-            values = hard_concrete_sample(logits, noise.to(logits.device, logits.dtype))
-        else:
-            values = gate_value(logits, self.gate)
+        if self.training and self.gate == "hard_concrete" and noise is None:
+            if self.generator is None:
+                raise ValueError(
+                    "hard_concrete gates in training mode need noise or a generator, got neither "
+                    "(net.eval() gives the deterministic gates)"
+                )
+            noise = draw_gate_noise(logits.numel(), 1, self.generator)[0]
+        values = gate_values(logits, self.gate, noise, self.training)
         return dict(zip(self._gate_keys, values.split(self._gate_sizes), strict=True))
 
     def penalty(self) -> torch.Tensor:

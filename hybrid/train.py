@@ -1,38 +1,38 @@
-"""Train one genome's weights and gates by gradient descent, then write them back.
+"""How a genome is trained: the settings, the result, and ``train_genome``.
 
-The single-genome engine and the reference the population engine is held to.
-Optimiser: AdamW (Loshchilov & Hutter 2019, "Decoupled Weight Decay
-Regularization"), decay on edge weights only. Per step::
+There is one training loop, :func:`hybrid.population.train_engine`; a single genome
+is trained as a population of one (:func:`train_genome`). Optimiser: AdamW
+(Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization"), decay on edge
+weights only. Per step and member::
 
-    loss = mean task loss over the minibatch + config.penalty * net.penalty()
+    loss = mean task loss over the minibatch + config.penalty * penalty
 
-``net.penalty()`` is the expected number of open L0 gates (Louizos, Welling &
-Kingma 2018, "Learning Sparse Neural Networks through L0 Regularization") or the
-sum of the sigmoid gates. A loss that turns NaN/inf stops training and the genome
-is returned unchanged with status ``"failed"``; nothing is raised.
+the penalty being the expected number of open L0 gates (Louizos, Welling & Kingma
+2018, "Learning Sparse Neural Networks through L0 Regularization") or the sum of
+the sigmoid gates. A loss that turns NaN/inf stops that member's training and the
+genome is returned unchanged with status ``"failed"``; nothing is raised.
 
-Randomness: :func:`train_genome` draws from its one generator first the minibatch
-schedule (:func:`hybrid.batches.minibatch_indices`), then, for hard-concrete gates,
-all the gate noise at once (:func:`hybrid.gates.draw_gate_noise`, one row per step).
-:func:`train_net` takes both explicitly, so another engine can replay the same steps.
+Randomness: one generator gives first the minibatch schedule
+(:func:`hybrid.batches.minibatch_indices`), then, for hard-concrete gates, all the
+gate noise at once (:func:`hybrid.gates.draw_gate_noise`, one row per step, laid
+out by :func:`hybrid.gates.gate_layout`). ``GenomeNet`` (:mod:`hybrid.net`) is the
+single-genome ``nn.Module`` the engine is held to in the tests.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 
 from genomes import Genome
 
-from .batches import minibatch_indices
 from .errors import ConfigError
-from .gates import check_gate_kind, draw_gate_noise
-from .metrics import LOSSES, Metrics, check_data, metrics_of, task_loss
-from .net import GenomeNet, write_back
+from .gates import check_gate_kind
+from .metrics import LOSSES, Metrics
 
-__all__ = ["TrainConfig", "TrainResult", "train_genome", "train_net"]
+__all__ = ["LOSS_WINDOW", "TrainConfig", "TrainResult", "train_genome"]
 
 #: How many final steps ``TrainResult.train_loss`` averages (smooths minibatch noise).
 LOSS_WINDOW = 10
@@ -79,7 +79,7 @@ class TrainResult:
         train_loss: mean task loss (no penalty) of the last ``LOSS_WINDOW`` steps,
             training-mode gates; the non-finite loss if failed; NaN after 0 steps.
         metrics: the trained genome on the training data, deterministic gates
-            (None from :func:`train_net` and when failed).
+            (None from :func:`hybrid.population.train_engine`, and when training failed).
     """
 
     status: Literal["ok", "failed"]
@@ -88,96 +88,15 @@ class TrainResult:
     metrics: Metrics | None = None
 
 
-def _optimizer(net: GenomeNet, config: TrainConfig) -> torch.optim.AdamW:
-    # Decay shrinks weights only: decaying gate logits would drift them to half open.
-    weights = list(net.edges[k] for k in net.edges if k.endswith("_weight"))
-    ids = {id(p) for p in weights}
-    others = [p for p in net.parameters() if id(p) not in ids]
-    groups = [
-        {"params": weights, "weight_decay": config.weight_decay},
-        {"params": others, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=config.lr)
-
-
-def train_net(
-    net: GenomeNet,
-    X: torch.Tensor,
-    y: torch.Tensor,
-    config: TrainConfig,
-    batches: torch.Tensor,
-    noise_generator: torch.Generator | None = None,
-) -> TrainResult:
-    """Train ``net`` in place on the given minibatch schedule.
-
-    The lower-level entry: the caller builds the net and the schedule, so another
-    engine can replay exactly these steps. Step ``t`` uses samples ``batches[t]``
-    and, for hard-concrete gates, noise row ``t`` of
-    ``draw_gate_noise(net.n_gates, len(batches), noise_generator)`` (drawn once,
-    before the first step). The net's train/eval mode is restored afterwards; on
-    failure its parameters are those before the failing step.
-
-    Args:
-        net: the network to train (its gate kind should be ``config.gate``).
-        X: inputs in the net's dtype, on its device.
-        y: targets (see :func:`hybrid.metrics.check_data`).
-        config: optimiser, penalty and loss settings (``steps`` and
-            ``batch_size`` are read off ``batches``).
-        batches: sample indices per step.
-        noise_generator: source of the hard-concrete gate noise (unused for sigmoid).
-
-    Returns:
-        A ``TrainResult`` with ``metrics`` None.
-
-    Raises:
-        ValueError: for hard-concrete gates without a noise generator.
-
-    Shape:
-        X: (N, n_inputs); y: (N,) or (N, n_outputs); batches: (steps, B).
-    """
-    steps = batches.shape[0]
-    batches = batches.to(X.device)
-    noise = None
-    if net.gate == "hard_concrete":
-        if noise_generator is None:
-            raise ValueError("hard_concrete gates need a noise_generator, got None")
-        noise = draw_gate_noise(net.n_gates, steps, noise_generator, device=X.device)
-    optimizer = _optimizer(net, config)
-    losses = torch.empty(steps, dtype=X.dtype, device=X.device)
-    was_training = net.training
-    net.train()
-    done, status, failed_loss = 0, "ok", float("nan")
-    try:
-        for t in range(steps):
-            idx = batches[t]
-            out = net(X[idx], None if noise is None else noise[t])
-            task = task_loss(out, y[idx], config.loss)
-            loss = task + config.penalty * net.penalty() if config.penalty else task
-            if not torch.isfinite(loss):  # one host sync per step: the price of stopping at once
-                status, failed_loss = "failed", float(loss.detach())
-                break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses[t] = task.detach()
-            done = t + 1
-    finally:
-        net.train(was_training)
-    if status == "failed":
-        return TrainResult(status="failed", steps=done, train_loss=failed_loss)
-    window = losses[max(0, done - LOSS_WINDOW) : done]
-    return TrainResult(status="ok", steps=done, train_loss=float(window.mean()))
-
-
 def train_genome(
     genome: Genome, X: Any, y: Any, config: TrainConfig, generator: torch.Generator
 ) -> tuple[Genome, TrainResult]:
     """Train a genome and return a new genome holding the trained values.
 
-    Builds a :class:`GenomeNet` on ``X``'s device, draws the minibatch schedule and
-    (hard-concrete gates) the gate noise from ``generator``, trains with
-    :func:`train_net`, writes back, and evaluates on ``(X, y)`` with deterministic
-    gates.
+    A population of one through :func:`hybrid.population.train_population`: the
+    minibatch schedule and (hard-concrete gates) the gate noise are drawn from
+    ``generator``, then the genome is trained, written back and evaluated on
+    ``(X, y)`` with deterministic gates, on ``X``'s device.
 
     Args:
         genome: a valid genome (not modified).
@@ -196,14 +115,7 @@ def train_genome(
     Shape:
         X: (N, n_inputs); y: (N,) or (N, n_outputs).
     """
-    X, y = check_data(X, y, genome.n_inputs, genome.n_outputs, config.loss)
-    net = GenomeNet(genome, config.gate).to(device=X.device, dtype=X.dtype)
-    batches = minibatch_indices(X.shape[0], config.batch_size, config.steps, generator)
-    result = train_net(net, X, y, config, batches, generator)
-    if result.status == "failed":
-        return genome, result
-    trained = write_back(genome, net)
-    metrics = metrics_of(trained, net, X, y, config)
-    if not torch.isfinite(torch.tensor(metrics.loss)):
-        return genome, replace(result, status="failed", metrics=metrics)
-    return trained, replace(result, metrics=metrics)
+    from .population import train_population  # the population package imports this module
+
+    out = train_population([genome], X, y, config, generator)
+    return out.genomes[0], out.results[0]

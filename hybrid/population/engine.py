@@ -2,7 +2,7 @@
 
 :class:`PopulationEngine` packs P genomes (:mod:`hybrid.population.layout`) and
 computes every member's output in one pass (:mod:`hybrid.population.program`). Each
-member computes exactly ``GenomeNet``'s function (``shared/DESIGN.md``); gates are
+member computes exactly ``GenomeNet``'s function (:mod:`hybrid.net`); gates are
 folded into the weights first::
 
     W_eff[r, c] = g(gate_e) * W_e[r, c] * g(gate_src[c])    (output node: no gate)
@@ -10,7 +10,7 @@ folded into the weights first::
 so the activation buffer holds ungated activations and the input is stored once
 for the whole population. Gate values come from :mod:`hybrid.gates`; the noise of
 training-mode hard-concrete gates is one row of ``draw_gate_noise(n_gates, ...)``
-whose member slices follow ``GenomeNet.gate_layout`` (so a one-member population
+whose member slices follow ``hybrid.gates.gate_layout`` (so a one-member population
 draws exactly what ``GenomeNet`` draws).
 """
 
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from genomes import Genome, GenomeError
 
-from ..gates import check_gate_kind, gate_value, hard_concrete_sample, open_probability
+from ..gates import check_gate_kind, gate_values, open_probability
 from .layout import Layout, pack
 from .program import GraphProgram, graph_apply
 
@@ -141,11 +141,7 @@ class PopulationEngine:
         Shape:
             noise: (n_gates,) -> (n_gates,)
         """
-        if training and self.gate == "hard_concrete":
-            if noise is None:
-                raise ValueError("hard_concrete gates in training need noise, got None")
-            return hard_concrete_sample(self.gates, noise.to(self.gates.device, self.gates.dtype))
-        return gate_value(self.gates, self.gate)
+        return gate_values(self.gates, self.gate, noise, training)
 
     def forward(
         self, x: torch.Tensor, noise: torch.Tensor | None = None, training: bool = False

@@ -7,7 +7,7 @@ padded layout):
   with them; padding entries are zero, are never written, and receive exactly zero
   gradient (their rows/columns meet zero activations or zero output gradients).
 * ``biases``: one per buffer row (padding rows zero).
-* ``gates``: member-major, each member in ``GenomeNet.gate_layout`` order (input
+* ``gates``: member-major, each member in :func:`hybrid.gates.gate_layout` order (input
   neurons, hidden neurons in topological order, edges by innovation number): a
   member's gates are one contiguous run, and a one-member population draws exactly
   ``GenomeNet``'s hard-concrete noise.
@@ -34,12 +34,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from genomes import ACTIVATION_IDS, Genome, GenomeError
 
-from .plan import Group, Node, plan
+from ..gates import gate_layout
+from .plan import Group, Node, Plan, plan
 
 __all__ = ["Layout", "MemberSlices", "pack"]
 
@@ -126,32 +128,172 @@ def _check(genomes: Sequence[Genome]) -> tuple[int, int]:
     return n_in, n_out
 
 
-def _describe(genome: Genome, m: int, gate0: int, nodes: list[Node], gates: list) -> tuple:
-    """Append ``genome``'s nodes and gates; return its slices and per-edge records."""
+class _Member(NamedTuple):
+    """One genome described for packing (gate offsets are population-wide)."""
+
+    edges: tuple[tuple[int, int], ...]  # enabled edges by innovation
+    bias_nodes: tuple[int, ...]  # hidden and output nodes, topological order
+    gate_nodes: tuple[int, ...]  # input node, then hidden nodes (gate_layout order)
+    first_gate: dict[int, int]  # first gate of each gate node
+    edge_gate: int  # first edge gate
+    gates: tuple[int, int]  # [start, end) of the member's gates
+    nodes: tuple[Node, ...]  # its hidden and output nodes, to place
+    gate_values: tuple[np.ndarray, ...]  # its gate logits, in gate_layout order
+
+
+def _describe(genome: Genome, m: int, gate0: int) -> _Member:
+    """Describe member ``m`` whose gates start at ``gate0`` of the population's gate vector."""
     g, inp = genome.graph, genome.input_id
-    active, edges, order = genome.active_graph(), genome.enabled_edges(), genome.topological_order()
-    depth = genome.depths()
-    gate_nodes = [inp] + [n for n in order if g.nodes[n]["role"] == "hidden"]
+    active, order, depth = genome.active_graph(), genome.topological_order(), genome.depths()
+    runs = gate_layout(genome, order)
+    edges = tuple(k for k, _ in runs if not isinstance(k, int))
+    gate_nodes = tuple(k for k, _ in runs if isinstance(k, int))
     first_gate, off = {}, gate0
     for n in gate_nodes:
         first_gate[n] = off
-        gates.append(g.nodes[n]["gate"])
         off += g.nodes[n]["width"]
-    gates.append(np.array([g.edges[e]["gate"] for e in edges], np.float32))
+    values = [g.nodes[n]["gate"] for n in gate_nodes]
+    values.append(np.array([g.edges[e]["gate"] for e in edges], np.float32))
     inv = {e: g.edges[e]["innovation"] for e in edges}
-    bias_nodes = [n for n in order if n != inp]
+    bias_nodes = tuple(n for n in order if n != inp)
+    nodes = []
     for n in bias_nodes:
         a = g.nodes[n]
         preds = sorted(active.predecessors(n), key=lambda s, n=n: inv[s, n])
-        sources = [(s, g.nodes[s]["width"]) for s in preds if s != inp]
+        sources = tuple((s, g.nodes[s]["width"]) for s in preds if s != inp)
         nodes.append(
             Node(m, n, depth[n], a["width"], ACTIVATION_IDS[a["activation"]], sources, inp in preds)
         )
-    return edges, bias_nodes, gate_nodes, first_gate, off
+    return _Member(
+        edges=edges,
+        bias_nodes=bias_nodes,
+        gate_nodes=gate_nodes,
+        first_gate=first_gate,
+        edge_gate=off,
+        gates=(gate0, off + len(edges)),
+        nodes=tuple(nodes),
+        gate_values=tuple(values),
+    )
+
+
+def _describe_all(genomes: Sequence[Genome]) -> list[_Member]:
+    """Describe every member, gate runs laid end to end member after member."""
+    out, gate0 = [], 0
+    for m, genome in enumerate(genomes):
+        out.append(_describe(genome, m, gate0))
+        gate0 = out[-1].gates[1]
+    return out
+
+
+class _Weights(NamedTuple):
+    """The padded weight vector and what indexes it (see :class:`Layout`)."""
+
+    values: np.ndarray
+    member: np.ndarray
+    pos: np.ndarray
+    starts: tuple[tuple[int, ...], ...]  # per member, start of each edge's entries in ``pos``
+    col_edge_gate: np.ndarray
+    col_src_gate: np.ndarray
+    in_edge_gate: np.ndarray
+    in_member: np.ndarray
+
+
+def _place_weights(
+    genomes: Sequence[Genome], members: list[_Member], pl: Plan, n_in: int, n_gates: int
+) -> _Weights:
+    """Scatter every enabled edge's weights into the padded vector; record their gate columns."""
+    sizes, p = pl.sizes, len(genomes)
+    w = np.zeros(sizes.padded, np.float32)
+    w_member = np.full(sizes.padded, p, np.int64)
+    col_edge = np.full(sizes.cols, n_gates, np.int64)
+    col_src = np.full(sizes.cols, n_gates, np.int64)
+    in_edge = np.full(sizes.input_rows, n_gates, np.int64)
+    in_member = np.zeros(sizes.input_rows, np.int64)
+    weight_pos, starts, n_w = [], [], 0
+    for m, mem in enumerate(members):
+        graph, inp = genomes[m].graph, genomes[m].input_id
+        offsets = _fan_in_offsets(mem.nodes)
+        starts_m = []
+        for k, (s, d) in enumerate(mem.edges):
+            dst = pl.places[m, d]
+            grp, values = pl.groups[dst.group], graph.edges[s, d]["weight"]
+            width, ws = values.shape
+            c = np.arange(ws)[None, :]
+            if s == inp:
+                rows = grp.in_row + dst.row - grp.row + np.arange(width)
+                pos = rows[:, None] * n_in + c
+                in_edge[rows] = mem.edge_gate + k
+                in_member[rows] = m
+            else:
+                koff = offsets[d][s]
+                kk, wd, i = grp.fan_in, grp.width, dst.slot
+                pos = grp.w_offset + (i * wd + np.arange(width)[:, None]) * kk + koff + c
+                cols = grp.col_offset + i * kk + koff + np.arange(ws)
+                col_edge[cols] = mem.edge_gate + k
+                col_src[cols] = mem.first_gate[s] + np.arange(ws)
+            pos = pos.reshape(-1)
+            w[pos] = values.reshape(-1)
+            w_member[pos] = m
+            weight_pos.append(pos)
+            starts_m.append(n_w)
+            n_w += pos.size
+        starts.append(tuple(starts_m))
+    return _Weights(
+        values=w,
+        member=w_member,
+        pos=np.concatenate(weight_pos).astype(np.int64) if weight_pos else np.zeros(0, np.int64),
+        starts=tuple(starts),
+        col_edge_gate=col_edge,
+        col_src_gate=col_src,
+        in_edge_gate=in_edge,
+        in_member=in_member,
+    )
+
+
+def _fan_in_offsets(nodes: Sequence[Node]) -> dict[int, dict[int, int]]:
+    """Each node's column offset of every non-input source within its fan-in."""
+    out = {}
+    for nd in nodes:
+        at, offs = 0, {}
+        for s, w in nd.sources:
+            offs[s] = at
+            at += w
+        out[nd.node] = offs
+    return out
+
+
+class _Biases(NamedTuple):
+    values: np.ndarray
+    member: np.ndarray
+    row: np.ndarray  # buffer row of each real bias, member-major, topological order
+    starts: tuple[tuple[int, ...], ...]  # per member, start of each node's entries in ``row``
+
+
+def _place_biases(genomes: Sequence[Genome], members: list[_Member], pl: Plan) -> _Biases:
+    """Put every hidden and output node's biases on its buffer rows."""
+    n_rows, p = pl.sizes.rows, len(genomes)
+    b = np.zeros(n_rows, np.float32)
+    b_member = np.full(n_rows, p, np.int64)
+    bias_row, starts, n_b = [], [], 0
+    for m, mem in enumerate(members):
+        starts_m = []
+        for n in mem.bias_nodes:
+            width = genomes[m].graph.nodes[n]["width"]
+            rows = pl.places[m, n].row + np.arange(width)
+            b[rows] = genomes[m].graph.nodes[n]["bias"]
+            b_member[rows] = m
+            bias_row.append(rows)
+            starts_m.append(n_b)
+            n_b += width
+        starts.append(tuple(starts_m))
+    return _Biases(b, b_member, np.concatenate(bias_row).astype(np.int64), tuple(starts))
 
 
 def pack(genomes: Sequence[Genome], merge_macs: float = 512.0) -> Layout:
     """Pack ``genomes`` into a :class:`Layout`.
+
+    Describes each member (:func:`hybrid.gates.gate_layout` order for its gates),
+    plans the buffer (:func:`.plan.plan`), then places the weights and the biases.
 
     Args:
         genomes: valid genomes sharing ``n_inputs`` and ``n_outputs`` (only read).
@@ -166,126 +308,52 @@ def pack(genomes: Sequence[Genome], merge_macs: float = 512.0) -> Layout:
     """
     n_in, n_out = _check(genomes)
     p = len(genomes)
-    nodes: list[Node] = []
-    gates: list[np.ndarray] = []
-    described, gate0 = [], 0
-    for m, genome in enumerate(genomes):
-        edges, bias_nodes, gate_nodes, first_gate, edge_gate0 = _describe(
-            genome, m, gate0, nodes, gates
+    members = _describe_all(genomes)
+    n_gates = members[-1].gates[1]
+    pl = plan([nd for mem in members for nd in mem.nodes], n_in, merge_macs)
+    wts = _place_weights(genomes, members, pl, n_in, n_gates)
+    bs = _place_biases(genomes, members, pl)
+    slices = tuple(
+        MemberSlices(
+            edges=mem.edges,
+            weight=wts.starts[m],
+            bias_nodes=mem.bias_nodes,
+            bias=bs.starts[m],
+            gate_nodes=mem.gate_nodes,
+            gate=tuple(mem.first_gate[n] for n in mem.gate_nodes),
+            edge_gate=mem.edge_gate,
+            gates=mem.gates,
         )
-        described.append((edges, bias_nodes, gate_nodes, first_gate, edge_gate0, gate0))
-        gate0 = edge_gate0 + len(edges)
-    n_g = gate0
-    levels, sizes = plan(nodes, n_in, merge_macs)
-    at = {(nd.member, nd.node): nd for nd in nodes}
-    # The group of a node is the last group starting at or before its first row.
-    groups = sorted((grp for lvl in levels for grp in lvl), key=lambda grp: grp.row)
-    starts = np.array([grp.row for grp in groups])
-
-    def group(nd: Node) -> Group:
-        return groups[int(np.searchsorted(starts, nd.row, side="right")) - 1]
-
-    n_padded, n_rows, n_cols, n_inp = (
-        sizes["padded"],
-        sizes["rows"],
-        sizes["cols"],
-        sizes["input_rows"],
+        for m, mem in enumerate(members)
     )
-    w = np.zeros(n_padded, np.float32)
-    w_member = np.full(n_padded, p, np.int64)
-    col_edge = np.full(n_cols, n_g, np.int64)
-    col_src = np.full(n_cols, n_g, np.int64)
-    in_edge = np.full(n_inp, n_g, np.int64)
-    in_member = np.zeros(n_inp, np.int64)
-    weight_pos, slices = [], []
-    n_w = 0
-    for m, (edges, bias_nodes, gate_nodes, first_gate, edge_gate0, g0) in enumerate(described):
-        graph, inp = genomes[m].graph, genomes[m].input_id
-        starts_w = []
-        for k, (s, d) in enumerate(edges):
-            dst, values = at[m, d], graph.edges[s, d]["weight"]
-            grp, ws = group(dst), values.shape[1]
-            r, c = np.arange(dst.width)[:, None], np.arange(ws)[None, :]
-            if s == inp:
-                rows = grp.in_row + dst.row - grp.row + np.arange(dst.width)
-                pos = rows[:, None] * n_in + c
-                in_edge[rows] = edge_gate0 + k
-                in_member[rows] = m
-            else:
-                koff = sum(wd for src, wd in dst.sources[: [x for x, _ in dst.sources].index(s)])
-                kk, wd, i = grp.fan_in, grp.width, dst.slot
-                pos = grp.w_offset + (i * wd + r) * kk + koff + c
-                cols = grp.col_offset + i * kk + koff + np.arange(ws)
-                col_edge[cols] = edge_gate0 + k
-                col_src[cols] = first_gate[s] + np.arange(ws)
-                grp.src[i * kk + koff : i * kk + koff + ws] = at[m, s].row + np.arange(ws)
-            pos = pos.reshape(-1)
-            w[pos] = values.reshape(-1)
-            w_member[pos] = m
-            weight_pos.append(pos)
-            starts_w.append(n_w)
-            n_w += pos.size
-        slices.append(
-            (tuple(edges), tuple(starts_w), bias_nodes, gate_nodes, first_gate, edge_gate0, g0)
-        )
-    for lvl in levels:
-        for grp in lvl:
-            grp.src[grp.src < 0] = n_rows  # padding reads the zero row
-    b = np.zeros(n_rows, np.float32)
-    b_member = np.full(n_rows, p, np.int64)
-    bias_row, members, n_b = [], [], 0
-    for m, (edges, starts_w, bias_nodes, gate_nodes, first_gate, edge_gate0, g0) in enumerate(
-        slices
-    ):
-        starts_b = []
-        for n in bias_nodes:
-            nd = at[m, n]
-            rows = nd.row + np.arange(nd.width)
-            b[rows] = genomes[m].graph.nodes[n]["bias"]
-            b_member[rows] = m
-            bias_row.append(rows)
-            starts_b.append(n_b)
-            n_b += nd.width
-        members.append(
-            MemberSlices(
-                edges=edges,
-                weight=starts_w,
-                bias_nodes=tuple(bias_nodes),
-                bias=tuple(starts_b),
-                gate_nodes=tuple(gate_nodes),
-                gate=tuple(first_gate[n] for n in gate_nodes),
-                edge_gate=edge_gate0,
-                gates=(g0, edge_gate0 + len(edges)),
-            )
-        )
-    gate_counts = [s.gates[1] - s.gates[0] for s in members]
+    gate_counts = [end - start for start, end in (mem.gates for mem in members)]
     return Layout(
         n_members=p,
         n_inputs=n_in,
         n_outputs=n_out,
-        weights=w,
-        biases=b,
-        gates=np.concatenate(gates).astype(np.float32, copy=False),
-        weight_member=w_member,
-        bias_member=b_member,
-        gate_member=np.repeat(np.arange(p), gate_counts).astype(np.int64),
-        weight_pos=np.concatenate(weight_pos).astype(np.int64)
-        if weight_pos
-        else np.zeros(0, np.int64),
-        bias_row=np.concatenate(bias_row).astype(np.int64),
-        col_edge_gate=col_edge,
-        col_src_gate=col_src,
-        in_edge_gate=in_edge,
-        in_member=in_member,
-        in_gate=np.array([[s.gates[0] + c for c in range(n_in)] for s in members], np.int64),
-        out_rows=np.concatenate(
-            [at[m, g.output_id].row + np.arange(n_out) for m, g in enumerate(genomes)]
+        weights=wts.values,
+        biases=bs.values,
+        gates=np.concatenate([v for mem in members for v in mem.gate_values]).astype(
+            np.float32, copy=False
         ),
-        levels=levels,
-        n_rows=n_rows,
-        n_input_rows=n_inp,
-        useful_macs=n_w,
-        executed_macs=sizes["executed"],
-        members=tuple(members),
+        weight_member=wts.member,
+        bias_member=bs.member,
+        gate_member=np.repeat(np.arange(p), gate_counts).astype(np.int64),
+        weight_pos=wts.pos,
+        bias_row=bs.row,
+        col_edge_gate=wts.col_edge_gate,
+        col_src_gate=wts.col_src_gate,
+        in_edge_gate=wts.in_edge_gate,
+        in_member=wts.in_member,
+        in_gate=np.array([[mem.gates[0] + c for c in range(n_in)] for mem in members], np.int64),
+        out_rows=np.concatenate(
+            [pl.places[m, g.output_id].row + np.arange(n_out) for m, g in enumerate(genomes)]
+        ),
+        levels=pl.levels,
+        n_rows=pl.sizes.rows,
+        n_input_rows=pl.sizes.input_rows,
+        useful_macs=int(wts.pos.size),
+        executed_macs=pl.sizes.executed,
+        members=slices,
         structure=tuple(g.structure_key() for g in genomes),
     )

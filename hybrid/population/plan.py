@@ -24,10 +24,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Group", "Node", "ladder", "plan"]
+__all__ = ["Group", "Node", "Place", "Plan", "Sizes", "ladder", "plan"]
 
 #: Sizes up to this stay exact (their buckets are small; merging pads them where it pays).
 LADDER_EXACT = 16
@@ -45,19 +46,25 @@ def ladder(n: int) -> int:
     return -(-n // step) * step
 
 
-@dataclass
+@dataclass(frozen=True)
 class Node:
-    """A hidden or output node to place (``row`` and ``slot`` are set by :func:`plan`)."""
+    """A hidden or output node of one member, to place in the buffer."""
 
     member: int
     node: int
     level: int
     width: int
     act: int
-    sources: list[tuple[int, int]]  # (source node, width) of non-input sources, fan-in order
+    sources: tuple[tuple[int, int], ...]  # (source node, width) of non-input sources, fan-in order
     has_input: bool
-    row: int = -1
-    slot: int = -1  # index within its bucket (-1: input-only group)
+
+
+class Place(NamedTuple):
+    """Where :func:`plan` put a node: buffer rows ``[row, row + width)``, its group and slot."""
+
+    row: int
+    group: int  # index into ``Plan.groups``
+    slot: int  # index within its bucket (-1: an input-only group)
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,46 @@ class Group:
     col_offset: int
     src: np.ndarray
     runs: tuple[tuple[int, int, int], ...]
+
+
+class Sizes(NamedTuple):
+    """Sizes of a plan: buffer rows (row ``rows`` is the zero row), input-block rows,
+    padded weight vector length, bucket columns and executed MACs per sample."""
+
+    rows: int
+    input_rows: int
+    padded: int
+    cols: int
+    executed: int
+
+
+class Plan(NamedTuple):
+    """The result of :func:`plan`.
+
+    Attributes:
+        levels: the groups of each level, in computation order.
+        groups: every group, in buffer-row order (``Place.group`` indexes it).
+        places: where each ``(member, node)`` went.
+        sizes: the plan's sizes.
+    """
+
+    levels: tuple[tuple[Group, ...], ...]
+    groups: tuple[Group, ...]
+    places: dict[tuple[int, int], Place]
+    sizes: Sizes
+
+
+class _Spec(NamedTuple):
+    """A group before its offsets are known."""
+
+    level: int
+    nodes: list[Node]
+    fan_in: int
+    width: int
+    row: int
+    n_rows: int
+    n_input_rows: int
+    widths: list[int]
 
 
 def _merge(keys: list[tuple[int, int, int]], merge_macs: float) -> list[list[int]]:
@@ -141,19 +188,13 @@ def _buckets(nodes: list[Node], merge_macs: float) -> list[tuple[list[Node], int
     return out
 
 
-def plan(
-    nodes: list[Node], n_in: int, merge_macs: float
-) -> tuple[tuple[tuple[Group, ...], ...], dict]:
-    """Place ``nodes`` (setting ``row``/``slot``) and return the levels and sizes.
-
-    Returns:
-        ``(levels, sizes)``; ``sizes`` has ``rows``, ``input_rows``, ``padded`` (weight
-        vector length), ``cols`` (bucket columns) and ``executed`` (MACs per sample).
-    """
+def _specs(nodes: list[Node], merge_macs: float) -> tuple[list[_Spec], dict[tuple[int, int], int]]:
+    """Order the groups level by level; return them and each node's first buffer row."""
     by_level: dict[int, list[Node]] = defaultdict(list)
     for nd in nodes:
         by_level[nd.level].append(nd)
-    specs = []  # (level index, nodes, K, wd, row, n_rows, n_input_rows, widths)
+    specs: list[_Spec] = []
+    rows: dict[tuple[int, int], int] = {}
     row = 0
     for li, lvl in enumerate(sorted(by_level)):
         fed = [nd for nd in by_level[lvl] if nd.sources]
@@ -163,48 +204,69 @@ def plan(
         )
         for members, k, wd in _buckets(fed, merge_macs):
             for i, nd in enumerate(members):
-                nd.row, nd.slot = row + i * wd, i
+                rows[nd.member, nd.node] = row + i * wd
             n_fed = sum(nd.has_input for nd in members)
-            specs.append(
-                (li, members, k, wd, row, len(members) * wd, n_fed * wd, [wd] * len(members))
-            )
-            row += len(members) * wd
+            n_rows = len(members) * wd
+            specs.append(_Spec(li, members, k, wd, row, n_rows, n_fed * wd, [wd] * len(members)))
+            row += n_rows
         if solo:
             start = row
             for nd in solo:
-                nd.row, nd.slot = row, -1
+                rows[nd.member, nd.node] = row
                 row += nd.width
-            specs.append(
-                (li, solo, 0, 0, start, row - start, row - start, [nd.width for nd in solo])
-            )
-    input_rows = sum(s[6] for s in specs)
-    levels: list[list[Group]] = [[] for _ in by_level]
+            widths = [nd.width for nd in solo]
+            specs.append(_Spec(li, solo, 0, 0, start, row - start, row - start, widths))
+    return specs, rows
+
+
+def _sources(spec: _Spec, rows: dict[tuple[int, int], int], zero_row: int) -> np.ndarray:
+    """Buffer row of every bucket column: each node's sources in fan-in order, then padding."""
+    src = np.full(len(spec.nodes) * spec.fan_in if spec.fan_in else 0, zero_row, np.int64)
+    for i, nd in enumerate(spec.nodes if spec.fan_in else ()):
+        at = i * spec.fan_in
+        for s, w in nd.sources:
+            src[at : at + w] = rows[nd.member, s] + np.arange(w)
+            at += w
+    return src
+
+
+def plan(nodes: list[Node], n_in: int, merge_macs: float) -> Plan:
+    """Place ``nodes`` in the buffer and group them into levels and buckets.
+
+    Args:
+        nodes: every member's hidden and output nodes.
+        n_in: the input width (of the input block's rows).
+        merge_macs: see :func:`_merge`.
+    """
+    specs, rows = _specs(nodes, merge_macs)
+    n_rows = sum(sp.n_rows for sp in specs)
+    input_rows = sum(sp.n_input_rows for sp in specs)
+    levels: list[list[Group]] = [[] for _ in {sp.level for sp in specs}]
+    groups: list[Group] = []
+    places: dict[tuple[int, int], Place] = {}
     in_row, w_off, col = 0, input_rows * n_in, 0
-    for li, members, k, wd, start, n_rows, n_inp, widths in specs:
-        n = len(members) if k else 0
-        levels[li].append(
-            Group(
-                row=start,
-                n_rows=n_rows,
-                n_input_rows=n_inp,
-                in_row=in_row,
-                n=n,
-                fan_in=k,
-                width=wd,
-                w_offset=w_off,
-                col_offset=col,
-                src=np.full(n * k, -1, np.int64),
-                runs=_runs([nd.act for nd in members], widths, start),
-            )
+    for sp in specs:
+        n = len(sp.nodes) if sp.fan_in else 0
+        grp = Group(
+            row=sp.row,
+            n_rows=sp.n_rows,
+            n_input_rows=sp.n_input_rows,
+            in_row=in_row,
+            n=n,
+            fan_in=sp.fan_in,
+            width=sp.width,
+            w_offset=w_off,
+            col_offset=col,
+            src=_sources(sp, rows, n_rows),
+            runs=_runs([nd.act for nd in sp.nodes], sp.widths, sp.row),
         )
-        in_row += n_inp
-        w_off += n * wd * k
-        col += n * k
-    sizes = {
-        "rows": row,
-        "input_rows": input_rows,
-        "padded": w_off,
-        "cols": col,
-        "executed": input_rows * n_in + sum(g.n * g.width * g.fan_in for lv in levels for g in lv),
-    }
-    return tuple(tuple(lv) for lv in levels), sizes
+        for i, nd in enumerate(sp.nodes):
+            places[nd.member, nd.node] = Place(rows[nd.member, nd.node], len(groups), i if sp.fan_in else -1)
+        levels[sp.level].append(grp)
+        groups.append(grp)
+        in_row += sp.n_input_rows
+        w_off += n * sp.width * sp.fan_in
+        col += n * sp.fan_in
+    executed = input_rows * n_in + sum(g.n * g.width * g.fan_in for g in groups)
+    sizes = Sizes(rows=n_rows, input_rows=input_rows, padded=w_off, cols=col, executed=executed)
+    return Plan(tuple(tuple(lv) for lv in levels), tuple(groups), places, sizes)

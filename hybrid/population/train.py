@@ -1,26 +1,28 @@
-"""Train and evaluate a whole population at once: the batched twin of ``hybrid.train``.
+"""Train and evaluate genomes: the package's one training loop and one metrics function.
 
-One forward, one backward and one optimiser step per training step for all
-members together, with ``hybrid.train``'s semantics per member: the same loss
+Everything that trains or evaluates a genome comes here: the search (batched or
+"loop" engine), the joblib and Dask jobs, :func:`hybrid.train.train_genome` and
+:func:`hybrid.metrics.evaluate_genome` (a population of one), and the champion's
+test score. One forward, one backward and one optimiser step per training step for
+all members together, with the semantics of ``hybrid.train`` per member: the loss
 (mean task loss + ``config.penalty`` * penalty), AdamW with decay on edge weights
-only (:class:`~hybrid.population.adam.BatchedAdamW`), the same minibatches
+only (:class:`~hybrid.population.adam.BatchedAdamW`), the minibatches
 (:func:`hybrid.batches.minibatch_indices`, drawn before the gate noise from one
 generator). A member whose loss turns NaN/inf is marked failed at that step and
 frozen (parameters of before the failing step); the others go on bit for bit as
-if it had not failed. One host synchronisation per step (did any member fail?), as ``train_net``.
+if it had not failed. One host synchronisation per step (did any member fail?).
 
 Hard-concrete noise: one row of ``draw_gate_noise(engine.n_gates, steps, ...)`` per
-step, member slices in ``GenomeNet.gate_layout`` order. A one-member population
-therefore replays ``train_genome`` exactly; for larger populations the noise each
-member sees differs from its own ``train_genome`` run (tests hold the engines to
-each other with sigmoid gates, or with the noise passed explicitly).
+step, member slices in :func:`hybrid.gates.gate_layout` order. A member of a larger
+population therefore sees other noise than it would alone (tests hold the engine
+to ``GenomeNet`` with sigmoid gates, or with the noise passed explicitly).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -34,7 +36,14 @@ from ..train import LOSS_WINDOW, TrainConfig, TrainResult
 from .adam import BatchedAdamW
 from .engine import PopulationEngine, task_losses
 
-__all__ = ["evaluate_engine", "evaluate_population", "train_engine", "train_population"]
+__all__ = [
+    "Trained",
+    "engine_metrics",
+    "evaluate_engine",
+    "evaluate_population",
+    "train_engine",
+    "train_population",
+]
 
 #: Samples per evaluation pass (bounds the work buffers on large splits).
 EVAL_CHUNK = 4096
@@ -59,7 +68,7 @@ def train_engine(
     lrs: Sequence[float] | torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
 ) -> list[TrainResult]:
-    """Train ``engine.theta`` in place on the given minibatch schedule (``train_net``'s twin).
+    """Train ``engine.params`` in place on the given minibatch schedule: the one training loop.
 
     Args:
         engine: the packed population (its gate kind should be ``config.gate``).
@@ -108,7 +117,7 @@ def train_engine(
             task = task_losses(out, y[idx], config.loss)
             loss = task + config.penalty * engine.penalty() if config.penalty else task
             bad = active & ~torch.isfinite(loss)
-            if all_active and bool(bad.any()):  # one host sync per step, as train_net
+            if all_active and bool(bad.any()):  # one host sync per step
                 all_active = False
             done = torch.where(bad, t, done)
             failed_loss = torch.where(bad, loss.detach(), failed_loss)
@@ -142,6 +151,8 @@ def evaluate_engine(
 ) -> tuple[list[float], list[float | None]]:
     """Return every member's ``(mean loss, accuracy or None)``, deterministic gates.
 
+    Accuracy is a float32 mean of 0/1 values, as ``(out.argmax(1) == y).float().mean()``.
+
     Shape:
         X: (N, n_inputs); y: (N,) or (N, n_outputs).
     """
@@ -158,13 +169,17 @@ def evaluate_engine(
     values = total.tolist()
     if loss != "cross_entropy":
         return values, [None] * engine.n_members
-    # float32 like ``evaluate_net`` (a mean of 0/1 floats), so the figures agree exactly
     return values, (correct.float() / n).tolist()
 
 
-def _metrics(
+def engine_metrics(
     engine: PopulationEngine, genomes: Sequence[Genome], X: Any, y: Any, gate: str, loss: str
 ) -> list[Metrics]:
+    """Return each member's :class:`Metrics` on ``(X, y)``: the package's one metrics function.
+
+    ``genomes`` are the members as the engine holds them (sizes and FLOPs come from
+    their open gates, ``genomes.active_structure``).
+    """
     values, accuracy = evaluate_engine(engine, X, y, loss)
     out = []
     for g, v, a in zip(genomes, values, accuracy, strict=True):
@@ -182,7 +197,7 @@ def evaluate_population(
     config: TrainConfig,
     device: torch.device | str | None = None,
 ) -> list[Metrics]:
-    """Return each genome's metrics on ``(X, y)`` in one batched pass (``evaluate_genome``'s twin).
+    """Return each genome's metrics on ``(X, y)`` in one batched pass.
 
     Args:
         genomes: valid genomes sharing widths (not modified).
@@ -195,7 +210,7 @@ def evaluate_population(
     """
     X, y = _data(genomes, X, y, config, device)
     engine = PopulationEngine(genomes, config.gate, device=X.device, dtype=X.dtype)
-    return _metrics(engine, genomes, X, y, config.gate, config.loss)
+    return engine_metrics(engine, genomes, X, y, config.gate, config.loss)
 
 
 def _data(
@@ -207,6 +222,21 @@ def _data(
     return X, y
 
 
+class Trained(NamedTuple):
+    """What :func:`train_population` returns, member by member.
+
+    Attributes:
+        genomes: the trained genomes (a failed member keeps its input genome).
+        results: one ``TrainResult`` each (``metrics``: on the training split).
+        validation: each returned genome's ``Metrics`` on the validation split, from
+            the same packed engine; None when no validation split was given.
+    """
+
+    genomes: list[Genome]
+    results: list[TrainResult]
+    validation: list[Metrics] | None = None
+
+
 def train_population(
     genomes: Sequence[Genome],
     X: Any,
@@ -216,12 +246,16 @@ def train_population(
     lrs: Sequence[float] | None = None,
     device: torch.device | str | None = None,
     noise_columns: tuple[int, int, int] | None = None,
-) -> tuple[list[Genome], list[TrainResult]]:
+    *,
+    X_val: Any = None,
+    y_val: Any = None,
+) -> Trained:
     """Train every genome at once and return new genomes holding the trained values.
 
-    ``train_genome``'s twin, member by member: the schedule and (hard-concrete) the
-    noise are drawn from ``generator`` in the same order, then trained with
-    :func:`train_engine`, written back, and evaluated on ``(X, y)``.
+    The minibatch schedule and (hard-concrete) the noise are drawn from
+    ``generator`` in that order, then the population is trained with
+    :func:`train_engine`, written back, and evaluated on ``(X, y)`` and, if given,
+    on ``(X_val, y_val)``, from the one packed engine.
 
     Args:
         genomes: valid genomes sharing widths (not modified).
@@ -235,10 +269,13 @@ def train_population(
             population (a distributed shard): hard-concrete noise is drawn ``total``
             gates wide, as for the whole population, and this slice uses columns
             ``first:end``, so a sharded run equals the whole one.
+        X_val, y_val: a validation split; its metrics are those of the returned
+            genomes (a failed member's input genome is evaluated on its own).
 
     Returns:
-        ``(genomes, results)``: a failed member keeps its input genome and gets
-        ``status == "failed"`` (its ``metrics`` set if only the final evaluation failed).
+        :class:`Trained` ``(genomes, results, validation)``: a failed member keeps its
+        input genome and gets ``status == "failed"`` (its ``metrics`` set if only the
+        final evaluation failed).
 
     Raises:
         DataError: if the data does not fit the genomes or the loss.
@@ -254,7 +291,7 @@ def train_population(
     else:
         results = train_engine(engine, X, y, config, batches, generator, lrs)
     trained = engine.write_back()
-    metrics = _metrics(engine, trained, X, y, config.gate, config.loss)
+    metrics = engine_metrics(engine, trained, X, y, config.gate, config.loss)
     out_genomes, out_results = [], []
     for g, t, r, m in zip(genomes, trained, results, metrics, strict=True):
         if r.status == "failed":
@@ -266,4 +303,26 @@ def train_population(
         else:
             out_genomes.append(t)
             out_results.append(replace(r, metrics=m))
-    return out_genomes, out_results
+    if X_val is None:
+        return Trained(out_genomes, out_results)
+    return Trained(out_genomes, out_results, _validation(engine, trained, out_genomes, X_val, y_val, config))
+
+
+def _validation(
+    engine: PopulationEngine,
+    trained: list[Genome],
+    returned: list[Genome],
+    X_val: Any,
+    y_val: Any,
+    config: TrainConfig,
+) -> list[Metrics]:
+    """Metrics of the returned genomes on the validation split, from the trained engine."""
+    Xv, yv = _data(trained, X_val, y_val, config, engine.device)
+    out = engine_metrics(engine, trained, Xv, yv, config.gate, config.loss)
+    # A failed member returns its input genome, which the engine no longer holds.
+    kept = [m for m, (t, g) in enumerate(zip(trained, returned, strict=True)) if t is not g]
+    if kept:
+        again = evaluate_population([returned[m] for m in kept], Xv, yv, config)
+        for m, metrics in zip(kept, again, strict=True):
+            out[m] = metrics
+    return out

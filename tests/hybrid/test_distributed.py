@@ -28,7 +28,7 @@ from hybrid.cli import main
 from hybrid.config import Config, loads_config
 from hybrid.distributed import DaskCluster, gate_columns, train_shard
 from hybrid.errors import ClusterError, ConfigError
-from hybrid.population import PopulationEngine, train_population
+from hybrid.population import PopulationEngine, evaluate_population, train_population
 from hybrid.search import Search
 from hybrid.train import TrainConfig
 from tests.hybrid.tiny import tiny_toml
@@ -123,17 +123,23 @@ def test_shards_train_as_the_whole_population_trains(pop, data) -> None:
     X = rng.normal(size=(30, pop[0].n_inputs)).astype(np.float32)
     y = rng.integers(0, pop[0].n_outputs, 30)
     config = TrainConfig(steps=5, batch_size=8, lr=0.02, penalty=0.05, gate="hard_concrete")
-    whole, whole_results = train_population(
-        pop, torch.tensor(X), torch.tensor(y), config, torch.Generator().manual_seed(7)
+    Xv = rng.normal(size=(9, pop[0].n_inputs)).astype(np.float32)
+    yv = rng.integers(0, pop[0].n_outputs, 9)
+    whole, whole_results, whole_val = train_population(
+        pop, torch.tensor(X), torch.tensor(y), config, torch.Generator().manual_seed(7),
+        X_val=torch.tensor(Xv), y_val=torch.tensor(yv),
     )
     cut = data.draw(st.integers(1, len(pop) - 1))
     cols = gate_columns(pop)
     parts = [
-        train_shard(pop[a:b], X, y, config, 7, (cols[a], cols[b], cols[-1]), "cpu", 1)
+        train_shard(pop[a:b], X, y, config, 7, (cols[a], cols[b], cols[-1]), "cpu", 1, Xv, yv)
         for a, b in ((0, cut), (cut, len(pop)))
     ]
-    genomes = parts[0][0] + parts[1][0]
-    results = parts[0][1] + parts[1][1]
+    genomes = parts[0].genomes + parts[1].genomes
+    results = parts[0].results + parts[1].results
+    val = parts[0].validation + parts[1].validation
+    for v, wv in zip(val, whole_val, strict=True):
+        assert v.loss == pytest.approx(wv.loss, rel=1e-4, abs=1e-5, nan_ok=True)
     for g, w, r, wr in zip(genomes, whole, results, whole_results, strict=True):
         assert r.status == wr.status
         assert r.train_loss == pytest.approx(wr.train_loss, rel=1e-5, abs=1e-6, nan_ok=True)
@@ -214,7 +220,7 @@ def test_dask_shards_replay_the_in_process_batched_engine_with_hard_concrete_gat
 
 @pytest.mark.slow
 def test_dask_per_genome_jobs_equal_joblib_jobs_exactly(tmp_path, cluster) -> None:
-    # The loop engine: one job per member, the same train_genome call as joblib's.
+    # The loop engine: one job per member, the same train_one call as joblib's.
     Search.start(_config(tmp_path, "joblib", "joblib", gate="hard_concrete", engine="loop")).run()
     Search.start(
         _config(
@@ -235,9 +241,12 @@ def test_training_data_is_broadcast_once_for_all_generations(cluster) -> None:
         calls = []
         scatter = dc.client.scatter
         dc.client.scatter = lambda *a, **k: calls.append(k) or scatter(*a, **k)
+        Xv, yv = X[:8], y[:8]
         for seed in range(3):
-            trained, results = dc.train(pop, X, y, config, seed)
-            assert len(trained) == len(results) == 4
+            trained, results, validation = dc.train(pop, X, y, config, seed, X_val=Xv, y_val=yv)
+            assert len(trained) == len(results) == len(validation) == 4
+            ref = evaluate_population(trained, Xv, yv, config)
+            assert [v.loss for v in validation] == pytest.approx([r.loss for r in ref], rel=1e-6)
         # One broadcast for three generations; jobs then carry only genomes. (Which
         # workers hold a copy later is the active memory manager's business.)
         assert len(calls) == 1 and calls[0]["broadcast"] is True

@@ -9,9 +9,9 @@ from genomes.gates import GATE_KINDS
 from hybrid.gates import (
     draw_gate_noise,
     gate_value,
+    gate_values,
     hard_concrete_sample,
     open_probability,
-    training_gate,
 )
 
 LOGITS = np.concatenate([np.linspace(-12.0, 12.0, 97), [-2.5, -2.39, 2.39, 2.5]])
@@ -58,12 +58,12 @@ def test_extreme_noise_keeps_gradients_finite():
 
 def test_sigmoid_training_gate_is_deterministic():
     logits = torch.linspace(-3, 3, 7)
-    assert torch.equal(training_gate(logits, "sigmoid", None), gate_value(logits, "sigmoid"))
+    assert torch.equal(gate_values(logits, "sigmoid", None, training=True), gate_value(logits, "sigmoid"))
 
 
 def test_hard_concrete_training_gate_needs_noise():
     with pytest.raises(ValueError, match="noise"):
-        training_gate(torch.zeros(2), "hard_concrete", None)
+        gate_values(torch.zeros(2), "hard_concrete", None, training=True)
 
 
 def test_unknown_gate_kind_is_rejected():

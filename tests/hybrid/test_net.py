@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from genomes import Genome, GenomeError, InnovationTracker, evaluate, open_probability
 from genomes.gates import BETA, GATE_KINDS
 from genomes.genome import edge_attrs
+from hybrid.gates import gate_layout, n_gates
 from hybrid.net import GenomeNet, write_back
 from tests.strategies import genomes_strategy
 
@@ -100,9 +101,15 @@ def test_parameters_are_keyed_by_node_and_edge_ids():
 def test_gate_layout_is_input_hidden_in_topological_order_then_edges_by_innovation():
     g = small_genome()
     a, b = g.hidden_nodes()
-    keys = [k for k, _ in GenomeNet(g).gate_layout]
     edges = sorted(g.enabled_edges(), key=lambda e: g.edge(*e)["innovation"])
-    assert keys == ["n0_gate", f"n{a}_gate", f"n{b}_gate"] + [f"e{s}_{d}_gate" for s, d in edges]
+    runs = gate_layout(g)
+    assert [k for k, _ in runs] == [0, a, b, *edges]
+    assert [n for _, n in runs] == [g.node(n)["width"] for n in (0, a, b)] + [1] * len(edges)
+    assert n_gates(g) == sum(n for _, n in runs)
+    # GenomeNet's gate parameters follow the same layout.
+    net = GenomeNet(g)
+    assert list(net.gate_keys) == ["n0_gate", f"n{a}_gate", f"n{b}_gate"] + [f"e{s}_{d}_gate" for s, d in edges]
+    assert [p.numel() for p in net.gate_parameters()] == [n for _, n in runs]
 
 
 def test_building_and_training_never_touch_the_genome():
@@ -186,7 +193,7 @@ def test_training_sample_equals_oracle_with_shifted_logits(genome, seed):
     u = torch.rand(net.n_gates, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     u = u.clamp(0.01, 0.99)
     shifted = (net.gate_logits().detach() + torch.log(u) - torch.log1p(-u)) / BETA
-    sizes = [size for _, size in net.gate_layout]
+    sizes = [size for _, size in gate_layout(genome)]
     with torch.no_grad():
         for p, value in zip(net.gate_parameters(), shifted.split(sizes), strict=True):
             p.copy_(value.reshape(p.shape))

@@ -2,18 +2,22 @@
 
 Oracle equality of training uses sigmoid gates, or hard-concrete gates with the
 noise passed explicitly: the engines lay out their noise draws differently (only a
-one-member population draws exactly what ``train_genome`` draws).
+one-member population is what ``train_genome`` trains). The oracle is
+``tests/hybrid/oracle.py``: ``GenomeNet`` and ``torch.optim.AdamW`` step by step.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from genomes import GATE_KINDS, Genome, InnovationTracker
+from hybrid.backends import evaluate_members, train_members
 from hybrid.batches import minibatch_indices
+from hybrid.gates import draw_gate_noise
 from hybrid.metrics import evaluate_genome
 from hybrid.net import GenomeNet, write_back
 from hybrid.population import (
@@ -23,7 +27,8 @@ from hybrid.population import (
     train_engine,
     train_population,
 )
-from hybrid.train import TrainConfig, _optimizer, train_genome, train_net
+from hybrid.train import TrainConfig, train_genome
+from tests.hybrid.oracle import train_net
 from tests.strategies import populations_strategy
 
 SEEDS = st.integers(0, 2**16)
@@ -62,10 +67,10 @@ def test_k_steps_equal_the_single_genome_trainer_for_every_member(pop, seed, los
     trained = engine.write_back()
     for m, genome in enumerate(pop):
         net = GenomeNet(genome, "sigmoid")
-        ref = train_net(net, X, y, config, batches)
-        assert results[m].status == ref.status == "ok"
-        assert results[m].steps == ref.steps
-        assert np.isclose(results[m].train_loss, ref.train_loss, rtol=1e-4, atol=1e-5)
+        ref_loss = train_net(net, X, y, config, batches)
+        assert results[m].status == "ok"
+        assert results[m].steps == config.steps
+        assert np.isclose(results[m].train_loss, ref_loss, rtol=1e-4, atol=1e-5)
         _assert_genomes_close(trained[m], write_back(genome, net), 1e-4)
 
 
@@ -82,36 +87,34 @@ def test_hard_concrete_training_equals_single_genome_steps_given_the_same_noise(
     trained = engine.write_back()
     for m, genome in enumerate(pop):
         start, end = engine.layout.members[m].gates
-        net = GenomeNet(genome, "hard_concrete").train()
-        optimizer = _optimizer(net, config)
-        for t in range(config.steps):
-            out = net(X[batches[t]], noise[t, start:end])
-            loss = (
-                torch.nn.functional.cross_entropy(out, y[batches[t]])
-                + config.penalty * net.penalty()
-            )
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        net = GenomeNet(genome, "hard_concrete")
+        train_net(net, X, y, config, batches, noise[:, start:end])
         _assert_genomes_close(trained[m], write_back(genome, net), 1e-4)
 
 
 @settings(max_examples=10)
 @given(populations_strategy(size=1, gate="hard_concrete"), SEEDS)
-def test_one_member_population_replays_train_genome(pop, seed):
+def test_train_genome_is_genomenet_trained_on_the_same_draws(pop, seed):
+    # train_genome (a population of one) draws the schedule, then the noise, from
+    # one generator; GenomeNet trained by the oracle on those draws gives the same genome.
     X, y = _data(pop, seed)
     config = TrainConfig(steps=5, batch_size=8, lr=0.02, penalty=0.01, gate="hard_concrete")
-    (child,), (result,) = train_population(pop, X, y, config, torch.Generator().manual_seed(seed))
-    ref_child, ref = train_genome(pop[0], X, y, config, torch.Generator().manual_seed(seed))
-    assert result.status == ref.status and result.steps == ref.steps
-    assert np.isclose(result.train_loss, ref.train_loss, rtol=1e-4, atol=1e-5)
-    assert np.isclose(result.metrics.loss, ref.metrics.loss, rtol=1e-4, atol=1e-5)
-    assert result.metrics.accuracy == ref.metrics.accuracy
-    assert (result.metrics.active_parameters, result.metrics.flops) == (
-        ref.metrics.active_parameters,
-        ref.metrics.flops,
-    )
+    child, result = train_genome(pop[0], X, y, config, torch.Generator().manual_seed(seed))
+    g = torch.Generator().manual_seed(seed)
+    batches = minibatch_indices(X.shape[0], config.batch_size, config.steps, g)
+    net = GenomeNet(pop[0], "hard_concrete")
+    noise = draw_gate_noise(net.n_gates, config.steps, g)
+    ref_loss = train_net(net, X, y, config, batches, noise)
+    assert result.status == "ok" and result.steps == config.steps
+    assert np.isclose(result.train_loss, ref_loss, rtol=1e-4, atol=1e-5)
+    ref_child = write_back(pop[0], net)
     _assert_genomes_close(child, ref_child, 1e-4)
+    ref = evaluate_genome(ref_child, X, y, config)
+    assert np.isclose(result.metrics.loss, ref.loss, rtol=1e-4, atol=1e-5)
+    assert (result.metrics.active_parameters, result.metrics.flops) == (
+        ref.active_parameters,
+        ref.flops,
+    )
 
 
 @settings(max_examples=15)
@@ -124,8 +127,15 @@ def test_a_nan_member_fails_alone_and_the_others_stay_bit_identical(pop, seed, d
     broken[victim] = pop[victim].copy()
     s, d = broken[victim].enabled_edges()[0]
     broken[victim].graph.edges[s, d]["weight"][0, 0] = np.nan
-    clean_genomes, clean = train_population(pop, X, y, config, torch.Generator().manual_seed(seed))
-    genomes, results = train_population(broken, X, y, config, torch.Generator().manual_seed(seed))
+    clean_genomes, clean, _ = train_population(pop, X, y, config, torch.Generator().manual_seed(seed))
+    genomes, results, val = train_population(
+        broken, X, y, config, torch.Generator().manual_seed(seed), X_val=X[:9], y_val=y[:9]
+    )
+    # Validation metrics are those of the returned genomes: the victim's own NaN
+    # genome, the others' trained ones, bit for bit as packed again.
+    assert np.isnan(val[victim].loss)
+    again = evaluate_population(genomes, X[:9], y[:9], config)
+    assert [v for m, v in enumerate(val) if m != victim] == [v for m, v in enumerate(again) if m != victim]
     assert results[victim].status == "failed" and results[victim].steps == 0
     assert genomes[victim] is broken[victim]
     for m in range(len(pop)):
@@ -168,9 +178,7 @@ def test_per_member_learning_rates_equal_single_runs_at_those_rates(pop, seed, d
     train_engine(engine, X, y, config, batches, lrs=lrs)
     for m, genome in enumerate(pop):
         net = GenomeNet(genome)
-        train_net(
-            net, X, y, TrainConfig(steps=4, batch_size=8, weight_decay=0.1, lr=lrs[m]), batches
-        )
+        train_net(net, X, y, TrainConfig(steps=4, batch_size=8, weight_decay=0.1, lr=lrs[m]), batches)
         _assert_genomes_close(engine.write_back()[m], write_back(genome, net), 1e-4)
 
 
@@ -254,3 +262,18 @@ def test_evaluation_in_chunks_equals_one_pass(monkeypatch):
     monkeypatch.setattr(population_train, "EVAL_CHUNK", 7)
     chunked = population_train.evaluate_engine(engine, X, y, "cross_entropy")
     assert np.allclose(whole[0], chunked[0], rtol=1e-6) and whole[1] == chunked[1]
+
+
+@pytest.mark.parametrize("engine", ["batched", "loop"])
+@pytest.mark.parametrize("gate", GATE_KINDS)
+def test_train_members_validation_equals_evaluating_the_trained_genomes(engine, gate):
+    # The search's one call: train, then validation metrics from the engine that trained.
+    rng, tracker = np.random.default_rng(3), InnovationTracker()
+    pop = [Genome.minimal(3, 2, rng, tracker, hidden=[w]) for w in (1, 2, 4)]
+    X, y = (a.numpy() for a in _data(pop, 3, n=30))
+    config = TrainConfig(steps=6, batch_size=8, lr=0.05, gate=gate, penalty=0.01)
+    old = train_members(pop, X, y, config, 11, engine=engine)
+    out = train_members(pop, X, y, config, 11, engine=engine, X_val=X[:10], y_val=y[:10])
+    assert isinstance(old, tuple) and len(old) == 2  # the old call is unchanged
+    assert out.genomes == old[0] and out.results == old[1]
+    assert out.validation == evaluate_members(out.genomes, X[:10], y[:10], config, engine=engine)

@@ -1,0 +1,58 @@
+"""The single-genome training oracle: ``GenomeNet`` and ``torch.optim.AdamW``, step by step.
+
+The package has one training loop (:func:`hybrid.population.train_engine`); this is
+the plain-PyTorch reference the tests hold it to. Same loss (mean task loss +
+``config.penalty`` * ``net.penalty()``), AdamW with decay on edge weights only, the
+given minibatches and (hard-concrete) noise rows. No failure rule: oracles are run
+on finite data.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hybrid.metrics import task_loss
+from hybrid.net import GenomeNet
+from hybrid.train import LOSS_WINDOW, TrainConfig
+
+
+def optimizer(net: GenomeNet, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW decaying edge weights only (gate logits and biases undecayed)."""
+    weights = [net.edges[k] for k in net.edges if k.endswith("_weight")]
+    ids = {id(p) for p in weights}
+    others = [p for p in net.parameters() if id(p) not in ids]
+    groups = [
+        {"params": weights, "weight_decay": config.weight_decay},
+        {"params": others, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def train_net(
+    net: GenomeNet,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    config: TrainConfig,
+    batches: torch.Tensor,
+    noise: torch.Tensor | None = None,
+) -> float:
+    """Train ``net`` in place; return the mean task loss of the last ``LOSS_WINDOW`` steps.
+
+    Shape:
+        X: (N, n_inputs); batches: (steps, B); noise: (steps, net.n_gates) or None.
+    """
+    opt = optimizer(net, config)
+    net.train()
+    losses = []
+    for t in range(batches.shape[0]):
+        idx = batches[t]
+        out = net(X[idx], None if noise is None else noise[t])
+        task = task_loss(out, y[idx], config.loss)
+        loss = task + config.penalty * net.penalty() if config.penalty else task
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(task.detach()))
+    net.eval()
+    window = losses[-LOSS_WINDOW:]
+    return sum(window) / len(window) if window else float("nan")
