@@ -4,7 +4,7 @@ The generation itself is :func:`hybrid.step.step` (pure: state in, state and rep
 out); this module owns the side effects around it: creating or reopening the run
 folder, the Dask cluster, the reporters that record each generation (lineage,
 ``stats.jsonl``, checkpoints, then yours), Ctrl-C handling and the champion's one
-score on the test split. See ``docs/design.md`` ("The generation loop").
+score on the test split.
 
 Randomness is derived per generation from ``(run.seed, generation)``, so a run
 resumed from generation ``g``'s checkpoint replays generation ``g + 1`` exactly as

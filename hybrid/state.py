@@ -216,7 +216,7 @@ class _StateDoc(_Doc):
     tracker: dict[str, Any]
     champion: _ChampionDoc | None
     elapsed_s: float = Field(ge=0, allow_inf_nan=False)
-    finished: str | None = None  # absent in checkpoints of runs still going before 0.1
+    finished: str | None = None  # older checkpoints of unfinished runs leave it out
 
 
 def _short(x: Any) -> str:
