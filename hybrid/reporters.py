@@ -1,7 +1,7 @@
 """Reporters: whatever a search leaves behind, written from each generation's report.
 
-:func:`hybrid.step.step` does no I/O; after each generation :class:`~hybrid.search.Search`
-hands the new state and the :class:`~hybrid.step.GenerationReport` to its
+:func:`hybrid.generation.step` does no I/O; after each generation :class:`~hybrid.search.Search`
+hands the new state and the :class:`~hybrid.generation.GenerationReport` to its
 reporters. The run folder's own records (lineage, ``stats.jsonl``, checkpoints)
 are reporters the search always uses, called while Ctrl-C is held back so a
 generation is recorded whole or not at all; yours run after them, and their
@@ -57,8 +57,8 @@ from .rundir import RunDir
 
 if TYPE_CHECKING:
     from .champion import SearchResult
+    from .generation import GenerationReport
     from .state import SearchState
-    from .step import GenerationReport
 
 __all__ = [
     "CallbackReporter",

@@ -1,6 +1,6 @@
 """Drive a search over a run folder: start or resume it, step it, record it, finish it.
 
-The generation itself is :func:`hybrid.step.step` (pure: state in, state and report
+The generation itself is :func:`hybrid.generation.step` (pure: state in, state and report
 out); this module owns the side effects around it: creating or reopening the run
 folder, the Dask cluster, the reporters that record each generation (lineage,
 ``stats.jsonl``, checkpoints, then yours), Ctrl-C handling and the champion's one
@@ -34,6 +34,7 @@ from .champion import SearchResult, score_champion
 from .checkpoint import STATE_FILE, checkpoint_path, load_latest_checkpoint
 from .config import Config, resolve_device
 from .errors import NoChampionError, RunDirError
+from .generation import FAILED_METRIC, FAILED_SIZE, StepContext, initial_state, step
 from .lineage import LineageWriter
 from .reporters import (
     CallbackReporter,
@@ -44,7 +45,6 @@ from .reporters import (
 )
 from .rundir import RunDir, create_run_dir, open_run_dir
 from .state import SearchState
-from .step import FAILED_METRIC, FAILED_SIZE, StepContext, initial_state, step
 from .tasks import Task, load_task
 from .train import TrainConfig
 

@@ -3,7 +3,7 @@
 A :class:`SearchState` is everything a search needs to run its next generation
 (the population, the species, the compatibility threshold, the innovation
 tracker, the champion so far and the counters). It is what a checkpoint holds
-(``state.to_dict()`` is the checkpoint's ``state``), and :func:`hybrid.step.step`
+(``state.to_dict()`` is the checkpoint's ``state``), and :func:`hybrid.generation.step`
 maps one state to the next. Randomness is not part of it: every generation's
 generators are derived from ``(run.seed, generation)``.
 

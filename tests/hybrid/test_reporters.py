@@ -14,11 +14,11 @@ import hybrid.reporters
 from hybrid.champion import SearchResult
 from hybrid.config import loads_config
 from hybrid.errors import ConfigError, NoChampionError
+from hybrid.generation import FAILED_METRIC, GenerationReport
 from hybrid.progress import Progress
 from hybrid.reporters import Reporter
 from hybrid.search import Search
 from hybrid.state import SearchState
-from hybrid.step import FAILED_METRIC, GenerationReport
 from tests.hybrid.tiny import tiny_toml
 
 
@@ -69,7 +69,7 @@ def test_the_reporters_module_example_runs() -> None:
 def test_a_run_where_every_member_fails_says_so_and_ends_without_a_champion(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("hybrid.step._metric", lambda task, result, ev: FAILED_METRIC)
+    monkeypatch.setattr("hybrid.generation._metric", lambda task, result, ev: FAILED_METRIC)
     search = Search.start(_config(tmp_path))
     with pytest.raises(NoChampionError) as info, Progress(search, plain=True) as progress:
         search.run(reporters=[progress])

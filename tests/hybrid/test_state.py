@@ -12,9 +12,9 @@ import pytest
 from hybrid.checkpoint import checkpoint_path, list_checkpoints, load_checkpoint, save_checkpoint
 from hybrid.config import loads_config
 from hybrid.errors import RunDirError
+from hybrid.generation import StepContext, initial_state, step
 from hybrid.search import Search
 from hybrid.state import SearchState
-from hybrid.step import StepContext, initial_state, step
 from hybrid.tasks import load_task
 from tests.hybrid.tiny import tiny_toml
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hybrid.config import loads_config
-from hybrid.step import FAILED_METRIC, StepContext, initial_state, step
+from hybrid.generation import FAILED_METRIC, StepContext, initial_state, step
 from hybrid.tasks import load_task
 from tests.hybrid.tiny import tiny_toml
 
@@ -89,7 +89,7 @@ def test_elites_inherit_trained_weights_only_when_lamarckian(tmp_path: Path, inh
 def test_a_generation_where_every_member_fails_reports_no_metric_and_no_champion(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("hybrid.step._metric", lambda task, result, ev: FAILED_METRIC)
+    monkeypatch.setattr("hybrid.generation._metric", lambda task, result, ev: FAILED_METRIC)
     ctx = _context(tmp_path, clock=_fixed_clock)
     s1, report = step(initial_state(ctx.config, ctx.task), ctx)
     assert report.all_failed and report.n_failed == 8
