@@ -109,3 +109,11 @@ def test_the_champion_is_the_best_finite_member_and_is_kept_until_beaten(tmp_pat
     assert r1.stats["champion_id"] == gid
     s2, _ = step(s1, ctx)
     assert s2.champion.metric >= s1.champion.metric
+
+
+def test_the_public_names_are_the_step_api() -> None:
+    import hybrid
+    import hybrid.search  # noqa: F401  (imports the generation module: it must not shadow hybrid.step)
+
+    assert hybrid.step is step and hybrid.StepContext is StepContext
+    assert hybrid.SearchState.__dataclass_params__.frozen and hybrid.GenerationReport.__dataclass_params__.frozen
