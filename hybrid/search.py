@@ -122,6 +122,9 @@ class Search:
             ClusterError: ``parallel.address`` names a Dask scheduler that does not answer.
         """
         device = resolve_device(config.run.device)
+        TrainConfig(**config.train_kwargs())  # the settings each step derives: checked now, not mid-run
+        config.distance_config()
+        config.mutation_config()
         task = load_task(config.task, config.run.seed)
         if config.parallel.backend == "dask" and config.parallel.address is not None:
             from .distributed import check_scheduler
