@@ -57,7 +57,3 @@ def nsga2(cands: Sequence[Candidate], k: int) -> list[int]:
     """Return the ids of the ``k`` survivors of NSGA-II (DEAP ``selNSGA2``); deterministic."""
     return [c.id for c in tools.selNSGA2(list(cands), k)]
 
-
-def best(cands: Sequence[Candidate], k: int = 1) -> list[int]:
-    """Return the ids of the ``k`` best candidates (lexicographic fitness, DEAP ``selBest``)."""
-    return [c.id for c in tools.selBest(list(cands), k)]

@@ -10,17 +10,17 @@ dropped unless it holds the population's best genome.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from genomes import Genome
 
-__all__ = ["Species", "allocate_offspring", "speciate"]
+__all__ = ["Species", "adapt_threshold", "allocate_offspring", "drop_stagnant", "speciate"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Species:
     """A species: a representative genome and the ids of this generation's members."""
 
@@ -29,7 +29,7 @@ class Species:
     created: int
     best_fitness: float = -np.inf
     last_improved: int = 0
-    members: list[int] = field(default_factory=list)
+    members: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (the representative as a genome dict)."""
@@ -56,7 +56,7 @@ class Species:
             created=int(d["created"]),
             best_fitness=-np.inf if best is None else float(best),
             last_improved=int(d["last_improved"]),
-            members=[int(m) for m in d["members"]],
+            members=tuple(int(m) for m in d["members"]),
         )
 
 
@@ -73,7 +73,8 @@ def speciate(
 
     Args:
         genomes: this generation's genomes by id (iteration order decides ties).
-        fitness: scalar fitness by id (higher is better; failed members -inf).
+        fitness: scalar fitness by id (higher is better; a failed member has the
+            search's ``FAILED_METRIC``, below any real one).
         species: last generation's species (their representatives are kept).
         threshold: compatibility threshold.
         distance: the compatibility distance, ``distance(a, b) -> float``.
@@ -85,25 +86,33 @@ def speciate(
         best fitness and stagnation counters updated, and representatives set to each
         species' best member for the next generation.
     """
-    current = [
-        Species(s.id, s.representative, s.created, s.best_fitness, s.last_improved, [])
-        for s in species
-    ]
+    reps = [s.representative for s in species]
+    groups: list[list[int]] = [[] for _ in species]
+    born: list[Genome] = []  # the first member (and representative) of each new species
     for gid, genome in genomes.items():
-        for s in current:
-            if distance(s.representative, genome) < threshold:
-                s.members.append(gid)
+        for k, rep in enumerate(reps):
+            if distance(rep, genome) < threshold:
+                groups[k].append(gid)
                 break
         else:
-            current.append(Species(next_species_id, genome, generation, -np.inf, generation, [gid]))
-            next_species_id += 1
-    alive = [s for s in current if s.members]
-    for s in alive:
-        best_id = max(s.members, key=lambda m: fitness[m])
-        if fitness[best_id] > s.best_fitness:
-            s.best_fitness = float(fitness[best_id])
-            s.last_improved = generation
-        s.representative = genomes[best_id]
+            reps.append(genome)
+            groups.append([gid])
+            born.append(genome)
+    olds = list(species) + [
+        Species(next_species_id + k, genome, generation, -np.inf, generation) for k, genome in enumerate(born)
+    ]
+    next_species_id += len(born)
+    alive = []
+    for s, members in zip(olds, groups, strict=True):
+        if not members:
+            continue
+        best_id = max(members, key=lambda m: fitness[m])
+        best, improved = s.best_fitness, s.last_improved
+        if fitness[best_id] > best:
+            best, improved = float(fitness[best_id]), generation
+        alive.append(
+            replace(s, representative=genomes[best_id], best_fitness=best, last_improved=improved, members=tuple(members))
+        )
     return alive, next_species_id
 
 

@@ -172,3 +172,12 @@ def test_joblib_per_genome_path_matches_the_batched_engine(tmp_path: Path) -> No
     assert [s["best_id"] for s in s_batched] == [s["best_id"] for s in s_joblib]
     for a, b in zip(s_batched, s_joblib, strict=True):
         assert a["best_metric"] == pytest.approx(b["best_metric"], abs=1e-6)
+
+
+def test_time_budget_stops_after_the_generation_that_spends_it(tmp_path: Path) -> None:
+    text = tiny_toml(tmp_path, generations=50, steps=5).replace("elitism = 1", "elitism = 1\ntime_budget_s = 1e-6")
+    config = loads_config(text, source="t.toml")
+    result = Search.start(config).run()
+    assert (result.stop_reason, result.generations) == ("time_budget", 1)
+    assert len(_stats(tmp_path / "tiny")) == 1
+    assert json.loads((tmp_path / "tiny" / "best" / "metrics.json").read_text())["stop_reason"] == "time_budget"

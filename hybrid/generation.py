@@ -1,0 +1,336 @@
+"""One generation as a pure step: ``step(state, context) -> (next state, report)``.
+
+A generation trains every member (``backends.train_members``), scores it on the
+validation split, speciates (Stanley & Miikkulainen 2002), updates the champion,
+decides whether the search stops (target metric, generation count, time budget)
+and, unless it stops, breeds the next population. :func:`step` does all of this
+and nothing else: it writes no file and prints nothing. What a generation leaves
+behind (``stats.jsonl``, the lineage, checkpoints, progress lines) is written by
+reporters (:mod:`hybrid.reporters`) from the :class:`GenerationReport`.
+
+Randomness is derived from ``(run.seed, generation)``: a numpy generator for
+evolution and a torch seed for minibatches and gate noise. So ``step`` from equal
+states gives equal results, and a run resumed from a checkpoint replays the next
+generation exactly as the uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from genomes import Genome, InnovationTracker, distance
+
+from .backends import evaluate_members, train_members
+from .config import Config
+from .lineage import GenomeRow
+from .metrics import Metrics
+from .reproduction import Member, reproduce
+from .selection import Candidate
+from .speciation import adapt_threshold, drop_stagnant, speciate
+from .state import Champion, SearchState
+from .tasks import Task
+from .train import TrainConfig, TrainResult
+
+__all__ = [
+    "FAILED_METRIC",
+    "FAILED_SIZE",
+    "GenerationReport",
+    "StepContext",
+    "Timings",
+    "initial_state",
+    "step",
+]
+
+#: Selection metric of a failed member (NaN/inf loss): below any real metric. It
+#: only ranks members; it is never reported (stats and the lineage hold None).
+FAILED_METRIC = -1e9
+#: Size given to a failed member for selection, so that it also loses on size.
+FAILED_SIZE = 10**12
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a step needs besides the state: the run's settings and resources.
+
+    Attributes:
+        config: the run's config.
+        task: the loaded task (train/validation splits are used).
+        device: the torch device (``config.resolve_device`` output).
+        cluster: the Dask cluster for ``parallel.backend = "dask"``, else None.
+        clock: seconds, for timings and the time budget (tests pass a fake one).
+    """
+
+    config: Config
+    task: Task
+    device: str = "cpu"
+    cluster: Any = None
+    clock: Callable[[], float] = time.perf_counter
+
+    @property
+    def train_config(self) -> TrainConfig:
+        """Return the training settings from the config."""
+        return TrainConfig(**self.config.train_kwargs())
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Wall time of a generation's phases, in seconds (never part of the stats)."""
+
+    train_s: float
+    evaluate_s: float
+    select_s: float
+    reproduce_s: float
+
+    @property
+    def generation_s(self) -> float:
+        """Return the time counted against the budget: training to speciation."""
+        return self.train_s + self.evaluate_s + self.select_s
+
+
+@dataclass(frozen=True)
+class GenerationReport:
+    """What one generation did: the record reporters consume.
+
+    Attributes:
+        generation: the generation's number.
+        stats: the ``stats.jsonl`` line (no timings, so same seed, same bytes); a
+            metric is None where no member had a finite score.
+        genomes: one lineage row per member, in population order.
+        pruned: ids of members whose species was dropped as stagnant (no children).
+        stop_reason: why the search stops after this generation, or None.
+        timings: phase timings (ignored when reports are compared).
+    """
+
+    generation: int
+    stats: MappingProxyType[str, Any]
+    genomes: tuple[GenomeRow, ...]
+    pruned: tuple[int, ...]
+    stop_reason: str | None
+    timings: Timings = field(compare=False)
+
+    @property
+    def n_failed(self) -> int:
+        """Return how many members failed (a NaN/inf loss)."""
+        return int(self.stats["n_failed"])
+
+    @property
+    def all_failed(self) -> bool:
+        """Return True if every member of the generation failed."""
+        return self.n_failed == len(self.genomes)
+
+
+def initial_state(config: Config, task: Task) -> SearchState:
+    """Return generation 0's state: minimal genomes drawn from the run's seed."""
+    rng = np.random.default_rng([config.run.seed, 0, 7])
+    tracker = InnovationTracker()
+    members = tuple(
+        Member(
+            i,
+            Genome.minimal(
+                task.n_inputs,
+                task.n_outputs,
+                rng,
+                tracker,
+                hidden=config.genome.hidden,
+                activation=config.genome.activation,
+                gate_init=config.genome.gate_init,
+            ),
+            0,
+        )
+        for i in range(config.evolution.population)
+    )
+    return SearchState(
+        generation=0,
+        members=members,
+        species=(),
+        threshold=config.speciation.threshold,
+        tracker=tracker,
+        champion=None,
+        next_id=len(members),
+        next_species_id=0,
+    )
+
+
+def seed_for(seed: int, generation: int, stream: int) -> int:
+    """Return the 63-bit seed of one random stream of one generation."""
+    return int(np.random.SeedSequence([seed, generation, stream]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def step(state: SearchState, context: StepContext) -> tuple[SearchState, GenerationReport]:
+    """Run generation ``state.generation``; return the next state and its report.
+
+    The next state holds the next population, unless the search stops after this
+    generation (``report.stop_reason``), when it keeps this one and sets
+    ``finished``. ``state`` is left as it was.
+    """
+    cfg, task, clock = context.config, context.task, context.clock
+    g, tc = state.generation, context.train_config
+    t0 = clock()
+    trained, results = train_members(
+        [m.genome for m in state.members],
+        task.X_train,
+        task.y_train,
+        tc,
+        seed_for(cfg.run.seed, g, 1),
+        engine=cfg.training.engine,
+        backend=cfg.parallel.backend,
+        workers=cfg.parallel.workers,
+        device=context.device,
+        threads=cfg.run.threads,
+        cluster=context.cluster,
+    )
+    t1 = clock()
+    evals = evaluate_members(trained, task.X_val, task.y_val, tc, engine=cfg.training.engine, device=context.device)
+    t2 = clock()
+
+    ids = [m.id for m in state.members]
+    metric = {i: _metric(task, r, e) for i, r, e in zip(ids, results, evals, strict=True)}
+    ok = [i for i in ids if metric[i] != FAILED_METRIC]
+    size = {i: (e.active_parameters if i in ok else FAILED_SIZE) for i, e in zip(ids, evals, strict=True)}
+    cands = {i: Candidate(i, metric[i], size[i]) for i in ids}
+    lamarck = cfg.training.inheritance == "lamarckian"
+    parents = {
+        m.id: (t if lamarck and r.status == "ok" else m.genome)
+        for m, t, r in zip(state.members, trained, results, strict=True)
+    }
+    dist_cfg = cfg.distance_config()
+    species, next_species_id = speciate(
+        parents, metric, state.species, state.threshold, lambda a, b: distance(a, b, dist_cfg), g, state.next_species_id
+    )
+    best_id = max(ids, key=lambda i: cands[i].fitness)
+    best = ids.index(best_id)
+    champion = state.champion
+    if best_id in ok and _beats(metric[best_id], size[best_id], champion):
+        ev = evals[best]
+        champion = Champion(best_id, g, metric[best_id], size[best_id], ev.flops, ev.loss, trained[best])
+    stats = _stats(g, best_id, ok, metric, size, champion, len(ids), species, state.threshold)
+    species_of = {i: s.id for s in species for i in s.members}
+    rows = tuple(
+        GenomeRow(
+            id=m.id,
+            generation=g,
+            parents=m.parents,
+            operators=m.operators,
+            species=species_of.get(m.id),
+            status=r.status if m.id in ok else "failed",
+            train_loss=r.train_loss,
+            val_loss=e.loss,
+            val_metric=metric[m.id] if m.id in ok else None,
+            active_params=e.active_parameters,
+            flops=e.flops,
+            genome=t,
+            keep_weights=True,
+        )
+        for m, t, r, e in zip(state.members, trained, results, evals, strict=True)
+    )
+    spec = cfg.speciation
+    threshold = adapt_threshold(state.threshold, len(species), spec.target_species, spec.threshold_step)
+    t3 = clock()
+    elapsed_s = state.elapsed_s + (t3 - t0)
+    reason = _stop_reason(cfg, g + 1, champion, elapsed_s)
+
+    members, next_id, tracker, pruned = state.members, state.next_id, state.tracker, ()
+    if reason is None:
+        kept = drop_stagnant(species, g, spec.stagnation, best_id)
+        kept_ids = {s.id for s in kept}
+        pruned = tuple(m for s in species if s.id not in kept_ids for m in s.members)
+        tracker = InnovationTracker.from_dict(state.tracker.to_dict())  # the caller's stays as it was
+        tracker.next_generation()
+        evo = cfg.evolution
+        children, next_id = reproduce(
+            parents,
+            cands,
+            kept,
+            population=evo.population,
+            elitism=evo.elitism,
+            crossover_rate=evo.crossover_rate,
+            survival_fraction=evo.survival_fraction,
+            method=cfg.selection.method,
+            tournament_size=cfg.selection.tournament_size,
+            rates=cfg.mutation.rates(),
+            mutation_config=cfg.mutation_config(),
+            rng=np.random.default_rng([cfg.run.seed, g, 2]),
+            tracker=tracker,
+            generation=g,
+            next_id=next_id,
+        )
+        members, species = tuple(children), kept
+    t4 = clock()
+
+    new_state = replace(
+        state,
+        generation=g + 1,
+        members=members,
+        species=tuple(species),
+        threshold=threshold,
+        tracker=tracker,
+        champion=champion,
+        next_id=next_id,
+        next_species_id=next_species_id,
+        elapsed_s=elapsed_s,
+        finished=reason,
+    )
+    timings = Timings(train_s=t1 - t0, evaluate_s=t2 - t1, select_s=t3 - t2, reproduce_s=t4 - t3)
+    report = GenerationReport(g, MappingProxyType(stats), rows, pruned, reason, timings)
+    return new_state, report
+
+
+def _metric(task: Task, result: TrainResult, ev: Metrics) -> float:
+    if result.status != "ok" or not math.isfinite(ev.loss):
+        return FAILED_METRIC
+    if task.kind == "classification":
+        return float(ev.accuracy)
+    return -float(ev.loss)
+
+
+def _beats(metric: float, size: int, champion: Champion | None) -> bool:
+    """Return True if ``(metric, size)`` beats the champion (higher metric, then smaller)."""
+    return champion is None or (metric, -size) > (champion.metric, -champion.active_params)
+
+
+def _stats(
+    g: int,
+    best_id: int,
+    ok: list[int],
+    metric: dict[int, float],
+    size: dict[int, int],
+    champion: Champion | None,
+    n: int,
+    species: list[Any],
+    threshold: float,
+) -> dict[str, Any]:
+    """Return the generation's stats line; failure sentinels never appear in it."""
+    found = best_id in ok
+    return {
+        "generation": g,
+        "best_id": best_id,
+        "best_metric": metric[best_id] if found else None,
+        "best_active_params": size[best_id] if found else None,
+        "mean_metric": float(np.mean([metric[i] for i in ok])) if ok else None,
+        "mean_active_params": float(np.mean([size[i] for i in ok])) if ok else None,
+        "champion_id": None if champion is None else champion.id,
+        "champion_metric": None if champion is None else champion.metric,
+        "champion_active_params": None if champion is None else champion.active_params,
+        "n_failed": n - len(ok),
+        "n_species": len(species),
+        "species_sizes": {str(s.id): len(s.members) for s in species},
+        "threshold": threshold,
+    }
+
+
+def _stop_reason(cfg: Config, done: int, champion: Champion | None, elapsed_s: float) -> str | None:
+    evo = cfg.evolution
+    if evo.target_metric is not None and champion is not None and champion.metric >= evo.target_metric:
+        return "target_metric"
+    if done >= evo.generations:
+        return "generations"
+    if evo.time_budget_s is not None and elapsed_s >= evo.time_budget_s:
+        return "time_budget"
+    return None

@@ -1,0 +1,238 @@
+"""The search's state between generations: one frozen record, and its checked JSON form.
+
+A :class:`SearchState` is everything a search needs to run its next generation
+(the population, the species, the compatibility threshold, the innovation
+tracker, the champion so far and the counters). It is what a checkpoint holds
+(``state.to_dict()`` is the checkpoint's ``state``), and :func:`hybrid.generation.step`
+maps one state to the next. Randomness is not part of it: every generation's
+generators are derived from ``(run.seed, generation)``.
+
+Reading a state back (:meth:`SearchState.from_dict`) validates it: a malformed
+``state.json`` is one :class:`~hybrid.errors.RunDirError` naming the file, the key
+and what was expected, never a traceback.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from genomes import Genome, GenomeError, InnovationTracker, from_dict, to_dict
+
+from .errors import RunDirError
+from .reproduction import Member
+from .speciation import Species
+
+__all__ = ["Champion", "SearchState"]
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The best genome of any generation so far (by validation metric, then size).
+
+    Only a member with a finite validation score can be the champion.
+    """
+
+    id: int
+    generation: int
+    metric: float
+    active_params: int
+    flops: int
+    val_loss: float
+    genome: Genome
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-ready record (the form ``score_champion`` takes)."""
+        return {
+            "id": self.id,
+            "generation": self.generation,
+            "metric": self.metric,
+            "active_params": self.active_params,
+            "flops": self.flops,
+            "val_loss": self.val_loss,
+            "genome": to_dict(self.genome),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Champion:
+        """Rebuild from :meth:`to_dict` output (unchecked: see ``SearchState.from_dict``)."""
+        return cls(
+            id=int(d["id"]),
+            generation=int(d["generation"]),
+            metric=float(d["metric"]),
+            active_params=int(d["active_params"]),
+            flops=int(d["flops"]),
+            val_loss=float(d["val_loss"]),
+            genome=from_dict(d["genome"]),
+        )
+
+
+@dataclass(frozen=True)
+class SearchState:
+    """A search between two generations.
+
+    Attributes:
+        generation: the next generation to run (the number completed so far).
+        members: that generation's population, in id order of birth.
+        species: the species of the last completed generation (representatives
+            carry over; empty before generation 0).
+        threshold: the compatibility threshold the next speciation uses.
+        tracker: innovation numbers handed out so far (``step`` works on a copy).
+        champion: the best member so far with a finite score, or None.
+        next_id: the next free genome id.
+        next_species_id: the next free species id.
+        elapsed_s: wall time spent in generations so far (for the time budget).
+        finished: why the search stopped ("target_metric", "generations",
+            "time_budget", or a reason given to ``Search.stop``), or None.
+    """
+
+    generation: int
+    members: tuple[Member, ...]
+    species: tuple[Species, ...]
+    threshold: float
+    tracker: InnovationTracker
+    champion: Champion | None
+    next_id: int
+    next_species_id: int
+    elapsed_s: float = 0.0
+    finished: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-ready form a checkpoint stores."""
+        return {
+            "generation": self.generation,
+            "members": [m.to_dict() for m in self.members],
+            "species": [s.to_dict() for s in self.species],
+            "threshold": self.threshold,
+            "next_id": self.next_id,
+            "next_species_id": self.next_species_id,
+            "tracker": self.tracker.to_dict(),
+            "champion": None if self.champion is None else self.champion.to_dict(),
+            "elapsed_s": self.elapsed_s,
+            "finished": self.finished,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "state") -> SearchState:
+        """Check and rebuild a state from :meth:`to_dict` output.
+
+        Args:
+            data: the decoded JSON.
+            source: what to name in an error (the file, e.g. ``.../state.json``).
+
+        Raises:
+            RunDirError: one line naming ``source``, the dotted key and what was
+                expected (a missing or mistyped key, a genome or tracker that
+                ``genomes`` refuses).
+        """
+        try:
+            doc = _StateDoc.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = ".".join(str(p) for p in err["loc"])
+            got = "" if err["type"] == "missing" else f", got {_short(err['input'])}"
+            raise RunDirError(f"{source}: state.{key}: {err['msg'].lower()}{got}") from None
+        return cls(
+            generation=doc.generation,
+            members=tuple(
+                Member(
+                    id=m.id,
+                    genome=_genome(m.genome, source, f"members[{k}].genome"),
+                    born=m.born,
+                    parents=tuple(m.parents),
+                    operators=tuple(m.operators),
+                )
+                for k, m in enumerate(doc.members)
+            ),
+            species=tuple(
+                Species(
+                    id=s.id,
+                    representative=_genome(s.representative, source, f"species[{k}].representative"),
+                    created=s.created,
+                    best_fitness=-math.inf if s.best_fitness is None else s.best_fitness,
+                    last_improved=s.last_improved,
+                    members=tuple(s.members),
+                )
+                for k, s in enumerate(doc.species)
+            ),
+            threshold=doc.threshold,
+            tracker=_tracker(doc.tracker, source),
+            champion=None
+            if doc.champion is None
+            else Champion(
+                **doc.champion.model_dump(exclude={"genome"}),
+                genome=_genome(doc.champion.genome, source, "champion.genome"),
+            ),
+            next_id=doc.next_id,
+            next_species_id=doc.next_species_id,
+            elapsed_s=doc.elapsed_s,
+            finished=doc.finished,
+        )
+
+
+# ----------------------------------------------------------------- validation
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _MemberDoc(_Doc):
+    id: int = Field(ge=0)
+    genome: dict[str, Any]
+    born: int = Field(ge=0)
+    parents: list[int]
+    operators: list[dict[str, Any]]
+
+
+class _SpeciesDoc(_Doc):
+    id: int = Field(ge=0)
+    representative: dict[str, Any]
+    created: int = Field(ge=0)
+    best_fitness: float | None
+    last_improved: int = Field(ge=0)
+    members: list[int]
+
+
+class _ChampionDoc(_Doc):
+    id: int = Field(ge=0)
+    generation: int = Field(ge=0)
+    metric: float = Field(allow_inf_nan=False)
+    active_params: int = Field(ge=0)
+    flops: int = Field(ge=0)
+    val_loss: float = Field(allow_inf_nan=False)
+    genome: dict[str, Any]
+
+
+class _StateDoc(_Doc):
+    generation: int = Field(ge=0)
+    members: list[_MemberDoc] = Field(min_length=1)
+    species: list[_SpeciesDoc]
+    threshold: float = Field(gt=0, allow_inf_nan=False)
+    next_id: int = Field(ge=0)
+    next_species_id: int = Field(ge=0)
+    tracker: dict[str, Any]
+    champion: _ChampionDoc | None
+    elapsed_s: float = Field(ge=0, allow_inf_nan=False)
+    finished: str | None = None  # older checkpoints of unfinished runs leave it out
+
+
+def _short(x: Any) -> str:
+    text = repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _genome(d: dict[str, Any], source: str, key: str) -> Genome:
+    try:
+        return from_dict(d)
+    except GenomeError as exc:
+        raise RunDirError(f"{source}: state.{key}: not a valid genome ({exc})") from None
+
+
+def _tracker(d: dict[str, Any], source: str) -> InnovationTracker:
+    try:
+        return InnovationTracker.from_dict(d)
+    except GenomeError as exc:
+        raise RunDirError(f"{source}: state.tracker: not a valid innovation tracker ({exc})") from None
