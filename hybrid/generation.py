@@ -1,8 +1,8 @@
 """One generation as a pure step: ``step(state, context) -> (next state, report)``.
 
-A generation trains every member (``backends.train_members``), scores it on the
-validation split, speciates (Stanley & Miikkulainen 2002), updates the champion,
-decides whether the search stops (target metric, generation count, time budget)
+A generation trains every member and scores it on the validation split in one
+call (``backends.train_members``: one packed population engine), speciates
+(Stanley & Miikkulainen 2002), updates the champion, decides whether the search stops (target metric, generation count, time budget)
 and, unless it stops, breeds the next population. :func:`step` does all of this
 and nothing else: it writes no file and prints nothing. What a generation leaves
 behind (``stats.jsonl``, the lineage, checkpoints, progress lines) is written by
@@ -27,7 +27,7 @@ import numpy as np
 
 from genomes import Genome, InnovationTracker, distance
 
-from .backends import evaluate_members, train_members
+from .backends import train_members
 from .config import Config
 from .lineage import GenomeRow
 from .metrics import Metrics
@@ -83,15 +83,14 @@ class StepContext:
 class Timings:
     """Wall time of a generation's phases, in seconds (never part of the stats)."""
 
-    train_s: float
-    evaluate_s: float
+    train_s: float  # training and the validation pass (one packed engine does both)
     select_s: float
     reproduce_s: float
 
     @property
     def generation_s(self) -> float:
         """Return the time counted against the budget: training to speciation."""
-        return self.train_s + self.evaluate_s + self.select_s
+        return self.train_s + self.select_s
 
 
 @dataclass(frozen=True)
@@ -173,7 +172,7 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
     cfg, task, clock = context.config, context.task, context.clock
     g, tc = state.generation, context.train_config
     t0 = clock()
-    trained, results = train_members(
+    trained, results, evals = train_members(
         [m.genome for m in state.members],
         task.X_train,
         task.y_train,
@@ -185,9 +184,9 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
         device=context.device,
         threads=cfg.run.threads,
         cluster=context.cluster,
+        X_val=task.X_val,
+        y_val=task.y_val,
     )
-    t1 = clock()
-    evals = evaluate_members(trained, task.X_val, task.y_val, tc, engine=cfg.training.engine, device=context.device)
     t2 = clock()
 
     ids = [m.id for m in state.members]
@@ -277,7 +276,7 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
         elapsed_s=elapsed_s,
         finished=reason,
     )
-    timings = Timings(train_s=t1 - t0, evaluate_s=t2 - t1, select_s=t3 - t2, reproduce_s=t4 - t3)
+    timings = Timings(train_s=t2 - t0, select_s=t3 - t2, reproduce_s=t4 - t3)
     report = GenerationReport(g, MappingProxyType(stats), rows, pruned, reason, timings)
     return new_state, report
 
