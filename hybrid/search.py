@@ -12,7 +12,6 @@ byte-identical stats (timings go to the lineage's ``generations`` table).
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import threading
@@ -26,7 +25,6 @@ import numpy as np
 import torch
 
 from genomes import Genome, InnovationTracker, distance
-from genomes.serialize import atomic_write
 
 from .backends import evaluate_members, open_cluster, train_members
 from .champion import SearchResult, champion_record, is_better, score_champion
@@ -106,13 +104,15 @@ class Search:
             from .distributed import check_scheduler
 
             check_scheduler(config.parallel.address)  # before a run folder exists
-        run = create_run_dir(config.run.runs_dir, config.run.name, config, overwrite=overwrite)
+        run = create_run_dir(
+            config.run.runs_dir, config.run.name, config, overwrite=overwrite, task=task.info()
+        )
         return cls._begin(config, run, task)
 
     @classmethod
     def _begin(cls, config: Config, run: RunDir, task: Task) -> Search:
         """Return a search at generation 0 (deterministic from the seed: a restart replays it)."""
-        atomic_write(run.path / "task.json", json.dumps(task.info(), indent=1) + "\n")
+        run.write_task(task.info())
         rng = np.random.default_rng([config.run.seed, 0, 7])
         tracker = InnovationTracker()
         members = []
@@ -152,7 +152,7 @@ class Search:
         Raises:
             RunDirError: not a run directory, or its newest checkpoint is unreadable.
         """
-        run = open_run_dir(path)
+        run = open_run_dir(path, writer=True)
         config = run.load_config()
         task = load_task(config.task, config.run.seed)
         latest = load_latest_checkpoint(run)
