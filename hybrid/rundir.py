@@ -121,14 +121,17 @@ def dumps_json(obj: Mapping[str, Any], *, indent: int | None = 1) -> str:
     ``'nan'``/``'inf'``/``'-inf'``), so a reader can tell a missing number from one
     that was not finite. numpy scalars and arrays are written as numbers and lists.
 
+    With ``indent=None`` the text is one compact line (``stats.jsonl``).
+
     >>> dumps_json({"loss": float("nan"), "n": 3}, indent=None)
-    '{"loss": null, "n": 3, "not_finite": {"loss": "nan"}}'
+    '{"loss":null,"n":3,"not_finite":{"loss":"nan"}}'
     """
     replaced: dict[str, str] = {}
     clean = _finite(dict(obj), "", replaced)
     if replaced:
         clean["not_finite"] = replaced
-    return json.dumps(clean, indent=indent, allow_nan=False)
+    compact = (",", ":") if indent is None else None
+    return json.dumps(clean, indent=indent, separators=compact, allow_nan=False)
 
 
 def _first_error(path: Path, exc: ValidationError) -> RunDirError:
@@ -513,7 +516,7 @@ class RunDir:
         gen = record.get("generation")
         if not isinstance(gen, int) or isinstance(gen, bool):
             raise ValueError(f"stats record needs an int 'generation', got {gen!r}")
-        line = dumps_json(record, indent=None).replace("\n", " ") + "\n"
+        line = dumps_json(record, indent=None) + "\n"
         with open(self.stats_path, "a+b") as f:
             _drop_partial_tail(f)
             f.write(line.encode())
@@ -675,7 +678,7 @@ def open_run_dir(path: str | os.PathLike[str], *, writer: bool = False) -> RunDi
     if not p.is_dir():
         raise RunDirError(f"{p}: no such run folder")
     if not _is_run_dir(p):
-        if _is_unfinished_creation(p):
+        if any(p.iterdir()) and _is_unfinished_creation(p):
             raise RunDirError(
                 f"{p}: its creation was interrupted before {CONFIG_FILE} was written; "
                 "start it again with `hybrid run` (it may be replaced)"
