@@ -204,15 +204,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export_out(out: str | None) -> str | None:
-    """Check ``export --out``: an existing folder, or a file in an existing folder."""
+    """Check ``export --out``: an existing folder, or a file (or new folder) in an existing folder."""
     from pathlib import Path
 
     from .rundir import output_path
 
     if out is None or Path(out).is_dir():
         return out
-    if not Path(out).suffix:
-        raise HybridError(f"--out {out}: no such folder (a file name needs the format's suffix)")
     return str(output_path(out, "--out"))
 
 

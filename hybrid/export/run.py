@@ -114,8 +114,8 @@ def export_run(
     if fmt not in FORMATS:
         raise ExportError(f"{run.path}: format should be one of {sorted(FORMATS)}, got {fmt!r}")
     genome_id = _genome_id(genome)
-    task = run.read_task()
     gate = run.load_config().training.gate
+    task = run.read_task()
     if genome_id is None:
         chosen, metrics = _best(run)
         genome_id = chosen.meta.get("id")  # an int or None (read_best_genome checks it)
