@@ -631,6 +631,9 @@ def create_run_dir(
         runs.mkdir(parents=True, exist_ok=True)
         _remove_stale_builds(runs, name)
         build = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".build", dir=runs))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(build, 0o777 & ~umask)  # mkdtemp makes 0700; give the folder the usual mode
     except OSError as exc:
         if old_lock is not None:
             old_lock.release()
