@@ -66,6 +66,17 @@ def _edit_json(rel: str, **changes: object) -> Callable[[Path, Path], None]:
 _DROP = object()
 
 
+def _raw_json(rel: str, key: str, text: str) -> Callable[[Path, Path], None]:
+    """Set ``key`` to the raw JSON ``text`` (``1e999`` parses as inf without NaN/Infinity)."""
+
+    def damage(run: Path, out: Path) -> None:
+        data = json.loads((run / rel).read_text())
+        data[key] = "@@"
+        (run / rel).write_text(json.dumps(data).replace('"@@"', text))
+
+    return damage
+
+
 def _last_stats(**changes: object) -> Callable[[Path, Path], None]:
     def damage(run: Path, out: Path) -> None:
         lines = (run / "stats.jsonl").read_text().splitlines()
@@ -301,8 +312,9 @@ CASES: list[tuple[str, Callable[[Path, Path], None], list[str], str]] = [
     ("task-empty-object", _write(T, "{}"), ["export", "{run}"], "task.json"),
     ("task-not-json", _write(T, "{oops"), ["export", "{run}"], "task.json"),
     ("task-nan-class-label", _edit_json(T, class_labels=[float("nan"), 1]), ["export", "{run}"], "NaN"),
-    ("task-inf-class-label", _write(T, '{"class_labels": [1e999, 1]}'), ["export", "{run}"], "class_labels"),
-    ("task-inf-feature-mean", _edit_json(T, feature_mean=[0.0, 1e308 * 10]), ["export", "{run}"], "feature_mean"),
+    ("task-inf-class-label", _raw_json(T, "class_labels", "[1e999, 1]"), ["export", "{run}"], "class_labels"),
+    ("task-infinity-feature-mean", _edit_json(T, feature_mean=[0.0, 1e308 * 10]), ["export", "{run}"], "Infinity"),
+    ("task-1e999-feature-std", _raw_json(T, "feature_std", "[1.0, 1e999]"), ["export", "{run}"], "feature_std"),
     ("task-unknown-kind", _edit_json(T, kind="ranking"), ["export", "{run}"], "kind"),
     ("task-zero-std", _edit_json(T, feature_std=[0.0, 1.0]), ["export", "{run}"], "feature_std"),
     ("task-short-mean", _edit_json(T, feature_mean=[0.0]), ["export", "{run}"], "feature_mean"),
