@@ -163,7 +163,7 @@ def test_a_folder_left_by_a_kill_between_mkdir_and_config_is_named_and_replaced(
 
 
 def test_a_failing_creation_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import hybrid.rundir as rundir
+    import hybrid.rundir._create as rundir
 
     def boom(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt  # a Ctrl-C between the folders and config.toml
