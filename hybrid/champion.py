@@ -7,13 +7,11 @@ exactly once, when the search stops, and written to ``best/``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genomes import Genome, from_dict, save, to_dict
-from genomes.serialize import atomic_write
+from genomes import Genome, from_dict, to_dict
 
 from .backends import evaluate_members
 from .metrics import Metrics
@@ -93,10 +91,8 @@ def score_champion(
         "stop_reason": stop_reason,
         "elapsed_s": elapsed_s,
     }
-    run.best_dir.mkdir(exist_ok=True)
     genome.meta.update({"id": champion["id"], "run": run.path.name})
-    save(genome, run.best_dir / "genome.json")
-    atomic_write(run.best_dir / "metrics.json", json.dumps(metrics, indent=1) + "\n")
+    run.write_best(genome, metrics)
     return SearchResult(
         run_dir=run.path,
         generations=generations,

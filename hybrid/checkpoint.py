@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RunDirError
-from .rundir import CHECKPOINTS_DIR
+from .rundir import CHECKPOINTS_DIR, RunDir
 
 __all__ = [
     "FORMAT",
@@ -48,7 +48,9 @@ _TMP_PREFIX = ".tmp-"
 
 
 def _checkpoints(run_dir: str | os.PathLike[str]) -> Path:
-    return Path(run_dir) / CHECKPOINTS_DIR
+    # Resolved and checked: a `checkpoints` symlink leading outside is refused, so
+    # nothing outside the run folder is ever written or pruned.
+    return RunDir(Path(run_dir)).child(CHECKPOINTS_DIR)
 
 
 def checkpoint_path(run_dir: str | os.PathLike[str], generation: int) -> Path:
@@ -136,7 +138,8 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     for old_gen in list_checkpoints(run_dir)[:-keep]:
-        shutil.rmtree(checkpoint_path(run_dir, old_gen), ignore_errors=True)
+        old = RunDir(Path(run_dir)).child(checkpoint_path(run_dir, old_gen))
+        shutil.rmtree(old, ignore_errors=True)
     return final
 
 

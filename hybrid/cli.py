@@ -111,41 +111,44 @@ def _drive(search: Any, plain: bool) -> int:
             file=sys.stderr,
         )
         return 130
+    finally:
+        search.run_dir.close()  # the writer lock (process exit drops it too)
     metric = "accuracy" if search.task.kind == "classification" else "-MSE"
     print(
         f"done ({result.stop_reason}) after {result.generations} generations in {result.elapsed_s:.1f} s: "
         f"champion {result.champion_id}: test {metric} {result.test_metric:.4f}, "
         f"{result.active_parameters} active parameters, {result.flops} FLOPs/sample\n"
-        f"champion: {result.run_dir / 'best' / 'genome.json'}"
+        f"champion: {search.run_dir.best_genome_path}"
     )
     return 0
 
 
-def _cmd_status(args: argparse.Namespace) -> int:
-    import json
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
 
+
+def _cmd_status(args: argparse.Namespace) -> int:
     from .checkpoint import list_checkpoints
     from .rundir import open_run_dir
 
     run = open_run_dir(args.run_dir)
     config = run.load_config()
-    stats = run.read_stats()
+    stats = run.read_stats(check=True)
+    finished = run.read_best_metrics()
     ckpts = list_checkpoints(run)
     print(f"run {run.path}  task {config.task.name or config.task.path}  seed {config.run.seed}")
     print(f"generations completed: {len(stats)} of {config.evolution.generations}; checkpoints: {ckpts}")
     if stats:
         last = stats[-1]
         print(
-            f"last generation {last['generation']}: best {last['best_metric']:.4f}, "
-            f"mean {last['mean_metric']:.4f}, species {last['n_species']}; champion "
-            f"{last['champion_id']} ({last['champion_metric']:.4f}, {last['champion_active_params']} params)"
+            f"last generation {last['generation']}: best {_num(last['best_metric'])}, "
+            f"mean {_num(last['mean_metric'])}, species {last['n_species']}; champion "
+            f"{last['champion_id']} ({_num(last['champion_metric'])}, {last['champion_active_params']} params)"
         )
-    best = run.best_dir / "metrics.json"
-    if best.is_file():
-        m = json.loads(best.read_text())
+    if finished is not None:
         print(
-            f"finished ({m['stop_reason']}): champion {m['genome_id']} test {m['metric']} "
-            f"{m['test_metric']:.4f}, {m['active_parameters']} active parameters"
+            f"finished ({finished.stop_reason}): champion {finished.genome_id} test {finished.metric} "
+            f"{_num(finished.test_metric)}, {finished.active_parameters} active parameters"
         )
     else:
         print(f"not finished: `hybrid resume {run.path}` continues it")
@@ -176,8 +179,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
+    from .rundir import output_path
 
-    path = write_report(args.run_dir, args.output)
+    out = output_path(args.output, "-o") if args.output is not None else None
+    path = write_report(args.run_dir, out)
     print(f"wrote {path}")
     return 0
 
@@ -191,11 +196,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
             genome = int(genome)
         except ValueError:
             raise HybridError(f"genome: got {args.genome!r}, expected an integer id or 'best'") from None
-    result = export_run(args.run_dir, genome, args.fmt, args.out)
+    result = export_run(args.run_dir, genome, args.fmt, _export_out(args.out))
     for path in result.files:
         print(path)
     print(f"{result.format}: {result.n_parameters} parameters")
     return 0
+
+
+def _export_out(out: str | None) -> str | None:
+    """Check ``export --out``: an existing folder, or a file (or new folder) in an existing folder."""
+    from pathlib import Path
+
+    from .rundir import output_path
+
+    if out is None or Path(out).is_dir():
+        return out
+    return str(output_path(out, "--out"))
 
 
 COMMANDS = {

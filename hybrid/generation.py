@@ -2,8 +2,9 @@
 
 A generation trains every member and scores it on the validation split in one
 call (``backends.train_members``: one packed population engine), speciates
-(Stanley & Miikkulainen 2002), updates the champion, decides whether the search stops (target metric, generation count, time budget)
-and, unless it stops, breeds the next population. :func:`step` does all of this
+(Stanley & Miikkulainen 2002), updates the champion, decides whether the search
+stops (target metric, generation count, time budget) and, unless it stops, breeds
+the next population. :func:`step` does all of this
 and nothing else: it writes no file and prints nothing. What a generation leaves
 behind (``stats.jsonl``, the lineage, checkpoints, progress lines) is written by
 reporters (:mod:`hybrid.reporters`) from the :class:`GenerationReport`.

@@ -16,7 +16,6 @@ same config and seed give byte-identical stats (timings go to the lineage's
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -26,8 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from genomes.serialize import atomic_write
 
 from .backends import open_cluster
 from .champion import SearchResult, score_champion
@@ -130,13 +127,15 @@ class Search:
             from .distributed import check_scheduler
 
             check_scheduler(config.parallel.address)
-        run = create_run_dir(config.run.runs_dir, config.run.name, config, overwrite=overwrite)
+        run = create_run_dir(  # built whole under a temporary name, then renamed; holds the writer lock
+            config.run.runs_dir, config.run.name, config, overwrite=overwrite, task=task.info()
+        )
         return cls._begin(config, run, task, device)
 
     @classmethod
     def _begin(cls, config: Config, run: RunDir, task: Task, device: str) -> Search:
         """Return a search at generation 0 (deterministic from the seed: a restart replays it)."""
-        atomic_write(run.path / "task.json", json.dumps(task.info(), indent=1) + "\n")
+        run.write_task(task.info())
         search = cls(config, run, task, initial_state(config, task), device)
         search.lineage.set_meta({"seed": config.run.seed, "task": task.name, "gate": config.training.gate})
         return search
@@ -153,7 +152,7 @@ class Search:
                 malformed (one line naming the file and the key).
             ConfigError: the configured device is not available.
         """
-        run = open_run_dir(path)
+        run = open_run_dir(path, writer=True)  # one writer at a time: a second is refused
         config = run.load_config()
         device = resolve_device(config.run.device)
         task = load_task(config.task, config.run.seed)
@@ -205,17 +204,20 @@ class Search:
             CheckpointReporter(self.run_dir, ckpt.every, ckpt.keep),
         ]
         extra = list(reporters) + ([CallbackReporter(on_generation)] if on_generation is not None else [])
-        with open_cluster(self.config.parallel) as cluster:  # None unless backend "dask"
-            context = StepContext(self.config, self.task, self.device, cluster)
-            while self.state.finished is None:
-                state, report = step(self.state, context)
-                with _interrupts_deferred():  # a generation is recorded whole or not at all
-                    for r in records:
+        try:
+            with open_cluster(self.config.parallel) as cluster:  # None unless backend "dask"
+                context = StepContext(self.config, self.task, self.device, cluster)
+                while self.state.finished is None:
+                    state, report = step(self.state, context)
+                    with _interrupts_deferred():  # a generation is recorded whole or not at all
+                        for r in records:
+                            r.on_generation(state, report)
+                        self.state = state
+                    for r in extra:
                         r.on_generation(state, report)
-                    self.state = state
-                for r in extra:
-                    r.on_generation(state, report)
-        result = self._finish()
+            result = self._finish()
+        finally:
+            self.run_dir.close()  # the writer lock: a later resume in this process may take it
         for r in extra:
             on_finish = getattr(r, "on_finish", None)  # optional for a duck-typed reporter
             if on_finish is not None:

@@ -10,6 +10,7 @@ node) and ``load()``, which reads the weights saved next to it with
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -79,8 +80,24 @@ def load(weights: str | Path | None = None, map_location: str | torch.device = "
 
 
 def _literal(value: Any) -> str:
-    """Return a Python literal for a JSON-ready label (double-quoted strings)."""
-    return json.dumps(value) if isinstance(value, str) else repr(value)
+    """Return a Python literal for a class label: a string, an int or a finite float.
+
+    Raises:
+        ValueError: any other value (NaN and inf have no literal: ``nan`` would be a
+            name in the generated file).
+    """
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"class label {value!r} should be a string or a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"class label {value!r} is not finite")
+    return repr(value)
+
+
+def _docstring_text(text: str) -> str:
+    """Return ``text`` safe inside a triple-quoted docstring (quotes, backslashes, newlines escaped)."""
+    return json.dumps(text)[1:-1]
 
 
 def _neurons(layer: LayerPlan) -> str:
@@ -171,21 +188,26 @@ def render_python(
     Returns:
         Python source that imports only torch.
 
+    Every value from outside (title, labels, file name) enters the source as an
+    escaped literal, never as raw text.
+
     Raises:
         KeyError: for an activation with no entry in ``ACTIVATION_CODE``.
+        ValueError: for a class label with no Python literal (NaN, inf, not a
+            string or number).
     """
     missing = {layer.activation for layer in plan.layers} - ACTIVATION_CODE.keys()
     if missing:
         raise KeyError(f"no source for activation(s) {sorted(missing)} in ACTIVATION_CODE")
     uses_functional = any("F." in ACTIVATION_CODE[layer.activation] for layer in plan.layers)
     head = _HEADER.format(
-        title=title,
+        title=_docstring_text(title),
         version=__version__,
         n_parameters=plan.n_parameters,
         gate=plan.gate,
         outputs=outputs,
         weights=json.dumps(weights),
-        weights_name=weights,
+        weights_name=_docstring_text(weights),
         n_inputs=plan.n_inputs,
         n_outputs=plan.n_outputs,
         class_labels=", ".join(_literal(v) for v in class_labels),

@@ -96,7 +96,7 @@ def _write_python(
     run = sidecar.get("run") or {}
     run_name = run.get("name") if isinstance(run, Mapping) else run
     genome_id = sidecar.get("genome_id")
-    title = "A genome" if genome_id is None else f"Genome {genome_id}"
+    title = "A genome" if genome_id is None else f"Genome {genome_id!r}"
     if run_name:
         title += f" of run {run_name!r}"
     if task.get("name"):
@@ -193,7 +193,15 @@ def _check_sidecar(genome: Genome, sidecar: Mapping[str, Any], where: Path) -> N
             raise ExportError(
                 f"{where}: sidecar {key} is {sidecar[key]!r} but the genome has {value}"
             )
+    for name, array in genome.iter_arrays():
+        if not np.isfinite(array).all():
+            raise ExportError(f"{where}: genome array {name} holds NaN or inf; a module made from it would too")
     labels = sidecar.get("class_labels") or []
+    for label in labels:
+        if isinstance(label, bool) or not isinstance(label, str | int | float) or (
+            isinstance(label, float) and not np.isfinite(label)
+        ):
+            raise ExportError(f"{where}: class label {label!r} should be a string or a finite number")
     if labels and len(labels) != genome.n_outputs:
         raise ExportError(
             f"{where}: class_labels should have {genome.n_outputs} entries (one per output), got {len(labels)}"

@@ -1,93 +1,41 @@
 """Export a genome of a finished (or running) search, reading only its run folder.
 
-What is read (see ``shared/DESIGN.md``, "A run on disk")::
+What is read, each through :class:`hybrid.rundir.RunDir`'s checked readers::
 
-    run_dir/config.toml        the gate kind, key training.gate
-    run_dir/task.json          name, kind, n_inputs, n_outputs, feature_mean,
-                               feature_std, class_labels
-    run_dir/best/genome.json   the champion (genome="best")
-    run_dir/best/metrics.json  its metrics (free-form; optional)
-    run_dir/lineage.sqlite     any other genome with stored weights, by id, and
-                               its record's metrics (hybrid.lineage.open)
+    config.toml        the gate kind, key training.gate
+    task.json          name, kind, n_inputs, n_outputs, feature_mean,
+                       feature_std, class_labels
+    best/genome.json   the champion (genome="best")
+    best/metrics.json  its metrics (optional)
+    lineage.sqlite     any other genome with stored weights, by id, and
+                       its record's metrics (hybrid.lineage.open)
 
-Default output: ``run_dir/best/model.<suffix>`` for the champion,
-``run_dir/exports/genome_<id>.<suffix>`` for another genome.
+Default output: ``best/model.<suffix>`` for the champion, ``exports/genome_<id>.<suffix>``
+for another genome.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from genomes import Genome, GenomeError, load
+from genomes import Genome
 
 from ..errors import RunDirError
+from ..rundir import RunDir, open_run_dir
 from .formats import FORMATS, ExportError, ExportResult, export_genome
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - python 3.10
-    import tomli as tomllib
-
-__all__ = ["TASK_KEYS", "export_run"]
-
-#: Keys task.json must hold.
-TASK_KEYS = ("name", "kind", "n_inputs", "n_outputs", "feature_mean", "feature_std", "class_labels")
+__all__ = ["export_run"]
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except OSError as exc:
-        raise RunDirError(f"{path}: cannot read ({exc.strerror})") from None
-    except json.JSONDecodeError as exc:
-        raise RunDirError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+def _best(run: RunDir) -> tuple[Genome, dict[str, Any]]:
+    genome = run.read_best_genome()
+    metrics = run.read_best_metrics()
+    return genome, {} if metrics is None else metrics.model_dump()
 
 
-def _read_task(run_dir: Path) -> Mapping[str, Any]:
-    path = run_dir / "task.json"
-    task = _read_json(path)
-    if not isinstance(task, dict):
-        raise RunDirError(f"{path}: should hold a JSON object, got {type(task).__name__}")
-    missing = [k for k in TASK_KEYS if k not in task]
-    if missing:
-        raise RunDirError(f"{path}: missing key(s) {', '.join(missing)}")
-    return task
-
-
-def _read_gate(run_dir: Path) -> str:
-    path = run_dir / "config.toml"
-    try:
-        config = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise RunDirError(f"{path}: cannot read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RunDirError(f"{path}: not valid TOML ({exc})") from None
-    gate = config.get("training", {}).get("gate")
-    if not isinstance(gate, str):
-        raise RunDirError(f"{path}: training.gate should be a gate kind, got {gate!r}")
-    return gate
-
-
-def _best(run_dir: Path) -> tuple[Genome, dict[str, Any]]:
-    try:
-        genome = load(run_dir / "best" / "genome.json")
-    except GenomeError as exc:  # the message names the file
-        raise RunDirError(str(exc)) from None
-    metrics_path = run_dir / "best" / "metrics.json"
-    metrics = _read_json(metrics_path) if metrics_path.exists() else {}
-    if not isinstance(metrics, dict):
-        raise RunDirError(
-            f"{metrics_path}: should hold a JSON object, got {type(metrics).__name__}"
-        )
-    return genome, metrics
-
-
-def _from_lineage(run_dir: Path, genome_id: int) -> tuple[Genome, dict[str, Any]]:
+def _from_lineage(run_dir: RunDir, genome_id: int) -> tuple[Genome, dict[str, Any]]:
     """Return a genome with weights from the run's lineage store, and its record's metrics."""
     from .. import lineage  # sqlite + networkx: only when a genome other than "best" is asked
 
@@ -121,12 +69,12 @@ def _genome_id(genome: str | int) -> int | None:
 
 
 def _out_path(
-    run_dir: Path, out: str | os.PathLike[str] | None, genome_id: int | None, suffix: str
+    run: RunDir, out: str | os.PathLike[str] | None, genome_id: int | None, suffix: str
 ) -> Path:
     name = "model" if genome_id is None else f"genome_{genome_id}"
     if out is None:
-        folder = run_dir / "best" if genome_id is None else run_dir / "exports"
-        return folder / f"{name}{suffix}"
+        folder = run.best_dir if genome_id is None else run.exports_dir
+        return run.child(folder / f"{name}{suffix}")
     out = Path(out)
     if out.is_dir() or not out.suffix:
         return out / f"{name}{suffix}"
@@ -157,42 +105,41 @@ def export_run(
         What was written.
 
     Raises:
-        RunDirError: if a file of the run is missing or malformed, or the task
-            does not fit the genome.
+        RunDirError: if a file of the run is missing or malformed, an entry leads
+            outside the folder, or the task does not fit the genome.
         ExportError: for an unknown format or statistics that do not fit.
         LineageError: for a genome id the lineage does not hold with weights.
     """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunDirError(f"{run_dir}: not a run directory (no such folder)")
+    run = open_run_dir(run_dir)
     if fmt not in FORMATS:
-        raise ExportError(f"{run_dir}: format should be one of {sorted(FORMATS)}, got {fmt!r}")
+        raise ExportError(f"{run.path}: format should be one of {sorted(FORMATS)}, got {fmt!r}")
     genome_id = _genome_id(genome)
-    task = _read_task(run_dir)
-    gate = _read_gate(run_dir)
+    gate = run.load_config().training.gate
+    task = run.read_task()
     if genome_id is None:
-        chosen, metrics = _best(run_dir)
-        genome_id = chosen.meta.get("id")
+        chosen, metrics = _best(run)
+        genome_id = chosen.meta.get("id")  # an int or None (read_best_genome checks it)
         default_id = None
     else:
-        chosen, metrics = _from_lineage(run_dir, genome_id)
+        chosen, metrics = _from_lineage(run, genome_id)
         default_id = genome_id
     for key in ("n_inputs", "n_outputs"):
-        if task[key] != getattr(chosen, key):
+        if getattr(task, key) != getattr(chosen, key):
             raise RunDirError(
-                f"{run_dir / 'task.json'}: {key} is {task[key]!r} but genome {genome_id} has "
+                f"{run.task_path}: {key} is {getattr(task, key)!r} but genome {genome_id} has "
                 f"{getattr(chosen, key)}"
             )
+    root = run.path.resolve()
     sidecar = {
         "genome_id": genome_id,
-        "run": {"name": run_dir.resolve().name, "path": str(run_dir.resolve())},
-        "task": {"name": task["name"], "kind": task["kind"]},
-        "n_inputs": task["n_inputs"],
-        "n_outputs": task["n_outputs"],
-        "feature_mean": task["feature_mean"],
-        "feature_std": task["feature_std"],
-        "class_labels": task["class_labels"],
+        "run": {"name": root.name, "path": str(root)},
+        "task": {"name": task.name, "kind": task.kind},
+        "n_inputs": task.n_inputs,
+        "n_outputs": task.n_outputs,
+        "feature_mean": task.feature_mean,
+        "feature_std": task.feature_std,
+        "class_labels": task.class_labels,
         "metrics": metrics,
     }
-    path = _out_path(run_dir, out, default_id, FORMATS[fmt][0])
+    path = _out_path(run, out, default_id, FORMATS[fmt][0])
     return export_genome(chosen, path, fmt, gate, sidecar)

@@ -12,10 +12,11 @@ from .ancestry import Step, ancestry
 from .diff import StructureDiff, structure_diff
 from .reader import Lineage, LineageError, open
 from .records import EdgeInfo, GenerationRecord, GenomeRecord, NodeInfo, Operator, Structure
-from .store import PRUNED, GenerationRow, GenomeRow, LineageWriter, structure_dict
+from .store import PRUNED, SCHEMA_VERSION, GenerationRow, GenomeRow, LineageWriter, structure_dict
 
 __all__ = [
     "PRUNED",
+    "SCHEMA_VERSION",
     "EdgeInfo",
     "GenerationRecord",
     "GenerationRow",

@@ -6,8 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..errors import HybridError
+from ..rundir import output_path
 from .ancestry import ancestry
-from .formats import ancestry_graph, to_dot, to_graphml, to_json
+from .formats import FORMATS, ancestry_graph, to_dot, to_graphml, to_json
 from .reader import Lineage, LineageError
 from .reader import open as open_lineage
 from .records import GenomeRecord, Structure
@@ -20,7 +22,7 @@ def add_lineage_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir")
     p.add_argument("genome", nargs="?", default="best", help="a genome id, or 'best' (default)")
     p.add_argument(
-        "--format", choices=("table", "dot", "graphml", "json"), default="table",
+        "--format", choices=("table", *FORMATS), default="table",
         help="table (terminal, default), or the ancestry graph for other tools",
     )
     p.add_argument("--depth", type=int, help="go back at most N parent steps")
@@ -48,6 +50,7 @@ def run_lineage(args: argparse.Namespace) -> int:
     """
     if args.depth is not None and args.depth < 0:
         raise LineageError(f"--depth should be >= 0, got {args.depth}")
+    out = output_path(args.output, "-o") if args.output else None
     with open_lineage(args.run_dir) as lin:
         gid = lin.resolve(args.genome)
         if args.format == "table":
@@ -68,9 +71,12 @@ def run_lineage(args: argparse.Namespace) -> int:
             text = to_graphml(graph)
         else:
             text = to_json(graph, gid, ancestry(lin, gid, depth=args.depth, fold=not args.all))
-    if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
-        print(f"wrote {args.output} ({graph.number_of_nodes()} genomes)", file=sys.stderr)
+    if out is not None:
+        try:
+            out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise HybridError(f"-o {out}: cannot write ({exc.strerror})") from None
+        print(f"wrote {out} ({graph.number_of_nodes()} genomes)", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
@@ -86,6 +92,7 @@ def run_show(args: argparse.Namespace) -> int:
 
     from .show import genome_summary
 
+    png = output_path(args.png, "--png") if args.png else None
     with open_lineage(args.run_dir) as lin:
         gid = lin.resolve(args.genome)
         rec = lin.record(gid)
@@ -94,13 +101,13 @@ def run_show(args: argparse.Namespace) -> int:
         Console(width=None if sys.stdout.isatty() else 120).print(
             genome_summary(rec, structure, genome, lin.gate)
         )
-        if args.png:
-            _draw(rec, structure, genome, lin.gate, args.png)
-            print(f"wrote {args.png}", file=sys.stderr)
+        if png is not None:
+            _draw(rec, structure, genome, lin.gate, png)
+            print(f"wrote {png}", file=sys.stderr)
     return 0
 
 
-def _draw(rec: GenomeRecord, structure: Structure, genome: object, gate: str, path: str) -> None:
+def _draw(rec: GenomeRecord, structure: Structure, genome: object, gate: str, path: Path) -> None:
     from ..draw import draw_genome
 
     metric = f", metric {rec.val_metric:.4f}" if rec.val_metric is not None else ""

@@ -10,17 +10,21 @@ columns only; records and structures are read on demand.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
+from genomes import ACTIVATIONS, GATE_KINDS
+
 from ..errors import HybridError, RunDirError
 from ..rundir import RunDir, open_run_dir
 from .records import GenerationRecord, GenomeRecord, Operator, Structure
+from .store import SCHEMA_VERSION, STATUSES
 
 if TYPE_CHECKING:
     from genomes import Genome
@@ -29,40 +33,122 @@ __all__ = ["Lineage", "LineageError", "open"]
 
 _RECORD_COLUMNS = (
     "id, generation, parents, operators, species, status, train_loss, val_loss, val_metric, "
-    "active_params, flops, n_parameters, weights IS NOT NULL"
+    "active_params, flops, n_parameters, weights IS NOT NULL AS has_weights"
 )
+_ROLES = ("input", "hidden", "output")
 
 
 class LineageError(HybridError):
     """A lineage query names a genome or generation the run does not have."""
 
 
-def _record(row: Sequence[Any]) -> GenomeRecord:
+class _Column:
+    """Checks of one stored value; errors name the file, table, column and row."""
+
+    def __init__(self, path: Path, table: str, key: str) -> None:
+        self.where = f"{path}: {table} {key}"
+
+    def bad(self, column: str, expected: str, got: Any) -> RunDirError:
+        shown = repr(got) if len(repr(got)) <= 60 else repr(got)[:57] + "..."
+        return RunDirError(f"{self.where}, column {column}: expected {expected}, got {shown}")
+
+    def int(self, column: str, v: Any, optional: bool = False) -> int | None:
+        if v is None and optional:
+            return None
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise self.bad(column, "an integer" + (" or NULL" if optional else ""), v)
+        return v
+
+    def float(self, column: str, v: Any, optional: bool = True) -> float | None:
+        if v is None and optional:
+            return None
+        if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
+            raise self.bad(column, "a finite number" + (" or NULL" if optional else ""), v)
+        return float(v)
+
+    def json(self, column: str, v: Any, kind: type, expected: str) -> Any:
+        if not isinstance(v, str):
+            raise self.bad(column, expected, v)
+        try:
+            data = json.loads(v)
+        except ValueError:
+            raise self.bad(column, expected, v) from None
+        if not isinstance(data, kind):
+            raise self.bad(column, expected, v)
+        return data
+
+
+def _record(row: sqlite3.Row, path: Path) -> GenomeRecord:
+    c = _Column(path, "genome", f"{row['id']!r}")
+    parents = c.json("parents", row["parents"], list, "a JSON list of genome ids")
+    if not all(isinstance(p, int) and not isinstance(p, bool) for p in parents):
+        raise c.bad("parents", "a JSON list of genome ids", row["parents"])
+    ops = c.json("operators", row["operators"], list, "a JSON list of operators")
+    if not all(isinstance(o, dict) and isinstance(o.get("op"), str) and isinstance(o.get("args", {}), dict | None)
+               for o in ops):
+        raise c.bad("operators", 'a JSON list of {"op": name, "args": {...}}', row["operators"])
+    status = row["status"]
+    if status not in STATUSES:
+        raise c.bad("status", f"one of {', '.join(STATUSES)}", status)
     return GenomeRecord(
-        id=row[0],
-        generation=row[1],
-        parents=tuple(json.loads(row[2])),
-        operators=tuple(Operator.from_dict(o) for o in json.loads(row[3])),
-        species=row[4],
-        status=row[5],
-        train_loss=row[6],
-        val_loss=row[7],
-        val_metric=row[8],
-        active_params=row[9],
-        flops=row[10],
-        n_parameters=row[11],
-        has_weights=bool(row[12]),
+        id=c.int("id", row["id"]),
+        generation=c.int("generation", row["generation"]),
+        parents=tuple(parents),
+        operators=tuple(Operator.from_dict(o) for o in ops),
+        species=c.int("species", row["species"], optional=True),
+        status=status,
+        train_loss=c.float("train_loss", row["train_loss"]),
+        val_loss=c.float("val_loss", row["val_loss"]),
+        val_metric=c.float("val_metric", row["val_metric"]),
+        active_params=c.int("active_params", row["active_params"], optional=True),
+        flops=c.int("flops", row["flops"], optional=True),
+        n_parameters=c.int("n_parameters", row["n_parameters"], optional=True),
+        has_weights=bool(row["has_weights"]),
     )
 
 
-def _open_checked(target: str | Path, uri: bool) -> sqlite3.Connection:
+def _structure(text: Any, c: _Column) -> Structure:
+    expected = "a JSON structure (nodes with id/role/width/activation, edges with src/dst/...)"
+    d = c.json("structure", text, dict, expected)
+    try:
+        s = Structure.from_json(text)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise c.bad("structure", expected, text) from None
+    for n in s.nodes:
+        if n.role not in _ROLES or n.activation not in ACTIVATIONS or n.width < 1:
+            raise c.bad("structure", f"nodes with a role in {_ROLES}, a known activation and width >= 1", d)
+    return s
+
+
+def _generation(row: sqlite3.Row, path: Path) -> GenerationRecord:
+    c = _Column(path, "generation", f"{row['generation']!r}")
+    return GenerationRecord(
+        generation=c.int("generation", row["generation"]),
+        champion=c.int("champion", row["champion"]),
+        best_metric=c.float("best_metric", row["best_metric"]),
+        mean_metric=c.float("mean_metric", row["mean_metric"]),
+        n_species=c.int("n_species", row["n_species"]),
+        threshold=c.float("threshold", row["threshold"], optional=False),
+        elapsed_s=c.float("elapsed_s", row["elapsed_s"], optional=False),
+        stats=c.json("stats", row["stats"], dict, "a JSON object"),
+    )
+
+
+def _open_checked(target: str | Path, uri: bool, path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(target, uri=uri)
     try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
         conn.execute("SELECT id, generation, parents FROM genomes LIMIT 1")
         conn.execute("SELECT generation, champion FROM generations LIMIT 1")
     except sqlite3.Error:
         conn.close()
         raise
+    if version != SCHEMA_VERSION:
+        conn.close()
+        raise RunDirError(
+            f"{path}: lineage store schema version {version}, but this hybrid reads version {SCHEMA_VERSION}"
+        )
+    conn.row_factory = sqlite3.Row
     return conn
 
 
@@ -76,11 +162,11 @@ def _connect(path: Path) -> sqlite3.Connection:
         RunDirError: the file is not a lineage store.
     """
     try:
-        return _open_checked(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        return _open_checked(f"{path.resolve().as_uri()}?mode=ro", uri=True, path=path)
     except sqlite3.Error:
         pass
     try:
-        return _open_checked(path, uri=False)
+        return _open_checked(path, uri=False, path=path)
     except sqlite3.Error as exc:
         raise RunDirError(f"{path}: not a readable lineage store ({exc})") from None
 
@@ -96,6 +182,7 @@ class Lineage:
         path = run.lineage_path
         if not path.is_file():
             raise RunDirError(f"{run.path}: no {path.name} yet (the run has not completed a generation)")
+        self.path = path
         self.conn = _connect(path)
         self._graph: nx.DiGraph | None = None
         self._meta: dict[str, Any] | None = None
@@ -115,7 +202,20 @@ class Lineage:
     def meta(self) -> dict[str, Any]:
         """Run-level facts the search stored (seed, task, gate kind)."""
         if self._meta is None:
-            self._meta = {k: json.loads(v) for k, v in self.conn.execute("SELECT key, value FROM meta")}
+            meta = {}
+            for key, value in self.conn.execute("SELECT key, value FROM meta"):
+                c = _Column(self.path, "meta", repr(key))
+                try:
+                    meta[key] = json.loads(value)
+                except (TypeError, ValueError):
+                    raise c.bad("value", "a JSON value", value) from None
+            expect = {"gate": (str, f"one of {GATE_KINDS}"), "seed": (int, "an integer"), "task": (str, "a string")}
+            for key, (kind, what) in expect.items():
+                v = meta.get(key)
+                ok = v is None or (isinstance(v, kind) and not isinstance(v, bool))
+                if not ok or (key == "gate" and v is not None and v not in GATE_KINDS):
+                    raise _Column(self.path, "meta", repr(key)).bad("value", what, v)
+            self._meta = meta
         return self._meta
 
     @property
@@ -126,10 +226,7 @@ class Lineage:
     @property
     def metric_name(self) -> str:
         """The validation metric's name: ``accuracy``, ``-MSE``, or ``metric`` if unknown."""
-        try:
-            kind = json.loads((self.run.path / "task.json").read_text()).get("kind")
-        except (OSError, ValueError, AttributeError):
-            kind = None
+        kind = self.run.read_task().kind if self.run.task_path.exists() else None
         return {"classification": "accuracy", "regression": "-MSE"}.get(kind, "metric")
 
     @property
@@ -141,9 +238,14 @@ class Lineage:
         if self._graph is None:
             g = nx.DiGraph()
             rows = self.conn.execute("SELECT id, generation, parents FROM genomes").fetchall()
-            g.add_nodes_from((i, {"generation": gen}) for i, gen, _ in rows)
+            links = {}
+            for row in rows:
+                c = _Column(self.path, "genome", repr(row["id"]))
+                gid = c.int("id", row["id"])
+                g.add_node(gid, generation=c.int("generation", row["generation"]))
+                links[gid] = c.json("parents", row["parents"], list, "a JSON list of genome ids")
             g.add_edges_from(
-                (p, i, {"rank": k}) for i, _, ps in rows for k, p in enumerate(json.loads(ps)) if p in g
+                (p, i, {"rank": k}) for i, ps in links.items() for k, p in enumerate(ps) if p in g
             )
             self._graph = g
         return self._graph
@@ -154,7 +256,7 @@ class Lineage:
             "SELECT generation, champion, best_metric, mean_metric, n_species, threshold, elapsed_s, stats "
             "FROM generations ORDER BY generation"
         ).fetchall()
-        return [GenerationRecord(*r[:7], stats=json.loads(r[7])) for r in rows]
+        return [_generation(r, self.path) for r in rows]
 
     # ------------------------------------------------------------------ records
     def record(self, genome_id: int) -> GenomeRecord:
@@ -166,7 +268,7 @@ class Lineage:
         row = self.conn.execute(f"SELECT {_RECORD_COLUMNS} FROM genomes WHERE id = ?", (int(genome_id),)).fetchone()
         if row is None:
             raise LineageError(f"{self.run.path}: no genome {genome_id} in the lineage ({self._id_range()})")
-        return _record(row)
+        return _record(row, self.path)
 
     def records(self, ids: Iterable[int] | None = None, generation: int | None = None) -> list[GenomeRecord]:
         """Return records in id order: all of them, those in ``ids``, or one generation's.
@@ -187,7 +289,7 @@ class Lineage:
             ).fetchall()
         else:
             rows = self.conn.execute(f"SELECT {_RECORD_COLUMNS} FROM genomes").fetchall()
-        return [_record(r) for r in sorted(rows)]
+        return sorted((_record(r, self.path) for r in rows), key=lambda r: r.id)
 
     def structure(self, genome_id: int) -> Structure:
         """Return a genome's structure (stored for every genome).
@@ -204,7 +306,10 @@ class Lineage:
             LineageError: one of the ids is unknown.
         """
         want = sorted({int(i) for i in ids})
-        out = {i: Structure.from_json(t) for i, t in self._where_ids("id, structure", want)}
+        out = {
+            r["id"]: _structure(r["structure"], _Column(self.path, "genome", repr(r["id"])))
+            for r in self._where_ids("id, structure", want)
+        }
         missing = [i for i in want if i not in out]
         if missing:
             raise LineageError(f"{self.run.path}: no genome {missing[0]} in the lineage ({self._id_range()})")
@@ -217,17 +322,22 @@ class Lineage:
             LineageError: unknown id, or only its structure is stored (weights are
                 kept for each generation's champion and the latest generation).
         """
-        from genomes import from_dict
+        from genomes import GenomeError, from_dict
 
         row = self.conn.execute("SELECT generation, weights FROM genomes WHERE id = ?", (int(genome_id),)).fetchone()
         if row is None:
             raise LineageError(f"{self.run.path}: no genome {genome_id} in the lineage ({self._id_range()})")
-        if row[1] is None:
+        if row["weights"] is None:
             raise LineageError(
-                f"genome {genome_id} (generation {row[0]}): only its structure is stored; weights are kept "
-                f"for each generation's champion and the latest generation"
+                f"genome {genome_id} (generation {row['generation']}): only its structure is stored; weights are "
+                f"kept for each generation's champion and the latest generation"
             )
-        genome = from_dict(json.loads(row[1]))
+        c = _Column(self.path, "genome", str(int(genome_id)))
+        data = c.json("weights", row["weights"], dict, "a genome as JSON")
+        try:
+            genome = from_dict(data)
+        except GenomeError as exc:
+            raise c.bad("weights", f"a valid genome ({exc})", "...") from None
         genome.meta.setdefault("id", int(genome_id))
         return genome
 
@@ -283,7 +393,7 @@ class Lineage:
             raise LineageError(
                 f"{self.run.path}: generation {generation} is not recorded (generations 0..{last})"
             )
-        return self.record(row[0])
+        return self.record(row["champion"])
 
     def best(self) -> GenomeRecord:
         """Return the run's champion.
@@ -294,16 +404,19 @@ class Lineage:
         Raises:
             LineageError: no generation is recorded yet.
         """
-        metrics = self.run.best_dir / "metrics.json"
-        if metrics.is_file():
-            try:
-                return self.record(int(json.loads(metrics.read_text())["genome_id"]))
-            except (ValueError, KeyError, TypeError):
-                pass  # a damaged file: fall back to the store
-        row = self.conn.execute("SELECT champion, stats FROM generations ORDER BY generation DESC LIMIT 1").fetchone()
+        finished = self.run.read_best_metrics()
+        if finished is not None:
+            return self.record(finished.genome_id)
+        row = self.conn.execute("SELECT * FROM generations ORDER BY generation DESC LIMIT 1").fetchone()
         if row is None:
             raise LineageError(f"{self.run.path}: no generation recorded yet")
-        return self.record(int(json.loads(row[1]).get("champion_id", row[0])))
+        last = _generation(row, self.path)
+        champion = last.stats.get("champion_id", last.champion)
+        if not isinstance(champion, int) or isinstance(champion, bool):
+            raise _Column(self.path, "generation", str(last.generation)).bad(
+                "stats", "champion_id to be a genome id", champion
+            )
+        return self.record(champion)
 
     def resolve(self, spec: str | int) -> int:
         """Turn a command-line genome argument (an id or ``best``) into an id.
@@ -326,9 +439,9 @@ class Lineage:
             raise LineageError(f"{self.run.path}: no genome {gid} in the lineage ({self._id_range()})")
         return gid
 
-    def _where_ids(self, columns: str, ids: Iterable[int]) -> list[tuple[Any, ...]]:
+    def _where_ids(self, columns: str, ids: Iterable[int]) -> list[sqlite3.Row]:
         want = sorted({int(i) for i in ids})
-        rows: list[tuple[Any, ...]] = []
+        rows: list[sqlite3.Row] = []
         for k in range(0, len(want), 500):  # SQLite caps the bound parameters of one query
             chunk = want[k : k + 500]
             marks = ",".join("?" * len(chunk))

@@ -13,6 +13,9 @@ Tables:
             generation's champion and for the latest generation's members.
     generations(generation, champion, best_metric, mean_metric, n_species, ...)
     meta(key, value)
+
+The schema's version is SQLite's ``user_version`` (:data:`SCHEMA_VERSION`); the
+reader refuses a store of another version, naming both.
 """
 
 from __future__ import annotations
@@ -26,10 +29,42 @@ from typing import Any
 
 from genomes import Genome, to_dict
 
-__all__ = ["PRUNED", "GenerationRow", "GenomeRow", "LineageWriter", "structure_dict"]
+from ..errors import RunDirError
+
+__all__ = [
+    "GENOME_COLUMNS",
+    "PRUNED",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "GenerationRow",
+    "GenomeRow",
+    "LineageWriter",
+    "structure_dict",
+]
+
+#: Version of the tables below, kept in ``PRAGMA user_version``. 1: named columns
+#: and a recorded version (stores made before it read as version 0).
+SCHEMA_VERSION = 1
 
 #: Status of a member whose species was dropped for stagnation (it had no children).
 PRUNED = "pruned"
+#: Every status a genome row can have.
+STATUSES = ("ok", "failed", PRUNED)
+
+#: The ``genomes`` table's columns, in the order of :meth:`LineageWriter._row`.
+GENOME_COLUMNS = (
+    "id", "generation", "parents", "operators", "species", "status", "train_loss", "val_loss",
+    "val_metric", "active_params", "flops", "n_parameters", "structure", "weights",
+)
+_GENERATION_COLUMNS = (
+    "generation", "champion", "best_metric", "mean_metric", "n_species", "threshold", "elapsed_s", "stats",
+)
+
+
+def _insert(table: str, columns: Sequence[str]) -> str:
+    names = ", ".join(columns)
+    marks = ", ".join(f":{c}" for c in columns)
+    return f"INSERT OR REPLACE INTO {table} ({names}) VALUES ({marks})"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS genomes (
@@ -125,11 +160,29 @@ class LineageWriter:
     """Append generations to ``lineage.sqlite`` (the search's side of the store)."""
 
     def __init__(self, path: str | Path) -> None:
+        """Open (or create) the store at ``path``.
+
+        Raises:
+            RunDirError: the file exists but is not a lineage store of this version.
+        """
         self.path = Path(path)
-        self.conn = sqlite3.connect(self.path, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.executescript(SCHEMA)
+        fresh = not self.path.exists() or self.path.stat().st_size == 0
+        try:
+            self.conn = sqlite3.connect(self.path, isolation_level=None)
+            if not fresh:
+                found = self.conn.execute("PRAGMA user_version").fetchone()[0]
+                if found != SCHEMA_VERSION:
+                    self.conn.close()
+                    raise RunDirError(
+                        f"{self.path}: lineage store schema version {found}, but this hybrid writes "
+                        f"version {SCHEMA_VERSION}; start a new run"
+                    )
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.executescript(SCHEMA)
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise RunDirError(f"{self.path}: not a lineage store ({exc})") from None
 
     def set_meta(self, items: dict[str, Any]) -> None:
         """Store run-level facts (JSON values)."""
@@ -141,7 +194,20 @@ class LineageWriter:
             )
 
     def truncate_after(self, generation: int) -> None:
-        """Forget everything recorded after ``generation`` (used on resume)."""
+        """Forget everything recorded after ``generation`` (used on resume).
+
+        Raises:
+            RunDirError: ``generation >= 0`` is not in the store (a checkpoint of a
+                generation whose lineage is gone: the store was emptied or replaced,
+                and resuming would silently lose the history).
+        """
+        if generation >= 0:
+            row = self.conn.execute("SELECT 1 FROM generations WHERE generation = ?", (generation,)).fetchone()
+            if row is None:
+                raise RunDirError(
+                    f"{self.path}: holds no generation {generation}, but the run has a checkpoint of it "
+                    "(the store was emptied or replaced); refusing to resume over lost history"
+                )
         self.conn.execute("BEGIN")
         try:
             self.conn.execute("DELETE FROM genomes WHERE generation > ?", (generation,))
@@ -175,22 +241,19 @@ class LineageWriter:
                 "AND id NOT IN (SELECT champion FROM generations)",
                 (summary.generation,),
             )
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO genomes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [self._row(r) for r in rows],
-            )
+            self.conn.executemany(_insert("genomes", GENOME_COLUMNS), [self._row(r) for r in rows])
             self.conn.execute(
-                "INSERT OR REPLACE INTO generations VALUES (?,?,?,?,?,?,?,?)",
-                (
-                    summary.generation,
-                    summary.champion,
-                    _num(summary.best_metric),
-                    _num(summary.mean_metric),
-                    summary.n_species,
-                    summary.threshold,
-                    summary.elapsed_s,
-                    json.dumps(summary.stats),
-                ),
+                _insert("generations", _GENERATION_COLUMNS),
+                {
+                    "generation": summary.generation,
+                    "champion": summary.champion,
+                    "best_metric": _num(summary.best_metric),
+                    "mean_metric": _num(summary.mean_metric),
+                    "n_species": summary.n_species,
+                    "threshold": summary.threshold,
+                    "elapsed_s": summary.elapsed_s,
+                    "stats": json.dumps(summary.stats),
+                },
             )
             self.conn.execute("COMMIT")
         except BaseException:
@@ -198,28 +261,24 @@ class LineageWriter:
             raise
 
     @staticmethod
-    def _row(r: GenomeRow) -> tuple:
-        return (
-            r.id,
-            r.generation,
-            json.dumps(list(r.parents)),
-            json.dumps(list(r.operators)),
-            r.species,
-            r.status,
-            _num(r.train_loss),
-            _num(r.val_loss),
-            _num(r.val_metric),
-            r.active_params,
-            r.flops,
-            r.genome.n_parameters(),
-            json.dumps(structure_dict(r.genome)),
-            json.dumps(to_dict(r.genome)) if r.keep_weights else None,
-        )
+    def _row(r: GenomeRow) -> dict[str, Any]:
+        return {
+            "id": r.id,
+            "generation": r.generation,
+            "parents": json.dumps(list(r.parents)),
+            "operators": json.dumps(list(r.operators)),
+            "species": r.species,
+            "status": r.status,
+            "train_loss": _num(r.train_loss),
+            "val_loss": _num(r.val_loss),
+            "val_metric": _num(r.val_metric),
+            "active_params": r.active_params,
+            "flops": r.flops,
+            "n_parameters": r.genome.n_parameters(),
+            "structure": json.dumps(structure_dict(r.genome)),
+            "weights": json.dumps(to_dict(r.genome)) if r.keep_weights else None,
+        }
 
     def close(self) -> None:
         """Close the connection."""
         self.conn.close()
-
-    def ids(self) -> Iterable[int]:
-        """Return every stored genome id (for checks)."""
-        return [row[0] for row in self.conn.execute("SELECT id FROM genomes ORDER BY id")]

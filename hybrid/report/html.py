@@ -2,14 +2,15 @@
 
 Everything comes from the run folder: the lineage store (opened read-only, so a
 run still going can be reported on), ``best/metrics.json`` when the run finished,
-and ``config.toml`` for the planned number of generations.
+and ``config.toml`` for the planned number of generations. Every value taken from
+the run folder is HTML-escaped (``_e``): a handed-over ``lineage.sqlite`` cannot put
+markup or script into the page.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -20,6 +21,7 @@ from genomes.serialize import atomic_write
 from ..errors import HybridError
 from ..lineage import GenerationRecord, GenomeRecord, Lineage, LineageError, Step, ancestry
 from ..lineage import open as open_lineage
+from ..rundir import BestMetrics
 from . import plots
 
 __all__ = ["write_report"]
@@ -40,6 +42,11 @@ th { background: #f6f6f6; } td.num { text-align: right; font-variant-numeric: ta
 """
 
 
+def _e(value: Any) -> str:
+    """Return ``value`` as HTML text: every value from the run folder goes through here."""
+    return html.escape(str(value), quote=True)
+
+
 def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
@@ -55,26 +62,26 @@ def _lineage_table(steps: list[Step], metric: str) -> str:
     rows = []
     for s in steps:
         r = s.record
-        ops = html.escape(s.operator_text)
-        change = "" if s.diff is None or s.diff.empty else html.escape(str(s.diff))
-        val = f"{r.val_metric:.4f}" if r.val_metric is not None else r.status
+        ops = _e(s.operator_text)
+        change = "" if s.diff is None or s.diff.empty else _e(s.diff)
+        val = f"{r.val_metric:.4f}" if r.val_metric is not None else _e(r.status)
         parents = "+".join(map(str, r.parents)) if not s.elites else str(s.parent.id if s.parent else "")
         rows.append(
-            f"<tr><td class=num>{s.generations}</td><td class=num>{r.id}</td><td>{parents}</td>"
+            f"<tr><td class=num>{_e(s.generations)}</td><td class=num>{_e(r.id)}</td><td>{_e(parents)}</td>"
             f"<td{' class=dim' if s.elites or r.is_elite else ''}>{ops}</td><td>{change}</td>"
             f"<td class=num>{val}{_signed(s.metric_change, '+.4f')}</td>"
-            f"<td class=num>{r.active_params}{_signed(s.size_change, '+d')}</td>"
-            f"<td class=num>{'' if r.species is None else r.species}</td></tr>"
+            f"<td class=num>{_e(r.active_params)}{_signed(s.size_change, '+d')}</td>"
+            f"<td class=num>{'' if r.species is None else _e(r.species)}</td></tr>"
         )
     head = (
         "<tr><th>gen</th><th>genome</th><th>parents</th><th>operators</th><th>structure change</th>"
-        f"<th>{html.escape(metric)} (change)</th><th>active params (change)</th><th>species</th></tr>"
+        f"<th>{_e(metric)} (change)</th><th>active params (change)</th><th>species</th></tr>"
     )
     return f"<table>{head}{''.join(rows)}</table>"
 
 
 def _facts(
-    lin: Lineage, gens: list[GenerationRecord], best: GenomeRecord, finished: dict[str, Any] | None
+    lin: Lineage, gens: list[GenerationRecord], best: GenomeRecord, finished: BestMetrics | None
 ) -> str:
     try:
         planned = lin.run.load_config().evolution.generations
@@ -83,20 +90,21 @@ def _facts(
     meta = lin.meta
     done = len(gens)
     status = (
-        f"finished ({html.escape(str(finished.get('stop_reason')))})"
+        f"finished ({_e(finished.stop_reason)})"
         if finished
-        else f"<b>not finished</b>: still running or interrupted; last recorded generation {gens[-1].generation}"
+        else f"<b>not finished</b>: still running or interrupted; last recorded generation {_e(gens[-1].generation)}"
     )
     parts = [
-        f"task <b>{html.escape(str(meta.get('task', '?')))}</b>, seed {meta.get('seed', '?')}, gates {lin.gate}",
-        f"{done} generation{'s' if done != 1 else ''} recorded" + (f" of {planned} planned" if planned else ""),
+        f"task <b>{_e(meta.get('task', '?'))}</b>, seed {_e(meta.get('seed', '?'))}, gates {_e(lin.gate)}",
+        f"{done} generation{'s' if done != 1 else ''} recorded" + (f" of {_e(planned)} planned" if planned else ""),
         status,
     ]
-    champ = f"champion <b>{best.id}</b> (generation {best.generation}): validation {lin.metric_name} "
+    champ = f"champion <b>{_e(best.id)}</b> (generation {_e(best.generation)}): validation {_e(lin.metric_name)} "
     champ += f"{best.val_metric:.4f}" if best.val_metric is not None else "n/a"
-    champ += f", {best.active_params} active parameters, {best.flops} FLOPs/sample"
-    if finished and finished.get("genome_id") == best.id:
-        champ += f"; test {html.escape(str(finished.get('metric')))} {finished.get('test_metric', float('nan')):.4f}"
+    champ += f", {_e(best.active_params)} active parameters, {_e(best.flops)} FLOPs/sample"
+    if finished and finished.genome_id == best.id:
+        test = "n/a" if finished.test_metric is None else f"{finished.test_metric:.4f}"
+        champ += f"; test {_e(finished.metric)} {test}"
     parts.append(champ)
     return '<p class="facts">' + "<br>".join(parts) + "</p>"
 
@@ -121,11 +129,7 @@ def build_report(lin: Lineage) -> str:
     gens = lin.generations()
     if not gens:
         raise LineageError(f"{lin.run.path}: no generation recorded yet; nothing to report")
-    metrics_path = lin.run.best_dir / "metrics.json"
-    try:
-        finished = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
-    except ValueError:
-        finished = None
+    finished = lin.run.read_best_metrics()
     best = lin.best()
     records = lin.records()
     metric = lin.metric_name
@@ -143,7 +147,7 @@ def build_report(lin: Lineage) -> str:
         f"<figure>{_img(plots.species_plot(gens), 'species over time')}</figure>",
         f"<figure>{_img(plots.pareto_plot(records, best, metric), 'metric vs size with Pareto front')}</figure>",
         "</div>",
-        f"<h2>The champion's lineage</h2><p class=note>First-parent path from generation 0 to genome {best.id}. "
+        f"<h2>The champion's lineage</h2><p class=note>First-parent path from generation 0 to genome {_e(best.id)}. "
         "Structure change is measured against the first (fitter) parent."
         + (f" <i>elite xN</i> rows fold N generations in which the genome was kept as an elite (same structure, "
            f"weights retrained; {n_folded} generations folded)." if n_folded else "")
@@ -151,7 +155,7 @@ def build_report(lin: Lineage) -> str:
         _img(plots.lineage_plot(every, metric), "metric and size along the champion's ancestry"),
         _lineage_table(folded, metric),
         "<h2>The champion</h2>",
-        _img(_champion_png(lin, best.id), f"genome {best.id}"),
+        _img(_champion_png(lin, best.id), f"genome {best.id}"),  # _img escapes the alt text
     ]
     return (
         f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>hybrid run {name}</title>"
@@ -172,6 +176,6 @@ def write_report(run_dir: str | os.PathLike[str], output: str | os.PathLike[str]
     """
     with open_lineage(run_dir) as lin:
         page = build_report(lin)
-        path = Path(output) if output is not None else lin.run.report_path
+        path = Path(output) if output is not None else lin.run.child(lin.run.report_path)
     atomic_write(path, page)
     return path

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from genomes import ACTIVATIONS, Genome, InnovationTracker, active_structure, save
+from hybrid.config import dump_config, loads_config
 from hybrid.errors import HybridError, RunDirError
 from hybrid.export import FORMATS, ExportError, export_genome, export_run
 from hybrid.export import formats as formats_module
@@ -248,14 +249,23 @@ def test_onnx_without_the_extra_names_the_install_command(tmp_path, monkeypatch)
 
 
 # ------------------------------------------------------------------ export_run
+#: A finished run's best/metrics.json.
+METRICS = {
+    "genome_id": 42, "generation": 3, "val_metric": 0.9, "val_loss": 0.3, "test_metric": 0.95,
+    "test_loss": 0.2, "metric": "accuracy", "active_parameters": 53, "flops": 100, "generations": 4,
+    "stop_reason": "generations", "elapsed_s": 1.5,
+}
+
+
 def make_run(tmp_path: Path, gate: str = GATE, genome_id: int = 42) -> Path:
     """Write the files of a run folder that export_run reads; return the folder."""
     run = tmp_path / "iris-run"
     g = gated_genome()
     g.meta["id"] = genome_id
     save(g, run / "best" / "genome.json")
-    (run / "best" / "metrics.json").write_text(json.dumps({"test_accuracy": 0.95}))
-    (run / "config.toml").write_text(f'[run]\nseed = 1\n\n[training]\ngate = "{gate}"\n')
+    (run / "best" / "metrics.json").write_text(json.dumps(METRICS))
+    config = loads_config(f'[run]\nseed = 1\n[task]\nname = "wine"\n[training]\ngate = "{gate}"\n')
+    (run / "config.toml").write_text(dump_config(config))
     task = {
         "name": "iris",
         "kind": "classification",
@@ -279,7 +289,7 @@ def test_export_run_writes_the_champion_next_to_it(tmp_path):
         GATE,
         {"name": "iris", "kind": "classification"},
     )
-    assert info["metrics"] == {"test_accuracy": 0.95} and info["run"]["name"] == "iris-run"
+    assert info["metrics"]["test_metric"] == 0.95 and info["run"]["name"] == "iris-run"
     x = raw_inputs(9)
     model = import_file(result.path, "run_export").load()
     out = model(torch.from_numpy(x)).detach().numpy()
@@ -294,23 +304,26 @@ def test_export_run_out_may_be_a_folder_or_a_file(tmp_path):
 
 def test_export_run_names_the_missing_or_broken_file(tmp_path):
     run = make_run(tmp_path)
-    (run / "config.toml").write_text("[training]\nlr = 0.1\n")
-    with pytest.raises(RunDirError) as exc:
+    good = (run / "config.toml").read_text()
+    (run / "config.toml").write_text('[training]\ngate = "sigmoid"\n')
+    with pytest.raises(HybridError) as exc:
         export_run(run)
-    _one_line_error(exc, "config.toml", "training.gate")
+    _one_line_error(exc, "config.toml", "[task]")
+    (run / "config.toml").write_text(good)
     (run / "task.json").unlink()
     with pytest.raises(RunDirError) as exc:
         export_run(run)
     _one_line_error(exc, str(run / "task.json"))
     with pytest.raises(RunDirError) as exc:
         export_run(tmp_path / "nope")
-    _one_line_error(exc, "nope", "not a run directory")
+    _one_line_error(exc, "nope", "no such run folder")
 
 
 def test_export_run_refuses_a_task_that_does_not_fit_the_genome(tmp_path):
     run = make_run(tmp_path)
     task = json.loads((run / "task.json").read_text())
-    (run / "task.json").write_text(json.dumps({**task, "n_inputs": 5}))
+    five = {"n_inputs": 5, "feature_mean": [0.0] * 5, "feature_std": [1.0] * 5}
+    (run / "task.json").write_text(json.dumps({**task, **five}))
     with pytest.raises(RunDirError) as exc:
         export_run(run)
     _one_line_error(exc, "task.json", "n_inputs is 5")

@@ -37,6 +37,7 @@ def test_existing_run_is_not_overwritten_and_the_error_says_how_to_resume(tmp_pa
 def test_overwrite_replaces_an_existing_run(tmp_path: Path) -> None:
     run = create_run_dir(tmp_path, "r", CONFIG)
     run.append_stats({"generation": 0})
+    run.close()  # the writer lock: a live run is never overwritten
     run = create_run_dir(tmp_path, "r", CONFIG, overwrite=True)
     assert run.read_stats() == []
 

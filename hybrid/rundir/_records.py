@@ -1,0 +1,88 @@
+"""What the run folder's JSON files hold: pydantic models the readers validate against."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from ..errors import RunDirError
+
+__all__ = ["BestMetrics", "StatsRecord", "TaskInfo"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, strict=True, extra="ignore")
+
+
+class TaskInfo(_Model):
+    """What ``task.json`` holds (written from ``Task.info()``)."""
+
+    name: str
+    kind: Literal["classification", "regression"]
+    n_inputs: int
+    n_outputs: int
+    feature_mean: list[float]
+    feature_std: list[float]
+    class_labels: list[str | int | float]
+    source: str = ""
+
+    @field_validator("n_inputs", "n_outputs")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("should be >= 1")
+        return v
+
+    @field_validator("feature_mean", "feature_std", "class_labels")
+    @classmethod
+    def _all_finite(cls, v: list[Any]) -> list[Any]:
+        if any(isinstance(x, float) and not math.isfinite(x) for x in v):
+            raise ValueError("should hold finite values only (no NaN or inf)")
+        return v
+
+    def check(self, path: Path) -> TaskInfo:
+        """Check the lengths against the sizes; return self."""
+        for key in ("feature_mean", "feature_std"):
+            if len(getattr(self, key)) != self.n_inputs:
+                raise RunDirError(f"{path}: key {key!r} should have n_inputs = {self.n_inputs} entries")
+        if any(s <= 0 for s in self.feature_std):
+            raise RunDirError(f"{path}: key 'feature_std' should hold positive values")
+        want = self.n_outputs if self.kind == "classification" else 0
+        if len(self.class_labels) != want:
+            raise RunDirError(f"{path}: key 'class_labels' should have {want} entries for a {self.kind} task")
+        return self
+
+
+class BestMetrics(_Model):
+    """What ``best/metrics.json`` holds (written when a search finishes)."""
+
+    genome_id: int
+    generation: int
+    val_metric: float | None
+    val_loss: float | None
+    test_metric: float | None
+    test_loss: float | None
+    metric: Literal["accuracy", "neg_mse"]
+    active_parameters: int
+    flops: int
+    generations: int
+    stop_reason: str
+    elapsed_s: float
+    not_finite: dict[str, str] = {}
+
+
+class StatsRecord(_Model):
+    """The keys of a ``stats.jsonl`` line that readers (``hybrid status``) rely on."""
+
+    generation: int
+    best_metric: float | None
+    mean_metric: float | None
+    n_species: int
+    champion_id: int
+    champion_metric: float | None
+    champion_active_params: int
+
+
