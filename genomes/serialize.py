@@ -80,7 +80,7 @@ def decode_array(x: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
             arr = np.frombuffer(raw, dtype="<f4").astype(np.float32)
             stored_shape = x["shape"]
             if not isinstance(stored_shape, list) or not all(
-                _is_number(s) and isinstance(s, int) and s >= 0 for s in stored_shape
+                isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in stored_shape
             ):
                 raise GenomeError(
                     f"{where}.shape: should be a list of non-negative ints, got {stored_shape!r:.40}"
