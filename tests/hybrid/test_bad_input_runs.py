@@ -306,7 +306,7 @@ CASES: list[tuple[str, Callable[[Path, Path], None], list[str], str]] = [
     ("best-genome-not-json", _write(G, "{oops"), ["export", "{run}"], "genome.json"),
     ("best-genome-missing", _remove(G), ["export", "{run}"], "genome.json"),
     ("best-genome-meta-id-code", _genome_edit(lambda g: g["meta"].update(id='1"""\nimport os\n"""')), ["export", "{run}"], "meta.id"),
-    ("best-genome-nan-bias", _genome_edit(_nan_bias), ["export", "{run}"], "NaN"),
+    ("best-genome-nan-bias", _genome_edit(_nan_bias), ["export", "{run}"], "bias"),
     ("export-metrics-string-metric", _edit_json(M, test_metric="high"), ["export", "{run}"], "test_metric"),
     ("task-missing", _remove(T), ["export", "{run}"], "task.json"),
     ("task-empty-object", _write(T, "{}"), ["export", "{run}"], "task.json"),
