@@ -1,6 +1,6 @@
 """A plain numpy evaluation of a genome's function: the reference for every engine.
 
-Implements the function of ``shared/DESIGN.md`` with the deterministic gate values::
+Implements the function of ``docs/design.md`` with the deterministic gate values::
 
     h_in = g(gate_in) * x
     a_j  = act_j(bias_j + sum_{enabled e=(i->j)} g(gate_e) * (W_e @ h_i))

@@ -1,6 +1,6 @@
 """Compile a genome into a PyTorch module: the single-genome engine.
 
-:class:`GenomeNet` computes exactly the function of ``shared/DESIGN.md``, nodes in
+:class:`GenomeNet` computes exactly the function of ``docs/design.md``, nodes in
 ``genome.topological_order()``::
 
     h_in = g(gate_in) * x
