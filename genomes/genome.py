@@ -1,9 +1,9 @@
 """The genome: a graph of neuron groups (nodes) joined by gated weight matrices.
 
 See ``docs/design.md`` ("The genome and the function it computes"). Node ids and
-edge innovation numbers come from an :class:`~genomes.innovation.InnovationTracker`. Every node carries ``bias``
-and ``gate`` arrays of its width; the input node's bias and the output node's gate
-are unused by the function and must stay zero (``validate`` checks), which keeps the
+edge innovation numbers come from an :class:`~genomes.innovation.InnovationTracker`.
+Every node carries ``bias`` and ``gate`` arrays of its width; the input node's bias
+and the output node's gate are unused by the function and must stay zero (``validate`` checks), which keeps the
 schema uniform for the engines that pack genomes into tensors.
 """
 
