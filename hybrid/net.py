@@ -17,6 +17,9 @@ against.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -247,14 +250,46 @@ def write_back(genome: Genome, net: GenomeNet) -> Genome:
     """
     if net._structure != genome.structure_key():
         raise GenomeError("write_back: the net was built from a genome of a different structure")
-    child = genome.copy()
-    g = child.graph
+    nodes: dict[int, dict[str, np.ndarray]] = {}
     for key, p in net.nodes.items():
         n, what = key[1:].rsplit("_", 1)
-        g.nodes[int(n)][what] = _numpy(p)
+        nodes.setdefault(int(n), {})[what] = _numpy(p)
+    edges: dict[tuple[int, int], dict[str, np.ndarray]] = {}
     for key, p in net.edges.items():
         pair, what = key[1:].rsplit("_", 1)
         s, d = (int(i) for i in pair.split("_"))
-        value = _numpy(p)
-        g.edges[s, d][what] = np.float32(value) if what == "gate" else value
+        edges.setdefault((s, d), {})[what] = _numpy(p)
+    return with_values(genome, nodes, edges)
+
+
+def with_values(
+    genome: Genome,
+    nodes: Mapping[int, Mapping[str, np.ndarray]],
+    edges: Mapping[tuple[int, int], Mapping[str, Any]],
+) -> Genome:
+    """Return a copy of ``genome`` holding trained values: the one write-back.
+
+    Both engines end here (``write_back`` for a ``GenomeNet``,
+    ``PopulationEngine.write_back`` for a packed population), so a trained value
+    lands in a genome the same way whichever engine trained it.
+
+    Args:
+        genome: the genome the values were trained from (not modified).
+        nodes: ``{node: {"bias" | "gate": array}}``, float32 arrays of the node's width.
+        edges: ``{(src, dst): {"weight": array, "gate": scalar}}``.
+
+    Returns:
+        A copy with those arrays (float32 copies) in place; everything not named
+        (disabled and recurrent edges, unused biases and gates, ``meta``) unchanged.
+    """
+    child = genome.copy()
+    graph = child.graph
+    for n, values in nodes.items():
+        for what, value in values.items():
+            graph.nodes[n][what] = np.array(value, dtype=np.float32)
+    for (s, d), values in edges.items():
+        for what, value in values.items():
+            graph.edges[s, d][what] = (
+                np.float32(value) if what == "gate" else np.array(value, dtype=np.float32)
+            )
     return child

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from genomes import Genome, GenomeError
 
 from ..gates import check_gate_kind, gate_values, open_probability
+from ..net import with_values
 from .layout import Layout, pack
 from .program import GraphProgram, graph_apply
 
@@ -202,20 +203,19 @@ class PopulationEngine:
         for genome, sl, key in zip(self.genomes, lay.members, lay.structure, strict=True):
             if genome.structure_key() != key:
                 raise GenomeError("write_back: a genome's structure changed after packing")
-            child = genome.copy()
-            graph = child.graph
+            graph = genome.graph
+            edges = {}
             for k, (s, d) in enumerate(sl.edges):
                 shape = graph.edges[s, d]["weight"].shape
                 start = sl.weight[k]
-                graph.edges[s, d]["weight"] = (
-                    w[start : start + shape[0] * shape[1]].reshape(shape).copy()
-                )
-                graph.edges[s, d]["gate"] = np.float32(g[sl.edge_gate + k])
+                weight = w[start : start + shape[0] * shape[1]].reshape(shape)
+                edges[s, d] = {"weight": weight, "gate": g[sl.edge_gate + k]}
+            nodes: dict[int, dict[str, np.ndarray]] = {}
             for n, start in zip(sl.bias_nodes, sl.bias, strict=True):
-                graph.nodes[n]["bias"] = b[start : start + graph.nodes[n]["width"]].copy()
+                nodes.setdefault(n, {})["bias"] = b[start : start + graph.nodes[n]["width"]]
             for n, start in zip(sl.gate_nodes, sl.gate, strict=True):
-                graph.nodes[n]["gate"] = g[start : start + graph.nodes[n]["width"]].copy()
-            children.append(child)
+                nodes.setdefault(n, {})["gate"] = g[start : start + graph.nodes[n]["width"]]
+            children.append(with_values(genome, nodes, edges))
         return children
 
 
