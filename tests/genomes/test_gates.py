@@ -35,7 +35,9 @@ def test_unknown_gate_kind_is_refused():
 def test_activation_ids_are_stable_and_contiguous():
     assert list(ACTIVATION_IDS) == list(ACTIVATIONS)
     assert sorted(ACTIVATION_IDS.values()) == list(range(len(ACTIVATIONS)))
-    assert ACTIVATION_IDS["identity"] == 0 and ACTIVATIONS["identity"] is not None
+    assert ACTIVATION_IDS["identity"] == 0
+    x = np.linspace(-3, 3, 7, dtype=np.float32)
+    assert np.array_equal(ACTIVATIONS["identity"](x), x)
 
 
 def test_activations_match_their_formulas_and_do_not_overflow():

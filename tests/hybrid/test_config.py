@@ -132,8 +132,14 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.toml")
 
 
-def test_config_error_is_a_hybrid_error() -> None:
-    assert issubclass(ConfigError, HybridError)
+def test_a_bad_config_raises_a_hybrid_error_the_cli_exits_2_on(tmp_path: Path) -> None:
+    path = tmp_path / "x.toml"
+    path.write_text('[task]\nname = "xor"\n[training]\nsteps = "many"\n')
+    with pytest.raises(HybridError) as info:
+        load_config(path)
+    assert isinstance(info.value, ConfigError) and info.value.exit_code == 2
+    message = str(info.value)
+    assert "x.toml" in message and "training.steps" in message and "\n" not in message
 
 
 def test_overrides_are_read_as_toml_values(tmp_path: Path) -> None:

@@ -10,12 +10,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from genomes import load
 from hybrid.config import loads_config
+from hybrid.generation import initial_state
 from hybrid.lineage import LineageWriter
 from hybrid.search import Search
+from hybrid.tasks import load_task
 from tests.hybrid.tiny import tiny_toml
 
 
@@ -44,6 +47,20 @@ def test_same_seed_gives_identical_stats_and_champion(tmp_path: Path) -> None:
 def test_different_seeds_give_different_runs(tmp_path: Path) -> None:
     s1, _ = _run(tmp_path, name="a", seed=0)
     s2, _ = _run(tmp_path, name="b", seed=1)
+    for stats in (s1, s2):  # both complete, sound runs ...
+        assert [r["generation"] for r in stats] == [0, 1, 2]
+        assert all(0.0 <= r["best_metric"] <= 1.0 and r["n_failed"] == 0 for r in stats)
+    # ... that start from different initial weights: the seed reaches generation 0
+    configs = [_config(tmp_path, seed=seed) for seed in (0, 1)]
+    first = [
+        [m.genome for m in initial_state(c, load_task(c.task, c.run.seed)).members] for c in configs
+    ]
+    assert [g.structure_key() for g in first[0]] == [g.structure_key() for g in first[1]]
+    assert any(
+        not np.array_equal(a.graph.edges[e]["weight"], b.graph.edges[e]["weight"])
+        for a, b in zip(*first, strict=True)
+        for e in a.graph.edges
+    )
     assert s1 != s2
 
 
