@@ -59,6 +59,19 @@ def _first_error(path: Path, exc: ValidationError) -> RunDirError:
     return RunDirError(f"{path}: key {key!r}: {err['msg'].lower()}, got {shown}")
 
 
+def _loads_object(text: str, where: str) -> dict[str, Any]:
+    """Parse one JSON object; anything else is one ``RunDirError`` starting with ``where``."""
+    try:
+        data = json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise RunDirError(f"{where} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except ValueError as exc:
+        raise RunDirError(f"{where}: {exc}") from None
+    if not isinstance(data, dict):
+        raise RunDirError(f"{where}: should hold a JSON object, got {type(data).__name__}")
+    return data
+
+
 def _read_json_object(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -66,15 +79,7 @@ def _read_json_object(path: Path) -> dict[str, Any]:
         raise RunDirError(f"{path}: missing") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RunDirError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
-    try:
-        data = json.loads(text, parse_constant=_no_constant)
-    except json.JSONDecodeError as exc:
-        raise RunDirError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    except ValueError as exc:
-        raise RunDirError(f"{path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise RunDirError(f"{path}: should hold a JSON object, got {type(data).__name__}")
-    return data
+    return _loads_object(text, str(path))
 
 
 def _no_constant(name: str) -> Any:

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from genomes.serialize import atomic_write
 
 from ..errors import RunDirError
-from ._json import _first_error, _no_constant, _read_json_object, dumps_json
+from ._json import _first_error, _loads_object, _read_json_object, dumps_json
 from ._lock import Lock
 from ._records import BestMetrics, StatsRecord, TaskInfo
 
@@ -252,14 +252,7 @@ class RunDir:
         records = []
         for n, line in enumerate(lines[:-1], start=1):  # lines[-1]: "" or a partial line
             where = f"{self.stats_path}: line {n}"
-            try:
-                rec = json.loads(line, parse_constant=_no_constant)
-            except json.JSONDecodeError as exc:
-                raise RunDirError(f"{where} is not valid JSON ({exc.msg})") from None
-            except ValueError as exc:
-                raise RunDirError(f"{where} {exc}") from None
-            if not isinstance(rec, dict):
-                raise RunDirError(f"{where} is not a JSON object")
+            rec = _loads_object(line, where)
             gen = rec.get("generation")
             if not isinstance(gen, int) or isinstance(gen, bool):
                 raise RunDirError(f"{where}: key 'generation' should be an integer, got {gen!r}")

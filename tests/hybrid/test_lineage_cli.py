@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import networkx as nx
-import numpy as np
 import pytest
 
 import hybrid.lineage as lineage
 from hybrid.cli import main
+from tests.hybrid.images import decoded_png
 from tests.hybrid.test_lineage import make_tiny_run
 
 
@@ -79,14 +79,14 @@ def test_show_prints_the_structure_and_draws_a_png(run: Path, facts: dict, tmp_p
     png = tmp_path / "best.png"
     out = _out(capsys, "show", str(run), "best", "--png", str(png))
     assert f"genome {facts['best']}" in out and "nodes" in out and "edges" in out
-    _decoded_png(png)
+    decoded_png(png)
 
 
 def test_show_of_a_genome_without_weights_draws_its_structure(run: Path, facts: dict, tmp_path: Path, capsys) -> None:
     png = tmp_path / "bare.png"
     out = _out(capsys, "show", str(run), str(facts["bare"]), "--png", str(png))
     assert "weights not stored" in out
-    _decoded_png(png)
+    decoded_png(png)
 
 
 @pytest.mark.parametrize(
@@ -104,17 +104,3 @@ def test_user_errors_are_one_line_and_exit_2(run: Path, tmp_path: Path, capsys, 
     code = main([a.format(run=run, tmp=tmp_path) for a in argv])
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1
-
-
-def _decoded_png(path_or_bytes) -> np.ndarray:
-    """Decode a PNG and check it is a real picture: plausible size, not one flat colour."""
-    import io
-
-    from matplotlib.image import imread
-
-    data = path_or_bytes.read_bytes() if isinstance(path_or_bytes, Path) else path_or_bytes
-    img = imread(io.BytesIO(data), format="png")
-    assert img.ndim == 3 and img.shape[0] >= 100 and img.shape[1] >= 100, img.shape
-    colours = np.unique(img.reshape(-1, img.shape[2]), axis=0)
-    assert len(colours) > 10, len(colours)
-    return img

@@ -14,6 +14,7 @@ from hybrid.cli import main
 from hybrid.errors import RunDirError
 from hybrid.lineage import GenomeRecord
 from hybrid.report import build_report, pareto_front, write_report
+from tests.hybrid.images import decoded_png
 from tests.hybrid.test_lineage import make_tiny_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -36,7 +37,7 @@ def test_report_is_one_page_in_the_run_folder_with_every_figure_embedded(run: Pa
     page = (copy / "report.html").read_text()
     images = _images(page)
     assert len(images) == 6 and all(img.startswith(PNG) for img in images)
-    decoded = [_decoded_png(img) for img in images]
+    decoded = [decoded_png(img) for img in images]
     assert all(  # six different figures, not one drawn six times
         a.shape != b.shape or not np.array_equal(a, b)
         for i, a in enumerate(decoded) for b in decoded[i + 1 :]
@@ -74,17 +75,3 @@ def test_pareto_front_keeps_only_genomes_nothing_beats_on_both_counts() -> None:
     records = [_rec(0, 0.5, 10), _rec(1, 0.7, 20), _rec(2, 0.6, 30), _rec(3, 0.9, 50), _rec(4, 0.9, 60),
                _rec(5, 0.4, 10), _rec(6, None, 5, "failed"), _rec(7, 0.99, 1, "failed")]
     assert [r.id for r in pareto_front(records)] == [0, 1, 3]
-
-
-def _decoded_png(path_or_bytes) -> np.ndarray:
-    """Decode a PNG and check it is a real picture: plausible size, not one flat colour."""
-    import io
-
-    from matplotlib.image import imread
-
-    data = path_or_bytes.read_bytes() if isinstance(path_or_bytes, Path) else path_or_bytes
-    img = imread(io.BytesIO(data), format="png")
-    assert img.ndim == 3 and img.shape[0] >= 100 and img.shape[1] >= 100, img.shape
-    colours = np.unique(img.reshape(-1, img.shape[2]), axis=0)
-    assert len(colours) > 10, len(colours)
-    return img
