@@ -142,8 +142,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
         last = stats[-1]
         print(
             f"last generation {last['generation']}: best {_num(last['best_metric'])}, "
-            f"mean {_num(last['mean_metric'])}, species {last['n_species']}; champion "
-            f"{last['champion_id']} ({_num(last['champion_metric'])}, {last['champion_active_params']} params)"
+            f"mean {_num(last['mean_metric'])}, species {last['n_species']}; "
+            + (
+                "no champion yet (no member has had a finite score)"
+                if last["champion_id"] is None
+                else f"champion {last['champion_id']} ({_num(last['champion_metric'])}, "
+                f"{last['champion_active_params']} params)"
+            )
         )
     if finished is not None:
         print(

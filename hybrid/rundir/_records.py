@@ -81,8 +81,8 @@ class StatsRecord(_Model):
     best_metric: float | None
     mean_metric: float | None
     n_species: int
-    champion_id: int
+    champion_id: int | None  # None until some member had a finite score
     champion_metric: float | None
-    champion_active_params: int
+    champion_active_params: int | None
 
 

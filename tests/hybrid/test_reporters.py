@@ -12,6 +12,7 @@ import torch
 
 import hybrid.reporters
 from hybrid.champion import SearchResult
+from hybrid.cli import main
 from hybrid.config import loads_config
 from hybrid.errors import ConfigError, NoChampionError
 from hybrid.generation import FAILED_METRIC, GenerationReport
@@ -83,6 +84,10 @@ def test_a_run_where_every_member_fails_says_so_and_ends_without_a_champion(
     text = (run / "stats.jsonl").read_text()
     assert "-1000000000" not in text and "1000000000000" not in text
     assert all(json.loads(line)["best_metric"] is None for line in text.splitlines())
+    # `hybrid status` reads such a run without a traceback and says what it is
+    assert main(["status", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "no champion yet" in out and "not finished" in out
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
