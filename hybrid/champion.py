@@ -36,6 +36,8 @@ class SearchResult:
     active_parameters: int
     flops: int
     elapsed_s: float
+    selected_by: str = "best"
+    final_steps: int = 0
 
 
 def is_better(metric: float, size: int, champion: dict[str, Any] | None) -> bool:
@@ -68,12 +70,27 @@ def score_champion(
     generations: int,
     stop_reason: str,
     elapsed_s: float,
+    selected_by: str = "best",
+    epsilon: float | None = None,
+    best_val_metric: float | None = None,
+    final_steps: int = 0,
+    genome: Genome | None = None,
 ) -> SearchResult:
     """Score the champion on the test split; write ``best/genome.json`` and ``best/metrics.json``.
 
     Scored by the population engine that chose it on validation (a population of one).
+
+    Args:
+        champion: the chosen genome's record (``Champion.to_dict()`` form); its
+            metric is the validation metric it was chosen on.
+        selected_by: the champion rule that chose it ("best" or "smallest_within").
+        epsilon: smallest_within's slack (None under "best").
+        best_val_metric: the best validation metric on the short list it was chosen from.
+        final_steps: training steps on train + validation after the choice (0: none).
+        genome: the genome to score and write when it is not the record's (the
+            fine-tuned one); default: the record's genome.
     """
-    genome = from_dict(champion["genome"])
+    genome = from_dict(champion["genome"]) if genome is None else genome
     (test,) = evaluate_members([genome], task.X_test, task.y_test, config, device=device)
     classify = task.kind == "classification"
     test_metric = float(test.accuracy) if classify else -float(test.loss)
@@ -90,7 +107,12 @@ def score_champion(
         "generations": generations,
         "stop_reason": stop_reason,
         "elapsed_s": elapsed_s,
+        "selected_by": selected_by,
+        "best_val_metric": champion["metric"] if best_val_metric is None else best_val_metric,
+        "final_steps": final_steps,
     }
+    if epsilon is not None:
+        metrics["epsilon"] = epsilon
     genome.meta.update({"id": champion["id"], "run": run.path.name})
     run.write_best(genome, metrics)
     return SearchResult(
@@ -104,4 +126,6 @@ def score_champion(
         active_parameters=test.active_parameters,
         flops=test.flops,
         elapsed_s=elapsed_s,
+        selected_by=selected_by,
+        final_steps=final_steps,
     )

@@ -116,11 +116,19 @@ def _drive(search: Any, plain: bool) -> int:
     metric = "accuracy" if search.task.kind == "classification" else "-MSE"
     print(
         f"done ({result.stop_reason}) after {result.generations} generations in {result.elapsed_s:.1f} s: "
-        f"champion {result.champion_id}: test {metric} {result.test_metric:.4f}, "
+        f"champion {result.champion_id} (chosen by {_rule(search.config, result.final_steps)}): "
+        f"test {metric} {result.test_metric:.4f}, "
         f"{result.active_parameters} active parameters, {result.flops} FLOPs/sample\n"
         f"champion: {search.run_dir.best_genome_path}"
     )
     return 0
+
+
+def _rule(config: Any, final_steps: int) -> str:
+    """Say which champion rule chose the champion, and any fine-tune after it."""
+    sel = config.selection
+    rule = f"smallest_within {sel.epsilon:g}" if sel.champion == "smallest_within" else "best"
+    return rule + (f", then {final_steps} steps on train+validation" if final_steps else "")
 
 
 def _num(x: float | None) -> str:
@@ -138,6 +146,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
     ckpts = list_checkpoints(run)
     print(f"run {run.path}  task {config.task.name or config.task.path}  seed {config.run.seed}")
     print(f"generations completed: {len(stats)} of {config.evolution.generations}; checkpoints: {ckpts}")
+    print(
+        f"champion rule: {_rule(config, config.evolution.final_steps)}"
+        + (f"; patience {config.evolution.patience}" if config.evolution.patience is not None else "")
+    )
     if stats:
         last = stats[-1]
         print(
@@ -153,7 +165,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if finished is not None:
         print(
             f"finished ({finished.stop_reason}): champion {finished.genome_id} test {finished.metric} "
-            f"{_num(finished.test_metric)}, {finished.active_parameters} active parameters"
+            f"{_num(finished.test_metric)}, {finished.active_parameters} active parameters; "
+            f"validation {_num(finished.val_metric)} (best on the short list {_num(finished.best_val_metric)}), "
+            f"chosen by {finished.selected_by}"
         )
     else:
         print(f"not finished: `hybrid resume {run.path}` continues it")

@@ -2,9 +2,10 @@
 
 A generation trains every member and scores it on the validation split in one
 call (``backends.train_members``: one packed population engine), speciates
-(Stanley & Miikkulainen 2002), updates the champion, decides whether the search
-stops (target metric, generation count, time budget) and, unless it stops, breeds
-the next population. :func:`step` does all of this
+(Stanley & Miikkulainen 2002), updates the champion and the short list (the
+capped Pareto front the final champion rule chooses from: :mod:`hybrid.shortlist`),
+decides whether the search stops (target metric, generation count, patience, time
+budget) and, unless it stops, breeds the next population. :func:`step` does all of this
 and nothing else: it writes no file and prints nothing. What a generation leaves
 behind (``stats.jsonl``, the lineage, checkpoints, progress lines) is written by
 reporters (:mod:`hybrid.reporters`) from the :class:`GenerationReport`.
@@ -34,6 +35,7 @@ from .lineage import GenomeRow
 from .metrics import Metrics
 from .reproduction import Member, reproduce
 from .selection import Candidate
+from .shortlist import update_front
 from .speciation import adapt_threshold, drop_stagnant, speciate
 from .state import Champion, SearchState
 from .tasks import Task
@@ -210,6 +212,14 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
     if best_id in ok and _beats(metric[best_id], size[best_id], champion):
         ev = evals[best]
         champion = Champion(best_id, g, metric[best_id], size[best_id], ev.flops, ev.loss, trained[best])
+    shortlist = update_front(
+        state.shortlist,
+        (
+            Champion(m.id, g, metric[m.id], size[m.id], e.flops, e.loss, t)
+            for m, t, e in zip(state.members, trained, evals, strict=True)
+            if m.id in ok
+        ),
+    )
     stats = _stats(g, best_id, ok, metric, size, champion, len(ids), species, state.threshold)
     species_of = {i: s.id for s in species for i in s.members}
     rows = tuple(
@@ -234,7 +244,7 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
     threshold = adapt_threshold(state.threshold, len(species), spec.target_species, spec.threshold_step)
     t3 = clock()
     elapsed_s = state.elapsed_s + (t3 - t0)
-    reason = _stop_reason(cfg, g + 1, champion, elapsed_s)
+    reason = _stop_reason(cfg, g, champion, elapsed_s)
 
     members, next_id, tracker, pruned = state.members, state.next_id, state.tracker, ()
     if reason is None:
@@ -276,6 +286,7 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
         next_species_id=next_species_id,
         elapsed_s=elapsed_s,
         finished=reason,
+        shortlist=shortlist,
     )
     timings = Timings(train_s=t2 - t0, select_s=t3 - t2, reproduce_s=t4 - t3)
     report = GenerationReport(g, MappingProxyType(stats), rows, pruned, reason, timings)
@@ -325,12 +336,16 @@ def _stats(
     }
 
 
-def _stop_reason(cfg: Config, done: int, champion: Champion | None, elapsed_s: float) -> str | None:
+def _stop_reason(cfg: Config, g: int, champion: Champion | None, elapsed_s: float) -> str | None:
+    """Why the search stops after generation ``g``, or None (a function of the state alone but time)."""
     evo = cfg.evolution
     if evo.target_metric is not None and champion is not None and champion.metric >= evo.target_metric:
         return "target_metric"
-    if done >= evo.generations:
+    if g + 1 >= evo.generations:
         return "generations"
+    # patience N: the champion of generation c has survived generations c+1 .. c+N unbeaten.
+    if evo.patience is not None and champion is not None and g - champion.generation >= evo.patience:
+        return "patience"
     if evo.time_budget_s is not None and elapsed_s >= evo.time_budget_s:
         return "time_budget"
     return None

@@ -24,14 +24,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from .backends import open_cluster
+from genomes import Genome
+
+from .backends import open_cluster, train_one
 from .champion import SearchResult, score_champion
 from .checkpoint import STATE_FILE, checkpoint_path, load_latest_checkpoint
 from .config import Config, resolve_device
 from .errors import NoChampionError, RunDirError
-from .generation import FAILED_METRIC, FAILED_SIZE, StepContext, initial_state, step
+from .generation import FAILED_METRIC, FAILED_SIZE, StepContext, initial_state, seed_for, step
 from .lineage import LineageWriter
 from .reporters import (
     CallbackReporter,
@@ -41,11 +44,16 @@ from .reporters import (
     StatsReporter,
 )
 from .rundir import RunDir, create_run_dir, open_run_dir
-from .state import SearchState
+from .shortlist import choose_within
+from .state import Champion, SearchState
 from .tasks import Task, load_task
 from .train import TrainConfig
 
-__all__ = ["FAILED_METRIC", "FAILED_SIZE", "Search", "SearchResult"]
+__all__ = ["FAILED_METRIC", "FAILED_SIZE", "FINAL_FIT_STREAM", "Search", "SearchResult"]
+
+#: Random stream of the final fine-tune, seeded ``(run.seed, generations, 3)``: streams
+#: 1 and 2 are each generation's training and breeding, so no generation shares it.
+FINAL_FIT_STREAM = 3
 
 
 @contextmanager
@@ -226,7 +234,15 @@ class Search:
 
     # ---------------------------------------------------------------- finish
     def _finish(self) -> SearchResult:
-        """Score the champion once on the test split and write ``best/``."""
+        """Choose the final champion, fine-tune it if asked, score it once on the test split, write ``best/``.
+
+        Under ``selection.champion = "best"`` the champion is the state's; under
+        "smallest_within" it is the smallest net on the short list within
+        ``selection.epsilon`` of the list's best validation metric. With
+        ``evolution.final_steps`` it is then trained that many more steps on train
+        + validation (a population of one, seeded from ``(run.seed, generations,
+        FINAL_FIT_STREAM)``) before the test score.
+        """
         self.lineage.close()
         champion = self.state.champion
         if champion is None:
@@ -234,8 +250,15 @@ class Search:
                 f"{self.run_dir.path}: no member of the {self.state.generation} generation(s) had a finite "
                 "validation score (every member failed: try a smaller training.lr); nothing written to best/"
             )
+        sel, steps = self.config.selection, self.config.evolution.final_steps
+        shortlist = self.state.shortlist or (champion,)
+        best_val = max(c.metric for c in (*shortlist, champion))
+        chosen, epsilon = champion, None
+        if sel.champion == "smallest_within":
+            chosen, epsilon = choose_within((*shortlist, champion), sel.epsilon), sel.epsilon
+        genome = self._final_fit(chosen) if steps > 0 else None
         return score_champion(
-            champion.to_dict(),
+            chosen.to_dict(),
             self.task,
             self.train_config,
             self.run_dir,
@@ -243,4 +266,23 @@ class Search:
             generations=self.state.generation,
             stop_reason=str(self.state.finished),
             elapsed_s=self.state.elapsed_s,
+            selected_by=sel.champion,
+            epsilon=epsilon,
+            best_val_metric=best_val,
+            final_steps=steps,
+            genome=genome,
         )
+
+    def _final_fit(self, chosen: Champion) -> Genome:
+        """Return ``chosen``'s genome trained ``evolution.final_steps`` more steps on train + validation.
+
+        Its own weights if that training fails (a NaN/inf loss): the test score is
+        then the unfitted genome's, never a broken one's.
+        """
+        task, cfg = self.task, self.config
+        X = np.concatenate([task.X_train, task.X_val])
+        y = np.concatenate([task.y_train, task.y_val])
+        config = replace(self.train_config, steps=cfg.evolution.final_steps)
+        seed = seed_for(cfg.run.seed, self.state.generation, FINAL_FIT_STREAM)
+        trained = train_one(chosen.genome, X, y, config, seed, self.device, cfg.run.threads)
+        return trained.genomes[0]

@@ -87,7 +87,10 @@ class SearchState:
         next_species_id: the next free species id.
         elapsed_s: wall time spent in generations so far (for the time budget).
         finished: why the search stopped ("target_metric", "generations",
-            "time_budget", or a reason given to ``Search.stop``), or None.
+            "patience", "time_budget", or a reason given to ``Search.stop``), or None.
+        shortlist: the capped Pareto front of (validation metric, active
+            parameters) over every member scored so far, with weights
+            (:mod:`hybrid.shortlist`); the final champion rule chooses from it.
     """
 
     generation: int
@@ -100,6 +103,7 @@ class SearchState:
     next_species_id: int
     elapsed_s: float = 0.0
     finished: str | None = None
+    shortlist: tuple[Champion, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-ready form a checkpoint stores."""
@@ -114,6 +118,7 @@ class SearchState:
             "champion": None if self.champion is None else self.champion.to_dict(),
             "elapsed_s": self.elapsed_s,
             "finished": self.finished,
+            "shortlist": [c.to_dict() for c in self.shortlist],
         }
 
     @classmethod
@@ -161,16 +166,12 @@ class SearchState:
             ),
             threshold=doc.threshold,
             tracker=_tracker(doc.tracker, source),
-            champion=None
-            if doc.champion is None
-            else Champion(
-                **doc.champion.model_dump(exclude={"genome"}),
-                genome=_genome(doc.champion.genome, source, "champion.genome"),
-            ),
+            champion=None if doc.champion is None else _champion(doc.champion, source, "champion"),
             next_id=doc.next_id,
             next_species_id=doc.next_species_id,
             elapsed_s=doc.elapsed_s,
             finished=doc.finished,
+            shortlist=_shortlist(doc, source),
         )
 
 
@@ -217,6 +218,18 @@ class _StateDoc(_Doc):
     champion: _ChampionDoc | None
     elapsed_s: float = Field(ge=0, allow_inf_nan=False)
     finished: str | None = None  # older checkpoints of unfinished runs leave it out
+    shortlist: list[_ChampionDoc] | None = None  # older checkpoints leave it out: the champion alone
+
+
+def _champion(doc: _ChampionDoc, source: str, key: str) -> Champion:
+    return Champion(**doc.model_dump(exclude={"genome"}), genome=_genome(doc.genome, source, f"{key}.genome"))
+
+
+def _shortlist(doc: _StateDoc, source: str) -> tuple[Champion, ...]:
+    """The checkpoint's short list; one without it (an older checkpoint) gets the champion alone."""
+    if doc.shortlist is None:
+        return () if doc.champion is None else (_champion(doc.champion, source, "champion"),)
+    return tuple(_champion(c, source, f"shortlist[{k}]") for k, c in enumerate(doc.shortlist))
 
 
 def _short(x: Any) -> str:

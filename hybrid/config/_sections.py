@@ -175,6 +175,20 @@ class EvolutionConfig(Section):
     time_budget_s: float | None = Field(
         None, gt=0.0, description="stop after this many seconds of wall time (unset: no limit)"
     )
+    patience: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="stop after this many generations in a row without a better champion (unset: never); "
+        "counted from the champion's generation in the state, so a resumed run stops where it would have",
+    )
+    final_steps: int = Field(
+        0,
+        ge=0,
+        le=1_000_000,
+        description="training steps on train + validation for the chosen champion before its test score "
+        "(0: none; the validation split has done its job once the champion is chosen)",
+    )
     elitism: int = Field(
         1, ge=0, description="best members per species copied unchanged: the best is never lost"
     )
@@ -237,6 +251,18 @@ class SelectionConfig(Section):
         description="tournament within species on fitness; nsga2 on (metric, active parameters)",
     )
     tournament_size: int = Field(3, ge=2, description="mild pressure: 3 keeps diversity")
+    champion: Literal["best", "smallest_within"] = Field(
+        "best",
+        description="final champion: best = highest validation metric (then smallest); smallest_within = "
+        "the smallest net on the short list within epsilon of the best validation metric",
+    )
+    epsilon: float = Field(
+        0.005,
+        ge=0.0,
+        le=1.0,
+        description="smallest_within's slack, in metric units: 0.005 is one validation sample in 200, about "
+        "the noise of a 200-sample split's accuracy; at most 1 (an accuracy's whole range)",
+    )
 
 
 class MutationSection(Section):

@@ -72,6 +72,11 @@ class BestMetrics(_Model):
     stop_reason: str
     elapsed_s: float
     not_finite: dict[str, str] = {}
+    # Older runs leave these out: their champion was the best, not fine-tuned.
+    selected_by: Literal["best", "smallest_within"] = "best"
+    epsilon: float | None = None  # smallest_within's slack
+    best_val_metric: float | None = None  # the best validation metric on the short list
+    final_steps: int = 0  # steps on train + validation before the test score
 
 
 class StatsRecord(_Model):

@@ -1,0 +1,81 @@
+"""The short list a final champion is chosen from: a capped Pareto front, and the choice.
+
+Every generation, every member with a finite validation score is offered to the
+front of (validation metric: higher is better, active parameters: fewer is
+better), kept with its trained weights in :class:`~hybrid.state.SearchState`. A
+generation's best member is always offered, so it is either on the front or
+dominated by an entry that is; the run's "best" champion (highest metric, then
+smallest) is never dominated and is always on it.
+
+The front is capped at :data:`SHORTLIST_CAP` entries. When it grows past the cap,
+the entries with the *lowest* metric go first (they are the smallest, least
+accurate nets of the front: the furthest from being within ``epsilon`` of the
+best), so the best entry and its near neighbours always stay.
+
+Both functions are pure: the front is a function of the state, so a resumed run
+keeps the same front as the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .state import Champion
+
+__all__ = ["SHORTLIST_CAP", "choose_within", "update_front"]
+
+#: Most entries the short list keeps (each with its weights, in every checkpoint).
+SHORTLIST_CAP = 32
+
+
+def _key(c: Champion) -> tuple[float, int, int]:
+    """Order of the front: highest metric first, then fewest parameters, then lowest id."""
+    return (-c.metric, c.active_params, c.id)
+
+
+def _dominates(a: Champion, b: Champion) -> bool:
+    """Return True if ``a`` is at least as good as ``b`` on both objectives and better on one."""
+    return (
+        a.metric >= b.metric
+        and a.active_params <= b.active_params
+        and (a.metric > b.metric or a.active_params < b.active_params)
+    )
+
+
+def update_front(
+    front: Iterable[Champion], candidates: Iterable[Champion], cap: int = SHORTLIST_CAP
+) -> tuple[Champion, ...]:
+    """Return the Pareto front of ``front`` and ``candidates``, capped at ``cap`` entries.
+
+    Of entries with equal metric and size only the first in order (lowest id) is
+    kept. Past ``cap``, the entries with the lowest metric are cut. The result is
+    sorted by metric (highest first), then size, then id.
+    """
+    if cap < 1:
+        raise ValueError(f"cap should be >= 1, got {cap}")
+    pool = sorted({c.id: c for c in (*front, *candidates)}.values(), key=_key)
+    kept: list[Champion] = []
+    for c in pool:  # sorted: a dominating entry (or an equal one with a lower id) comes first
+        if not any(_dominates(k, c) or (k.metric, k.active_params) == (c.metric, c.active_params) for k in kept):
+            kept.append(c)
+    return tuple(kept[:cap])
+
+
+def choose_within(front: Iterable[Champion], epsilon: float) -> Champion:
+    """Return the smallest entry whose metric is within ``epsilon`` of the best metric.
+
+    Ties on size go to the higher metric, then to the lower id. ``epsilon = 0``
+    gives the best entry (the "best" rule's champion when the front holds it).
+
+    Raises:
+        ValueError: ``front`` is empty or ``epsilon`` is negative.
+    """
+    entries = list(front)
+    if not entries:
+        raise ValueError("the short list is empty: no genome to choose from")
+    if epsilon < 0:
+        raise ValueError(f"epsilon should be >= 0, got {epsilon}")
+    best = max(c.metric for c in entries)
+    floor = best - epsilon - 1e-12  # 1.0 - 0.005 rounds below 0.995: a float's slack, not a rule
+    within = [c for c in entries if c.metric >= floor]
+    return min(within, key=lambda c: (c.active_params, -c.metric, c.id))
