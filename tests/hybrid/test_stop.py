@@ -170,3 +170,18 @@ def test_an_old_checkpoint_without_a_short_list_resumes_and_finishes_the_same_ru
     resumed.run()
     assert _stats(run) == _stats(tmp_path / "ref")
     assert _metrics(run)["genome_id"] == _metrics(tmp_path / "ref")["genome_id"]
+
+
+def test_the_cli_says_which_rule_chose_the_champion(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "c.toml"
+    text = tiny_toml(tmp_path, generations=2, steps=5)
+    cfg.write_text(text + '\n[selection]\nchampion = "smallest_within"\nepsilon = 0.1\n')
+    done = subprocess.run([sys.executable, "-m", "hybrid", "run", str(cfg), "--plain"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "(chosen by smallest_within 0.1)" in done.stdout
+    status = subprocess.run([sys.executable, "-m", "hybrid", "status", str(tmp_path / "tiny")], capture_output=True, text=True, timeout=300)
+    assert status.returncode == 0, status.stderr
+    assert "champion rule: smallest_within 0.1" in status.stdout and "chosen by smallest_within" in status.stdout
