@@ -14,7 +14,7 @@ from typing import Any
 from genomes import Genome, from_dict, to_dict
 
 from .backends import evaluate_members
-from .metrics import Metrics
+from .metrics import METRICS, Metrics, metric_for_loss, metric_value
 from .rundir import RunDir
 from .tasks import Task
 from .train import TrainConfig
@@ -71,20 +71,24 @@ def score_champion(
 ) -> SearchResult:
     """Score the champion on the test split; write ``best/genome.json`` and ``best/metrics.json``.
 
-    Scored by the population engine that chose it on validation (a population of one).
+    Scored by the population engine that chose it on validation (a population of one),
+    with ``config.metric``. ``metrics.json`` and the result hold the metric's real
+    value (``val_metric``, ``test_metric``), its registry name (``metric``) and its
+    direction (``greater_is_better``); the checkpoint's champion keeps the fitness.
     """
     genome = from_dict(champion["genome"])
     (test,) = evaluate_members([genome], task.X_test, task.y_test, config, device=device)
-    classify = task.kind == "classification"
-    test_metric = float(test.accuracy) if classify else -float(test.loss)
+    name = metric_for_loss(config.metric, config.loss)
+    test_metric = float(test.score)
     metrics = {
         "genome_id": champion["id"],
         "generation": champion["generation"],
-        "val_metric": champion["metric"],
+        "val_metric": metric_value(name, champion["metric"]),
         "val_loss": champion["val_loss"],
         "test_metric": test_metric,
         "test_loss": test.loss,
-        "metric": "accuracy" if classify else "neg_mse",
+        "metric": name,
+        "greater_is_better": METRICS[name].greater_is_better,
         "active_parameters": test.active_parameters,
         "flops": test.flops,
         "generations": generations,
@@ -98,7 +102,7 @@ def score_champion(
         generations=generations,
         stop_reason=stop_reason,
         champion_id=champion["id"],
-        val_metric=champion["metric"],
+        val_metric=metric_value(name, champion["metric"]),
         test_metric=test_metric,
         test_loss=test.loss,
         active_parameters=test.active_parameters,

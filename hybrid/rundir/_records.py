@@ -65,7 +65,8 @@ class BestMetrics(_Model):
     val_loss: float | None
     test_metric: float | None
     test_loss: float | None
-    metric: Literal["accuracy", "neg_mse"]
+    metric: str  # a name in hybrid.metrics.METRICS
+    greater_is_better: bool = True  # the metric's direction (files written before it: accuracy or fitness)
     active_parameters: int
     flops: int
     generations: int
