@@ -119,13 +119,14 @@ class Config(Section):
             raise KeyedError(
                 "evolution.target_metric",
                 target,
-                f"expected a {metric} in (0, 1] (task.metric = {metric!r})",
+                f"expected {'an' if metric[0] in 'aeiou' else 'a'} {metric} in (0, 1] "
+                f"(task.metric = {metric!r})",
             )
         if target is not None and metric in ("log_loss", "mae", "mse") and target < 0.0:
             raise KeyedError(
                 "evolution.target_metric",
                 target,
-                f"expected a {metric} >= 0 (task.metric = {metric!r}: lower is better; the search "
+                f"expected {'an' if metric[0] in 'aeiou' else 'a'} {metric} >= 0 (task.metric = {metric!r}: lower is better; the search "
                 "stops once the champion's is at or below it)",
             )
         if self.parallel.address is not None and self.parallel.backend != "dask":
