@@ -139,7 +139,7 @@ def check_metric(name: str, kind: str) -> MetricSpec:
         raise ValueError(f"expected one of {', '.join(METRICS)}, got {name!r}")
     if spec.kind != kind:
         fits = ", ".join(n for n, s in METRICS.items() if s.kind == kind)
-        raise ValueError(f"{name!r} is a {spec.kind} metric; a {kind} task takes one of {fits}")
+        raise ValueError(f"expected a {kind} metric ({fits}); {name!r} is a {spec.kind} metric")
     return spec
 
 
