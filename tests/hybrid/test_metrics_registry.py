@@ -204,3 +204,19 @@ def test_the_default_metric_gives_the_same_stats_as_naming_accuracy(tmp_path):
     )
     b, _ = _run(toml, tmp_path)
     assert (a.run_dir.path / "stats.jsonl").read_bytes() == (b.run_dir.path / "stats.jsonl").read_bytes()
+
+
+def test_roc_auc_with_a_class_missing_from_a_split_fails_before_the_run_folder(tmp_path, capsys):
+    X = np.random.default_rng(0).normal(size=(40, 2)).astype(np.float32)
+    y = np.zeros(40, dtype=np.int64)
+    y[:2] = 1  # two positives: stratified, one split of three lacks class 1
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    runs = tmp_path / "runs"
+    (tmp_path / "c.toml").write_text(
+        f'[run]\nruns_dir = "{runs.as_posix()}"\n[task]\npath = "d.npz"\nkind = "classification"\n'
+        'metric = "roc_auc"\n'
+    )
+    assert main(["run", str(tmp_path / "c.toml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "task.metric = 'roc_auc' needs every class in the" in err
+    assert not runs.exists() or list(runs.iterdir()) == []
