@@ -220,3 +220,11 @@ def test_roc_auc_with_a_class_missing_from_a_split_fails_before_the_run_folder(t
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "task.metric = 'roc_auc' needs every class in the" in err
     assert not runs.exists() or list(runs.iterdir()) == []
+
+
+def test_best_metrics_json_accepts_every_registry_name():
+    from typing import get_args
+
+    from hybrid.rundir._records import BestMetrics
+
+    assert set(get_args(BestMetrics.model_fields["metric"].annotation)) == {*METRICS, "neg_mse"}
