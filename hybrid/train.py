@@ -86,7 +86,9 @@ class TrainResult:
         train_loss: mean task loss (no penalty) of the last ``LOSS_WINDOW`` steps,
             training-mode gates; the non-finite loss if failed; NaN after 0 steps.
         metrics: the trained genome on the training data, deterministic gates
-            (None from :func:`hybrid.population.train_engine`, and when training failed).
+            (None from :func:`hybrid.population.train_engine`, and when training failed);
+            loss and accuracy only: ``metric``/``score`` are None (the chosen metric ranks
+            genomes on validation; the search never scores the training split by it).
     """
 
     status: Literal["ok", "failed"]
