@@ -278,7 +278,8 @@ class Trained(NamedTuple):
         genomes: the trained genomes (a failed member keeps its input genome).
         results: one ``TrainResult`` each (``metrics``: on the training split).
         validation: each returned genome's ``Metrics`` on the validation split, from
-            the same packed engine; None when no validation split was given.
+            the same packed engine, ``score`` by ``config.metric`` (or the loss's
+            default); None when no validation split was given.
     """
 
     genomes: list[Genome]
