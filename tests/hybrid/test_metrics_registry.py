@@ -197,6 +197,29 @@ def test_a_regression_search_with_r2_and_with_mae(tmp_path):
     assert stats[-1]["champion_metric"] == -best["val_metric"]  # stats hold the fitness
 
 
+
+def test_status_and_report_show_a_lower_is_better_metric_by_name_with_its_real_sign(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(120, 2)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", X=X, y=(X[:, 0] - X[:, 1]).astype(np.float32))
+    toml = f'[run]\nruns_dir = "{(tmp_path / "r").as_posix()}"\n[task]\npath = "d.npz"\nkind = "regression"\n'
+    toml += 'metric = "log_loss"\n'
+    with pytest.raises(ConfigError, match="task.metric: got 'log_loss', expected a regression metric"):
+        _run(toml, tmp_path)
+    toml = toml.replace("log_loss", "mae") + "[training]\nsteps = 10\n[evolution]\npopulation = 4\ngenerations = 2\n"
+    search, best = _run(toml, tmp_path)
+    capsys.readouterr()
+    assert main(["status", str(search.run_dir.path)]) == 0
+    out = capsys.readouterr().out
+    champ = f"{best['val_metric']:.4f}"
+    assert "validation mae: best 0." in out and f"({champ}, " in out  # real sign: positive
+    assert f"test mae {best['test_metric']:.4f}" in out
+    from hybrid.report import write_report
+
+    html = write_report(search.run_dir.path, None).read_text()
+    assert f"validation mae {champ}" in html and "-MSE" not in html and "neg_mse" not in html
+
+
 def test_the_default_metric_gives_the_same_stats_as_naming_accuracy(tmp_path):
     a, _ = _run(tiny_toml(tmp_path / "a", generations=2, steps=10), tmp_path)
     toml = tiny_toml(tmp_path / "b", generations=2, steps=10).replace(
