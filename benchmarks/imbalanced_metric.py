@@ -10,6 +10,7 @@ medians.
 
     python benchmarks/imbalanced_metric.py            # 3 seeds, 15 generations
     python benchmarks/imbalanced_metric.py --seeds 5 --positives 20   # ~5% positives
+    python benchmarks/imbalanced_metric.py --data synthetic           # make_classification, 10%, overlapping
 """
 
 from __future__ import annotations
@@ -79,6 +80,19 @@ def imbalanced_npz(folder: Path, n_positive: int = 40, seed: int = 0) -> Path:
     return path
 
 
+def synthetic_npz(folder: Path, seed: int = 0) -> Path:
+    """Write a harder imbalanced task: sklearn's make_classification, 10% positives, overlapping."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(
+        n_samples=2000, n_features=10, n_informative=4, weights=[0.9], flip_y=0.02,
+        class_sep=0.6, random_state=seed,
+    )  # fmt: skip
+    path = folder / "synthetic_10pct.npz"
+    np.savez(path, X=X.astype(np.float32), y=y.astype(np.int64))
+    return path
+
+
 def run_one(folder: Path, npz: Path, metric: str, seed: int, generations: int, population: int) -> dict:
     name = f"{metric}_{seed}"
     toml = folder / f"{name}.toml"
@@ -114,10 +128,11 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=15)
     parser.add_argument("--population", type=int, default=16)
     parser.add_argument("--positives", type=int, default=40, help="malignant samples kept (40: ~10%%)")
+    parser.add_argument("--data", choices=["breast_cancer", "synthetic"], default="breast_cancer")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        npz = imbalanced_npz(folder, args.positives)
+        npz = imbalanced_npz(folder, args.positives) if args.data == "breast_cancer" else synthetic_npz(folder)
         y = np.load(npz)["y"]
         print(f"data: {len(y)} samples, {int(y.sum())} positive ({y.mean():.1%})")
         rows = []
