@@ -251,3 +251,19 @@ def test_best_metrics_json_accepts_every_registry_name():
     from hybrid.rundir._records import BestMetrics
 
     assert set(get_args(BestMetrics.model_fields["metric"].annotation)) == {*METRICS, "neg_mse"}
+
+
+def test_a_regression_run_from_before_task_metric_reads_as_mse(tmp_path):
+    from hybrid.rundir import open_run_dir
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(80, 2)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", X=X, y=X[:, 0].astype(np.float32))
+    toml = f'[run]\nruns_dir = "{(tmp_path / "r").as_posix()}"\n[task]\npath = "d.npz"\nkind = "regression"\n'
+    toml += "[training]\nsteps = 5\n[evolution]\npopulation = 4\ngenerations = 1\n"
+    search, _ = _run(toml, tmp_path)
+    path = search.run_dir.path
+    assert open_run_dir(path).load_config().task.metric == "r2"
+    cfg = path / "config.toml"
+    cfg.write_text("".join(line for line in cfg.read_text().splitlines(True) if not line.startswith("metric")))
+    assert open_run_dir(path).load_config().task.metric == "mse"
