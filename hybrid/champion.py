@@ -24,7 +24,11 @@ __all__ = ["SearchResult", "champion_record", "is_better", "score_champion"]
 
 @dataclass(frozen=True)
 class SearchResult:
-    """What a finished (or stopped) search produced."""
+    """What a finished (or stopped) search produced.
+
+    ``val_metric`` and ``test_metric`` are the real values of ``task.metric`` (a
+    lower-is-better metric is not negated here).
+    """
 
     run_dir: Path
     generations: int
