@@ -14,7 +14,7 @@ from typing import Any
 from genomes import Genome, from_dict, to_dict
 
 from .backends import evaluate_members
-from .metrics import Metrics
+from .metrics import METRICS, Metrics, metric_for_loss, metric_value
 from .rundir import RunDir
 from .tasks import Task
 from .train import TrainConfig
@@ -24,7 +24,11 @@ __all__ = ["SearchResult", "champion_record", "is_better", "score_champion"]
 
 @dataclass(frozen=True)
 class SearchResult:
-    """What a finished (or stopped) search produced."""
+    """What a finished (or stopped) search produced.
+
+    ``val_metric`` and ``test_metric`` are the real values of ``task.metric`` (a
+    lower-is-better metric is not negated here).
+    """
 
     run_dir: Path
     generations: int
@@ -78,37 +82,44 @@ def score_champion(
 ) -> SearchResult:
     """Score the champion on the test split; write ``best/genome.json`` and ``best/metrics.json``.
 
-    Scored by the population engine that chose it on validation (a population of one).
+    Scored by the population engine that chose it on validation (a population of one),
+    with ``config.metric``. ``metrics.json`` and the result hold the metric's real
+    value (``val_metric``, ``test_metric``), its registry name (``metric``) and its
+    direction (``greater_is_better``); the checkpoint's champion keeps the fitness.
 
     Args:
         champion: the chosen genome's record (``Champion.to_dict()`` form); its
             metric is the validation metric it was chosen on.
         selected_by: the champion rule that chose it ("best" or "smallest_within").
         epsilon: smallest_within's slack (None under "best").
-        best_val_metric: the best validation metric on the short list it was chosen from.
+        best_val_metric: the best validation fitness on the short list it was chosen from
+            (written with the metric's real sign).
         final_steps: training steps on train + validation after the choice (0: none).
         genome: the genome to score and write when it is not the record's (the
             fine-tuned one); default: the record's genome.
     """
     genome = from_dict(champion["genome"]) if genome is None else genome
     (test,) = evaluate_members([genome], task.X_test, task.y_test, config, device=device)
-    classify = task.kind == "classification"
-    test_metric = float(test.accuracy) if classify else -float(test.loss)
+    name = metric_for_loss(config.metric, config.loss)
+    test_metric = float(test.score)
     metrics = {
         "genome_id": champion["id"],
         "generation": champion["generation"],
-        "val_metric": champion["metric"],
+        "val_metric": metric_value(name, champion["metric"]),
         "val_loss": champion["val_loss"],
         "test_metric": test_metric,
         "test_loss": test.loss,
-        "metric": "accuracy" if classify else "neg_mse",
+        "metric": name,
+        "greater_is_better": METRICS[name].greater_is_better,
         "active_parameters": test.active_parameters,
         "flops": test.flops,
         "generations": generations,
         "stop_reason": stop_reason,
         "elapsed_s": elapsed_s,
         "selected_by": selected_by,
-        "best_val_metric": champion["metric"] if best_val_metric is None else best_val_metric,
+        "best_val_metric": metric_value(
+            name, champion["metric"] if best_val_metric is None else best_val_metric
+        ),
         "final_steps": final_steps,
     }
     if epsilon is not None:
@@ -120,7 +131,7 @@ def score_champion(
         generations=generations,
         stop_reason=stop_reason,
         champion_id=champion["id"],
-        val_metric=champion["metric"],
+        val_metric=metric_value(name, champion["metric"]),
         test_metric=test_metric,
         test_loss=test.loss,
         active_parameters=test.active_parameters,

@@ -113,7 +113,7 @@ def _drive(search: Any, plain: bool) -> int:
         return 130
     finally:
         search.run_dir.close()  # the writer lock (process exit drops it too)
-    metric = "accuracy" if search.task.kind == "classification" else "-MSE"
+    metric = search.config.task.metric
     print(
         f"done ({result.stop_reason}) after {result.generations} generations in {result.elapsed_s:.1f} s: "
         f"champion {result.champion_id} (chosen by {_rule(search.config, result.final_steps)}): "
@@ -151,14 +151,21 @@ def _cmd_status(args: argparse.Namespace) -> int:
         + (f"; patience {config.evolution.patience}" if config.evolution.patience is not None else "")
     )
     if stats:
-        last = stats[-1]
+        from .metrics import metric_value
+
+        last, name = stats[-1], config.task.metric
+
+        def real(key: str) -> str:  # stats hold fitness (higher is better): show the real value
+            v = last[key]
+            return _num(None if v is None else metric_value(name, v))
+
         print(
-            f"last generation {last['generation']}: best {_num(last['best_metric'])}, "
-            f"mean {_num(last['mean_metric'])}, species {last['n_species']}; "
+            f"last generation {last['generation']}: validation {name}: best {real('best_metric')}, "
+            f"mean {real('mean_metric')}, species {last['n_species']}; "
             + (
                 "no champion yet (no member has had a finite score)"
                 if last["champion_id"] is None
-                else f"champion {last['champion_id']} ({_num(last['champion_metric'])}, "
+                else f"champion {last['champion_id']} ({real('champion_metric')}, "
                 f"{last['champion_active_params']} params)"
             )
         )

@@ -32,7 +32,7 @@ from genomes import Genome, InnovationTracker, distance
 from .backends import train_members
 from .config import Config
 from .lineage import GenomeRow
-from .metrics import Metrics
+from .metrics import Metrics, fitness
 from .reproduction import Member, reproduce
 from .selection import Candidate
 from .shortlist import update_front
@@ -294,11 +294,13 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
 
 
 def _metric(task: Task, result: TrainResult, ev: Metrics) -> float:
+    """The member's selection fitness: its ``task.metric`` score, negated if lower is better."""
     if result.status != "ok" or not math.isfinite(ev.loss):
         return FAILED_METRIC
-    if task.kind == "classification":
-        return float(ev.accuracy)
-    return -float(ev.loss)
+    fit = ev.fitness
+    if fit is None:  # no metric asked for: today's defaults
+        return float(ev.accuracy) if task.kind == "classification" else -float(ev.loss)
+    return float(fit) if math.isfinite(fit) else FAILED_METRIC
 
 
 def _beats(metric: float, size: int, champion: Champion | None) -> bool:
@@ -339,7 +341,8 @@ def _stats(
 def _stop_reason(cfg: Config, g: int, champion: Champion | None, elapsed_s: float) -> str | None:
     """Why the search stops after generation ``g``, or None (a function of the state alone but time)."""
     evo = cfg.evolution
-    if evo.target_metric is not None and champion is not None and champion.metric >= evo.target_metric:
+    target = None if evo.target_metric is None else fitness(cfg.task.metric, evo.target_metric)
+    if target is not None and champion is not None and champion.metric >= target:
         return "target_metric"
     if g + 1 >= evo.generations:
         return "generations"

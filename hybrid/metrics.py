@@ -1,4 +1,11 @@
-"""Task losses, data checks and the :class:`Metrics` of a genome: loss, accuracy, size and cost.
+"""Task losses, the metric registry, data checks and the :class:`Metrics` of a genome.
+
+:data:`METRICS` is the registry of the metrics a user chooses with ``task.metric``
+(backed by ``sklearn.metrics``); each knows its task kind, its direction and what
+it reads off a network's outputs (argmax labels, softmax probabilities, or the raw
+predictions). Internally a fitness is "higher is better": a lower-is-better
+metric's value is negated for selection (as scikit-learn's ``neg_`` scorers do,
+:func:`fitness`); users see the real value under the registry name.
 
 Evaluation always uses the deterministic gate values, the ones fitness, lineage
 figures and export use; it runs through the population engine
@@ -11,8 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -24,9 +32,18 @@ if TYPE_CHECKING:
     from .train import TrainConfig
 
 __all__ = [
+    "DEFAULT_METRIC",
     "LOSSES",
+    "METRICS",
+    "MetricSpec",
     "Metrics",
     "check_data",
+    "check_metric",
+    "check_metric_targets",
+    "fitness",
+    "metric_for_loss",
+    "metric_score",
+    "metric_value",
     "evaluate_genome",
     "task_loss",
 ]
@@ -62,6 +79,145 @@ def task_loss(output: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Te
 
 
 @dataclass(frozen=True)
+class MetricSpec:
+    """One entry of :data:`METRICS`.
+
+    Attributes:
+        name: the registry name (``task.metric``; the name users see everywhere).
+        kind: the task kind it fits: ``"classification"`` or ``"regression"``.
+        greater_is_better: its direction; a lower-is-better value is negated for selection.
+        needs: what it reads off the outputs: ``"labels"`` (argmax), ``"probabilities"``
+            (softmax of the logits) or ``"predictions"`` (regression outputs as they are).
+        sklearn: the ``sklearn.metrics`` call it is, for the docs.
+    """
+
+    name: str
+    kind: Literal["classification", "regression"]
+    greater_is_better: bool
+    needs: Literal["labels", "probabilities", "predictions"]
+    sklearn: str
+
+
+def _spec(name: str, kind: Any, greater: bool, needs: Any, sk: str) -> tuple[str, MetricSpec]:
+    return name, MetricSpec(name, kind, greater, needs, sk)
+
+
+#: The metrics ``task.metric`` can name, by name.
+METRICS: dict[str, MetricSpec] = dict(
+    [
+        _spec("accuracy", "classification", True, "labels", "accuracy_score"),
+        _spec("balanced_accuracy", "classification", True, "labels", "balanced_accuracy_score"),
+        _spec("f1_macro", "classification", True, "labels", "f1_score(average='macro', zero_division=0)"),
+        _spec(
+            "roc_auc",
+            "classification",
+            True,
+            "probabilities",
+            "roc_auc_score (binary: P(class 1); multiclass: multi_class='ovr', average='macro')",
+        ),
+        _spec("log_loss", "classification", False, "probabilities", "log_loss(labels=all classes)"),
+        _spec("r2", "regression", True, "predictions", "r2_score (several outputs: uniform average)"),
+        _spec("mae", "regression", False, "predictions", "mean_absolute_error"),
+        _spec("mse", "regression", False, "predictions", "mean_squared_error"),
+    ]
+)
+
+#: The metric a task kind gets when ``task.metric`` is not set.
+DEFAULT_METRIC: dict[str, str] = {"classification": "accuracy", "regression": "r2"}
+#: The default metric of a training loss (``TrainConfig.metric = None``).
+_LOSS_DEFAULT = {"cross_entropy": "accuracy", "mse": "r2"}
+
+
+def check_metric(name: str, kind: str) -> MetricSpec:
+    """Return the registry entry of ``name`` for a ``kind`` task.
+
+    Raises:
+        ValueError: an unknown name, or a metric of the other task kind (one line).
+    """
+    spec = METRICS.get(name)
+    if spec is None:
+        raise ValueError(f"expected one of {', '.join(METRICS)}, got {name!r}")
+    if spec.kind != kind:
+        fits = ", ".join(n for n, s in METRICS.items() if s.kind == kind)
+        raise ValueError(f"expected a {kind} metric ({fits}); {name!r} is a {spec.kind} metric")
+    return spec
+
+
+def metric_for_loss(metric: str | None, loss: str) -> str:
+    """Return the metric a ``TrainConfig`` scores: ``metric``, or the loss's default."""
+    return _LOSS_DEFAULT[loss] if metric is None else metric
+
+
+def fitness(name: str, value: float) -> float:
+    """Return the selection fitness (higher is better) of a ``name`` value."""
+    return value if METRICS[name].greater_is_better else -value
+
+
+def metric_value(name: str, fit: float) -> float:
+    """Return the real value of a ``name`` metric from its fitness (the inverse of :func:`fitness`)."""
+    return fitness(name, fit)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def check_metric_targets(name: str, y: np.ndarray, n_outputs: int, split: str = "the split") -> None:
+    """Raise ``DataError`` if ``y`` cannot be scored by ``name`` (ROC AUC needs every class present)."""
+    if name != "roc_auc":
+        return
+    present = np.unique(y)
+    if len(present) < 2 or (n_outputs > 2 and len(present) < n_outputs):
+        raise DataError(
+            f"task.metric = 'roc_auc' needs every class in {split}, which holds only classes "
+            f"{present.tolist()} of {n_outputs}; choose another task.metric or a larger split"
+        )
+
+
+def metric_score(name: str, y: np.ndarray, outputs: np.ndarray) -> float:
+    """Return the ``name`` metric (real sign) of one network's outputs, by ``sklearn.metrics``.
+
+    Args:
+        name: a name in :data:`METRICS`.
+        y: class ids (classification) or targets (regression).
+        outputs: the network's outputs: logits, or regression predictions.
+
+    Raises:
+        DataError: for ``roc_auc`` on a split missing a class.
+
+    Shape:
+        y: (N,) or (N, n_outputs); outputs: (N, n_outputs).
+    """
+    import warnings
+
+    from sklearn import metrics as skm
+
+    spec = METRICS[name]
+    n_out = outputs.shape[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. "y_pred contains classes not in y_true"
+        if spec.needs == "predictions":
+            fn = {"r2": skm.r2_score, "mae": skm.mean_absolute_error, "mse": skm.mean_squared_error}[name]
+            return float(fn(y, outputs))
+        if spec.needs == "labels":
+            pred = outputs.argmax(axis=1)
+            if name == "accuracy":
+                return float(skm.accuracy_score(y, pred))
+            if name == "balanced_accuracy":
+                return float(skm.balanced_accuracy_score(y, pred))
+            return float(skm.f1_score(y, pred, average="macro", zero_division=0))
+        prob = _softmax(outputs.astype(np.float64))
+        if name == "log_loss":
+            return float(skm.log_loss(y, prob, labels=np.arange(n_out)))
+        check_metric_targets(name, y, n_out)
+        if n_out == 2:
+            return float(skm.roc_auc_score(y, prob[:, 1]))
+        return float(skm.roc_auc_score(y, prob, multi_class="ovr", average="macro", labels=np.arange(n_out)))
+
+
+@dataclass(frozen=True)
 class Metrics:
     """How a genome does on a data split (deterministic gates).
 
@@ -70,12 +226,24 @@ class Metrics:
         accuracy: share of correct argmax predictions (classification), else None.
         active_parameters: live weights and biases (``ActiveStructure.n_parameters``).
         flops: floating-point operations per sample (``ActiveStructure.flops``).
+        metric: the registry name of ``score`` (None where no metric was asked for:
+            the training split).
+        score: the ``metric`` value, real sign (log loss, MAE, MSE: lower is better).
     """
 
     loss: float
     accuracy: float | None
     active_parameters: int
     flops: int
+    metric: str | None = None
+    score: float | None = None
+
+    @property
+    def fitness(self) -> float | None:
+        """Return ``score`` as a selection fitness (higher is better), None without one."""
+        if self.metric is None or self.score is None:
+            return None
+        return fitness(self.metric, self.score)
 
 
 def check_data(

@@ -16,11 +16,12 @@ def _num(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4f}"
 
 
-def progress_line(s: dict[str, Any], eta_s: float) -> str:
+def progress_line(s: dict[str, Any], eta_s: float, metric: str | None = None) -> str:
     """Return one generation's progress line (without the generation number).
 
     A generation in which every member failed says so instead of showing metrics;
-    failure sentinels never appear.
+    failure sentinels never appear. With ``metric`` (``task.metric``) the line names
+    it and shows real values (stats hold fitness: a lower-is-better metric negated).
 
     Example:
         >>> progress_line({"best_metric": None, "mean_metric": None, "n_species": 1,
@@ -28,17 +29,23 @@ def progress_line(s: dict[str, Any], eta_s: float) -> str:
         ...     "species_sizes": {"0": 8}, "generation_s": 0.5}, 2.0)
         'every member failed (8 of 8: NaN/inf loss)  species 1  no champion yet  0.5 s/gen  ETA 2 s'
     """
+    from .metrics import metric_value
+
+    def real(v: float | None) -> float | None:
+        return v if v is None or metric is None else metric_value(metric, v)
+
     n = sum(s["species_sizes"].values())
     if s["best_metric"] is None:
         head = f"every member failed ({s['n_failed']} of {n}: NaN/inf loss)"
     else:
-        head = f"best {_num(s['best_metric'])}  mean {_num(s['mean_metric'])}"
+        name = "" if metric is None else f"{metric} "
+        head = f"{name}best {_num(real(s['best_metric']))}  mean {_num(real(s['mean_metric']))}"
         if s["n_failed"]:
             head += f"  failed {s['n_failed']}"
     champ = (
         "no champion yet"
         if s["champion_metric"] is None
-        else f"champion {s['champion_metric']:.4f} / {s['champion_active_params']} params"
+        else f"champion {real(s['champion_metric']):.4f} / {s['champion_active_params']} params"
     )
     return f"{head}  species {s['n_species']}  {champ}  {s['generation_s']:.1f} s/gen  ETA {eta_s:.0f} s"
 
@@ -90,7 +97,7 @@ class Progress:
         eta = per_gen * (self.total - done)
         if self.budget is not None:
             eta = min(eta, max(0.0, self.budget - s["elapsed_s"]))
-        line = progress_line(s, eta)
+        line = progress_line(s, eta, self.search.config.task.metric)
         if self._bar is not None:
             self._bar.update(self._task, completed=done, line=line)
         else:

@@ -36,6 +36,7 @@ from .config import Config, resolve_device
 from .errors import NoChampionError, RunDirError
 from .generation import FAILED_METRIC, FAILED_SIZE, StepContext, initial_state, seed_for, step
 from .lineage import LineageWriter
+from .metrics import check_metric_targets
 from .reporters import (
     CallbackReporter,
     CheckpointReporter,
@@ -123,7 +124,8 @@ class Search:
         Raises:
             ConfigError: the configured device is not available (``cuda`` without CUDA).
             RunDirError: the run folder exists and ``overwrite`` is False.
-            DataError: the task's data cannot be loaded.
+            DataError: the task's data cannot be loaded, or a split cannot be scored by
+                ``task.metric`` (``roc_auc`` on a split missing a class).
             ClusterError: ``parallel.address`` names a Dask scheduler that does not answer.
         """
         device = resolve_device(config.run.device)
@@ -131,6 +133,8 @@ class Search:
         config.distance_config()
         config.mutation_config()
         task = load_task(config.task, config.run.seed)
+        for split, y in (("the validation split", task.y_val), ("the test split", task.y_test)):
+            check_metric_targets(config.task.metric, y, task.n_outputs, split)  # roc_auc: every class
         if config.parallel.backend == "dask" and config.parallel.address is not None:
             from .distributed import check_scheduler
 

@@ -30,7 +30,7 @@ from genomes import Genome
 
 from .errors import ConfigError
 from .gates import check_gate_kind
-from .metrics import LOSSES, Metrics
+from .metrics import LOSSES, Metrics, check_metric
 
 __all__ = ["LOSS_WINDOW", "TrainConfig", "TrainResult", "train_genome"]
 
@@ -49,6 +49,7 @@ class TrainConfig:
     penalty: float = 0.0  # weight per gate of the structure penalty; off: it changes the fitted function
     gate: str = "sigmoid"  # soft gates are deterministic; "hard_concrete" lets gates close exactly
     loss: str = "cross_entropy"  # classification is what the built-in tasks are; "mse" for regression
+    metric: str | None = None  # the validation/test metric (``hybrid.metrics.METRICS``); None: the loss's default
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or self.lr <= 0:
@@ -67,6 +68,12 @@ class TrainConfig:
             raise ConfigError(f"train.gate: {exc}") from None
         if self.loss not in LOSSES:
             raise ConfigError(f"train.loss should be one of {sorted(LOSSES)}, got {self.loss!r}")
+        if self.metric is not None:
+            kind = "classification" if self.loss == "cross_entropy" else "regression"
+            try:
+                check_metric(self.metric, kind)
+            except ValueError as exc:
+                raise ConfigError(f"train.metric: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,9 @@ class TrainResult:
         train_loss: mean task loss (no penalty) of the last ``LOSS_WINDOW`` steps,
             training-mode gates; the non-finite loss if failed; NaN after 0 steps.
         metrics: the trained genome on the training data, deterministic gates
-            (None from :func:`hybrid.population.train_engine`, and when training failed).
+            (None from :func:`hybrid.population.train_engine`, and when training failed);
+            loss and accuracy only: ``metric``/``score`` are None (the chosen metric ranks
+            genomes on validation; the search never scores the training split by it).
     """
 
     status: Literal["ok", "failed"]

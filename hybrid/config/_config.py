@@ -113,11 +113,21 @@ class Config(Section):
                 "expected at most evolution.population (a bigger tournament only repeats members)",
             )
         target = self.evolution.target_metric
-        if kind == "classification" and target is not None and not 0.0 < target <= 1.0:
+        metric = self.task.metric
+        bounded = metric in ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
+        if target is not None and bounded and not 0.0 < target <= 1.0:
             raise KeyedError(
                 "evolution.target_metric",
                 target,
-                "expected an accuracy in (0, 1] for a classification task",
+                f"expected {'an' if metric[0] in 'aeiou' else 'a'} {metric} in (0, 1] "
+                f"(task.metric = {metric!r})",
+            )
+        if target is not None and metric in ("log_loss", "mae", "mse") and target < 0.0:
+            raise KeyedError(
+                "evolution.target_metric",
+                target,
+                f"expected {'an' if metric[0] in 'aeiou' else 'a'} {metric} >= 0 (task.metric = {metric!r}: lower is better; the search "
+                "stops once the champion's is at or below it)",
             )
         if self.parallel.address is not None and self.parallel.backend != "dask":
             raise KeyedError(
@@ -155,10 +165,11 @@ class Config(Section):
         )
 
     def train_kwargs(self) -> dict[str, Any]:
-        """Return the ``TrainConfig`` fields: steps, batch_size, lr, weight_decay, penalty, gate, loss."""
+        """Return the ``TrainConfig`` fields: steps, batch_size, lr, weight_decay, penalty, gate,
+        loss, and ``task.metric`` as ``metric``."""
         t = self.training
         keys = ("steps", "batch_size", "lr", "weight_decay", "penalty", "gate", "loss")
-        return {k: getattr(t, k) for k in keys}
+        return {**{k: getattr(t, k) for k in keys}, "metric": self.task.metric}
 
 
 #: Section name -> model, in the order ``dump_config`` writes them.

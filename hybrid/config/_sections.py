@@ -170,7 +170,9 @@ class EvolutionConfig(Section):
         description="stop after this many generations at the latest (at most a million)",
     )
     target_metric: float | None = Field(
-        None, description="stop once the best validation metric reaches this (unset: never)"
+        None,
+        description="stop once the champion's validation task.metric reaches this: at or above it, "
+        "at or below for a lower-is-better metric (log_loss, mae, mse) (unset: never)",
     )
     time_budget_s: float | None = Field(
         None, gt=0.0, description="stop after this many seconds of wall time (unset: no limit)"

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from ..metrics import DEFAULT_METRIC, METRICS, check_metric
 from ..tasks import KINDS, TASKS
 from ._base import KeyedError, Section
 
@@ -30,6 +31,12 @@ class TaskConfig(Section):
     )
     kind: Literal["classification", "regression"] | None = Field(
         None, description="built-ins know theirs; required for user data (cross-entropy vs MSE)"
+    )
+    metric: str | None = Field(
+        None,
+        description="the metric that ranks genomes and scores the champion: classification "
+        "accuracy (default), balanced_accuracy, f1_macro, roc_auc, log_loss; regression r2 "
+        "(default), mae, mse (sklearn.metrics; log_loss, mae and mse: lower is better)",
     )
     val_fraction: float = Field(
         0.2, gt=0.0, lt=1.0, description="share of samples that rank genomes during the search"
@@ -65,7 +72,16 @@ class TaskConfig(Section):
             if spec.synthetic:
                 data.setdefault("n_samples", spec.default_n_samples)
                 data.setdefault("noise", spec.default_noise)
+        if isinstance(data, dict) and data.get("metric") is None and data.get("kind") in DEFAULT_METRIC:
+            data = {**data, "metric": DEFAULT_METRIC[data["kind"]]}
         return data
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, v: str | None) -> str | None:
+        if v is not None and v not in METRICS:
+            raise ValueError(f"expected one of {', '.join(map(repr, METRICS))}")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -86,6 +102,11 @@ class TaskConfig(Section):
             raise KeyedError(
                 "test_fraction", self.test_fraction, "expected val_fraction + test_fraction < 1"
             )
+        if self.metric is not None and self.kind is not None:
+            try:
+                check_metric(self.metric, self.kind)
+            except ValueError as exc:
+                raise KeyedError("metric", self.metric, str(exc)) from None
         if self.name is not None:
             spec = TASKS[self.name]
             if self.kind != spec.kind:

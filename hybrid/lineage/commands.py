@@ -60,7 +60,12 @@ def run_lineage(args: argparse.Namespace) -> int:
 
             steps = ancestry(lin, gid, depth=args.depth, fold=not args.all)
             group = ancestry_table(
-                steps, lin.record(gid), lin.metric_name, _label(lin, gid, str(args.genome)), not args.all
+                steps,
+                lin.record(gid),
+                lin.metric_name,
+                _label(lin, gid, str(args.genome)),
+                not args.all,
+                lin.metric_sign,
             )
             Console(width=None if sys.stdout.isatty() else 160).print(group)
             return 0

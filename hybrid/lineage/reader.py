@@ -225,9 +225,20 @@ class Lineage:
 
     @property
     def metric_name(self) -> str:
-        """The validation metric's name: ``accuracy``, ``-MSE``, or ``metric`` if unknown."""
-        kind = self.run.read_task().kind if self.run.task_path.exists() else None
-        return {"classification": "accuracy", "regression": "-MSE"}.get(kind, "metric")
+        """The validation metric's registry name (``task.metric``), or ``metric`` if unknown."""
+        try:
+            return str(self.run.load_config().task.metric or "metric")
+        except Exception:  # noqa: BLE001 - a report of a damaged run still shows its numbers
+            kind = self.run.read_task().kind if self.run.task_path.exists() else None
+            return {"classification": "accuracy"}.get(kind, "metric")
+
+    @property
+    def metric_sign(self) -> float:
+        """+1, or -1 for a lower-is-better metric: ``val_metric`` (a fitness) times it is the real value."""
+        from ..metrics import METRICS
+
+        spec = METRICS.get(self.metric_name)
+        return -1.0 if spec is not None and not spec.greater_is_better else 1.0
 
     @property
     def graph(self) -> nx.DiGraph:

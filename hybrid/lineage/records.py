@@ -77,7 +77,8 @@ class GenomeRecord:
         status: ``ok``, ``failed`` (NaN/inf loss) or ``pruned`` (its species was
             dropped for stagnation).
         train_loss, val_loss, val_metric: after this generation's training; the
-            metric is accuracy (classification) or -MSE (regression), None if failed.
+            metric is the selection fitness of ``task.metric`` (its value; negated for a
+            lower-is-better metric: log_loss, mae, mse), None if failed.
         active_params, flops: live parameters and FLOPs per sample.
         n_parameters: every parameter the genome holds, live or not.
         has_weights: whether the store kept its full weights.

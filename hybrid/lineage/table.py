@@ -36,7 +36,12 @@ def _cell(value: str, delta: Text) -> Text:
 
 
 def ancestry_table(
-    steps: Sequence[Step], target: GenomeRecord, metric: str = "metric", label: str = "", folded: bool = True
+    steps: Sequence[Step],
+    target: GenomeRecord,
+    metric: str = "metric",
+    label: str = "",
+    folded: bool = True,
+    sign: float = 1.0,
 ) -> Group:
     """Return a title, the steps as a table (oldest first) and a note on folding.
 
@@ -44,6 +49,7 @@ def ancestry_table(
         steps: from :func:`hybrid.lineage.ancestry`.
         target: the genome whose ancestry it is.
         metric: the metric's name for the header.
+        sign: -1 for a lower-is-better metric (records hold the fitness; shown: the real value).
         label: shown after the genome id (e.g. ``"the run's champion"``).
         folded: whether elite runs were folded (changes the note).
     """
@@ -53,7 +59,7 @@ def ancestry_table(
         (str(target.id), "bold"),
         (f" ({label})" if label else "", ""),
         (f": generation {target.generation}, ", ""),
-        (f"{metric} {target.val_metric:.4f}" if target.val_metric is not None else "failed", ""),
+        (f"{metric} {sign * target.val_metric:.4f}" if target.val_metric is not None else "failed", ""),
         (f", {target.active_params} active parameters", ""),
     )
     table = Table(show_lines=False, header_style="bold", pad_edge=False)
@@ -69,14 +75,14 @@ def ancestry_table(
         r = s.record
         ops = Text(s.operator_text, style="dim" if s.elites or r.is_elite else "")
         change = "" if s.diff is None or s.diff.empty else str(s.diff)
-        metric_text = f"{r.val_metric:.4f}" if r.val_metric is not None else r.status
+        metric_text = f"{sign * r.val_metric:.4f}" if r.val_metric is not None else r.status
         table.add_row(
             s.generations,
             str(r.id),
             "+".join(map(str, r.parents)) if not s.elites else str(s.parent.id if s.parent else ""),
             ops,
             change,
-            _cell(metric_text, _delta(s.metric_change, "+.4f")),
+            _cell(metric_text, _delta(None if s.metric_change is None else sign * s.metric_change, "+.4f")),
             _cell(str(r.active_params if r.active_params is not None else "?"), _size_delta(s.size_change)),
             "" if r.species is None else str(r.species),
         )

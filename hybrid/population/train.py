@@ -31,7 +31,7 @@ from genomes import Genome, active_structure
 
 from ..batches import minibatch_indices
 from ..gates import draw_gate_noise
-from ..metrics import Metrics, check_data
+from ..metrics import Metrics, check_data, metric_for_loss, metric_score
 from ..train import LOSS_WINDOW, TrainConfig, TrainResult
 from .adam import BatchedAdamW
 from .engine import PopulationEngine, task_losses
@@ -156,38 +156,86 @@ def evaluate_engine(
     Shape:
         X: (N, n_inputs); y: (N,) or (N, n_outputs).
     """
+    values, accuracy, _ = _evaluate(engine, X, y, loss, keep_outputs=False)
+    return values, accuracy
+
+
+def _evaluate(
+    engine: PopulationEngine, X: torch.Tensor, y: torch.Tensor, loss: str, keep_outputs: bool
+) -> tuple[list[float], list[float | None], np.ndarray | None]:
+    """:func:`evaluate_engine`, and with ``keep_outputs`` every member's outputs (P, N, n_out), float64."""
     n = X.shape[0]
     total = torch.zeros(engine.n_members, dtype=torch.float64, device=X.device)
     correct = torch.zeros(engine.n_members, dtype=torch.long, device=X.device)
-    for start in range(0, n, EVAL_CHUNK):
-        xb, yb = X[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
-        out = engine.forward(xb)
-        chunk = task_losses(out, yb, loss)
-        total = chunk.double() if n <= EVAL_CHUNK else total + chunk.double() * xb.shape[0] / n
-        if loss == "cross_entropy":
-            correct += (out.argmax(-1) == yb).sum(1)
+    kept: list[np.ndarray] = []
+    with torch.no_grad():
+        for start in range(0, n, EVAL_CHUNK):
+            xb, yb = X[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
+            out = engine.forward(xb)
+            chunk = task_losses(out, yb, loss)
+            total = chunk.double() if n <= EVAL_CHUNK else total + chunk.double() * xb.shape[0] / n
+            if loss == "cross_entropy":
+                correct += (out.argmax(-1) == yb).sum(1)
+            if keep_outputs:
+                kept.append(out.detach().to("cpu", torch.float64).numpy())
     values = total.tolist()
+    outputs = np.concatenate(kept, axis=1) if keep_outputs else None
     if loss != "cross_entropy":
-        return values, [None] * engine.n_members
-    return values, (correct.float() / n).tolist()
+        return values, [None] * engine.n_members, outputs
+    return values, (correct.float() / n).tolist(), outputs
 
 
 def engine_metrics(
-    engine: PopulationEngine, genomes: Sequence[Genome], X: Any, y: Any, gate: str, loss: str
+    engine: PopulationEngine,
+    genomes: Sequence[Genome],
+    X: Any,
+    y: Any,
+    gate: str,
+    loss: str,
+    metric: str | None = None,
 ) -> list[Metrics]:
     """Return each member's :class:`Metrics` on ``(X, y)``: the package's one metrics function.
 
     ``genomes`` are the members as the engine holds them (sizes and FLOPs come from
-    their open gates, ``genomes.active_structure``).
+    their open gates, ``genomes.active_structure``). ``metric`` (a name in
+    :data:`hybrid.metrics.METRICS`) sets ``Metrics.score``; None leaves it unset.
+    ``accuracy`` and ``mse`` come from the pass that gives the loss (the mean task
+    loss is the MSE); any other metric reads every member's outputs off the same
+    chunked pass and scores them with ``sklearn.metrics``, member by member.
     """
-    values, accuracy = evaluate_engine(engine, X, y, loss)
+    cheap = metric in (None, "accuracy", "mse")
+    values, accuracy, outputs = _evaluate(engine, X, y, loss, keep_outputs=not cheap)
+    if metric == "accuracy":
+        scores: list[float | None] = list(accuracy)
+    elif metric == "mse":
+        scores = list(values)
+    elif metric is None:
+        scores = [None] * len(values)
+    else:
+        assert outputs is not None
+        y_np = y.detach().cpu().numpy()
+        scores = [_score(metric, y_np, o) for o in outputs]
     out = []
-    for g, v, a in zip(genomes, values, accuracy, strict=True):
+    for g, v, a, s in zip(genomes, values, accuracy, scores, strict=True):
         live = active_structure(g, gate)
         out.append(
-            Metrics(loss=v, accuracy=a, active_parameters=live.n_parameters, flops=live.flops)
+            Metrics(
+                loss=v,
+                accuracy=a,
+                active_parameters=live.n_parameters,
+                flops=live.flops,
+                metric=metric,
+                score=s,
+            )
         )
     return out
+
+
+def _score(metric: str, y: np.ndarray, outputs: np.ndarray) -> float:
+    """One member's score; NaN when its outputs are not finite (the member failed)."""
+    if not np.isfinite(outputs).all():
+        return float("nan")
+    return metric_score(metric, y, outputs)
 
 
 def evaluate_population(
@@ -210,7 +258,8 @@ def evaluate_population(
     """
     X, y = _data(genomes, X, y, config, device)
     engine = PopulationEngine(genomes, config.gate, device=X.device, dtype=X.dtype)
-    return engine_metrics(engine, genomes, X, y, config.gate, config.loss)
+    metric = metric_for_loss(config.metric, config.loss)
+    return engine_metrics(engine, genomes, X, y, config.gate, config.loss, metric)
 
 
 def _data(
@@ -229,7 +278,8 @@ class Trained(NamedTuple):
         genomes: the trained genomes (a failed member keeps its input genome).
         results: one ``TrainResult`` each (``metrics``: on the training split).
         validation: each returned genome's ``Metrics`` on the validation split, from
-            the same packed engine; None when no validation split was given.
+            the same packed engine, ``score`` by ``config.metric`` (or the loss's
+            default); None when no validation split was given.
     """
 
     genomes: list[Genome]
@@ -318,7 +368,8 @@ def _validation(
 ) -> list[Metrics]:
     """Metrics of the returned genomes on the validation split, from the trained engine."""
     Xv, yv = _data(trained, X_val, y_val, config, engine.device)
-    out = engine_metrics(engine, trained, Xv, yv, config.gate, config.loss)
+    metric = metric_for_loss(config.metric, config.loss)
+    out = engine_metrics(engine, trained, Xv, yv, config.gate, config.loss, metric)
     # A failed member returns its input genome, which the engine no longer holds.
     kept = [m for m, (t, g) in enumerate(zip(trained, returned, strict=True)) if t is not g]
     if kept:

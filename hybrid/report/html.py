@@ -58,18 +58,18 @@ def _signed(x: float | int | None, fmt: str) -> str:
     return f' <span class="{cls}">{format(x, fmt)}</span>'
 
 
-def _lineage_table(steps: list[Step], metric: str) -> str:
+def _lineage_table(steps: list[Step], metric: str, sign: float = 1.0) -> str:
     rows = []
     for s in steps:
         r = s.record
         ops = _e(s.operator_text)
         change = "" if s.diff is None or s.diff.empty else _e(s.diff)
-        val = f"{r.val_metric:.4f}" if r.val_metric is not None else _e(r.status)
+        val = f"{sign * r.val_metric:.4f}" if r.val_metric is not None else _e(r.status)
         parents = "+".join(map(str, r.parents)) if not s.elites else str(s.parent.id if s.parent else "")
         rows.append(
             f"<tr><td class=num>{_e(s.generations)}</td><td class=num>{_e(r.id)}</td><td>{_e(parents)}</td>"
             f"<td{' class=dim' if s.elites or r.is_elite else ''}>{ops}</td><td>{change}</td>"
-            f"<td class=num>{val}{_signed(s.metric_change, '+.4f')}</td>"
+            f"<td class=num>{val}{_signed(None if s.metric_change is None else sign * s.metric_change, '+.4f')}</td>"
             f"<td class=num>{_e(r.active_params)}{_signed(s.size_change, '+d')}</td>"
             f"<td class=num>{'' if r.species is None else _e(r.species)}</td></tr>"
         )
@@ -100,7 +100,7 @@ def _facts(
         status,
     ]
     champ = f"champion <b>{_e(best.id)}</b> (generation {_e(best.generation)}): validation {_e(lin.metric_name)} "
-    champ += f"{best.val_metric:.4f}" if best.val_metric is not None else "n/a"
+    champ += f"{lin.metric_sign * best.val_metric:.4f}" if best.val_metric is not None else "n/a"
     champ += f", {_e(best.active_params)} active parameters, {_e(best.flops)} FLOPs/sample"
     if finished and finished.genome_id == best.id:
         test = "n/a" if finished.test_metric is None else f"{finished.test_metric:.4f}"
@@ -132,7 +132,7 @@ def build_report(lin: Lineage) -> str:
     finished = lin.run.read_best_metrics()
     best = lin.best()
     records = lin.records()
-    metric = lin.metric_name
+    metric, sign = lin.metric_name, lin.metric_sign
     folded = ancestry(lin, best.id)
     every = ancestry(lin, best.id, fold=False)
     n_folded = sum(s.elites for s in folded)
@@ -141,19 +141,19 @@ def build_report(lin: Lineage) -> str:
         f"<h1>hybrid run: {name}</h1>",
         _facts(lin, gens, best, finished),
         "<h2>Fitness and size</h2><div class=grid>",
-        f"<figure>{_img(plots.fitness_plot(gens, metric), 'fitness per generation')}</figure>",
+        f"<figure>{_img(plots.fitness_plot(gens, metric, sign), 'fitness per generation')}</figure>",
         f"<figure>{_img(plots.size_plot(gens, records), 'size per generation')}</figure></div>",
         "<h2>Species, and accuracy against size</h2><div class=grid>",
         f"<figure>{_img(plots.species_plot(gens), 'species over time')}</figure>",
-        f"<figure>{_img(plots.pareto_plot(records, best, metric), 'metric vs size with Pareto front')}</figure>",
+        f"<figure>{_img(plots.pareto_plot(records, best, metric, sign), 'metric vs size with Pareto front')}</figure>",
         "</div>",
         f"<h2>The champion's lineage</h2><p class=note>First-parent path from generation 0 to genome {_e(best.id)}. "
         "Structure change is measured against the first (fitter) parent."
         + (f" <i>elite xN</i> rows fold N generations in which the genome was kept as an elite (same structure, "
            f"weights retrained; {n_folded} generations folded)." if n_folded else "")
         + "</p>",
-        _img(plots.lineage_plot(every, metric), "metric and size along the champion's ancestry"),
-        _lineage_table(folded, metric),
+        _img(plots.lineage_plot(every, metric, sign), "metric and size along the champion's ancestry"),
+        _lineage_table(folded, metric, sign),
         "<h2>The champion</h2>",
         _img(_champion_png(lin, best.id), f"genome {best.id}"),  # _img escapes the alt text
     ]

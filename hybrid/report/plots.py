@@ -38,14 +38,17 @@ def _finite(xs: Sequence[float | None]) -> np.ndarray:
     return np.array([np.nan if x is None or x <= -1e8 else x for x in xs], dtype=float)
 
 
-def fitness_plot(gens: Sequence[GenerationRecord], metric: str) -> bytes:
-    """Plot best and mean validation metric per generation, and the champion so far."""
+def fitness_plot(gens: Sequence[GenerationRecord], metric: str, sign: float = 1.0) -> bytes:
+    """Plot best and mean validation metric per generation, and the champion so far.
+
+    ``sign`` is -1 for a lower-is-better metric: stats hold the fitness, the plot the real value.
+    """
     fig = Figure(figsize=_SIZE)
     ax = fig.add_subplot()
     g = [r.generation for r in gens]
-    ax.plot(g, _finite([r.best_metric for r in gens]), "o-", ms=3, label="best of generation")
-    ax.plot(g, _finite([r.mean_metric for r in gens]), "s-", ms=3, alpha=0.8, label="mean of generation")
-    champ = _finite([r.stats.get("champion_metric") for r in gens])
+    ax.plot(g, sign * _finite([r.best_metric for r in gens]), "o-", ms=3, label="best of generation")
+    ax.plot(g, sign * _finite([r.mean_metric for r in gens]), "s-", ms=3, alpha=0.8, label="mean of generation")
+    champ = sign * _finite([r.stats.get("champion_metric") for r in gens])
     ax.step(g, champ, where="post", color="black", lw=1, ls="--", label="champion so far")
     ax.set_xlabel("generation")
     ax.set_ylabel(f"validation {metric}")
@@ -116,23 +119,25 @@ def pareto_front(records: Sequence[GenomeRecord]) -> list[GenomeRecord]:
     return front
 
 
-def pareto_plot(records: Sequence[GenomeRecord], champion: GenomeRecord | None, metric: str) -> bytes:
+def pareto_plot(
+    records: Sequence[GenomeRecord], champion: GenomeRecord | None, metric: str, sign: float = 1.0
+) -> bytes:
     """Scatter every genome's metric against its size, coloured by generation, with the Pareto front."""
     fig = Figure(figsize=(7.5, 4.2))
     ax = fig.add_subplot()
     ok = [r for r in records if r.val_metric is not None and r.active_params is not None and r.status != "failed"]
     if ok:
-        sc = ax.scatter([r.active_params for r in ok], [r.val_metric for r in ok], c=[r.generation for r in ok],
+        sc = ax.scatter([r.active_params for r in ok], [sign * r.val_metric for r in ok], c=[r.generation for r in ok],
                         cmap="viridis", s=12, alpha=0.6, linewidths=0)
         fig.colorbar(sc, ax=ax, label="generation", pad=0.01)
         front = pareto_front(ok)
-        ax.step([r.active_params for r in front], [r.val_metric for r in front], where="post", color="tab:red",
+        ax.step([r.active_params for r in front], [sign * r.val_metric for r in front], where="post", color="tab:red",
                 lw=1.5, marker="o", ms=4, label=f"Pareto front ({len(front)} genomes)")
         sizes = [r.active_params for r in ok]
         if min(sizes) > 0 and max(sizes) / min(sizes) > 30:
             _log_axis(ax, "x")
     if champion is not None and champion.val_metric is not None:
-        ax.scatter([champion.active_params], [champion.val_metric], marker="*", s=220, c="gold",
+        ax.scatter([champion.active_params], [sign * champion.val_metric], marker="*", s=220, c="gold",
                    edgecolors="black", zorder=5, label=f"champion {champion.id}")
     ax.set_xlabel("active parameters")
     ax.set_ylabel(f"validation {metric}")
@@ -142,12 +147,12 @@ def pareto_plot(records: Sequence[GenomeRecord], champion: GenomeRecord | None, 
     return _png(fig)
 
 
-def lineage_plot(steps: Sequence[Step], metric: str) -> bytes:
+def lineage_plot(steps: Sequence[Step], metric: str, sign: float = 1.0) -> bytes:
     """Plot metric and size along the champion's first-parent path, marking structural changes."""
     fig = Figure(figsize=_SIZE)
     ax = fig.add_subplot()
     g = [s.record.generation for s in steps]
-    ax.plot(g, _finite([s.record.val_metric for s in steps]), "o-", color="tab:blue", ms=4)
+    ax.plot(g, sign * _finite([s.record.val_metric for s in steps]), "o-", color="tab:blue", ms=4)
     ax.set_xlabel("generation")
     ax.set_ylabel(f"validation {metric}", color="tab:blue")
     ax2 = ax.twinx()

@@ -65,7 +65,12 @@ class BestMetrics(_Model):
     val_loss: float | None
     test_metric: float | None
     test_loss: float | None
-    metric: Literal["accuracy", "neg_mse"]
+    #: a name in ``hybrid.metrics.METRICS`` (kept in step by a test); ``neg_mse``: runs written
+    #: before the registry (regression scored by negated MSE)
+    metric: Literal[
+        "accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss", "r2", "mae", "mse", "neg_mse"
+    ]
+    greater_is_better: bool = True  # the metric's direction (files written before it: accuracy or fitness)
     active_parameters: int
     flops: int
     generations: int

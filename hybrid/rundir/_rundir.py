@@ -175,12 +175,23 @@ class RunDir:
     def load_config(self) -> Config:
         """Read the run's resolved config.
 
+        A regression run written before ``task.metric`` existed (no such key in its
+        ``config.toml``) was ranked by negated MSE: it reads as ``metric = "mse"``, so
+        resuming, ``status`` and the report go on with the metric it was run with.
+
         Raises:
             ConfigError: naming ``config.toml`` if it is malformed.
         """
+        import tomllib
+
         from ..config import load_config
 
-        return load_config(self.config_path)
+        config = load_config(self.config_path)
+        if config.task.kind == "regression":
+            task = tomllib.loads(self.config_path.read_text(encoding="utf-8")).get("task", {})
+            if "metric" not in task:
+                return load_config(self.config_path, {"task.metric": "mse"})
+        return config
 
     def read_task(self) -> TaskInfo:
         """Read and check ``task.json``.

@@ -222,4 +222,5 @@ def test_train_kwargs_build_a_train_config() -> None:
     from hybrid.train import TrainConfig
 
     config = Config(task={"name": "xor"})
-    assert TrainConfig(**config.train_kwargs()) == TrainConfig()
+    # the task's metric travels with the training settings (None in TrainConfig: the loss's default)
+    assert TrainConfig(**config.train_kwargs()) == TrainConfig(metric="accuracy")
