@@ -72,6 +72,11 @@ class RunDir:
     path: Path
     _lock: Lock | None = field(default=None, compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        # Absolute, so every path a property builds is absolute and `child` (which
+        # joins onto the folder) never doubles a relative prefix ("runs/x/runs/x/...").
+        object.__setattr__(self, "path", Path(self.path).absolute())
+
     def __fspath__(self) -> str:
         return str(self.path)
 

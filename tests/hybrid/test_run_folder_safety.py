@@ -214,6 +214,23 @@ def test_symlinks_leading_outside_are_refused_and_the_outside_is_untouched(
     assert RunDir(run).child("best/genome.json") == run / "best" / "genome.json"
 
 
+def test_a_run_folder_named_by_a_relative_path_is_read_and_written_in_place(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    rel = "runs/tiny"
+    assert main(["report", rel]) == 0 and (run / "report.html").is_file()
+    assert main(["export", rel]) == 0 and (run / "best" / "model.py").is_file()
+    assert not (run / "runs").exists()  # nothing written under a doubled "runs/tiny/runs/tiny"
+    capsys.readouterr()
+    # a checkpoint entry leading outside is caught through a relative path too
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (run / "checkpoints" / "gen_999999").symlink_to(outside)
+    assert main(["resume", rel, "--plain"]) == 2
+    assert "outside the run folder" in _one_line(capsys)
+
+
 def test_a_writer_cleans_temp_files_a_kill_left_in_best(run: Path) -> None:
     stale = run / "best" / ".genome.json.k1ll3d.tmp"
     stale.write_text("{half")
