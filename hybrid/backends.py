@@ -23,7 +23,7 @@ from genomes import Genome
 
 from .metrics import Metrics
 from .population import Trained, evaluate_population, train_population
-from .train import TrainConfig, TrainResult
+from .train import TrainConfig
 
 if TYPE_CHECKING:
     from .config import ParallelConfig
@@ -108,8 +108,8 @@ def train_members(
     cluster: DaskCluster | None = None,
     X_val: np.ndarray | None = None,
     y_val: np.ndarray | None = None,
-) -> tuple[list[Genome], list[TrainResult]] | Trained:
-    """Train every genome for ``config.steps`` steps; return trained genomes and results.
+) -> Trained:
+    """Train every genome for ``config.steps`` steps (and score it on ``X_val`` if given).
 
     Args:
         genomes: the population (not modified).
@@ -129,33 +129,14 @@ def train_members(
             trained each genome (no second packing).
 
     Returns:
-        Without ``X_val``: ``(genomes, results)``. With it: a
-        :class:`~hybrid.population.Trained` ``(genomes, results, validation)``,
-        ``validation`` holding each returned genome's ``Metrics`` on the validation split.
+        A :class:`~hybrid.population.Trained` ``(genomes, results, validation)``:
+        ``validation`` holds each returned genome's ``Metrics`` on the validation
+        split, or is None without ``X_val``.
 
     Raises:
         ConfigError: backend "dask" without the ``distributed`` package.
         ClusterError: a Dask scheduler cannot be reached or its workers keep dying.
     """
-    out = _train(genomes, X, y, config, seed, engine, backend, workers, device, threads, cluster, X_val, y_val)
-    return out if X_val is not None else (list(out.genomes), list(out.results))
-
-
-def _train(
-    genomes: Sequence[Genome],
-    X: np.ndarray,
-    y: np.ndarray,
-    config: TrainConfig,
-    seed: int,
-    engine: str,
-    backend: str,
-    workers: int,
-    device: str,
-    threads: int,
-    cluster: DaskCluster | None,
-    X_val: np.ndarray | None,
-    y_val: np.ndarray | None,
-) -> Trained:
     val = {"X_val": X_val, "y_val": y_val}
     if backend == "dask":
         kw = {"engine": engine, "device": device, "threads": threads, **val}

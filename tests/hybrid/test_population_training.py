@@ -274,6 +274,6 @@ def test_train_members_validation_equals_evaluating_the_trained_genomes(engine, 
     config = TrainConfig(steps=6, batch_size=8, lr=0.05, gate=gate, penalty=0.01)
     old = train_members(pop, X, y, config, 11, engine=engine)
     out = train_members(pop, X, y, config, 11, engine=engine, X_val=X[:10], y_val=y[:10])
-    assert isinstance(old, tuple) and len(old) == 2  # the old call is unchanged
-    assert out.genomes == old[0] and out.results == old[1]
+    assert old.validation is None  # no split given: nothing scored
+    assert out.genomes == old.genomes and out.results == old.results
     assert out.validation == evaluate_members(out.genomes, X[:10], y[:10], config, engine=engine)
