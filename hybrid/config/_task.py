@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from ..metrics import DEFAULT_METRIC, METRICS, check_metric
 from ..tasks import KINDS, TASKS
-from ._base import KeyedError, Section
+from ._base import KeyedError, Section, as_tuple
 
 __all__ = ["TaskConfig"]
 
@@ -24,10 +24,24 @@ class TaskConfig(Section):
     name: str | None = Field(None, description="a built-in task (see `hybrid tasks`); or set path")
     path: str | None = Field(
         None,
-        description="user data: a .csv (header row, label column = target) or .npz (arrays X, y)",
+        description="user data: a table, .csv / .tsv / .parquet / .pq (header row, label column "
+        "= target), or .npz (arrays X, y)",
     )
     target: str | None = Field(
-        None, description="CSV only: the label column; every other column is a numeric feature"
+        None,
+        description="tables only: the label column; every other column is a feature (text and "
+        "boolean columns are one-hot encoded)",
+    )
+    categorical: Annotated[tuple[str, ...], BeforeValidator(as_tuple)] = Field(
+        (),
+        description="tables only: columns to one-hot encode although they hold numbers (integer "
+        "codes); text and boolean columns are categorical anyway",
+    )
+    missing: Literal["error", "mean", "median"] = Field(
+        "error",
+        description="tables only: a missing feature value is an error, or numeric columns are "
+        "filled with the training split's mean or median (a missing category is its own "
+        "category); refusing is the default so that gaps are noticed",
     )
     kind: Literal["classification", "regression"] | None = Field(
         None, description="built-ins know theirs; required for user data (cross-entropy vs MSE)"
@@ -115,6 +129,7 @@ class TaskConfig(Section):
                 )
             if self.target is not None:
                 raise KeyedError("target", self.target, "expected no target for a built-in task")
+            self._table_only(f"{self.name!r} is a built-in task")
             for key in ("n_samples", "noise"):
                 if not spec.synthetic and getattr(self, key) is not None:
                     raise KeyedError(
@@ -124,19 +139,32 @@ class TaskConfig(Section):
                     )
             return self
         suffix = self.path.rsplit(".", 1)[-1].lower() if "." in self.path else ""
-        if suffix not in ("csv", "npz"):
-            raise KeyedError("path", self.path, "expected a .csv or .npz file")
+        if suffix not in ("csv", "tsv", "parquet", "pq", "npz"):
+            raise KeyedError("path", self.path, "expected a .csv, .tsv, .parquet, .pq or .npz file")
         if self.kind is None:
             raise KeyedError(
                 "kind", None, f"expected {' or '.join(map(repr, KINDS))} for user data"
             )
-        if suffix == "csv" and self.target is None:
-            raise KeyedError("target", None, "expected the name of the CSV's label column")
-        if suffix == "npz" and self.target is not None:
+        if suffix != "npz" and self.target is None:
+            raise KeyedError("target", None, "expected the name of the table's label column")
+        if suffix == "npz":
+            if self.target is not None:
+                raise KeyedError(
+                    "target", self.target, "expected no target: an NPZ file holds arrays X and y"
+                )
+            self._table_only("an NPZ file holds numeric arrays X and y")
+        if self.target is not None and self.target in self.categorical:
             raise KeyedError(
-                "target", self.target, "expected no target: an NPZ file holds arrays X and y"
+                "categorical", list(self.categorical), f"expected feature columns, not the target {self.target!r}"
             )
         for key in ("n_samples", "noise"):
             if getattr(self, key) is not None:
                 raise KeyedError(key, getattr(self, key), "expected it unset for user data")
         return self
+
+    def _table_only(self, why: str) -> None:
+        """Refuse the table keys (``categorical``, ``missing``) for other data."""
+        if self.categorical:
+            raise KeyedError("categorical", list(self.categorical), f"expected it unset: {why}")
+        if self.missing != "error":
+            raise KeyedError("missing", self.missing, f"expected 'error' (the default): {why}")

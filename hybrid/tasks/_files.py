@@ -1,4 +1,4 @@
-"""Read user data: CSV with a header row, or NPZ with arrays ``X`` and ``y``.
+"""Read user data: a table (CSV, TSV, Parquet) with a header, or NPZ with ``X`` and ``y``.
 
 Every problem is a :class:`~hybrid.errors.DataError` of one line naming the file
 and, where it applies, the column (or array), the line and what was expected.
@@ -16,18 +16,37 @@ from __future__ import annotations
 
 import csv
 import difflib
+import importlib.util
 import math
 import os
 import stat
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..errors import DataError
+from .preprocess import category_text, numbers
 
-__all__ = ["MAX_TARGET", "encode_targets", "read_csv", "read_npz", "resolve_data_path"]
+__all__ = [
+    "MAX_TARGET",
+    "PARQUET_SUFFIXES",
+    "TABLE_SUFFIXES",
+    "TABULAR_INSTALL",
+    "csv_engine",
+    "encode_targets",
+    "read_npz",
+    "read_table",
+    "resolve_data_path",
+]
+
+#: File suffixes read as tables (by pandas); ``.npz`` is the other data format.
+PARQUET_SUFFIXES = (".parquet", ".pq")
+TABLE_SUFFIXES = (".csv", ".tsv", *PARQUET_SUFFIXES)
+TABULAR_INSTALL = 'pip install "hybrid[tabular]"'
 
 #: Largest |regression target|: MSE squares the error, and above ~5e15 the sum of
 #: squared errors over a large batch overflows float32 (max 3.4e38).
@@ -55,18 +74,13 @@ def resolve_data_path(path: Path) -> Path:
     return real
 
 
-def _float(cell: str, where: str) -> float:
-    if cell == "":
-        raise DataError(
-            f"{where}: empty value, expected a number (missing values are not supported)"
-        )
-    try:
-        v = float(cell)
-    except ValueError:
-        raise DataError(f"{where}: not a number, expected a number") from None
-    if not math.isfinite(v):
-        raise DataError(f"{where}: NaN or infinite, expected a finite number")
-    return v
+def csv_engine() -> str:
+    """Return the pandas CSV engine: "pyarrow" (multithreaded) when installed, else "c"."""
+    return "pyarrow" if importlib.util.find_spec("pyarrow") is not None else "c"
+
+
+#: Longest cell accepted: a longer one is not a feature value or a class name.
+MAX_FIELD = 131_072
 
 
 def _number(label: str) -> float | None:
@@ -76,57 +90,27 @@ def _number(label: str) -> float | None:
         return None
 
 
-def _check_labels(path: Path, target: str, labels: list[str], lines: list[int]) -> None:
-    """Refuse class labels that are NaN/inf, control characters or non-integer numbers."""
-    numbers = [_number(v) for v in labels]
-    for v, x, line in zip(labels, numbers, lines, strict=True):
-        where = f"{path}: column {target!r}, line {line}"
-        if x is not None and not math.isfinite(x):
-            raise DataError(f"{where}: class label is NaN or infinite, expected a class name")
-        if not v.isprintable():
-            raise DataError(f"{where}: class label holds control characters, expected text")
-    if all(x is not None for x in numbers):  # numeric labels: the same rule as NPZ
-        for x, line in zip(numbers, lines, strict=True):
-            if x != round(x):  # type: ignore[arg-type]
-                raise DataError(
-                    f"{path}: column {target!r}, line {line}: class label is not an integer, "
-                    'expected integer or text labels (set task.kind = "regression" for numeric targets)'
-                )
-
-
-def read_csv(
-    path: Path, target: str, kind: str
-) -> tuple[np.ndarray, np.ndarray | list[str], list[str]]:
-    """Read features and the ``target`` column from a CSV file with a header row.
-
-    Args:
-        path: the CSV file (UTF-8, comma-separated, first row names the columns).
-        target: the label column; every other column is a numeric feature.
-        kind: "classification" (labels kept as strings) or "regression" (numbers).
-
-    Returns:
-        ``(X, y, names)``: float64 features ``[N, F]``, the target column (strings
-        for classification, float64 ``[N]`` for regression) and the feature names.
+def _header(path: Path, sep: str) -> list[str]:
+    """Return the first non-blank record's names, stripped (the csv module: no pandas mangling).
 
     Raises:
-        DataError: missing or empty file, no such target column, a non-numeric,
-            empty or NaN feature value, a ragged row, no data rows, or class labels
-            that are NaN/inf or non-integer numbers.
+        DataError: an empty file, not UTF-8, or a row the csv module cannot parse.
     """
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = [(n, row) for n, row in enumerate(csv.reader(f), start=1) if row]
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
+            for row in csv.reader(f, delimiter=sep):
+                if row:
+                    return [h.strip() for h in row]
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a UTF-8 text file, expected CSV") from None
     except csv.Error as exc:  # its messages describe the format, never the content
         raise DataError(f"{path}: cannot read CSV ({exc})") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read CSV ({exc.strerror or 'read error'})") from None
-    if not rows:
-        raise DataError(f"{path}: empty file, expected a header row naming the columns")
-    header = [h.strip() for h in rows[0][1]]
+    raise DataError(f"{path}: empty file, expected a header row naming the columns")
+
+
+def _check_header(path: Path, header: list[str], target: str) -> None:
     if target not in header:
         near = difflib.get_close_matches(target, header, n=1)
         hint = f"; did you mean {near[0]!r}?" if near else ""
@@ -140,35 +124,183 @@ def read_csv(
             raise DataError(f"{path}: column {h!r} appears more than once in the header")
     if len(header) < 2:
         raise DataError(f"{path}: no feature columns besides the target {target!r}")
-    if len(rows) == 1:
+
+
+def _records(path: Path, sep: str) -> Iterator[tuple[int, list[str]]]:
+    """Yield ``(first line, fields)`` of every non-blank record, the header included."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f, delimiter=sep)
+        start = 1
+        for row in reader:
+            if row:
+                yield start, row
+            start = reader.line_num + 1
+
+
+def _diagnose(path: Path, sep: str, width: int) -> None:
+    """Find what the fast reader tripped on, with the csv module; raise it as a DataError.
+
+    Raises:
+        DataError: not UTF-8, a row of the wrong length or a field over the limit.
+    """
+    try:
+        for line, row in _records(path, sep):
+            if len(row) != width:
+                raise DataError(f"{path}: line {line} has {len(row)} fields, the header has {width}")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a UTF-8 text file, expected CSV") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: cannot read CSV ({exc})") from None
+
+
+def _csv_lines(path: Path, sep: str) -> Callable[[int], str]:
+    """Return row index -> "line N", N the row's first line in the file (blank lines count)."""
+
+    def line(row: int) -> str:
+        try:
+            for k, (n, _) in enumerate(_records(path, sep)):
+                if k == row + 1:  # record 0 is the header
+                    return f"line {n}"
+        except (csv.Error, UnicodeDecodeError, OSError):  # the csv module is stricter
+            pass
+        return f"data row {row + 1}"
+
+    return line
+
+
+def _read_csv_frame(path: Path, target: str) -> tuple[pd.DataFrame, Callable[[int], str]]:
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    header = _header(path, sep)
+    _check_header(path, header, target)
+    engine = csv_engine()
+    try:
+        frame = pd.read_csv(path, sep=sep, header=0, names=header, engine=engine)
+    except (ValueError, UnicodeDecodeError, OSError, pd.errors.ParserError) as exc:
+        _diagnose(path, sep, len(header))
+        raise DataError(f"{path}: cannot read CSV ({type(exc).__name__})") from None
+    if engine == "c" and frame.isna().to_numpy().any():  # C fills short rows with NaN
+        _diagnose(path, sep, len(header))
+    for name in frame.columns:
+        col = frame[name]
+        if col.dtype == object and any(isinstance(v, bytes) for v in col.to_numpy()):
+            _diagnose(path, sep, len(header))  # pyarrow keeps invalid UTF-8 as bytes
+            raise DataError(f"{path}: not a UTF-8 text file, expected CSV")
+    return frame, _csv_lines(path, sep)
+
+
+def _read_parquet_frame(path: Path, target: str) -> tuple[pd.DataFrame, Callable[[int], str]]:
+    if importlib.util.find_spec("pyarrow") is None:
+        raise DataError(f"{path}: reading Parquet needs pyarrow: {TABULAR_INSTALL}")
+    import pyarrow
+
+    try:
+        frame = pd.read_parquet(path, engine="pyarrow")
+    except (OSError, ValueError, TypeError, pyarrow.ArrowException) as exc:
+        raise DataError(
+            f"{path}: cannot read Parquet ({type(exc).__name__}), expected a Parquet table"
+        ) from None
+    header = list(frame.columns)
+    bad = [h for h in header if not isinstance(h, str)]
+    if bad:
+        raise DataError(f"{path}: column names should be text, got a {type(bad[0]).__name__}")
+    _check_header(path, [h.strip() for h in header], target)
+    frame.columns = [h.strip() for h in header]
+    return frame.reset_index(drop=True), lambda row: f"row {row + 1}"
+
+
+def _labels(path: Path, target: str, col: pd.Series, line: Callable[[int], str]) -> np.ndarray:
+    """Return the class labels as text, refusing NaN/inf, control characters, fractions."""
+    if col.dtype.kind in "iub" or col.dtype.kind == "f":
+        text = col.astype(str).to_numpy(dtype=object)
+    else:
+        try:
+            text = category_text(col)
+        except TypeError:
+            raise DataError(f"{path}: column {target!r}: class labels should be text or numbers") from None
+    codes, uniques = pd.factorize(text)
+    first = {k: int(i) for k, i in zip(*np.unique(codes, return_index=True), strict=True)}
+    numeric = [_number(v) for v in uniques]
+    order = sorted(range(len(uniques)), key=lambda k: first[k])
+    for k in order:
+        v, x, where = uniques[k], numeric[k], f"{path}: column {target!r}, {line(first[k])}"
+        if x is not None and not math.isfinite(x):
+            raise DataError(f"{where}: class label is NaN or infinite, expected a class name")
+        if not v.isprintable():
+            raise DataError(f"{where}: class label holds control characters, expected text")
+    if all(x is not None for x in numeric):  # numeric labels: the same rule as NPZ
+        for k in order:
+            if numeric[k] != round(numeric[k]):  # type: ignore[arg-type]
+                raise DataError(
+                    f"{path}: column {target!r}, {line(first[k])}: class label is not an integer, "
+                    'expected integer or text labels (set task.kind = "regression" for numeric targets)'
+                )
+    return text
+
+
+def read_table(
+    path: Path, target: str, kind: str
+) -> tuple[pd.DataFrame, np.ndarray, Callable[[int], str]]:
+    """Read a CSV (``.csv``), TSV (``.tsv``) or Parquet (``.parquet``, ``.pq``) table.
+
+    CSV and TSV need a header row; they are read by pandas with the pyarrow engine
+    when pyarrow is installed (the C engine otherwise); Parquet needs pyarrow.
+    Empty cells and pandas' missing-value spellings (``NA``, ``NaN``, ``null``, ...)
+    are missing values.
+
+    Args:
+        path: the file.
+        target: the label column; every other column is a feature.
+        kind: "classification" (labels as text) or "regression" (numbers).
+
+    Returns:
+        ``(features, y, line)``: the feature columns as read (file order), the
+        targets (object array of label texts, or float64 ``[N]``) and a function
+        naming row ``i`` in messages ("line 12" for CSV, "row 11" for Parquet).
+
+    Raises:
+        DataError: unreadable or empty file, a header without the target, with an
+            unnamed or repeated column or nothing but the target, a ragged row, no
+            data rows, a field over ``MAX_FIELD`` characters, a missing target,
+            non-numeric regression targets, or class labels that are NaN/inf,
+            control characters or non-integer numbers.
+    """
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        frame, line = _read_parquet_frame(path, target)
+    else:
+        frame, line = _read_csv_frame(path, target)
+    if len(frame) == 0:
         raise DataError(f"{path}: no data rows below the header")
-    t = header.index(target)
-    features = [i for i in range(len(header)) if i != t]
-    X = np.empty((len(rows) - 1, len(features)), dtype=np.float64)
-    labels: list[str] = []
-    lines = [n for n, _ in rows[1:]]
-    for r, (line, row) in enumerate(rows[1:]):
-        if len(row) != len(header):
-            raise DataError(
-                f"{path}: line {line} has {len(row)} fields, the header has {len(header)}"
-            )
-        cells = [c.strip() for c in row]
-        for j, i in enumerate(features):
-            X[r, j] = _float(cells[i], f"{path}: column {header[i]!r}, line {line}")
-        if cells[t] == "":
-            raise DataError(f"{path}: column {target!r}, line {line}: empty target value")
-        labels.append(cells[t])
-    names = [header[i] for i in features]
-    if kind == "regression":
-        y = np.array(
-            [
-                _float(v, f"{path}: column {target!r}, line {n}")
-                for v, n in zip(labels, lines, strict=True)
-            ]
+    for name in frame.columns:
+        col = frame[name]
+        if pd.api.types.is_string_dtype(col.dtype):
+            lengths = col.str.len() if not pd.api.types.is_object_dtype(col.dtype) else None
+            if lengths is not None and lengths.max() > MAX_FIELD:
+                row = int(np.flatnonzero(lengths.to_numpy(na_value=0) > MAX_FIELD)[0])
+                raise DataError(
+                    f"{path}: cannot read CSV (column {name!r}, {line(row)}: field larger than "
+                    f"{MAX_FIELD} characters)"
+                )
+    raw = frame.pop(target)
+    absent = np.flatnonzero(raw.isna().to_numpy())
+    if len(absent):
+        raise DataError(
+            f"{path}: column {target!r}, {line(int(absent[0]))}: empty or NaN target value "
+            f"({len(absent)} row(s) in all), expected a target in every row"
         )
-        return X, y, names
-    _check_labels(path, target, labels, lines)
-    return X, labels, names
+    if kind == "regression":
+        y, bad = numbers(raw)
+        if bad.any():
+            raise DataError(
+                f"{path}: column {target!r}, {line(int(np.flatnonzero(bad)[0]))}: not a number"
+            )
+        inf = np.flatnonzero(~np.isfinite(y))
+        if len(inf):
+            raise DataError(
+                f"{path}: column {target!r}, {line(int(inf[0]))}: NaN or infinite, expected a "
+                "finite number"
+            )
+        return frame, y, line
+    return frame, _labels(path, target, raw, line), line
 
 
 _NPZ_READ_ERRORS = (
@@ -343,26 +475,31 @@ def encode_targets(
                 f"{where}: class label y[{i}] {what}, expected integer or string labels "
                 '(set task.kind = "regression" for numeric targets)'
             )
-        labels = [str(int(v)) for v in values]
-    else:
-        labels = [str(v) for v in arr]
+        codes, uniques = pd.factorize(values)
+        labels = [str(int(v)) for v in uniques]
+    else:  # checked once per distinct label; errors name its first row
+        codes, uniques = pd.factorize(arr.astype(object))
+        labels = [str(v) for v in uniques]
         numeric = [_number(v) for v in labels]
-        for i, (v, x) in enumerate(zip(labels, numeric, strict=True)):
+        _, first = np.unique(codes, return_index=True)
+        order = np.argsort(first)
+        for k in order:
+            v, x = labels[k], numeric[k]
             if (x is not None and not math.isfinite(x)) or not v.isprintable():
                 raise DataError(
-                    f"{where}: class label y[{i}] is NaN, infinite or holds control characters, "
-                    "expected a class name"
+                    f"{where}: class label y[{first[k]}] is NaN, infinite or holds control "
+                    "characters, expected a class name"
                 )
         if all(x is not None for x in numeric):  # "1" and "1.0" are the same class
-            if any(x != round(x) for x in numeric):  # type: ignore[arg-type]
-                i = next(k for k, x in enumerate(numeric) if x != round(x))  # type: ignore[arg-type]
+            fractional = [k for k in order if numeric[k] != round(numeric[k])]  # type: ignore[arg-type]
+            if fractional:
                 raise DataError(
-                    f"{where}: class label y[{i}] is not an integer, expected integer or string "
-                    'labels (set task.kind = "regression" for numeric targets)'
+                    f"{where}: class label y[{first[fractional[0]]}] is not an integer, expected "
+                    'integer or string labels (set task.kind = "regression" for numeric targets)'
                 )
             labels = [str(int(x)) for x in numeric]  # type: ignore[arg-type]
     classes = tuple(sorted(set(labels), key=_label_sort_key))
     if len(classes) < 2:
         raise DataError(f"{where}: only one class ({classes[0]!r}), expected at least 2")
     index = {c: i for i, c in enumerate(classes)}
-    return np.array([index[v] for v in labels], dtype=np.int64), classes
+    return np.array([index[v] for v in labels], dtype=np.int64)[codes], classes

@@ -9,7 +9,8 @@ import numpy as np
 
 from ..errors import DataError
 from ._builtin import TASKS
-from ._files import encode_targets, read_csv, read_npz, resolve_data_path
+from ._encode import check_missing, encode_columns, encoded_names, fit_encoding, raw_columns
+from ._files import encode_targets, read_npz, read_table, resolve_data_path
 from ._task import Task
 
 if TYPE_CHECKING:
@@ -117,9 +118,11 @@ def load_task(task_cfg: TaskConfig, seed: int) -> Task:
     """Make or read a task's data and split and standardise it, all seeded.
 
     A built-in task (``task_cfg.name``) comes from :data:`TASKS`; user data from
-    ``task_cfg.path``: a CSV file (``task_cfg.target`` names the label column, a
-    header row is required, every other column is a numeric feature) or an NPZ file
-    with arrays ``X`` [N, F] and ``y`` [N] (or [N, k] for regression). Splits are
+    ``task_cfg.path``: a table (CSV, TSV or Parquet; ``task_cfg.target`` names the
+    label column, every other column is a feature: numeric, or categorical and
+    one-hot encoded with categories of the training split, see
+    :mod:`hybrid.tasks._encode`; missing values follow ``task_cfg.missing``) or an
+    NPZ file with arrays ``X`` [N, F] and ``y`` [N] (or [N, k] for regression). Splits are
     stratified for classification. ``xor`` is not split: all three splits are its
     4 points, since the task is to represent XOR, not to generalise from 3 points.
     A data path may be a symbolic link: it is followed, and ``Task.source`` is the
@@ -135,6 +138,7 @@ def load_task(task_cfg: TaskConfig, seed: int) -> Task:
     Raises:
         DataError: one line naming the file, column or value at fault.
     """
+    table, encoding = None, None
     if task_cfg.name is not None:
         if task_cfg.name not in TASKS:
             raise DataError(
@@ -152,7 +156,9 @@ def load_task(task_cfg: TaskConfig, seed: int) -> Task:
         if path.suffix.lower() == ".npz":
             X, raw, columns = read_npz(path)
         else:
-            X, raw, columns = read_csv(path, task_cfg.target, kind)
+            frame, raw, line = read_table(path, task_cfg.target, kind)
+            table = raw_columns(frame, task_cfg.categorical, where, line)
+            check_missing(table, task_cfg.missing, where)
         y, labels = encode_targets(raw, kind, where)
         name, source = path.stem, str(real)
     if do_split:
@@ -161,6 +167,9 @@ def load_task(task_cfg: TaskConfig, seed: int) -> Task:
         )
     else:
         tr = va = te = np.arange(len(y))
+    if table is not None:  # categories and fill values from the training rows only
+        encoding = fit_encoding(table, tr, task_cfg.missing, where)
+        X, columns = encode_columns(table, encoding), encoded_names(encoding)
     mean, std, Xs = _standardised(X, tr, columns, where)
     y_dtype = np.int64 if kind == "classification" else np.float32
     return Task(
@@ -178,4 +187,5 @@ def load_task(task_cfg: TaskConfig, seed: int) -> Task:
         feature_std=_frozen(std, np.float32),
         class_labels=tuple(labels),
         source=source,
+        encoding=encoding,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,9 @@ class Task:
     ``feature_mean`` and ``feature_std`` (float32 ``[n_inputs]``) come from the
     training split only and were applied to every split: ``X = (raw - mean) / std``.
     ``source`` says where the data came from (a built-in generator or a file path).
+    ``encoding`` (tables only, else None) says how a raw row became the features:
+    the raw columns in order, each numeric (with its fill value) or categorical
+    (with its categories); see :mod:`hybrid.tasks.preprocess`.
     """
 
     name: str
@@ -38,6 +42,7 @@ class Task:
     feature_std: np.ndarray
     class_labels: tuple[str, ...]
     source: str
+    encoding: dict[str, Any] | None = None
 
     def info(self) -> dict[str, object]:
         """Return the JSON-ready facts a run keeps in ``task.json`` (no data arrays)."""
@@ -51,6 +56,7 @@ class Task:
             "class_labels": list(self.class_labels),
             "source": self.source,
             "sizes": {"train": len(self.X_train), "val": len(self.X_val), "test": len(self.X_test)},
+            **({} if self.encoding is None else {"encoding": self.encoding}),
         }
 
     def __repr__(self) -> str:
