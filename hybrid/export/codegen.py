@@ -41,7 +41,7 @@ the weights and everything they closed is gone.
 
 ``ExportedNet`` takes RAW features: ``forward`` first standardises them with the
 training statistics, ``(x - feature_mean) / feature_std`` (buffers saved with the
-weights), and returns the network's {outputs}.
+weights), and returns the network's {outputs}.{impute_note}
 
 Load and use::
 
@@ -113,13 +113,18 @@ def _reads(layer: LayerPlan, input_id: int) -> str:
     return "reads node" + ("s " if len(names) > 1 else " ") + ", ".join(names)
 
 
-def _init_lines(plan: ExportPlan) -> list[str]:
+def _init_lines(plan: ExportPlan, impute: bool) -> list[str]:
     n = plan.n_inputs
     lines = [
         f"# Training statistics of the {n} features (loaded with the weights).",
         f'self.register_buffer("feature_mean", torch.zeros({n}))',
         f'self.register_buffer("feature_std", torch.ones({n}))',
     ]
+    if impute:
+        lines += [
+            "# Value for a missing (NaN) feature: the training mean or median; NaN = none.",
+            f'self.register_buffer("feature_fill", torch.zeros({n}))',
+        ]
     if not plan.keeps_all_inputs:
         lines += [
             "# Features whose input gate is open; the others cannot change the output.",
@@ -139,8 +144,9 @@ def _init_lines(plan: ExportPlan) -> list[str]:
     return lines
 
 
-def _forward_lines(plan: ExportPlan) -> list[str]:
-    lines = ["x = (x - self.feature_mean) / self.feature_std"]
+def _forward_lines(plan: ExportPlan, impute: bool) -> list[str]:
+    lines = ["x = torch.where(torch.isnan(x), self.feature_fill, x)"] if impute else []
+    lines.append("x = (x - self.feature_mean) / self.feature_std")
     inp = plan.input_id
     if any(inp in layer.sources for layer in plan.layers):
         kept = len(plan.input_index)
@@ -175,6 +181,8 @@ def render_python(
     title: str,
     class_labels: Sequence[Any] = (),
     outputs: str = "raw outputs",
+    impute: bool = False,
+    table: bool = False,
 ) -> str:
     """Return the source of a standalone module file computing ``plan``'s network.
 
@@ -184,6 +192,8 @@ def render_python(
         title: the docstring's first line (which genome, from which run).
         class_labels: JSON-ready labels, one per output, or empty.
         outputs: what the outputs are, for the docstring (e.g. "logits").
+        impute: the module fills NaN features from a ``feature_fill`` buffer first.
+        table: the task was a table: the docstring points to ``preprocess.py``.
 
     Returns:
         Python source that imports only torch.
@@ -212,6 +222,13 @@ def render_python(
         n_outputs=plan.n_outputs,
         class_labels=", ".join(_literal(v) for v in class_labels),
         functional="import torch.nn.functional as F\n" if uses_functional else "",
+        impute_note=("\nA missing feature (NaN) is replaced by ``feature_fill`` first." if impute else "")
+        + (
+            "\nRaw table rows (text categories included) become features with\n"
+            "``preprocess.encode(rows)`` from ``preprocess.py`` next to this file."
+            if table
+            else ""
+        ),
     )
     cls = [
         "class ExportedNet(nn.Module):",
@@ -223,10 +240,10 @@ def render_python(
         "",
         "    def __init__(self) -> None:",
         "        super().__init__()",
-        *(f"        {line}" for line in _init_lines(plan)),
+        *(f"        {line}" for line in _init_lines(plan, impute)),
         "",
         "    def forward(self, x: torch.Tensor) -> torch.Tensor:",
         '        """Return the outputs for raw features ``x`` of shape (B, n_inputs)."""',
-        *(f"        {line}" for line in _forward_lines(plan)),
+        *(f"        {line}" for line in _forward_lines(plan, impute)),
     ]
     return head + "\n" + "\n".join(cls) + "\n" + _LOAD

@@ -11,8 +11,12 @@ Formats (``FORMATS``; every file is loadable without hybrid):
 * ``onnx``: ``<name>.onnx`` from the dynamo ONNX exporter, input ``x``, output
   ``y``, dynamic batch. Needs the ``onnx`` extra.
 
-Every module takes raw features and standardises them itself. Each export also
-writes ``<name>.json``, the sidecar: whatever the caller passed (``genome_id``,
+Every module takes raw features and standardises them itself (filling missing
+features first when the sidecar has ``feature_fill``). An export of a table task
+(the sidecar has an ``encoding``) also writes ``preprocess.py`` beside the module:
+a copy of :mod:`hybrid.tasks.preprocess` with the run's encoding, whose
+``encode(rows)`` turns raw rows (text categories, missing values) into the
+module's input without hybrid. Each export also writes ``<name>.json``, the sidecar: whatever the caller passed (``genome_id``,
 ``run``, ``task``, ``class_labels``, ``metrics``, ...) plus ``format``,
 ``export_format``, ``files``, ``gate``, ``n_inputs``, ``n_outputs``,
 ``n_parameters``, ``feature_mean``, ``feature_std`` and the versions used.
@@ -25,6 +29,7 @@ import io
 import json
 import logging
 import os
+import pprint
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping
@@ -44,7 +49,15 @@ from .codegen import render_python
 from .module import ExportedNet
 from .plan import ExportPlan, plan_export
 
-__all__ = ["FORMATS", "SIDECAR_FORMAT", "ExportError", "ExportResult", "export_genome"]
+__all__ = [
+    "FORMATS",
+    "PREPROCESS_FILE",
+    "SIDECAR_FORMAT",
+    "ExportError",
+    "ExportResult",
+    "export_genome",
+    "preprocess_source",
+]
 
 SIDECAR_FORMAT = "hybrid.export"
 ONNX_INSTALL = 'pip install -c constraints.txt -e ".[onnx]"'
@@ -107,6 +120,8 @@ def _write_python(
         title=title + ".",
         class_labels=sidecar.get("class_labels") or (),
         outputs="logits" if task.get("kind") == "classification" else "raw outputs",
+        impute=net.imputes,
+        table=bool(sidecar.get("encoding")),
     )
     atomic_write(path, source)
     return [path, weights]
@@ -177,6 +192,24 @@ FORMATS: dict[str, tuple[str, Writer]] = {
 }
 
 
+#: The line of hybrid.tasks.preprocess that an export fills with the run's encoding.
+_ENCODING_LINE = "ENCODING: dict[str, Any] | None = None\n"
+PREPROCESS_FILE = "preprocess.py"
+
+
+def preprocess_source(encoding: Mapping[str, Any]) -> str:
+    """Return ``preprocess.py``: :mod:`hybrid.tasks.preprocess` holding ``encoding``.
+
+    The encoding enters the source as a Python literal (strings, numbers, None).
+    """
+    from ..tasks import preprocess
+
+    source = Path(preprocess.__file__).read_text(encoding="utf-8")
+    assert source.count(_ENCODING_LINE) == 1, "hybrid.tasks.preprocess lost its ENCODING line"
+    literal = pprint.pformat(dict(encoding), width=96, sort_dicts=False)
+    return source.replace(_ENCODING_LINE, f"ENCODING: dict[str, Any] | None = {literal}\n")
+
+
 def _jsonable(x: Any) -> Any:
     if isinstance(x, np.ndarray):
         return x.tolist()
@@ -206,6 +239,15 @@ def _check_sidecar(genome: Genome, sidecar: Mapping[str, Any], where: Path) -> N
         raise ExportError(
             f"{where}: class_labels should have {genome.n_outputs} entries (one per output), got {len(labels)}"
         )
+    encoding = sidecar.get("encoding")
+    if encoding:
+        width = sum(
+            1 if c["kind"] == "numeric" else len(c["categories"]) for c in encoding["columns"]
+        )
+        if width != genome.n_inputs:
+            raise ExportError(
+                f"{where}: sidecar encoding describes {width} inputs but the genome has {genome.n_inputs}"
+            )
 
 
 def export_genome(
@@ -246,12 +288,22 @@ def export_genome(
     _check_sidecar(genome, sidecar, path)
     plan = plan_export(genome, gate)
     try:
-        net = ExportedNet(plan, sidecar.get("feature_mean"), sidecar.get("feature_std"))
+        net = ExportedNet(
+            plan,
+            sidecar.get("feature_mean"),
+            sidecar.get("feature_std"),
+            sidecar.get("feature_fill"),
+        )
     except ValueError as exc:
         raise ExportError(f"{path}: {exc}") from None
     net.eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     files = writer(net, plan, path, sidecar)
+    if sidecar.get("encoding"):
+        pre = path.with_name(PREPROCESS_FILE)
+        atomic_write(pre, preprocess_source(sidecar["encoding"]))
+        files.append(pre)
+    fill = {"feature_fill": [None if v != v else v for v in net.feature_fill.tolist()]} if net.imputes else {}
     info = {
         "format": SIDECAR_FORMAT,
         "version": 1,
@@ -262,9 +314,14 @@ def export_genome(
         "n_inputs": plan.n_inputs,
         "n_outputs": plan.n_outputs,
         "n_parameters": plan.n_parameters,
-        "input": "raw features: the module computes (x - feature_mean) / feature_std first",
+        "input": (
+            "raw features: the module computes (x - feature_mean) / feature_std first"
+            + ("; NaN features are replaced by feature_fill (null: none) before" if net.imputes else "")
+            + ("; raw table rows become features with preprocess.encode(rows)" if sidecar.get("encoding") else "")
+        ),
         "feature_mean": net.feature_mean.tolist(),
         "feature_std": net.feature_std.tolist(),
+        **fill,
         "class_labels": list(sidecar.get("class_labels") or []),
         "hybrid_version": __version__,
         "torch_version": torch.__version__,

@@ -46,10 +46,24 @@ def _stats(
     return t
 
 
+def _fill(values: Sequence[float | None] | None, n: int) -> torch.Tensor | None:
+    """Return the fill buffer (NaN = leave missing) or None when nothing is filled."""
+    if values is None or all(v is None for v in values):
+        return None
+    if len(values) != n:
+        raise ValueError(f"feature_fill should have {n} values (one per feature), got {len(values)}")
+    t = torch.tensor([float("nan") if v is None else float(v) for v in values], dtype=torch.float32)
+    if torch.isinf(t).any():
+        raise ValueError(f"feature_fill should be finite or None, got {t.tolist()}")
+    return t
+
+
 class ExportedNet(nn.Module):
     """A genome's function as an ordinary, gate-free PyTorch module.
 
-    Takes raw features: ``forward`` first standardises them with the training
+    Takes raw features: ``forward`` first fills missing (NaN) features with
+    ``feature_fill`` (the training mean or median; only when the task imputes),
+    then standardises them with the training
     statistics, ``(x - feature_mean) / feature_std`` (buffers), then drops the
     features whose input gate was closed, then runs the live nodes in
     topological order, ``h_j = act_j(node_j(cat(h_sources)))``. Outputs are the
@@ -60,6 +74,8 @@ class ExportedNet(nn.Module):
         plan: the folded network (:func:`hybrid.export.plan.plan_export`).
         feature_mean: per-feature training mean (default 0).
         feature_std: per-feature training standard deviation, > 0 (default 1).
+        feature_fill: per-feature value for a NaN input, None for "leave it NaN"
+            (default: no filling and no ``feature_fill`` buffer).
 
     Raises:
         ValueError: if the statistics do not have one finite value per feature
@@ -79,9 +95,14 @@ class ExportedNet(nn.Module):
         plan: ExportPlan,
         feature_mean: Sequence[float] | np.ndarray | None = None,
         feature_std: Sequence[float] | np.ndarray | None = None,
+        feature_fill: Sequence[float | None] | None = None,
     ) -> None:
         super().__init__()
         self.n_inputs, self.n_outputs = plan.n_inputs, plan.n_outputs
+        fill = _fill(feature_fill, plan.n_inputs)
+        self._impute = fill is not None
+        if fill is not None:
+            self.register_buffer("feature_fill", fill)
         self.register_buffer(
             "feature_mean", _stats(feature_mean, plan.n_inputs, 0.0, "feature_mean")
         )
@@ -112,12 +133,19 @@ class ExportedNet(nn.Module):
             for layer in plan.layers
         )
 
+    @property
+    def imputes(self) -> bool:
+        """Whether ``forward`` fills NaN features from the ``feature_fill`` buffer."""
+        return self._impute
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the network's outputs for raw features ``x``.
 
         Shape:
             x: (B, n_inputs) -> (B, n_outputs)
         """
+        if self._impute:
+            x = torch.where(torch.isnan(x), self.feature_fill, x)
         x = (x - self.feature_mean) / self.feature_std
         values = {self._input_id: x[:, self.input_index] if self._select else x}
         for node, name, sources, activation in self._steps:

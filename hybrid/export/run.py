@@ -4,7 +4,8 @@ What is read, each through :class:`hybrid.rundir.RunDir`'s checked readers::
 
     config.toml        the gate kind, key training.gate
     task.json          name, kind, n_inputs, n_outputs, feature_mean,
-                       feature_std, class_labels
+                       feature_std, class_labels, encoding (tables: the
+                       module fills missing numbers; preprocess.py encodes rows)
     best/genome.json   the champion (genome="best")
     best/metrics.json  its metrics (optional)
     lineage.sqlite     any other genome with stored weights, by id, and
@@ -24,6 +25,7 @@ from genomes import Genome
 
 from ..errors import RunDirError
 from ..rundir import RunDir, open_run_dir
+from ..tasks._encode import input_fill
 from .formats import FORMATS, ExportError, ExportResult, export_genome
 
 __all__ = ["export_run"]
@@ -141,5 +143,9 @@ def export_run(
         "class_labels": task.class_labels,
         "metrics": metrics,
     }
+    if task.encoding is not None:  # a table: raw rows go through preprocess.py
+        encoding = task.encoding.model_dump()
+        sidecar["encoding"] = encoding
+        sidecar["feature_fill"] = input_fill(encoding)
     path = _out_path(run, out, default_id, FORMATS[fmt][0])
     return export_genome(chosen, path, fmt, gate, sidecar)

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from ._create import create_run_dir, open_run_dir, output_path
 from ._json import dumps_json
-from ._records import BestMetrics, StatsRecord, TaskInfo
+from ._records import BestMetrics, ColumnEncoding, StatsRecord, TaskEncoding, TaskInfo
 from ._rundir import (
     BEST_DIR,
     BEST_GENOME_FILE,
@@ -64,8 +64,10 @@ __all__ = [
     "STATS_FILE",
     "TASK_FILE",
     "BestMetrics",
+    "ColumnEncoding",
     "RunDir",
     "StatsRecord",
+    "TaskEncoding",
     "TaskInfo",
     "create_run_dir",
     "dumps_json",

@@ -10,11 +10,41 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from ..errors import RunDirError
 
-__all__ = ["BestMetrics", "StatsRecord", "TaskInfo"]
+__all__ = ["BestMetrics", "ColumnEncoding", "StatsRecord", "TaskEncoding", "TaskInfo"]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, strict=True, extra="ignore")
+
+
+class ColumnEncoding(_Model):
+    """One raw column of a table task: numeric (with its fill value) or categorical."""
+
+    name: str
+    kind: Literal["numeric", "categorical"]
+    fill: float | None = None  # numeric: the training mean/median for missing values
+    categories: list[str | None] = []  # categorical: one input each; None = "missing"
+
+    @field_validator("fill")
+    @classmethod
+    def _finite(cls, v: float | None) -> float | None:
+        if v is not None and not math.isfinite(v):
+            raise ValueError("should be a finite number or null")
+        return v
+
+    @property
+    def width(self) -> int:
+        """Network inputs this column becomes."""
+        return 1 if self.kind == "numeric" else len(self.categories)
+
+
+class TaskEncoding(_Model):
+    """How a raw table row becomes the network input (``task.json`` key ``encoding``)."""
+
+    format: Literal["hybrid.encoding"]
+    version: Literal[1]
+    missing: Literal["error", "mean", "median"]
+    columns: list[ColumnEncoding]
 
 
 class TaskInfo(_Model):
@@ -28,6 +58,7 @@ class TaskInfo(_Model):
     feature_std: list[float]
     class_labels: list[str | int | float]
     source: str = ""
+    encoding: TaskEncoding | None = None  # table tasks only (runs before it: none)
 
     @field_validator("n_inputs", "n_outputs")
     @classmethod
@@ -48,6 +79,12 @@ class TaskInfo(_Model):
         for key in ("feature_mean", "feature_std"):
             if len(getattr(self, key)) != self.n_inputs:
                 raise RunDirError(f"{path}: key {key!r} should have n_inputs = {self.n_inputs} entries")
+        if self.encoding is not None:
+            width = sum(c.width for c in self.encoding.columns)
+            if width != self.n_inputs:
+                raise RunDirError(
+                    f"{path}: key 'encoding' describes {width} inputs, expected n_inputs = {self.n_inputs}"
+                )
         if any(s <= 0 for s in self.feature_std):
             raise RunDirError(f"{path}: key 'feature_std' should hold positive values")
         want = self.n_outputs if self.kind == "classification" else 0

@@ -64,6 +64,14 @@ class RawColumn:
     values: np.ndarray
 
 
+class _CellError(DataError):
+    """A problem at one row of a column; :func:`raw_columns` reports the first row's."""
+
+    def __init__(self, message: str, row: int) -> None:
+        super().__init__(message)
+        self.row = row
+
+
 def _is_text(dtype: Any) -> bool:
     return pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype)
 
@@ -80,9 +88,10 @@ def _categorical(name: str, s: pd.Series, where: str, line: Callable[[int], str]
     for k, v in enumerate(uniques):
         if v is not None and not v.isprintable():
             row = int(np.flatnonzero(codes == k)[0])
-            raise DataError(
+            raise _CellError(
                 f"{where}: column {name!r}, {line(row)}: not a number and not a category name "
-                "(holds control characters)"
+                "(holds control characters)",
+                row,
             )
     return RawColumn(name, "categorical", text)
 
@@ -90,9 +99,10 @@ def _categorical(name: str, s: pd.Series, where: str, line: Callable[[int], str]
 def _numeric(name: str, values: np.ndarray, where: str, line: Callable[[int], str]) -> RawColumn:
     inf = np.flatnonzero(np.isinf(values))
     if len(inf):
-        raise DataError(
+        raise _CellError(
             f"{where}: column {name!r}, {line(int(inf[0]))}: infinite value, expected a finite "
-            "number"
+            "number",
+            int(inf[0]),
         )
     return RawColumn(name, "numeric", values)
 
@@ -118,12 +128,12 @@ def _column(
     if not present.any():
         return _categorical(name, s, where, line)
     # Numbers and words in one column: a typo, or categories that look like numbers.
-    odd = bad if bad.sum() <= present.sum() else present
-    row = int(np.flatnonzero(odd)[0])
-    what = "not a number" if odd is bad else "a number among category names"
-    raise DataError(
-        f"{where}: column {name!r}, {line(row)}: {what}, expected the column to hold numbers "
-        "only or words only (list it in task.categorical to treat every value as a category)"
+    row, numeric = int(np.flatnonzero(bad)[0]), int(np.flatnonzero(present)[0])
+    raise _CellError(
+        f"{where}: column {name!r}, {line(row)}: not a number, but {line(numeric)} is one; "
+        "expected numbers only or words only (list the column in task.categorical to treat "
+        "every value as a category)",
+        row,
     )
 
 
@@ -154,8 +164,15 @@ def raw_columns(
             f"{where}: task.categorical names {unknown[0]!r}, which is not a feature column "
             f"(feature columns: {', '.join(map(repr, list(frame.columns)[:20]))})"
         )
-    listed = set(categorical)
-    return [_column(name, frame[name], name in listed, where, line) for name in frame.columns]
+    listed, columns, first = set(categorical), [], None
+    for name in frame.columns:
+        try:
+            columns.append(_column(name, frame[name], name in listed, where, line))
+        except _CellError as exc:  # the first bad row of the file, as a reader meets it
+            first = exc if first is None or exc.row < first.row else first
+    if first is not None:
+        raise DataError(str(first)) from None
+    return columns
 
 
 def _missing(column: RawColumn) -> np.ndarray:

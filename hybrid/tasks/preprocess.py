@@ -85,7 +85,10 @@ def category_text(values: Iterable[Any]) -> np.ndarray:
         return s.str.strip().to_numpy(dtype=object, na_value=None)
     if s.dtype.kind in "iu":  # no missing values possible: vectorised
         return s.astype(str).to_numpy(dtype=object)
-    codes, uniques = pd.factorize(s.astype(object), use_na_sentinel=True)
+    try:
+        codes, uniques = pd.factorize(s.astype(object), use_na_sentinel=True)
+    except TypeError:  # unhashable values (lists, dicts): _text names their type
+        return np.array([_text(v) for v in s], dtype=object)
     texts = np.array([_text(v) for v in uniques] + [None], dtype=object)
     return texts[codes]  # code -1 (missing) picks the trailing None
 
@@ -121,7 +124,7 @@ def one_hot(text: np.ndarray, categories: list[str | None], out: np.ndarray) -> 
         out: ``[rows, len(categories)]``, zeros; unseen values leave their row zero.
     """
     known = [c for c in categories if c is not None]
-    codes = pd.Categorical(text, categories=known).codes.astype(np.int64)
+    codes = pd.Index(known, dtype=object).get_indexer(pd.Index(text, dtype=object))
     if None in categories:
         codes[pd.isna(text)] = categories.index(None)
     rows = np.flatnonzero(codes >= 0)

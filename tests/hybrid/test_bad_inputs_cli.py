@@ -42,7 +42,7 @@ CASES: dict[str, tuple[str, dict, list[str], str]] = {
     "generations flag zero": (XOR, {}, ["--generations", "0"], "evolution.generations"),
     "name flag climbing out": (XOR, {}, ["--name", "../x"], "run.name"),
     "device flag unknown": (XOR, {}, ["--device", "tpu"], "run.device"),
-    "csv nan feature": (*_csv_task("".join(f"{'nan' if i == 4 else i},{i % 2}\n" for i in range(30))), [], "NaN or infinite"),
+    "csv nan feature": (*_csv_task("".join(f"{'nan' if i == 4 else i},{i % 2}\n" for i in range(30))), [], "missing values in column 'a' (1)"),
     "csv fractional labels": (*_csv_task("".join(f"{i},{i % 2 + 0.5}\n" for i in range(30))), [], "not an integer"),
     "csv data file missing": (_npz_task().replace("d.npz", "gone.npz"), {}, [], "file not found"),
     "npz not a zip": (_npz_task(), {"d.npz": "X,y\n1,0\n"}, [], "not an NPZ archive"),

@@ -111,7 +111,7 @@ def test_dump_writes_every_key(tmp_path: Path) -> None:
             '[task]\npath = "d.csv"\nkind = "regression"\n',
             "task.target: not set, expected the name",
         ),
-        ('[task]\npath = "d.txt"\nkind = "regression"\n', "expected a .csv or .npz file"),
+        ('[task]\npath = "d.txt"\nkind = "regression"\n', "expected a .csv, .tsv, .parquet, .pq or .npz file"),
         ("[run]\nseed = 1\n", "missing section [task]"),
         ("run = 3\n" + XOR, "run: got 3, expected a table [run]"),
     ],
