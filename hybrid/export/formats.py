@@ -16,10 +16,12 @@ features first when the sidecar has ``feature_fill``). An export of a table task
 (the sidecar has an ``encoding``) also writes ``preprocess.py`` beside the module:
 a copy of :mod:`hybrid.tasks.preprocess` with the run's encoding, whose
 ``encode(rows)`` turns raw rows (text categories, missing values) into the
-module's input without hybrid. Each export also writes ``<name>.json``, the sidecar: whatever the caller passed (``genome_id``,
-``run``, ``task``, ``class_labels``, ``metrics``, ...) plus ``format``,
+module's input without hybrid. Each export also writes ``<name>.json``, the
+sidecar: whatever the caller passed (``genome_id``, ``run``, ``task``,
+``class_labels``, ``metrics``, ``encoding``, ...) plus ``format``,
 ``export_format``, ``files``, ``gate``, ``n_inputs``, ``n_outputs``,
-``n_parameters``, ``feature_mean``, ``feature_std`` and the versions used.
+``n_parameters``, ``feature_mean``, ``feature_std``, ``feature_fill`` (when the
+module fills missing values) and the versions used.
 """
 
 from __future__ import annotations
@@ -303,7 +305,9 @@ def export_genome(
         pre = path.with_name(PREPROCESS_FILE)
         atomic_write(pre, preprocess_source(sidecar["encoding"]))
         files.append(pre)
-    fill = {"feature_fill": [None if v != v else v for v in net.feature_fill.tolist()]} if net.imputes else {}
+    fill = {}
+    if net.imputes:  # NaN (no fill) is not JSON: null
+        fill = {"feature_fill": [None if v != v else v for v in net.feature_fill.tolist()]}
     info = {
         "format": SIDECAR_FORMAT,
         "version": 1,

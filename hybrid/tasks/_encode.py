@@ -275,16 +275,16 @@ def input_fill(encoding: dict[str, Any]) -> list[float | None]:
 
 def encode_columns(columns: Sequence[RawColumn], encoding: dict[str, Any]) -> np.ndarray:
     """Return float64 ``[rows, n_inputs]``: numeric values (missing ones filled), one-hots."""
-    n = len(columns[0].values)
-    blocks = []
+    X = np.zeros((len(columns[0].values), len(input_fill(encoding))))
+    j = 0
     for c, spec in zip(columns, encoding["columns"], strict=True):
         if c.kind == "numeric":
-            v = c.values
+            X[:, j] = c.values
             if spec["fill"] is not None:
-                v = np.where(np.isnan(v), spec["fill"], v)
-            blocks.append(v[:, None])
+                X[np.isnan(c.values), j] = spec["fill"]
+            j += 1
         else:
-            block = np.zeros((n, len(spec["categories"])))
-            one_hot(c.values, spec["categories"], block)
-            blocks.append(block)
-    return np.hstack(blocks)
+            width = len(spec["categories"])
+            one_hot(c.values, spec["categories"], X[:, j : j + width])
+            j += width
+    return X

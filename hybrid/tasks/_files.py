@@ -10,6 +10,11 @@ linked to another disk is common); the task records the resolved path as its
 ``source``. Only regular files are read: a FIFO would block and a device never
 end. NPZ files are read with ``allow_pickle=False`` and numpy's own messages
 (which suggest loading pickles) are never shown.
+
+Tables are read by pandas (the pyarrow engine when pyarrow is installed, which is
+several times faster on large files; the C engine otherwise). pandas' and
+pyarrow's messages can quote a line of the file, so they are never shown: when
+the fast reader fails, the csv module rescans the file to name the line at fault.
 """
 
 from __future__ import annotations
@@ -276,9 +281,10 @@ def read_table(
             lengths = col.str.len() if not pd.api.types.is_object_dtype(col.dtype) else None
             if lengths is not None and lengths.max() > MAX_FIELD:
                 row = int(np.flatnonzero(lengths.to_numpy(na_value=0) > MAX_FIELD)[0])
+                what = "Parquet" if path.suffix.lower() in PARQUET_SUFFIXES else "CSV"
                 raise DataError(
-                    f"{path}: cannot read CSV (column {name!r}, {line(row)}: field larger than "
-                    f"{MAX_FIELD} characters)"
+                    f"{path}: cannot read {what} (column {name!r}, {line(row)}: field larger "
+                    f"than {MAX_FIELD} characters)"
                 )
     raw = frame.pop(target)
     absent = np.flatnonzero(raw.isna().to_numpy())

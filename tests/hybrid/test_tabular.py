@@ -369,3 +369,25 @@ def test_csv_with_categories_and_gaps_runs_and_its_export_takes_raw_rows(tmp_pat
     # the engine scores in float32: the same predictions give the same float32 accuracy
     assert np.float32(result["accuracy"]) == np.float32(metrics["test_metric"])
     assert result["accuracy"] > 0.7
+
+
+@pytest.mark.parametrize("fmt", ["python", "torchscript", "pt2"])
+def test_every_torch_format_fills_missing_numbers(tmp_path: Path, fmt: str) -> None:
+    from hybrid.export import FORMATS, export_genome
+    from tests.hybrid.test_export_module import import_file
+
+    g = Genome.minimal(3, 2, np.random.default_rng(1), InnovationTracker(), hidden=[4])
+    side = {"feature_mean": [0.5, 0.0, 1.0], "feature_std": [2.0, 1.0, 1.0]}
+    side["feature_fill"] = [4.0, None, -1.0]
+    result = export_genome(g, tmp_path / f"model{FORMATS[fmt][0]}", fmt, "sigmoid", side)
+    assert result.sidecar["feature_fill"] == [4.0, None, -1.0]
+    if fmt == "python":
+        model = import_file(result.path, "fill_export").load()
+    elif fmt == "torchscript":
+        model = torch.jit.load(str(result.path))
+    else:
+        model = torch.export.load(str(result.path)).module()
+    x = torch.tensor([[np.nan, 0.3, np.nan], [4.0, 0.3, -1.0], [1.0, np.nan, 2.0]])
+    with torch.no_grad():
+        out = model(x)
+    assert torch.equal(out[0], out[1]) and torch.isnan(out[2]).all()
