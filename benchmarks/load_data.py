@@ -14,8 +14,8 @@ Imports (torch, pandas, pyarrow, scikit-learn, hybrid) happen before the clock
 starts.
 
 Then times a whole ``hybrid run`` on a ``--run-rows`` x 20 CSV (default 200,000)
-with a tiny search (2 generations of 4 members, 5 steps), before and after, so
-that the difference is the loading. Prints one table with the torch thread count
+with a tiny search (2 generations of 4 members, 5 steps), before and after
+(alternated, best of two each), so that the difference is the loading. Prints one table with the torch thread count
 and load average::
 
     python benchmarks/load_data.py                  # ~2-3 min on 2 busy cores
@@ -86,11 +86,21 @@ def write_csv(path: Path, rows: int, seed: int = 0) -> None:
 
 
 def timed(code: str, arg: str, tree: Path) -> float:
-    """Return the seconds ``code`` takes in a fresh Python with ``tree`` on PYTHONPATH."""
+    """Return the seconds ``code`` takes in a fresh Python with ``tree`` on PYTHONPATH.
+
+    It runs in the data's folder: ``python -c`` puts its working directory before
+    PYTHONPATH, so run from a checkout it would import that checkout's hybrid.
+    """
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
-    script = PRELUDE + code + "\nprint(time.perf_counter() - t0)\n"
+    script = PRELUDE + code + "\nassert hybrid.__file__.startswith(sys.argv[2]), hybrid.__file__\n"
+    script += "print(time.perf_counter() - t0)\n"
     done = subprocess.run(
-        [sys.executable, "-c", script, arg], env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-c", script, arg, str(tree)],
+        cwd=Path(arg).parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode != 0:
         raise SystemExit(f"benchmark step failed:\n{done.stderr[-2000:]}")
@@ -103,6 +113,7 @@ def timed_run(config: Path, tree: Path) -> float:
     t0 = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "hybrid", "run", str(config), "--overwrite", "--plain"],
+        cwd=config.parent,  # not a checkout: -m puts the working directory first on sys.path
         env=env,
         capture_output=True,
         text=True,
@@ -138,8 +149,9 @@ def main(argv: list[str] | None = None) -> None:
         write_csv(small, args.run_rows, seed=1)
         config = Path(tmp) / "run.toml"
         config.write_text(RUN_TOML.format(runs=(Path(tmp) / "runs").as_posix(), data=small.as_posix()))
-        run_before = timed_run(config, args.before)
-        run_after = timed_run(config, HERE)
+        # Alternated, best of two each: the machine's load drifts over minutes.
+        runs = [(timed_run(config, args.before), timed_run(config, HERE)) for _ in range(2)]
+        run_before, run_after = (min(r[k] for r in runs) for k in (0, 1))
     print(
         f"torch threads {torch.get_num_threads()}, load average "
         f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}, {os.cpu_count()} CPUs"

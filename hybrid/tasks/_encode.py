@@ -275,16 +275,18 @@ def input_fill(encoding: dict[str, Any]) -> list[float | None]:
 
 def encode_columns(columns: Sequence[RawColumn], encoding: dict[str, Any]) -> np.ndarray:
     """Return float64 ``[rows, n_inputs]``: numeric values (missing ones filled), one-hots."""
-    X = np.zeros((len(columns[0].values), len(input_fill(encoding))))
+    # Built input-major (each input a contiguous row), transposed once at the end:
+    # about twice as fast as writing strided columns of a million rows.
+    XT = np.zeros((len(input_fill(encoding)), len(columns[0].values)))
     j = 0
     for c, spec in zip(columns, encoding["columns"], strict=True):
         if c.kind == "numeric":
-            X[:, j] = c.values
+            XT[j] = c.values
             if spec["fill"] is not None:
-                X[np.isnan(c.values), j] = spec["fill"]
+                XT[j, np.isnan(c.values)] = spec["fill"]
             j += 1
         else:
             width = len(spec["categories"])
-            one_hot(c.values, spec["categories"], X[:, j : j + width])
+            one_hot(c.values, spec["categories"], XT[j : j + width].T)
             j += width
-    return X
+    return np.ascontiguousarray(XT.T)

@@ -179,7 +179,9 @@ def _read_csv_frame(path: Path, target: str) -> tuple[pd.DataFrame, Callable[[in
     _check_header(path, header, target)
     engine = csv_engine()
     try:
-        frame = pd.read_csv(path, sep=sep, header=0, names=header, engine=engine)
+        # low_memory=False: the C engine would otherwise guess types chunk by chunk
+        options = {"low_memory": False} if engine == "c" else {}
+        frame = pd.read_csv(path, sep=sep, header=0, names=header, engine=engine, **options)
     except (ValueError, UnicodeDecodeError, OSError, pd.errors.ParserError) as exc:
         _diagnose(path, sep, len(header))
         raise DataError(f"{path}: cannot read CSV ({type(exc).__name__})") from None

@@ -391,3 +391,25 @@ def test_every_torch_format_fills_missing_numbers(tmp_path: Path, fmt: str) -> N
     with torch.no_grad():
         out = model(x)
     assert torch.equal(out[0], out[1]) and torch.isnan(out[2]).all()
+
+
+def test_task_json_encoding_is_validated_against_n_inputs(tmp_path: Path) -> None:
+    from hybrid.errors import RunDirError
+    from hybrid.rundir import TaskInfo
+
+    info = {
+        "name": "d", "kind": CLS, "n_inputs": 3, "n_outputs": 2,
+        "feature_mean": [0.0] * 3, "feature_std": [1.0] * 3, "class_labels": ["a", "b"],
+        "encoding": {
+            "format": "hybrid.encoding", "version": 1, "missing": "mean",
+            "columns": [
+                {"name": "x", "kind": "numeric", "fill": 1.5},
+                {"name": "c", "kind": "categorical", "categories": ["p", None]},
+            ],
+        },
+    }  # fmt: skip
+    assert TaskInfo.model_validate(info).check(tmp_path / "task.json").encoding.columns[1].width == 2
+    info["n_inputs"] = 4
+    info["feature_mean"] = info["feature_std"] = [1.0] * 4
+    with pytest.raises(RunDirError, match="key 'encoding' describes 3 inputs, expected n_inputs = 4"):
+        TaskInfo.model_validate(info).check(tmp_path / "task.json")
