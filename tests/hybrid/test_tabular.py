@@ -371,6 +371,7 @@ def test_csv_with_categories_and_gaps_runs_and_its_export_takes_raw_rows(tmp_pat
     assert result["accuracy"] > 0.7
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 @pytest.mark.parametrize("fmt", ["python", "torchscript", "pt2"])
 def test_every_torch_format_fills_missing_numbers(tmp_path: Path, fmt: str) -> None:
     from hybrid.export import FORMATS, export_genome
