@@ -117,7 +117,7 @@ def _drive(search: Any, plain: bool) -> int:
     print(
         f"done ({result.stop_reason}) after {result.generations} generations in {result.elapsed_s:.1f} s: "
         f"champion {result.champion_id} (chosen by {_rule(search.config, result.final_steps)}): "
-        f"test {metric} {result.test_metric:.4f}, "
+        f"test {metric} {result.test_metric:.4f} ({_scores(result.val_metric, result.selection_metric)}), "
         f"{result.active_parameters} active parameters, {result.flops} FLOPs/sample\n"
         f"champion: {search.run_dir.best_genome_path}"
     )
@@ -173,12 +173,29 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(
             f"finished ({finished.stop_reason}): champion {finished.genome_id} test {finished.metric} "
             f"{_num(finished.test_metric)}, {finished.active_parameters} active parameters; "
-            f"validation {_num(finished.val_metric)} (best on the short list {_num(finished.best_val_metric)}), "
+            f"{_scores(finished.val_metric, finished.selection_metric)} "
+            f"(best validation on the short list {_num(finished.best_val_metric)}; "
+            f"validation - test {_gap(finished.val_metric, finished.test_metric, finished.metric)}), "
             f"chosen by {finished.selected_by}"
+            + (" on the selection split" if finished.selection_metric is not None else "")
         )
     else:
         print(f"not finished: `hybrid resume {run.path}` continues it")
     return 0
+
+
+def _scores(val: float | None, selection: float | None) -> str:
+    """``validation V`` and, with a selection split, ``selection S``: the scores the champion was chosen on."""
+    return f"validation {_num(val)}" + ("" if selection is None else f", selection {_num(selection)}")
+
+
+def _gap(val: float | None, test: float | None, metric: str) -> str:
+    """The validation-to-test gap, in points for a 0..1 metric (how much the validation score flattered)."""
+    if val is None or test is None:
+        return "n/a"
+    if metric in ("log_loss", "mae", "mse", "neg_mse"):
+        return f"{val - test:+.4g}"
+    return f"{100 * (val - test):+.1f} pt"
 
 
 def _cmd_tasks(args: argparse.Namespace) -> int:

@@ -15,12 +15,13 @@ from ._task import Task
 if TYPE_CHECKING:
     from ..config import TaskConfig
 
-__all__ = ["load_task", "split_indices", "standardise"]
+__all__ = ["carve_selection", "load_task", "split_indices", "standardise"]
 
 # Independent streams from one seed: data generation and splitting must not share
 # draws, or changing n_samples would also reshuffle an unrelated split.
 _DATA_STREAM = 0
 _SPLIT_STREAM = 1
+_SELECTION_STREAM = 2
 
 
 def split_indices(
@@ -60,6 +61,44 @@ def split_indices(
             f"test_fraction={test_fraction} ({msg})"
         ) from None
     return np.sort(train), np.sort(val), np.sort(test)
+
+
+def carve_selection(
+    y: np.ndarray, train: np.ndarray, fraction: float, seed: int, stratify: bool, where: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(train, selection)``: a seeded ``fraction`` of all samples carved out of ``train``.
+
+    The validation and test splits are those of :func:`split_indices` whatever the
+    fraction, so turning the selection split on changes only the training rows.
+
+    Args:
+        y: all targets; class ids when ``stratify``.
+        train: the training split's indices.
+        fraction: share of *all* samples (``len(y)``) in the selection split; > 0.
+        seed: the run's seed.
+        stratify: keep class proportions (classification).
+        where: the task or file to name in errors.
+
+    Raises:
+        DataError: if the training split is too small (or a class too rare) to carve it.
+    """
+    from sklearn.model_selection import train_test_split
+
+    state = int(np.random.default_rng([seed, _SELECTION_STREAM]).integers(2**31 - 1))
+    size = fraction * len(y) / len(train)
+    try:
+        if size >= 1.0:
+            raise ValueError(f"it would take {fraction * len(y):.0f} of the {len(train)} training samples")
+        rest, sel = train_test_split(
+            train, test_size=size, random_state=state, stratify=y[train] if stratify else None
+        )
+    except ValueError as exc:
+        msg = str(exc).splitlines()[0]
+        raise DataError(
+            f"{where}: cannot carve a selection split of selection_fraction={fraction} from "
+            f"{len(train)} training samples ({msg}); expected a smaller task.selection_fraction"
+        ) from None
+    return np.sort(rest), np.sort(sel)
 
 
 def standardise(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -161,6 +200,16 @@ def load_task(task_cfg: TaskConfig, seed: int) -> Task:
         )
     else:
         tr = va = te = np.arange(len(y))
+    se = None
+    if task_cfg.selection_fraction > 0:
+        if not do_split:
+            raise DataError(
+                f"{where}: task.selection_fraction = {task_cfg.selection_fraction}: this task is "
+                "not split (its splits are all its points), expected selection_fraction = 0"
+            )
+        tr, se = carve_selection(
+            y, tr, task_cfg.selection_fraction, seed, kind == "classification", where
+        )
     mean, std, Xs = _standardised(X, tr, columns, where)
     y_dtype = np.int64 if kind == "classification" else np.float32
     return Task(
@@ -172,6 +221,8 @@ def load_task(task_cfg: TaskConfig, seed: int) -> Task:
         y_val=_frozen(y[va], y_dtype),
         X_test=_frozen(Xs[te], np.float32),
         y_test=_frozen(y[te], y_dtype),
+        X_sel=None if se is None else _frozen(Xs[se], np.float32),
+        y_sel=None if se is None else _frozen(y[se], y_dtype),
         n_inputs=int(X.shape[1]),
         n_outputs=len(labels) if kind == "classification" else int(y.shape[1]),
         feature_mean=_frozen(mean, np.float32),
