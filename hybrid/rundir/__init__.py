@@ -11,6 +11,7 @@ A run folder is self-describing (see ``docs/design.md``, "A run on disk")::
       lineage.sqlite   the lineage store (hybrid.lineage)
       report.html      written by ``hybrid report``
       exports/         ``hybrid export`` of genomes other than the champion
+      tensorboard/     event files of ``hybrid run --tensorboard`` (hybrid.tracking)
       .lock            held (``flock``) by the one process writing the run
 
 No other module spells these names: they ask a :class:`RunDir`.
@@ -48,6 +49,7 @@ from ._rundir import (
     REPORT_FILE,
     STATS_FILE,
     TASK_FILE,
+    TENSORBOARD_DIR,
     RunDir,
 )
 
@@ -63,6 +65,7 @@ __all__ = [
     "REPORT_FILE",
     "STATS_FILE",
     "TASK_FILE",
+    "TENSORBOARD_DIR",
     "BestMetrics",
     "RunDir",
     "StatsRecord",

@@ -35,6 +35,7 @@ __all__ = [
     "REPORT_FILE",
     "STATS_FILE",
     "TASK_FILE",
+    "TENSORBOARD_DIR",
     "RunDir",
 ]
 
@@ -49,6 +50,7 @@ LINEAGE_FILE = "lineage.sqlite"
 REPORT_FILE = "report.html"
 EXPORTS_DIR = "exports"
 LOCK_FILE = ".lock"
+TENSORBOARD_DIR = "tensorboard"
 
 #: Entries of a run folder that must stay inside it (checked on open).
 _CONFINED = (
@@ -140,6 +142,11 @@ class RunDir:
     def report_path(self) -> Path:
         """Where ``hybrid report`` writes ``report.html``."""
         return self.path / REPORT_FILE
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        """Where ``hybrid run --tensorboard`` logs by default (:mod:`hybrid.tracking`)."""
+        return self.path / TENSORBOARD_DIR
 
     @property
     def lock_path(self) -> Path:
