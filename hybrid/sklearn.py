@@ -254,6 +254,14 @@ class HybridClassifier(ClassifierMixin, _HybridEstimator):
         """
         self._check_frame(X)
         X, y = validate_data(self, X, y, dtype=np.float64)
+        import pandas as pd
+
+        missing = np.flatnonzero(np.asarray(pd.isna(y)))
+        if len(missing):
+            raise InputError(
+                f"{type(self).__name__}: y[{int(missing[0])}] is missing (NaN/None), expected a class "
+                "label for every sample"
+            )
         check_classification_targets(y)
         self.classes_, ids = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
