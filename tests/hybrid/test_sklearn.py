@@ -147,3 +147,16 @@ def test_verbose_prints_one_line_per_generation(capsys: pytest.CaptureFixture[st
     HybridClassifier(**{**FAST, "generations": 2}, verbose=True).fit(X, y)
     err = capsys.readouterr().err
     assert err.count("\ngen ") + err.startswith("gen ") == 2 and "run folder: " in err
+
+
+def test_the_readme_examples_run_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## From Python: scikit-learn and arrays", 1)[1].split("\n## ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in section.split("```python\n")[1:]]
+    assert len(blocks) == 2 and len(blocks[0].strip().splitlines()) == 5  # the five-line example
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    assert namespace["clf"].score(namespace["X"], namespace["y"]) > 0.7
+    assert namespace["result"].run_dir == tmp_path / "runs" / "iris"
