@@ -26,8 +26,10 @@ Example:
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -94,12 +96,12 @@ class _TempRuns:
     """A temporary folder of run folders, removed when the last reference goes (or at exit)."""
 
     def __init__(self) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="hybrid-sklearn-")
-        self.path = Path(self._dir.name)
+        self.path = Path(tempfile.mkdtemp(prefix="hybrid-sklearn-"))
+        self._remove = weakref.finalize(self, shutil.rmtree, str(self.path), ignore_errors=True)
 
     def cleanup(self) -> None:
         """Remove the folder now."""
-        self._dir.cleanup()
+        self._remove()
 
 
 class _HybridEstimator(BaseEstimator):
@@ -205,7 +207,7 @@ class _HybridEstimator(BaseEstimator):
         import pandas as pd
 
         for column, dtype in zip(X.columns, dtypes, strict=True):
-            if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+            if not pd.api.types.is_numeric_dtype(dtype):  # bool counts as 0/1, as in sklearn
                 raise InputError(
                     f"{type(self).__name__}: X column {str(column)!r} is {dtype}, expected numbers "
                     "(encode it first, e.g. with OneHotEncoder in a Pipeline)"
