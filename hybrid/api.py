@@ -29,6 +29,7 @@ import os
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +45,15 @@ if TYPE_CHECKING:
 __all__ = ["flat_keys", "search"]
 
 #: Task keys the array API sets itself (an override of one is refused).
-_RESERVED = {"task.name", "task.path", "task.target", "task.kind", "task.categorical", "task.n_samples", "task.noise"}
+_RESERVED = {
+    "task.name",
+    "task.path",
+    "task.target",
+    "task.kind",
+    "task.categorical",
+    "task.n_samples",
+    "task.noise",
+}
 #: Task keys kept from a given config (the rest describe its own data).
 _KEPT_TASK_KEYS = ("val_fraction", "test_fraction")
 _SOURCE = "hybrid.search"
@@ -80,7 +89,9 @@ def _dotted_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
             if key not in flat:
                 near = difflib.get_close_matches(key, list(flat), n=1)
                 hint = f" (did you mean {near[0]!r}?)" if near else ""
-                raise ConfigError(f"{_SOURCE}: unknown key {key!r}{hint}, expected a config key name")
+                raise ConfigError(
+                    f"{_SOURCE}: unknown key {key!r}{hint}, expected a config key name"
+                )
             key = flat[key]
         if key in _RESERVED:
             raise ConfigError(
@@ -90,7 +101,9 @@ def _dotted_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _base_config(config: str | os.PathLike[str] | Mapping[str, Any] | Config | None) -> dict[str, Any]:
+def _base_config(
+    config: str | os.PathLike[str] | Mapping[str, Any] | Config | None,
+) -> dict[str, Any]:
     """Return a TOML-shaped dict of ``config`` (a path, a dict or a Config), ``training.loss`` dropped.
 
     Raises:
@@ -136,7 +149,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 # ----------------------------------------------------------------- the data
 def _is_frame(X: Any) -> bool:
-    return type(X).__module__.startswith("pandas") and hasattr(X, "dtypes") and hasattr(X, "columns")
+    return (
+        type(X).__module__.startswith("pandas") and hasattr(X, "dtypes") and hasattr(X, "columns")
+    )
 
 
 def _features(X: Any, what: str) -> np.ndarray:
@@ -147,14 +162,20 @@ def _features(X: Any, what: str) -> np.ndarray:
     """
     arr = np.asarray(X)
     if arr.ndim != 2 or arr.dtype.kind not in "biuf":
-        raise InputError(f"{_SOURCE}: {what} is {arr.dtype} of shape {arr.shape}, expected numbers of shape [samples, features]")
+        raise InputError(
+            f"{_SOURCE}: {what} is {arr.dtype} of shape {arr.shape}, expected numbers of shape [samples, features]"
+        )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise InputError(f"{_SOURCE}: {what} has shape {arr.shape}, expected at least 1 sample and 1 feature")
+        raise InputError(
+            f"{_SOURCE}: {what} has shape {arr.shape}, expected at least 1 sample and 1 feature"
+        )
     out = arr.astype(np.float64)
     bad = np.argwhere(~np.isfinite(out))
     if len(bad):
         r, c = (int(v) for v in bad[0])
-        raise InputError(f"{_SOURCE}: {what}[{r}, {c}] is {out[r, c]}, expected a finite number (impute or drop missing values)")
+        raise InputError(
+            f"{_SOURCE}: {what}[{r}, {c}] is {out[r, c]}, expected a finite number (impute or drop missing values)"
+        )
     return out
 
 
@@ -171,16 +192,24 @@ def _targets(y: Any, kind: str, n: int, what: str) -> np.ndarray:
     if arr.ndim == 2 and arr.shape[1] == 1 and kind == "classification":
         arr = arr[:, 0]
     if arr.ndim not in (1, 2) or len(arr) != n:
-        raise InputError(f"{_SOURCE}: {what} has shape {arr.shape}, expected {n} targets (one per row of X)")
+        raise InputError(
+            f"{_SOURCE}: {what} has shape {arr.shape}, expected {n} targets (one per row of X)"
+        )
     missing = np.flatnonzero(np.asarray(pd.isna(arr)).reshape(n, -1).any(axis=1))
     if len(missing):
-        raise InputError(f"{_SOURCE}: {what}[{int(missing[0])}] is missing (NaN/None), expected a target for every sample")
+        raise InputError(
+            f"{_SOURCE}: {what}[{int(missing[0])}] is missing (NaN/None), expected a target for every sample"
+        )
     if kind == "regression":
         if arr.dtype.kind not in "biuf":
-            raise InputError(f"{_SOURCE}: {what} is {arr.dtype}, expected numbers for a regression task")
+            raise InputError(
+                f"{_SOURCE}: {what} is {arr.dtype}, expected numbers for a regression task"
+            )
         return arr.astype(np.float64)
     if arr.ndim != 1:
-        raise InputError(f"{_SOURCE}: {what} has shape {arr.shape}, expected one class label per sample")
+        raise InputError(
+            f"{_SOURCE}: {what} has shape {arr.shape}, expected one class label per sample"
+        )
     if arr.dtype.kind in "biu":
         return arr
     if arr.dtype.kind == "f":
@@ -205,7 +234,9 @@ def _column_kinds(X: Any) -> tuple[list[str], list[str]]:
 
     names = [str(c) for c in X.columns]
     if len(X.columns) == 0 or len(X) == 0:
-        raise InputError(f"{_SOURCE}: X has shape {X.shape}, expected at least 1 sample and 1 feature")
+        raise InputError(
+            f"{_SOURCE}: X has shape {X.shape}, expected at least 1 sample and 1 feature"
+        )
     for name in names:
         if name == "" or name != name.strip() or names.count(name) > 1 or not name.isprintable():
             raise InputError(
@@ -215,7 +246,11 @@ def _column_kinds(X: Any) -> tuple[list[str], list[str]]:
     categorical = []
     for name, column in zip(names, X.columns, strict=True):
         dtype = X[column].dtype
-        if pd.api.types.is_bool_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype) or dtype.kind in "OSU":
+        if (
+            pd.api.types.is_bool_dtype(dtype)
+            or isinstance(dtype, pd.CategoricalDtype)
+            or dtype.kind in "OSU"
+        ):
             categorical.append(name)
         elif not pd.api.types.is_numeric_dtype(dtype) or dtype.kind == "c":
             raise InputError(
@@ -225,14 +260,16 @@ def _column_kinds(X: Any) -> tuple[list[str], list[str]]:
         missing = np.flatnonzero(np.asarray(X[column].isna()))
         if len(missing):
             raise InputError(
-                f"{_SOURCE}: X column {name!r}, row {int(missing[0])}: missing value, expected a value "
+                f"{_SOURCE}: X column {name!r}, position {int(missing[0])}: missing value, expected a value "
                 "in every cell (impute or drop missing values)"
             )
         if name not in categorical:
             values = X[column].to_numpy(dtype=np.float64)
             if not np.isfinite(values).all():
                 row = int(np.flatnonzero(~np.isfinite(values))[0])
-                raise InputError(f"{_SOURCE}: X column {name!r}, row {row}: infinite value, expected a finite number")
+                raise InputError(
+                    f"{_SOURCE}: X column {name!r}, position {row}: infinite value, expected a finite number"
+                )
     return names, categorical
 
 
@@ -243,9 +280,12 @@ def _categorical_supported() -> bool:
 
 
 def _target_name(y: Any, names: Sequence[str]) -> str:
-    name = str(getattr(y, "name", None) or "target")
-    base, k = name, 1
-    while name in names or name == "" or name != name.strip():
+    """Return the CSV's target column name: ``y.name`` if it makes a good header, else "target"."""
+    given = getattr(y, "name", None)
+    text = "" if given is None else str(given)
+    base = text if text and text == text.strip() and text.isprintable() else "target"
+    name, k = base, 1
+    while name in names:
         name, k = f"{base}_{k}", k + 1
     return name
 
@@ -260,7 +300,12 @@ def _carve_test(y: np.ndarray, fraction: float, seed: int, stratify: bool) -> np
 
     state = int(np.random.default_rng([seed, 1]).integers(2**31 - 1))  # the loader's split stream
     try:
-        _, test = train_test_split(np.arange(len(y)), test_size=fraction, random_state=state, stratify=y if stratify else None)
+        _, test = train_test_split(
+            np.arange(len(y)),
+            test_size=fraction,
+            random_state=state,
+            stratify=y if stratify else None,
+        )
     except ValueError as exc:
         raise InputError(
             f"{_SOURCE}: cannot hold a test split (test_fraction={fraction}) out of {len(y)} samples "
@@ -269,11 +314,14 @@ def _carve_test(y: np.ndarray, fraction: float, seed: int, stratify: bool) -> np
     return np.sort(test)
 
 
+@dataclass(frozen=True)
 class _Data:
     """The data of one search, ready to be written: NPZ arrays or a CSV table."""
 
-    def __init__(self, suffix: str, payload: bytes, target: str | None = None, categorical: Sequence[str] = ()) -> None:
-        self.suffix, self.payload, self.target, self.categorical = suffix, payload, target, list(categorical)
+    suffix: str
+    payload: bytes
+    target: str | None = None
+    categorical: tuple[str, ...] = ()
 
 
 def _npz(arrays: Mapping[str, np.ndarray]) -> _Data:
@@ -282,7 +330,9 @@ def _npz(arrays: Mapping[str, np.ndarray]) -> _Data:
     return _Data(".npz", buffer.getvalue())
 
 
-def _prepare(X: Any, y: Any, kind: str, eval_set: tuple[Any, Any] | None, test_fraction: float, seed: int) -> _Data:
+def _prepare(
+    X: Any, y: Any, kind: str, eval_set: tuple[Any, Any] | None, test_fraction: float, seed: int
+) -> _Data:
     """Check the data and return what to write: a CSV for a DataFrame, else an NPZ.
 
     A DataFrame becomes ``data.csv`` unless ``eval_set`` is given or ``y`` has
@@ -306,7 +356,7 @@ def _prepare(X: Any, y: Any, kind: str, eval_set: tuple[Any, Any] | None, test_f
             table = X.copy()
             table.columns = names
             table[target] = y_arr
-            return _Data(".csv", table.to_csv(index=False).encode(), target, categorical)
+            return _Data(".csv", table.to_csv(index=False).encode(), target, tuple(categorical))
         if categorical:
             why = "eval_set" if eval_set is not None else "several target columns"
             raise InputError(
@@ -317,26 +367,41 @@ def _prepare(X: Any, y: Any, kind: str, eval_set: tuple[Any, Any] | None, test_f
     if eval_set is None:
         return _npz({"X": features, "y": y_arr})
     if not isinstance(eval_set, (tuple, list)) or len(eval_set) != 2:
-        raise InputError(f"{_SOURCE}: eval_set is {type(eval_set).__name__}, expected a pair (X_val, y_val)")
+        raise InputError(
+            f"{_SOURCE}: eval_set is {type(eval_set).__name__}, expected a pair (X_val, y_val)"
+        )
     if _is_frame(eval_set[0]):
         _column_kinds(eval_set[0])
     X_val = _features(eval_set[0], "eval_set X")
     if X_val.shape[1] != features.shape[1]:
-        raise InputError(f"{_SOURCE}: eval_set X has {X_val.shape[1]} features, expected {features.shape[1]} as in X")
+        raise InputError(
+            f"{_SOURCE}: eval_set X has {X_val.shape[1]} features, expected {features.shape[1]} as in X"
+        )
     y_val = _targets(eval_set[1], kind, len(X_val), "eval_set y")
     if y_val.ndim != y_arr.ndim or (y_arr.ndim == 2 and y_val.shape[1] != y_arr.shape[1]):
-        raise InputError(f"{_SOURCE}: eval_set y has shape {y_val.shape}, expected targets shaped like y {y_arr.shape}")
+        raise InputError(
+            f"{_SOURCE}: eval_set y has shape {y_val.shape}, expected targets shaped like y {y_arr.shape}"
+        )
     if y_arr.dtype.kind != y_val.dtype.kind and "U" in (y_arr.dtype.kind, y_val.dtype.kind):
         y_arr, y_val = y_arr.astype(str), y_val.astype(str)
     split = np.zeros(len(features) + len(X_val), dtype=np.int8)
     split[_carve_test(y_arr, test_fraction, seed, kind == "classification")] = 2
-    split[len(features):] = 1
-    return _npz({"X": np.concatenate([features, X_val]), "y": np.concatenate([y_arr, y_val]), "split": split})
+    split[len(features) :] = 1
+    return _npz(
+        {
+            "X": np.concatenate([features, X_val]),
+            "y": np.concatenate([y_arr, y_val]),
+            "split": split,
+        }
+    )
 
 
 # ---------------------------------------------------------------- the search
 def _config(
-    base: dict[str, Any], kind: str | None, runs_dir: str | os.PathLike[str] | None, overrides: Mapping[str, Any]
+    base: dict[str, Any],
+    kind: str | None,
+    runs_dir: str | os.PathLike[str] | None,
+    overrides: Mapping[str, Any],
 ) -> tuple[dict[str, Any], set[str]]:
     """Return the TOML-shaped config dict of the search (task.path still unset) and the overridden keys."""
     given_task = base.get("task", {})
@@ -413,14 +478,18 @@ def search(
 
     data, overridden = _config(_base_config(config), kind, runs_dir, overrides)
     runs = Path(data.get("run", {}).get("runs_dir", "runs"))
-    staged = runs.absolute() / f".{data.get('run', {}).get('name', 'run')}.{uuid.uuid4().hex[:8]}.data"
+    staged = (
+        runs.absolute() / f".{data.get('run', {}).get('name', 'run')}.{uuid.uuid4().hex[:8]}.data"
+    )
     data["task"]["path"] = str(staged) + ".npz"
-    cfg = config_from_dict(data, _SOURCE, overridden)  # every key checked before any data is written
+    cfg = config_from_dict(
+        data, _SOURCE, overridden
+    )  # every key checked before any data is written
     prepared = _prepare(X, y, cfg.task.kind, eval_set, cfg.task.test_fraction, cfg.run.seed)
     if prepared.suffix == ".csv":
         task = {**data["task"], "path": str(staged) + ".csv", "target": prepared.target}
         if prepared.categorical:
-            task["categorical"] = prepared.categorical
+            task["categorical"] = list(prepared.categorical)
         cfg = config_from_dict({**data, "task": task}, _SOURCE, overridden)
     path = Path(cfg.task.path)  # type: ignore[arg-type]
     from genomes.serialize import atomic_write

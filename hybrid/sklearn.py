@@ -183,7 +183,9 @@ class _HybridEstimator(BaseEstimator):
         if old is not None:
             old.cleanup()  # a refit replaces the previous temporary run
         overrides = {**self._overrides(), "run.name": name}
-        result = search(X, y, self.config, kind=self._kind, runs_dir=runs, verbose=self.verbose, **overrides)
+        result = search(
+            X, y, self.config, kind=self._kind, runs_dir=runs, verbose=self.verbose, **overrides
+        )
         self.search_result_ = result
         self.run_dir_ = result.run_dir
         self.genome_ = open_run_dir(result.run_dir).read_best_genome()
@@ -220,6 +222,7 @@ class _HybridEstimator(BaseEstimator):
             state["run_dir_"] = None  # the temporary folder stays with the original estimator
         return state
 
+
 class HybridClassifier(ClassifierMixin, _HybridEstimator):
     """A classifier found by a hybrid search: evolved architecture, trained weights.
 
@@ -228,7 +231,10 @@ class HybridClassifier(ClassifierMixin, _HybridEstimator):
     on raw features. Constructor defaults are the config's.
     """
 
-    __doc__ = (__doc__ or "") + _DOC_PARAMS + """
+    __doc__ = (
+        (__doc__ or "")
+        + _DOC_PARAMS
+        + """
     Attributes:
         classes_: the class labels, sorted (``predict`` returns these).
         n_features_in_: the number of features seen by ``fit``.
@@ -242,6 +248,7 @@ class HybridClassifier(ClassifierMixin, _HybridEstimator):
     thresholds of ``check_classifiers_train`` (tag ``poor_score``): a search with
     the few short generations the checks run with is not trained to convergence.
     """
+    )
 
     _kind = "classification"
 
@@ -301,7 +308,10 @@ class HybridRegressor(RegressorMixin, _HybridEstimator):
     config's.
     """
 
-    __doc__ = (__doc__ or "") + _DOC_PARAMS + """
+    __doc__ = (
+        (__doc__ or "")
+        + _DOC_PARAMS
+        + """
     Attributes:
         n_features_in_: the number of features seen by ``fit``.
         feature_names_in_: the column names of a DataFrame given to ``fit``.
@@ -314,6 +324,7 @@ class HybridRegressor(RegressorMixin, _HybridEstimator):
     threshold of ``check_regressors_train`` (tag ``poor_score``): a search with the
     few short generations the checks run with is not trained to convergence.
     """
+    )
 
     _kind = "regression"
 

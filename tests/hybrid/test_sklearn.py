@@ -40,7 +40,9 @@ def iris_words() -> tuple[np.ndarray, np.ndarray]:
     return X, np.array(["setosa", "versicolor", "virginica"])[y]
 
 
-@pytest.mark.parametrize("estimator", [HybridClassifier(**FAST), HybridRegressor(**FAST)], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(
+    "estimator", [HybridClassifier(**FAST), HybridRegressor(**FAST)], ids=lambda e: type(e).__name__
+)
 def test_estimators_pass_sklearns_checks(estimator: HybridClassifier | HybridRegressor) -> None:
     check_estimator(estimator)  # skipped: only the poor_score thresholds (tags), see the docstrings
 
@@ -94,7 +96,9 @@ def test_a_dataframe_gives_feature_names_and_a_bad_column_is_named() -> None:
     assert list(clf.feature_names_in_) == ["sl", "sw", "pl", "pw"] and clf.n_features_in_ == 4
     assert clf.predict(frame).shape == (150,)
     frame["colour"] = "red"
-    with pytest.raises(InputError, match=r"^HybridClassifier: X column 'colour' is (object|str), expected numbers"):
+    with pytest.raises(
+        InputError, match=r"^HybridClassifier: X column 'colour' is (object|str), expected numbers"
+    ):
         HybridClassifier(**FAST).fit(frame, y)
 
 
@@ -149,7 +153,9 @@ def test_verbose_prints_one_line_per_generation(capsys: pytest.CaptureFixture[st
     assert err.count("\ngen ") + err.startswith("gen ") == 2 and "run folder: " in err
 
 
-def test_the_readme_examples_run_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_readme_examples_run_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     section = readme.split("## From Python: scikit-learn and arrays", 1)[1].split("\n## ", 1)[0]
     blocks = [b.split("```", 1)[0] for b in section.split("```python\n")[1:]]
