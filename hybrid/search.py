@@ -1,5 +1,9 @@
 """Drive a search over a run folder: start or resume it, step it, record it, finish it.
 
+Called, this module is the array API: ``hybrid.search(X, y, ...)`` is
+:func:`hybrid.api.search` (the package attribute ``hybrid.search`` is this module
+once it is imported, so the module itself answers the call).
+
 The generation itself is :func:`hybrid.generation.step` (pure: state in, state and report
 out); this module owns the side effects around it: creating or reopening the run
 folder, the Dask cluster, the reporters that record each generation (lineage,
@@ -16,8 +20,11 @@ same config and seed give byte-identical stats (timings go to the lineage's
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
+import types
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -115,11 +122,19 @@ class Search:
 
     # ------------------------------------------------------------- creation
     @classmethod
-    def start(cls, config: Config, overwrite: bool = False) -> Search:
+    def start(cls, config: Config, overwrite: bool = False, *, adopt_data: bool = False) -> Search:
         """Create the run folder and generation 0's population.
 
         Everything that can fail is checked before the run folder is created: the
         device, the task's data, the Dask scheduler.
+
+        Args:
+            config: the run's config.
+            overwrite: replace a finished or stopped run folder of the same name.
+            adopt_data: move the file ``task.path`` names into the run folder as it
+                is created (``data.npz`` / ``data.csv``; the array API stages its data
+                in ``run.runs_dir``); ``config.toml`` then names it relative to the
+                folder, so the run stays resumable wherever the folder goes.
 
         Raises:
             ConfigError: the configured device is not available (``cuda`` without CUDA).
@@ -142,9 +157,18 @@ class Search:
             from .distributed import check_scheduler
 
             check_scheduler(config.parallel.address)
+        stored, data = config, None
+        if adopt_data:
+            data = Path(config.task.path)  # type: ignore[arg-type]
+            name = RunDir.data_name(data.suffix)
+            stored = config.model_copy(update={"task": config.task.model_copy(update={"path": name})})
+            real = os.path.realpath(Path(config.run.runs_dir) / config.run.name / name)
+            task = replace(task, name=Path(name).stem, source=real)  # as a resume will load it
         run = create_run_dir(  # built whole under a temporary name, then renamed; holds the writer lock
-            config.run.runs_dir, config.run.name, config, overwrite=overwrite, task=task.info()
+            config.run.runs_dir, config.run.name, stored, overwrite=overwrite, task=task.info(), data=data
         )
+        if adopt_data:
+            config = run.load_config()  # task.path: the folder's own copy, absolute
         return cls._begin(config, run, task, device)
 
     @classmethod
@@ -315,3 +339,15 @@ class Search:
         seed = seed_for(cfg.run.seed, self.state.generation, FINAL_FIT_STREAM)
         trained = train_one(chosen.genome, X, y, config, seed, self.device, cfg.run.threads)
         return trained.genomes[0]
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable: ``hybrid.search(X, y, ...)`` runs :func:`hybrid.api.search`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> SearchResult:
+        from .api import search
+
+        return search(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

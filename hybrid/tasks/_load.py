@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import DataError
 from ._builtin import TASKS
-from ._files import encode_targets, read_csv, read_npz, resolve_data_path
+from ._files import encode_targets, read_csv, read_npz, read_npz_split, resolve_data_path
 from ._task import Task
 
 if TYPE_CHECKING:
@@ -174,6 +174,7 @@ def load_task(task_cfg: TaskConfig, seed: int) -> Task:
     Raises:
         DataError: one line naming the file, column or value at fault.
     """
+    explicit = None  # an NPZ's own split (array "split"), if it holds one
     if task_cfg.name is not None:
         if task_cfg.name not in TASKS:
             raise DataError(
@@ -190,11 +191,14 @@ def load_task(task_cfg: TaskConfig, seed: int) -> Task:
         kind, where, do_split = task_cfg.kind, str(path), True
         if path.suffix.lower() == ".npz":
             X, raw, columns = read_npz(path)
+            explicit = read_npz_split(path, len(X))
         else:
             X, raw, columns = read_csv(path, task_cfg.target, kind)
         y, labels = encode_targets(raw, kind, where)
         name, source = path.stem, str(real)
-    if do_split:
+    if explicit is not None:
+        tr, va, te = explicit
+    elif do_split:
         tr, va, te = split_indices(
             y, task_cfg.val_fraction, task_cfg.test_fraction, seed, kind == "classification", where
         )
