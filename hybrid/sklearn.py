@@ -60,6 +60,7 @@ PARAM_KEYS = {
     "metric": "task.metric",
     "val_fraction": "task.val_fraction",
     "test_fraction": "task.test_fraction",
+    "selection_fraction": "task.selection_fraction",
     "seed": "run.seed",
     "device": "run.device",
 }
@@ -83,6 +84,8 @@ _DOC_PARAMS = """
         metric: ``task.metric`` ranking genomes (None: accuracy / r2).
         val_fraction: share of ``X`` in the validation split (``task.val_fraction``).
         test_fraction: share of ``X`` held out for the champion's test score.
+        selection_fraction: share of ``X`` held out to choose the champion from the
+            short list (``task.selection_fraction``; 0: choose on validation).
         seed: ``run.seed``: same seed, same data, same model.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (``run.device``).
         runs_dir: keep the run folders here (one per fit); None: a temporary folder.
@@ -127,6 +130,7 @@ class _HybridEstimator(BaseEstimator):
         metric: str | None = None,
         val_fraction: float = 0.2,
         test_fraction: float = 0.2,
+        selection_fraction: float = 0.0,
         seed: int = 0,
         device: str = "auto",
         runs_dir: str | os.PathLike[str] | None = None,
@@ -149,6 +153,7 @@ class _HybridEstimator(BaseEstimator):
         self.metric = metric
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
+        self.selection_fraction = selection_fraction
         self.seed = seed
         self.device = device
         self.runs_dir = runs_dir
