@@ -258,7 +258,13 @@ def _accuracy(model: nn.Module, X: torch.Tensor, y: np.ndarray) -> float:
         return float(accuracy_score(y, model(X).argmax(dim=1).numpy()))
 
 
-def train_mlp(task: Task, params: Mapping[str, Any], batch_size: int, seed: int) -> dict[str, Any]:
+def train_mlp(
+    task: Task,
+    params: Mapping[str, Any],
+    batch_size: int,
+    seed: int,
+    deadline: float | None = None,
+) -> dict[str, Any] | None:
     """Train one MLP with Adam on the training split; score it on validation and test.
 
     Args:
@@ -266,23 +272,24 @@ def train_mlp(task: Task, params: Mapping[str, Any], batch_size: int, seed: int)
         params: ``depth``, ``width_0``.., ``activation``, ``lr``, ``steps``.
         batch_size: minibatch size (the whole split if it is smaller).
         seed: seeds the initial weights and the minibatch order.
+        deadline: a ``time.perf_counter()`` value; past it training stops unscored.
 
     Returns:
-        ``val``, ``test`` (accuracy) and ``params`` (weights + biases).
+        ``val``, ``test`` (accuracy) and ``params`` (weights + biases); None if the
+        deadline passed first.
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     widths = [params[f"width_{i}"] for i in range(params["depth"])]
     model = make_mlp(task.n_inputs, widths, task.n_outputs, params["activation"])
     opt = torch.optim.Adam(model.parameters(), lr=params["lr"])
-    X, y = (
-        torch.tensor(task.X_train),
-        torch.tensor(task.y_train),
-    )  # copies: the arrays are read-only
+    X, y = torch.tensor(task.X_train), torch.tensor(task.y_train)  # copies: arrays are read-only
     n, b = len(X), min(batch_size, len(X))
     order = torch.randperm(n, generator=gen)
     pos = 0
-    for _ in range(params["steps"]):
+    for i in range(params["steps"]):
+        if deadline is not None and i % 50 == 0 and time.perf_counter() > deadline:
+            return None
         if pos + b > n:
             order, pos = torch.randperm(n, generator=gen), 0
         idx = order[pos : pos + b]
@@ -315,9 +322,13 @@ def choose_trials(trials: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def run_optuna(job: dict[str, Any]) -> dict[str, Any]:
     """Tune an MLP with Optuna TPE on hybrid's split (``job``: task, seed, budget_s, quick).
 
+    The budget is kept to the second: ``study.optimize``'s timeout only stops new
+    trials, so a trial still training at the deadline is stopped and pruned (unless
+    none has finished yet: the first trial always counts).
+
     Returns:
-        The job plus every trial (parameters, val, test, size), the study's wall time
-        and the two rows' choices.
+        The job plus every finished trial (parameters, val, test, size), the study's
+        wall time, the pruned trials and the two rows' choices.
     """
     import optuna
 
@@ -332,6 +343,7 @@ def run_optuna(job: dict[str, Any]) -> dict[str, Any]:
         )
     max_steps = QUICK_MAX_STEPS if job["quick"] else STEPS[1]
     trials: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
 
     def objective(trial: optuna.Trial) -> float:
         depth = trial.suggest_int("depth", *DEPTHS)
@@ -341,14 +353,16 @@ def run_optuna(job: dict[str, Any]) -> dict[str, Any]:
         trial.suggest_float("lr", *LRS, log=True)
         trial.suggest_int("steps", STEPS[0], max_steps)
         seed = job["seed"] * 100_003 + trial.number
-        scores = train_mlp(task, trial.params, config.training.batch_size, seed)
+        deadline = t0 + job["budget_s"] if trials else None
+        scores = train_mlp(task, trial.params, config.training.batch_size, seed, deadline)
+        if scores is None:
+            raise optuna.TrialPruned()
         trials.append({"n": trial.number, **trial.params, **scores})
         return scores["val"]
 
     study = optuna.create_study(
         direction="maximize", sampler=optuna.samplers.TPESampler(seed=job["seed"])
     )
-    t0 = time.perf_counter()
     study.optimize(objective, timeout=job["budget_s"])
     wall = time.perf_counter() - t0
     return {
@@ -356,6 +370,7 @@ def run_optuna(job: dict[str, Any]) -> dict[str, Any]:
         "status": "ok",
         "wall_s": wall,
         "n_trials": len(trials),
+        "n_pruned": len(study.trials) - len(trials),
         "trials": trials,
         "chosen": choose_trials(trials),
     }
@@ -381,9 +396,9 @@ def _guarded(fn: Callable[[dict[str, Any]], dict[str, Any]], job: dict[str, Any]
 def run_jobs(
     fn: Callable[[dict[str, Any]], dict[str, Any]], jobs: list[dict[str, Any]], n: int
 ) -> list[dict[str, Any]]:
-    """Run ``fn`` over ``jobs``: in this process for ``n == 1``, else in ``n`` spawned processes."""
+    """Run ``fn`` over ``jobs``: in ``n`` spawned processes, or here if ``n`` or the jobs are 1."""
     results = []
-    if n <= 1:
+    if n <= 1 or len(jobs) <= 1:
         for job in jobs:
             results.append(_guarded(fn, job))
             _log(results[-1])
@@ -401,7 +416,9 @@ def _log(r: dict[str, Any]) -> None:
     if r.get("status") != "ok":
         msg = r.get("status")
     elif what == "optuna":
-        msg = f"{r['n_trials']} trials in {r['wall_s']:.0f} s"
+        msg = (
+            f"{r['n_trials']} trials (+{r['n_pruned']} cut at the deadline) in {r['wall_s']:.0f} s"
+        )
     else:
         msg = f"test {_pct(r['test'])}%, {r['params']} params, {r['wall_s']:.0f} s"
     print(f"  {r['task']} {what} seed {r['seed']}: {msg}", file=sys.stderr, flush=True)
