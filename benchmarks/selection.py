@@ -622,6 +622,7 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or (
         runs_dir / "selection.json" if args.quick else ROOT / "benchmarks" / "selection.json"
     )
+    out.parent.mkdir(parents=True, exist_ok=True)  # a bad --out fails now, not after hours
     order = [v for v in VARIANTS if v in args.variants]
     jobs = [
         {
