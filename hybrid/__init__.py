@@ -7,6 +7,10 @@ Example:
     >>> import hybrid
     >>> config = hybrid.load_config("configs/xor.toml")          # doctest: +SKIP
     >>> result = hybrid.Search.start(config).run()               # doctest: +SKIP
+    >>> result = hybrid.search(X, y, kind="classification")      # doctest: +SKIP
+
+``hybrid.search`` is the module :mod:`hybrid.search` and, called, the array API
+:func:`hybrid.api.search` (a package attribute and a submodule cannot differ).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ _LAZY = {
     "Task": "hybrid.tasks",
     "load_task": "hybrid.tasks",
     "Search": "hybrid.search",
+    "search": "hybrid.api",
     "SearchState": "hybrid.state",
     "StepContext": "hybrid.generation",
     "GenerationReport": "hybrid.generation",
@@ -51,6 +56,8 @@ __all__ = ["__version__", *_LAZY]
 def __getattr__(name: str) -> Any:
     if name == "open_lineage":
         return importlib.import_module("hybrid.lineage").open
+    if name == "search":  # the submodule, callable: hybrid.search(X, y) is hybrid.api.search
+        return importlib.import_module("hybrid.search")
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'hybrid' has no attribute {name!r}")

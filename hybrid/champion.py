@@ -19,7 +19,22 @@ from .rundir import RunDir
 from .tasks import Task
 from .train import TrainConfig
 
-__all__ = ["SearchResult", "champion_record", "is_better", "score_champion"]
+__all__ = ["SearchResult", "ShortlistEntry", "champion_record", "is_better", "score_champion"]
+
+
+@dataclass(frozen=True)
+class ShortlistEntry:
+    """One genome of the short list the champion was chosen from.
+
+    ``val_fitness`` and ``selection_fitness`` are fitnesses (higher is better);
+    ``selection_fitness`` is None without a selection split, NaN if not finite.
+    """
+
+    id: int
+    generation: int
+    val_fitness: float
+    selection_fitness: float | None
+    active_params: int
 
 
 @dataclass(frozen=True)
@@ -42,6 +57,7 @@ class SearchResult:
     elapsed_s: float
     selected_by: str = "best"
     final_steps: int = 0
+    selection_metric: float | None = None
 
 
 def is_better(metric: float, size: int, champion: dict[str, Any] | None) -> bool:
@@ -79,6 +95,7 @@ def score_champion(
     best_val_metric: float | None = None,
     final_steps: int = 0,
     genome: Genome | None = None,
+    shortlist: list[ShortlistEntry] | None = None,
 ) -> SearchResult:
     """Score the champion on the test split; write ``best/genome.json`` and ``best/metrics.json``.
 
@@ -97,6 +114,9 @@ def score_champion(
         final_steps: training steps on train + validation after the choice (0: none).
         genome: the genome to score and write when it is not the record's (the
             fine-tuned one); default: the record's genome.
+        shortlist: the entries the champion was chosen from, written to
+            ``metrics.json`` with their real validation and selection metrics; the
+            chosen one's selection metric is ``selection_metric``.
     """
     genome = from_dict(champion["genome"]) if genome is None else genome
     (test,) = evaluate_members([genome], task.X_test, task.y_test, config, device=device)
@@ -124,6 +144,13 @@ def score_champion(
     }
     if epsilon is not None:
         metrics["epsilon"] = epsilon
+    selection_metric = None
+    if shortlist:
+        metrics["shortlist"] = [_entry(name, e) for e in shortlist]
+        mine = [e for e in metrics["shortlist"] if e["id"] == champion["id"]]
+        selection_metric = mine[0]["selection_metric"] if mine else None
+        if selection_metric is not None:
+            metrics["selection_metric"] = selection_metric
     genome.meta.update({"id": champion["id"], "run": run.path.name})
     run.write_best(genome, metrics)
     return SearchResult(
@@ -139,4 +166,17 @@ def score_champion(
         elapsed_s=elapsed_s,
         selected_by=selected_by,
         final_steps=final_steps,
+        selection_metric=selection_metric,
     )
+
+
+def _entry(name: str, e: ShortlistEntry) -> dict[str, Any]:
+    """One short-list entry as ``metrics.json`` holds it: real metric values (NaN: None)."""
+    sel = e.selection_fitness
+    return {
+        "id": e.id,
+        "generation": e.generation,
+        "val_metric": metric_value(name, e.val_fitness),
+        "selection_metric": None if sel is None or sel != sel else metric_value(name, sel),
+        "active_parameters": e.active_params,
+    }

@@ -35,10 +35,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ADDRESS",
         help="train on the Dask scheduler at ADDRESS (tcp://host:8786): parallel.backend = dask",
     )
+    _add_tensorboard(run)
 
     res = sub.add_parser("resume", help="continue a run from its last complete generation")
     res.add_argument("run_dir")
     res.add_argument("--plain", action="store_true", help="one log line per generation")
+    _add_tensorboard(res)
 
     st = sub.add_parser("status", help="summarise a run folder")
     st.add_argument("run_dir")
@@ -63,6 +65,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_tensorboard(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tensorboard",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="log to TensorBoard event files in DIR (default RUN_DIR/tensorboard); needs the tracking extra",
+    )
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     keys = {
         "seed": "run.seed",
@@ -82,25 +94,48 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .search import Search
 
     config = load_config(args.config, _overrides(args))
+    _check_tensorboard(args.tensorboard)  # before the run folder is created
     search = Search.start(config, overwrite=args.overwrite)
-    return _drive(search, args.plain)
+    return _drive(search, args.plain, args.tensorboard)
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
     from .search import Search
 
+    _check_tensorboard(args.tensorboard)
     search = Search.resume(args.run_dir)
-    return _drive(search, args.plain)
+    return _drive(search, args.plain, args.tensorboard)
 
 
-def _drive(search: Any, plain: bool) -> int:
+def _check_tensorboard(log_dir: str | None) -> None:
+    """Refuse ``--tensorboard`` without the tracking extra, or with a DIR that is not a folder."""
+    if log_dir is None:
+        return
+    from .tracking import check_log_dir, summary_writer_class
+
+    summary_writer_class()
+    if log_dir:
+        check_log_dir(log_dir)
+
+
+def _drive(search: Any, plain: bool, tensorboard: str | None = None) -> int:
     from .progress import Progress
 
     progress = Progress(search, plain=plain or not sys.stderr.isatty())
     print(f"run folder: {search.run_dir.path}", file=sys.stderr)
+    reporters: list[Any] = []
+    if tensorboard is not None:
+        from .tracking import TensorBoardReporter
+
+        try:
+            reporters.append(TensorBoardReporter(search, tensorboard or None))
+        except HybridError:
+            search.run_dir.close()
+            raise
+        print(f"tensorboard: tensorboard --logdir {reporters[0].log_dir}", file=sys.stderr)
     try:
         with progress:
-            result = search.run(progress.update)
+            result = search.run(progress.update, reporters=reporters)
     except KeyboardInterrupt:
         from .checkpoint import list_checkpoints
 
@@ -113,11 +148,13 @@ def _drive(search: Any, plain: bool) -> int:
         return 130
     finally:
         search.run_dir.close()  # the writer lock (process exit drops it too)
+        for r in reporters:
+            r.close()  # flushes an interrupted run's events (a no-op after on_finish)
     metric = search.config.task.metric
     print(
         f"done ({result.stop_reason}) after {result.generations} generations in {result.elapsed_s:.1f} s: "
         f"champion {result.champion_id} (chosen by {_rule(search.config, result.final_steps)}): "
-        f"test {metric} {result.test_metric:.4f}, "
+        f"test {metric} {result.test_metric:.4f} ({_scores(result.val_metric, result.selection_metric)}), "
         f"{result.active_parameters} active parameters, {result.flops} FLOPs/sample\n"
         f"champion: {search.run_dir.best_genome_path}"
     )
@@ -169,16 +206,35 @@ def _cmd_status(args: argparse.Namespace) -> int:
                 f"{last['champion_active_params']} params)"
             )
         )
+    if run.tensorboard_dir.is_dir():
+        print(f"tensorboard: tensorboard --logdir {run.tensorboard_dir}")
     if finished is not None:
         print(
             f"finished ({finished.stop_reason}): champion {finished.genome_id} test {finished.metric} "
             f"{_num(finished.test_metric)}, {finished.active_parameters} active parameters; "
-            f"validation {_num(finished.val_metric)} (best on the short list {_num(finished.best_val_metric)}), "
+            f"{_scores(finished.val_metric, finished.selection_metric)} "
+            f"(best validation on the short list {_num(finished.best_val_metric)}; "
+            f"validation - test {_gap(finished.val_metric, finished.test_metric, finished.metric)}), "
             f"chosen by {finished.selected_by}"
+            + (" on the selection split" if finished.selection_metric is not None else "")
         )
     else:
         print(f"not finished: `hybrid resume {run.path}` continues it")
     return 0
+
+
+def _scores(val: float | None, selection: float | None) -> str:
+    """``validation V`` and, with a selection split, ``selection S``: the scores the champion was chosen on."""
+    return f"validation {_num(val)}" + ("" if selection is None else f", selection {_num(selection)}")
+
+
+def _gap(val: float | None, test: float | None, metric: str) -> str:
+    """The validation-to-test gap, in points for a 0..1 metric (how much the validation score flattered)."""
+    if val is None or test is None:
+        return "n/a"
+    if metric in ("log_loss", "mae", "mse", "neg_mse"):
+        return f"{val - test:+.4g}"
+    return f"{100 * (val - test):+.1f} pt"
 
 
 def _cmd_tasks(args: argparse.Namespace) -> int:
@@ -187,7 +243,7 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
     width = max(len(n) for n in TASKS)
     for name, spec in TASKS.items():
         print(f"{name:<{width}}  {spec.kind:<14}  {spec.description}")
-    print("\nyour own data: [task] path = \"data.csv\" (with target = \"column\") or \"data.npz\" (X, y); kind = ...")
+    print("\nyour own data: [task] path = \"data.csv\" (.tsv, .parquet; with target = \"column\") or \"data.npz\" (X, y); kind = ...")
     return 0
 
 

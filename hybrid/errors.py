@@ -17,6 +17,7 @@ __all__ = [
     "DataError",
     "GenomeError",
     "HybridError",
+    "InputError",
     "NoChampionError",
     "RunDirError",
 ]
@@ -28,6 +29,13 @@ class ConfigError(HybridError):
 
 class DataError(HybridError):
     """A task's data cannot be loaded or does not fit the task."""
+
+
+class InputError(DataError, ValueError):
+    """In-memory data given to ``hybrid.search`` or an estimator cannot be used.
+
+    A ``ValueError`` too, as scikit-learn expects of an estimator refusing its input.
+    """
 
 
 class RunDirError(HybridError):

@@ -243,8 +243,7 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
     spec = cfg.speciation
     threshold = adapt_threshold(state.threshold, len(species), spec.target_species, spec.threshold_step)
     t3 = clock()
-    elapsed_s = state.elapsed_s + (t3 - t0)
-    reason = _stop_reason(cfg, g, champion, elapsed_s)
+    reason = _stop_reason(cfg, g, champion, state.elapsed_s + (t3 - t0))
 
     members, next_id, tracker, pruned = state.members, state.next_id, state.tracker, ()
     if reason is None:
@@ -273,6 +272,7 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
         )
         members, species = tuple(children), kept
     t4 = clock()
+    elapsed_s = state.elapsed_s + (t4 - t0)  # the budget counts breeding too
 
     new_state = replace(
         state,

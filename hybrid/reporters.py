@@ -8,7 +8,8 @@ generation is recorded whole or not at all; yours run after them, and their
 ``on_finish`` gets the :class:`~hybrid.champion.SearchResult` once the champion is
 scored. A reporter is any object with ``on_generation(state, report)`` and
 ``on_finish(result)`` (:class:`Reporter`); subclass :class:`Reporter` to write
-only the one you need.
+only the one you need. :class:`~hybrid.tracking.TensorBoardReporter` (importable from
+here too) logs a search to TensorBoard.
 
 Example: log each generation to a CSV file.
 
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from .champion import SearchResult
     from .generation import GenerationReport
     from .state import SearchState
+    from .tracking import TensorBoardReporter
 
 __all__ = [
     "CallbackReporter",
@@ -67,7 +69,17 @@ __all__ = [
     "Reporter",
     "ReporterLike",
     "StatsReporter",
+    "TensorBoardReporter",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Return :class:`hybrid.tracking.TensorBoardReporter`, imported on first use."""
+    if name == "TensorBoardReporter":
+        from .tracking import TensorBoardReporter
+
+        return TensorBoardReporter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @runtime_checkable

@@ -1,5 +1,9 @@
 """Drive a search over a run folder: start or resume it, step it, record it, finish it.
 
+Called, this module is the array API: ``hybrid.search(X, y, ...)`` is
+:func:`hybrid.api.search` (the package attribute ``hybrid.search`` is this module
+once it is imported, so the module itself answers the call).
+
 The generation itself is :func:`hybrid.generation.step` (pure: state in, state and report
 out); this module owns the side effects around it: creating or reopening the run
 folder, the Dask cluster, the reporters that record each generation (lineage,
@@ -16,8 +20,11 @@ same config and seed give byte-identical stats (timings go to the lineage's
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
+import types
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -29,8 +36,8 @@ import torch
 
 from genomes import Genome
 
-from .backends import open_cluster, train_one
-from .champion import SearchResult, score_champion
+from .backends import evaluate_members, open_cluster, train_one
+from .champion import SearchResult, ShortlistEntry, score_champion
 from .checkpoint import STATE_FILE, checkpoint_path, load_latest_checkpoint
 from .config import Config, resolve_device
 from .errors import NoChampionError, RunDirError
@@ -45,7 +52,7 @@ from .reporters import (
     StatsReporter,
 )
 from .rundir import RunDir, create_run_dir, open_run_dir
-from .shortlist import choose_within
+from .shortlist import choose
 from .state import Champion, SearchState
 from .tasks import Task, load_task
 from .train import TrainConfig
@@ -115,11 +122,19 @@ class Search:
 
     # ------------------------------------------------------------- creation
     @classmethod
-    def start(cls, config: Config, overwrite: bool = False) -> Search:
+    def start(cls, config: Config, overwrite: bool = False, *, adopt_data: bool = False) -> Search:
         """Create the run folder and generation 0's population.
 
         Everything that can fail is checked before the run folder is created: the
         device, the task's data, the Dask scheduler.
+
+        Args:
+            config: the run's config.
+            overwrite: replace a finished or stopped run folder of the same name.
+            adopt_data: move the file ``task.path`` names into the run folder as it
+                is created (``data.npz`` / ``data.csv``; the array API stages its data
+                in ``run.runs_dir``); ``config.toml`` then names it relative to the
+                folder, so the run stays resumable wherever the folder goes.
 
         Raises:
             ConfigError: the configured device is not available (``cuda`` without CUDA).
@@ -133,15 +148,27 @@ class Search:
         config.distance_config()
         config.mutation_config()
         task = load_task(config.task, config.run.seed)
-        for split, y in (("the validation split", task.y_val), ("the test split", task.y_test)):
+        splits = [("the validation split", task.y_val), ("the test split", task.y_test)]
+        if task.y_sel is not None:
+            splits.append(("the selection split", task.y_sel))
+        for split, y in splits:
             check_metric_targets(config.task.metric, y, task.n_outputs, split)  # roc_auc: every class
         if config.parallel.backend == "dask" and config.parallel.address is not None:
             from .distributed import check_scheduler
 
             check_scheduler(config.parallel.address)
+        stored, data = config, None
+        if adopt_data:
+            data = Path(config.task.path)  # type: ignore[arg-type]
+            name = RunDir.data_name(data.suffix)
+            stored = config.model_copy(update={"task": config.task.model_copy(update={"path": name})})
+            real = os.path.realpath(Path(config.run.runs_dir) / config.run.name / name)
+            task = replace(task, name=Path(name).stem, source=real)  # as a resume will load it
         run = create_run_dir(  # built whole under a temporary name, then renamed; holds the writer lock
-            config.run.runs_dir, config.run.name, config, overwrite=overwrite, task=task.info()
+            config.run.runs_dir, config.run.name, stored, overwrite=overwrite, task=task.info(), data=data
         )
+        if adopt_data:
+            config = run.load_config()  # task.path: the folder's own copy, absolute
         return cls._begin(config, run, task, device)
 
     @classmethod
@@ -240,12 +267,15 @@ class Search:
     def _finish(self) -> SearchResult:
         """Choose the final champion, fine-tune it if asked, score it once on the test split, write ``best/``.
 
-        Under ``selection.champion = "best"`` the champion is the state's; under
-        "smallest_within" it is the smallest net on the short list within
-        ``selection.epsilon`` of the list's best validation metric. With
-        ``evolution.final_steps`` it is then trained that many more steps on train
-        + validation (a population of one, seeded from ``(run.seed, generations,
-        FINAL_FIT_STREAM)``) before the test score.
+        The champion rule (``selection.champion``) picks from the short list (the
+        capped Pareto front of the run, plus the state's champion): under "best" the
+        highest score, under "smallest_within" the smallest net within
+        ``selection.epsilon`` of the highest. The score is the validation metric, or
+        with a selection split (``task.selection_fraction``) every entry's metric on
+        that split, which no fitness ever saw (:func:`hybrid.shortlist.choose`). With
+        ``evolution.final_steps`` the chosen genome is then trained that many more
+        steps on train + validation (+ selection), a population of one seeded from
+        ``(run.seed, generations, FINAL_FIT_STREAM)``, before the test score.
         """
         self.lineage.close()
         champion = self.state.champion
@@ -255,11 +285,11 @@ class Search:
                 "validation score (every member failed: try a smaller training.lr); nothing written to best/"
             )
         sel, steps = self.config.selection, self.config.evolution.final_steps
-        shortlist = self.state.shortlist or (champion,)
-        best_val = max(c.metric for c in (*shortlist, champion))
-        chosen, epsilon = champion, None
-        if sel.champion == "smallest_within":
-            chosen, epsilon = choose_within((*shortlist, champion), sel.epsilon), sel.epsilon
+        entries = tuple({c.id: c for c in (*self.state.shortlist, champion)}.values())
+        best_val = max(c.metric for c in entries)
+        scores = self._selection_scores(entries)
+        chosen = choose(entries, sel.champion, sel.epsilon, scores)
+        epsilon = sel.epsilon if sel.champion == "smallest_within" else None
         genome = self._final_fit(chosen) if steps > 0 else None
         return score_champion(
             chosen.to_dict(),
@@ -275,18 +305,49 @@ class Search:
             best_val_metric=best_val,
             final_steps=steps,
             genome=genome,
+            shortlist=[
+                ShortlistEntry(c.id, c.generation, c.metric, None if scores is None else scores[c.id], c.active_params)
+                for c in entries
+            ],
         )
 
+    def _selection_scores(self, entries: Sequence[Champion]) -> dict[int, float] | None:
+        """Every short-list entry's fitness on the selection split (NaN if not finite); None without one."""
+        task = self.task
+        if task.X_sel is None:
+            return None
+        evals = evaluate_members(
+            [c.genome for c in entries], task.X_sel, task.y_sel, self.train_config, device=self.device
+        )
+        out = {}
+        for c, ev in zip(entries, evals, strict=True):
+            fit = ev.fitness
+            out[c.id] = float(fit) if fit is not None and np.isfinite(ev.loss) and np.isfinite(fit) else float("nan")
+        return out
+
     def _final_fit(self, chosen: Champion) -> Genome:
-        """Return ``chosen``'s genome trained ``evolution.final_steps`` more steps on train + validation.
+        """Return ``chosen``'s genome trained ``evolution.final_steps`` more steps on train + validation (+ selection).
 
         Its own weights if that training fails (a NaN/inf loss): the test score is
         then the unfitted genome's, never a broken one's.
         """
         task, cfg = self.task, self.config
-        X = np.concatenate([task.X_train, task.X_val])
-        y = np.concatenate([task.y_train, task.y_val])
+        held = [] if task.X_sel is None else [(task.X_sel, task.y_sel)]
+        X = np.concatenate([task.X_train, task.X_val, *(x for x, _ in held)])
+        y = np.concatenate([task.y_train, task.y_val, *(t for _, t in held)])
         config = replace(self.train_config, steps=cfg.evolution.final_steps)
         seed = seed_for(cfg.run.seed, self.state.generation, FINAL_FIT_STREAM)
         trained = train_one(chosen.genome, X, y, config, seed, self.device, cfg.run.threads)
         return trained.genomes[0]
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable: ``hybrid.search(X, y, ...)`` runs :func:`hybrid.api.search`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> SearchResult:
+        from .api import search
+
+        return search(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

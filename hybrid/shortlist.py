@@ -12,17 +12,23 @@ the entries with the *lowest* metric go first (they are the smallest, least
 accurate nets of the front: the furthest from being within ``epsilon`` of the
 best), so the best entry and its near neighbours always stay.
 
-Both functions are pure: the front is a function of the state, so a resumed run
+With a selection split (``task.selection_fraction``), :func:`choose` applies the
+champion rule to the entries' scores on that split instead: data the search never
+ranked a genome on, so the winner of ~1,000 validation scores is not believed on the
+strength of the very score it won with.
+
+The functions are pure: the front is a function of the state, so a resumed run
 keeps the same front as the uninterrupted one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping
 
 from .state import Champion
 
-__all__ = ["SHORTLIST_CAP", "choose_within", "update_front"]
+__all__ = ["SHORTLIST_CAP", "choose", "choose_within", "update_front"]
 
 #: Most entries the short list keeps (each with its weights, in every checkpoint).
 SHORTLIST_CAP = 32
@@ -79,3 +85,40 @@ def choose_within(front: Iterable[Champion], epsilon: float) -> Champion:
     floor = best - epsilon - 1e-12  # 1.0 - 0.005 rounds below 0.995: a float's slack, not a rule
     within = [c for c in entries if c.metric >= floor]
     return min(within, key=lambda c: (c.active_params, -c.metric, c.id))
+
+
+def choose(
+    front: Iterable[Champion],
+    rule: str,
+    epsilon: float,
+    selection: Mapping[int, float] | None = None,
+) -> Champion:
+    """Return the champion ``rule`` picks from the short list.
+
+    Args:
+        front: the short list (entries with their validation fitness in ``metric``).
+        rule: "best" (highest score, then smallest) or "smallest_within" (the
+            smallest entry within ``epsilon`` of the highest score).
+        epsilon: the slack of "smallest_within" (ignored by "best").
+        selection: each entry's fitness on the selection split by id (higher is
+            better). When given, the rule reads these scores, and ties on them go to
+            the higher validation fitness; entries without a finite selection
+            score are left out (unless none has one: then validation decides).
+
+    Raises:
+        ValueError: ``front`` is empty, ``rule`` is unknown or ``epsilon`` negative.
+    """
+    entries = list(front)
+    if rule not in ("best", "smallest_within"):
+        raise ValueError(f"rule should be 'best' or 'smallest_within', got {rule!r}")
+    scored = [c for c in entries if selection is not None and math.isfinite(selection.get(c.id, math.nan))]
+    if not scored:
+        return choose_within(entries, epsilon if rule == "smallest_within" else 0.0)
+    assert selection is not None
+    top = max(selection[c.id] for c in scored)
+    if rule == "best":
+        return min(scored, key=lambda c: (-selection[c.id], -c.metric, c.active_params, c.id))
+    if epsilon < 0:
+        raise ValueError(f"epsilon should be >= 0, got {epsilon}")
+    within = [c for c in scored if selection[c.id] >= top - epsilon - 1e-12]
+    return min(within, key=lambda c: (c.active_params, -selection[c.id], -c.metric, c.id))

@@ -175,7 +175,11 @@ class EvolutionConfig(Section):
         "at or below for a lower-is-better metric (log_loss, mae, mse) (unset: never)",
     )
     time_budget_s: float | None = Field(
-        None, gt=0.0, description="stop after this many seconds of wall time (unset: no limit)"
+        None,
+        gt=0.0,
+        description="stop after the generation that brings the search's wall time past this many "
+        "seconds (unset: no limit); it counts training, scoring, selection and breeding, not "
+        "start-up, writing records or the champion's final fit and test score",
     )
     patience: int | None = Field(
         None,

@@ -61,6 +61,14 @@ class TaskConfig(Section):
         lt=1.0,
         description="share held out until the champion is scored once at the end",
     )
+    selection_fraction: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="share held out to choose the champion from the short list (0: off, the "
+        "champion is chosen on the validation split that ranked every genome); never used for "
+        "fitness, so the chosen champion's score on it is not inflated by the search",
+    )
     n_samples: int | None = Field(
         None,
         ge=4,
@@ -112,9 +120,13 @@ class TaskConfig(Section):
                 self.name,
                 "expected exactly one of task.name (built-in) or task.path (user data)",
             )
-        if self.val_fraction + self.test_fraction >= 1.0:
+        if self.val_fraction + self.test_fraction + self.selection_fraction >= 1.0:
+            key = "selection_fraction" if self.selection_fraction else "test_fraction"
             raise KeyedError(
-                "test_fraction", self.test_fraction, "expected val_fraction + test_fraction < 1"
+                key,
+                getattr(self, key),
+                "expected val_fraction + test_fraction + selection_fraction < 1 "
+                "(the rest is the training split)",
             )
         if self.metric is not None and self.kind is not None:
             try:

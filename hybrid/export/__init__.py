@@ -10,7 +10,7 @@ from .codegen import ACTIVATION_CODE, render_python
 from .formats import FORMATS, SIDECAR_FORMAT, ExportError, ExportResult, export_genome
 from .module import ExportedNet, to_module
 from .plan import ExportPlan, LayerPlan, plan_export
-from .run import export_run
+from .run import export_run, run_module
 
 __all__ = [
     "ACTIVATION_CODE",
@@ -25,5 +25,6 @@ __all__ = [
     "export_run",
     "plan_export",
     "render_python",
+    "run_module",
     "to_module",
 ]

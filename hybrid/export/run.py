@@ -27,8 +27,9 @@ from ..errors import RunDirError
 from ..rundir import RunDir, open_run_dir
 from ..tasks._encode import input_fill
 from .formats import FORMATS, ExportError, ExportResult, export_genome
+from .module import ExportedNet, to_module
 
-__all__ = ["export_run"]
+__all__ = ["export_run", "run_module"]
 
 
 def _best(run: RunDir) -> tuple[Genome, dict[str, Any]]:
@@ -149,3 +150,24 @@ def export_run(
         sidecar["feature_fill"] = input_fill(encoding)
     path = _out_path(run, out, default_id, FORMATS[fmt][0])
     return export_genome(chosen, path, fmt, gate, sidecar)
+
+
+def run_module(run_dir: str | os.PathLike[str]) -> ExportedNet:
+    """Return the run's champion as the exported module, in memory (nothing is written).
+
+    The same module ``hybrid export`` writes: gates folded, the task's feature
+    standardisation (``task.json``) stored as buffers, so it takes raw features.
+
+    Raises:
+        RunDirError: the run has not finished, or a file of it is missing or malformed.
+    """
+    run = open_run_dir(run_dir)
+    gate = run.load_config().training.gate
+    task = run.read_task()
+    genome = run.read_best_genome()
+    if (task.n_inputs, task.n_outputs) != (genome.n_inputs, genome.n_outputs):
+        raise RunDirError(
+            f"{run.task_path}: n_inputs/n_outputs are {task.n_inputs}/{task.n_outputs} but the "
+            f"champion has {genome.n_inputs}/{genome.n_outputs}"
+        )
+    return to_module(genome, gate, feature_mean=task.feature_mean, feature_std=task.feature_std)

@@ -103,10 +103,21 @@ def _facts(
     champ += f"{lin.metric_sign * best.val_metric:.4f}" if best.val_metric is not None else "n/a"
     champ += f", {_e(best.active_params)} active parameters, {_e(best.flops)} FLOPs/sample"
     if finished and finished.genome_id == best.id:
+        if finished.selection_metric is not None:
+            champ += f"; selection split {finished.selection_metric:.4f}"
         test = "n/a" if finished.test_metric is None else f"{finished.test_metric:.4f}"
         champ += f"; test {_e(finished.metric)} {test}"
+        if finished.shortlist:
+            how = "its score on the selection split" if finished.selection_metric is not None else "validation"
+            champ += (f"<br>chosen by {_e(finished.selected_by)} from a short list of {len(finished.shortlist)} "
+                      f"genomes (the run's Pareto front) on {how}")
     parts.append(champ)
     return '<p class="facts">' + "<br>".join(parts) + "</p>"
+
+
+def _shortlist(finished: BestMetrics | None) -> list[int]:
+    """Ids of the short list the champion was chosen from (empty for older or unfinished runs)."""
+    return [] if finished is None else [e.id for e in finished.shortlist]
 
 
 def _champion_png(lin: Lineage, gid: int) -> bytes:
@@ -145,7 +156,7 @@ def build_report(lin: Lineage) -> str:
         f"<figure>{_img(plots.size_plot(gens, records), 'size per generation')}</figure></div>",
         "<h2>Species, and accuracy against size</h2><div class=grid>",
         f"<figure>{_img(plots.species_plot(gens), 'species over time')}</figure>",
-        f"<figure>{_img(plots.pareto_plot(records, best, metric, sign), 'metric vs size with Pareto front')}</figure>",
+        f"<figure>{_img(plots.pareto_plot(records, best, metric, sign, _shortlist(finished)), 'metric vs size with Pareto front')}</figure>",
         "</div>",
         f"<h2>The champion's lineage</h2><p class=note>First-parent path from generation 0 to genome {_e(best.id)}. "
         "Structure change is measured against the first (fitter) parent."

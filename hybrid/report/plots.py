@@ -120,9 +120,16 @@ def pareto_front(records: Sequence[GenomeRecord]) -> list[GenomeRecord]:
 
 
 def pareto_plot(
-    records: Sequence[GenomeRecord], champion: GenomeRecord | None, metric: str, sign: float = 1.0
+    records: Sequence[GenomeRecord],
+    champion: GenomeRecord | None,
+    metric: str,
+    sign: float = 1.0,
+    shortlist: Sequence[int] = (),
 ) -> bytes:
-    """Scatter every genome's metric against its size, coloured by generation, with the Pareto front."""
+    """Scatter every genome's metric against its size, coloured by generation, with the Pareto front.
+
+    ``shortlist`` (genome ids) are ringed: the entries the champion (a star) was chosen from.
+    """
     fig = Figure(figsize=(7.5, 4.2))
     ax = fig.add_subplot()
     ok = [r for r in records if r.val_metric is not None and r.active_params is not None and r.status != "failed"]
@@ -136,6 +143,10 @@ def pareto_plot(
         sizes = [r.active_params for r in ok]
         if min(sizes) > 0 and max(sizes) / min(sizes) > 30:
             _log_axis(ax, "x")
+    listed = [r for r in ok if r.id in set(shortlist)]
+    if listed:
+        ax.scatter([r.active_params for r in listed], [sign * r.val_metric for r in listed], s=70,
+                   facecolors="none", edgecolors="black", lw=1, zorder=4, label=f"short list ({len(listed)})")
     if champion is not None and champion.val_metric is not None:
         ax.scatter([champion.active_params], [sign * champion.val_metric], marker="*", s=220, c="gold",
                    edgecolors="black", zorder=5, label=f"champion {champion.id}")

@@ -11,6 +11,8 @@ A run folder is self-describing (see ``docs/design.md``, "A run on disk")::
       lineage.sqlite   the lineage store (hybrid.lineage)
       report.html      written by ``hybrid report``
       exports/         ``hybrid export`` of genomes other than the champion
+      tensorboard/     event files of ``hybrid run --tensorboard`` (hybrid.tracking)
+      data.npz|.csv    the data of a run started from arrays (``hybrid.search``)
       .lock            held (``flock``) by the one process writing the run
 
 No other module spells these names: they ask a :class:`RunDir`.
@@ -42,12 +44,14 @@ from ._rundir import (
     BEST_METRICS_FILE,
     CHECKPOINTS_DIR,
     CONFIG_FILE,
+    DATA_STEM,
     EXPORTS_DIR,
     LINEAGE_FILE,
     LOCK_FILE,
     REPORT_FILE,
     STATS_FILE,
     TASK_FILE,
+    TENSORBOARD_DIR,
     RunDir,
 )
 
@@ -57,12 +61,14 @@ __all__ = [
     "BEST_METRICS_FILE",
     "CHECKPOINTS_DIR",
     "CONFIG_FILE",
+    "DATA_STEM",
     "EXPORTS_DIR",
     "LINEAGE_FILE",
     "LOCK_FILE",
     "REPORT_FILE",
     "STATS_FILE",
     "TASK_FILE",
+    "TENSORBOARD_DIR",
     "BestMetrics",
     "ColumnEncoding",
     "RunDir",

@@ -52,6 +52,7 @@ def create_run_dir(
     config: Config,
     overwrite: bool = False,
     task: Mapping[str, Any] | None = None,
+    data: str | os.PathLike[str] | None = None,
 ) -> RunDir:
     """Create ``runs_dir/name`` whole (config, task, subfolders) and lock it for writing.
 
@@ -65,6 +66,8 @@ def create_run_dir(
         overwrite: replace an existing run folder of that name (refused while a
             process is writing it).
         task: the task's facts (``Task.info()``) for ``task.json``.
+        data: a data file to move into the folder as ``data.npz`` / ``data.csv``
+            (:meth:`RunDir.data_name`; the array API stages one in ``runs_dir``).
 
     Returns:
         The new :class:`RunDir`, holding the writer lock.
@@ -109,6 +112,8 @@ def create_run_dir(
         staged = RunDir(build)
         if task is not None:
             staged.write_task(task)
+        if data is not None:
+            os.replace(data, build / RunDir.data_name(Path(data).suffix))
         atomic_write(staged.config_path, dump_config(config))
         if path.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".build", dir=runs))

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from ..errors import RunDirError
 
-__all__ = ["BestMetrics", "ColumnEncoding", "StatsRecord", "TaskEncoding", "TaskInfo"]
+__all__ = ["BestMetrics", "ColumnEncoding", "ShortlistRecord", "StatsRecord", "TaskEncoding", "TaskInfo"]
 
 
 class _Model(BaseModel):
@@ -93,6 +93,16 @@ class TaskInfo(_Model):
         return self
 
 
+class ShortlistRecord(_Model):
+    """One entry of the short list in ``best/metrics.json``."""
+
+    id: int
+    generation: int
+    val_metric: float
+    selection_metric: float | None
+    active_parameters: int
+
+
 class BestMetrics(_Model):
     """What ``best/metrics.json`` holds (written when a search finishes)."""
 
@@ -118,7 +128,10 @@ class BestMetrics(_Model):
     selected_by: Literal["best", "smallest_within"] = "best"
     epsilon: float | None = None  # smallest_within's slack
     best_val_metric: float | None = None  # the best validation metric on the short list
-    final_steps: int = 0  # steps on train + validation before the test score
+    final_steps: int = 0  # steps on train + validation (+ selection) before the test score
+    # With a selection split: the champion's score on it, and the short list it was chosen from.
+    selection_metric: float | None = None
+    shortlist: list[ShortlistRecord] = []
 
 
 class StatsRecord(_Model):

@@ -29,12 +29,14 @@ __all__ = [
     "BEST_METRICS_FILE",
     "CHECKPOINTS_DIR",
     "CONFIG_FILE",
+    "DATA_STEM",
     "EXPORTS_DIR",
     "LINEAGE_FILE",
     "LOCK_FILE",
     "REPORT_FILE",
     "STATS_FILE",
     "TASK_FILE",
+    "TENSORBOARD_DIR",
     "RunDir",
 ]
 
@@ -49,12 +51,17 @@ LINEAGE_FILE = "lineage.sqlite"
 REPORT_FILE = "report.html"
 EXPORTS_DIR = "exports"
 LOCK_FILE = ".lock"
+TENSORBOARD_DIR = "tensorboard"
+#: Data the array API (``hybrid.search``) keeps in the run folder: ``data.npz`` or ``data.csv``.
+DATA_STEM = "data"
+DATA_SUFFIXES = (".npz", ".csv")
 
 #: Entries of a run folder that must stay inside it (checked on open).
 _CONFINED = (
     CONFIG_FILE, TASK_FILE, STATS_FILE, CHECKPOINTS_DIR, BEST_DIR, LINEAGE_FILE,
     f"{LINEAGE_FILE}-wal", f"{LINEAGE_FILE}-shm", REPORT_FILE, EXPORTS_DIR, LOCK_FILE,
     f"{BEST_DIR}/{BEST_GENOME_FILE}", f"{BEST_DIR}/{BEST_METRICS_FILE}",
+    *(DATA_STEM + suffix for suffix in DATA_SUFFIXES),
 )
 #: What an interrupted creation by an older hybrid could leave (no config.toml yet).
 _CREATION_LEFTOVERS = {CHECKPOINTS_DIR, BEST_DIR, LOCK_FILE}
@@ -140,6 +147,22 @@ class RunDir:
     def report_path(self) -> Path:
         """Where ``hybrid report`` writes ``report.html``."""
         return self.path / REPORT_FILE
+
+    @staticmethod
+    def data_name(suffix: str) -> str:
+        """Return the file name of data kept in the run folder (``data.npz``, ``data.csv``).
+
+        Raises:
+            ValueError: for a suffix other than ``.npz`` or ``.csv``.
+        """
+        if suffix.lower() not in DATA_SUFFIXES:
+            raise ValueError(f"data suffix should be one of {DATA_SUFFIXES}, got {suffix!r}")
+        return DATA_STEM + suffix.lower()
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        """Where ``hybrid run --tensorboard`` logs by default (:mod:`hybrid.tracking`)."""
+        return self.path / TENSORBOARD_DIR
 
     @property
     def lock_path(self) -> Path:

@@ -39,12 +39,14 @@ from .preprocess import category_text, numbers
 __all__ = [
     "MAX_TARGET",
     "PARQUET_SUFFIXES",
+    "SPLIT_ARRAY",
     "TABLE_SUFFIXES",
     "TABULAR_INSTALL",
     "csv_engine",
     "encode_targets",
     "read_npz",
     "read_table",
+    "read_npz_split",
     "resolve_data_path",
 ]
 
@@ -56,6 +58,8 @@ TABULAR_INSTALL = 'pip install "hybrid[tabular]"'
 #: Largest |regression target|: MSE squares the error, and above ~5e15 the sum of
 #: squared errors over a large batch overflows float32 (max 3.4e38).
 MAX_TARGET = 1e15
+#: Optional NPZ array giving each row's split: 0 train, 1 validation, 2 test.
+SPLIT_ARRAY = "split"
 
 
 def resolve_data_path(path: Path) -> Path:
@@ -415,6 +419,55 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     if len(X) == 0:
         raise DataError(f"{path}: X has no rows")
     return X, y, [f"X[:, {j}]" for j in range(X.shape[1])]
+
+
+def read_npz_split(path: Path, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Return the explicit (train, val, test) row indices an NPZ file holds, if any.
+
+    An NPZ may hold an integer array ``split`` beside ``X`` and ``y``: one value
+    per row, 0 (train), 1 (validation) or 2 (test). It then is the split, and
+    ``task.val_fraction`` / ``task.test_fraction`` are not used (``hybrid.search``
+    writes one for ``eval_set``).
+
+    Args:
+        path: the NPZ file (already read by :func:`read_npz`).
+        n_rows: the number of rows of ``X``.
+
+    Returns:
+        Sorted index arrays ``(train, val, test)``, or None without a ``split`` array.
+
+    Raises:
+        DataError: ``split`` is not integers of shape [rows], holds a value other than
+            0, 1 or 2, or leaves a split empty.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if SPLIT_ARRAY not in npz.files:
+                return None
+            split = _npz_array(npz, SPLIT_ARRAY, path)
+    except DataError:
+        raise
+    except _NPZ_READ_ERRORS as exc:
+        raise DataError(
+            f"{path}: not a valid NPZ archive ({type(exc).__name__}), expected numpy.savez output"
+        ) from None
+    if split.shape != (n_rows,) or split.dtype.kind not in "iu":
+        raise DataError(
+            f"{path}: array {SPLIT_ARRAY!r} is {split.dtype} with shape {split.shape}, expected "
+            f"integers of shape ({n_rows},): 0 train, 1 validation, 2 test per row"
+        )
+    bad = np.flatnonzero((split < 0) | (split > 2))
+    if len(bad):
+        i = int(bad[0])
+        raise DataError(
+            f"{path}: {SPLIT_ARRAY}[{i}] is {int(split[i])}, expected 0 (train), 1 (validation) "
+            "or 2 (test)"
+        )
+    parts = tuple(np.flatnonzero(split == k) for k in (0, 1, 2))
+    for k, name in enumerate(("train", "validation", "test")):
+        if len(parts[k]) == 0:
+            raise DataError(f"{path}: array {SPLIT_ARRAY!r} puts no row in the {name} split ({k})")
+    return parts  # type: ignore[return-value]
 
 
 def _label_sort_key(label: str) -> tuple[int, float, str]:

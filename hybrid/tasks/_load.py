@@ -10,18 +10,19 @@ import numpy as np
 from ..errors import DataError
 from ._builtin import TASKS
 from ._encode import check_missing, encode_columns, encoded_names, fit_encoding, raw_columns
-from ._files import encode_targets, read_npz, read_table, resolve_data_path
+from ._files import encode_targets, read_npz, read_npz_split, read_table, resolve_data_path
 from ._task import Task
 
 if TYPE_CHECKING:
     from ..config import TaskConfig
 
-__all__ = ["load_task", "split_indices", "standardise"]
+__all__ = ["carve_selection", "load_task", "split_indices", "standardise"]
 
 # Independent streams from one seed: data generation and splitting must not share
 # draws, or changing n_samples would also reshuffle an unrelated split.
 _DATA_STREAM = 0
 _SPLIT_STREAM = 1
+_SELECTION_STREAM = 2
 
 
 def split_indices(
@@ -61,6 +62,44 @@ def split_indices(
             f"test_fraction={test_fraction} ({msg})"
         ) from None
     return np.sort(train), np.sort(val), np.sort(test)
+
+
+def carve_selection(
+    y: np.ndarray, train: np.ndarray, fraction: float, seed: int, stratify: bool, where: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(train, selection)``: a seeded ``fraction`` of all samples carved out of ``train``.
+
+    The validation and test splits are those of :func:`split_indices` whatever the
+    fraction, so turning the selection split on changes only the training rows.
+
+    Args:
+        y: all targets; class ids when ``stratify``.
+        train: the training split's indices.
+        fraction: share of *all* samples (``len(y)``) in the selection split; > 0.
+        seed: the run's seed.
+        stratify: keep class proportions (classification).
+        where: the task or file to name in errors.
+
+    Raises:
+        DataError: if the training split is too small (or a class too rare) to carve it.
+    """
+    from sklearn.model_selection import train_test_split
+
+    state = int(np.random.default_rng([seed, _SELECTION_STREAM]).integers(2**31 - 1))
+    size = fraction * len(y) / len(train)
+    try:
+        if size >= 1.0:
+            raise ValueError(f"it would take {fraction * len(y):.0f} of the {len(train)} training samples")
+        rest, sel = train_test_split(
+            train, test_size=size, random_state=state, stratify=y[train] if stratify else None
+        )
+    except ValueError as exc:
+        msg = str(exc).splitlines()[0]
+        raise DataError(
+            f"{where}: cannot carve a selection split of selection_fraction={fraction} from "
+            f"{len(train)} training samples ({msg}); expected a smaller task.selection_fraction"
+        ) from None
+    return np.sort(rest), np.sort(sel)
 
 
 def standardise(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -138,7 +177,8 @@ def load_task(task_cfg: TaskConfig, seed: int) -> Task:
     Raises:
         DataError: one line naming the file, column or value at fault.
     """
-    table, encoding = None, None
+    explicit = None  # an NPZ's own split (array "split"), if it holds one
+    table, encoding = None, None  # a table's raw columns and their encoding
     if task_cfg.name is not None:
         if task_cfg.name not in TASKS:
             raise DataError(
@@ -155,18 +195,31 @@ def load_task(task_cfg: TaskConfig, seed: int) -> Task:
         kind, where, do_split = task_cfg.kind, str(path), True
         if path.suffix.lower() == ".npz":
             X, raw, columns = read_npz(path)
+            explicit = read_npz_split(path, len(X))
         else:
             frame, raw, line = read_table(path, task_cfg.target, kind)
             table = raw_columns(frame, task_cfg.categorical, where, line)
             check_missing(table, task_cfg.missing, where)
         y, labels = encode_targets(raw, kind, where)
         name, source = path.stem, str(real)
-    if do_split:
+    if explicit is not None:
+        tr, va, te = explicit
+    elif do_split:
         tr, va, te = split_indices(
             y, task_cfg.val_fraction, task_cfg.test_fraction, seed, kind == "classification", where
         )
     else:
         tr = va = te = np.arange(len(y))
+    se = None
+    if task_cfg.selection_fraction > 0:
+        if not do_split:
+            raise DataError(
+                f"{where}: task.selection_fraction = {task_cfg.selection_fraction}: this task is "
+                "not split (its splits are all its points), expected selection_fraction = 0"
+            )
+        tr, se = carve_selection(
+            y, tr, task_cfg.selection_fraction, seed, kind == "classification", where
+        )
     if table is not None:  # categories and fill values from the training rows only
         encoding = fit_encoding(table, tr, task_cfg.missing, where)
         X, columns = encode_columns(table, encoding), encoded_names(encoding)
@@ -181,6 +234,8 @@ def load_task(task_cfg: TaskConfig, seed: int) -> Task:
         y_val=_frozen(y[va], y_dtype),
         X_test=_frozen(Xs[te], np.float32),
         y_test=_frozen(y[te], y_dtype),
+        X_sel=None if se is None else _frozen(Xs[se], np.float32),
+        y_sel=None if se is None else _frozen(y[se], y_dtype),
         n_inputs=int(X.shape[1]),
         n_outputs=len(labels) if kind == "classification" else int(y.shape[1]),
         feature_mean=_frozen(mean, np.float32),

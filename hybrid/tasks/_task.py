@@ -23,6 +23,9 @@ class Task:
     ``feature_mean`` and ``feature_std`` (float32 ``[n_inputs]``) come from the
     training split only and were applied to every split: ``X = (raw - mean) / std``.
     ``source`` says where the data came from (a built-in generator or a file path).
+    ``X_sel``/``y_sel`` are the selection split (``task.selection_fraction``), carved
+    from the training rows, on which the champion is chosen from the short list; None
+    when the task has none.
     ``encoding`` (tables only, else None) says how a raw row became the features:
     the raw columns in order, each numeric (with its fill value) or categorical
     (with its categories); see :mod:`hybrid.tasks.preprocess`.
@@ -42,6 +45,8 @@ class Task:
     feature_std: np.ndarray
     class_labels: tuple[str, ...]
     source: str
+    X_sel: np.ndarray | None = None
+    y_sel: np.ndarray | None = None
     encoding: dict[str, Any] | None = None
 
     def info(self) -> dict[str, object]:
@@ -55,12 +60,18 @@ class Task:
             "feature_std": [float(v) for v in self.feature_std],
             "class_labels": list(self.class_labels),
             "source": self.source,
-            "sizes": {"train": len(self.X_train), "val": len(self.X_val), "test": len(self.X_test)},
+            "sizes": {
+                "train": len(self.X_train),
+                "val": len(self.X_val),
+                "selection": 0 if self.X_sel is None else len(self.X_sel),
+                "test": len(self.X_test),
+            },
             **({} if self.encoding is None else {"encoding": self.encoding}),
         }
 
     def __repr__(self) -> str:
-        sizes = f"train={len(self.X_train)}, val={len(self.X_val)}, test={len(self.X_test)}"
+        sel = "" if self.X_sel is None else f", selection={len(self.X_sel)}"
+        sizes = f"train={len(self.X_train)}, val={len(self.X_val)}{sel}, test={len(self.X_test)}"
         return (
             f"Task(name={self.name!r}, kind={self.kind!r}, n_inputs={self.n_inputs}, "
             f"n_outputs={self.n_outputs}, {sizes}, source={self.source!r})"

@@ -51,13 +51,14 @@ def test_step_leaves_its_input_state_as_it_was(tmp_path: Path) -> None:
 
 
 def test_time_budget_stops_the_search_after_the_generation_that_spends_it(tmp_path: Path) -> None:
-    # the fake clock advances one second per reading: a generation costs 2 s of budget
-    # (training with its validation pass, then selection)
-    ctx = _context(tmp_path, **{"evolution.time_budget_s": 3.0, "evolution.generations": 100})
+    # the fake clock advances one second per reading: a generation costs 3 s of budget
+    # (training with its validation pass, selection, breeding); the stop is decided
+    # before breeding, on 2 s of this generation and all of the earlier ones
+    ctx = _context(tmp_path, **{"evolution.time_budget_s": 4.5, "evolution.generations": 100})
     s1, r1 = step(initial_state(ctx.config, ctx.task), ctx)
-    assert r1.stop_reason is None and s1.elapsed_s == 2.0
+    assert r1.stop_reason is None and s1.elapsed_s == 3.0  # 2 s < 4.5: it breeds
     s2, r2 = step(s1, ctx)
-    assert r2.stop_reason == "time_budget" and s2.finished == "time_budget" and s2.elapsed_s == 4.0
+    assert r2.stop_reason == "time_budget" and s2.finished == "time_budget" and s2.elapsed_s == 6.0
     assert s2.members == s1.members  # a stopped search breeds no next generation
 
 

@@ -22,6 +22,8 @@ def test_import_hybrid_does_not_import_torch() -> None:
 def test_every_public_name_is_the_object_its_module_defines(name: str) -> None:
     module = importlib.import_module(hybrid._LAZY[name])
     expected = module.open if name == "open_lineage" else getattr(module, name)
+    if name == "search":  # the submodule hybrid.search, callable as hybrid.api.search
+        expected = importlib.import_module("hybrid.search")
     assert getattr(hybrid, name) is expected
     assert callable(expected)  # classes and functions only: no data behind a lazy name
     assert name in dir(hybrid)
@@ -34,3 +36,12 @@ def test_the_version_is_the_installed_distribution_version() -> None:
 def test_unknown_name_raises_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no_such_thing"):
         hybrid.no_such_thing  # noqa: B018
+
+
+def test_hybrid_search_is_the_module_and_calls_the_array_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hybrid.api
+    import hybrid.search
+
+    assert hybrid.search.Search is not None  # the module's names stay reachable
+    monkeypatch.setattr(hybrid.api, "search", lambda *a, **k: ("called", a, k))
+    assert hybrid.search(1, 2, kind="regression") == ("called", (1, 2), {"kind": "regression"})

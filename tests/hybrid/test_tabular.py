@@ -414,3 +414,25 @@ def test_task_json_encoding_is_validated_against_n_inputs(tmp_path: Path) -> Non
     info["feature_mean"] = info["feature_std"] = [1.0] * 4
     with pytest.raises(RunDirError, match="key 'encoding' describes 3 inputs, expected n_inputs = 4"):
         TaskInfo.model_validate(info).check(tmp_path / "task.json")
+
+
+def test_a_dataframe_with_categories_runs_through_hybrid_search(tmp_path: Path) -> None:
+    import hybrid
+
+    rng = np.random.default_rng(2)
+    n = 60
+    y = np.arange(n) % 2
+    frame = pd.DataFrame(
+        {
+            "a": rng.normal(size=n) + 2.0 * y,
+            "colour": pd.Series(np.where(y == 1, "red", "blue"), dtype="category"),
+            "word": np.array(["x", "y", "z"], dtype=object)[np.arange(n) % 3],
+            "flag": (np.arange(n) % 4 == 0),
+        }
+    )
+    fast = {"population": 4, "generations": 2, "steps": 10, "device": "cpu"}
+    result = hybrid.search(frame, y, kind="classification", runs_dir=tmp_path, **fast)
+    info = json.loads((result.run_dir / "task.json").read_text())
+    kinds = {c["name"]: c["kind"] for c in info["encoding"]["columns"]}
+    assert kinds == {"a": "numeric", "colour": "categorical", "word": "categorical", "flag": "categorical"}
+    assert info["n_inputs"] == 1 + 2 + 3 + 2
