@@ -4,8 +4,8 @@ The data goes into the run folder, so the run is an ordinary one: ``hybrid resum
 ``status``, ``lineage``, ``report`` and ``export`` work on it as on any other.
 Arrays are written as ``data.npz`` (arrays ``X`` and ``y``); a DataFrame as
 ``data.csv`` through pandas ``to_csv`` (header kept, the target as the last column,
-its object/category/bool columns listed in ``task.categorical`` once the CSV loader
-has that key). The file is staged atomically in ``run.runs_dir`` and moved into the
+its object/category/bool columns listed in ``task.categorical``, which the loader
+one-hot encodes). The file is staged atomically in ``run.runs_dir`` and moved into the
 run folder as it is created (``Search.start(..., adopt_data=True)``), and
 ``config.toml``'s ``task.path`` names it relative to the folder.
 
@@ -273,12 +273,6 @@ def _column_kinds(X: Any) -> tuple[list[str], list[str]]:
     return names, categorical
 
 
-def _categorical_supported() -> bool:
-    from .config import TaskConfig
-
-    return "categorical" in TaskConfig.model_fields
-
-
 def _target_name(y: Any, names: Sequence[str]) -> str:
     """Return the CSV's target column name: ``y.name`` if it makes a good header, else "target"."""
     given = getattr(y, "name", None)
@@ -346,12 +340,6 @@ def _prepare(
     if frame:
         names, categorical = _column_kinds(X)
         if eval_set is None and y_arr.ndim == 1:
-            if categorical and not _categorical_supported():
-                raise InputError(
-                    f"{_SOURCE}: X column {categorical[0]!r} is {X[X.columns[names.index(categorical[0])]].dtype}: "
-                    "categorical columns need task.categorical, which this version of hybrid does not "
-                    "have yet; expected numeric columns (encode it first, e.g. with OneHotEncoder)"
-                )
             target = _target_name(y, names)
             table = X.copy()
             table.columns = names

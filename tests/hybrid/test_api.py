@@ -98,18 +98,6 @@ def test_a_numeric_dataframe_becomes_a_csv_with_its_header(tmp_path: Path) -> No
     assert stored_task(result.run_dir)["target"] == "side"
 
 
-@pytest.mark.skipif("categorical" in TaskConfig.model_fields, reason="task.categorical has landed")
-def test_a_categorical_column_is_refused_until_task_categorical_exists(tmp_path: Path) -> None:
-    X, y = blobs()
-    frame = pd.DataFrame({"a": X[:, 0], "colour": ["red", "blue"] * 30})
-    with pytest.raises(
-        InputError,
-        match=r"^hybrid.search: X column 'colour' is (object|str): categorical .*task.categorical",
-    ):
-        hybrid.search(frame, y, kind="classification", runs_dir=tmp_path, **FAST)
-    assert not tmp_path.exists() or not any(tmp_path.iterdir())
-
-
 def test_eval_set_is_the_validation_split(tmp_path: Path) -> None:
     X, y = blobs(60)
     X_val, y_val = blobs(15, seed=1)
