@@ -41,6 +41,7 @@ __all__ = [
     "engine_metrics",
     "evaluate_engine",
     "evaluate_population",
+    "fold_metrics",
     "train_engine",
     "train_population",
 ]
@@ -67,6 +68,7 @@ def train_engine(
     noise_generator: torch.Generator | None = None,
     lrs: Sequence[float] | torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
+    folds: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> list[TrainResult]:
     """Train ``engine.params`` in place on the given minibatch schedule: the one training loop.
 
@@ -80,6 +82,9 @@ def train_engine(
         noise_generator: source of the hard-concrete noise (drawn once, up front).
         lrs: learning rate per member (default ``config.lr`` for all).
         noise: explicit hard-concrete noise instead of drawing it.
+        folds: K-fold fitness (:mod:`hybrid.folds`): ``(fold id of each row of X, fold
+            id of each member)``; a member learns only from the rows outside its
+            fold (its loss is the mean over those rows of each shared minibatch).
 
     Returns:
         One ``TrainResult`` per member, ``metrics`` None.
@@ -88,7 +93,8 @@ def train_engine(
         ValueError: for hard-concrete gates without noise or a generator, or bad ``lrs``.
 
     Shape:
-        X: (N, n_inputs); y: (N,) or (N, n_out); batches: (steps, B); noise: (steps, n_gates).
+        X: (N, n_inputs); y: (N,) or (N, n_out); batches: (steps, B); noise: (steps, n_gates);
+        folds: ((N,), (P,)) int64.
     """
     steps, p = batches.shape[0], engine.n_members
     batches = batches.to(X.device)
@@ -107,6 +113,11 @@ def train_engine(
     failed_loss = torch.full((p,), float("nan"), dtype=dtype, device=dev)
     losses = torch.empty(steps, p, dtype=dtype, device=dev)
     zero = torch.zeros((), dtype=dtype, device=dev)
+    fold_of, fixed_mask = None, None
+    if folds is not None:  # the fold of each batch row; one mask for all steps if batches repeat
+        fold_of, member_fold = folds[0].to(dev)[batches], folds[1].to(dev).view(p, 1)
+        if bool((fold_of == fold_of[:1]).all()):
+            fixed_mask = fold_of[0].view(1, -1) != member_fold
     for t_ in params:
         t_.requires_grad_(True)
     engine.program.reuse_grad_buffers = True  # the optimiser consumes each gradient at once
@@ -114,7 +125,11 @@ def train_engine(
         for t in range(steps):
             idx = batches[t]
             out = engine.forward(X[idx], None if noise is None else noise[t], training=True)
-            task = task_losses(out, y[idx], config.loss)
+            if fold_of is None:
+                task = task_losses(out, y[idx], config.loss)
+            else:  # a member never learns from its own fold's rows
+                mask = fixed_mask if fixed_mask is not None else fold_of[t].view(1, -1) != member_fold
+                task = task_losses(out, y[idx], config.loss, mask)
             loss = task + config.penalty * engine.penalty() if config.penalty else task
             bad = active & ~torch.isfinite(loss)
             if all_active and bool(bad.any()):  # one host sync per step
@@ -231,6 +246,60 @@ def engine_metrics(
     return out
 
 
+def fold_metrics(
+    engine: PopulationEngine,
+    genomes: Sequence[Genome],
+    X: torch.Tensor,
+    y: torch.Tensor,
+    folds: tuple[torch.Tensor, torch.Tensor],
+    gate: str,
+    loss: str,
+    metric: str | None,
+) -> tuple[list[Metrics], list[Metrics]]:
+    """Return each member's metrics outside and inside its fold, from one pass over ``X``.
+
+    K-fold fitness (:mod:`hybrid.folds`): member ``m`` of fold ``f`` trained on the
+    rows of ``X`` outside fold ``f`` and is scored on the rows inside it. Both come
+    from the outputs of one chunked evaluation pass, split per member.
+
+    Args:
+        engine: the trained population.
+        genomes: the members as the engine holds them (sizes and FLOPs).
+        X, y: the pool.
+        folds: ``(fold id of each row, fold id of each member)``.
+        gate, loss: as for :func:`engine_metrics`.
+        metric: the score of the inside (validation) metrics; the outside ones get none.
+
+    Returns:
+        ``(outside, inside)``: one :class:`Metrics` per member each.
+    """
+    _, _, outputs = _evaluate(engine, X, y, loss, keep_outputs=True)
+    assert outputs is not None
+    y_np = y.detach().cpu().numpy()
+    rows, mine = folds[0].cpu().numpy(), folds[1].cpu().numpy()
+    outside, inside = [], []
+    for g, o, f in zip(genomes, outputs, mine, strict=True):
+        live = active_structure(g, gate)
+        own = rows == f
+        outside.append(_split_metrics(o[~own], y_np[~own], loss, None, live))
+        inside.append(_split_metrics(o[own], y_np[own], loss, metric, live))
+    return outside, inside
+
+
+def _split_metrics(o: np.ndarray, y: np.ndarray, loss: str, metric: str | None, live: Any) -> Metrics:
+    """One member's :class:`Metrics` from its outputs on some rows (float64)."""
+    yt = torch.from_numpy(y if loss == "cross_entropy" else y.astype(np.float64))
+    value = float(task_losses(torch.from_numpy(o)[None], yt, loss)[0])
+    accuracy = float(np.float32((o.argmax(-1) == y).mean())) if loss == "cross_entropy" else None
+    if metric == "accuracy":
+        score = accuracy
+    elif metric == "mse":
+        score = value
+    else:
+        score = None if metric is None else _score(metric, y, o)
+    return Metrics(value, accuracy, live.n_parameters, live.flops, metric, score)
+
+
 def _score(metric: str, y: np.ndarray, outputs: np.ndarray) -> float:
     """One member's score; NaN when its outputs are not finite (the member failed)."""
     if not np.isfinite(outputs).all():
@@ -299,6 +368,7 @@ def train_population(
     *,
     X_val: Any = None,
     y_val: Any = None,
+    folds: tuple[Any, Sequence[int]] | None = None,
 ) -> Trained:
     """Train every genome at once and return new genomes holding the trained values.
 
@@ -321,6 +391,10 @@ def train_population(
             ``first:end``, so a sharded run equals the whole one.
         X_val, y_val: a validation split; its metrics are those of the returned
             genomes (a failed member's input genome is evaluated on its own).
+        folds: K-fold fitness (:mod:`hybrid.folds`): ``(fold id of each row of X, fold
+            id of each genome)``. Each genome trains on the rows outside its fold and
+            its validation metrics are those on its fold (``X_val`` is not used); its
+            training metrics are those outside its fold.
 
     Returns:
         :class:`Trained` ``(genomes, results, validation)``: a failed member keeps its
@@ -333,15 +407,20 @@ def train_population(
     X, y = _data(genomes, X, y, config, device)
     engine = PopulationEngine(genomes, config.gate, device=X.device, dtype=X.dtype)
     batches = minibatch_indices(X.shape[0], config.batch_size, config.steps, generator)
+    fold_t = None if folds is None else _fold_tensors(folds, X.shape[0], len(genomes), X.device)
     if noise_columns is not None and config.gate == "hard_concrete":
         first, end, total = noise_columns
         assert end - first == engine.n_gates, (noise_columns, engine.n_gates)
         noise = draw_gate_noise(total, config.steps, generator)[:, first:end].to(X.device)
-        results = train_engine(engine, X, y, config, batches, lrs=lrs, noise=noise)
+        results = train_engine(engine, X, y, config, batches, lrs=lrs, noise=noise, folds=fold_t)
     else:
-        results = train_engine(engine, X, y, config, batches, generator, lrs)
+        results = train_engine(engine, X, y, config, batches, generator, lrs, folds=fold_t)
     trained = engine.write_back()
-    metrics = engine_metrics(engine, trained, X, y, config.gate, config.loss)
+    if fold_t is None:
+        metrics = engine_metrics(engine, trained, X, y, config.gate, config.loss)
+    else:
+        metric = metric_for_loss(config.metric, config.loss)
+        metrics, inside = fold_metrics(engine, trained, X, y, fold_t, config.gate, config.loss, metric)
     out_genomes, out_results = [], []
     for g, t, r, m in zip(genomes, trained, results, metrics, strict=True):
         if r.status == "failed":
@@ -353,6 +432,8 @@ def train_population(
         else:
             out_genomes.append(t)
             out_results.append(replace(r, metrics=m))
+    if fold_t is not None:
+        return Trained(out_genomes, out_results, _fold_validation(inside, trained, out_genomes, X, y, fold_t, config))
     if X_val is None:
         return Trained(out_genomes, out_results)
     return Trained(out_genomes, out_results, _validation(engine, trained, out_genomes, X_val, y_val, config))
@@ -376,4 +457,36 @@ def _validation(
         again = evaluate_population([returned[m] for m in kept], Xv, yv, config)
         for m, metrics in zip(kept, again, strict=True):
             out[m] = metrics
+    return out
+
+
+def _fold_tensors(
+    folds: tuple[Any, Sequence[int]], n_rows: int, n_members: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``folds`` as int64 tensors on ``device``, their lengths checked."""
+    rows = torch.tensor(np.asarray(folds[0]), dtype=torch.long, device=device).reshape(-1)
+    members = torch.as_tensor(list(folds[1]), dtype=torch.long, device=device).reshape(-1)
+    if rows.numel() != n_rows or members.numel() != n_members:
+        raise ValueError(
+            f"folds should give {n_rows} row fold ids and {n_members} member fold ids, "
+            f"got {rows.numel()} and {members.numel()}"
+        )
+    return rows, members
+
+
+def _fold_validation(
+    inside: list[Metrics],
+    trained: list[Genome],
+    returned: list[Genome],
+    X: torch.Tensor,
+    y: torch.Tensor,
+    folds: tuple[torch.Tensor, torch.Tensor],
+    config: TrainConfig,
+) -> list[Metrics]:
+    """Each returned genome's metrics on its own fold (a failed member's input genome alone)."""
+    out = list(inside)
+    for m, (t, g) in enumerate(zip(trained, returned, strict=True)):
+        if t is not g:
+            own = folds[0] == folds[1][m]
+            out[m] = evaluate_population([g], X[own], y[own], config)[0]
     return out

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import DataError
+from ..folds import assign_folds, resolve_folds
 from ._builtin import TASKS
 from ._files import encode_targets, read_csv, read_npz, resolve_data_path
 from ._task import Task
@@ -123,7 +124,9 @@ def load_task(task_cfg: TaskConfig, seed: int) -> Task:
     stratified for classification. ``xor`` is not split: all three splits are its
     4 points, since the task is to represent XOR, not to generalise from 3 points.
     A data path may be a symbolic link: it is followed, and ``Task.source`` is the
-    real path. Features must stay finite in float32 once standardised.
+    real path. Features must stay finite in float32 once standardised. With K-fold
+    fitness (``task.folds``, :mod:`hybrid.folds`) every row of the pooled training and
+    validation splits gets a seeded, stratified fold id.
 
     Args:
         task_cfg: the ``[task]`` section of a validated config.
@@ -133,7 +136,8 @@ def load_task(task_cfg: TaskConfig, seed: int) -> Task:
         The :class:`Task`, features standardised with training-split statistics.
 
     Raises:
-        DataError: one line naming the file, column or value at fault.
+        DataError: one line naming the file, column or value at fault (or the class
+            too small for ``task.folds``).
     """
     if task_cfg.name is not None:
         if task_cfg.name not in TASKS:
@@ -163,6 +167,12 @@ def load_task(task_cfg: TaskConfig, seed: int) -> Task:
         tr = va = te = np.arange(len(y))
     mean, std, Xs = _standardised(X, tr, columns, where)
     y_dtype = np.int64 if kind == "classification" else np.float32
+    classification = kind == "classification"
+    y_pool = np.concatenate([y[tr], y[va]])
+    k = resolve_folds(
+        task_cfg.folds, y_pool, tuple(labels) if classification else None, do_split, where
+    )
+    fold_ids = assign_folds(y_pool, k, seed, classification) if k else None
     return Task(
         name=name,
         kind=kind,
@@ -178,4 +188,5 @@ def load_task(task_cfg: TaskConfig, seed: int) -> Task:
         feature_std=_frozen(std, np.float32),
         class_labels=tuple(labels),
         source=source,
+        fold_ids=fold_ids,
     )

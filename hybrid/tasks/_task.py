@@ -22,6 +22,9 @@ class Task:
     ``feature_mean`` and ``feature_std`` (float32 ``[n_inputs]``) come from the
     training split only and were applied to every split: ``X = (raw - mean) / std``.
     ``source`` says where the data came from (a built-in generator or a file path).
+    ``fold_ids`` (K-fold fitness, :mod:`hybrid.folds`) gives each row of the pool
+    (the training rows, then the validation rows) its fold, or is None when the
+    task is scored on the validation split alone.
     """
 
     name: str
@@ -38,6 +41,12 @@ class Task:
     feature_std: np.ndarray
     class_labels: tuple[str, ...]
     source: str
+    fold_ids: np.ndarray | None = None
+
+    @property
+    def folds(self) -> int:
+        """Return the number of folds of K-fold fitness, 0 when it is off."""
+        return 0 if self.fold_ids is None else int(self.fold_ids.max()) + 1
 
     def info(self) -> dict[str, object]:
         """Return the JSON-ready facts a run keeps in ``task.json`` (no data arrays)."""
@@ -51,6 +60,9 @@ class Task:
             "class_labels": list(self.class_labels),
             "source": self.source,
             "sizes": {"train": len(self.X_train), "val": len(self.X_val), "test": len(self.X_test)},
+            "folds": None
+            if self.fold_ids is None
+            else {"k": self.folds, "sizes": [int(c) for c in np.bincount(self.fold_ids)]},
         }
 
     def __repr__(self) -> str:
