@@ -1,7 +1,10 @@
 """One generation as a pure step: ``step(state, context) -> (next state, report)``.
 
 A generation trains every member and scores it on the validation split in one
-call (``backends.train_members``: one packed population engine), speciates
+call (``backends.train_members``: one packed population engine; with K-fold
+fitness, K columns per member on the pooled train + validation rows, each scored
+on its own fold, and the state's fold copies carried to the children: see
+:mod:`hybrid.folds`), speciates
 (Stanley & Miikkulainen 2002), updates the champion and the short list (the
 capped Pareto front the final champion rule chooses from: :mod:`hybrid.shortlist`),
 decides whether the search stops (target metric, generation count, patience, time

@@ -41,11 +41,6 @@ from tests.strategies import populations_strategy
 SEEDS = st.integers(0, 2**16)
 
 
-def _with_folds(text: str, folds: str | int) -> str:
-    value = f'"{folds}"' if isinstance(folds, str) else str(folds)
-    return text.replace('name = "circles"', f'name = "circles"\nfolds = {value}')
-
-
 # ------------------------------------------------------------------ fold assignment
 @settings(max_examples=40, deadline=None)
 @given(SEEDS, st.integers(2, 6), st.lists(st.integers(6, 40), min_size=2, max_size=4))
@@ -81,7 +76,7 @@ def test_auto_resolves_to_five_folds_on_small_pools_and_off_on_large_or_unsplit_
 
 
 def test_the_task_pools_train_and_validation_and_records_k_and_fold_sizes(tmp_path: Path):
-    config = loads_config(_with_folds(tiny_toml(tmp_path), 3), source="t.toml")
+    config = loads_config(tiny_toml(tmp_path, folds=3), source="t.toml")
     task = load_task(config.task, 0)
     n_pool = len(task.y_train) + len(task.y_val)
     assert task.folds == 3 and task.fold_ids.shape == (n_pool,)
@@ -242,7 +237,7 @@ def _stats(run: Path) -> list[str]:
 
 
 def test_a_k_fold_search_runs_end_to_end_and_resumes_byte_identical(tmp_path: Path):
-    text = _with_folds(tiny_toml(tmp_path, generations=4, steps=15), 3)
+    text = tiny_toml(tmp_path, generations=4, steps=15, folds=3)
     config = loads_config(text, source="t.toml", overrides={"run.name": "ref"})
     result = Search.start(config).run()
     ref = tmp_path / "ref"
@@ -273,19 +268,32 @@ def test_a_k_fold_search_runs_end_to_end_and_resumes_byte_identical(tmp_path: Pa
     assert replace(a, elapsed_s=0.0) == replace(b, elapsed_s=0.0)  # fold copies included; time aside
 
 
+def test_the_loop_engine_and_joblib_jobs_follow_the_batched_engines_k_fold_run(tmp_path: Path):
+    # Sigmoid gates: deterministic, so per-column jobs must retrace the packed columns.
+    runs = {}
+    for name, engine, backend in (("b", "batched", "none"), ("l", "loop", "none"), ("j", "loop", "joblib")):
+        text = tiny_toml(tmp_path, steps=10, gate="sigmoid", engine=engine, backend=backend, folds=3)
+        runs[name] = Search.start(loads_config(text, source="t.toml", overrides={"run.name": name})).run()
+    for other in ("l", "j"):
+        assert runs[other].champion_id == runs["b"].champion_id
+        assert runs[other].test_metric == pytest.approx(runs["b"].test_metric, abs=1e-6)
+        assert runs[other].val_metric == pytest.approx(runs["b"].val_metric, abs=1e-6)
+
+
 def test_initial_state_gives_every_member_k_minus_1_copies_and_the_state_round_trips(tmp_path: Path):
-    config = loads_config(_with_folds(tiny_toml(tmp_path), 4), source="t.toml")
+    config = loads_config(tiny_toml(tmp_path, folds=4), source="t.toml")
     state = initial_state(config, load_task(config.task, 0))
     assert all(c == m.genome for m in state.members for c in state.fold_genomes[m.id])
     assert all(len(state.fold_genomes[m.id]) == 3 for m in state.members)
     again = SearchState.from_dict(json.loads(json.dumps(state.to_dict())))
     assert again == state and json.dumps(again.to_dict()) == json.dumps(state.to_dict())
-    off = initial_state(*(lambda c: (c, load_task(c.task, 0)))(loads_config(_with_folds(tiny_toml(tmp_path), "off"), source="t.toml")))
+    off_config = loads_config(tiny_toml(tmp_path, folds="off"), source="t.toml")
+    off = initial_state(off_config, load_task(off_config.task, 0))
     assert off.fold_genomes == {} and "fold_genomes" not in off.to_dict()
 
 
 def test_a_checkpoint_with_bad_fold_copies_is_one_line_naming_the_key(tmp_path: Path):
-    config = loads_config(_with_folds(tiny_toml(tmp_path), 3), source="t.toml")
+    config = loads_config(tiny_toml(tmp_path, folds=3), source="t.toml")
     data = initial_state(config, load_task(config.task, 0)).to_dict()
     swapped = json.loads(json.dumps(data))
     swapped["fold_genomes"][0]["id"] = 99
