@@ -11,6 +11,7 @@ generation by generation, so a change in the machine's load hits all of them ali
 
     python benchmarks/kfold_cost.py                 # 6 generations each
     python benchmarks/kfold_cost.py --generations 4 --threads 2
+    python benchmarks/kfold_cost.py --batch-size 64     # minibatches: per-step overheads weigh more
 """
 
 from __future__ import annotations
@@ -32,8 +33,12 @@ CONFIG = Path(__file__).resolve().parent.parent / "configs" / "spirals.toml"
 SETTINGS: tuple[str | int, ...] = ("off", 2, 3, 5)
 
 
-def _context(folds: str | int, n_samples: int, seed: int) -> StepContext:
+def _context(folds: str | int, n_samples: int, seed: int, batch_size: int | None) -> StepContext:
     config = load_config(CONFIG)
+    if batch_size is not None:
+        config = config.model_copy(
+            update={"training": config.training.model_copy(update={"batch_size": batch_size})}
+        )
     evo = config.evolution.model_copy(
         update={"generations": 10_000, "time_budget_s": None, "patience": None}
     )
@@ -50,9 +55,12 @@ def main() -> None:
     parser.add_argument("--n-samples", type=int, default=500)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="instead of the config's 1024 (full batch)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    contexts = {f: _context(f, args.n_samples, args.seed) for f in SETTINGS}
+    contexts = {f: _context(f, args.n_samples, args.seed, args.batch_size) for f in SETTINGS}
     states = {f: initial_state(c.config, c.task) for f, c in contexts.items()}
     times: dict[str | int, list[float]] = {f: [] for f in SETTINGS}
     for g in range(args.generations + 1):
@@ -65,7 +73,9 @@ def main() -> None:
     print(
         f"spirals, {args.n_samples} points; {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, load average {load}; torch {torch.__version__}, "
-        f"torch threads {torch.get_num_threads()}; median of {args.generations} generations"
+        f"torch threads {torch.get_num_threads()}; median of {args.generations} generations; "
+        f"batch size {contexts['off'].config.training.batch_size}, "
+        f"{contexts['off'].config.training.steps} steps"
     )
     base = statistics.median(times["off"])
     print("| task.folds | columns (members x folds) | train rows per column | s / generation | x single split |")
