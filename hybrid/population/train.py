@@ -116,7 +116,7 @@ def train_engine(
     fold_of, fixed_mask = None, None
     if folds is not None:  # the fold of each batch row; one mask for all steps if batches repeat
         fold_of, member_fold = folds[0].to(dev)[batches], folds[1].to(dev).view(p, 1)
-        if bool((fold_of == fold_of[:1]).all()):
+        if steps and bool((fold_of == fold_of[:1]).all()):
             fixed_mask = fold_of[0].view(1, -1) != member_fold
     for t_ in params:
         t_.requires_grad_(True)
