@@ -260,7 +260,9 @@ def fold_metrics(
 
     K-fold fitness (:mod:`hybrid.folds`): member ``m`` of fold ``f`` trained on the
     rows of ``X`` outside fold ``f`` and is scored on the rows inside it. Both come
-    from the outputs of one chunked evaluation pass, split per member.
+    from one chunked evaluation pass: losses and correct counts are summed per member
+    and side as the chunks go; a metric other than ``accuracy``/``mse`` keeps the
+    outputs and scores each member's own rows with ``sklearn.metrics``.
 
     Args:
         engine: the trained population.
@@ -273,31 +275,48 @@ def fold_metrics(
     Returns:
         ``(outside, inside)``: one :class:`Metrics` per member each.
     """
-    _, _, outputs = _evaluate(engine, X, y, loss, keep_outputs=True)
-    assert outputs is not None
-    y_np = y.detach().cpu().numpy()
-    rows, mine = folds[0].cpu().numpy(), folds[1].cpu().numpy()
-    outside, inside = [], []
-    for g, o, f in zip(genomes, outputs, mine, strict=True):
-        live = active_structure(g, gate)
-        own = rows == f
-        outside.append(_split_metrics(o[~own], y_np[~own], loss, None, live))
-        inside.append(_split_metrics(o[own], y_np[own], loss, metric, live))
-    return outside, inside
-
-
-def _split_metrics(o: np.ndarray, y: np.ndarray, loss: str, metric: str | None, live: Any) -> Metrics:
-    """One member's :class:`Metrics` from its outputs on some rows (float64)."""
-    yt = torch.from_numpy(y if loss == "cross_entropy" else y.astype(np.float64))
-    value = float(task_losses(torch.from_numpy(o)[None], yt, loss)[0])
-    accuracy = float(np.float32((o.argmax(-1) == y).mean())) if loss == "cross_entropy" else None
+    rows, mine = folds[0].to(X.device), folds[1].to(X.device).view(-1, 1)
+    p, n = engine.n_members, X.shape[0]
+    sums = torch.zeros(2, p, dtype=torch.float64, device=X.device)  # side 0: outside, 1: inside
+    counts = torch.zeros(2, p, dtype=torch.long, device=X.device)
+    correct = torch.zeros(2, p, dtype=torch.long, device=X.device)
+    cheap = metric in (None, "accuracy", "mse")
+    kept: list[np.ndarray] = []
+    with torch.no_grad():
+        for start in range(0, n, EVAL_CHUNK):
+            xb, yb = X[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
+            out = engine.forward(xb)
+            own = rows[start : start + EVAL_CHUNK].view(1, -1) == mine
+            for side, mask in enumerate((~own, own)):
+                c = mask.sum(1)
+                sums[side] += task_losses(out, yb, loss, mask).double() * c
+                counts[side] += c
+                if loss == "cross_entropy":
+                    correct[side] += ((out.argmax(-1) == yb) & mask).sum(1)
+            if not cheap:
+                kept.append(out.detach().to("cpu", torch.float64).numpy())
+    values = (sums / counts.clamp_min(1)).tolist()
+    accuracy = (correct.float() / counts.clamp_min(1).float()).tolist()
+    if loss != "cross_entropy":
+        accuracy = [[None] * p, [None] * p]
     if metric == "accuracy":
-        score = accuracy
+        scores: list[float | None] = list(accuracy[1])
     elif metric == "mse":
-        score = value
+        scores = list(values[1])
+    elif metric is None:
+        scores = [None] * p
     else:
-        score = None if metric is None else _score(metric, y, o)
-    return Metrics(value, accuracy, live.n_parameters, live.flops, metric, score)
+        outputs = np.concatenate(kept, axis=1)
+        y_np, own_np = y.detach().cpu().numpy(), (rows.view(1, -1) == mine).cpu().numpy()
+        scores = [_score(metric, y_np[own_np[m]], outputs[m][own_np[m]]) for m in range(p)]
+    outside, inside = [], []
+    for m, g in enumerate(genomes):
+        live = active_structure(g, gate)
+        outside.append(Metrics(values[0][m], accuracy[0][m], live.n_parameters, live.flops))
+        inside.append(
+            Metrics(values[1][m], accuracy[1][m], live.n_parameters, live.flops, metric, scores[m])
+        )
+    return outside, inside
 
 
 def _score(metric: str, y: np.ndarray, outputs: np.ndarray) -> float:

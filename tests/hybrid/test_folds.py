@@ -156,20 +156,27 @@ def test_a_column_never_learns_from_its_own_folds_targets(pop, seed):
         assert first.results[c].status == "ok"
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(
     populations_strategy(n_outputs=st.integers(2, 3), size=st.integers(1, 3)),
     SEEDS,
-    st.sampled_from([None, "balanced_accuracy", "log_loss"]),
+    st.sampled_from(
+        [("cross_entropy", None), ("cross_entropy", "balanced_accuracy"), ("cross_entropy", "log_loss"),
+         ("cross_entropy", "accuracy"), ("mse", None), ("mse", "r2"), ("mse", "mse")]
+    ),
+    st.sampled_from([4096, 7]),
 )
-def test_fold_scores_are_each_columns_score_on_its_own_fold(pop, seed, metric):
+def test_fold_scores_are_each_columns_score_on_its_own_fold(pop, seed, loss_metric, chunk):
+    loss, metric = loss_metric
     k, n = 3, 36
-    X, y = _data(pop, seed, n, "cross_entropy")
-    config = TrainConfig(steps=4, batch_size=12, metric=metric)
-    rows = assign_folds(y.numpy(), k, seed, classification=False)
+    X, y = _data(pop, seed, n, loss)
+    config = TrainConfig(steps=4, batch_size=12, loss=loss, metric=metric)
+    rows = assign_folds(np.zeros(n), k, seed, classification=False)
     columns = [g for g in pop for _ in range(k)]
     folds = (rows, [f for _ in pop for f in range(k)])
-    out = train_population(columns, X, y, config, torch.Generator().manual_seed(seed), folds=folds)
+    with pytest.MonkeyPatch.context() as mp:  # chunked evaluation sums the same figures
+        mp.setattr("hybrid.population.train.EVAL_CHUNK", chunk)
+        out = train_population(columns, X, y, config, torch.Generator().manual_seed(seed), folds=folds)
     assert out.validation is not None
     for c, (g, v, r) in enumerate(zip(out.genomes, out.validation, out.results, strict=True)):
         own = torch.tensor(rows == c % k)
@@ -177,8 +184,9 @@ def test_fold_scores_are_each_columns_score_on_its_own_fold(pop, seed, metric):
         assert np.isclose(v.loss, ref.loss, rtol=1e-5, atol=1e-6)
         assert v.accuracy == pytest.approx(ref.accuracy, abs=1e-6)
         assert v.score == pytest.approx(ref.score, rel=1e-5, abs=1e-6)
-        (train_ref,) = evaluate_population([g], X[~own], y[~own], TrainConfig())
+        (train_ref,) = evaluate_population([g], X[~own], y[~own], TrainConfig(loss=loss))
         assert np.isclose(r.metrics.loss, train_ref.loss, rtol=1e-5, atol=1e-6)  # training: outside the fold
+        assert r.metrics.accuracy == pytest.approx(train_ref.accuracy, abs=1e-6)
 
 
 # ------------------------------------------------------------------ per-fold weights
