@@ -51,8 +51,12 @@ def train_one(
     threads: int,
     X_val: np.ndarray | None = None,
     y_val: np.ndarray | None = None,
+    folds: tuple[np.ndarray, Sequence[int]] | None = None,
 ) -> Trained:
     """Train one genome as a population of one on a generator seeded with ``seed`` (a job's body).
+
+    ``folds`` (K-fold fitness): the fold id of each row of ``X`` and the genome's
+    fold, as one-member ``train_population`` takes them.
 
     Returns:
         A one-member :class:`~hybrid.population.Trained` (``validation`` None
@@ -67,6 +71,7 @@ def train_one(
         _generator(seed),
         X_val=_tensor(X_val, device),
         y_val=_tensor(y_val, device),
+        folds=folds,
     )
 
 
@@ -108,6 +113,7 @@ def train_members(
     cluster: DaskCluster | None = None,
     X_val: np.ndarray | None = None,
     y_val: np.ndarray | None = None,
+    folds: tuple[np.ndarray, Sequence[int]] | None = None,
 ) -> Trained:
     """Train every genome for ``config.steps`` steps (and score it on ``X_val`` if given).
 
@@ -127,6 +133,10 @@ def train_members(
         cluster: the open Dask cluster for backend "dask" (see :func:`open_cluster`).
         X_val, y_val: a validation split (numpy), evaluated from the engine that
             trained each genome (no second packing).
+        folds: K-fold fitness (:mod:`hybrid.folds`): ``(fold id of each row of X, fold id
+            of each genome)``; ``X, y`` are then the pool, each genome trains outside its
+            fold and its validation metrics are those on its fold. Every engine and
+            backend takes it (a per-genome job gets its genome's fold).
 
     Returns:
         A :class:`~hybrid.population.Trained` ``(genomes, results, validation)``:
@@ -138,8 +148,9 @@ def train_members(
         ClusterError: a Dask scheduler cannot be reached or its workers keep dying.
     """
     val = {"X_val": X_val, "y_val": y_val}
+    own = [None] * len(genomes) if folds is None else [(folds[0], (f,)) for f in folds[1]]
     if backend == "dask":
-        kw = {"engine": engine, "device": device, "threads": threads, **val}
+        kw = {"engine": engine, "device": device, "threads": threads, "folds": folds, **val}
         if cluster is None:
             from .distributed import DaskCluster
 
@@ -150,14 +161,20 @@ def train_members(
         from joblib import Parallel, delayed
 
         parts = Parallel(n_jobs=workers, backend="loky")(
-            delayed(train_one)(g, X, y, config, seed, device, threads, X_val, y_val) for g in genomes
+            delayed(train_one)(g, X, y, config, seed, device, threads, X_val, y_val, f)
+            for g, f in zip(genomes, own, strict=True)
         )
         return join_trained(parts)
     if engine == "batched":
         vt = {k: _tensor(v, device) for k, v in val.items()}
         Xt, yt = _tensor(X, device), _tensor(y, device)
-        return train_population(list(genomes), Xt, yt, config, _generator(seed), **vt)
-    return join_trained([train_one(g, X, y, config, seed, device, threads, X_val, y_val) for g in genomes])
+        return train_population(list(genomes), Xt, yt, config, _generator(seed), **vt, folds=folds)
+    return join_trained(
+        [
+            train_one(g, X, y, config, seed, device, threads, X_val, y_val, f)
+            for g, f in zip(genomes, own, strict=True)
+        ]
+    )
 
 
 def evaluate_members(

@@ -88,6 +88,7 @@ def train_shard(
     threads: int,
     X_val: np.ndarray | None = None,
     y_val: np.ndarray | None = None,
+    folds: tuple[np.ndarray, Sequence[int]] | None = None,
 ) -> Trained:
     """Train a slice of the population as the batched engine trains it within the whole.
 
@@ -105,6 +106,8 @@ def train_shard(
         device: torch device.
         threads: torch intra-op threads.
         X_val, y_val: a validation split to evaluate the slice on (optional).
+        folds: K-fold fitness: the fold id of each row of ``X`` and of each member of
+            the slice.
 
     Returns:
         The slice's :class:`~hybrid.population.Trained`, as ``train_population`` returns it.
@@ -115,7 +118,9 @@ def train_shard(
     val = {}
     if X_val is not None:
         val = {"X_val": torch.tensor(X_val, device=device), "y_val": torch.tensor(y_val, device=device)}
-    return train_population(genomes, X_t, y_t, config, generator, noise_columns=columns, **val)
+    return train_population(
+        genomes, X_t, y_t, config, generator, noise_columns=columns, **val, folds=folds
+    )
 
 
 def _import_distributed() -> Any:
@@ -248,14 +253,16 @@ class DaskCluster:
         threads: int,
         fxv: Any = None,
         fyv: Any = None,
+        folds: tuple[np.ndarray, Sequence[int]] | None = None,
     ) -> list[Any]:
         """Submit a generation's jobs: ``workers`` shards (batched engine) or one per genome."""
         if engine != "batched":
+            own = [None] * len(genomes) if folds is None else [(folds[0], (f,)) for f in folds[1]]
             return [
                 self.client.submit(
-                    train_one, g, fx, fy, config, seed, device, threads, fxv, fyv, pure=False
+                    train_one, g, fx, fy, config, seed, device, threads, fxv, fyv, f, pure=False
                 )
-                for g in genomes
+                for g, f in zip(genomes, own, strict=True)
             ]
         cols = gate_columns(genomes)
         bounds = (
@@ -264,7 +271,8 @@ class DaskCluster:
         futures = []
         for a, b in zip(bounds[:-1], bounds[1:], strict=True):
             span = (cols[a], cols[b], cols[-1])
-            args = (list(genomes[a:b]), fx, fy, config, seed, span, device, threads, fxv, fyv)
+            part = None if folds is None else (folds[0], tuple(folds[1][a:b]))
+            args = (list(genomes[a:b]), fx, fy, config, seed, span, device, threads, fxv, fyv, part)
             futures.append(self.client.submit(train_shard, *args, pure=False))
         return futures
 
@@ -281,6 +289,7 @@ class DaskCluster:
         threads: int = 1,
         X_val: np.ndarray | None = None,
         y_val: np.ndarray | None = None,
+        folds: tuple[np.ndarray, Sequence[int]] | None = None,
     ) -> Trained:
         """Train every genome on the cluster; return trained genomes, results (and validation) in order.
 
@@ -300,6 +309,8 @@ class DaskCluster:
             threads: torch intra-op threads per job.
             X_val, y_val: a validation split, scattered with the training split; each
                 job evaluates its members on it.
+            folds: K-fold fitness (see :func:`hybrid.backends.train_members`); each job
+                gets the row fold ids and its members' folds.
 
         Returns:
             A :class:`~hybrid.population.Trained`; ``validation`` None without ``X_val``.
@@ -312,7 +323,9 @@ class DaskCluster:
         distributed = _import_distributed()
         for attempt in range(RESUBMISSIONS + 1):
             fx, fy, fxv, fyv = self._scattered(X, y, X_val, y_val)
-            futures = self._submit(genomes, fx, fy, config, seed, engine, device, threads, fxv, fyv)
+            futures = self._submit(
+                genomes, fx, fy, config, seed, engine, device, threads, fxv, fyv, folds
+            )
             try:
                 out = self.client.gather(futures)
                 break

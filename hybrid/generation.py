@@ -1,7 +1,10 @@
 """One generation as a pure step: ``step(state, context) -> (next state, report)``.
 
 A generation trains every member and scores it on the validation split in one
-call (``backends.train_members``: one packed population engine), speciates
+call (``backends.train_members``: one packed population engine; with K-fold
+fitness, K columns per member on the pooled train + validation rows, each scored
+on its own fold, and the state's fold copies carried to the children: see
+:mod:`hybrid.folds`), speciates
 (Stanley & Miikkulainen 2002), updates the champion and the short list (the
 capped Pareto front the final champion rule chooses from: :mod:`hybrid.shortlist`),
 decides whether the search stops (target metric, generation count, patience, time
@@ -31,6 +34,7 @@ from genomes import Genome, InnovationTracker, distance
 
 from .backends import train_members
 from .config import Config
+from .folds import child_copies, merge_folds, pool
 from .lineage import GenomeRow
 from .metrics import Metrics, fitness
 from .reproduction import Member, reproduce
@@ -148,8 +152,10 @@ def initial_state(config: Config, task: Task) -> SearchState:
         )
         for i in range(config.evolution.population)
     )
+    k = task.folds
     return SearchState(
         generation=0,
+        fold_genomes={m.id: (m.genome,) * (k - 1) for m in members} if k else {},
         members=members,
         species=(),
         threshold=config.speciation.threshold,
@@ -175,10 +181,19 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
     cfg, task, clock = context.config, context.task, context.clock
     g, tc = state.generation, context.train_config
     t0 = clock()
+    k = task.folds
+    copies = _fold_copies(state, k)
+    if k:  # K-fold fitness: K columns per member on the pool, each scored on its own fold
+        columns = [c for m in state.members for c in (m.genome, *copies[m.id])]
+        data: dict[str, Any] = {"folds": (task.fold_ids, [f for _ in state.members for f in range(k)])}
+        X, y = pool(task)
+    else:
+        columns = [m.genome for m in state.members]
+        data, X, y = {"X_val": task.X_val, "y_val": task.y_val}, task.X_train, task.y_train
     trained, results, evals = train_members(
-        [m.genome for m in state.members],
-        task.X_train,
-        task.y_train,
+        columns,
+        X,
+        y,
         tc,
         seed_for(cfg.run.seed, g, 1),
         engine=cfg.training.engine,
@@ -187,9 +202,11 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
         device=context.device,
         threads=cfg.run.threads,
         cluster=context.cluster,
-        X_val=task.X_val,
-        y_val=task.y_val,
+        **data,
     )
+    trained_copies: list[tuple[Genome, ...]] = []
+    if k:
+        trained, trained_copies, results, evals = merge_folds(trained, results, evals, k)
     t2 = clock()
 
     ids = [m.id for m in state.members]
@@ -201,6 +218,10 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
     parents = {
         m.id: (t if lamarck and r.status == "ok" else m.genome)
         for m, t, r in zip(state.members, trained, results, strict=True)
+    }
+    parent_copies = {  # empty without folds
+        m.id: (c if lamarck and r.status == "ok" else copies[m.id])
+        for m, c, r in zip(state.members, trained_copies, results, strict=k > 0)
     }
     dist_cfg = cfg.distance_config()
     species, next_species_id = speciate(
@@ -246,6 +267,7 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
     reason = _stop_reason(cfg, g, champion, state.elapsed_s + (t3 - t0))
 
     members, next_id, tracker, pruned = state.members, state.next_id, state.tracker, ()
+    fold_genomes = copies
     if reason is None:
         kept = drop_stagnant(species, g, spec.stagnation, best_id)
         kept_ids = {s.id for s in kept}
@@ -271,6 +293,8 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
             next_id=next_id,
         )
         members, species = tuple(children), kept
+        if k:  # each child's fold copies from its parents' (docs/design.md, "K-fold fitness")
+            fold_genomes = {c.id: child_copies(c, parent_copies, parents) for c in children}
     t4 = clock()
     elapsed_s = state.elapsed_s + (t4 - t0)  # the budget counts breeding too
 
@@ -287,10 +311,22 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
         elapsed_s=elapsed_s,
         finished=reason,
         shortlist=shortlist,
+        fold_genomes=fold_genomes,
     )
     timings = Timings(train_s=t2 - t0, select_s=t3 - t2, reproduce_s=t4 - t3)
     report = GenerationReport(g, MappingProxyType(stats), rows, pruned, reason, timings)
     return new_state, report
+
+
+def _fold_copies(state: SearchState, k: int) -> dict[int, tuple[Genome, ...]]:
+    """Each member's fold copies 1 .. k-1; a member without k - 1 of them starts from its genome."""
+    if not k:
+        return {}
+    out = {}
+    for m in state.members:
+        have = state.fold_genomes.get(m.id, ())
+        out[m.id] = have if len(have) == k - 1 else (m.genome,) * (k - 1)
+    return out
 
 
 def _metric(task: Task, result: TrainResult, ev: Metrics) -> float:

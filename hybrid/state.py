@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -91,6 +91,9 @@ class SearchState:
         shortlist: the capped Pareto front of (validation metric, active
             parameters) over every member scored so far, with weights
             (:mod:`hybrid.shortlist`); the final champion rule chooses from it.
+        fold_genomes: K-fold fitness (:mod:`hybrid.folds`): each member's fold copies
+            1 .. K-1 by member id, of its genome's structure (the genome is fold 0);
+            empty when the task has no folds.
     """
 
     generation: int
@@ -104,10 +107,11 @@ class SearchState:
     elapsed_s: float = 0.0
     finished: str | None = None
     shortlist: tuple[Champion, ...] = ()
+    fold_genomes: Mapping[int, tuple[Genome, ...]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON-ready form a checkpoint stores."""
-        return {
+        """Return the JSON-ready form a checkpoint stores (``fold_genomes`` only when there are some)."""
+        out = {
             "generation": self.generation,
             "members": [m.to_dict() for m in self.members],
             "species": [s.to_dict() for s in self.species],
@@ -120,6 +124,12 @@ class SearchState:
             "finished": self.finished,
             "shortlist": [c.to_dict() for c in self.shortlist],
         }
+        if self.fold_genomes:
+            out["fold_genomes"] = [
+                {"id": m.id, "genomes": [to_dict(g) for g in self.fold_genomes[m.id]]}
+                for m in self.members
+            ]
+        return out
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "state") -> SearchState:
@@ -141,18 +151,19 @@ class SearchState:
             key = ".".join(str(p) for p in err["loc"])
             got = "" if err["type"] == "missing" else f", got {_short(err['input'])}"
             raise RunDirError(f"{source}: state.{key}: {err['msg'].lower()}{got}") from None
+        members = tuple(
+            Member(
+                id=m.id,
+                genome=_genome(m.genome, source, f"members[{k}].genome"),
+                born=m.born,
+                parents=tuple(m.parents),
+                operators=tuple(m.operators),
+            )
+            for k, m in enumerate(doc.members)
+        )
         return cls(
             generation=doc.generation,
-            members=tuple(
-                Member(
-                    id=m.id,
-                    genome=_genome(m.genome, source, f"members[{k}].genome"),
-                    born=m.born,
-                    parents=tuple(m.parents),
-                    operators=tuple(m.operators),
-                )
-                for k, m in enumerate(doc.members)
-            ),
+            members=members,
             species=tuple(
                 Species(
                     id=s.id,
@@ -172,6 +183,7 @@ class SearchState:
             elapsed_s=doc.elapsed_s,
             finished=doc.finished,
             shortlist=_shortlist(doc, source),
+            fold_genomes=_fold_genomes(doc, members, source),
         )
 
 
@@ -207,6 +219,11 @@ class _ChampionDoc(_Doc):
     genome: dict[str, Any]
 
 
+class _FoldDoc(_Doc):
+    id: int = Field(ge=0)
+    genomes: list[dict[str, Any]] = Field(min_length=1)
+
+
 class _StateDoc(_Doc):
     generation: int = Field(ge=0)
     members: list[_MemberDoc] = Field(min_length=1)
@@ -219,6 +236,35 @@ class _StateDoc(_Doc):
     elapsed_s: float = Field(ge=0, allow_inf_nan=False)
     finished: str | None = None  # older checkpoints of unfinished runs leave it out
     shortlist: list[_ChampionDoc] | None = None  # older checkpoints leave it out: the champion alone
+    fold_genomes: list[_FoldDoc] | None = None  # only with K-fold fitness
+
+
+def _fold_genomes(doc: _StateDoc, members: tuple[Member, ...], source: str) -> dict[int, tuple[Genome, ...]]:
+    """The members' fold copies, checked: one entry per member in order, K - 1 copies of its structure."""
+    if doc.fold_genomes is None:
+        return {}
+    if [f.id for f in doc.fold_genomes] != [m.id for m in members]:
+        raise RunDirError(
+            f"{source}: state.fold_genomes: expected one entry per member in order "
+            f"(ids {[m.id for m in members]}), got ids {[f.id for f in doc.fold_genomes]}"
+        )
+    out: dict[int, tuple[Genome, ...]] = {}
+    n = len(doc.fold_genomes[0].genomes)
+    for k, (f, m) in enumerate(zip(doc.fold_genomes, members, strict=True)):
+        if len(f.genomes) != n:
+            raise RunDirError(
+                f"{source}: state.fold_genomes[{k}].genomes: expected {n} fold copies like "
+                f"member {members[0].id}'s, got {len(f.genomes)}"
+            )
+        copies = tuple(_genome(g, source, f"fold_genomes[{k}].genomes[{j}]") for j, g in enumerate(f.genomes))
+        for j, g in enumerate(copies):
+            if g.structure_key() != m.genome.structure_key():
+                raise RunDirError(
+                    f"{source}: state.fold_genomes[{k}].genomes[{j}]: expected the structure of "
+                    f"member {m.id}'s genome (nodes, widths, edges), got another"
+                )
+        out[m.id] = copies
+    return out
 
 
 def _champion(doc: _ChampionDoc, source: str, key: str) -> Champion:

@@ -69,6 +69,12 @@ class TaskConfig(Section):
         "champion is chosen on the validation split that ranked every genome); never used for "
         "fitness, so the chosen champion's score on it is not inflated by the search",
     )
+    folds: str | int = Field(
+        "auto",
+        description="K-fold fitness on the pooled train + validation rows: each member trains "
+        "as K columns of the batched engine and scores the mean of its K fold scores; 'auto' = 5 "
+        "folds when the pool has fewer than 2,000 rows (never for xor), 'off', or an integer >= 2",
+    )
     n_samples: int | None = Field(
         None,
         ge=4,
@@ -104,6 +110,13 @@ class TaskConfig(Section):
         if v is not None and v not in METRICS:
             raise ValueError(f"expected one of {', '.join(map(repr, METRICS))}")
         return v
+
+    @field_validator("folds", mode="before")
+    @classmethod
+    def _folds(cls, v: Any) -> Any:
+        if v in ("auto", "off") or (type(v) is int and v >= 2):
+            return v
+        raise ValueError('expected "auto", "off" or an integer >= 2')
 
     @field_validator("name")
     @classmethod

@@ -219,20 +219,32 @@ class PopulationEngine:
         return children
 
 
-def task_losses(out: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
+def task_losses(
+    out: torch.Tensor, y: torch.Tensor, loss: str, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Return each member's mean task loss (``hybrid.metrics.task_loss`` per member).
 
     Args:
         out: every member's outputs (logits for ``cross_entropy``).
         y: the shared targets.
         loss: ``"cross_entropy"`` or ``"mse"``.
+        mask: which samples each member may learn from (K-fold fitness): a member's
+            loss is the mean over its own samples, 0 when it has none in the batch.
+            None: every sample counts for every member.
 
     Shape:
-        out: (P, B, n_out); y: (B,) or (B, n_out) -> (P,)
+        out: (P, B, n_out); y: (B,) or (B, n_out); mask: (P, B) bool -> (P,)
     """
     p, b = out.shape[:2]
     if loss == "cross_entropy":
         # F.cross_entropy's values bit for bit; its 2-D nll_loss path is ~1.5x slower on CPU.
         logp = torch.log_softmax(out.transpose(1, 2), 1)  # (P, n_out, B): the engine's layout
-        return -logp.gather(1, y.view(1, 1, b).expand(p, 1, b)).view(p, b).mean(1)
-    return F.mse_loss(out, y.expand_as(out), reduction="none").mean((1, 2))
+        per = -logp.gather(1, y.view(1, 1, b).expand(p, 1, b)).view(p, b)
+        if mask is None:
+            return per.mean(1)
+    else:
+        if mask is None:
+            return F.mse_loss(out, y.expand_as(out), reduction="none").mean((1, 2))
+        per = F.mse_loss(out, y.expand_as(out), reduction="none").mean(2)
+    count = mask.sum(1).clamp_min(1).to(per.dtype)  # an all-masked batch: loss 0, no gradient
+    return torch.where(mask, per, torch.zeros((), dtype=per.dtype, device=per.device)).sum(1) / count

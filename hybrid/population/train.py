@@ -41,6 +41,7 @@ __all__ = [
     "engine_metrics",
     "evaluate_engine",
     "evaluate_population",
+    "fold_metrics",
     "train_engine",
     "train_population",
 ]
@@ -67,6 +68,7 @@ def train_engine(
     noise_generator: torch.Generator | None = None,
     lrs: Sequence[float] | torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
+    folds: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> list[TrainResult]:
     """Train ``engine.params`` in place on the given minibatch schedule: the one training loop.
 
@@ -80,6 +82,9 @@ def train_engine(
         noise_generator: source of the hard-concrete noise (drawn once, up front).
         lrs: learning rate per member (default ``config.lr`` for all).
         noise: explicit hard-concrete noise instead of drawing it.
+        folds: K-fold fitness (:mod:`hybrid.folds`): ``(fold id of each row of X, fold
+            id of each member)``; a member learns only from the rows outside its
+            fold (its loss is the mean over those rows of each shared minibatch).
 
     Returns:
         One ``TrainResult`` per member, ``metrics`` None.
@@ -88,7 +93,8 @@ def train_engine(
         ValueError: for hard-concrete gates without noise or a generator, or bad ``lrs``.
 
     Shape:
-        X: (N, n_inputs); y: (N,) or (N, n_out); batches: (steps, B); noise: (steps, n_gates).
+        X: (N, n_inputs); y: (N,) or (N, n_out); batches: (steps, B); noise: (steps, n_gates);
+        folds: ((N,), (P,)) int64.
     """
     steps, p = batches.shape[0], engine.n_members
     batches = batches.to(X.device)
@@ -107,6 +113,11 @@ def train_engine(
     failed_loss = torch.full((p,), float("nan"), dtype=dtype, device=dev)
     losses = torch.empty(steps, p, dtype=dtype, device=dev)
     zero = torch.zeros((), dtype=dtype, device=dev)
+    fold_of, fixed_mask = None, None
+    if folds is not None:  # the fold of each batch row; one mask for all steps if batches repeat
+        fold_of, member_fold = folds[0].to(dev)[batches], folds[1].to(dev).view(p, 1)
+        if steps and bool((fold_of == fold_of[:1]).all()):
+            fixed_mask = fold_of[0].view(1, -1) != member_fold
     for t_ in params:
         t_.requires_grad_(True)
     engine.program.reuse_grad_buffers = True  # the optimiser consumes each gradient at once
@@ -114,7 +125,11 @@ def train_engine(
         for t in range(steps):
             idx = batches[t]
             out = engine.forward(X[idx], None if noise is None else noise[t], training=True)
-            task = task_losses(out, y[idx], config.loss)
+            if fold_of is None:
+                task = task_losses(out, y[idx], config.loss)
+            else:  # a member never learns from its own fold's rows
+                mask = fixed_mask if fixed_mask is not None else fold_of[t].view(1, -1) != member_fold
+                task = task_losses(out, y[idx], config.loss, mask)
             loss = task + config.penalty * engine.penalty() if config.penalty else task
             bad = active & ~torch.isfinite(loss)
             if all_active and bool(bad.any()):  # one host sync per step
@@ -231,6 +246,79 @@ def engine_metrics(
     return out
 
 
+def fold_metrics(
+    engine: PopulationEngine,
+    genomes: Sequence[Genome],
+    X: torch.Tensor,
+    y: torch.Tensor,
+    folds: tuple[torch.Tensor, torch.Tensor],
+    gate: str,
+    loss: str,
+    metric: str | None,
+) -> tuple[list[Metrics], list[Metrics]]:
+    """Return each member's metrics outside and inside its fold, from one pass over ``X``.
+
+    K-fold fitness (:mod:`hybrid.folds`): member ``m`` of fold ``f`` trained on the
+    rows of ``X`` outside fold ``f`` and is scored on the rows inside it. Both come
+    from one chunked evaluation pass: losses and correct counts are summed per member
+    and side as the chunks go; a metric other than ``accuracy``/``mse`` keeps the
+    outputs and scores each member's own rows with ``sklearn.metrics``.
+
+    Args:
+        engine: the trained population.
+        genomes: the members as the engine holds them (sizes and FLOPs).
+        X, y: the pool.
+        folds: ``(fold id of each row, fold id of each member)``.
+        gate, loss: as for :func:`engine_metrics`.
+        metric: the score of the inside (validation) metrics; the outside ones get none.
+
+    Returns:
+        ``(outside, inside)``: one :class:`Metrics` per member each.
+    """
+    rows, mine = folds[0].to(X.device), folds[1].to(X.device).view(-1, 1)
+    p, n = engine.n_members, X.shape[0]
+    sums = torch.zeros(2, p, dtype=torch.float64, device=X.device)  # side 0: outside, 1: inside
+    counts = torch.zeros(2, p, dtype=torch.long, device=X.device)
+    correct = torch.zeros(2, p, dtype=torch.long, device=X.device)
+    cheap = metric in (None, "accuracy", "mse")
+    kept: list[np.ndarray] = []
+    with torch.no_grad():
+        for start in range(0, n, EVAL_CHUNK):
+            xb, yb = X[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
+            out = engine.forward(xb)
+            own = rows[start : start + EVAL_CHUNK].view(1, -1) == mine
+            for side, mask in enumerate((~own, own)):
+                c = mask.sum(1)
+                sums[side] += task_losses(out, yb, loss, mask).double() * c
+                counts[side] += c
+                if loss == "cross_entropy":
+                    correct[side] += ((out.argmax(-1) == yb) & mask).sum(1)
+            if not cheap:
+                kept.append(out.detach().to("cpu", torch.float64).numpy())
+    values = (sums / counts.clamp_min(1)).tolist()
+    accuracy = (correct.float() / counts.clamp_min(1).float()).tolist()
+    if loss != "cross_entropy":
+        accuracy = [[None] * p, [None] * p]
+    if metric == "accuracy":
+        scores: list[float | None] = list(accuracy[1])
+    elif metric == "mse":
+        scores = list(values[1])
+    elif metric is None:
+        scores = [None] * p
+    else:
+        outputs = np.concatenate(kept, axis=1)
+        y_np, own_np = y.detach().cpu().numpy(), (rows.view(1, -1) == mine).cpu().numpy()
+        scores = [_score(metric, y_np[own_np[m]], outputs[m][own_np[m]]) for m in range(p)]
+    outside, inside = [], []
+    for m, g in enumerate(genomes):
+        live = active_structure(g, gate)
+        outside.append(Metrics(values[0][m], accuracy[0][m], live.n_parameters, live.flops))
+        inside.append(
+            Metrics(values[1][m], accuracy[1][m], live.n_parameters, live.flops, metric, scores[m])
+        )
+    return outside, inside
+
+
 def _score(metric: str, y: np.ndarray, outputs: np.ndarray) -> float:
     """One member's score; NaN when its outputs are not finite (the member failed)."""
     if not np.isfinite(outputs).all():
@@ -299,6 +387,7 @@ def train_population(
     *,
     X_val: Any = None,
     y_val: Any = None,
+    folds: tuple[Any, Sequence[int]] | None = None,
 ) -> Trained:
     """Train every genome at once and return new genomes holding the trained values.
 
@@ -321,6 +410,10 @@ def train_population(
             ``first:end``, so a sharded run equals the whole one.
         X_val, y_val: a validation split; its metrics are those of the returned
             genomes (a failed member's input genome is evaluated on its own).
+        folds: K-fold fitness (:mod:`hybrid.folds`): ``(fold id of each row of X, fold
+            id of each genome)``. Each genome trains on the rows outside its fold and
+            its validation metrics are those on its fold (``X_val`` is not used); its
+            training metrics are those outside its fold.
 
     Returns:
         :class:`Trained` ``(genomes, results, validation)``: a failed member keeps its
@@ -333,15 +426,20 @@ def train_population(
     X, y = _data(genomes, X, y, config, device)
     engine = PopulationEngine(genomes, config.gate, device=X.device, dtype=X.dtype)
     batches = minibatch_indices(X.shape[0], config.batch_size, config.steps, generator)
+    fold_t = None if folds is None else _fold_tensors(folds, X.shape[0], len(genomes), X.device)
     if noise_columns is not None and config.gate == "hard_concrete":
         first, end, total = noise_columns
         assert end - first == engine.n_gates, (noise_columns, engine.n_gates)
         noise = draw_gate_noise(total, config.steps, generator)[:, first:end].to(X.device)
-        results = train_engine(engine, X, y, config, batches, lrs=lrs, noise=noise)
+        results = train_engine(engine, X, y, config, batches, lrs=lrs, noise=noise, folds=fold_t)
     else:
-        results = train_engine(engine, X, y, config, batches, generator, lrs)
+        results = train_engine(engine, X, y, config, batches, generator, lrs, folds=fold_t)
     trained = engine.write_back()
-    metrics = engine_metrics(engine, trained, X, y, config.gate, config.loss)
+    if fold_t is None:
+        metrics = engine_metrics(engine, trained, X, y, config.gate, config.loss)
+    else:
+        metric = metric_for_loss(config.metric, config.loss)
+        metrics, inside = fold_metrics(engine, trained, X, y, fold_t, config.gate, config.loss, metric)
     out_genomes, out_results = [], []
     for g, t, r, m in zip(genomes, trained, results, metrics, strict=True):
         if r.status == "failed":
@@ -353,6 +451,8 @@ def train_population(
         else:
             out_genomes.append(t)
             out_results.append(replace(r, metrics=m))
+    if fold_t is not None:
+        return Trained(out_genomes, out_results, _fold_validation(inside, trained, out_genomes, X, y, fold_t, config))
     if X_val is None:
         return Trained(out_genomes, out_results)
     return Trained(out_genomes, out_results, _validation(engine, trained, out_genomes, X_val, y_val, config))
@@ -376,4 +476,36 @@ def _validation(
         again = evaluate_population([returned[m] for m in kept], Xv, yv, config)
         for m, metrics in zip(kept, again, strict=True):
             out[m] = metrics
+    return out
+
+
+def _fold_tensors(
+    folds: tuple[Any, Sequence[int]], n_rows: int, n_members: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``folds`` as int64 tensors on ``device``, their lengths checked."""
+    rows = torch.tensor(np.asarray(folds[0]), dtype=torch.long, device=device).reshape(-1)
+    members = torch.as_tensor(list(folds[1]), dtype=torch.long, device=device).reshape(-1)
+    if rows.numel() != n_rows or members.numel() != n_members:
+        raise ValueError(
+            f"folds should give {n_rows} row fold ids and {n_members} member fold ids, "
+            f"got {rows.numel()} and {members.numel()}"
+        )
+    return rows, members
+
+
+def _fold_validation(
+    inside: list[Metrics],
+    trained: list[Genome],
+    returned: list[Genome],
+    X: torch.Tensor,
+    y: torch.Tensor,
+    folds: tuple[torch.Tensor, torch.Tensor],
+    config: TrainConfig,
+) -> list[Metrics]:
+    """Each returned genome's metrics on its own fold (a failed member's input genome alone)."""
+    out = list(inside)
+    for m, (t, g) in enumerate(zip(trained, returned, strict=True)):
+        if t is not g:
+            own = folds[0] == folds[1][m]
+            out[m] = evaluate_population([g], X[own], y[own], config)[0]
     return out

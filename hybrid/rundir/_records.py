@@ -47,6 +47,13 @@ class TaskEncoding(_Model):
     columns: list[ColumnEncoding]
 
 
+class FoldsInfo(_Model):
+    """``task.json``'s ``folds``: K-fold fitness's fold count and rows per fold."""
+
+    k: int
+    sizes: list[int]
+
+
 class TaskInfo(_Model):
     """What ``task.json`` holds (written from ``Task.info()``)."""
 
@@ -59,6 +66,7 @@ class TaskInfo(_Model):
     class_labels: list[str | int | float]
     source: str = ""
     encoding: TaskEncoding | None = None  # table tasks only (runs before it: none)
+    folds: FoldsInfo | None = None  # None: no K-fold fitness (and files from before it)
 
     @field_validator("n_inputs", "n_outputs")
     @classmethod
@@ -87,6 +95,9 @@ class TaskInfo(_Model):
                 )
         if any(s <= 0 for s in self.feature_std):
             raise RunDirError(f"{path}: key 'feature_std' should hold positive values")
+        f = self.folds
+        if f is not None and (f.k < 2 or len(f.sizes) != f.k or any(n < 1 for n in f.sizes)):
+            raise RunDirError(f"{path}: key 'folds' should hold k >= 2 and k positive fold sizes")
         want = self.n_outputs if self.kind == "classification" else 0
         if len(self.class_labels) != want:
             raise RunDirError(f"{path}: key 'class_labels' should have {want} entries for a {self.kind} task")

@@ -206,6 +206,8 @@ class RunDir:
         A regression run written before ``task.metric`` existed (no such key in its
         ``config.toml``) was ranked by negated MSE: it reads as ``metric = "mse"``, so
         resuming, ``status`` and the report go on with the metric it was run with.
+        Likewise a run written before ``task.folds`` existed was ranked on its
+        validation split: it reads as ``folds = "off"`` (not today's ``"auto"``).
 
         Raises:
             ConfigError: naming ``config.toml`` if it is malformed.
@@ -215,11 +217,13 @@ class RunDir:
         from ..config import load_config
 
         config = load_config(self.config_path)
-        if config.task.kind == "regression":
-            task = tomllib.loads(self.config_path.read_text(encoding="utf-8")).get("task", {})
-            if "metric" not in task:
-                return load_config(self.config_path, {"task.metric": "mse"})
-        return config
+        task = tomllib.loads(self.config_path.read_text(encoding="utf-8")).get("task", {})
+        legacy: dict[str, object] = {}
+        if config.task.kind == "regression" and "metric" not in task:
+            legacy["task.metric"] = "mse"
+        if "folds" not in task:
+            legacy["task.folds"] = "off"
+        return load_config(self.config_path, legacy) if legacy else config
 
     def read_task(self) -> TaskInfo:
         """Read and check ``task.json``.

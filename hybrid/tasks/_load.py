@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import DataError
+from ..folds import assign_folds, resolve_folds
 from ._builtin import TASKS
 from ._encode import check_missing, encode_columns, encoded_names, fit_encoding, raw_columns
 from ._files import encode_targets, read_npz, read_npz_split, read_table, resolve_data_path
@@ -165,7 +166,9 @@ def load_task(task_cfg: TaskConfig, seed: int) -> Task:
     stratified for classification. ``xor`` is not split: all three splits are its
     4 points, since the task is to represent XOR, not to generalise from 3 points.
     A data path may be a symbolic link: it is followed, and ``Task.source`` is the
-    real path. Features must stay finite in float32 once standardised.
+    real path. Features must stay finite in float32 once standardised. With K-fold
+    fitness (``task.folds``, :mod:`hybrid.folds`) every row of the pooled training and
+    validation splits gets a seeded, stratified fold id.
 
     Args:
         task_cfg: the ``[task]`` section of a validated config.
@@ -175,7 +178,8 @@ def load_task(task_cfg: TaskConfig, seed: int) -> Task:
         The :class:`Task`, features standardised with training-split statistics.
 
     Raises:
-        DataError: one line naming the file, column or value at fault.
+        DataError: one line naming the file, column or value at fault (or the class
+            too small for ``task.folds``).
     """
     explicit = None  # an NPZ's own split (array "split"), if it holds one
     table, encoding = None, None  # a table's raw columns and their encoding
@@ -225,6 +229,12 @@ def load_task(task_cfg: TaskConfig, seed: int) -> Task:
         X, columns = encode_columns(table, encoding), encoded_names(encoding)
     mean, std, Xs = _standardised(X, tr, columns, where)
     y_dtype = np.int64 if kind == "classification" else np.float32
+    classification = kind == "classification"
+    y_pool = np.concatenate([y[tr], y[va]])
+    k = resolve_folds(
+        task_cfg.folds, y_pool, tuple(labels) if classification else None, do_split, where
+    )
+    fold_ids = assign_folds(y_pool, k, seed, classification) if k else None
     return Task(
         name=name,
         kind=kind,
@@ -243,4 +253,5 @@ def load_task(task_cfg: TaskConfig, seed: int) -> Task:
         class_labels=tuple(labels),
         source=source,
         encoding=encoding,
+        fold_ids=fold_ids,
     )

@@ -29,6 +29,9 @@ class Task:
     ``encoding`` (tables only, else None) says how a raw row became the features:
     the raw columns in order, each numeric (with its fill value) or categorical
     (with its categories); see :mod:`hybrid.tasks.preprocess`.
+    ``fold_ids`` (K-fold fitness, :mod:`hybrid.folds`) gives each row of the pool
+    (the training rows, then the validation rows) its fold, or is None when the
+    task is scored on the validation split alone.
     """
 
     name: str
@@ -48,6 +51,12 @@ class Task:
     X_sel: np.ndarray | None = None
     y_sel: np.ndarray | None = None
     encoding: dict[str, Any] | None = None
+    fold_ids: np.ndarray | None = None
+
+    @property
+    def folds(self) -> int:
+        """Return the number of folds of K-fold fitness, 0 when it is off."""
+        return 0 if self.fold_ids is None else int(self.fold_ids.max()) + 1
 
     def info(self) -> dict[str, object]:
         """Return the JSON-ready facts a run keeps in ``task.json`` (no data arrays)."""
@@ -67,6 +76,9 @@ class Task:
                 "test": len(self.X_test),
             },
             **({} if self.encoding is None else {"encoding": self.encoding}),
+            "folds": None
+            if self.fold_ids is None
+            else {"k": self.folds, "sizes": [int(c) for c in np.bincount(self.fold_ids)]},
         }
 
     def __repr__(self) -> str:

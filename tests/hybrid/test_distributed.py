@@ -44,6 +44,7 @@ def _config(
     engine: str = "batched",
     steps: int = 20,
     generations: int = 3,
+    folds: str | int = "off",
 ) -> Config:
     text = tiny_toml(
         tmp_path,
@@ -52,6 +53,7 @@ def _config(
         engine=engine,
         generations=generations,
         backend=backend,
+        folds=folds,
     )
     overrides: dict[str, Any] = {"run.name": name}
     if address is not None:
@@ -214,6 +216,15 @@ def test_dask_shards_replay_the_in_process_batched_engine_with_hard_concrete_gat
     Search.start(_config(tmp_path, "local", "none", gate="hard_concrete")).run()
     Search.start(
         _config(tmp_path, "dask", "dask", cluster.scheduler_address, gate="hard_concrete")
+    ).run()
+    _assert_same_run(tmp_path / "local", tmp_path / "dask")
+
+
+def test_dask_shards_replay_the_in_process_k_fold_run(tmp_path, cluster) -> None:
+    # K-fold fitness: each shard gets its slice of the member folds, as of the noise columns.
+    Search.start(_config(tmp_path, "local", "none", gate="hard_concrete", folds=3)).run()
+    Search.start(
+        _config(tmp_path, "dask", "dask", cluster.scheduler_address, gate="hard_concrete", folds=3)
     ).run()
     _assert_same_run(tmp_path / "local", tmp_path / "dask")
 
