@@ -52,6 +52,9 @@ AUTO_FOLDS = 5
 #: one member's score moves by whole percentage points with the split's luck (one row
 #: of 300 is 0.33%); above it the split is big enough and K-fold only costs time.
 AUTO_MAX_ROWS = 2000
+#: ... and uses no more folds than leave this many rows in each: a fold of one or two
+#: rows has no R^2 and an accuracy of 0 or 1, a worse judge than the split it replaces.
+AUTO_MIN_FOLD_ROWS = 10
 
 # The split uses stream 1 of the run's seed (hybrid.tasks._load); folds get their own.
 _FOLD_STREAM = 5
@@ -65,8 +68,8 @@ def resolve_folds(
     """Return the number of folds a task uses (0: off), checking it against the pool.
 
     ``"auto"`` gives :data:`AUTO_FOLDS` when the pool has fewer than
-    :data:`AUTO_MAX_ROWS` rows (fewer folds if the smallest class is smaller, off if it
-    has one row), else off; ``"off"`` gives 0; an integer is taken as it is. A task
+    :data:`AUTO_MAX_ROWS` rows (fewer folds if the smallest class is smaller or a fold
+    would hold fewer than :data:`AUTO_MIN_FOLD_ROWS` rows; off below 2 folds), else off; ``"off"`` gives 0; an integer is taken as it is. A task
     that is not split (``xor``) never uses folds.
 
     Args:
@@ -86,7 +89,7 @@ def resolve_folds(
     if setting == "auto":
         if len(y_pool) >= AUTO_MAX_ROWS:
             return 0
-        k = min([AUTO_FOLDS, *counts.values()]) if counts else min(AUTO_FOLDS, len(y_pool))
+        k = min([AUTO_FOLDS, len(y_pool) // AUTO_MIN_FOLD_ROWS, *counts.values()])
         return k if k >= 2 else 0
     k = int(setting)
     for label, count in counts.items():
