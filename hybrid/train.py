@@ -50,6 +50,7 @@ class TrainConfig:
     gate: str = "sigmoid"  # soft gates are deterministic; "hard_concrete" lets gates close exactly
     loss: str = "cross_entropy"  # classification is what the built-in tasks are; "mse" for regression
     metric: str | None = None  # the validation/test metric (``hybrid.metrics.METRICS``); None: the loss's default
+    class_weight: str = "none"  # "balanced": classes weigh equally in the training loss (cross_entropy only)
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or self.lr <= 0:
@@ -68,6 +69,13 @@ class TrainConfig:
             raise ConfigError(f"train.gate: {exc}") from None
         if self.loss not in LOSSES:
             raise ConfigError(f"train.loss should be one of {sorted(LOSSES)}, got {self.loss!r}")
+        if self.class_weight not in ("none", "balanced") or (
+            self.class_weight == "balanced" and self.loss != "cross_entropy"
+        ):
+            raise ConfigError(
+                "train.class_weight should be 'none', or 'balanced' with cross_entropy, got "
+                f"{self.class_weight!r} with loss {self.loss!r}"
+            )
         if self.metric is not None:
             kind = "classification" if self.loss == "cross_entropy" else "regression"
             try:

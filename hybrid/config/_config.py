@@ -85,6 +85,12 @@ class Config(Section):
                 self.training.loss,
                 f"expected {LOSS_FOR_KIND[kind]!r} for a {kind} task",
             )
+        if self.training.class_weight == "balanced" and kind != "classification":
+            raise KeyedError(
+                "training.class_weight",
+                "balanced",
+                "expected 'none' or 'auto' for a regression task (there are no classes to balance)",
+            )
         if self.evolution.elitism >= self.evolution.population:
             raise KeyedError(
                 "evolution.elitism",
@@ -166,11 +172,18 @@ class Config(Section):
 
     def train_kwargs(self) -> dict[str, Any]:
         """Return the ``TrainConfig`` fields: steps, batch_size, lr, weight_decay, penalty, gate,
-        loss, and ``task.metric`` as ``metric``."""
+        loss, ``task.metric`` as ``metric``, and ``class_weight`` ("auto" resolved)."""
         t = self.training
         keys = ("steps", "batch_size", "lr", "weight_decay", "penalty", "gate", "loss")
-        return {**{k: getattr(t, k) for k in keys}, "metric": self.task.metric}
+        weight = t.class_weight
+        if weight == "auto":
+            weight = "balanced" if self.task.metric in CLASS_BALANCED_METRICS else "none"
+        return {**{k: getattr(t, k) for k in keys}, "metric": self.task.metric, "class_weight": weight}
 
+
+#: Metrics that weigh every class equally: ``class_weight = "auto"`` trains for them with
+#: a class-balanced loss, so the loss the members descend agrees with what ranks them.
+CLASS_BALANCED_METRICS = ("balanced_accuracy", "f1_macro")
 
 #: Section name -> model, in the order ``dump_config`` writes them.
 SECTIONS: dict[str, type[Section]] = {

@@ -143,6 +143,12 @@ class TrainingConfig(Section):
     loss: Literal["cross_entropy", "mse"] | None = Field(
         None, description="derived from task.kind: cross_entropy (classification), mse (regression)"
     )
+    class_weight: Literal["auto", "none", "balanced"] = Field(
+        "auto",
+        description="balanced: each class weighs as much in the training loss as any other "
+        "(sklearn's class_weight='balanced'); auto: balanced when task.metric is "
+        "balanced_accuracy or f1_macro (metrics that weigh classes equally), else none",
+    )
     inheritance: Literal["lamarckian", "baldwinian"] = Field(
         "lamarckian",
         description="lamarckian: children inherit trained weights; baldwinian: only fitness benefits",

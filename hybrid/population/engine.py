@@ -220,7 +220,11 @@ class PopulationEngine:
 
 
 def task_losses(
-    out: torch.Tensor, y: torch.Tensor, loss: str, mask: torch.Tensor | None = None
+    out: torch.Tensor,
+    y: torch.Tensor,
+    loss: str,
+    mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Return each member's mean task loss (``hybrid.metrics.task_loss`` per member).
 
@@ -231,10 +235,15 @@ def task_losses(
         mask: which samples each member may learn from (K-fold fitness): a member's
             loss is the mean over its own samples, 0 when it has none in the batch.
             None: every sample counts for every member.
+        weights: each sample's weight (``class_weight = "balanced"``): a member's loss
+            is then the weighted mean ``sum(w * l) / sum(w)`` over its samples, as
+            ``F.cross_entropy(weight=...)`` computes it.
 
     Shape:
-        out: (P, B, n_out); y: (B,) or (B, n_out); mask: (P, B) bool -> (P,)
+        out: (P, B, n_out); y: (B,) or (B, n_out); mask: (P, B) bool; weights: (B,) -> (P,)
     """
+    if weights is not None:
+        return _weighted_losses(out, y, loss, mask, weights)
     p, b = out.shape[:2]
     if loss == "cross_entropy":
         # F.cross_entropy's values bit for bit; its 2-D nll_loss path is ~1.5x slower on CPU.
@@ -248,3 +257,21 @@ def task_losses(
         per = F.mse_loss(out, y.expand_as(out), reduction="none").mean(2)
     count = mask.sum(1).clamp_min(1).to(per.dtype)  # an all-masked batch: loss 0, no gradient
     return torch.where(mask, per, torch.zeros((), dtype=per.dtype, device=per.device)).sum(1) / count
+
+
+def _weighted_losses(
+    out: torch.Tensor, y: torch.Tensor, loss: str, mask: torch.Tensor | None, weights: torch.Tensor
+) -> torch.Tensor:
+    """:func:`task_losses` with per-sample weights: ``sum(w * l) / sum(w)`` per member."""
+    p, b = out.shape[:2]
+    if loss == "cross_entropy":
+        logp = torch.log_softmax(out.transpose(1, 2), 1)
+        per = -logp.gather(1, y.view(1, 1, b).expand(p, 1, b)).view(p, b)
+    else:
+        per = F.mse_loss(out, y.expand_as(out), reduction="none").mean(2)
+    w = weights.to(per.dtype).view(1, b).expand(p, b)
+    zero = torch.zeros((), dtype=per.dtype, device=per.device)
+    if mask is not None:
+        w = torch.where(mask, w, zero)
+    total = torch.where(w > 0, per * w, zero).sum(1)  # a weight-0 sample adds nothing, even an inf loss
+    return total / w.sum(1).clamp_min(torch.finfo(per.dtype).tiny)

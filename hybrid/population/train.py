@@ -38,6 +38,7 @@ from .engine import PopulationEngine, task_losses
 
 __all__ = [
     "Trained",
+    "class_weights",
     "engine_metrics",
     "evaluate_engine",
     "evaluate_population",
@@ -113,6 +114,7 @@ def train_engine(
     failed_loss = torch.full((p,), float("nan"), dtype=dtype, device=dev)
     losses = torch.empty(steps, p, dtype=dtype, device=dev)
     zero = torch.zeros((), dtype=dtype, device=dev)
+    sample_w = class_weights(y).to(dtype)[y] if config.class_weight == "balanced" else None
     fold_of, fixed_mask = None, None
     if folds is not None:  # the fold of each batch row; one mask for all steps if batches repeat
         fold_of, member_fold = folds[0].to(dev)[batches], folds[1].to(dev).view(p, 1)
@@ -125,11 +127,12 @@ def train_engine(
         for t in range(steps):
             idx = batches[t]
             out = engine.forward(X[idx], None if noise is None else noise[t], training=True)
+            w = None if sample_w is None else sample_w[idx]
             if fold_of is None:
-                task = task_losses(out, y[idx], config.loss)
+                task = task_losses(out, y[idx], config.loss, None, w)
             else:  # a member never learns from its own fold's rows
                 mask = fixed_mask if fixed_mask is not None else fold_of[t].view(1, -1) != member_fold
-                task = task_losses(out, y[idx], config.loss, mask)
+                task = task_losses(out, y[idx], config.loss, mask, w)
             loss = task + config.penalty * engine.penalty() if config.penalty else task
             bad = active & ~torch.isfinite(loss)
             if all_active and bool(bad.any()):  # one host sync per step
@@ -146,6 +149,21 @@ def train_engine(
         for t_ in params:
             t_.requires_grad_(False)
     return _results(losses.cpu(), done.cpu(), failed_loss.cpu())
+
+
+def class_weights(y: torch.Tensor) -> torch.Tensor:
+    """Return ``class_weight = "balanced"``'s weight of each class id: ``N / (n_classes * count)``.
+
+    sklearn's ``compute_class_weight("balanced")`` formula over the training rows given
+    (with K-fold fitness: the whole pool, which stratified folds share out evenly); a
+    class with no rows gets weight 0 (``n_classes`` counts the classes present).
+
+    Shape:
+        y: (N,) int64 class ids -> (max(y) + 1,) float64
+    """
+    counts = torch.bincount(y.reshape(-1)).double()
+    present = int((counts > 0).sum())
+    return torch.where(counts > 0, y.numel() / (present * counts.clamp_min(1)), torch.zeros_like(counts))
 
 
 def _results(losses: torch.Tensor, done: torch.Tensor, failed: torch.Tensor) -> list[TrainResult]:
