@@ -42,6 +42,7 @@ runs_dir = "{runs}"
 path = "{npz}"
 kind = "classification"
 metric = "{metric}"
+folds = "off"  # one validation split in both arms: the comparison is the metric alone
 
 [genome]
 hidden = []
