@@ -55,7 +55,7 @@ _RESERVED = {
     "task.noise",
 }
 #: Task keys kept from a given config (the rest describe its own data).
-_KEPT_TASK_KEYS = ("val_fraction", "test_fraction", "selection_fraction")
+_KEPT_TASK_KEYS = ("val_fraction", "test_fraction", "selection_fraction", "folds", "missing")
 _SOURCE = "hybrid.search"
 
 
@@ -439,7 +439,8 @@ def search(
             values) or [samples, outputs] (regression).
         config: the rest of the settings: a TOML file, a TOML-shaped dict
             (``{"evolution": {"population": 16}}``) or a :class:`~hybrid.config.Config`;
-            its ``[task]`` keeps only ``val_fraction``, ``test_fraction``, ``selection_fraction``, ``metric``
+            its ``[task]`` keeps only ``val_fraction``, ``test_fraction``, ``selection_fraction``, ``folds``,
+            ``missing``, ``metric``
             and ``kind``. Default: every key's default.
         kind: "classification" or "regression" (default: the config's ``task.kind``).
         runs_dir: folder that holds the run folder (``run.runs_dir``; default "runs").

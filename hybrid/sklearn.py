@@ -61,6 +61,7 @@ PARAM_KEYS = {
     "val_fraction": "task.val_fraction",
     "test_fraction": "task.test_fraction",
     "selection_fraction": "task.selection_fraction",
+    "folds": "task.folds",
     "seed": "run.seed",
     "device": "run.device",
 }
@@ -86,6 +87,8 @@ _DOC_PARAMS = """
         test_fraction: share of ``X`` held out for the champion's test score.
         selection_fraction: share of ``X`` held out to choose the champion from the
             short list (``task.selection_fraction``; 0: choose on validation).
+        folds: K-fold fitness on train + validation (``task.folds``): ``"auto"`` (5
+            folds under 2,000 rows), ``"off"`` or an integer >= 2.
         seed: ``run.seed``: same seed, same data, same model.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (``run.device``).
         runs_dir: keep the run folders here (one per fit); None: a temporary folder.
@@ -131,6 +134,7 @@ class _HybridEstimator(BaseEstimator):
         val_fraction: float = 0.2,
         test_fraction: float = 0.2,
         selection_fraction: float = 0.0,
+        folds: str | int = "auto",
         seed: int = 0,
         device: str = "auto",
         runs_dir: str | os.PathLike[str] | None = None,
@@ -154,6 +158,7 @@ class _HybridEstimator(BaseEstimator):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.selection_fraction = selection_fraction
+        self.folds = folds
         self.seed = seed
         self.device = device
         self.runs_dir = runs_dir
