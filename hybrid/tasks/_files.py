@@ -28,7 +28,9 @@ import stat
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -363,6 +365,22 @@ def _npz_array(npz: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
         ) from None
 
 
+@contextmanager
+def _open_npz(path: Path) -> Iterator[Any]:
+    """``np.load(path)`` without pickles; any failure to read it is one ``DataError`` line."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            yield npz
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except DataError:
+        raise
+    except _NPZ_READ_ERRORS as exc:
+        raise DataError(
+            f"{path}: not a valid NPZ archive ({type(exc).__name__}), expected numpy.savez output"
+        ) from None
+
+
 def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Read arrays ``X`` ([N, F] numbers) and ``y`` ([N] or [N, k]) from an NPZ file.
 
@@ -377,24 +395,13 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """
     if not zipfile.is_zipfile(path):  # a .npy or pickle renamed: numpy would hint at pickle
         raise DataError(f"{path}: not an NPZ archive, expected a zip of .npy arrays (numpy.savez)")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            names = list(npz.files)
-            missing = [k for k in ("X", "y") if k not in names]
-            if missing:
-                shown = ", ".join(repr(n) for n in names[:10]) or "none"
-                raise DataError(
-                    f"{path}: no array {missing[0]!r} (arrays: {shown}); expected X and y"
-                )
-            X, y = _npz_array(npz, "X", path), _npz_array(npz, "y", path)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except DataError:
-        raise
-    except _NPZ_READ_ERRORS as exc:
-        raise DataError(
-            f"{path}: not a valid NPZ archive ({type(exc).__name__}), expected numpy.savez output"
-        ) from None
+    with _open_npz(path) as npz:
+        names = list(npz.files)
+        missing = [k for k in ("X", "y") if k not in names]
+        if missing:
+            shown = ", ".join(repr(n) for n in names[:10]) or "none"
+            raise DataError(f"{path}: no array {missing[0]!r} (arrays: {shown}); expected X and y")
+        X, y = _npz_array(npz, "X", path), _npz_array(npz, "y", path)
     if X.ndim != 2 or X.dtype.kind not in "biuf":
         raise DataError(
             f"{path}: array 'X' is {X.dtype} with shape {X.shape}, expected numbers of shape [samples, features]"
@@ -440,17 +447,10 @@ def read_npz_split(path: Path, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.
         DataError: ``split`` is not integers of shape [rows], holds a value other than
             0, 1 or 2, or leaves a split empty.
     """
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if SPLIT_ARRAY not in npz.files:
-                return None
-            split = _npz_array(npz, SPLIT_ARRAY, path)
-    except DataError:
-        raise
-    except _NPZ_READ_ERRORS as exc:
-        raise DataError(
-            f"{path}: not a valid NPZ archive ({type(exc).__name__}), expected numpy.savez output"
-        ) from None
+    with _open_npz(path) as npz:
+        if SPLIT_ARRAY not in npz.files:
+            return None
+        split = _npz_array(npz, SPLIT_ARRAY, path)
     if split.shape != (n_rows,) or split.dtype.kind not in "iu":
         raise DataError(
             f"{path}: array {SPLIT_ARRAY!r} is {split.dtype} with shape {split.shape}, expected "
