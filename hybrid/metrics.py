@@ -246,6 +246,11 @@ class Metrics:
         return fitness(self.metric, self.score)
 
 
+def _writable(a: Any) -> Any:
+    """``a``, copied if it is a read-only numpy array (torch shares memory only with writable ones)."""
+    return a.copy() if isinstance(a, np.ndarray) and not a.flags.writeable else a
+
+
 def check_data(
     X: Any, y: Any, n_inputs: int, n_outputs: int, loss: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -267,6 +272,7 @@ def check_data(
     Shape:
         X: (N, n_inputs); y: (N,) for ``cross_entropy``, (N, n_outputs) for ``mse``.
     """
+    X, y = _writable(X), _writable(y)  # a Task's frozen arrays: torch would warn on sharing them
     X = torch.as_tensor(X)
     if not X.is_floating_point() or X.dtype not in (torch.float32, torch.float64):
         X = X.to(torch.float32)
