@@ -328,14 +328,17 @@ class Search:
     def _final_fit(self, chosen: Champion) -> Genome:
         """Return ``chosen``'s genome trained ``evolution.final_steps`` more steps on train + validation (+ selection).
 
-        Its own weights if that training fails (a NaN/inf loss): the test score is
-        then the unfitted genome's, never a broken one's.
+        Weights and biases train; the gates stay as they were chosen, so the fitted
+        network has the chosen one's structure and size. Its own weights if that
+        training fails (a NaN/inf loss): the test score is then the unfitted
+        genome's, never a broken one's.
         """
         task, cfg = self.task, self.config
         held = [] if task.X_sel is None else [(task.X_sel, task.y_sel)]
         X = np.concatenate([task.X_train, task.X_val, *(x for x, _ in held)])
         y = np.concatenate([task.y_train, task.y_val, *(t for _, t in held)])
-        config = replace(self.train_config, steps=cfg.evolution.final_steps)
+        # the chosen architecture is what is fitted: its gates (so its size) stay as chosen
+        config = replace(self.train_config, steps=cfg.evolution.final_steps, train_gates=False)
         seed = seed_for(cfg.run.seed, self.state.generation, FINAL_FIT_STREAM)
         trained = train_one(chosen.genome, X, y, config, seed, self.device, cfg.run.threads)
         return trained.genomes[0]

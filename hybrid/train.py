@@ -51,6 +51,7 @@ class TrainConfig:
     loss: str = "cross_entropy"  # classification is what the built-in tasks are; "mse" for regression
     metric: str | None = None  # the validation/test metric (``hybrid.metrics.METRICS``); None: the loss's default
     class_weight: str = "none"  # "balanced": classes weigh equally in the training loss (cross_entropy only)
+    train_gates: bool = True  # False: weights and biases train, the gates (so the structure) stay put
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or self.lr <= 0:

@@ -103,9 +103,14 @@ def train_engine(
         if noise_generator is None:
             raise ValueError("hard_concrete gates need a noise_generator, got None")
         noise = draw_gate_noise(engine.n_gates, steps, noise_generator, device=X.device)
-    params = engine.params
+    n_trained = 3 if config.train_gates else 2  # (weights, biases[, gates]): gates may stay as they are
+    params = engine.params[:n_trained]
     optimizer = BatchedAdamW(
-        params, engine.members, _lrs(lrs, config, p), (True, False, False), config.weight_decay
+        params,
+        engine.members[:n_trained],
+        _lrs(lrs, config, p),
+        (True, False, False)[:n_trained],
+        config.weight_decay,
     )
     dev, dtype = X.device, engine.dtype
     active = torch.ones(p, dtype=torch.bool, device=dev)

@@ -165,3 +165,22 @@ def test_a_selection_split_of_an_unsplit_task_or_of_too_few_rows_is_one_data_err
     with pytest.raises(DataError, match="selection") as info:
         load_task(cfg.task, 0)
     assert "\n" not in str(info.value)
+
+
+def test_the_final_fit_trains_weights_but_keeps_the_chosen_gates_and_size(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, "keep", **{"task.selection_fraction": 0.2, "evolution.final_steps": 30})
+    result = Search.start(cfg).run()
+    m = _metrics(result.run_dir)
+    fitted = load(result.run_dir / "best" / "genome.json")
+    from hybrid.lineage import open as open_lineage
+
+    with open_lineage(result.run_dir) as lin:
+        chosen = lin.genome(m["genome_id"])
+    gates = lambda g: {k: v for k, v in g.iter_arrays() if k.endswith("gate")}  # noqa: E731
+    weights = lambda g: {k: v for k, v in g.iter_arrays() if k.endswith("weight")}  # noqa: E731
+    assert gates(fitted).keys() == gates(chosen).keys()
+    for k, v in gates(chosen).items():
+        np.testing.assert_array_equal(gates(fitted)[k], v)
+    assert any(not np.array_equal(weights(fitted)[k], v) for k, v in weights(chosen).items())
+    listed = {e["id"]: e for e in m["shortlist"]}
+    assert m["active_parameters"] == listed[m["genome_id"]]["active_parameters"]
