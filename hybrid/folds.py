@@ -63,11 +63,17 @@ _POOLS: weakref.WeakKeyDictionary[Task, tuple[np.ndarray, np.ndarray]] = weakref
 
 
 def resolve_folds(
-    setting: str | int, y_pool: np.ndarray, labels: Sequence[str] | None, split: bool, where: str
+    setting: str | int,
+    y_pool: np.ndarray,
+    labels: Sequence[str] | None,
+    split: bool,
+    where: str,
+    *,
+    accelerated: bool = False,
 ) -> int:
     """Return the number of folds a task uses (0: off), checking it against the pool.
 
-    ``"auto"`` gives :data:`AUTO_FOLDS` when the pool has fewer than
+    ``"auto"`` gives, on a GPU (``accelerated``), :data:`AUTO_FOLDS` when the pool has fewer than
     :data:`AUTO_MAX_ROWS` rows (fewer folds if the smallest class is smaller or a fold
     would hold fewer than :data:`AUTO_MIN_FOLD_ROWS` rows; off below 2 folds), else off; ``"off"`` gives 0; an integer is taken as it is. A task
     that is not split (``xor``) never uses folds.
@@ -78,6 +84,11 @@ def resolve_folds(
         labels: the class labels by class id (classification), or None (regression).
         split: whether the task has separate splits at all.
         where: the task or file to name in errors.
+        accelerated: the search runs on a GPU. ``"auto"`` turns K-fold on only there:
+            on a CPU the K columns cost what they compute (K = 5: 3.5x a generation,
+            measured), and at equal wall time K-fold did not beat one split on
+            digits, spirals or breast cancer (benchmarks/RESULTS.md); a GPU batches
+            the columns of a small task nearly free.
 
     Raises:
         DataError: an integer K larger than the smallest class's count in the pool
@@ -87,7 +98,7 @@ def resolve_folds(
         return 0
     counts = {} if labels is None else _class_counts(y_pool, labels)
     if setting == "auto":
-        if len(y_pool) >= AUTO_MAX_ROWS:
+        if not accelerated or len(y_pool) >= AUTO_MAX_ROWS:
             return 0
         k = min([AUTO_FOLDS, len(y_pool) // AUTO_MIN_FOLD_ROWS, *counts.values()])
         return k if k >= 2 else 0

@@ -147,7 +147,7 @@ class Search:
         TrainConfig(**config.train_kwargs())  # the settings each step derives: checked now, not mid-run
         config.distance_config()
         config.mutation_config()
-        task = load_task(config.task, config.run.seed)
+        task = load_task(config.task, config.run.seed, accelerated=device.startswith("cuda"))
         splits = [("the validation split", task.y_val), ("the test split", task.y_test)]
         if task.y_sel is not None:
             splits.append(("the selection split", task.y_sel))
@@ -194,7 +194,9 @@ class Search:
         run = open_run_dir(path, writer=True)  # one writer at a time: a second is refused
         config = run.load_config()
         device = resolve_device(config.run.device)
-        task = load_task(config.task, config.run.seed)
+        # folds = "auto" resolves as it did at the start (on a GPU), whatever this machine has
+        started_with_folds = run.read_task().folds is not None
+        task = load_task(config.task, config.run.seed, accelerated=started_with_folds)
         latest = load_latest_checkpoint(run)
         if latest is None:
             run.truncate_stats(None)

@@ -88,7 +88,7 @@ _DOC_PARAMS = """
         selection_fraction: share of ``X`` held out to choose the champion from the
             short list (``task.selection_fraction``; 0: choose on validation).
         folds: K-fold fitness on train + validation (``task.folds``): ``"auto"`` (5
-            folds under 2,000 rows), ``"off"`` or an integer >= 2.
+            folds under 2,000 rows on a GPU, off on a CPU), ``"off"`` or an integer >= 2.
         seed: ``run.seed``: same seed, same data, same model.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (``run.device``).
         runs_dir: keep the run folders here (one per fit); None: a temporary folder.

@@ -73,7 +73,8 @@ class TaskConfig(Section):
         "auto",
         description="K-fold fitness on the pooled train + validation rows: each member trains "
         "as K columns of the batched engine and scores the mean of its K fold scores; 'auto' = 5 "
-        "folds when the pool has fewer than 2,000 rows (never for xor), 'off', or an integer >= 2",
+        "folds on a GPU when the pool has fewer than 2,000 rows (off on a CPU, where the columns "
+        "cost what they compute; never for xor), 'off', or an integer >= 2",
     )
     n_samples: int | None = Field(
         None,

@@ -154,7 +154,7 @@ def _standardised(
     return mean, std, Xs
 
 
-def load_task(task_cfg: TaskConfig, seed: int) -> Task:
+def load_task(task_cfg: TaskConfig, seed: int, *, accelerated: bool = False) -> Task:
     """Make or read a task's data and split and standardise it, all seeded.
 
     A built-in task (``task_cfg.name``) comes from :data:`TASKS`; user data from
@@ -173,6 +173,8 @@ def load_task(task_cfg: TaskConfig, seed: int) -> Task:
     Args:
         task_cfg: the ``[task]`` section of a validated config.
         seed: the run's seed (synthetic noise and the split).
+        accelerated: the search runs on a GPU (``task.folds = "auto"`` turns K-fold
+            fitness on only there: :func:`hybrid.folds.resolve_folds`).
 
     Returns:
         The :class:`Task`, features standardised with training-split statistics.
@@ -232,7 +234,12 @@ def load_task(task_cfg: TaskConfig, seed: int) -> Task:
     classification = kind == "classification"
     y_pool = np.concatenate([y[tr], y[va]])
     k = resolve_folds(
-        task_cfg.folds, y_pool, tuple(labels) if classification else None, do_split, where
+        task_cfg.folds,
+        y_pool,
+        tuple(labels) if classification else None,
+        do_split,
+        where,
+        accelerated=accelerated,
     )
     fold_ids = assign_folds(y_pool, k, seed, classification) if k else None
     return Task(

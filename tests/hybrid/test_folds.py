@@ -69,15 +69,16 @@ def test_regression_folds_are_plain_kfold_of_even_sizes():
 
 def test_auto_resolves_to_five_folds_on_small_pools_and_off_on_large_or_unsplit_ones():
     y = np.arange(100) % 2
-    assert resolve_folds("auto", y, ("a", "b"), True, "t") == 5
-    assert resolve_folds("auto", np.arange(2000) % 2, ("a", "b"), True, "t") == 0
-    assert resolve_folds("auto", y, ("a", "b"), False, "t") == 0  # xor: not split
+    assert resolve_folds("auto", y, ("a", "b"), True, "t", accelerated=True) == 5
+    assert resolve_folds("auto", y, ("a", "b"), True, "t") == 0  # a CPU: K columns cost K-fold
+    assert resolve_folds("auto", np.arange(2000) % 2, ("a", "b"), True, "t", accelerated=True) == 0
+    assert resolve_folds("auto", y, ("a", "b"), False, "t", accelerated=True) == 0  # xor: not split
     assert resolve_folds("off", y, ("a", "b"), True, "t") == 0
     assert resolve_folds(3, y, ("a", "b"), True, "t") == 3
     rare = np.array([0] * 50 + [1] * 3)
-    assert resolve_folds("auto", rare, ("a", "b"), True, "t") == 3  # no more folds than the rarest class
-    assert resolve_folds("auto", np.arange(35) % 2, ("a", "b"), True, "t") == 3  # >= 10 rows a fold
-    assert resolve_folds("auto", np.arange(12.0), None, True, "t") == 0  # one fold of 12: off
+    assert resolve_folds("auto", rare, ("a", "b"), True, "t", accelerated=True) == 3  # no more folds than the rarest class
+    assert resolve_folds("auto", np.arange(35) % 2, ("a", "b"), True, "t", accelerated=True) == 3  # >= 10 rows a fold
+    assert resolve_folds("auto", np.arange(12.0), None, True, "t", accelerated=True) == 0  # one fold of 12: off
     with pytest.raises(DataError, match=r"t: task.folds = 4: class 'b' has only 3 rows"):
         resolve_folds(4, rare, ("a", "b"), True, "t")
 
