@@ -241,8 +241,9 @@ class RecurrentEngine:
         one, zero = n_g + 1, n_g  # indices into the gate values extended by [0, 1]
         S = max((sum(w for _, w in sl.state) for sl in self._members), default=0)
         self.state_size = int(S)
-        dense = np.full(P * C * R, n_w, np.int64)  # weight index per dense entry (n_w: zero)
-        from_state = np.full(P * S * R, n_w, np.int64)  # recurrent weights by state column
+        dense = np.zeros(n_w, np.int64)  # each weight's place in Dt (P, C, R), flattened
+        state_w: list[np.ndarray] = []  # recurrent weights from state nodes ...
+        state_pos: list[np.ndarray] = []  # ... and their places in Ws (P, S, R), flattened
         w_gate = np.zeros(n_w, np.int64)  # edge gate of each weight
         w_src = np.full(n_w, one, np.int64)  # the neuron gate of its source column, else 1
         row_gate = np.full((P, R), zero, np.int64)
@@ -275,10 +276,11 @@ class RecurrentEngine:
                 else:
                     cols = 2 * F + Rc + sl.rows[s] + np.arange(ws)
                 idx = (sl.weight[k] + np.arange(wd * ws)).reshape(wd, ws)
-                dense[(m * C + cols[None, :]) * R + rows[:, None]] = idx
+                dense[idx] = (m * C + cols[None, :]) * R + rows[:, None]
                 if rec:
                     scols = state_col[s] + np.arange(ws)
-                    from_state[(m * S + scols[None, :]) * R + rows[:, None]] = idx
+                    state_w.append(idx.reshape(-1))
+                    state_pos.append(((m * S + scols[None, :]) * R + rows[:, None]).reshape(-1))
                 w_gate[idx] = sl.edge_gate + k
                 if s in gate_of:  # input and hidden sources: their neuron gates
                     w_src[idx] = (gate_of[s] + np.arange(ws))[None, :]
@@ -298,7 +300,10 @@ class RecurrentEngine:
         self.gates = torch.tensor(self._flat[2], **fl)
         self.members = tuple(torch.as_tensor(x, **idx) for x in self._member_index)
         self._dense = torch.as_tensor(dense, **idx)
-        self._from_state = torch.as_tensor(from_state, **idx)
+        self._state_w = torch.as_tensor(np.concatenate(state_w) if state_w else np.zeros(0, np.int64), **idx)
+        self._state_pos = torch.as_tensor(
+            np.concatenate(state_pos) if state_pos else np.zeros(0, np.int64), **idx
+        )
         self._w_gate = torch.as_tensor(w_gate, **idx)
         self._w_src = torch.as_tensor(w_src, **idx)
         self._row_gate = torch.as_tensor(row_gate, **idx)
@@ -389,11 +394,12 @@ class RecurrentEngine:
         folded in (rows hold ungated activations); ``Ws`` maps a given initial state
         (gated values) through the recurrent edges, edge gates folded in.
         """
+        P, R = self.n_members, self.n_rows
         w = self.weights * values[self._w_gate]
-        wz = torch.cat([w * values[self._w_src], w.new_zeros(1)])
-        Dt = wz[self._dense].view(self.n_members, self.n_cols, self.n_rows)
-        Ws = torch.cat([w, w.new_zeros(1)])[self._from_state]
-        return Dt, Ws.view(self.n_members, self.state_size, self.n_rows)
+        # Scattered (unique places): the backward is a gather of the weights' places.
+        Dt = w.new_zeros(P * self.n_cols * R).index_put((self._dense,), w * values[self._w_src])
+        Ws = w.new_zeros(P * self.state_size * R).index_put((self._state_pos,), w[self._state_w])
+        return Dt.view(P, self.n_cols, R), Ws.view(P, self.state_size, R)
 
     def _activate(self, block: int, pre: torch.Tensor) -> torch.Tensor:
         base, others = self._acts[block]
@@ -488,9 +494,9 @@ class RecurrentEngine:
             r0, r1 = self.blocks[k]
             W = Dt[:, 2 * F + Rc - lead : 2 * F + Rc + r0, r0:r1]
             src = None if not parts else parts[0] if len(parts) == 1 else torch.cat(parts, 2)
-            if self.output_level and k == last:  # transposed: (P, n_out, T * B)
-                u = inputs(r0, r1).transpose(1, 2)
-                out = u if src is None else torch.baddbmm(u, W.transpose(1, 2), src.transpose(1, 2))
+            if self.output_level and k == last:
+                u = inputs(r0, r1)
+                out = (u if src is None else torch.baddbmm(u, src, W)).transpose(1, 2)
                 break
             u = inputs(r0, r1)
             a = self._activate(k, u if src is None else torch.baddbmm(u, src, W))
