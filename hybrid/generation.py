@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from genomes import Genome, InnovationTracker, distance
+from genomes.genome import edge_attrs
 
 from .backends import train_members
 from .config import Config
@@ -137,19 +138,7 @@ def initial_state(config: Config, task: Task) -> SearchState:
     rng = np.random.default_rng([config.run.seed, 0, 7])
     tracker = InnovationTracker()
     members = tuple(
-        Member(
-            i,
-            Genome.minimal(
-                task.n_inputs,
-                task.n_outputs,
-                rng,
-                tracker,
-                hidden=config.genome.hidden,
-                activation=config.genome.activation,
-                gate_init=config.genome.gate_init,
-            ),
-            0,
-        )
+        Member(i, _initial_genome(config, task, rng, tracker), 0)
         for i in range(config.evolution.population)
     )
     k = task.folds
@@ -164,6 +153,39 @@ def initial_state(config: Config, task: Task) -> SearchState:
         next_id=len(members),
         next_species_id=0,
     )
+
+
+def _initial_genome(
+    config: Config, task: Task, rng: np.random.Generator, tracker: InnovationTracker
+) -> Genome:
+    """One member of generation 0: the minimal genome, with self-loops if ``genome.recurrent``."""
+    gen = config.genome
+    genome = Genome.minimal(
+        task.n_inputs,
+        task.n_outputs,
+        rng,
+        tracker,
+        hidden=gen.hidden,
+        activation=gen.activation,
+        gate_init=gen.gate_init,
+    )
+    return _with_self_loops(genome, rng, tracker, gen.gate_init) if gen.recurrent else genome
+
+
+def _with_self_loops(
+    genome: Genome, rng: np.random.Generator, tracker: InnovationTracker, gate_init: float
+) -> Genome:
+    """Return ``genome`` with a recurrent self-loop (LeCun-normal weights) on each hidden node."""
+    child = genome.copy()
+    for n in genome.hidden_nodes():
+        w = int(genome.node(n)["width"])
+        weight = (rng.normal(size=(w, w)) / np.sqrt(w)).astype(np.float32)
+        child.graph.add_edge(
+            n,
+            n,
+            **edge_attrs(tracker.edge(n, n, recurrent=True), weight, gate_init, recurrent=True),
+        )
+    return child.validate()
 
 
 def seed_for(seed: int, generation: int, stream: int) -> int:

@@ -91,6 +91,16 @@ class TaskConfig(Section):
         "the shapes span about 1, so beyond that the points are noise alone",
     )
 
+    schedule: Annotated[
+        tuple[Annotated[tuple[str, Annotated[int, Field(ge=1)]], BeforeValidator(as_tuple)], ...],
+        BeforeValidator(as_tuple),
+    ] = Field(
+        (),
+        description="a task that changes during the run: [[name, generations], ...], built-in tasks "
+        "run in turn for that many generations each (the last one until the run stops); the first "
+        "is task.name, all of one kind and shape; each change starts a new champion",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _fill_builtin(cls, data: Any) -> Any:
@@ -147,6 +157,8 @@ class TaskConfig(Section):
                 check_metric(self.metric, self.kind)
             except ValueError as exc:
                 raise KeyedError("metric", self.metric, str(exc)) from None
+        if self.schedule:
+            self._check_schedule()
         if self.name is not None:
             spec = TASKS[self.name]
             if self.kind != spec.kind:
@@ -194,3 +206,14 @@ class TaskConfig(Section):
             raise KeyedError("categorical", list(self.categorical), f"expected it unset: {why}")
         if self.missing != "error":
             raise KeyedError("missing", self.missing, f"expected 'error' (the default): {why}")
+
+    def _check_schedule(self) -> None:
+        """A schedule names built-in tasks of this task's kind, starting with ``task.name``."""
+        names = [name for name, _ in self.schedule]
+        if self.name is None or names[0] != self.name:
+            raise KeyedError("schedule", [list(p) for p in self.schedule], f"expected task.name ({self.name!r}) first")
+        for name in names:
+            if name not in TASKS:
+                raise KeyedError("schedule", name, f"expected a built-in task: {', '.join(map(repr, TASKS))}")
+            if TASKS[name].kind != TASKS[self.name].kind:
+                raise KeyedError("schedule", name, f"expected a {TASKS[self.name].kind} task like {self.name!r}")

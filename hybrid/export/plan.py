@@ -150,7 +150,8 @@ def plan_export(genome: Genome, gate: str = "sigmoid") -> ExportPlan:
     }
     sources: dict[int, list[int]] = {n: [] for n in structure.neurons}
     for s, d in structure.edges:
-        sources[d].append(s)
+        if not g.edges[s, d]["recurrent"]:  # one step from the zero state (recurrent exports: to come)
+            sources[d].append(s)
     order = [n for n in genome.topological_order() if n in structure.neurons]
     layers = []
     for n in order:
@@ -185,5 +186,10 @@ def plan_export(genome: Genome, gate: str = "sigmoid") -> ExportPlan:
         layers=tuple(layers),
     )
     assert plan.layers[-1].id == structure.output, "the output node should come last"
-    assert plan.n_parameters == structure.n_parameters, "plan and active structure disagree"
+    recurrent = sum(
+        int(structure.neurons[d].sum()) * int(structure.neurons[s].sum())
+        for s, d in structure.edges
+        if g.edges[s, d]["recurrent"]
+    )
+    assert plan.n_parameters == structure.n_parameters - recurrent, "plan and active structure disagree"
     return plan
