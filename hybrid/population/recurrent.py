@@ -201,7 +201,9 @@ class RecurrentEngine:
         """Give every non-input node its rows: core levels, rest levels, then the output."""
         outputs = [g.output_id for g in self.genomes]
         #: True when no member's output is a state node: the output is its own last level.
-        self.output_level = all(o not in core for o, (core, _, _) in zip(outputs, parts, strict=True))
+        self.output_level = all(
+            o not in core for o, (core, _, _) in zip(outputs, parts, strict=True)
+        )
         levels = []
         for o, (core, rest, _) in zip(outputs, parts, strict=True):
             if self.output_level:
@@ -226,7 +228,10 @@ class RecurrentEngine:
         self._n_core_blocks = n_core
         for genome, sl, (core, rest) in zip(self.genomes, self._members, levels, strict=True):
             fill = list(starts[:-1])
-            for n, k in [*sorted(core.items()), *((n, n_core + lv) for n, lv in sorted(rest.items()))]:
+            for n, k in [
+                *sorted(core.items()),
+                *((n, n_core + lv) for n, lv in sorted(rest.items())),
+            ]:
                 sl.rows[n] = int(fill[k])
                 fill[k] += genome.graph.nodes[n]["width"]
             if self.output_level:
@@ -260,7 +265,9 @@ class RecurrentEngine:
             state_col, col = {}, 0
             for n, w in sl.state:
                 state_col[n] = col
-                state_src[m, col : col + w] = (np.arange(w) if n == inp else F + sl.rows[n] + np.arange(w))
+                state_src[m, col : col + w] = (
+                    np.arange(w) if n == inp else F + sl.rows[n] + np.arange(w)
+                )
                 col += w
             for k, (s, d) in enumerate(sl.edges):
                 e = g.edges[s, d]
@@ -300,7 +307,9 @@ class RecurrentEngine:
         self.gates = torch.tensor(self._flat[2], **fl)
         self.members = tuple(torch.as_tensor(x, **idx) for x in self._member_index)
         self._dense = torch.as_tensor(dense, **idx)
-        self._state_w = torch.as_tensor(np.concatenate(state_w) if state_w else np.zeros(0, np.int64), **idx)
+        self._state_w = torch.as_tensor(
+            np.concatenate(state_w) if state_w else np.zeros(0, np.int64), **idx
+        )
         self._state_pos = torch.as_tensor(
             np.concatenate(state_pos) if state_pos else np.zeros(0, np.int64), **idx
         )
@@ -310,7 +319,10 @@ class RecurrentEngine:
         self._row_bias = torch.as_tensor(row_bias, **idx)
         self._out_rows = torch.as_tensor(out_rows, **idx)
         self._state_src = torch.as_tensor(state_src, **idx)
-        in_gate = [gate_of_input(sl, g.input_id) + np.arange(F) for g, sl in zip(self.genomes, self._members, strict=True)]
+        in_gate = [
+            gate_of_input(sl, g.input_id) + np.arange(F)
+            for g, sl in zip(self.genomes, self._members, strict=True)
+        ]
         self._in_gate = torch.as_tensor(np.stack(in_gate), **idx)
         # Activations per block: the commonest one everywhere, the others where they are.
         self._acts = []
@@ -440,7 +452,9 @@ class RecurrentEngine:
             raise ValueError(f"inputs should have shape (B, T, {F}), got {tuple(x.shape)}")
         B, T = x.shape[0], x.shape[1]
         if T < 1:
-            raise ValueError(f"inputs should hold at least one time step, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"inputs should hold at least one time step, got shape {tuple(x.shape)}"
+            )
         if state is not None and tuple(state.shape) != (P, B, S):
             raise ValueError(f"state should have shape ({P}, {B}, {S}), got {tuple(state.shape)}")
         out, final = self._run(x.to(self.dtype), noise, training, state)

@@ -77,7 +77,9 @@ def check_sequence_data(
     if not X.is_floating_point() or X.dtype not in (torch.float32, torch.float64):
         X = X.to(torch.float32)
     if X.dim() != 3 or X.shape[2] != n_inputs or X.shape[0] < 1 or X.shape[1] < 1:
-        raise DataError(f"{name} should have shape (N >= 1, T >= 1, {n_inputs}), got {tuple(X.shape)}")
+        raise DataError(
+            f"{name} should have shape (N >= 1, T >= 1, {n_inputs}), got {tuple(X.shape)}"
+        )
     n, t = X.shape[:2]
     y = torch.as_tensor(np.array(y, copy=True) if isinstance(y, np.ndarray) else y, device=X.device)
     if loss == "cross_entropy":
@@ -88,7 +90,9 @@ def check_sequence_data(
             )
         y = y.to(torch.int64)
         if y.min() < 0 or y.max() >= n_outputs:
-            raise DataError(f"{name}: class ids should lie in [0, {n_outputs}), got [{y.min()}, {y.max()}]")
+            raise DataError(
+                f"{name}: class ids should lie in [0, {n_outputs}), got [{y.min()}, {y.max()}]"
+            )
     else:
         if y.shape not in ((n, n_outputs), (n, t, n_outputs)):
             raise DataError(
@@ -99,10 +103,14 @@ def check_sequence_data(
     if mask is not None:
         mask = torch.as_tensor(mask, device=X.device)
         if mask.shape != (n, t) or mask.dtype != torch.bool:
-            raise DataError(f"{name}: mask should be bool of shape ({n}, {t}), got {mask.dtype} {tuple(mask.shape)}")
+            raise DataError(
+                f"{name}: mask should be bool of shape ({n}, {t}), got {mask.dtype} {tuple(mask.shape)}"
+            )
         empty = torch.nonzero(~mask.any(1)).view(-1)
         if empty.numel():
-            raise DataError(f"{name}: mask row {int(empty[0])} scores no step; every sequence needs one")
+            raise DataError(
+                f"{name}: mask row {int(empty[0])} scores no step; every sequence needs one"
+            )
     return X, y, mask
 
 
@@ -119,7 +127,7 @@ def _last_steps(mask: torch.Tensor | None, n: int, t: int, device: torch.device)
 
 
 def sequence_losses(
-    out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None, loss: str
+    out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None, loss: str, accuracy: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Return each member's summed task loss, the count it is a mean over, and its correct count.
 
@@ -128,10 +136,12 @@ def sequence_losses(
         y: the batch's targets (per step or per sequence).
         mask: the batch's scored steps, or None.
         loss: ``"cross_entropy"`` or ``"mse"``.
+        accuracy: count the right argmax predictions too (classification).
 
     Returns:
         ``(sum (P,), count (), correct (P,) or None)``: the mean loss is ``sum / count``;
-        ``correct`` counts right argmax predictions (classification).
+        ``correct`` counts right argmax predictions (None for regression or without
+        ``accuracy``).
 
     Shape:
         out: (P, n_out, T, B); y: (B, T), (B,), (B, T, n_out) or (B, n_out); mask: (B, T).
@@ -147,7 +157,8 @@ def sequence_losses(
     if loss == "cross_entropy":
         target = y.t().reshape(1, 1, T, B).expand(P, 1, T, B)
         per = -torch.log_softmax(out, 1).gather(1, target).view(P, T, B)
-        correct = out.argmax(1) == target.view(P, T, B)
+        if accuracy:
+            correct = out.argmax(1) == target.view(P, T, B)
     else:
         per = (out - y.permute(2, 1, 0).unsqueeze(0)).square().mean(1)
     if mask is None:
@@ -230,7 +241,9 @@ def train_sequence_engine(
     else:
         steps = config.steps
         if not 1 <= window <= X.shape[1]:
-            raise ValueError(f"window should lie in [1, {X.shape[1]}] (the stream length), got {window}")
+            raise ValueError(
+                f"window should lie in [1, {X.shape[1]}] (the stream length), got {window}"
+            )
         if not _per_step(y, config.loss):
             raise ValueError("stream training needs per-step targets y of shape (S, L[, n_out])")
         last_start = X.shape[1] - window
@@ -245,7 +258,11 @@ def train_sequence_engine(
     n_trained = 3 if config.train_gates else 2
     params = engine.params[:n_trained]
     optimizer = BatchedAdamW(
-        params, engine.members[:n_trained], _lrs(lrs, config, p), (True, False, False)[:n_trained], config.weight_decay
+        params,
+        engine.members[:n_trained],
+        _lrs(lrs, config, p),
+        (True, False, False)[:n_trained],
+        config.weight_decay,
     )
     active = torch.ones(p, dtype=torch.bool, device=dev)
     all_active = True
@@ -269,7 +286,7 @@ def train_sequence_engine(
                     xb, yb, mb = X[:, sl], y[:, sl], None if mask is None else mask[:, sl]
                     start += window
                 out, final = engine._run(xb, None if noise is None else noise[t], True, state)
-                total, count, _ = sequence_losses(out, yb, mb, config.loss)
+                total, count, _ = sequence_losses(out, yb, mb, config.loss, accuracy=False)
                 task = total / count.clamp_min(1)
                 loss = task + config.penalty * engine.penalty() if config.penalty else task
                 if extra_loss is not None:
@@ -434,14 +451,26 @@ def train_sequence_population(
             out_results.append(replace(r, metrics=m))
     if X_val is None:
         return Trained(out_genomes, out_results)
-    Xv, yv, mv = _to(check_sequence_data(X_val, y_val, mask_val, n_in, n_out, config.loss, "X_val"), X.device)
+    Xv, yv, mv = _to(
+        check_sequence_data(X_val, y_val, mask_val, n_in, n_out, config.loss, "X_val"), X.device
+    )
     metric = "excess_nats" if floor_val is not None else metric_for_loss(config.metric, config.loss)
     val = sequence_metrics(engine, trained, Xv, yv, mv, config.gate, config.loss, metric, floor_val)
     kept = [m for m, (t, g) in enumerate(zip(trained, out_genomes, strict=True)) if t is not g]
     if kept:  # a failed member returns its input genome, which the engine no longer holds
-        again = RecurrentEngine([out_genomes[m] for m in kept], config.gate, device=X.device, dtype=X.dtype)
+        again = RecurrentEngine(
+            [out_genomes[m] for m in kept], config.gate, device=X.device, dtype=X.dtype
+        )
         redo = sequence_metrics(
-            again, [out_genomes[m] for m in kept], Xv, yv, mv, config.gate, config.loss, metric, floor_val
+            again,
+            [out_genomes[m] for m in kept],
+            Xv,
+            yv,
+            mv,
+            config.gate,
+            config.loss,
+            metric,
+            floor_val,
         )
         for m, v in zip(kept, redo, strict=True):
             val[m] = v
