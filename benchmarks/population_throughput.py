@@ -292,8 +292,10 @@ def measure_recurrent(
         for _, _, a in g.graph.edges(data=True)
         if a["enabled"]
     )
-    executed = p * sum(
-        (r1 - r0) * (engine.n_inputs + r0 + engine.n_core) for r0, r1 in engine.blocks
+    executed = sum(
+        len(g.ids) * (r1 - r0) * (engine.n_inputs + r0 + g.n_core)
+        for g in engine.groups
+        for r0, r1 in g.blocks
     )
     flops = 3 * 2 * useful * n * t * steps / min(walls)
     return {
@@ -308,8 +310,8 @@ def measure_recurrent(
         "padding_efficiency": useful / executed,
         "useful_gflops": flops / 1e9,
         "params_per_member": useful / p,
-        "levels": len(engine.blocks),
-        "buckets": len(engine.blocks),
+        "levels": max(len(g.blocks) for g in engine.groups),
+        "buckets": sum(len(g.blocks) for g in engine.groups),
         "peak_mib": 4 * sum(t_.numel() for t_ in engine.params) * 4 / 2**20,
         "pack_s": pack_s,
         "loop_members_timed": len(sample),

@@ -194,146 +194,51 @@ class RecurrentEngine:
         self._member_index = tuple(
             np.concatenate(x).astype(np.int64) if x else np.zeros(0, np.int64) for x in (wm, bm, gm)
         )
-        self._layout_rows(parts)
-        self._layout_tensors()
+        self._global_tensors()
+        # Members of one block structure share a group: a two-level member does not pad
+        # every one-level member with a second block.
+        keys: dict[tuple[int, int, bool], list[int]] = {}
+        for m, (genome, (core, rest, _)) in enumerate(zip(self.genomes, parts, strict=True)):
+            out_core = genome.output_id in core
+            n_rest = max((lv + 1 for n, lv in rest.items() if n != genome.output_id), default=0)
+            key = (max(core.values(), default=-1) + 1, n_rest, out_core)
+            keys.setdefault(key, []).append(m)
+        self._groups = [_Group(self, ids, [parts[m][:2] for m in ids]) for ids in keys.values()]
+        order = np.concatenate([grp.ids for grp in self._groups])
+        self._unperm = torch.as_tensor(np.argsort(order), device=self.device)
+        self.state_size = max(grp.state_size for grp in self._groups)
 
-    def _layout_rows(self, parts: list[tuple[dict[int, int], dict[int, int], int]]) -> None:
-        """Give every non-input node its rows: core levels, rest levels, then the output."""
-        outputs = [g.output_id for g in self.genomes]
-        #: True when no member's output is a state node: the output is its own last level.
-        self.output_level = all(
-            o not in core for o, (core, _, _) in zip(outputs, parts, strict=True)
-        )
-        levels = []
-        for o, (core, rest, _) in zip(outputs, parts, strict=True):
-            if self.output_level:
-                rest = {n: lv for n, lv in rest.items() if n != o}
-            levels.append((core, rest))
-        n_core = max((max(c.values(), default=-1) + 1 for c, _ in levels), default=0)
-        n_rest = max((max(r.values(), default=-1) + 1 for _, r in levels), default=0)
-        widths = np.zeros(n_core + n_rest, np.int64)
-        for genome, (core, rest) in zip(self.genomes, levels, strict=True):
-            own = np.zeros_like(widths)
-            for n, lv in core.items():
-                own[lv] += genome.graph.nodes[n]["width"]
-            for n, lv in rest.items():
-                own[n_core + lv] += genome.graph.nodes[n]["width"]
-            widths = np.maximum(widths, own)
-        sizes = [int(w) for w in widths] + ([self.n_outputs] if self.output_level else [])
-        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-        self.n_core = int(widths[:n_core].sum())
-        self.n_rows = int(starts[-1])
-        #: (first row, end row) of every level block: core levels, rest levels, output.
-        self.blocks = [(int(starts[k]), int(starts[k + 1])) for k in range(len(sizes))]
-        self._n_core_blocks = n_core
-        for genome, sl, (core, rest) in zip(self.genomes, self._members, levels, strict=True):
-            fill = list(starts[:-1])
-            for n, k in [
-                *sorted(core.items()),
-                *((n, n_core + lv) for n, lv in sorted(rest.items())),
-            ]:
-                sl.rows[n] = int(fill[k])
-                fill[k] += genome.graph.nodes[n]["width"]
-            if self.output_level:
-                sl.rows[genome.output_id] = int(starts[-2])
-
-    def _layout_tensors(self) -> None:
-        """Build the index tensors the forward pass gathers with."""
-        P, F, R, Rc = self.n_members, self.n_inputs, self.n_rows, self.n_core
-        C = 2 * F + Rc + R  # [x(t) | x(t-1) | core(t-1) | core(t) | rest(t)]
-        self.n_cols = C
+    def _global_tensors(self) -> None:
+        """The flat parameters and the per-weight, per-member index tensors."""
+        F = self.n_inputs
         n_w, n_g = len(self._flat[0]), len(self._flat[2])
-        one, zero = n_g + 1, n_g  # indices into the gate values extended by [0, 1]
-        S = max((sum(w for _, w in sl.state) for sl in self._members), default=0)
-        self.state_size = int(S)
-        dense = np.zeros(n_w, np.int64)  # each weight's place in Dt (P, C, R), flattened
-        state_w: list[np.ndarray] = []  # recurrent weights from state nodes ...
-        state_pos: list[np.ndarray] = []  # ... and their places in Ws (P, S, R), flattened
+        one = n_g + 1  # index of 1 in the gate values extended by [0, 1]
         w_gate = np.zeros(n_w, np.int64)  # edge gate of each weight
         w_src = np.full(n_w, one, np.int64)  # the neuron gate of its source column, else 1
-        row_gate = np.full((P, R), zero, np.int64)
-        row_bias = np.full((P, R), len(self._flat[1]), np.int64)
-        acts = np.full((P, R), "", dtype=object)
-        out_rows = np.zeros((P, self.n_outputs), np.int64)
-        state_src = np.full((P, S), F + R, np.int64)  # into [h_in | h rows | 0]
-        self._any_input_rec = False
-        #: Whether a recurrent edge leaves a core node for a node outside the core.
-        self._rest_reads_prev = False
-        for m, (genome, sl) in enumerate(zip(self.genomes, self._members, strict=True)):
-            g, inp = genome.graph, genome.input_id
+        hidden = np.zeros(n_w, bool)  # weights leaving a hidden node (L1, neuron sizes)
+        in_gate = []
+        for genome, sl in zip(self.genomes, self._members, strict=True):
+            g = genome.graph
             gate_of = dict(zip(sl.gate_nodes, sl.gate, strict=True))
-            state_col, col = {}, 0
-            for n, w in sl.state:
-                state_col[n] = col
-                state_src[m, col : col + w] = (
-                    np.arange(w) if n == inp else F + sl.rows[n] + np.arange(w)
-                )
-                col += w
             for k, (s, d) in enumerate(sl.edges):
-                e = g.edges[s, d]
-                wd, ws = e["weight"].shape
-                rec = bool(e["recurrent"])
-                rows = sl.rows[d] + np.arange(wd)
-                if s == inp:
-                    cols = (F if rec else 0) + np.arange(ws)
-                    self._any_input_rec |= rec
-                elif rec:
-                    cols = 2 * F + sl.rows[s] + np.arange(ws)
-                    self._rest_reads_prev |= sl.rows[d] >= Rc
-                else:
-                    cols = 2 * F + Rc + sl.rows[s] + np.arange(ws)
-                idx = (sl.weight[k] + np.arange(wd * ws)).reshape(wd, ws)
-                dense[idx] = (m * C + cols[None, :]) * R + rows[:, None]
-                if rec:
-                    scols = state_col[s] + np.arange(ws)
-                    state_w.append(idx.reshape(-1))
-                    state_pos.append(((m * S + scols[None, :]) * R + rows[:, None]).reshape(-1))
+                size = g.edges[s, d]["weight"].size
+                ws = g.edges[s, d]["weight"].shape[1]
+                idx = np.arange(sl.weight[k], sl.weight[k] + size)
                 w_gate[idx] = sl.edge_gate + k
                 if s in gate_of:  # input and hidden sources: their neuron gates
-                    w_src[idx] = (gate_of[s] + np.arange(ws))[None, :]
-            for n, start in zip(sl.bias_nodes, sl.bias, strict=True):
-                w = g.nodes[n]["width"]
-                row_bias[m, sl.rows[n] : sl.rows[n] + w] = start + np.arange(w)
-                acts[m, sl.rows[n] : sl.rows[n] + w] = g.nodes[n]["activation"]
-                if g.nodes[n]["role"] == "output":
-                    row_gate[m, sl.rows[n] : sl.rows[n] + w] = one
-                else:
-                    row_gate[m, sl.rows[n] : sl.rows[n] + w] = gate_of[n] + np.arange(w)
-            out_rows[m] = sl.rows[genome.output_id] + np.arange(self.n_outputs)
+                    w_src[idx] = np.tile(gate_of[s] + np.arange(ws), size // ws)
+                hidden[idx] = g.nodes[s]["role"] == "hidden"
+            in_gate.append(gate_of[genome.input_id] + np.arange(F))
         idx = {"device": self.device, "dtype": torch.long}
         fl = {"device": self.device, "dtype": self.dtype}
         self.weights = torch.tensor(self._flat[0], **fl)
         self.biases = torch.tensor(self._flat[1], **fl)
         self.gates = torch.tensor(self._flat[2], **fl)
         self.members = tuple(torch.as_tensor(x, **idx) for x in self._member_index)
-        self._dense = torch.as_tensor(dense, **idx)
-        self._state_w = torch.as_tensor(
-            np.concatenate(state_w) if state_w else np.zeros(0, np.int64), **idx
-        )
-        self._state_pos = torch.as_tensor(
-            np.concatenate(state_pos) if state_pos else np.zeros(0, np.int64), **idx
-        )
         self._w_gate = torch.as_tensor(w_gate, **idx)
         self._w_src = torch.as_tensor(w_src, **idx)
-        self._row_gate = torch.as_tensor(row_gate, **idx)
-        self._row_bias = torch.as_tensor(row_bias, **idx)
-        self._out_rows = torch.as_tensor(out_rows, **idx)
-        self._state_src = torch.as_tensor(state_src, **idx)
-        in_gate = [
-            gate_of_input(sl, g.input_id) + np.arange(F)
-            for g, sl in zip(self.genomes, self._members, strict=True)
-        ]
         self._in_gate = torch.as_tensor(np.stack(in_gate), **idx)
-        # Activations per block: the commonest one everywhere, the others where they are.
-        self._acts = []
-        for r0, r1 in self.blocks:
-            names = acts[:, r0:r1]
-            used = [a for a in names.reshape(-1) if a]
-            base = max(set(used), key=used.count) if used else "identity"
-            others = []
-            for a in sorted(set(used) - {base}):
-                others.append((a, torch.as_tensor(names == a, device=self.device).unsqueeze(1)))
-            self._acts.append((base, others))
+        self._hidden_weights = torch.as_tensor(np.flatnonzero(hidden), **idx)
         # Penalty: each member's gates (contiguous) as a padded [P, G] table.
         starts = np.array([sl.gates[0] for sl in self._members])
         sizes = np.array([sl.gates[1] - sl.gates[0] for sl in self._members])
@@ -341,22 +246,22 @@ class RecurrentEngine:
         table = starts[:, None] + np.arange(width)[None, :]
         table = np.where(np.arange(width)[None, :] < sizes[:, None], table, n_g)
         self._gate_table = torch.as_tensor(table, **idx)
-        # L1 and neuron sizes: the weights whose source is a hidden node.
-        hidden = np.zeros(n_w, bool)
-        for genome, sl in zip(self.genomes, self._members, strict=True):
-            g = genome.graph
-            for k, (s, d) in enumerate(sl.edges):
-                if g.nodes[s]["role"] == "hidden":
-                    hidden[sl.weight[k] : sl.weight[k] + g.edges[s, d]["weight"].size] = True
-        self._hidden_weights = torch.as_tensor(np.flatnonzero(hidden), **idx)
 
     # ----------------------------------------------------------------- sizes
     def __repr__(self) -> str:
+        groups = ", ".join(
+            f"{len(g.ids)}x(rows={g.n_rows}, core={g.n_core}, levels={len(g.blocks)})"
+            for g in self._groups
+        )
         return (
             f"RecurrentEngine(P={self.n_members}, in={self.n_inputs}, out={self.n_outputs}, "
-            f"gate={self.gate!r}, device={self.device}, rows={self.n_rows}, core={self.n_core}, "
-            f"state={self.state_size}, levels={len(self.blocks)})"
+            f"gate={self.gate!r}, device={self.device}, state={self.state_size}, groups=[{groups}])"
         )
+
+    @property
+    def groups(self) -> list[_Group]:
+        """The member groups (one block structure each), in packing order."""
+        return list(self._groups)
 
     @property
     def params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -399,27 +304,6 @@ class RecurrentEngine:
         """
         return gate_values(self.gates, self.gate, noise, training)
 
-    def _dense_weights(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every member's edges as dense ``Dt[P, cols, rows]`` and ``Ws[P, state, rows]``.
-
-        ``Dt`` (``D`` transposed) has the edge gates and the source neurons' gates
-        folded in (rows hold ungated activations); ``Ws`` maps a given initial state
-        (gated values) through the recurrent edges, edge gates folded in.
-        """
-        P, R = self.n_members, self.n_rows
-        w = self.weights * values[self._w_gate]
-        # Scattered (unique places): the backward is a gather of the weights' places.
-        Dt = w.new_zeros(P * self.n_cols * R).index_put((self._dense,), w * values[self._w_src])
-        Ws = w.new_zeros(P * self.state_size * R).index_put((self._state_pos,), w[self._state_w])
-        return Dt.view(P, self.n_cols, R), Ws.view(P, self.state_size, R)
-
-    def _activate(self, block: int, pre: torch.Tensor) -> torch.Tensor:
-        base, others = self._acts[block]
-        out = TORCH_ACTIVATIONS[base](pre)
-        for name, mask in others:
-            out = torch.where(mask, TORCH_ACTIVATIONS[name](pre), out)
-        return out
-
     def forward(
         self,
         x: torch.Tensor,
@@ -460,8 +344,6 @@ class RecurrentEngine:
         out, final = self._run(x.to(self.dtype), noise, training, state)
         return out.permute(0, 3, 2, 1), final
 
-    __call__ = forward
-
     def _run(
         self,
         x: torch.Tensor,
@@ -469,107 +351,24 @@ class RecurrentEngine:
         training: bool,
         state: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`forward` with the outputs class-major: (P, n_outputs, T, B).
-
-        Values are row vectors: a block's activations are (P, B, rows) per step, or
-        (P, T * B, rows) for all steps; the output block is kept transposed,
-        (P, n_outputs, T * B), the layout the losses reduce fastest.
-        """
-        P, F, Rc = self.n_members, self.n_inputs, self.n_core
-        B, T = x.shape[0], x.shape[1]
+        """:meth:`forward` with the outputs class-major: (P, n_outputs, T, B)."""
         values = self.gate_values(noise, training)
         values = torch.cat([values, values.new_zeros(1), values.new_ones(1)])
-        Dt, Ws = self._dense_weights(values)
-        bias = torch.cat([self.biases, self.biases.new_zeros(1)])[self._row_bias].unsqueeze(1)
-        xt = x.transpose(0, 1).reshape(T * B, F)  # t-major rows: t * B + b
-        if self._any_input_rec:  # x(t - 1) as F more columns; zero at t = 0
-            xt = torch.cat([xt, torch.cat([xt.new_zeros(B, F), xt[: (T - 1) * B]], 0)], 1)
-        n_in = xt.shape[1]
-        st = None if state is None or self.state_size == 0 else state.to(self.dtype)
+        w = self.weights * values[self._w_gate]  # edge gates folded in
+        w_src = w * values[self._w_src]  # and the source neurons' gates
+        bias = torch.cat([self.biases, self.biases.new_zeros(1)])
+        outs, finals = [], []
+        S = self.state_size
+        for grp in self._groups:
+            st = None if state is None else state[grp.index, :, : grp.state_size]
+            out, final = grp.run(x, values, w, w_src, bias, st)
+            outs.append(out)
+            finals.append(final if grp.state_size == S else _pad(final, S))
+        if len(self._groups) == 1:
+            return outs[0], finals[0]
+        return torch.cat(outs)[self._unperm], torch.cat(finals)[self._unperm]
 
-        def inputs(r0: int, r1: int) -> torch.Tensor:
-            """Bias and input terms of rows r0:r1 for every step, (P, T * B, r1 - r0)."""
-            u = torch.baddbmm(bias[:, :, r0:r1], xt.expand(P, -1, -1), Dt[:, :n_in, r0:r1])
-            if st is None:
-                return u
-            first = u[:, :B] + torch.bmm(st, Ws[:, :, r0:r1])  # the given state, at t = 0
-            return torch.cat([first, u[:, B:]], 1)
-
-        a_last = x.new_zeros(P, B, 0)
-        parts: list[torch.Tensor] = []
-        lead = 0
-        if Rc:
-            prev, now = self._core(inputs(0, Rc).view(P, T, B, Rc), Dt)
-            a_last = now[:, (T - 1) * B :]
-            parts, lead = ([prev, now], Rc) if prev is not None else ([now], 0)
-        rows = parts[-1:]
-        last = len(self.blocks) - 1
-        for k in range(self._n_core_blocks, len(self.blocks)):
-            r0, r1 = self.blocks[k]
-            W = Dt[:, 2 * F + Rc - lead : 2 * F + Rc + r0, r0:r1]
-            src = None if not parts else parts[0] if len(parts) == 1 else torch.cat(parts, 2)
-            if self.output_level and k == last:
-                u = inputs(r0, r1)
-                out = (u if src is None else torch.baddbmm(u, src, W)).transpose(1, 2)
-                break
-            u = inputs(r0, r1)
-            a = self._activate(k, u if src is None else torch.baddbmm(u, src, W))
-            parts.append(a)
-            rows.append(a)
-        else:
-            allrows = torch.cat(rows, 2)
-            out = allrows.gather(2, self._out_rows.unsqueeze(1).expand(P, T * B, self.n_outputs))
-            out = out.transpose(1, 2)
-        final = self._final_state(x, values, a_last)
-        return out.reshape(P, self.n_outputs, T, B), final
-
-    def _core(self, U: torch.Tensor, Dt: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """Run the core over time; return its activations at ``t - 1`` and ``t``, (P, T * B, Rc).
-
-        The first is None when nothing outside the core reads it. The given initial
-        state is in ``U``'s first step already, so the loop starts from zeros.
-        """
-        P, T, B, Rc = U.shape
-        F = self.n_inputs
-        blocks = self.blocks[: self._n_core_blocks]
-        # Sliced once, outside the loop: a slice's backward writes a whole zero tensor.
-        Ws = [Dt[:, 2 * F : 2 * F + Rc + r0, r0:r1].contiguous() for r0, r1 in blocks]
-        Us = U.unbind(1)
-        if len(blocks) > 1:
-            Us = [[u[:, :, r0:r1] for r0, r1 in blocks] for u in Us]
-        hs: list[torch.Tensor] = []
-        a = U.new_zeros(P, B, Rc)
-        for t in range(T):
-            if len(blocks) == 1:
-                pre = Us[t] if t == 0 else torch.baddbmm(Us[t], a, Ws[0])
-                a = self._activate(0, pre)
-            else:
-                parts = [a]
-                for k in range(len(blocks)):
-                    src = parts[0] if k == 0 else torch.cat(parts, 2)
-                    parts.append(self._activate(k, torch.baddbmm(Us[t][k], src, Ws[k])))
-                a = torch.cat(parts[1:], 2)
-            hs.append(a)
-        now = torch.stack(hs, 1).view(P, T * B, Rc)
-        if not self._rest_reads_prev:  # no recurrent edge from the core into the rest
-            return None, now
-        return torch.cat([now.new_zeros(P, B, Rc), now[:, : (T - 1) * B]], 1), now
-
-    def _final_state(self, x: torch.Tensor, values: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """Each member's state after the last step, ``genomes.state_layout`` order: (P, B, S).
-
-        Args:
-            x: the inputs (B, T, F).
-            values: gate values extended by ``[0, 1]``.
-            a: the core's activations at the last step (P, B, Rc).
-        """
-        P, S, B = self.n_members, self.state_size, x.shape[0]
-        if S == 0:
-            return x.new_zeros(P, B, 0)
-        h_in = x[:, -1, :].unsqueeze(0) * values[self._in_gate].unsqueeze(1)  # (P, B, F)
-        h = a * values[self._row_gate[:, : self.n_core]].unsqueeze(1)
-        src = torch.cat([h_in, h, h.new_zeros(P, B, self.n_rows - self.n_core + 1)], 2)
-        return src.gather(2, self._state_src.unsqueeze(1).expand(P, B, S))
+    __call__ = forward
 
     def penalty(self) -> torch.Tensor:
         """Return each member's structure penalty (``GenomeNet.penalty``).
@@ -649,6 +448,296 @@ class RecurrentEngine:
                 nodes.setdefault(n, {})["gate"] = g[start : start + graph.nodes[n]["width"]]
             children.append(with_values(genome, nodes, edges))
         return children
+
+
+class _Group:
+    """Members of one block structure, packed into padded level blocks (module docstring).
+
+    Index tensors point into the engine's flat parameters; ``ids`` are the members'
+    places in the population.
+    """
+
+    def __init__(
+        self,
+        engine: RecurrentEngine,
+        ids: list[int],
+        parts: list[tuple[dict[int, int], dict[int, int]]],
+    ) -> None:
+        self.ids = np.array(ids, dtype=np.int64)
+        self.genomes = [engine.genomes[m] for m in ids]
+        self._members = [engine._members[m] for m in ids]
+        self.n_inputs, self.n_outputs = engine.n_inputs, engine.n_outputs
+        self.device, self.dtype = engine.device, engine.dtype
+        self._sizes = tuple(len(f) for f in (engine._flat[0], engine._flat[2], engine._flat[1]))
+        self.index = torch.as_tensor(self.ids, device=self.device)
+        self._in_gate = engine._in_gate[self.index]
+        self._layout_rows(parts)
+        self._layout_tensors()
+
+    def _layout_rows(self, parts: list[tuple[dict[int, int], dict[int, int]]]) -> None:
+        """Give every non-input node its rows: core levels, rest levels, then the output."""
+        outputs = [g.output_id for g in self.genomes]
+        parts = [(core, rest, 0) for core, rest in parts]
+        #: True when no member's output is a state node: the output is its own last level.
+        self.output_level = all(
+            o not in core for o, (core, _, _) in zip(outputs, parts, strict=True)
+        )
+        levels = []
+        for o, (core, rest, _) in zip(outputs, parts, strict=True):
+            if self.output_level:
+                rest = {n: lv for n, lv in rest.items() if n != o}
+            levels.append((core, rest))
+        n_core = max((max(c.values(), default=-1) + 1 for c, _ in levels), default=0)
+        n_rest = max((max(r.values(), default=-1) + 1 for _, r in levels), default=0)
+        widths = np.zeros(n_core + n_rest, np.int64)
+        for genome, (core, rest) in zip(self.genomes, levels, strict=True):
+            own = np.zeros_like(widths)
+            for n, lv in core.items():
+                own[lv] += genome.graph.nodes[n]["width"]
+            for n, lv in rest.items():
+                own[n_core + lv] += genome.graph.nodes[n]["width"]
+            widths = np.maximum(widths, own)
+        sizes = [int(w) for w in widths] + ([self.n_outputs] if self.output_level else [])
+        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.n_core = int(widths[:n_core].sum())
+        self.n_rows = int(starts[-1])
+        #: (first row, end row) of every level block: core levels, rest levels, output.
+        self.blocks = [(int(starts[k]), int(starts[k + 1])) for k in range(len(sizes))]
+        self._n_core_blocks = n_core
+        for genome, sl, (core, rest) in zip(self.genomes, self._members, levels, strict=True):
+            fill = list(starts[:-1])
+            for n, k in [
+                *sorted(core.items()),
+                *((n, n_core + lv) for n, lv in sorted(rest.items())),
+            ]:
+                sl.rows[n] = int(fill[k])
+                fill[k] += genome.graph.nodes[n]["width"]
+            if self.output_level:
+                sl.rows[genome.output_id] = int(starts[-2])
+
+    def _layout_tensors(self) -> None:
+        """Build the index tensors the forward pass gathers with."""
+        P, F, R, Rc = len(self.ids), self.n_inputs, self.n_rows, self.n_core
+        C = 2 * F + Rc + R  # [x(t) | x(t-1) | core(t-1) | core(t) | rest(t)]
+        self.n_cols = C
+        n_w, n_g, n_b = self._sizes
+        one, zero = n_g + 1, n_g  # indices into the gate values extended by [0, 1]
+        S = max((sum(w for _, w in sl.state) for sl in self._members), default=0)
+        self.state_size = int(S)
+        dense_w: list[np.ndarray] = []  # the group's weights ...
+        dense: list[np.ndarray] = []  # ... and their places in Dt (P, C, R), flattened
+        state_w: list[np.ndarray] = []  # recurrent weights from state nodes ...
+        state_pos: list[np.ndarray] = []  # ... and their places in Ws (P, S, R), flattened
+        row_gate = np.full((P, R), zero, np.int64)
+        row_bias = np.full((P, R), n_b, np.int64)
+        acts = np.full((P, R), "", dtype=object)
+        out_rows = np.zeros((P, self.n_outputs), np.int64)
+        state_src = np.full((P, S), F + R, np.int64)  # into [h_in | h rows | 0]
+        self._any_input_rec = False
+        #: Whether a recurrent edge leaves a core node for a node outside the core.
+        self._rest_reads_prev = False
+        for m, (genome, sl) in enumerate(zip(self.genomes, self._members, strict=True)):
+            g, inp = genome.graph, genome.input_id
+            gate_of = dict(zip(sl.gate_nodes, sl.gate, strict=True))
+            state_col, col = {}, 0
+            for n, w in sl.state:
+                state_col[n] = col
+                state_src[m, col : col + w] = (
+                    np.arange(w) if n == inp else F + sl.rows[n] + np.arange(w)
+                )
+                col += w
+            for k, (s, d) in enumerate(sl.edges):
+                e = g.edges[s, d]
+                wd, ws = e["weight"].shape
+                rec = bool(e["recurrent"])
+                rows = sl.rows[d] + np.arange(wd)
+                if s == inp:
+                    cols = (F if rec else 0) + np.arange(ws)
+                    self._any_input_rec |= rec
+                elif rec:
+                    cols = 2 * F + sl.rows[s] + np.arange(ws)
+                    self._rest_reads_prev |= sl.rows[d] >= Rc
+                else:
+                    cols = 2 * F + Rc + sl.rows[s] + np.arange(ws)
+                idx = (sl.weight[k] + np.arange(wd * ws)).reshape(wd, ws)
+                dense_w.append(idx.reshape(-1))
+                dense.append(((m * C + cols[None, :]) * R + rows[:, None]).reshape(-1))
+                if rec:
+                    scols = state_col[s] + np.arange(ws)
+                    state_w.append(idx.reshape(-1))
+                    state_pos.append(((m * S + scols[None, :]) * R + rows[:, None]).reshape(-1))
+            for n, start in zip(sl.bias_nodes, sl.bias, strict=True):
+                w = g.nodes[n]["width"]
+                row_bias[m, sl.rows[n] : sl.rows[n] + w] = start + np.arange(w)
+                acts[m, sl.rows[n] : sl.rows[n] + w] = g.nodes[n]["activation"]
+                if g.nodes[n]["role"] == "output":
+                    row_gate[m, sl.rows[n] : sl.rows[n] + w] = one
+                else:
+                    row_gate[m, sl.rows[n] : sl.rows[n] + w] = gate_of[n] + np.arange(w)
+            out_rows[m] = sl.rows[genome.output_id] + np.arange(self.n_outputs)
+        idx = {"device": self.device, "dtype": torch.long}
+        cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int64)  # noqa: E731
+        self._dense_w = torch.as_tensor(cat(dense_w), **idx)
+        self._dense = torch.as_tensor(cat(dense), **idx)
+        self._state_w = torch.as_tensor(cat(state_w), **idx)
+        self._state_pos = torch.as_tensor(cat(state_pos), **idx)
+        self._row_gate = torch.as_tensor(row_gate, **idx)
+        self._row_bias = torch.as_tensor(row_bias, **idx)
+        self._out_rows = torch.as_tensor(out_rows, **idx)
+        self._state_src = torch.as_tensor(state_src, **idx)
+        # Activations per block: the commonest one everywhere, the others where they are.
+        self._acts = []
+        for r0, r1 in self.blocks:
+            names = acts[:, r0:r1]
+            used = [a for a in names.reshape(-1) if a]
+            base = max(set(used), key=used.count) if used else "identity"
+            others = []
+            for a in sorted(set(used) - {base}):
+                others.append((a, torch.as_tensor(names == a, device=self.device).unsqueeze(1)))
+            self._acts.append((base, others))
+
+    def _dense_weights(
+        self, w: torch.Tensor, w_src: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every member's edges as dense ``Dt[P, cols, rows]`` and ``Ws[P, state, rows]``.
+
+        ``Dt`` (``D`` transposed) has the edge gates and the source neurons' gates
+        folded in (rows hold ungated activations); ``Ws`` maps a given initial state
+        (gated values) through the recurrent edges, edge gates folded in.
+        """
+        P, R = len(self.ids), self.n_rows
+        # Scattered (unique places): the backward is a gather of the weights' places.
+        Dt = w.new_zeros(P * self.n_cols * R).index_put((self._dense,), w_src[self._dense_w])
+        Ws = w.new_zeros(P * self.state_size * R).index_put((self._state_pos,), w[self._state_w])
+        return Dt.view(P, self.n_cols, R), Ws.view(P, self.state_size, R)
+
+    def _activate(self, block: int, pre: torch.Tensor) -> torch.Tensor:
+        base, others = self._acts[block]
+        out = TORCH_ACTIVATIONS[base](pre)
+        for name, mask in others:
+            out = torch.where(mask, TORCH_ACTIVATIONS[name](pre), out)
+        return out
+
+    def run(
+        self,
+        x: torch.Tensor,
+        values: torch.Tensor,
+        w: torch.Tensor,
+        w_src: torch.Tensor,
+        biases: torch.Tensor,
+        state: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The group's outputs, class-major (P_g, n_outputs, T, B), and final states.
+
+        Args:
+            x: the inputs (B, T, F).
+            values: gate values extended by ``[0, 1]``.
+            w: every weight with its edge gate folded in; ``w_src``: and its source
+                neuron's gate; ``biases``: every bias extended by ``[0]``.
+            state: the group members' initial states (P_g, B, state_size), or None.
+
+        Values are row vectors: a block's activations are (P, B, rows) per step, or
+        (P, T * B, rows) for all steps; the output block is kept transposed,
+        (P, n_outputs, T * B), the layout the losses reduce fastest.
+        """
+        P, F, Rc = len(self.ids), self.n_inputs, self.n_core
+        B, T = x.shape[0], x.shape[1]
+        Dt, Ws = self._dense_weights(w, w_src)
+        bias = biases[self._row_bias].unsqueeze(1)
+        xt = x.transpose(0, 1).reshape(T * B, F)  # t-major rows: t * B + b
+        if self._any_input_rec:  # x(t - 1) as F more columns; zero at t = 0
+            xt = torch.cat([xt, torch.cat([xt.new_zeros(B, F), xt[: (T - 1) * B]], 0)], 1)
+        n_in = xt.shape[1]
+        st = None if state is None or self.state_size == 0 else state
+
+        def inputs(r0: int, r1: int) -> torch.Tensor:
+            """Bias and input terms of rows r0:r1 for every step, (P, T * B, r1 - r0)."""
+            u = torch.baddbmm(bias[:, :, r0:r1], xt.expand(P, -1, -1), Dt[:, :n_in, r0:r1])
+            if st is None:
+                return u
+            first = u[:, :B] + torch.bmm(st, Ws[:, :, r0:r1])  # the given state, at t = 0
+            return torch.cat([first, u[:, B:]], 1)
+
+        a_last = x.new_zeros(P, B, 0)
+        parts: list[torch.Tensor] = []
+        lead = 0
+        if Rc:
+            prev, now = self._core(inputs(0, Rc).view(P, T, B, Rc), Dt)
+            a_last = now[:, (T - 1) * B :]
+            parts, lead = ([prev, now], Rc) if prev is not None else ([now], 0)
+        rows = parts[-1:]
+        last = len(self.blocks) - 1
+        for k in range(self._n_core_blocks, len(self.blocks)):
+            r0, r1 = self.blocks[k]
+            W = Dt[:, 2 * F + Rc - lead : 2 * F + Rc + r0, r0:r1]
+            src = None if not parts else parts[0] if len(parts) == 1 else torch.cat(parts, 2)
+            if self.output_level and k == last:
+                u = inputs(r0, r1)
+                out = (u if src is None else torch.baddbmm(u, src, W)).transpose(1, 2)
+                break
+            u = inputs(r0, r1)
+            a = self._activate(k, u if src is None else torch.baddbmm(u, src, W))
+            parts.append(a)
+            rows.append(a)
+        else:
+            allrows = torch.cat(rows, 2)
+            out = allrows.gather(2, self._out_rows.unsqueeze(1).expand(P, T * B, self.n_outputs))
+            out = out.transpose(1, 2)
+        final = self._final_state(x, values, a_last)
+        return out.reshape(P, self.n_outputs, T, B), final
+
+    def _core(self, U: torch.Tensor, Dt: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Run the core over time; return its activations at ``t - 1`` and ``t``, (P, T * B, Rc).
+
+        The first is None when nothing outside the core reads it. The given initial
+        state is in ``U``'s first step already, so the loop starts from zeros.
+        """
+        P, T, B, Rc = U.shape
+        F = self.n_inputs
+        blocks = self.blocks[: self._n_core_blocks]
+        # Sliced once, outside the loop: a slice's backward writes a whole zero tensor.
+        Ws = [Dt[:, 2 * F : 2 * F + Rc + r0, r0:r1].contiguous() for r0, r1 in blocks]
+        Us = U.unbind(1)
+        if len(blocks) > 1:
+            Us = [[u[:, :, r0:r1] for r0, r1 in blocks] for u in Us]
+        hs: list[torch.Tensor] = []
+        a = U.new_zeros(P, B, Rc)
+        for t in range(T):
+            if len(blocks) == 1:
+                pre = Us[t] if t == 0 else torch.baddbmm(Us[t], a, Ws[0])
+                a = self._activate(0, pre)
+            else:
+                parts = [a]
+                for k in range(len(blocks)):
+                    src = parts[0] if k == 0 else torch.cat(parts, 2)
+                    parts.append(self._activate(k, torch.baddbmm(Us[t][k], src, Ws[k])))
+                a = torch.cat(parts[1:], 2)
+            hs.append(a)
+        now = torch.stack(hs, 1).view(P, T * B, Rc)
+        if not self._rest_reads_prev:  # no recurrent edge from the core into the rest
+            return None, now
+        return torch.cat([now.new_zeros(P, B, Rc), now[:, : (T - 1) * B]], 1), now
+
+    def _final_state(self, x: torch.Tensor, values: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """Each member's state after the last step, ``genomes.state_layout`` order: (P, B, S).
+
+        Args:
+            x: the inputs (B, T, F).
+            values: gate values extended by ``[0, 1]``.
+            a: the core's activations at the last step (P, B, Rc).
+        """
+        P, S, B = len(self.ids), self.state_size, x.shape[0]
+        if S == 0:
+            return x.new_zeros(P, B, 0)
+        h_in = x[:, -1, :].unsqueeze(0) * values[self._in_gate].unsqueeze(1)  # (P, B, F)
+        h = a * values[self._row_gate[:, : self.n_core]].unsqueeze(1)
+        src = torch.cat([h_in, h, h.new_zeros(P, B, self.n_rows - self.n_core + 1)], 2)
+        return src.gather(2, self._state_src.unsqueeze(1).expand(P, B, S))
+
+
+def _pad(state: torch.Tensor, size: int) -> torch.Tensor:
+    """``state`` (P, B, S) with zero columns up to ``size``."""
+    return torch.cat([state, state.new_zeros(*state.shape[:2], size - state.shape[2])], 2)
 
 
 def gate_of_input(sl: _Member, input_id: int) -> int:
