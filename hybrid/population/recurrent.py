@@ -97,6 +97,33 @@ def _core(genome: Genome, sources: list[int]) -> set[int]:
     return core
 
 
+#: Per-sample multiply-adds a group's own kernels per step are worth, by device type:
+#: members of one structure are split by size where the padding saved pays for them.
+GROUP_MACS = {"cpu": 12288.0, "cuda": 262144.0}
+
+
+def _split_by_size(ids: list[int], sizes: list[int], cost: float) -> list[list[int]]:
+    """Cut ``ids`` (sorted by size) into runs minimising ``sum(cost + len(run) * max_size**2)``.
+
+    A run pads every member to its largest, so its work is ``len * max**2``; each run
+    costs ``cost`` more. Dynamic programming over the sorted sizes.
+    """
+    order = sorted(ids, key=lambda m: (sizes[m], m))
+    w = [float(sizes[m]) ** 2 for m in order]
+    best = [0.0] + [float("inf")] * len(order)
+    cut = [0] * (len(order) + 1)
+    for j in range(1, len(order) + 1):
+        for i in range(j):
+            c = best[i] + cost + (j - i) * w[j - 1]
+            if c < best[j]:
+                best[j], cut[j] = c, i
+    runs, j = [], len(order)
+    while j:
+        runs.append(sorted(order[cut[j] : j]))
+        j = cut[j]
+    return runs[::-1]
+
+
 class RecurrentEngine:
     """P genomes with recurrent edges, run over time together.
 
@@ -203,7 +230,13 @@ class RecurrentEngine:
             n_rest = max((lv + 1 for n, lv in rest.items() if n != genome.output_id), default=0)
             key = (max(core.values(), default=-1) + 1, n_rest, out_core)
             keys.setdefault(key, []).append(m)
-        self._groups = [_Group(self, ids, [parts[m][:2] for m in ids]) for ids in keys.values()]
+        sizes = [
+            sum(int(a["width"]) for _, a in g.graph.nodes(data=True)) - self.n_inputs
+            for g in self.genomes
+        ]
+        cost = GROUP_MACS.get(self.device.type, GROUP_MACS["cuda"])
+        buckets = [b for ids in keys.values() for b in _split_by_size(ids, sizes, cost)]
+        self._groups = [_Group(self, ids, [parts[m][:2] for m in ids]) for ids in buckets]
         order = np.concatenate([grp.ids for grp in self._groups])
         self._unperm = torch.as_tensor(np.argsort(order), device=self.device)
         self.state_size = max(grp.state_size for grp in self._groups)
@@ -652,7 +685,10 @@ class _Group:
 
         def inputs(r0: int, r1: int) -> torch.Tensor:
             """Bias and input terms of rows r0:r1 for every step, (P, T * B, r1 - r0)."""
-            u = torch.baddbmm(bias[:, :, r0:r1], xt.expand(P, -1, -1), Dt[:, :n_in, r0:r1])
+            # A transposed view of a contiguous copy: the fastest CPU bmm for an inner
+            # size of F (measured 2.3 ms against 7 ms for a contiguous one at P = 56).
+            w_in = Dt[:, :n_in, r0:r1].transpose(1, 2).contiguous().transpose(1, 2)
+            u = torch.baddbmm(bias[:, :, r0:r1], xt.expand(P, -1, -1), w_in)
             if st is None:
                 return u
             first = u[:, :B] + torch.bmm(st, Ws[:, :, r0:r1])  # the given state, at t = 0
@@ -669,7 +705,7 @@ class _Group:
         last = len(self.blocks) - 1
         for k in range(self._n_core_blocks, len(self.blocks)):
             r0, r1 = self.blocks[k]
-            W = Dt[:, 2 * F + Rc - lead : 2 * F + Rc + r0, r0:r1]
+            W = Dt[:, 2 * F + Rc - lead : 2 * F + Rc + r0, r0:r1].contiguous()
             src = None if not parts else parts[0] if len(parts) == 1 else torch.cat(parts, 2)
             if self.output_level and k == last:
                 u = inputs(r0, r1)
