@@ -19,18 +19,23 @@ How a member is laid out. Its non-input nodes are split in two:
 
 Within each part nodes go to levels by feed-forward depth (inputs do not count: the
 input's contribution, and that of recurrent edges from the input, is computed for
-all time steps before the loop). Level ``l`` of every member is one padded block of
-rows; all members' edges are one dense tensor ``D[P, rows, cols]`` gathered from the
-flat weights once per forward, edge gates (and the input's neuron gates) folded in::
+all time steps before the loop). Members of one block structure form a group (split
+further by size where padding would cost more than another group's kernels,
+``GROUP_MACS``); level ``l`` of every member of a group is one padded block of rows,
+and the group's edges are one dense tensor ``Dt[P, cols, rows]`` scattered from the
+flat weights once per forward, with the edge gates and the source neurons' gates
+folded in::
 
     cols: [x(t) F | x(t-1) F | core(t-1) Rc | core(t) Rc | rest(t) Rr]
     rows: [core levels ... | rest levels ... | output]
 
-so level ``l`` reads one contiguous column range of ``D`` (everything before its own
-rows) and costs one ``baddbmm`` per time step. Rows hold gated values
-``h = g(gate) * act(pre)`` (output rows: ``h = pre``), so the state is read off the
-rows. When no member's output is a state node, the output is its own last level,
-at the same rows for every member. Autograd gives backpropagation through time.
+so level ``l`` reads one contiguous column range (everything before its own rows)
+and costs one ``baddbmm`` per time step. Rows hold ungated activations
+``a = act(pre)`` (output rows: ``pre``); the state's gated values ``g(gate) * a`` are
+formed at the end, and a given initial state enters the first step through its own
+edge-gated weights. When no member's output is a state node, the output is its own
+last level, at the same rows for every member. Autograd gives backpropagation
+through time.
 """
 
 from __future__ import annotations
