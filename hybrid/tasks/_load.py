@@ -177,7 +177,10 @@ def load_task(task_cfg: TaskConfig, seed: int, *, accelerated: bool = False) -> 
     A data path may be a symbolic link: it is followed, and ``Task.source`` is the
     real path. Features must stay finite in float32 once standardised. With K-fold
     fitness (``task.folds``, :mod:`hybrid.folds`) every row of the pooled training and
-    validation splits gets a seeded, stratified fold id.
+    validation splits gets a seeded, stratified fold id. Sequence tasks (the built-ins
+    of :mod:`hybrid.tasks._sequences`, or an NPZ whose ``X`` is 3-D ``[N, T, F]``, with
+    optional ``mask`` ``[N, T]``) give a :class:`Task` with ``sequence`` True; they
+    have no selection split and no K-fold fitness.
 
     Args:
         task_cfg: the ``[task]`` section of a validated config.
