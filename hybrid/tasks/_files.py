@@ -392,14 +392,19 @@ def _open_npz(path: Path) -> Iterator[Any]:
 def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Read arrays ``X`` ([N, F] numbers) and ``y`` ([N] or [N, k]) from an NPZ file.
 
+    A 3-D ``X`` ([N, T, F]) is a sequence data set; its ``y`` ([N, T], [N, T, k],
+    [N] or [N, k]) is checked by :func:`sequence_targets`, its ``mask`` by
+    :func:`read_npz_mask`.
+
     Returns:
         ``(X, y, names)``: float64 ``X``, ``y`` as stored, and feature names
         (``X[:, j]``).
 
     Raises:
         DataError: missing file, not an NPZ archive, object arrays (no pickle), no
-            ``X`` or ``y``, ``X`` not 2-D numeric or with no columns, NaN/inf in
-            ``X``, ``y`` not 1-D or 2-D, or lengths that differ.
+            ``X`` or ``y``, ``X`` not 2-D (or 3-D) numeric or with no columns (or no
+            steps), NaN/inf in ``X``, ``y`` not 1-D or 2-D (sequences: up to 3-D), or
+            lengths that differ.
     """
     if not zipfile.is_zipfile(path):  # a .npy or pickle renamed: numpy would hint at pickle
         raise DataError(f"{path}: not an NPZ archive, expected a zip of .npy arrays (numpy.savez)")
