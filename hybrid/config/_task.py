@@ -49,8 +49,9 @@ class TaskConfig(Section):
     metric: str | None = Field(
         None,
         description="the metric that ranks genomes and scores the champion: classification "
-        "accuracy (default), balanced_accuracy, f1_macro, roc_auc, log_loss; regression r2 "
-        "(default), mae, mse (sklearn.metrics; log_loss, mae and mse: lower is better)",
+        "accuracy (default), balanced_accuracy, f1_macro, roc_auc, log_loss, excess_nats "
+        "(default of the brackets tasks); regression r2 (default), mae, mse (sklearn.metrics; "
+        "log_loss, excess_nats, mae and mse: lower is better)",
     )
     val_fraction: float = Field(
         0.2, gt=0.0, lt=1.0, description="share of samples that rank genomes during the search"
@@ -80,8 +81,9 @@ class TaskConfig(Section):
         None,
         ge=4,
         le=1_000_000,
-        description="synthetic tasks only (spirals, circles): number of points; at most a million: "
-        "toy tasks need thousands",
+        description="synthetic tasks only (spirals, circles): number of points; brackets_easy, "
+        "brackets_hard: training characters in all (32 streams); parity: training sequences; at "
+        "most a million: toy tasks need thousands",
     )
     noise: float | None = Field(
         None,
@@ -110,7 +112,10 @@ class TaskConfig(Section):
             data.setdefault("kind", spec.kind)
             if spec.synthetic:
                 data.setdefault("n_samples", spec.default_n_samples)
-                data.setdefault("noise", spec.default_noise)
+                if not spec.sequence:
+                    data.setdefault("noise", spec.default_noise)
+            if spec.default_metric is not None and data.get("metric") is None:
+                data["metric"] = spec.default_metric
         if isinstance(data, dict) and data.get("metric") is None and data.get("kind") in DEFAULT_METRIC:
             data = {**data, "metric": DEFAULT_METRIC[data["kind"]]}
         return data
@@ -168,6 +173,10 @@ class TaskConfig(Section):
             if self.target is not None:
                 raise KeyedError("target", self.target, "expected no target for a built-in task")
             self._table_only(f"{self.name!r} is a built-in task")
+            if spec.sequence and self.noise is not None:
+                raise KeyedError(
+                    "noise", self.noise, f"expected it unset: {self.name!r} is a sequence task"
+                )
             for key in ("n_samples", "noise"):
                 if not spec.synthetic and getattr(self, key) is not None:
                     raise KeyedError(

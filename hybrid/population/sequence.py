@@ -200,6 +200,7 @@ def train_sequence_engine(
     window: int | None = None,
     extra_loss: Callable[[RecurrentEngine], torch.Tensor] | None = None,
     on_chunk: Callable[[int, torch.Tensor], None] | None = None,
+    optimizer_hook: Callable[[BatchedAdamW], None] | None = None,
 ) -> list[TrainResult]:
     """Train ``engine.params`` in place on sequences or streams.
 
@@ -223,6 +224,9 @@ def train_sequence_engine(
             (the L1 penalty, say).
         on_chunk: called after every step as ``on_chunk(step, task_losses)``,
             ``task_losses`` the members' task losses of that step (P,), detached.
+        optimizer_hook: called with the optimiser once it is built, before the first
+            step: to load moments carried over from an earlier engine and keep a
+            handle on them (:func:`hybrid.growth.train_growing`).
 
     Returns:
         One ``TrainResult`` per member, ``metrics`` None.
@@ -264,6 +268,8 @@ def train_sequence_engine(
         (True, False, False)[:n_trained],
         config.weight_decay,
     )
+    if optimizer_hook is not None:
+        optimizer_hook(optimizer)
     active = torch.ones(p, dtype=torch.bool, device=dev)
     all_active = True
     done = torch.full((p,), steps, dtype=torch.long, device=dev)
