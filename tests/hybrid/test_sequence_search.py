@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 from genomes import Genome, InnovationTracker, MutationConfig, add_recurrent_edge
 from hybrid.config import load_config
 from hybrid.errors import ConfigError
-from hybrid.growth import _as_genomes, _load_moments, _replay, ReserveEdit
+from hybrid.growth import ReserveEdit, _as_genomes, _load_moments, _replay
 from hybrid.population import RecurrentEngine
 from hybrid.population.adam import BatchedAdamW
 from hybrid.search import Search
@@ -92,16 +93,26 @@ def test_the_same_seed_gives_the_same_sequence_run(tmp_path: Path) -> None:
     assert (b.run_dir / "stats.jsonl").read_bytes() == first
 
 
-def test_resume_after_the_first_generation_completes_the_same_run(tmp_path: Path) -> None:
-    whole = Search.start(load_config(_config(tmp_path, generations=3, seed=5))).run()
+def test_sigkill_then_resume_gives_the_same_growing_sequence_run(tmp_path: Path) -> None:
+    whole = Search.start(load_config(_config(tmp_path, generations=4, seed=5))).run()
     expected = (whole.run_dir / "stats.jsonl").read_bytes()
-    cfg = load_config(_config(tmp_path, generations=3, seed=5))
-    search = Search.start(cfg, overwrite=True)
-    search.run(on_generation=lambda stats: search.stop("test") if stats["generation"] == 0 else None)
-    resumed = Search.resume(whole.run_dir)
-    resumed.state = resumed.state.__class__(**{**resumed.state.__dict__, "finished": None})
-    resumed.run()
-    assert (whole.run_dir / "stats.jsonl").read_bytes() == expected
+    best = json.loads((whole.run_dir / "best" / "metrics.json").read_text())
+    path = _config(tmp_path, generations=4, seed=5)
+    cmd = [sys.executable, "-m", "hybrid", "run", str(path), "--name", "kill", "--plain"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = tmp_path / "runs" / "kill"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # until a generation is on disk
+        if (run / "stats.jsonl").exists() and (run / "stats.jsonl").read_text().count("\n") >= 1:
+            break
+        if proc.poll() is not None:
+            pytest.skip("the run ended before it could be killed")
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    result = Search.resume(run).run()
+    assert (run / "stats.jsonl").read_bytes() == expected
+    assert result.champion_id == best["genome_id"] and result.test_metric == best["test_metric"]
 
 
 def test_a_schedule_changes_the_task_and_starts_a_new_champion(tmp_path: Path) -> None:
