@@ -44,6 +44,7 @@ __all__ = [
     "SEQUENCE_EVAL_CHUNK",
     "check_sequence_data",
     "evaluate_sequence_engine",
+    "flush_denormals",
     "sequence_losses",
     "sequence_metrics",
     "train_sequence_engine",
