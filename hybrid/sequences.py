@@ -54,6 +54,11 @@ def check_sequence_config(config: Config, task: Task, where: str) -> None:
     for key, got, want, why in checks:
         if got != want:
             raise ConfigError(f"{where}: {key}: expected {want!r} for the sequence task {task.name!r} ({why}), got {got!r}")
+    if config.train_kwargs()["class_weight"] != "none":
+        raise ConfigError(
+            f"{where}: training.class_weight: expected 'none' for the sequence task {task.name!r} "
+            f"(not supported yet), got {config.training.class_weight!r}"
+        )
     for key, value in (
         ("task.selection_fraction", config.task.selection_fraction),
         ("evolution.final_steps", config.evolution.final_steps),

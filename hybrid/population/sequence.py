@@ -34,7 +34,7 @@ from genomes import Genome, active_structure
 from ..batches import minibatch_indices
 from ..errors import DataError
 from ..gates import draw_gate_noise
-from ..metrics import Metrics, metric_for_loss
+from ..metrics import Metrics, metric_for_loss, metric_score
 from ..train import TrainConfig, TrainResult
 from .adam import BatchedAdamW
 from .recurrent import RecurrentEngine
@@ -366,8 +366,10 @@ def sequence_metrics(
     """Return each member's :class:`Metrics` on sequences (sizes and FLOPs per time step).
 
     ``score``: the accuracy for ``"accuracy"``, ``loss - floor`` for
-    ``"excess_nats"`` (nats above the data's entropy floor), else the loss; None
-    without a metric.
+    ``"excess_nats"`` (nats above the data's entropy floor), the loss for ``"mse"``;
+    any other metric reads every member's outputs and asks
+    :func:`hybrid.metrics.metric_score` (its scored steps: the mask's, or each
+    sequence's last real step); None without a metric.
 
     Raises:
         ValueError: ``"excess_nats"`` without a ``floor``.
@@ -375,19 +377,42 @@ def sequence_metrics(
     if metric == "excess_nats" and floor is None:
         raise ValueError("metric 'excess_nats' needs the data's floor, got None")
     values, accuracy = evaluate_sequence_engine(engine, X, y, mask, loss)
+    scores: list[float | None] = [None] * len(values)
+    if metric not in (None, "accuracy", "excess_nats", "mse"):
+        scores = _sklearn_scores(engine, X, y, mask, metric)
     out = []
-    for g, v, a in zip(genomes, values, accuracy, strict=True):
+    for g, v, a, other in zip(genomes, values, accuracy, scores, strict=True):
         if metric is None:
             score = None
         elif metric == "accuracy":
             score = a
         elif metric == "excess_nats":
             score = v - float(floor)  # type: ignore[arg-type]
-        else:
+        elif metric == "mse":
             score = v
+        else:
+            score = other
         live = active_structure(g, gate)
         out.append(Metrics(v, a, live.n_parameters, live.flops, metric, score))
     return out
+
+
+@torch.no_grad()
+def _sklearn_scores(
+    engine: RecurrentEngine, X: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None, metric: str
+) -> list[float | None]:
+    """Every member's ``metric`` by ``sklearn.metrics`` on its outputs (NaN when they are not finite)."""
+    kept = []
+    for s in range(0, X.shape[0], SEQUENCE_EVAL_CHUNK):
+        out, _ = engine._run(X[s : s + SEQUENCE_EVAL_CHUNK].to(engine.dtype), None, False, None)
+        kept.append(out.permute(0, 3, 2, 1).to("cpu", torch.float64).numpy())  # (P, B, T, n_out)
+    outputs = np.concatenate(kept, axis=1)
+    y_np = y.cpu().numpy()
+    mask_np = None if mask is None else mask.cpu().numpy()
+    return [
+        metric_score(metric, y_np, o, mask=mask_np) if np.isfinite(o).all() else float("nan")
+        for o in outputs
+    ]
 
 
 def train_sequence_population(

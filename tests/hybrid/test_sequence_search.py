@@ -127,8 +127,10 @@ def test_a_schedule_changes_the_task_and_starts_a_new_champion(tmp_path: Path) -
     assert search.final_task.name == "brackets_hard"
 
 
-def test_parity_runs_per_sequence_targets_with_masks(tmp_path: Path) -> None:
-    config = load_config(_config(tmp_path, task="parity", growth="off", n_samples=200))
+@pytest.mark.parametrize("metric", ["accuracy", "roc_auc"])
+def test_parity_runs_per_sequence_targets_with_masks(tmp_path: Path, metric: str) -> None:
+    extra = f'metric = "{metric}"'
+    config = load_config(_config(tmp_path, task="parity", growth="off", n_samples=200, extra_task=extra))
     result = Search.start(config).run()
     assert 0.0 <= result.test_metric <= 1.0
 
@@ -139,6 +141,7 @@ def test_parity_runs_per_sequence_targets_with_masks(tmp_path: Path) -> None:
         ("training.engine", '"loop"', "training.engine: expected 'batched'"),
         ("task.selection_fraction", "0.1", "task.selection_fraction = 0.1"),
         ("evolution.final_steps", "10", "evolution.final_steps: expected 0"),
+        ("training.class_weight", '"balanced"', "training.class_weight: expected 'none'"),
     ],
 )
 def test_settings_a_sequence_task_cannot_run_with_are_one_line(tmp_path: Path, key: str, value: str, message: str) -> None:
