@@ -197,3 +197,16 @@ def test_optimiser_moments_survive_a_repack_and_the_rule_s_edits() -> None:
     np.testing.assert_array_equal(back[1].node(h)["bias"], m_b.node(h)["bias"])
     for (s, d) in a.gated_edges():
         np.testing.assert_array_equal(back[0].edge(s, d)["weight"], m_genomes[0].edge(s, d)["weight"])
+
+
+def test_parity_needs_memory_a_recurrent_start_solves_what_a_feedforward_one_cannot(tmp_path: Path) -> None:
+    scores = {}
+    for recurrent in (True, False):
+        path = tmp_path / f"parity-{recurrent}.toml"
+        path.write_text(
+            f'[run]\nname = "p{recurrent}"\nruns_dir = "{tmp_path}"\n[task]\nname = "parity"\n'
+            f'[genome]\nhidden = [4]\nactivation = "tanh"\nrecurrent = {str(recurrent).lower()}\n'
+            "[training]\nsteps = 300\nbatch_size = 64\n[evolution]\npopulation = 4\ngenerations = 1\n"
+        )
+        scores[recurrent] = Search.start(load_config(path)).run().test_metric
+    assert scores[True] >= 0.95 and scores[False] <= 0.75, scores

@@ -41,3 +41,14 @@ def test_digits_reaches_96_percent_test_accuracy(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["circles", "breast_cancer", "wine"])
 def test_other_configs_beat_a_coin(name: str, tmp_path: Path) -> None:
     assert _search(name, tmp_path).test_metric >= 0.9
+
+
+@pytest.mark.slow
+def test_brackets_hard_reaches_the_issue_target_from_one_neuron(tmp_path: Path) -> None:
+    result = _search("brackets_hard", tmp_path)  # about 6 minutes on 2 cores
+    assert result.test_metric <= 0.010 and result.active_parameters <= 1_800
+
+
+@pytest.mark.slow
+def test_parity_is_solved(tmp_path: Path) -> None:
+    assert _search("parity", tmp_path).test_metric >= 0.98
