@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from genomes import Genome
+from genomes import Genome, state_size
 
 from ..errors import RunDirError
 from ..rundir import RunDir, open_run_dir
@@ -157,9 +157,12 @@ def run_module(run_dir: str | os.PathLike[str]) -> ExportedNet:
 
     The same module ``hybrid export`` writes: gates folded, the task's feature
     standardisation (``task.json``) stored as buffers, so it takes raw features.
+    It takes rows ``(B, n_inputs)`` (the scikit-learn estimators' ``module_``), so a
+    recurrent champion, whose module takes sequences and a state, is refused.
 
     Raises:
         RunDirError: the run has not finished, or a file of it is missing or malformed.
+        ExportError: the champion is recurrent.
     """
     run = open_run_dir(run_dir)
     gate = run.load_config().training.gate
@@ -169,5 +172,11 @@ def run_module(run_dir: str | os.PathLike[str]) -> ExportedNet:
         raise RunDirError(
             f"{run.task_path}: n_inputs/n_outputs are {task.n_inputs}/{task.n_outputs} but the "
             f"champion has {genome.n_inputs}/{genome.n_outputs}"
+        )
+    if state_size(genome):
+        raise ExportError(
+            f"{run.best_genome_path}: genome {genome.meta.get('id')} is recurrent (a state of "
+            f"{state_size(genome)} values), but run_module and the scikit-learn estimators' module_ "
+            "take rows (B, n_inputs), not sequences; use hybrid.export.to_module or hybrid export"
         )
     return to_module(genome, gate, feature_mean=task.feature_mean, feature_std=task.feature_std)
