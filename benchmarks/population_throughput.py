@@ -10,6 +10,15 @@ population, at P = 16, 64, 256 in two regimes:
   (real edges only, forward + backward = 3 x forward) against the dense float32
   matmul rate measured in this run.
 
+* ``recurrent``: brackets_hard size (4 one-hot inputs, 4 outputs, T = 40 steps, batch
+  of 32 sequences, per-step cross-entropy) at P = 64: one tanh hidden node of 1-48
+  neurons with a self-loop, a few members with two such nodes and skip edges.
+  Loop = a Python loop of ``GenomeNet``s, each with its own ``torch.optim.AdamW``;
+  batched = ``hybrid.population.train_sequence_engine`` on a ``RecurrentEngine``.
+  Both arms run with denormals flushed to zero (``sequence.flush_denormals``, which
+  the sequence training loop always uses: BPTT gradients decay into denormals,
+  which CPUs add tens of times slower).
+
 Loop = ``hybrid.population.train_engine`` on a population of one per member (what
 ``training.engine = "loop"`` and the per-genome joblib/Dask jobs run; packing included,
 as there). Batched = ``train_engine`` on the whole population, packed once.
@@ -21,6 +30,7 @@ real population are related too) and times the loop on a sample of members.
 Usage::
 
     python benchmarks/population_throughput.py [--quick] [--json] [--threads N] [--device D]
+        [--regimes small,digits,recurrent]
 """
 
 from __future__ import annotations
@@ -35,8 +45,11 @@ import numpy as np
 import torch
 
 from genomes import MUTATIONS, Genome, InnovationTracker, MutationConfig, NotApplicable
+from genomes.genome import edge_attrs
 from hybrid.batches import minibatch_indices
-from hybrid.population import PopulationEngine, train_engine
+from hybrid.net import GenomeNet
+from hybrid.population import PopulationEngine, RecurrentEngine, train_engine, train_sequence_engine
+from hybrid.population.sequence import flush_denormals
 from hybrid.train import TrainConfig
 
 #: Growth and skip mutations drawn twice as often as pruning, so genomes grow.
@@ -134,7 +147,9 @@ def measure(
     p = len(genomes)
     # Loop: each sampled member trains alone, as the "loop" engine trains it.
     sample = sorted(rng.choice(p, size=min(loop_sample, p), replace=False))
-    train_engine(PopulationEngine([genomes[sample[0]]], device=device), X, y, config, batches[:2])  # warm-up
+    train_engine(
+        PopulationEngine([genomes[sample[0]]], device=device), X, y, config, batches[:2]
+    )  # warm-up
     _sync(device)
     t, c = time.perf_counter(), time.process_time()
     for m in sample:
@@ -186,6 +201,124 @@ def measure(
     }
 
 
+#: The recurrent regime: brackets_hard-sized sequences.
+RECURRENT = Regime("recurrent", 4, 4, 48, 32)
+RECURRENT_T = 40
+RECURRENT_P = 64
+
+
+def recurrent_population(rng: np.random.Generator, size: int) -> list[Genome]:
+    """Return brackets_hard-like genomes (see the module docstring): every 8th has two nodes."""
+    tracker = InnovationTracker()
+    out = []
+    for k in range(size):
+        widths = [int(rng.integers(1, RECURRENT.max_width + 1))]
+        if k % 8 == 7:
+            widths.append(int(rng.integers(1, RECURRENT.max_width // 2 + 1)))
+        g = Genome.minimal(4, 4, rng, tracker, hidden=widths, activation="tanh").copy()
+        graph = g.graph
+        for n in g.hidden_nodes():
+            w = graph.nodes[n]["width"]
+            weight = rng.normal(0.0, 1.0 / np.sqrt(w), (w, w))
+            graph.add_edge(n, n, **edge_attrs(tracker.edge(n, n), weight, recurrent=True))
+        skips = [(g.input_id, g.output_id)] + (
+            [(g.input_id, g.hidden_nodes()[1])] if len(widths) > 1 else []
+        )
+        for s, d in skips:
+            shape = (graph.nodes[d]["width"], graph.nodes[s]["width"])
+            graph.add_edge(s, d, **edge_attrs(tracker.edge(s, d), rng.normal(0.0, 0.3, shape)))
+        out.append(g.validate())
+    return out
+
+
+def _net_step(net: GenomeNet, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
+    out = net(x)
+    out = out[0] if isinstance(out, tuple) else out  # (B, T, n_out) [, final state]
+    loss = torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def measure_recurrent(
+    genomes: list[Genome],
+    steps: int,
+    loop_sample: int,
+    repeats: int,
+    device: torch.device,
+    rng: np.random.Generator,
+) -> dict:
+    """Time a loop of GenomeNets against the RecurrentEngine on ``genomes``; return one table row."""
+    gen = torch.Generator().manual_seed(0)
+    n, t = RECURRENT.batch, RECURRENT_T
+    X = (
+        torch.nn.functional.one_hot(torch.randint(0, 4, (n, t), generator=gen), 4)
+        .float()
+        .to(device)
+    )
+    y = torch.randint(0, 4, (n, t), generator=gen).to(device)
+    config = TrainConfig(steps=steps, batch_size=n, lr=1e-3)
+    batches = minibatch_indices(n, n, steps, gen).to(device)
+    p = len(genomes)
+    sample = sorted(rng.choice(p, size=min(loop_sample, p), replace=False))
+    nets = [GenomeNet(genomes[m]).to(device) for m in sample]
+    opts = [torch.optim.AdamW(net.parameters(), lr=config.lr) for net in nets]
+    with flush_denormals():
+        _net_step(nets[0], opts[0], X, y)  # warm-up
+        _sync(device)
+        w, c = time.perf_counter(), time.process_time()
+        for _ in range(steps):
+            for net, opt in zip(nets, opts, strict=True):
+                _net_step(net, opt, X, y)
+        _sync(device)
+        loop_wall, loop_cpu = time.perf_counter() - w, time.process_time() - c
+    loop_rate, loop_cpu_rate = len(sample) * steps / loop_wall, len(sample) * steps / loop_cpu
+    w = time.perf_counter()
+    engine = RecurrentEngine(genomes, config.gate, device=device)
+    pack_s = time.perf_counter() - w
+    train_sequence_engine(engine, X, y, None, config, batches[:2])  # warm-up
+    walls, cpus = [], []
+    for _ in range(repeats):
+        _sync(device)
+        w, c = time.perf_counter(), time.process_time()
+        train_sequence_engine(engine, X, y, None, config, batches)
+        _sync(device)
+        walls.append(time.perf_counter() - w)
+        cpus.append(time.process_time() - c)
+    batched_rate, batched_cpu_rate = p * steps / min(walls), p * steps / min(cpus)
+    useful = sum(
+        int(a["weight"].size)
+        for g in genomes
+        for _, _, a in g.graph.edges(data=True)
+        if a["enabled"]
+    )
+    executed = sum(
+        len(g.ids) * (r1 - r0) * (engine.n_inputs + r0 + g.n_core)
+        for g in engine.groups
+        for r0, r1 in g.blocks
+    )
+    flops = 3 * 2 * useful * n * t * steps / min(walls)
+    return {
+        "regime": RECURRENT.name,
+        "P": p,
+        "loop_steps_per_s": loop_rate,
+        "batched_steps_per_s": batched_rate,
+        "speedup": batched_rate / loop_rate,
+        "loop_cpu_steps_per_s": loop_cpu_rate,
+        "batched_cpu_steps_per_s": batched_cpu_rate,
+        "cpu_speedup": batched_cpu_rate / loop_cpu_rate,
+        "padding_efficiency": useful / executed,
+        "useful_gflops": flops / 1e9,
+        "params_per_member": useful / p,
+        "levels": max(len(g.blocks) for g in engine.groups),
+        "buckets": sum(len(g.blocks) for g in engine.groups),
+        "peak_mib": 4 * sum(t_.numel() for t_ in engine.params) * 4 / 2**20,
+        "pack_s": pack_s,
+        "loop_members_timed": len(sample),
+        "steps": steps,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -202,6 +335,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--sizes", default="16,64,256", help="population sizes")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--regimes", default="small,digits,recurrent", help="which regimes (recurrent: P = 64 only)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -213,7 +349,8 @@ def main() -> None:
     repeats = 2 if args.quick else 3
     rate = matmul_rate(device)
     rows = []
-    for regime in REGIMES:
+    chosen = args.regimes.split(",")
+    for regime in (r for r in REGIMES if r.name in chosen):
         population = grow(rng, regime, max(sizes), 30, founders)
         for p in sizes:
             row = measure(
@@ -226,6 +363,22 @@ def main() -> None:
                 threads=torch.get_num_threads(),
             )
             rows.append(row)
+    if RECURRENT.name in chosen:
+        row = measure_recurrent(
+            recurrent_population(rng, RECURRENT_P),
+            5 if args.quick else 20,
+            16 if args.quick else RECURRENT_P,
+            repeats,
+            device,
+            rng,
+        )
+        row.update(
+            useful_flops_fraction=row["useful_gflops"] * 1e9 / rate,
+            matmul_gflops=rate / 1e9,
+            device=str(device),
+            threads=torch.get_num_threads(),
+        )
+        rows.append(row)
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
         f"device={device} torch_threads={torch.get_num_threads()} torch={torch.__version__} "

@@ -9,18 +9,20 @@ from .complexity import ActiveStructure, active_structure
 from .config import DistanceConfig, MutationConfig, MutationRecord
 from .crossover import crossover
 from .distance import distance
-from .evaluate import evaluate
+from .evaluate import evaluate, evaluate_sequence, state_layout, state_size
 from .gates import GATE_KINDS, gate_value, open_probability
 from .genome import Genome
 from .innovation import InnovationTracker
 from .mutations import (
     GROWTH,
     MUTATIONS,
+    OPT_IN,
     PERTURBATION,
     PRUNING,
     MutationFn,
     add_edge,
     add_node,
+    add_recurrent_edge,
     mutate_activation,
     perturb_weights,
     prune_edge,
@@ -46,15 +48,18 @@ __all__ = [
     "MutationFn",
     "MutationRecord",
     "NotApplicable",
+    "OPT_IN",
     "PERTURBATION",
     "PRUNING",
     "activate",
     "active_structure",
     "add_edge",
     "add_node",
+    "add_recurrent_edge",
     "crossover",
     "distance",
     "evaluate",
+    "evaluate_sequence",
     "from_dict",
     "gate_value",
     "load",
@@ -66,6 +71,8 @@ __all__ = [
     "remove_node",
     "reset_gates",
     "save",
+    "state_layout",
+    "state_size",
     "to_dict",
     "to_graphml",
     "widen",

@@ -1,8 +1,9 @@
 """Complexity figures read off the genome: what a network really costs to run.
 
 Only the *live* structure counts: neurons whose deterministic gate is open (not
-exactly 0), enabled non-recurrent edges whose gate is open, and nodes that still
-have such a path to the output. That is exactly the structure an exported module
+exactly 0), enabled edges (feed-forward or recurrent) whose gate is open, and nodes
+that still have such a path to the output (a recurrent edge counts as a path: its
+source feeds the output one step later). FLOPs are per sample and time step. That is exactly the structure an exported module
 keeps, so ``ActiveStructure.n_parameters`` equals the exported parameter count.
 With ``sigmoid`` gates nothing is ever exactly closed, so everything enabled counts.
 """
@@ -28,8 +29,9 @@ class ActiveStructure:
         neurons: for every live node (and the input node), a bool mask [width] of
             its kept neurons (input: open input gates; output: all; hidden: open
             neuron gates).
-        edges: live edges ``(src, dst)``, sorted by the topological position of
-            ``dst`` then ``src``.
+        edges: live edges ``(src, dst)``: the feed-forward ones sorted by the
+            topological position of ``dst`` then ``src``, then the recurrent ones
+            in the same order.
         input: id of the input node.
         output: id of the output node.
     """
@@ -68,14 +70,15 @@ def active_structure(genome: Genome, gate: str = "sigmoid") -> ActiveStructure:
             kept[n] = gate_value(a["gate"], gate, np.float32) != 0
     candidates = nx.DiGraph()
     candidates.add_nodes_from(g.nodes)
-    for s, d in genome.active_graph().edges:
+    for s, d in genome.gated_edges():
         if gate_value(g.edges[s, d]["gate"], gate, np.float32) != 0 and kept[s].any() and kept[d].any():
             candidates.add_edge(s, d)
     live = nx.ancestors(candidates, out) | {out}
     order = {n: i for i, n in enumerate(genome.topological_order())}
+    recurrent = {(s, d) for s, d, r in g.edges(data="recurrent") if r}
     edges = sorted(
         ((s, d) for s, d in candidates.edges if d in live),
-        key=lambda e: (order[e[1]], order[e[0]]),
+        key=lambda e: (e in recurrent, order[e[1]], order[e[0]]),
     )
     neurons = {n: kept[n] for n in live}
     if inp not in neurons:

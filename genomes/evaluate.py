@@ -1,13 +1,15 @@
 """A plain numpy evaluation of a genome's function: the reference for every engine.
 
-Implements the function of ``docs/design.md`` with the deterministic gate values::
+Implements the function of ``docs/design.md`` with the deterministic gate values,
+one time step after another (``t`` = 0, 1, ...)::
 
-    h_in = g(gate_in) * x
-    a_j  = act_j(bias_j + sum_{enabled e=(i->j)} g(gate_e) * (W_e @ h_i))
-    h_j  = g(gate_j) * a_j        (output node: h_out = a_out)
+    h_in(t) = g(gate_in) * x(t)
+    a_j(t)  = act_j(bias_j + sum_{enabled ff e=(i->j)}        g(gate_e) * (W_e @ h_i(t))
+                           + sum_{enabled recurrent e=(i->j)} g(gate_e) * (W_e @ h_i(t-1)))
+    h_j(t)  = g(gate_j) * a_j(t)        (output node: h_out = a_out)
 
-Recurrent edges read the previous time step; a single evaluation starts from a zero
-state, so they contribute nothing here.
+``h_i(-1)`` is the initial state (zeros unless given). The state is the ``h`` of the
+nodes ``genome.state_layout()`` names, concatenated in that order.
 """
 
 from __future__ import annotations
@@ -19,46 +21,122 @@ from .activations import activate
 from .gates import gate_value
 from .genome import Genome
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "evaluate_sequence", "state_layout", "state_size"]
+
+
+def state_layout(genome: Genome) -> tuple[tuple[int, int], ...]:
+    """Return ``(node, width)`` of the state nodes, in state order (``Genome.state_layout``)."""
+    return genome.state_layout()
+
+
+def state_size(genome: Genome) -> int:
+    """Return the width of the genome's state vector (0 for a feed-forward genome)."""
+    return genome.state_size
 
 
 def evaluate(
     genome: Genome, x: np.ndarray, gate: str = "sigmoid", dtype: type = np.float64
 ) -> np.ndarray:
-    """Return the genome's output for a batch of inputs.
+    """Return the genome's output for a batch of inputs or of sequences.
 
     Args:
         genome: a valid genome.
-        x: inputs of shape ``(B, n_inputs)``.
+        x: inputs of shape ``(B, n_inputs)`` (one step from the zero state) or
+            sequences of shape ``(B, T, n_inputs)``.
         gate: gate kind, ``"sigmoid"`` or ``"hard_concrete"`` (deterministic values).
         dtype: the float type to compute in (float64 makes a sharp reference).
 
     Returns:
-        Outputs of shape ``(B, n_outputs)``.
+        Outputs of shape ``(B, n_outputs)`` or ``(B, T, n_outputs)``.
 
     Raises:
-        GenomeError: if ``x`` does not have ``n_inputs`` columns.
+        GenomeError: if the last dimension of ``x`` is not ``n_inputs``.
 
     Shape:
-        x: (B, n_inputs) -> (B, n_outputs)
+        x: (B, n_inputs) -> (B, n_outputs); (B, T, n_inputs) -> (B, T, n_outputs)
     """
     x = np.asarray(x, dtype=dtype)
-    if x.ndim != 2 or x.shape[1] != genome.n_inputs:
-        raise GenomeError(f"inputs should have shape (B, {genome.n_inputs}), got {x.shape}")
+    if x.ndim == 2 and x.shape[1] == genome.n_inputs:
+        return evaluate_sequence(genome, x[:, None, :], gate, dtype)[0][:, 0, :]
+    if x.ndim != 3 or x.shape[2] != genome.n_inputs:
+        raise GenomeError(
+            f"inputs should have shape (B, {genome.n_inputs}) or (B, T, {genome.n_inputs}), "
+            f"got {x.shape}"
+        )
+    return evaluate_sequence(genome, x, gate, dtype)[0]
+
+
+def evaluate_sequence(
+    genome: Genome,
+    x: np.ndarray,
+    gate: str = "sigmoid",
+    dtype: type = np.float64,
+    state: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the genome over sequences and return its outputs and final state.
+
+    Args:
+        genome: a valid genome.
+        x: sequences of shape ``(B, T, n_inputs)``.
+        gate: gate kind (deterministic values).
+        dtype: the float type to compute in.
+        state: the initial state ``(B, state_size)``; zeros when None.
+
+    Returns:
+        ``(outputs, final_state)``.
+
+    Raises:
+        GenomeError: for inputs or a state of the wrong shape.
+
+    Shape:
+        x: (B, T, n_inputs), state: (B, S) -> ((B, T, n_outputs), (B, S))
+    """
+    x = np.asarray(x, dtype=dtype)
+    if x.ndim != 3 or x.shape[2] != genome.n_inputs:
+        raise GenomeError(f"sequences should have shape (B, T, {genome.n_inputs}), got {x.shape}")
+    b, steps = x.shape[0], x.shape[1]
+    layout = genome.state_layout()
+    size = sum(w for _, w in layout)
+    if state is None:
+        state = np.zeros((b, size), dtype)
+    state = np.asarray(state, dtype=dtype)
+    if state.shape != (b, size):
+        raise GenomeError(f"state should have shape ({b}, {size}), got {state.shape}")
     g = genome.graph
+    order = genome.topological_order()
     active = genome.active_graph()
-    values: dict[int, np.ndarray] = {}
-    for n in genome.topological_order():
-        a = g.nodes[n]
-        if a["role"] == "input":
-            values[n] = x * gate_value(a["gate"], gate, dtype)
-            continue
-        pre = np.broadcast_to(a["bias"].astype(dtype), (x.shape[0], a["width"])).copy()
-        for s in active.predecessors(n):
-            e = g.edges[s, n]
-            pre += gate_value(e["gate"], gate, dtype) * (values[s] @ e["weight"].astype(dtype).T)
-        out = activate(a["activation"], pre)
-        if a["role"] == "hidden":
-            out = out * gate_value(a["gate"], gate, dtype)
-        values[n] = out
-    return values[genome.output_id]
+    incoming = {n: list(active.predecessors(n)) for n in order}
+    recurrent: dict[int, list[int]] = {}
+    for s, d in genome.recurrent_edges():
+        recurrent.setdefault(d, []).append(s)
+    previous: dict[int, np.ndarray] = {}
+    start = 0
+    for n, w in layout:
+        previous[n] = state[:, start : start + w]
+        start += w
+    outputs = np.empty((b, steps, genome.n_outputs), dtype)
+    for t in range(steps):
+        values: dict[int, np.ndarray] = {}
+        for n in order:
+            a = g.nodes[n]
+            if a["role"] == "input":
+                values[n] = x[:, t] * gate_value(a["gate"], gate, dtype)
+                continue
+            pre = np.broadcast_to(a["bias"].astype(dtype), (b, a["width"])).copy()
+            for s in incoming[n]:
+                pre += _edge_term(g.edges[s, n], values[s], gate, dtype)
+            for s in recurrent.get(n, ()):
+                pre += _edge_term(g.edges[s, n], previous[s], gate, dtype)
+            out = activate(a["activation"], pre)
+            if a["role"] == "hidden":
+                out = out * gate_value(a["gate"], gate, dtype)
+            values[n] = out
+        outputs[:, t] = values[genome.output_id]
+        previous = {n: values[n] for n, _ in layout}
+    final = np.concatenate([previous[n] for n, _ in layout], axis=1) if layout else state
+    return outputs, final
+
+
+def _edge_term(e: dict, h: np.ndarray, gate: str, dtype: type) -> np.ndarray:
+    """One edge's contribution ``g(gate_e) * (W_e @ h)`` for a batch of source values."""
+    return gate_value(e["gate"], gate, dtype) * (h @ e["weight"].astype(dtype).T)

@@ -168,6 +168,42 @@ class Genome:
         """Return the enabled non-recurrent edges, sorted by innovation number."""
         return sorted(self.active_graph().edges, key=lambda e: self.graph.edges[e]["innovation"])
 
+    def recurrent_edges(self) -> list[tuple[int, int]]:
+        """Return the enabled recurrent edges, sorted by innovation number."""
+        g = self.graph
+        edges = [(s, d) for s, d, a in g.edges(data=True) if a["enabled"] and a["recurrent"]]
+        return sorted(edges, key=lambda e: g.edges[e]["innovation"])
+
+    def gated_edges(self) -> list[tuple[int, int]]:
+        """Return every enabled edge, feed-forward and recurrent, sorted by innovation number.
+
+        This is the order of the edge gates in the gate layout.
+        """
+        g = self.graph
+        return sorted(
+            (e for e in g.edges if g.edges[e]["enabled"]), key=lambda e: g.edges[e]["innovation"]
+        )
+
+    @property
+    def is_recurrent(self) -> bool:
+        """Whether any enabled edge is recurrent (the function then has a state)."""
+        return any(a["enabled"] and a["recurrent"] for _, _, a in self.graph.edges(data=True))
+
+    def state_layout(self) -> tuple[tuple[int, int], ...]:
+        """Return ``(node, width)`` of every node whose ``h`` the next time step reads.
+
+        The sources of enabled recurrent edges, sorted by node id; the state vector
+        is their ``h`` values concatenated in this order (empty when feed-forward).
+        """
+        g = self.graph
+        sources = sorted({s for s, _ in self.recurrent_edges()})
+        return tuple((n, int(g.nodes[n]["width"])) for n in sources)
+
+    @property
+    def state_size(self) -> int:
+        """Width of the state vector (0 for a feed-forward genome)."""
+        return sum(w for _, w in self.state_layout())
+
     def topological_order(self) -> list[int]:
         """Return node ids in a deterministic topological order (ties by id)."""
         return list(nx.lexicographical_topological_sort(self.feedforward_graph()))

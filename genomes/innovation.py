@@ -75,6 +75,7 @@ class InnovationTracker:
         self._edges: dict[tuple[int, int], int] = {}
         self._splits: dict[tuple[int, int], int] = {}
         self._named: dict[str, int] = {}
+        self._recurrent: dict[tuple[int, int], int] = {}
 
     def fresh(self) -> int:
         """Return a new id, never handed out before."""
@@ -82,12 +83,17 @@ class InnovationTracker:
         self.next_id += 1
         return i
 
-    def edge(self, src: int, dst: int) -> int:
-        """Return the innovation number of edge ``src -> dst``."""
+    def edge(self, src: int, dst: int, recurrent: bool = False) -> int:
+        """Return the innovation number of edge ``src -> dst``.
+
+        A recurrent edge is another gene than the feed-forward edge of the same pair
+        and gets its own number, so crossover and distance never match the two.
+        """
+        table = self._recurrent if recurrent else self._edges
         key = (int(src), int(dst))
-        if key not in self._edges:
-            self._edges[key] = self.fresh()
-        return self._edges[key]
+        if key not in table:
+            table[key] = self.fresh()
+        return table[key]
 
     def split_node(self, src: int, dst: int) -> int:
         """Return the id of the node that splits edge ``src -> dst`` this generation."""
@@ -109,13 +115,16 @@ class InnovationTracker:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict from which ``from_dict`` rebuilds this tracker."""
-        return {
+        out: dict[str, Any] = {
             "next_id": self.next_id,
             "generation": self.generation,
             "edges": [[s, d, i] for (s, d), i in sorted(self._edges.items())],
             "splits": [[s, d, i] for (s, d), i in sorted(self._splits.items())],
             "named": dict(sorted(self._named.items())),
         }
+        if self._recurrent:  # only then: a feed-forward run's checkpoints stay what they were
+            out["recurrent_edges"] = [[s, d, i] for (s, d), i in sorted(self._recurrent.items())]
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> InnovationTracker:
@@ -134,6 +143,8 @@ class InnovationTracker:
         t = cls(next_id, generation)
         t._edges = _id_table(data, "edges", next_id)
         t._splits = _id_table(data, "splits", next_id)
+        if "recurrent_edges" in data:
+            t._recurrent = _id_table(data, "recurrent_edges", next_id)
         named = data["named"]
         if not isinstance(named, dict):
             raise GenomeError(f"innovation tracker.named: should be an object, got {named!r:.40}")

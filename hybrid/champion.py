@@ -119,7 +119,14 @@ def score_champion(
             chosen one's selection metric is ``selection_metric``.
     """
     genome = from_dict(champion["genome"]) if genome is None else genome
-    (test,) = evaluate_members([genome], task.X_test, task.y_test, config, device=device)
+    if task.sequence:  # a recurrent engine over the held-out sequences (zero initial state)
+        from .sequences import evaluate_sequences
+
+        (test,) = evaluate_sequences(
+            [genome], task.X_test, task.y_test, task.mask_test, task.floor_test, config, device
+        )
+    else:
+        (test,) = evaluate_members([genome], task.X_test, task.y_test, config, device=device)
     name = metric_for_loss(config.metric, config.loss)
     test_metric = float(test.score)
     metrics = {

@@ -129,8 +129,9 @@ def gate_layout(genome: Genome, order: Sequence[int] | None = None) -> tuple[Gat
     """Return the order of a genome's gates: noise columns, logit vectors, member slices.
 
     The input node's neuron gates, then each hidden node's neuron gates in
-    ``genome.topological_order()``, then one gate per enabled feed-forward edge by
-    innovation number (``genome.enabled_edges()``). The output node has no gate.
+    ``genome.topological_order()``, then one gate per enabled edge, feed-forward and
+    recurrent, by innovation number (``genome.gated_edges()``). The output node has
+    no gate.
     ``GenomeNet``, the population engine (each member one contiguous run, member
     after member) and the Dask shards all use this order, so one noise row feeds
     the same gate in every engine.
@@ -144,7 +145,7 @@ def gate_layout(genome: Genome, order: Sequence[int] | None = None) -> tuple[Gat
     order = genome.topological_order() if order is None else order
     hidden = [n for n in order if g.nodes[n]["role"] == "hidden"]
     nodes = [GateRun(n, int(g.nodes[n]["width"])) for n in [genome.input_id, *hidden]]
-    return (*nodes, *(GateRun(e, 1) for e in genome.enabled_edges()))
+    return (*nodes, *(GateRun(e, 1) for e in genome.gated_edges()))
 
 
 def n_gates(genome: Genome) -> int:

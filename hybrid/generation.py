@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from genomes import Genome, InnovationTracker, distance
+from genomes.genome import edge_attrs
 
 from .backends import train_members
 from .config import Config
@@ -39,6 +40,7 @@ from .lineage import GenomeRow
 from .metrics import Metrics, fitness
 from .reproduction import Member, reproduce
 from .selection import Candidate
+from .sequences import train_sequence_members
 from .shortlist import update_front
 from .speciation import adapt_threshold, drop_stagnant, speciate
 from .state import Champion, SearchState
@@ -79,6 +81,19 @@ class StepContext:
     device: str = "cpu"
     cluster: Any = None
     clock: Callable[[], float] = time.perf_counter
+    phases: tuple[tuple[int, Task], ...] = ()
+
+    def task_at(self, generation: int) -> Task:
+        """Return the task of ``generation``: ``task``, or the phase of ``task.schedule`` it falls in."""
+        current = self.task
+        for start, task in self.phases:
+            if start <= generation:
+                current = task
+        return current
+
+    def phase_starts(self, generation: int) -> bool:
+        """Whether a later phase of ``task.schedule`` starts at ``generation`` (a new champion then)."""
+        return any(start == generation for start, _ in self.phases[1:])
 
     @property
     def train_config(self) -> TrainConfig:
@@ -137,19 +152,7 @@ def initial_state(config: Config, task: Task) -> SearchState:
     rng = np.random.default_rng([config.run.seed, 0, 7])
     tracker = InnovationTracker()
     members = tuple(
-        Member(
-            i,
-            Genome.minimal(
-                task.n_inputs,
-                task.n_outputs,
-                rng,
-                tracker,
-                hidden=config.genome.hidden,
-                activation=config.genome.activation,
-                gate_init=config.genome.gate_init,
-            ),
-            0,
-        )
+        Member(i, _initial_genome(config, task, rng, tracker), 0)
         for i in range(config.evolution.population)
     )
     k = task.folds
@@ -166,6 +169,39 @@ def initial_state(config: Config, task: Task) -> SearchState:
     )
 
 
+def _initial_genome(
+    config: Config, task: Task, rng: np.random.Generator, tracker: InnovationTracker
+) -> Genome:
+    """One member of generation 0: the minimal genome, with self-loops if ``genome.recurrent``."""
+    gen = config.genome
+    genome = Genome.minimal(
+        task.n_inputs,
+        task.n_outputs,
+        rng,
+        tracker,
+        hidden=gen.hidden,
+        activation=gen.activation,
+        gate_init=gen.gate_init,
+    )
+    return _with_self_loops(genome, rng, tracker, gen.gate_init) if gen.recurrent else genome
+
+
+def _with_self_loops(
+    genome: Genome, rng: np.random.Generator, tracker: InnovationTracker, gate_init: float
+) -> Genome:
+    """Return ``genome`` with a recurrent self-loop (LeCun-normal weights) on each hidden node."""
+    child = genome.copy()
+    for n in genome.hidden_nodes():
+        w = int(genome.node(n)["width"])
+        weight = (rng.normal(size=(w, w)) / np.sqrt(w)).astype(np.float32)
+        child.graph.add_edge(
+            n,
+            n,
+            **edge_attrs(tracker.edge(n, n, recurrent=True), weight, gate_init, recurrent=True),
+        )
+    return child.validate()
+
+
 def seed_for(seed: int, generation: int, stream: int) -> int:
     """Return the 63-bit seed of one random stream of one generation."""
     return int(np.random.SeedSequence([seed, generation, stream]).generate_state(1, np.uint64)[0] >> 1)
@@ -178,32 +214,25 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
     generation (``report.stop_reason``), when it keeps this one and sets
     ``finished``. ``state`` is left as it was.
     """
-    cfg, task, clock = context.config, context.task, context.clock
+    cfg, clock = context.config, context.clock
     g, tc = state.generation, context.train_config
+    task = context.task_at(g)
     t0 = clock()
     k = task.folds
     copies = _fold_copies(state, k)
-    if k:  # K-fold fitness: K columns per member on the pool, each scored on its own fold
-        columns = [c for m in state.members for c in (m.genome, *copies[m.id])]
-        data: dict[str, Any] = {"folds": (task.fold_ids, [f for _ in state.members for f in range(k)])}
-        X, y = pool(task)
+    growth: list[list[dict[str, Any]]] = [[] for _ in state.members]
+    if task.sequence:  # the recurrent engine; the reserve rule's records join the lineage
+        trained, results, evals, growth = train_sequence_members(
+            [m.genome for m in state.members],
+            task,
+            tc,
+            seed_for(cfg.run.seed, g, 1),
+            context.device,
+            cfg,
+            seed_for(cfg.run.seed, g, 6),
+        )
     else:
-        columns = [m.genome for m in state.members]
-        data, X, y = {"X_val": task.X_val, "y_val": task.y_val}, task.X_train, task.y_train
-    trained, results, evals = train_members(
-        columns,
-        X,
-        y,
-        tc,
-        seed_for(cfg.run.seed, g, 1),
-        engine=cfg.training.engine,
-        backend=cfg.parallel.backend,
-        workers=cfg.parallel.workers,
-        device=context.device,
-        threads=cfg.run.threads,
-        cluster=context.cluster,
-        **data,
-    )
+        trained, results, evals = _train(state, context, task, tc, copies)
     trained_copies: list[tuple[Genome, ...]] = []
     if k:
         trained, trained_copies, results, evals = merge_folds(trained, results, evals, k)
@@ -229,12 +258,13 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
     )
     best_id = max(ids, key=lambda i: cands[i].fitness)
     best = ids.index(best_id)
-    champion = state.champion
+    new_phase = context.phase_starts(g)  # task.schedule: the new task's scores start afresh
+    champion = None if new_phase else state.champion
     if best_id in ok and _beats(metric[best_id], size[best_id], champion):
         ev = evals[best]
         champion = Champion(best_id, g, metric[best_id], size[best_id], ev.flops, ev.loss, trained[best])
     shortlist = update_front(
-        state.shortlist,
+        () if new_phase else state.shortlist,
         (
             Champion(m.id, g, metric[m.id], size[m.id], e.flops, e.loss, t)
             for m, t, e in zip(state.members, trained, evals, strict=True)
@@ -248,7 +278,7 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
             id=m.id,
             generation=g,
             parents=m.parents,
-            operators=m.operators,
+            operators=m.operators + tuple(grown),
             species=species_of.get(m.id),
             status=r.status if m.id in ok else "failed",
             train_loss=r.train_loss,
@@ -259,7 +289,7 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
             genome=t,
             keep_weights=True,
         )
-        for m, t, r, e in zip(state.members, trained, results, evals, strict=True)
+        for m, t, r, e, grown in zip(state.members, trained, results, evals, growth, strict=True)
     )
     spec = cfg.speciation
     threshold = adapt_threshold(state.threshold, len(species), spec.target_species, spec.threshold_step)
@@ -316,6 +346,38 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
     timings = Timings(train_s=t2 - t0, select_s=t3 - t2, reproduce_s=t4 - t3)
     report = GenerationReport(g, MappingProxyType(stats), rows, pruned, reason, timings)
     return new_state, report
+
+
+def _train(
+    state: SearchState,
+    context: StepContext,
+    task: Task,
+    tc: TrainConfig,
+    copies: dict[int, tuple[Genome, ...]],
+) -> tuple[list[Genome], list[TrainResult], list[Metrics]]:
+    """Train and score the members on a table task (K columns each with K-fold fitness)."""
+    cfg, g, k = context.config, state.generation, task.folds
+    if k:  # K-fold fitness: K columns per member on the pool, each scored on its own fold
+        columns = [c for m in state.members for c in (m.genome, *copies[m.id])]
+        data: dict[str, Any] = {"folds": (task.fold_ids, [f for _ in state.members for f in range(k)])}
+        X, y = pool(task)
+    else:
+        columns = [m.genome for m in state.members]
+        data, X, y = {"X_val": task.X_val, "y_val": task.y_val}, task.X_train, task.y_train
+    return train_members(
+        columns,
+        X,
+        y,
+        tc,
+        seed_for(cfg.run.seed, g, 1),
+        engine=cfg.training.engine,
+        backend=cfg.parallel.backend,
+        workers=cfg.parallel.workers,
+        device=context.device,
+        threads=cfg.run.threads,
+        cluster=context.cluster,
+        **data,
+    )
 
 
 def _fold_copies(state: SearchState, k: int) -> dict[int, tuple[Genome, ...]]:

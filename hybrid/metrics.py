@@ -45,6 +45,7 @@ __all__ = [
     "metric_score",
     "metric_value",
     "evaluate_genome",
+    "scored_steps",
     "task_loss",
 ]
 
@@ -116,6 +117,14 @@ METRICS: dict[str, MetricSpec] = dict(
             "roc_auc_score (binary: P(class 1); multiclass: multi_class='ovr', average='macro')",
         ),
         _spec("log_loss", "classification", False, "probabilities", "log_loss(labels=all classes)"),
+        _spec(
+            "excess_nats",
+            "classification",
+            False,
+            "probabilities",
+            "none: mean cross-entropy (nats) over the scored steps minus the split's entropy "
+            "floor (the floor 0 where the task has none)",
+        ),
         _spec("r2", "regression", True, "predictions", "r2_score (several outputs: uniform average)"),
         _spec("mae", "regression", False, "predictions", "mean_absolute_error"),
         _spec("mse", "regression", False, "predictions", "mean_squared_error"),
@@ -176,25 +185,95 @@ def check_metric_targets(name: str, y: np.ndarray, n_outputs: int, split: str = 
         )
 
 
-def metric_score(name: str, y: np.ndarray, outputs: np.ndarray) -> float:
+def scored_steps(
+    y: np.ndarray, outputs: np.ndarray, mask: np.ndarray | None, classification: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return a sequence split's scored ``(y, outputs)`` as flat per-sample arrays.
+
+    Per-step targets (``y`` with the outputs' ``(N, T)`` leading shape) keep the steps
+    where ``mask`` is True (all steps when it is None). Per-sequence targets (``(N,)``
+    class ids, ``(N, n_outputs)`` values) are scored on the output at each sequence's
+    last True step (the last step when ``mask`` is None).
+
+    Args:
+        y: per-step or per-sequence targets.
+        outputs: (N, T, n_outputs) logits or predictions.
+        mask: bool (N, T), or None.
+        classification: ``y`` holds class ids (else values, one per output).
+
+    Returns:
+        ``(y, outputs)`` of shapes (M,) or (M, n_outputs), and (M, n_outputs).
+
+    Raises:
+        ValueError: shapes that fit neither form (one line).
+    """
+    n, t, n_out = outputs.shape
+    keep = np.ones((n, t), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    if keep.shape != (n, t):
+        raise ValueError(f"mask should have shape ({n}, {t}), got {keep.shape}")
+    step_ndim = 2 if classification else 3
+    if y.ndim == step_ndim and y.shape[:2] == (n, t):
+        return y[keep], outputs[keep]
+    if y.ndim == step_ndim - 1 and len(y) == n:
+        last = t - 1 - np.argmax(keep[:, ::-1], axis=1)
+        return y, outputs[np.arange(n), last]
+    raise ValueError(
+        f"sequence targets should have shape ({n}, {t}{'' if classification else ', k'}) per step "
+        f"or ({n}{'' if classification else ', k'},) per sequence, got {y.shape}"
+    )
+
+
+def _excess_nats(y: np.ndarray, logits: np.ndarray, floor: float | None) -> float:
+    """Mean -log softmax(logits)[y] (nats) minus ``floor``; -inf logits (probability 0) allowed."""
+    z = logits.astype(np.float64)
+    top = z.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(z - top).sum(axis=1)) + top[:, 0]
+    nll = log_norm - z[np.arange(len(y)), y]
+    return float(nll.mean() - (floor or 0.0))
+
+
+def metric_score(
+    name: str,
+    y: np.ndarray,
+    outputs: np.ndarray,
+    *,
+    mask: np.ndarray | None = None,
+    floor: float | None = None,
+) -> float:
     """Return the ``name`` metric (real sign) of one network's outputs, by ``sklearn.metrics``.
+
+    Sequence outputs (3-D) are first reduced to their scored samples by
+    :func:`scored_steps` (``mask``: the split's ``Task.mask_*``), then scored like any
+    other. ``excess_nats`` is the mean cross-entropy in nats over the scored samples
+    minus ``floor`` (the split's ``Task.floor_*``; None counts as 0): 0 for a network
+    that outputs the true next-character laws' log-probabilities, the excess over the
+    best any predictor can do.
 
     Args:
         name: a name in :data:`METRICS`.
         y: class ids (classification) or targets (regression).
         outputs: the network's outputs: logits, or regression predictions.
+        mask: sequences only: bool (N, T), True where a step is scored; None = all.
+        floor: ``excess_nats`` only: the split's entropy floor in nats.
 
     Raises:
         DataError: for ``roc_auc`` on a split missing a class.
+        ValueError: sequence targets whose shape fits neither form.
 
     Shape:
-        y: (N,) or (N, n_outputs); outputs: (N, n_outputs).
+        y: (N,) or (N, n_outputs); outputs: (N, n_outputs). Sequences: y (N, T) or
+        (N, T, n_outputs) per step, (N,) or (N, n_outputs) per sequence; outputs
+        (N, T, n_outputs).
     """
     import warnings
 
     from sklearn import metrics as skm
 
     spec = METRICS[name]
+    if outputs.ndim == 3:
+        y, outputs = scored_steps(y, outputs, mask, spec.kind == "classification")
+    if name == "excess_nats":
+        return _excess_nats(y, outputs, floor)
     n_out = outputs.shape[1]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. "y_pred contains classes not in y_true"

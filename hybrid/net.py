@@ -51,8 +51,10 @@ class GenomeNet(nn.Module):
     Parameters live in two ``ParameterDict``s keyed by node / edge id:
     ``nodes["n5_bias"]`` [width], ``nodes["n5_gate"]`` [width] (logits),
     ``edges["e0_5_weight"]`` [width_5, width_0], ``edges["e0_5_gate"]`` (scalar
-    logit). Only enabled non-recurrent edges get parameters; the input node has no
-    bias and the output node no gate (both unused by the function). There is no
+    logit). Only enabled edges (feed-forward and recurrent) get parameters; the
+    input node has no bias and the output node no gate (both unused by the function).
+    A genome with recurrent edges runs over sequences ``(B, T, F)`` and returns its
+    outputs and final state, as ``nn.RNN`` does (see :meth:`forward`). There is no
     ``reset_parameters``: the initial values are the genome's, not an init scheme.
 
     Gates: in eval mode (and always for ``sigmoid`` gates) the deterministic
@@ -72,6 +74,7 @@ class GenomeNet(nn.Module):
 
     Shape:
         Input: (B, n_inputs). Output: (B, n_outputs).
+        Sequences: (B, T, n_inputs) and a state (B, state_size) -> ((B, T, n_outputs), (B, state_size)).
 
     Example:
         >>> import numpy as np
@@ -121,6 +124,15 @@ class GenomeNet(nn.Module):
                 incoming.append((s, _edge_key(s, n, "weight"), _edge_key(s, n, "gate")))
             plan.append((n, a["activation"], _node_key(n, "bias"), node_gate, tuple(incoming)))
         self._plan = tuple(plan)
+        recurrent: dict[int, list[tuple[int, str, str]]] = {}
+        for s, n in genome.recurrent_edges():
+            e = g.edges[s, n]
+            self.edges[_edge_key(s, n, "weight")] = _param(e["weight"])
+            self.edges[_edge_key(s, n, "gate")] = _param(e["gate"])
+            recurrent.setdefault(n, []).append((s, _edge_key(s, n, "weight"), _edge_key(s, n, "gate")))
+        self._recurrent = {n: tuple(v) for n, v in recurrent.items()}
+        self._state = genome.state_layout()
+        self.state_size = sum(w for _, w in self._state)
         runs = gate_layout(genome)
         self._gate_keys = tuple(
             _node_key(k, "gate") if isinstance(k, int) else _edge_key(*k, "gate") for k, _ in runs
@@ -189,31 +201,73 @@ class GenomeNet(nn.Module):
         return open_probability(self.gate_logits(), self.gate).sum()
 
     # ---------------------------------------------------------------- forward
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Return the genome's output for a batch.
+    def forward(
+        self, x: torch.Tensor, noise: torch.Tensor | None = None, state: torch.Tensor | None = None
+    ) -> Any:
+        """Return the genome's output for a batch, or outputs and final state for sequences.
+
+        A 2-D batch is one time step from the zero state (recurrent edges add
+        nothing). A 3-D batch runs step by step: recurrent edges read the previous
+        step's values (``state`` at the first step), as ``nn.RNN`` does.
 
         Args:
-            x: inputs.
+            x: inputs ``(B, n_inputs)`` or sequences ``(B, T, n_inputs)``.
             noise: uniform gate noise for training-mode hard-concrete gates
-                (ignored otherwise); see :meth:`gate_values`.
+                (ignored otherwise); see :meth:`gate_values`. One draw serves every
+                time step.
+            state: the initial state of a sequence, ``(B, state_size)``, laid out as
+                ``genome.state_layout()``; zeros when None.
+
+        Returns:
+            ``(B, n_outputs)`` for a 2-D batch; ``(outputs (B, T, n_outputs), final
+            state (B, state_size))`` for sequences.
 
         Raises:
-            ValueError: if ``x`` does not have ``n_inputs`` columns.
+            ValueError: if the last dimension of ``x`` is not ``n_inputs``, or the state
+                has the wrong shape.
 
         Shape:
-            x: (B, n_inputs), noise: (n_gates,) -> (B, n_outputs)
+            x: (B, n_inputs), noise: (n_gates,) -> (B, n_outputs);
+            x: (B, T, n_inputs), state: (B, S) -> ((B, T, n_outputs), (B, S))
         """
-        if x.dim() != 2 or x.shape[1] != self.n_inputs:
-            raise ValueError(f"inputs should have shape (B, {self.n_inputs}), got {tuple(x.shape)}")
+        if x.dim() == 2 and x.shape[1] == self.n_inputs and state is None:
+            return self._step(x, self.gate_values(noise), {})[self._output]
+        if x.dim() != 3 or x.shape[2] != self.n_inputs:
+            raise ValueError(
+                f"inputs should have shape (B, {self.n_inputs}) or (B, T, {self.n_inputs}), "
+                f"got {tuple(x.shape)}"
+            )
+        b = x.shape[0]
+        if state is None:
+            state = x.new_zeros(b, self.state_size)
+        if tuple(state.shape) != (b, self.state_size):
+            raise ValueError(f"state should have shape ({b}, {self.state_size}), got {tuple(state.shape)}")
         gates = self.gate_values(noise)
+        widths = [w for _, w in self._state]
+        previous = dict(zip([n for n, _ in self._state], state.split(widths, 1), strict=True)) if widths else {}
+        outputs = []
+        for t in range(x.shape[1]):
+            values = self._step(x[:, t], gates, previous)
+            outputs.append(values[self._output])
+            previous = {n: values[n] for n, _ in self._state}
+        final = torch.cat([previous[n] for n, _ in self._state], 1) if self._state else state
+        return torch.stack(outputs, 1), final
+
+    def _step(
+        self, x: torch.Tensor, gates: dict[str, torch.Tensor], previous: dict[int, torch.Tensor]
+    ) -> dict[int, torch.Tensor]:
+        """Return every node's ``h`` at one time step (``previous``: the state nodes' last ``h``)."""
         values = {self._input: x * gates[_node_key(self._input, "gate")]}
         for n, activation, bias_key, gate_key, incoming in self._plan:
             pre = self.nodes[bias_key]
             for s, weight_key, edge_gate_key in incoming:
                 pre = pre + gates[edge_gate_key] * nn.functional.linear(values[s], self.edges[weight_key])
+            if previous:
+                for s, weight_key, edge_gate_key in self._recurrent.get(n, ()):
+                    pre = pre + gates[edge_gate_key] * nn.functional.linear(previous[s], self.edges[weight_key])
             out = TORCH_ACTIVATIONS[activation](pre)
             values[n] = out if gate_key is None else out * gates[gate_key]
-        return values[self._output]
+        return values
 
     def extra_repr(self) -> str:
         """Return the settings line and one line per node with its inputs."""
@@ -224,7 +278,8 @@ class GenomeNet(nn.Module):
         ]
         for n, _, _, _, incoming in self._plan:
             srcs = ", ".join(str(s) for s, _, _ in incoming)
-            lines.append(f"{self._labels[n]} <- {srcs}")
+            recurrent = ", ".join(f"{s}(t-1)" for s, _, _ in self._recurrent.get(n, ()))
+            lines.append(f"{self._labels[n]} <- {srcs}" + (f", {recurrent}" if recurrent else ""))
         return "\n".join(lines)
 
 
@@ -235,7 +290,7 @@ def _numpy(p: torch.Tensor) -> np.ndarray:
 def write_back(genome: Genome, net: GenomeNet) -> Genome:
     """Return a new genome holding ``net``'s values (weights, biases, gate logits).
 
-    Disabled and recurrent edges, unused biases/gates and ``meta`` are copied from
+    Disabled edges, unused biases/gates and ``meta`` are copied from
     ``genome`` unchanged; the arrays are float32. ``genome`` is not modified.
 
     Args:

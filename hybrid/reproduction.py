@@ -20,6 +20,7 @@ import numpy as np
 
 from genomes import (
     MUTATIONS,
+    OPT_IN,
     Genome,
     InnovationTracker,
     MutationConfig,
@@ -81,6 +82,8 @@ def mutate(
     """Apply each mutation with its probability (registry order), then prune closed gates."""
     records: list[MutationRecord] = []
     for name, op in MUTATIONS.items():
+        if name in OPT_IN and rates.get(name, 0.0) <= 0.0:
+            continue  # draws nothing: runs that never ask for it stay what they were
         if rng.random() >= rates.get(name, 0.0):
             continue
         try:

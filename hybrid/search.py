@@ -40,7 +40,7 @@ from .backends import evaluate_members, open_cluster, train_one
 from .champion import SearchResult, ShortlistEntry, score_champion
 from .checkpoint import STATE_FILE, checkpoint_path, load_latest_checkpoint
 from .config import Config, resolve_device
-from .errors import NoChampionError, RunDirError
+from .errors import DataError, NoChampionError, RunDirError
 from .generation import FAILED_METRIC, FAILED_SIZE, StepContext, initial_state, seed_for, step
 from .lineage import LineageWriter
 from .metrics import check_metric_targets
@@ -52,6 +52,7 @@ from .reporters import (
     StatsReporter,
 )
 from .rundir import RunDir, create_run_dir, open_run_dir
+from .sequences import check_sequence_config
 from .shortlist import choose
 from .state import Champion, SearchState
 from .tasks import Task, load_task
@@ -100,6 +101,13 @@ class Search:
         self.train_config = TrainConfig(**config.train_kwargs())
         self.state = state
         self.lineage = LineageWriter(run.lineage_path)
+        #: ``task.schedule``'s phases: ``(first generation, task)``; empty without a schedule.
+        self.phases = load_phases(config, task)
+
+    @property
+    def final_task(self) -> Task:
+        """The task the champion is scored on: the last phase's under ``task.schedule``."""
+        return self.phases[-1][1] if self.phases else self.task
 
     # ------------------------------------------------------------ the state
     @property
@@ -148,6 +156,8 @@ class Search:
         config.distance_config()
         config.mutation_config()
         task = load_task(config.task, config.run.seed, accelerated=device.startswith("cuda"))
+        check_sequence_config(config, task, f"run {config.run.name!r}")
+        load_phases(config, task)  # every phase's data loads before the folder exists
         splits = [("the validation split", task.y_val), ("the test split", task.y_test)]
         if task.y_sel is not None:
             splits.append(("the selection split", task.y_sel))
@@ -247,7 +257,7 @@ class Search:
         extra = list(reporters) + ([CallbackReporter(on_generation)] if on_generation is not None else [])
         try:
             with open_cluster(self.config.parallel) as cluster:  # None unless backend "dask"
-                context = StepContext(self.config, self.task, self.device, cluster)
+                context = StepContext(self.config, self.task, self.device, cluster, phases=self.phases)
                 while self.state.finished is None:
                     state, report = step(self.state, context)
                     with _interrupts_deferred():  # a generation is recorded whole or not at all
@@ -295,7 +305,7 @@ class Search:
         genome = self._final_fit(chosen) if steps > 0 else None
         return score_champion(
             chosen.to_dict(),
-            self.task,
+            self.final_task,
             self.train_config,
             self.run_dir,
             device=self.device,
@@ -344,6 +354,34 @@ class Search:
         seed = seed_for(cfg.run.seed, self.state.generation, FINAL_FIT_STREAM)
         trained = train_one(chosen.genome, X, y, config, seed, self.device, cfg.run.threads)
         return trained.genomes[0]
+
+
+def load_phases(config: Config, task: Task) -> tuple[tuple[int, Task], ...]:
+    """Return ``task.schedule`` as ``(first generation, task)`` pairs, each task loaded with the run's seed.
+
+    The first phase is ``task`` itself; later ones are the named built-ins with the
+    first one's settings. Empty without a schedule.
+
+    Raises:
+        DataError: a phase's task has other input or output widths than the first.
+    """
+    schedule = config.task.schedule
+    if not schedule:
+        return ()
+    phases, start, loaded = [], 0, {schedule[0][0]: task}
+    for name, generations in schedule:
+        if name not in loaded:
+            spec = config.task.model_copy(update={"name": name, "schedule": ()})
+            loaded[name] = load_task(spec, config.run.seed)
+        phase = loaded[name]
+        if (phase.n_inputs, phase.n_outputs) != (task.n_inputs, task.n_outputs):
+            raise DataError(
+                f"task.schedule: {name!r} has {phase.n_inputs} inputs and {phase.n_outputs} outputs, "
+                f"expected {task.n_inputs} and {task.n_outputs} as {task.name!r}"
+            )
+        phases.append((start, phase))
+        start += generations
+    return tuple(phases)
 
 
 class _CallableModule(types.ModuleType):

@@ -28,6 +28,7 @@ from genomes import (
     ACTIVATIONS,
     GROWTH,
     MUTATIONS,
+    OPT_IN,
     Genome,
     InnovationTracker,
     MutationConfig,
@@ -55,7 +56,10 @@ OPEN_LOGITS = (-2.0, 6.0)
 
 
 #: Operators the strategies draw from: growth twice as likely, so genomes do grow.
-_OPS = tuple(sorted(MUTATIONS)) + GROWTH
+#: Feed-forward genomes unless asked (``recurrent=True`` adds the opt-in operators,
+#: ``add_recurrent_edge``, three times as likely as the rest).
+_OPS = tuple(op for op in sorted(MUTATIONS) + list(GROWTH) if op not in OPT_IN)
+_RECURRENT_OPS = _OPS + OPT_IN * 3
 
 
 @dataclass(frozen=True)
@@ -116,12 +120,17 @@ def _grow(
     config: MutationConfig,
     max_mutations: int,
     trained: bool,
+    recurrent: bool = False,
 ) -> Genome:
     """Apply a drawn sequence of mutations (retraining in between when ``trained``)."""
     closed_share = draw(st.sampled_from([0.0, 0.2, 0.5]))
     count = draw(st.integers(0, max_mutations))  # spread: a bare list favours short ones
     steps = draw(
-        st.lists(st.tuples(st.sampled_from(_OPS), st.booleans()), min_size=count, max_size=count)
+        st.lists(
+            st.tuples(st.sampled_from(_RECURRENT_OPS if recurrent else _OPS), st.booleans()),
+            min_size=count,
+            max_size=count,
+        )
     )
     if trained:
         genome = randomise(genome, rng, closed_share)
@@ -145,6 +154,7 @@ def grown_genomes(
     max_mutations: int = 12,
     gate: str | st.SearchStrategy[str] = "sigmoid",
     trained: bool = True,
+    recurrent: bool = False,
 ) -> GrownGenome:
     """Draw a :class:`GrownGenome`: a genome plus the tracker and config that grew it.
 
@@ -160,7 +170,7 @@ def grown_genomes(
     tracker = InnovationTracker()
     config = mutation_config(kind)
     genome = Genome.minimal(n_in, n_out, rng, tracker, hidden=hidden, activation=activation)
-    genome = _grow(draw, genome, rng, tracker, config, max_mutations, trained)
+    genome = _grow(draw, genome, rng, tracker, config, max_mutations, trained, recurrent)
     return GrownGenome(genome, tracker, config)
 
 
@@ -170,6 +180,7 @@ def genomes_strategy(
     max_mutations: int = 12,
     gate: str | st.SearchStrategy[str] = "sigmoid",
     trained: bool = True,
+    recurrent: bool = False,
 ) -> st.SearchStrategy[Genome]:
     """Return a strategy of valid genomes grown by random mutation sequences.
 
@@ -179,8 +190,11 @@ def genomes_strategy(
         max_mutations: the longest mutation sequence drawn.
         gate: gate kind the mutations preserve the function under (or a strategy).
         trained: randomise all arrays (weights, biases, gates incl. closed ones).
+        recurrent: draw ``add_recurrent_edge`` too (genomes with memory); off by
+            default, so feed-forward engines get feed-forward genomes.
     """
-    return grown_genomes(n_inputs, n_outputs, max_mutations, gate, trained).map(lambda g: g.genome)
+    strategy = grown_genomes(n_inputs, n_outputs, max_mutations, gate, trained, recurrent)
+    return strategy.map(lambda g: g.genome)
 
 
 @st.composite
@@ -192,6 +206,7 @@ def populations_strategy(
     max_mutations: int = 8,
     gate: str | st.SearchStrategy[str] = "sigmoid",
     trained: bool = True,
+    recurrent: bool = False,
 ) -> list[Genome]:
     """Draw a population: genomes of one run sharing widths and one innovation tracker.
 
@@ -205,6 +220,7 @@ def populations_strategy(
         max_mutations: the longest mutation sequence per member.
         gate: gate kind (or a strategy of it).
         trained: randomise all arrays of every member.
+        recurrent: grow recurrent edges too (see ``genomes_strategy``).
     """
     n_in, n_out = _draw(n_inputs, draw), _draw(n_outputs, draw)
     count, kind = _draw(size, draw), _draw(gate, draw)
@@ -222,5 +238,7 @@ def populations_strategy(
             child, _ = crossover(members[i], members[j], rng, config)
             members.append(child.validate())
         else:
-            members.append(_grow(draw, base, rng, tracker, config, max_mutations, trained))
+            members.append(
+                _grow(draw, base, rng, tracker, config, max_mutations, trained, recurrent)
+            )
     return members

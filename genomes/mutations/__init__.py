@@ -17,7 +17,7 @@ import numpy as np
 from ..config import MutationConfig, MutationRecord
 from ..genome import Genome
 from ..innovation import InnovationTracker
-from .growth import EXACT_SPLITS, add_edge, add_node, widen
+from .growth import EXACT_SPLITS, add_edge, add_node, add_recurrent_edge, widen
 from .perturb import mutate_activation, perturb_weights, reset_gates
 from .pruning import prune_edge, prune_neurons, remove_node
 
@@ -25,11 +25,13 @@ __all__ = [
     "EXACT_SPLITS",
     "GROWTH",
     "MUTATIONS",
+    "OPT_IN",
     "MutationFn",
     "PERTURBATION",
     "PRUNING",
     "add_edge",
     "add_node",
+    "add_recurrent_edge",
     "mutate_activation",
     "perturb_weights",
     "prune_edge",
@@ -54,10 +56,14 @@ MUTATIONS: dict[str, MutationFn] = {
     "perturb_weights": perturb_weights,
     "mutate_activation": mutate_activation,
     "reset_gates": reset_gates,
+    "add_recurrent_edge": add_recurrent_edge,
 }
 
 #: Growth and skip mutations: function preserving under the deterministic gates.
-GROWTH: tuple[str, ...] = ("add_node", "widen", "add_edge")
+GROWTH: tuple[str, ...] = ("add_node", "widen", "add_edge", "add_recurrent_edge")
+#: Operators that draw nothing from the generator while their rate is 0, so a run that
+#: never asks for them is the run it was before they existed.
+OPT_IN: tuple[str, ...] = ("add_recurrent_edge",)
 #: Pruning: function preserving when what they remove is closed (hard-concrete gates).
 PRUNING: tuple[str, ...] = ("prune_neurons", "prune_edge", "remove_node")
 #: Perturbation: same structure, new values.

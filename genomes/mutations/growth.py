@@ -188,3 +188,43 @@ def add_edge(
     innovation = tracker.edge(src, dst)
     child.graph.add_edge(src, dst, **edge_attrs(innovation, np.zeros(shape, np.float32), config.gate_init))
     return child, MutationRecord("add_edge", {"src": int(src), "dst": int(dst), "innovation": innovation})
+
+
+def add_recurrent_edge(
+    genome: Genome, rng: np.random.Generator, tracker: InnovationTracker, config: MutationConfig
+) -> tuple[Genome, MutationRecord]:
+    """Connect two nodes with a zero-weight recurrent edge: memory, the function kept.
+
+    The edge ``src -> dst`` reads ``h_src`` of the previous time step. Any node may
+    be the source (a self-loop included: ``src == dst``), any node but the input the
+    destination, and no cycle rule applies (recurrent edges may close cycles). A
+    pair that already has an edge of either kind is skipped. Zero weights keep the
+    function, and their gradient is not zero once the state is, so memory can be
+    learned.
+
+    Args:
+        genome: a valid genome (not modified).
+        rng: picks the pair.
+        tracker: the new edge's innovation is ``tracker.edge(src, dst, recurrent=True)``.
+        config: ``gate_init`` for the new edge's gate.
+
+    Returns:
+        The child and ``add_recurrent_edge(src, dst, innovation)``.
+
+    Raises:
+        NotApplicable: every allowed pair is already connected.
+    """
+    g = genome.graph
+    sources = sorted(g.nodes)
+    dests = sorted(n for n, r in g.nodes(data="role") if r != "input")
+    pairs = [(s, d) for s in sources for d in dests if not g.has_edge(s, d)]
+    if not pairs:
+        raise NotApplicable("add_recurrent_edge: every pair of nodes is already connected")
+    src, dst = choose(rng, pairs)
+    child = genome.copy()
+    shape = (int(g.nodes[dst]["width"]), int(g.nodes[src]["width"]))
+    innovation = tracker.edge(src, dst, recurrent=True)
+    attrs = edge_attrs(innovation, np.zeros(shape, np.float32), config.gate_init, recurrent=True)
+    child.graph.add_edge(src, dst, **attrs)
+    record = {"src": int(src), "dst": int(dst), "innovation": innovation}
+    return child, MutationRecord("add_recurrent_edge", record)

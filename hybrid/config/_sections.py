@@ -90,6 +90,11 @@ class GenomeConfig(Section):
         "run out of memory; at most 64 layers: a deeper plain chain does not train",
     )
     activation: Activation = Field("relu", description="activation of the initial hidden nodes")
+    recurrent: bool = Field(
+        False,
+        description="give each initial hidden node a recurrent self-loop (LeCun-normal weights): an "
+        "Elman network to start from, for sequence tasks",
+    )
     gate_init: float = Field(
         MC.gate_init,
         ge=-20.0,
@@ -156,6 +161,37 @@ class TrainingConfig(Section):
     engine: Literal["batched", "loop"] = Field(
         "batched",
         description="batched trains the whole population in one computation; loop one genome at a time",
+    )
+    bptt: int = Field(
+        40,
+        ge=1,
+        le=100_000,
+        description="stream tasks: characters per training window (truncated BPTT, the state carried "
+        "from window to window); 40 is the anchor's (Miconi 2016)",
+    )
+    growth: Literal["off", "reserve"] = Field(
+        "off",
+        description="reserve: during training every hidden node keeps reserve_k sub-threshold neurons "
+        "(Miconi 2016): more and the extra ones are deleted, fewer and one is added",
+    )
+    reserve_k: int = Field(1, ge=0, le=MAX_WIDTH, description="sub-threshold neurons each node keeps in reserve")
+    reserve_threshold: float = Field(
+        0.05, gt=0.0, le=100.0, description="T_D: a neuron whose outgoing |weights| sum below it is sub-threshold"
+    )
+    reserve_p_add: float = rate("probability per step of adding a neuron to a node short of its reserve", 0.01)
+    reserve_p_delete: float = rate("probability per step of deleting each extra sub-threshold neuron", 0.05)
+    reserve_l1: float = Field(
+        1e-4,
+        ge=0.0,
+        le=1.0,
+        description="L1 penalty on the weights leaving hidden neurons (the anchor's A); only with growth",
+    )
+    reserve_every: int = Field(
+        20,
+        ge=1,
+        le=1_000_000,
+        description="steps between two applications of the rule (the batched engine repacks the "
+        "population then); the per-step probabilities are compounded over them",
     )
 
 
@@ -289,6 +325,11 @@ class MutationSection(Section):
     perturb_weights: float = rate("add relative noise to weights: escapes a local optimum", 0.2)
     mutate_activation: float = rate("swap a hidden node's activation", 0.05)
     reset_gates: float = rate("reopen gates so pruned structure can come back", 0.03)
+    add_recurrent_edge: float = rate(
+        "add a recurrent edge (reads the previous time step; zero weights, function-preserving): "
+        "0 unless the task is a sequence",
+        0.0,
+    )
     new_node_activation: Activation = Field(
         MC.new_node_activation, description="activation of split nodes: relu splits exactly"
     )
@@ -332,7 +373,8 @@ class MutationSection(Section):
     def rates(self) -> dict[str, float]:
         """Return ``{operator name: probability}`` for every mutation operator."""
         names = ("add_node", "widen", "add_edge", "prune_neurons", "prune_edge", "remove_node",
-                 "perturb_weights", "mutate_activation", "reset_gates")  # fmt: skip
+                 "perturb_weights", "mutate_activation", "reset_gates",
+                 "add_recurrent_edge")  # fmt: skip
         return {n: getattr(self, n) for n in names}
 
 

@@ -49,8 +49,9 @@ class TaskConfig(Section):
     metric: str | None = Field(
         None,
         description="the metric that ranks genomes and scores the champion: classification "
-        "accuracy (default), balanced_accuracy, f1_macro, roc_auc, log_loss; regression r2 "
-        "(default), mae, mse (sklearn.metrics; log_loss, mae and mse: lower is better)",
+        "accuracy (default), balanced_accuracy, f1_macro, roc_auc, log_loss, excess_nats "
+        "(default of the brackets tasks); regression r2 (default), mae, mse (sklearn.metrics; "
+        "log_loss, excess_nats, mae and mse: lower is better)",
     )
     val_fraction: float = Field(
         0.2, gt=0.0, lt=1.0, description="share of samples that rank genomes during the search"
@@ -80,8 +81,9 @@ class TaskConfig(Section):
         None,
         ge=4,
         le=1_000_000,
-        description="synthetic tasks only (spirals, circles): number of points; at most a million: "
-        "toy tasks need thousands",
+        description="synthetic tasks only (spirals, circles): number of points; brackets_easy, "
+        "brackets_hard: training characters in all (32 streams); parity: training sequences; at "
+        "most a million: toy tasks need thousands",
     )
     noise: float | None = Field(
         None,
@@ -89,6 +91,16 @@ class TaskConfig(Section):
         le=10.0,
         description="synthetic tasks only: std of the Gaussian noise on the points; at most 10: "
         "the shapes span about 1, so beyond that the points are noise alone",
+    )
+
+    schedule: Annotated[
+        tuple[Annotated[tuple[str, Annotated[int, Field(ge=1)]], BeforeValidator(as_tuple)], ...],
+        BeforeValidator(as_tuple),
+    ] = Field(
+        (),
+        description="a task that changes during the run: [[name, generations], ...], built-in tasks "
+        "run in turn for that many generations each (the last one until the run stops); the first "
+        "is task.name, all of one kind and shape; each change starts a new champion",
     )
 
     @model_validator(mode="before")
@@ -100,7 +112,10 @@ class TaskConfig(Section):
             data.setdefault("kind", spec.kind)
             if spec.synthetic:
                 data.setdefault("n_samples", spec.default_n_samples)
-                data.setdefault("noise", spec.default_noise)
+                if not spec.sequence:
+                    data.setdefault("noise", spec.default_noise)
+            if spec.default_metric is not None and data.get("metric") is None:
+                data["metric"] = spec.default_metric
         if isinstance(data, dict) and data.get("metric") is None and data.get("kind") in DEFAULT_METRIC:
             data = {**data, "metric": DEFAULT_METRIC[data["kind"]]}
         return data
@@ -147,6 +162,8 @@ class TaskConfig(Section):
                 check_metric(self.metric, self.kind)
             except ValueError as exc:
                 raise KeyedError("metric", self.metric, str(exc)) from None
+        if self.schedule:
+            self._check_schedule()
         if self.name is not None:
             spec = TASKS[self.name]
             if self.kind != spec.kind:
@@ -156,6 +173,10 @@ class TaskConfig(Section):
             if self.target is not None:
                 raise KeyedError("target", self.target, "expected no target for a built-in task")
             self._table_only(f"{self.name!r} is a built-in task")
+            if spec.sequence and self.noise is not None:
+                raise KeyedError(
+                    "noise", self.noise, f"expected it unset: {self.name!r} is a sequence task"
+                )
             for key in ("n_samples", "noise"):
                 if not spec.synthetic and getattr(self, key) is not None:
                     raise KeyedError(
@@ -194,3 +215,14 @@ class TaskConfig(Section):
             raise KeyedError("categorical", list(self.categorical), f"expected it unset: {why}")
         if self.missing != "error":
             raise KeyedError("missing", self.missing, f"expected 'error' (the default): {why}")
+
+    def _check_schedule(self) -> None:
+        """A schedule names built-in tasks of this task's kind, starting with ``task.name``."""
+        names = [name for name, _ in self.schedule]
+        if self.name is None or names[0] != self.name:
+            raise KeyedError("schedule", [list(p) for p in self.schedule], f"expected task.name ({self.name!r}) first")
+        for name in names:
+            if name not in TASKS:
+                raise KeyedError("schedule", name, f"expected a built-in task: {', '.join(map(repr, TASKS))}")
+            if TASKS[name].kind != TASKS[self.name].kind:
+                raise KeyedError("schedule", name, f"expected a {TASKS[self.name].kind} task like {self.name!r}")

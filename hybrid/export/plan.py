@@ -230,8 +230,8 @@ def plan_export(genome: Genome, gate: str = "sigmoid") -> ExportPlan:
     for s, d in structure.edges:
         if not g.edges[s, d]["recurrent"]:
             sources[d].append(s)
-    recurrent = _live_recurrent_edges(genome, structure.neurons, gate)
-    rec_sources: dict[int, list[int]] = {n: sorted(s for s, d in recurrent if d == n) for n in structure.neurons}
+    recurrent = [(s, d) for s, d in structure.edges if g.edges[s, d]["recurrent"]]
+    rec_sources = {n: sorted(s for s, d in recurrent if d == n) for n in structure.neurons}
     order = [n for n in genome.topological_order() if n in structure.neurons]
     layers = []
     for n in order:
@@ -276,22 +276,6 @@ def plan_export(genome: Genome, gate: str = "sigmoid") -> ExportPlan:
     assert plan.layers[-1].id == structure.output, "the output node should come last"
     assert plan.n_parameters == structure.n_parameters, "plan and active structure disagree"
     return plan
-
-
-def _live_recurrent_edges(
-    genome: Genome, live: dict[int, np.ndarray], gate: str
-) -> list[tuple[int, int]]:
-    """Return the enabled recurrent edges with an open gate between live nodes with kept neurons."""
-    g = genome.graph
-    return [
-        (int(s), int(d))
-        for s, d in genome.recurrent_edges()
-        if s in live
-        and d in live
-        and live[s].any()
-        and live[d].any()
-        and gate_value(g.edges[s, d]["gate"], gate, np.float32) != 0
-    ]
 
 
 def _state_plan(

@@ -1,6 +1,8 @@
 """The population engine: P genomes trained in one computation per step.
 
 ``PopulationEngine`` packs a population into padded, level-bucketed tensors;
+``RecurrentEngine`` runs genomes with recurrent edges over sequences
+(:mod:`~hybrid.population.sequence` trains and evaluates it);
 ``train_population`` / ``evaluate_population`` are the one way the package trains
 and evaluates genomes (``hybrid.train.train_genome`` and
 ``hybrid.metrics.evaluate_genome`` are populations of one).
@@ -9,6 +11,13 @@ and evaluates genomes (``hybrid.train.train_genome`` and
 from .adam import BatchedAdamW
 from .engine import PopulationEngine, task_losses
 from .layout import Layout, pack
+from .recurrent import RecurrentEngine
+from .sequence import (
+    evaluate_sequence_engine,
+    sequence_metrics,
+    train_sequence_engine,
+    train_sequence_population,
+)
 from .train import (
     Trained,
     engine_metrics,
@@ -22,12 +31,17 @@ __all__ = [
     "BatchedAdamW",
     "Layout",
     "PopulationEngine",
+    "RecurrentEngine",
     "Trained",
     "engine_metrics",
+    "evaluate_sequence_engine",
     "evaluate_engine",
     "evaluate_population",
     "pack",
+    "sequence_metrics",
     "task_losses",
     "train_engine",
     "train_population",
+    "train_sequence_engine",
+    "train_sequence_population",
 ]

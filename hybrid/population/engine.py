@@ -52,7 +52,8 @@ class PopulationEngine:
 
     Raises:
         ValueError: for an unknown gate kind.
-        GenomeError: for an empty population or members of different widths.
+        GenomeError: for an empty population, members of different widths, or a
+            member with recurrent edges.
     """
 
     def __init__(
@@ -67,6 +68,12 @@ class PopulationEngine:
         self.device = torch.device(device if device is not None else "cpu")
         self.dtype = dtype
         self.genomes = tuple(genomes)
+        for i, genome in enumerate(self.genomes):
+            if genome.is_recurrent:
+                raise GenomeError(
+                    f"member {i} has recurrent edges: the feed-forward population engine cannot run "
+                    "it (use hybrid.population.RecurrentEngine)"
+                )
         if merge_macs is None:
             merge_macs = MERGE_MACS.get(self.device.type, MERGE_MACS["cuda"])
         self.layout: Layout = pack(self.genomes, merge_macs)

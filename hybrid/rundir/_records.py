@@ -67,12 +67,33 @@ class TaskInfo(_Model):
     source: str = ""
     encoding: TaskEncoding | None = None  # table tasks only (runs before it: none)
     folds: FoldsInfo | None = None  # None: no K-fold fitness (and files from before it)
+    # Sequence tasks only (Task.info() writes them when sequence is True):
+    sequence: bool = False
+    per_step: bool | None = None
+    stream: bool | None = None
+    T: int | None = None
+    floor_val: float | None = None
+    floor_test: float | None = None
 
     @field_validator("n_inputs", "n_outputs")
     @classmethod
     def _positive(cls, v: int) -> int:
         if v < 1:
             raise ValueError("should be >= 1")
+        return v
+
+    @field_validator("T")
+    @classmethod
+    def _positive_length(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError("should be >= 1")
+        return v
+
+    @field_validator("floor_val", "floor_test")
+    @classmethod
+    def _floor(cls, v: float | None) -> float | None:
+        if v is not None and not (math.isfinite(v) and v >= 0):
+            raise ValueError("should be a finite number >= 0 or null")
         return v
 
     @field_validator("feature_mean", "feature_std", "class_labels")
@@ -126,7 +147,16 @@ class BestMetrics(_Model):
     #: a name in ``hybrid.metrics.METRICS`` (kept in step by a test); ``neg_mse``: runs written
     #: before the registry (regression scored by negated MSE)
     metric: Literal[
-        "accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss", "r2", "mae", "mse", "neg_mse"
+        "accuracy",
+        "balanced_accuracy",
+        "f1_macro",
+        "roc_auc",
+        "log_loss",
+        "excess_nats",
+        "r2",
+        "mae",
+        "mse",
+        "neg_mse",
     ]
     greater_is_better: bool = True  # the metric's direction (files written before it: accuracy or fitness)
     active_parameters: int

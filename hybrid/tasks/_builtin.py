@@ -7,6 +7,11 @@ scikit-learn. Each entry of ``TASKS`` says what the task is in one line (the CLI
 The two-spirals problem is from Lang & Witbrock (1988), "Learning to tell two
 spirals apart": 97 points per spiral, point ``i`` at angle ``i * pi / 16`` and
 radius ``6.5 * (104 - i) / 104``, the second spiral the first rotated by pi.
+
+The sequence tasks (``sequence`` True: ``brackets_easy``, ``brackets_hard``, ``parity``)
+live in :mod:`hybrid.tasks._sequences`; their ``make`` returns a
+:class:`~hybrid.tasks._sequences.SequenceData` (three splits of their own) instead of
+:data:`RawData`.
 """
 
 from __future__ import annotations
@@ -16,7 +21,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TASKS", "RawData", "TaskSpec"]
+from ._sequences import (
+    P_CONTINUE,
+    SequenceData,
+    make_brackets_easy,
+    make_brackets_hard,
+    make_parity,
+)
+
+__all__ = ["SEQUENCE_TASKS", "TASKS", "RawData", "TaskSpec"]
 
 #: Raw features [N, F] (float), labels [N] (int class ids), class labels, source.
 RawData = tuple[np.ndarray, np.ndarray, tuple[str, ...], str]
@@ -29,17 +42,22 @@ class TaskSpec:
     ``make(n_samples, noise, rng)`` returns :data:`RawData`; fixed data sets ignore
     ``n_samples`` and ``noise`` (``synthetic`` is False and the config forbids
     them). ``split`` False means the task is a fixed set of points that every split
-    repeats (xor: four points cannot be split three ways).
+    repeats (xor: four points cannot be split three ways). ``sequence`` True: ``make``
+    returns a :class:`~hybrid.tasks._sequences.SequenceData` with its own three splits
+    (``noise`` is not used). ``default_metric`` is the task's ``task.metric`` when the
+    config sets none (None: the kind's default).
     """
 
     name: str
     description: str
     kind: str
-    make: Callable[[int | None, float | None, np.random.Generator], RawData]
+    make: Callable[[int | None, float | None, np.random.Generator], RawData | SequenceData]
     synthetic: bool = False
     default_n_samples: int | None = None
     default_noise: float | None = None
     split: bool = True
+    sequence: bool = False
+    default_metric: str | None = None
 
 
 def _xor(n_samples: int | None, noise: float | None, rng: np.random.Generator) -> RawData:
@@ -144,5 +162,39 @@ TASKS: dict[str, TaskSpec] = {
             "classification",
             _bundled("load_wine"),
         ),
+        TaskSpec(
+            "brackets_easy",
+            f"next character of '(ab' + more 'ab' with p_continue = {P_CONTINUE} + ')', "
+            "4 one-hot inputs; floor H(p)/(2(2-p)) = 0.2249 nats/char (metric excess_nats)",
+            "classification",
+            make_brackets_easy,
+            synthetic=True,
+            default_n_samples=80_000,
+            sequence=True,
+            default_metric="excess_nats",
+        ),
+        TaskSpec(
+            "brackets_hard",
+            "next character of groups '(xxxxxx)' of a/b, each the previous reversed with one "
+            "letter flipped; floor ln(6)/8 = 0.2240 nats/char (metric excess_nats)",
+            "classification",
+            make_brackets_hard,
+            synthetic=True,
+            default_n_samples=80_000,
+            sequence=True,
+            default_metric="excess_nats",
+        ),
+        TaskSpec(
+            "parity",
+            "parity of 2..10 random bits (padded to 10, masked), read at the last bit",
+            "classification",
+            make_parity,
+            synthetic=True,
+            default_n_samples=1_000,
+            sequence=True,
+        ),
     )
 }
+
+#: The built-in sequence tasks (a view of :data:`TASKS`).
+SEQUENCE_TASKS: dict[str, TaskSpec] = {n: s for n, s in TASKS.items() if s.sequence}

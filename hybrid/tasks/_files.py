@@ -39,6 +39,7 @@ from ..errors import DataError
 from .preprocess import category_text, numbers
 
 __all__ = [
+    "MASK_ARRAY",
     "MAX_TARGET",
     "PARQUET_SUFFIXES",
     "SPLIT_ARRAY",
@@ -49,7 +50,9 @@ __all__ = [
     "read_npz",
     "read_table",
     "read_npz_split",
+    "read_npz_mask",
     "resolve_data_path",
+    "sequence_targets",
 ]
 
 #: File suffixes read as tables (by pandas); ``.npz`` is the other data format.
@@ -389,14 +392,19 @@ def _open_npz(path: Path) -> Iterator[Any]:
 def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Read arrays ``X`` ([N, F] numbers) and ``y`` ([N] or [N, k]) from an NPZ file.
 
+    A 3-D ``X`` ([N, T, F]) is a sequence data set; its ``y`` ([N, T], [N, T, k],
+    [N] or [N, k]) is checked by :func:`sequence_targets`, its ``mask`` by
+    :func:`read_npz_mask`.
+
     Returns:
         ``(X, y, names)``: float64 ``X``, ``y`` as stored, and feature names
         (``X[:, j]``).
 
     Raises:
         DataError: missing file, not an NPZ archive, object arrays (no pickle), no
-            ``X`` or ``y``, ``X`` not 2-D numeric or with no columns, NaN/inf in
-            ``X``, ``y`` not 1-D or 2-D, or lengths that differ.
+            ``X`` or ``y``, ``X`` not 2-D (or 3-D) numeric or with no columns (or no
+            steps), NaN/inf in ``X``, ``y`` not 1-D or 2-D (sequences: up to 3-D), or
+            lengths that differ.
     """
     if not zipfile.is_zipfile(path):  # a .npy or pickle renamed: numpy would hint at pickle
         raise DataError(f"{path}: not an NPZ archive, expected a zip of .npy arrays (numpy.savez)")
@@ -407,16 +415,18 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
             shown = ", ".join(repr(n) for n in names[:10]) or "none"
             raise DataError(f"{path}: no array {missing[0]!r} (arrays: {shown}); expected X and y")
         X, y = _npz_array(npz, "X", path), _npz_array(npz, "y", path)
-    if X.ndim != 2 or X.dtype.kind not in "biuf":
+    if X.ndim not in (2, 3) or X.dtype.kind not in "biuf":
         raise DataError(
-            f"{path}: array 'X' is {X.dtype} with shape {X.shape}, expected numbers of shape [samples, features]"
+            f"{path}: array 'X' is {X.dtype} with shape {X.shape}, expected numbers of shape "
+            "[samples, features] (or [sequences, steps, features])"
         )
-    if X.shape[1] == 0:
+    if X.shape[-1] == 0:
         raise DataError(f"{path}: array 'X' has shape {X.shape}: no feature columns, expected at least 1")
-    if y.ndim not in (1, 2):
-        raise DataError(
-            f"{path}: array 'y' has shape {y.shape}, expected [samples] or [samples, outputs]"
-        )
+    if X.ndim == 3 and X.shape[1] == 0:
+        raise DataError(f"{path}: array 'X' has shape {X.shape}: no steps, expected T >= 1")
+    if y.ndim not in ((1, 2) if X.ndim == 2 else (1, 2, 3)):
+        want = "[samples] or [samples, outputs]" if X.ndim == 2 else _sequence_shapes(X.shape)
+        raise DataError(f"{path}: array 'y' has shape {y.shape}, expected {want}")
     if y.dtype.kind not in "biufU":
         raise DataError(
             f"{path}: array 'y' is {y.dtype}, expected numbers (or text class labels)"
@@ -424,13 +434,111 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     X = X.astype(np.float64)
     bad = np.argwhere(~np.isfinite(X))
     if len(bad):
-        r, c = bad[0]
-        raise DataError(f"{path}: X[{r}, {c}] is {X[r, c]}, expected a finite number")
+        at = ", ".join(str(int(i)) for i in bad[0])
+        raise DataError(f"{path}: X[{at}] is {X[tuple(bad[0])]}, expected a finite number")
     if len(y) != len(X):
         raise DataError(f"{path}: X has {len(X)} rows but y has {len(y)}, expected the same")
     if len(X) == 0:
         raise DataError(f"{path}: X has no rows")
-    return X, y, [f"X[:, {j}]" for j in range(X.shape[1])]
+    lead = ":, " * (X.ndim - 1)
+    return X, y, [f"X[{lead}{j}]" for j in range(X.shape[-1])]
+
+
+#: Optional array of a sequence NPZ: True (or 1) where a step is real and scored.
+MASK_ARRAY = "mask"
+
+
+def _sequence_shapes(shape: tuple[int, ...]) -> str:
+    n, t = shape[0], shape[1]
+    return (
+        f"({n}, {t}) or ({n}, {t}, outputs) per step (T = {t} as in X), "
+        f"or ({n},) / ({n}, outputs) per sequence"
+    )
+
+
+def read_npz_mask(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Return a sequence NPZ's ``mask`` as bool ``[N, T]``, or None without one.
+
+    Args:
+        path: the NPZ file (already read by :func:`read_npz`).
+        shape: ``X``'s shape ``(N, T, F)``.
+
+    Raises:
+        DataError: a mask of another shape, of values other than 0/1 (or
+            False/True), or a sequence whose mask is all False.
+    """
+    with _open_npz(path) as npz:
+        if MASK_ARRAY not in npz.files:
+            return None
+        mask = _npz_array(npz, MASK_ARRAY, path)
+    n, t = shape[0], shape[1]
+    if mask.shape != (n, t):
+        raise DataError(
+            f"{path}: array {MASK_ARRAY!r} has shape {mask.shape}, expected ({n}, {t}) as X's "
+            "first two dimensions"
+        )
+    if mask.dtype.kind not in "biuf":
+        raise DataError(
+            f"{path}: array {MASK_ARRAY!r} is {mask.dtype}, expected booleans (or 0/1) of shape "
+            f"({n}, {t}): True where a step is real"
+        )
+    if not np.isin(mask, (0, 1)).all():
+        raise DataError(
+            f"{path}: array {MASK_ARRAY!r} is {mask.dtype} with values other than 0 and 1, "
+            f"expected booleans of shape ({n}, {t}): True where a step is real"
+        )
+    mask = mask.astype(bool)
+    empty = np.flatnonzero(~mask.any(axis=1))
+    if len(empty):
+        raise DataError(
+            f"{path}: array {MASK_ARRAY!r} row {int(empty[0])} is all False ({len(empty)} "
+            "sequence(s) in all), expected at least one real step per sequence"
+        )
+    return mask
+
+
+def sequence_targets(
+    path: Path, y: np.ndarray, shape: tuple[int, ...], mask: np.ndarray | None, kind: str
+) -> tuple[np.ndarray, tuple[str, ...], bool]:
+    """Encode a sequence NPZ's ``y``: per step ``[N, T]`` / ``[N, T, k]`` or per sequence.
+
+    Class labels and regression values are checked and encoded as
+    :func:`encode_targets` does, over the real steps only (``mask``); padded steps
+    get 0.
+
+    Args:
+        path: the NPZ file, for messages.
+        y: the raw targets.
+        shape: ``X``'s shape ``(N, T, F)``.
+        mask: the bool ``[N, T]`` mask, or None (every step real).
+        kind: "classification" or "regression".
+
+    Returns:
+        ``(y, class_labels, per_step)``: int64 class ids or float32 values.
+
+    Raises:
+        DataError: a shape that fits neither form (naming the expected shapes) or a
+            target that :func:`encode_targets` refuses.
+    """
+    n, t = shape[0], shape[1]
+    classification = kind == "classification"
+    per_step = y.shape[:2] == (n, t) and y.ndim == (2 if classification else 3)
+    per_sequence = y.shape[:1] == (n,) and y.ndim == (1 if classification else 2)
+    if not (per_step or per_sequence):
+        want = (
+            f"({n}, {t}) class ids per step (T = {t} as in X) or ({n},) per sequence"
+            if classification
+            else f"({n}, {t}, outputs) per step (T = {t} as in X) or ({n}, outputs) per sequence"
+        )
+        raise DataError(f"{path}: array 'y' has shape {y.shape}, expected {want}")
+    if not per_step:
+        out, labels = encode_targets(y, kind, str(path))
+        return out, labels, False
+    real = np.ones((n, t), dtype=bool) if mask is None else mask
+    flat, labels = encode_targets(y[real], kind, str(path))
+    out = np.zeros((n, t, *flat.shape[1:]), dtype=flat.dtype)
+    out[real] = flat
+    return out, labels, True
 
 
 def read_npz_split(path: Path, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

@@ -11,7 +11,16 @@ from ..errors import DataError
 from ..folds import assign_folds, resolve_folds
 from ._builtin import TASKS
 from ._encode import check_missing, encode_columns, encoded_names, fit_encoding, raw_columns
-from ._files import encode_targets, read_npz, read_npz_split, read_table, resolve_data_path
+from ._files import (
+    encode_targets,
+    read_npz,
+    read_npz_mask,
+    read_npz_split,
+    read_table,
+    resolve_data_path,
+    sequence_targets,
+)
+from ._sequences import SequenceData
 from ._task import Task
 
 if TYPE_CHECKING:
@@ -168,7 +177,10 @@ def load_task(task_cfg: TaskConfig, seed: int, *, accelerated: bool = False) -> 
     A data path may be a symbolic link: it is followed, and ``Task.source`` is the
     real path. Features must stay finite in float32 once standardised. With K-fold
     fitness (``task.folds``, :mod:`hybrid.folds`) every row of the pooled training and
-    validation splits gets a seeded, stratified fold id.
+    validation splits gets a seeded, stratified fold id. Sequence tasks (the built-ins
+    of :mod:`hybrid.tasks._sequences`, or an NPZ whose ``X`` is 3-D ``[N, T, F]``, with
+    optional ``mask`` ``[N, T]``) give a :class:`Task` with ``sequence`` True; they
+    have no selection split and no K-fold fitness.
 
     Args:
         task_cfg: the ``[task]`` section of a validated config.
@@ -192,7 +204,11 @@ def load_task(task_cfg: TaskConfig, seed: int, *, accelerated: bool = False) -> 
             )
         spec = TASKS[task_cfg.name]
         rng = np.random.default_rng([seed, _DATA_STREAM])
-        X, y, labels, source = spec.make(task_cfg.n_samples, task_cfg.noise, rng)
+        made = spec.make(task_cfg.n_samples, task_cfg.noise, rng)
+        if isinstance(made, SequenceData):
+            _check_sequence_config(task_cfg, f"task {spec.name!r}")
+            return _sequence_builtin(spec.name, spec.kind, made)
+        X, y, labels, source = made
         name, kind, where, do_split = spec.name, spec.kind, f"task {spec.name!r}", spec.split
         columns = [f"feature {j}" for j in range(X.shape[1])]
     else:
@@ -202,6 +218,9 @@ def load_task(task_cfg: TaskConfig, seed: int, *, accelerated: bool = False) -> 
         if path.suffix.lower() == ".npz":
             X, raw, columns = read_npz(path)
             explicit = read_npz_split(path, len(X))
+            if X.ndim == 3:
+                _check_sequence_config(task_cfg, where)
+                return _npz_sequences(task_cfg, seed, path, real, X, raw, explicit)
         else:
             frame, raw, line = read_table(path, task_cfg.target, kind)
             table = raw_columns(frame, task_cfg.categorical, where, line)
@@ -261,4 +280,129 @@ def load_task(task_cfg: TaskConfig, seed: int, *, accelerated: bool = False) -> 
         source=source,
         encoding=encoding,
         fold_ids=fold_ids,
+    )
+
+
+def _check_sequence_config(task_cfg: TaskConfig, where: str) -> None:
+    """Refuse what sequence tasks do not have yet: a selection split, K-fold fitness.
+
+    Raises:
+        DataError: ``task.selection_fraction > 0`` or an integer ``task.folds``.
+    """
+    if task_cfg.selection_fraction > 0:
+        raise DataError(
+            f"{where}: task.selection_fraction = {task_cfg.selection_fraction}: a sequence task "
+            "has no selection split, expected selection_fraction = 0"
+        )
+    if task_cfg.folds not in ("auto", "off"):
+        raise DataError(
+            f"{where}: task.folds = {task_cfg.folds}: a sequence task has no K-fold fitness, "
+            'expected "auto" or "off"'
+        )
+
+
+def _frozen_mask(mask: np.ndarray | None) -> np.ndarray | None:
+    return None if mask is None else _frozen(mask, np.bool_)
+
+
+def _sequence_builtin(name: str, kind: str, data: SequenceData) -> Task:
+    """Freeze a built-in sequence task (its own splits; parity is standardised, brackets not)."""
+    n_features = data.X_train.shape[-1]
+    mean, std = np.zeros(n_features, np.float32), np.ones(n_features, np.float32)
+    if data.standardise:
+        real = np.ones(data.X_train.shape[:2], bool) if data.mask_train is None else data.mask_train
+        mean, std = standardise(data.X_train[real].astype(np.float64))
+
+    def features(X: np.ndarray) -> np.ndarray:
+        return _frozen((X - mean) / std, np.float32)
+
+    return Task(
+        name=name,
+        kind=kind,
+        X_train=features(data.X_train),
+        y_train=_frozen(data.y_train, np.int64),
+        X_val=features(data.X_val),
+        y_val=_frozen(data.y_val, np.int64),
+        X_test=features(data.X_test),
+        y_test=_frozen(data.y_test, np.int64),
+        n_inputs=int(n_features),
+        n_outputs=len(data.labels),
+        feature_mean=_frozen(mean, np.float32),
+        feature_std=_frozen(std, np.float32),
+        class_labels=data.labels,
+        source=data.source,
+        sequence=True,
+        per_step=data.per_step,
+        stream=data.stream,
+        mask_train=_frozen_mask(data.mask_train),
+        mask_val=_frozen_mask(data.mask_val),
+        mask_test=_frozen_mask(data.mask_test),
+        floor_val=data.floor_val,
+        floor_test=data.floor_test,
+    )
+
+
+def _npz_sequences(
+    task_cfg: TaskConfig,
+    seed: int,
+    path: Path,
+    real: Path,
+    X: np.ndarray,
+    raw: np.ndarray,
+    explicit: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+) -> Task:
+    """Split an NPZ of sequences by sequence; standardise over the training split's real steps.
+
+    Raises:
+        DataError: a bad ``y`` or ``mask`` (see :func:`~hybrid.tasks._files.sequence_targets`,
+            :func:`~hybrid.tasks._files.read_npz_mask`), too few sequences to split, or
+            features that do not fit float32.
+    """
+    kind, where = task_cfg.kind, str(path)
+    mask = read_npz_mask(path, X.shape)
+    y, labels, per_step = sequence_targets(path, raw, X.shape, mask, kind)
+    classification = kind == "classification"
+    if explicit is not None:
+        tr, va, te = explicit
+    else:
+        stratify = classification and not per_step
+        tr, va, te = split_indices(
+            y if not per_step else np.zeros(len(y)),
+            task_cfg.val_fraction,
+            task_cfg.test_fraction,
+            seed,
+            stratify,
+            where,
+        )
+    n, t, f = X.shape
+    real_steps = np.ones((n, t), dtype=bool) if mask is None else mask
+    train_steps = np.flatnonzero((real_steps & np.isin(np.arange(n), tr)[:, None]).ravel())
+    columns = [f"X[:, :, {j}]" for j in range(f)]
+    mean, std, flat = _standardised(X.reshape(n * t, f), train_steps, columns, where)
+    Xs = flat.reshape(n, t, f)
+    y_dtype = np.int64 if classification else np.float32
+
+    def part(a: np.ndarray | None, rows: np.ndarray, dtype: type) -> np.ndarray | None:
+        return None if a is None else _frozen(a[rows], dtype)
+
+    return Task(
+        name=path.stem,
+        kind=kind,
+        X_train=_frozen(Xs[tr], np.float32),
+        y_train=_frozen(y[tr], y_dtype),
+        X_val=_frozen(Xs[va], np.float32),
+        y_val=_frozen(y[va], y_dtype),
+        X_test=_frozen(Xs[te], np.float32),
+        y_test=_frozen(y[te], y_dtype),
+        n_inputs=int(f),
+        n_outputs=len(labels) if classification else int(y.shape[-1]),
+        feature_mean=_frozen(mean, np.float32),
+        feature_std=_frozen(std, np.float32),
+        class_labels=tuple(labels),
+        source=str(real),
+        sequence=True,
+        per_step=per_step,
+        mask_train=part(mask, tr, np.bool_),
+        mask_val=part(mask, va, np.bool_),
+        mask_test=part(mask, te, np.bool_),
     )

@@ -32,6 +32,17 @@ class Task:
     ``fold_ids`` (K-fold fitness, :mod:`hybrid.folds`) gives each row of the pool
     (the training rows, then the validation rows) its fold, or is None when the
     task is scored on the validation split alone.
+
+    Sequence tasks (``sequence`` True; :mod:`hybrid.tasks._sequences`, or an NPZ whose
+    ``X`` is 3-D): features are float32 ``[N, T, n_inputs]``; targets are int64 class
+    ids ``[N, T]`` or float32 ``[N, T, n_outputs]`` per step (``per_step`` True), or
+    ``[N]`` / ``[N, n_outputs]`` per sequence, read off the output at each sequence's
+    last unmasked step. ``mask_*`` (bool ``[N, T]``, None = all True) is True where a
+    step is scored and, for padded sequences, real. ``stream`` True: the training split
+    is ``S`` parallel streams ``[S, L, F]`` to be trained on in windows with the state
+    carried across them. ``floor_val``/``floor_test``: the split's entropy floor (nats
+    per scored character, exact from the generator's true next-character laws), or None.
+    The feature statistics are per feature, over the training split's unmasked steps.
     """
 
     name: str
@@ -52,6 +63,14 @@ class Task:
     y_sel: np.ndarray | None = None
     encoding: dict[str, Any] | None = None
     fold_ids: np.ndarray | None = None
+    sequence: bool = False
+    per_step: bool = False
+    stream: bool = False
+    mask_train: np.ndarray | None = None
+    mask_val: np.ndarray | None = None
+    mask_test: np.ndarray | None = None
+    floor_val: float | None = None
+    floor_test: float | None = None
 
     @property
     def folds(self) -> int:
@@ -79,6 +98,18 @@ class Task:
             "folds": None
             if self.fold_ids is None
             else {"k": self.folds, "sizes": [int(c) for c in np.bincount(self.fold_ids)]},
+            **(self._sequence_info() if self.sequence else {}),
+        }
+
+    def _sequence_info(self) -> dict[str, object]:
+        """Return the sequence facts of ``task.json`` (``T``: the held-out splits' length)."""
+        return {
+            "sequence": True,
+            "per_step": self.per_step,
+            "stream": self.stream,
+            "T": int(self.X_val.shape[1]),
+            "floor_val": self.floor_val,
+            "floor_test": self.floor_test,
         }
 
     def __repr__(self) -> str:

@@ -67,7 +67,7 @@ def test_evaluate_maps_a_batch_row_by_row_in_the_requested_dtype():
     assert evaluate(g, x, dtype=np.float32).dtype == np.float32
 
 
-@pytest.mark.parametrize("shape", [(4,), (4, 3), (2, 2, 2)])
+@pytest.mark.parametrize("shape", [(4,), (4, 3), (2, 2, 3), (2, 2, 2, 2)])  # (B, T, 2) is a sequence
 def test_evaluate_rejects_inputs_of_the_wrong_shape(shape):
     with pytest.raises(GenomeError, match=r"inputs should have shape \(B, 2\)"):
         evaluate(_genome(1.0), np.zeros(shape))

@@ -191,7 +191,7 @@ CASES: dict[str, tuple[Callable[[Path], Path], str, str | None, str]] = {
     "npz no y": (_npz(X=X40, labels=Y40), CLS, None, "no array 'y'"),
     # NPZ shapes and dtypes
     "npz X one-dimensional": (_npz(X=X40[:, 0], y=Y40), CLS, None, "array 'X' is float64 with shape (40,)"),
-    "npz X three-dimensional": (_npz(X=X40.reshape(40, 3, 1), y=Y40), CLS, None, "array 'X'"),
+    "npz X four-dimensional": (_npz(X=X40.reshape(40, 3, 1, 1), y=Y40), CLS, None, "array 'X'"),
     "npz X zero-dimensional": (_npz(X=np.array(1.0), y=Y40), CLS, None, "array 'X'"),
     "npz X without columns": (_npz(X=np.zeros((40, 0)), y=Y40), CLS, None, "no feature columns"),
     "npz X of text": (_npz(X=X40.astype(str), y=Y40), CLS, None, "array 'X' is <U"),

@@ -126,12 +126,12 @@ def crafted_genome() -> Genome:
 
 @st.composite
 def recurrent_genomes(draw, gate: str | st.SearchStrategy[str] = GATES):
-    """Draw a trained-looking genome plus 1-3 ``add_recurrent_edge`` mutations.
+    """Draw a trained-looking genome (grown with recurrent edges too) plus 1-3 more ``add_recurrent_edge``.
 
     The recurrent edges get random weights and gates (closed about a quarter of the
     time, so pruning of the state is exercised).
     """
-    grown = draw(grown_genomes(gate=gate, max_mutations=8))
+    grown = draw(grown_genomes(gate=gate, max_mutations=8, recurrent=True))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     genome = grown.genome
     for _ in range(draw(st.integers(1, 3))):

@@ -45,7 +45,7 @@ def _sklearn(name: str, y: np.ndarray, out: np.ndarray) -> float:
         return float(skm.balanced_accuracy_score(y, pred))
     if name == "f1_macro":
         return float(skm.f1_score(y, pred, average="macro", zero_division=0))
-    if name == "log_loss":
+    if name in ("log_loss", "excess_nats"):  # excess_nats: the floor is 0 without a sequence task
         return float(skm.log_loss(y, prob, labels=labels))
     if out.shape[1] == 2:
         return float(skm.roc_auc_score(y, prob[:, 1]))
@@ -107,7 +107,7 @@ def test_a_lower_is_better_metric_selects_the_member_with_the_lower_value():
     a, b = (Metrics(0.5, 0.9, 3, 3, metric="balanced_accuracy", score=v) for v in (0.6, 0.7))
     assert _metric(None, ok, b) > _metric(None, ok, a)  # type: ignore[arg-type]
     for name, spec in METRICS.items():
-        assert spec.greater_is_better == (name not in ("log_loss", "mae", "mse"))
+        assert spec.greater_is_better == (name not in ("log_loss", "excess_nats", "mae", "mse"))
 
 
 def test_defaults_per_kind_and_the_config_dump_shows_the_metric():

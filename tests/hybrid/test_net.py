@@ -92,7 +92,9 @@ def test_parameters_are_keyed_by_node_and_edge_ids():
         "n0_gate", f"n{a}_bias", f"n{a}_gate", f"n{b}_bias", f"n{b}_gate", "n1_bias"
     }
     assert set(net.edges) == {
-        f"e{s}_{d}_{what}" for s, d in [(0, a), (a, b), (b, 1), (0, 1)] for what in ("weight", "gate")
+        f"e{s}_{d}_{what}"
+        for s, d in [(0, a), (a, b), (b, 1), (0, 1), (b, a)]  # (b, a): the recurrent edge
+        for what in ("weight", "gate")
     }
     assert net.edges[f"e0_{a}_weight"].shape == (4, 3)
     assert net.edges[f"e0_{a}_gate"].shape == ()
@@ -101,7 +103,8 @@ def test_parameters_are_keyed_by_node_and_edge_ids():
 def test_gate_layout_is_input_hidden_in_topological_order_then_edges_by_innovation():
     g = small_genome()
     a, b = g.hidden_nodes()
-    edges = sorted(g.enabled_edges(), key=lambda e: g.edge(*e)["innovation"])
+    edges = g.gated_edges()  # feed-forward and recurrent, by innovation
+    assert (b, a) in edges and edges == sorted(edges, key=lambda e: g.edge(*e)["innovation"])
     runs = gate_layout(g)
     assert [k for k, _ in runs] == [0, a, b, *edges]
     assert [n for _, n in runs] == [g.node(n)["width"] for n in (0, a, b)] + [1] * len(edges)

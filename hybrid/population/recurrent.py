@@ -1,0 +1,752 @@
+"""The recurrent population engine: P genomes run over time in one computation per step.
+
+:class:`RecurrentEngine` computes every member's function over a sequence
+(``docs/design.md``, "Recurrent edges"): an enabled recurrent edge ``i -> j`` reads
+``h_i(t - 1)`` (the given initial state, or zero, at ``t = 0``), every other edge
+``h_i(t)``. It has :class:`~hybrid.population.engine.PopulationEngine`'s interface
+(flat ``weights``/``biases``/``gates``, their member indices, ``gate_values``,
+``penalty``, ``write_back``), so :class:`~hybrid.population.adam.BatchedAdamW` and
+the training loops drive either.
+
+How a member is laid out. Its non-input nodes are split in two:
+
+* the **core**: every node whose value the next time step needs, i.e. the sources of
+  recurrent edges (the state, ``genomes.state_layout``) and their feed-forward
+  ancestors. Only the core runs inside the loop over time;
+* the **rest** (usually the output node and nodes that only feed it): computed after
+  the loop for all ``T * B`` samples at once, reading the core's values at ``t``
+  and ``t - 1``.
+
+Within each part nodes go to levels by feed-forward depth (inputs do not count: the
+input's contribution, and that of recurrent edges from the input, is computed for
+all time steps before the loop). Level ``l`` of every member is one padded block of
+rows; all members' edges are one dense tensor ``D[P, rows, cols]`` gathered from the
+flat weights once per forward, edge gates (and the input's neuron gates) folded in::
+
+    cols: [x(t) F | x(t-1) F | core(t-1) Rc | core(t) Rc | rest(t) Rr]
+    rows: [core levels ... | rest levels ... | output]
+
+so level ``l`` reads one contiguous column range of ``D`` (everything before its own
+rows) and costs one ``baddbmm`` per time step. Rows hold gated values
+``h = g(gate) * act(pre)`` (output rows: ``h = pre``), so the state is read off the
+rows. When no member's output is a state node, the output is its own last level,
+at the same rows for every member. Autograd gives backpropagation through time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from genomes import Genome, GenomeError, state_layout
+
+from ..activations import TORCH_ACTIVATIONS
+from ..gates import check_gate_kind, gate_layout, gate_values, open_probability
+from ..net import with_values
+
+__all__ = ["RecurrentEngine"]
+
+
+@dataclass
+class _Member:
+    """Where one member's genes live in the flat tensors and the row space."""
+
+    edges: list[tuple[int, int]]  # gated edges, gate_layout order
+    weight: list[int]  # start of each edge's weight in the flat weights
+    edge_gate: int  # flat gate index of the first edge gate
+    bias_nodes: list[int]
+    bias: list[int]  # start of each bias in the flat biases
+    gate_nodes: list[int]
+    gate: list[int]  # start of each node's gates in the flat gates
+    gates: tuple[int, int]  # this member's gate range
+    state: tuple[tuple[int, int], ...]  # genomes.state_layout
+    rows: dict[int, int] = field(default_factory=dict)  # node -> first row
+
+
+def _levels(genome: Genome, nodes: set[int], order: list[int]) -> dict[int, int]:
+    """Feed-forward level of each node of ``nodes``, counting only predecessors in ``nodes``."""
+    g = genome.graph
+    level: dict[int, int] = {}
+    for n in order:
+        if n not in nodes:
+            continue
+        preds = [
+            p
+            for p in g.predecessors(n)
+            if p in nodes and g.edges[p, n]["enabled"] and not g.edges[p, n]["recurrent"]
+        ]
+        level[n] = max((level[p] + 1 for p in preds), default=0)
+    return level
+
+
+def _core(genome: Genome, sources: list[int]) -> set[int]:
+    """Non-input state nodes and their feed-forward ancestors (never the input)."""
+    g, inp = genome.graph, genome.input_id
+    todo = [n for n in sources if n != inp]
+    core = set(todo)
+    while todo:
+        n = todo.pop()
+        for p in g.predecessors(n):
+            e = g.edges[p, n]
+            if p != inp and p not in core and e["enabled"] and not e["recurrent"]:
+                core.add(p)
+                todo.append(p)
+    return core
+
+
+class RecurrentEngine:
+    """P genomes with recurrent edges, run over time together.
+
+    Args:
+        genomes: valid genomes sharing ``n_inputs`` and ``n_outputs`` (only read);
+            feed-forward genomes work too (applied at every time step).
+        gate: ``"sigmoid"`` or ``"hard_concrete"``.
+        device: where to run (default CPU).
+        dtype: float dtype of parameters and buffers.
+
+    Raises:
+        ValueError: for an unknown gate kind.
+        GenomeError: for an empty population or members of different widths.
+    """
+
+    def __init__(
+        self,
+        genomes: Sequence[Genome],
+        gate: str = "sigmoid",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.gate = check_gate_kind(gate)
+        self.device = torch.device(device if device is not None else "cpu")
+        self.dtype = dtype
+        self.genomes = tuple(genomes)
+        if not self.genomes:
+            raise GenomeError("RecurrentEngine: the population is empty")
+        first = self.genomes[0]
+        self.n_inputs, self.n_outputs = first.n_inputs, first.n_outputs
+        for k, g in enumerate(self.genomes):
+            if (g.n_inputs, g.n_outputs) != (self.n_inputs, self.n_outputs):
+                raise GenomeError(
+                    f"RecurrentEngine: member {k} has {g.n_inputs} inputs and {g.n_outputs} "
+                    f"outputs, expected {self.n_inputs} and {self.n_outputs} as member 0"
+                )
+        self._structure = [g.structure_key() for g in self.genomes]
+        self._build()
+
+    # ------------------------------------------------------------------ packing
+    def _build(self) -> None:
+        """Pack the flat parameters, the row layout and every index tensor."""
+        weights: list[np.ndarray] = []
+        biases: list[np.ndarray] = []
+        gates: list[np.ndarray] = []
+        wm: list[np.ndarray] = []
+        bm: list[np.ndarray] = []
+        gm: list[np.ndarray] = []
+        n_w = n_b = n_g = 0
+        members: list[_Member] = []
+        parts: list[tuple[dict[int, int], dict[int, int], int]] = []  # core levels, rest levels
+        for m, genome in enumerate(self.genomes):
+            g = genome.graph
+            order = genome.topological_order()
+            runs = gate_layout(genome, order)
+            sl = _Member([], [], 0, [], [], [], [], (n_g, n_g), tuple(state_layout(genome)))
+            for key, size in runs:
+                if isinstance(key, tuple):
+                    if not sl.edges:
+                        sl.edge_gate = n_g
+                    sl.edges.append(key)
+                    gates.append(np.atleast_1d(np.asarray(g.edges[key]["gate"], np.float32)))
+                else:
+                    sl.gate_nodes.append(key)
+                    sl.gate.append(n_g)
+                    gates.append(np.asarray(g.nodes[key]["gate"], np.float32))
+                n_g += size
+            if not sl.edges:
+                sl.edge_gate = n_g
+            sl.gates = (sl.gates[0], n_g)
+            for s, d in sl.edges:
+                w = np.asarray(g.edges[s, d]["weight"], np.float32)
+                sl.weight.append(n_w)
+                weights.append(w.reshape(-1))
+                n_w += w.size
+            for n in order:
+                if g.nodes[n]["role"] != "input":
+                    sl.bias_nodes.append(n)
+                    sl.bias.append(n_b)
+                    biases.append(np.asarray(g.nodes[n]["bias"], np.float32))
+                    n_b += int(g.nodes[n]["width"])
+            wm.append(np.full(n_w - sum(len(x) for x in wm), m))
+            bm.append(np.full(n_b - sum(len(x) for x in bm), m))
+            gm.append(np.full(n_g - sum(len(x) for x in gm), m))
+            core = _core(genome, [n for n, _ in sl.state])
+            rest = {n for n in g.nodes if g.nodes[n]["role"] != "input"} - core
+            parts.append((_levels(genome, core, order), _levels(genome, rest, order), len(order)))
+            members.append(sl)
+        self._members = members
+        self._flat = (
+            np.concatenate(weights) if weights else np.zeros(0, np.float32),
+            np.concatenate(biases),
+            np.concatenate(gates),
+        )
+        self._member_index = tuple(
+            np.concatenate(x).astype(np.int64) if x else np.zeros(0, np.int64) for x in (wm, bm, gm)
+        )
+        self._global_tensors()
+        # Members of one block structure share a group: a two-level member does not pad
+        # every one-level member with a second block.
+        keys: dict[tuple[int, int, bool], list[int]] = {}
+        for m, (genome, (core, rest, _)) in enumerate(zip(self.genomes, parts, strict=True)):
+            out_core = genome.output_id in core
+            n_rest = max((lv + 1 for n, lv in rest.items() if n != genome.output_id), default=0)
+            key = (max(core.values(), default=-1) + 1, n_rest, out_core)
+            keys.setdefault(key, []).append(m)
+        self._groups = [_Group(self, ids, [parts[m][:2] for m in ids]) for ids in keys.values()]
+        order = np.concatenate([grp.ids for grp in self._groups])
+        self._unperm = torch.as_tensor(np.argsort(order), device=self.device)
+        self.state_size = max(grp.state_size for grp in self._groups)
+
+    def _global_tensors(self) -> None:
+        """The flat parameters and the per-weight, per-member index tensors."""
+        F = self.n_inputs
+        n_w, n_g = len(self._flat[0]), len(self._flat[2])
+        one = n_g + 1  # index of 1 in the gate values extended by [0, 1]
+        w_gate = np.zeros(n_w, np.int64)  # edge gate of each weight
+        w_src = np.full(n_w, one, np.int64)  # the neuron gate of its source column, else 1
+        hidden = np.zeros(n_w, bool)  # weights leaving a hidden node (L1, neuron sizes)
+        in_gate = []
+        for genome, sl in zip(self.genomes, self._members, strict=True):
+            g = genome.graph
+            gate_of = dict(zip(sl.gate_nodes, sl.gate, strict=True))
+            for k, (s, d) in enumerate(sl.edges):
+                size = g.edges[s, d]["weight"].size
+                ws = g.edges[s, d]["weight"].shape[1]
+                idx = np.arange(sl.weight[k], sl.weight[k] + size)
+                w_gate[idx] = sl.edge_gate + k
+                if s in gate_of:  # input and hidden sources: their neuron gates
+                    w_src[idx] = np.tile(gate_of[s] + np.arange(ws), size // ws)
+                hidden[idx] = g.nodes[s]["role"] == "hidden"
+            in_gate.append(gate_of[genome.input_id] + np.arange(F))
+        idx = {"device": self.device, "dtype": torch.long}
+        fl = {"device": self.device, "dtype": self.dtype}
+        self.weights = torch.tensor(self._flat[0], **fl)
+        self.biases = torch.tensor(self._flat[1], **fl)
+        self.gates = torch.tensor(self._flat[2], **fl)
+        self.members = tuple(torch.as_tensor(x, **idx) for x in self._member_index)
+        self._w_gate = torch.as_tensor(w_gate, **idx)
+        self._w_src = torch.as_tensor(w_src, **idx)
+        self._in_gate = torch.as_tensor(np.stack(in_gate), **idx)
+        self._hidden_weights = torch.as_tensor(np.flatnonzero(hidden), **idx)
+        # Penalty: each member's gates (contiguous) as a padded [P, G] table.
+        starts = np.array([sl.gates[0] for sl in self._members])
+        sizes = np.array([sl.gates[1] - sl.gates[0] for sl in self._members])
+        width = max(int(sizes.max()), 1)
+        table = starts[:, None] + np.arange(width)[None, :]
+        table = np.where(np.arange(width)[None, :] < sizes[:, None], table, n_g)
+        self._gate_table = torch.as_tensor(table, **idx)
+
+    # ----------------------------------------------------------------- sizes
+    def __repr__(self) -> str:
+        groups = ", ".join(
+            f"{len(g.ids)}x(rows={g.n_rows}, core={g.n_core}, levels={len(g.blocks)})"
+            for g in self._groups
+        )
+        return (
+            f"RecurrentEngine(P={self.n_members}, in={self.n_inputs}, out={self.n_outputs}, "
+            f"gate={self.gate!r}, device={self.device}, state={self.state_size}, groups=[{groups}])"
+        )
+
+    @property
+    def groups(self) -> list[_Group]:
+        """The member groups (one block structure each), in packing order."""
+        return list(self._groups)
+
+    @property
+    def params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The trained tensors ``(weights, biases, gates)``."""
+        return self.weights, self.biases, self.gates
+
+    @property
+    def n_members(self) -> int:
+        """Number of members P."""
+        return len(self.genomes)
+
+    @property
+    def n_gates(self) -> int:
+        """Number of gates of all members (the width of a noise row)."""
+        return len(self._flat[2])
+
+    def gate_range(self, member: int) -> tuple[int, int]:
+        """Return ``(start, end)`` of ``member``'s gates in the flat gates and a noise row."""
+        return self._members[member].gates
+
+    def state_sizes(self) -> list[int]:
+        """Return each member's state size (``genomes.state_size``)."""
+        return [sum(w for _, w in sl.state) for sl in self._members]
+
+    def state_layouts(self) -> list[tuple[tuple[int, int], ...]]:
+        """Return each member's ``genomes.state_layout``: its state columns, in order."""
+        return [sl.state for sl in self._members]
+
+    # ---------------------------------------------------------------- function
+    def gate_values(
+        self, noise: torch.Tensor | None = None, training: bool = False
+    ) -> torch.Tensor:
+        """Return every gate's value: deterministic, or sampled when training hard-concrete.
+
+        Raises:
+            ValueError: for training-mode hard-concrete gates without noise.
+
+        Shape:
+            noise: (n_gates,) -> (n_gates,)
+        """
+        return gate_values(self.gates, self.gate, noise, training)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        training: bool = False,
+        state: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return every member's outputs over the sequence and its final state.
+
+        Args:
+            x: input sequences, shared by all members, on the engine's device.
+            noise: uniform noise for training-mode hard-concrete gates.
+            training: use training-mode gates.
+            state: each member's initial state (``genomes.state_layout`` order; columns
+                past a member's own state size are ignored); None: zeros.
+
+        Returns:
+            ``(outputs, final state)``; a member's final-state columns past its own
+            state size are zero.
+
+        Raises:
+            ValueError: if ``x`` or ``state`` has the wrong shape.
+
+        Shape:
+            x: (B, T, n_inputs); noise: (n_gates,); state: (P, B, state_size)
+            -> (P, B, T, n_outputs), (P, B, state_size)
+        """
+        P, F, S = self.n_members, self.n_inputs, self.state_size
+        if x.dim() != 3 or x.shape[2] != F:
+            raise ValueError(f"inputs should have shape (B, T, {F}), got {tuple(x.shape)}")
+        B, T = x.shape[0], x.shape[1]
+        if T < 1:
+            raise ValueError(
+                f"inputs should hold at least one time step, got shape {tuple(x.shape)}"
+            )
+        if state is not None and tuple(state.shape) != (P, B, S):
+            raise ValueError(f"state should have shape ({P}, {B}, {S}), got {tuple(state.shape)}")
+        out, final = self._run(x.to(self.dtype), noise, training, state)
+        return out.permute(0, 3, 2, 1), final
+
+    def _run(
+        self,
+        x: torch.Tensor,
+        noise: torch.Tensor | None,
+        training: bool,
+        state: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` with the outputs class-major: (P, n_outputs, T, B)."""
+        values = self.gate_values(noise, training)
+        values = torch.cat([values, values.new_zeros(1), values.new_ones(1)])
+        w = self.weights * values[self._w_gate]  # edge gates folded in
+        w_src = w * values[self._w_src]  # and the source neurons' gates
+        bias = torch.cat([self.biases, self.biases.new_zeros(1)])
+        outs, finals = [], []
+        S = self.state_size
+        for grp in self._groups:
+            st = None if state is None else state[grp.index, :, : grp.state_size]
+            out, final = grp.run(x, values, w, w_src, bias, st)
+            outs.append(out)
+            finals.append(final if grp.state_size == S else _pad(final, S))
+        if len(self._groups) == 1:
+            return outs[0], finals[0]
+        return torch.cat(outs)[self._unperm], torch.cat(finals)[self._unperm]
+
+    __call__ = forward
+
+    def penalty(self) -> torch.Tensor:
+        """Return each member's structure penalty (``GenomeNet.penalty``).
+
+        Shape:
+            (P,)
+        """
+        probs = open_probability(self.gates, self.gate)
+        padded = torch.cat([probs, probs.new_zeros(1)])
+        return padded[self._gate_table].sum(1)
+
+    def weight_l1(self, sources: str = "hidden") -> torch.Tensor:
+        """Return each member's sum of ``|W|`` over its enabled edges (ff and recurrent).
+
+        Args:
+            sources: ``"hidden"``: only edges leaving a hidden node (each neuron's
+                outgoing and recurrent weights); ``"all"``: every enabled edge.
+
+        Raises:
+            ValueError: for another ``sources``.
+
+        Shape:
+            (P,)
+        """
+        if sources not in ("hidden", "all"):
+            raise ValueError(f"sources should be 'hidden' or 'all', got {sources!r}")
+        w, member = self.weights.abs(), self.members[0]
+        if sources == "hidden":
+            w, member = w[self._hidden_weights], member[self._hidden_weights]
+        return w.new_zeros(self.n_members).index_add(0, member, w)
+
+    def neuron_sizes(self) -> list[dict[int, np.ndarray]]:
+        """Return, per member and hidden node, each neuron's size ``sum |W[:, i]|``.
+
+        The sum runs over the neuron's outgoing enabled edges, feed-forward and
+        recurrent (self-loops included); a neuron with none has size 0.
+        """
+        w = self.weights.detach().to("cpu", torch.float64).numpy()
+        out = []
+        for genome, sl in zip(self.genomes, self._members, strict=True):
+            g = genome.graph
+            sizes = {n: np.zeros(g.nodes[n]["width"]) for n in genome.hidden_nodes()}
+            for k, (s, d) in enumerate(sl.edges):
+                if s in sizes:
+                    shape = g.edges[s, d]["weight"].shape
+                    block = w[sl.weight[k] : sl.weight[k] + shape[0] * shape[1]].reshape(shape)
+                    sizes[s] += np.abs(block).sum(0)
+            out.append(sizes)
+        return out
+
+    # -------------------------------------------------------------- write back
+    def write_back(self) -> list[Genome]:
+        """Return new genomes holding each member's current values.
+
+        Disabled edges, unused biases and gates and ``meta`` are copied unchanged;
+        untrained values come back bit for bit.
+
+        Raises:
+            GenomeError: if a genome's structure changed since packing.
+        """
+        w, b, g = (t.detach().to("cpu", torch.float32).numpy() for t in self.params)
+        children = []
+        for genome, sl, key in zip(self.genomes, self._members, self._structure, strict=True):
+            if genome.structure_key() != key:
+                raise GenomeError("write_back: a genome's structure changed after packing")
+            graph = genome.graph
+            edges = {}
+            for k, (s, d) in enumerate(sl.edges):
+                shape = graph.edges[s, d]["weight"].shape
+                start = sl.weight[k]
+                weight = w[start : start + shape[0] * shape[1]].reshape(shape)
+                edges[s, d] = {"weight": weight, "gate": g[sl.edge_gate + k]}
+            nodes: dict[int, dict[str, np.ndarray]] = {}
+            for n, start in zip(sl.bias_nodes, sl.bias, strict=True):
+                nodes.setdefault(n, {})["bias"] = b[start : start + graph.nodes[n]["width"]]
+            for n, start in zip(sl.gate_nodes, sl.gate, strict=True):
+                nodes.setdefault(n, {})["gate"] = g[start : start + graph.nodes[n]["width"]]
+            children.append(with_values(genome, nodes, edges))
+        return children
+
+
+class _Group:
+    """Members of one block structure, packed into padded level blocks (module docstring).
+
+    Index tensors point into the engine's flat parameters; ``ids`` are the members'
+    places in the population.
+    """
+
+    def __init__(
+        self,
+        engine: RecurrentEngine,
+        ids: list[int],
+        parts: list[tuple[dict[int, int], dict[int, int]]],
+    ) -> None:
+        self.ids = np.array(ids, dtype=np.int64)
+        self.genomes = [engine.genomes[m] for m in ids]
+        self._members = [engine._members[m] for m in ids]
+        self.n_inputs, self.n_outputs = engine.n_inputs, engine.n_outputs
+        self.device, self.dtype = engine.device, engine.dtype
+        self._sizes = tuple(len(f) for f in (engine._flat[0], engine._flat[2], engine._flat[1]))
+        self.index = torch.as_tensor(self.ids, device=self.device)
+        self._in_gate = engine._in_gate[self.index]
+        self._layout_rows(parts)
+        self._layout_tensors()
+
+    def _layout_rows(self, parts: list[tuple[dict[int, int], dict[int, int]]]) -> None:
+        """Give every non-input node its rows: core levels, rest levels, then the output."""
+        outputs = [g.output_id for g in self.genomes]
+        parts = [(core, rest, 0) for core, rest in parts]
+        #: True when no member's output is a state node: the output is its own last level.
+        self.output_level = all(
+            o not in core for o, (core, _, _) in zip(outputs, parts, strict=True)
+        )
+        levels = []
+        for o, (core, rest, _) in zip(outputs, parts, strict=True):
+            if self.output_level:
+                rest = {n: lv for n, lv in rest.items() if n != o}
+            levels.append((core, rest))
+        n_core = max((max(c.values(), default=-1) + 1 for c, _ in levels), default=0)
+        n_rest = max((max(r.values(), default=-1) + 1 for _, r in levels), default=0)
+        widths = np.zeros(n_core + n_rest, np.int64)
+        for genome, (core, rest) in zip(self.genomes, levels, strict=True):
+            own = np.zeros_like(widths)
+            for n, lv in core.items():
+                own[lv] += genome.graph.nodes[n]["width"]
+            for n, lv in rest.items():
+                own[n_core + lv] += genome.graph.nodes[n]["width"]
+            widths = np.maximum(widths, own)
+        sizes = [int(w) for w in widths] + ([self.n_outputs] if self.output_level else [])
+        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.n_core = int(widths[:n_core].sum())
+        self.n_rows = int(starts[-1])
+        #: (first row, end row) of every level block: core levels, rest levels, output.
+        self.blocks = [(int(starts[k]), int(starts[k + 1])) for k in range(len(sizes))]
+        self._n_core_blocks = n_core
+        for genome, sl, (core, rest) in zip(self.genomes, self._members, levels, strict=True):
+            fill = list(starts[:-1])
+            for n, k in [
+                *sorted(core.items()),
+                *((n, n_core + lv) for n, lv in sorted(rest.items())),
+            ]:
+                sl.rows[n] = int(fill[k])
+                fill[k] += genome.graph.nodes[n]["width"]
+            if self.output_level:
+                sl.rows[genome.output_id] = int(starts[-2])
+
+    def _layout_tensors(self) -> None:
+        """Build the index tensors the forward pass gathers with."""
+        P, F, R, Rc = len(self.ids), self.n_inputs, self.n_rows, self.n_core
+        C = 2 * F + Rc + R  # [x(t) | x(t-1) | core(t-1) | core(t) | rest(t)]
+        self.n_cols = C
+        n_w, n_g, n_b = self._sizes
+        one, zero = n_g + 1, n_g  # indices into the gate values extended by [0, 1]
+        S = max((sum(w for _, w in sl.state) for sl in self._members), default=0)
+        self.state_size = int(S)
+        dense_w: list[np.ndarray] = []  # the group's weights ...
+        dense: list[np.ndarray] = []  # ... and their places in Dt (P, C, R), flattened
+        state_w: list[np.ndarray] = []  # recurrent weights from state nodes ...
+        state_pos: list[np.ndarray] = []  # ... and their places in Ws (P, S, R), flattened
+        row_gate = np.full((P, R), zero, np.int64)
+        row_bias = np.full((P, R), n_b, np.int64)
+        acts = np.full((P, R), "", dtype=object)
+        out_rows = np.zeros((P, self.n_outputs), np.int64)
+        state_src = np.full((P, S), F + R, np.int64)  # into [h_in | h rows | 0]
+        self._any_input_rec = False
+        #: Whether a recurrent edge leaves a core node for a node outside the core.
+        self._rest_reads_prev = False
+        for m, (genome, sl) in enumerate(zip(self.genomes, self._members, strict=True)):
+            g, inp = genome.graph, genome.input_id
+            gate_of = dict(zip(sl.gate_nodes, sl.gate, strict=True))
+            state_col, col = {}, 0
+            for n, w in sl.state:
+                state_col[n] = col
+                state_src[m, col : col + w] = (
+                    np.arange(w) if n == inp else F + sl.rows[n] + np.arange(w)
+                )
+                col += w
+            for k, (s, d) in enumerate(sl.edges):
+                e = g.edges[s, d]
+                wd, ws = e["weight"].shape
+                rec = bool(e["recurrent"])
+                rows = sl.rows[d] + np.arange(wd)
+                if s == inp:
+                    cols = (F if rec else 0) + np.arange(ws)
+                    self._any_input_rec |= rec
+                elif rec:
+                    cols = 2 * F + sl.rows[s] + np.arange(ws)
+                    self._rest_reads_prev |= sl.rows[d] >= Rc
+                else:
+                    cols = 2 * F + Rc + sl.rows[s] + np.arange(ws)
+                idx = (sl.weight[k] + np.arange(wd * ws)).reshape(wd, ws)
+                dense_w.append(idx.reshape(-1))
+                dense.append(((m * C + cols[None, :]) * R + rows[:, None]).reshape(-1))
+                if rec:
+                    scols = state_col[s] + np.arange(ws)
+                    state_w.append(idx.reshape(-1))
+                    state_pos.append(((m * S + scols[None, :]) * R + rows[:, None]).reshape(-1))
+            for n, start in zip(sl.bias_nodes, sl.bias, strict=True):
+                w = g.nodes[n]["width"]
+                row_bias[m, sl.rows[n] : sl.rows[n] + w] = start + np.arange(w)
+                acts[m, sl.rows[n] : sl.rows[n] + w] = g.nodes[n]["activation"]
+                if g.nodes[n]["role"] == "output":
+                    row_gate[m, sl.rows[n] : sl.rows[n] + w] = one
+                else:
+                    row_gate[m, sl.rows[n] : sl.rows[n] + w] = gate_of[n] + np.arange(w)
+            out_rows[m] = sl.rows[genome.output_id] + np.arange(self.n_outputs)
+        idx = {"device": self.device, "dtype": torch.long}
+        cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int64)  # noqa: E731
+        self._dense_w = torch.as_tensor(cat(dense_w), **idx)
+        self._dense = torch.as_tensor(cat(dense), **idx)
+        self._state_w = torch.as_tensor(cat(state_w), **idx)
+        self._state_pos = torch.as_tensor(cat(state_pos), **idx)
+        self._row_gate = torch.as_tensor(row_gate, **idx)
+        self._row_bias = torch.as_tensor(row_bias, **idx)
+        self._out_rows = torch.as_tensor(out_rows, **idx)
+        self._state_src = torch.as_tensor(state_src, **idx)
+        # Activations per block: the commonest one everywhere, the others where they are.
+        self._acts = []
+        for r0, r1 in self.blocks:
+            names = acts[:, r0:r1]
+            used = [a for a in names.reshape(-1) if a]
+            base = max(set(used), key=used.count) if used else "identity"
+            others = []
+            for a in sorted(set(used) - {base}):
+                others.append((a, torch.as_tensor(names == a, device=self.device).unsqueeze(1)))
+            self._acts.append((base, others))
+
+    def _dense_weights(
+        self, w: torch.Tensor, w_src: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every member's edges as dense ``Dt[P, cols, rows]`` and ``Ws[P, state, rows]``.
+
+        ``Dt`` (``D`` transposed) has the edge gates and the source neurons' gates
+        folded in (rows hold ungated activations); ``Ws`` maps a given initial state
+        (gated values) through the recurrent edges, edge gates folded in.
+        """
+        P, R = len(self.ids), self.n_rows
+        # Scattered (unique places): the backward is a gather of the weights' places.
+        Dt = w.new_zeros(P * self.n_cols * R).index_put((self._dense,), w_src[self._dense_w])
+        Ws = w.new_zeros(P * self.state_size * R).index_put((self._state_pos,), w[self._state_w])
+        return Dt.view(P, self.n_cols, R), Ws.view(P, self.state_size, R)
+
+    def _activate(self, block: int, pre: torch.Tensor) -> torch.Tensor:
+        base, others = self._acts[block]
+        out = TORCH_ACTIVATIONS[base](pre)
+        for name, mask in others:
+            out = torch.where(mask, TORCH_ACTIVATIONS[name](pre), out)
+        return out
+
+    def run(
+        self,
+        x: torch.Tensor,
+        values: torch.Tensor,
+        w: torch.Tensor,
+        w_src: torch.Tensor,
+        biases: torch.Tensor,
+        state: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The group's outputs, class-major (P_g, n_outputs, T, B), and final states.
+
+        Args:
+            x: the inputs (B, T, F).
+            values: gate values extended by ``[0, 1]``.
+            w: every weight with its edge gate folded in; ``w_src``: and its source
+                neuron's gate; ``biases``: every bias extended by ``[0]``.
+            state: the group members' initial states (P_g, B, state_size), or None.
+
+        Values are row vectors: a block's activations are (P, B, rows) per step, or
+        (P, T * B, rows) for all steps; the output block is kept transposed,
+        (P, n_outputs, T * B), the layout the losses reduce fastest.
+        """
+        P, F, Rc = len(self.ids), self.n_inputs, self.n_core
+        B, T = x.shape[0], x.shape[1]
+        Dt, Ws = self._dense_weights(w, w_src)
+        bias = biases[self._row_bias].unsqueeze(1)
+        xt = x.transpose(0, 1).reshape(T * B, F)  # t-major rows: t * B + b
+        if self._any_input_rec:  # x(t - 1) as F more columns; zero at t = 0
+            xt = torch.cat([xt, torch.cat([xt.new_zeros(B, F), xt[: (T - 1) * B]], 0)], 1)
+        n_in = xt.shape[1]
+        st = None if state is None or self.state_size == 0 else state
+
+        def inputs(r0: int, r1: int) -> torch.Tensor:
+            """Bias and input terms of rows r0:r1 for every step, (P, T * B, r1 - r0)."""
+            u = torch.baddbmm(bias[:, :, r0:r1], xt.expand(P, -1, -1), Dt[:, :n_in, r0:r1])
+            if st is None:
+                return u
+            first = u[:, :B] + torch.bmm(st, Ws[:, :, r0:r1])  # the given state, at t = 0
+            return torch.cat([first, u[:, B:]], 1)
+
+        a_last = x.new_zeros(P, B, 0)
+        parts: list[torch.Tensor] = []
+        lead = 0
+        if Rc:
+            prev, now = self._core(inputs(0, Rc).view(P, T, B, Rc), Dt)
+            a_last = now[:, (T - 1) * B :]
+            parts, lead = ([prev, now], Rc) if prev is not None else ([now], 0)
+        rows = parts[-1:]
+        last = len(self.blocks) - 1
+        for k in range(self._n_core_blocks, len(self.blocks)):
+            r0, r1 = self.blocks[k]
+            W = Dt[:, 2 * F + Rc - lead : 2 * F + Rc + r0, r0:r1]
+            src = None if not parts else parts[0] if len(parts) == 1 else torch.cat(parts, 2)
+            if self.output_level and k == last:
+                u = inputs(r0, r1)
+                out = (u if src is None else torch.baddbmm(u, src, W)).transpose(1, 2)
+                break
+            u = inputs(r0, r1)
+            a = self._activate(k, u if src is None else torch.baddbmm(u, src, W))
+            parts.append(a)
+            rows.append(a)
+        else:
+            allrows = torch.cat(rows, 2)
+            out = allrows.gather(2, self._out_rows.unsqueeze(1).expand(P, T * B, self.n_outputs))
+            out = out.transpose(1, 2)
+        final = self._final_state(x, values, a_last)
+        return out.reshape(P, self.n_outputs, T, B), final
+
+    def _core(self, U: torch.Tensor, Dt: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Run the core over time; return its activations at ``t - 1`` and ``t``, (P, T * B, Rc).
+
+        The first is None when nothing outside the core reads it. The given initial
+        state is in ``U``'s first step already, so the loop starts from zeros.
+        """
+        P, T, B, Rc = U.shape
+        F = self.n_inputs
+        blocks = self.blocks[: self._n_core_blocks]
+        # Sliced once, outside the loop: a slice's backward writes a whole zero tensor.
+        Ws = [Dt[:, 2 * F : 2 * F + Rc + r0, r0:r1].contiguous() for r0, r1 in blocks]
+        Us = U.unbind(1)
+        if len(blocks) > 1:
+            Us = [[u[:, :, r0:r1] for r0, r1 in blocks] for u in Us]
+        hs: list[torch.Tensor] = []
+        a = U.new_zeros(P, B, Rc)
+        for t in range(T):
+            if len(blocks) == 1:
+                pre = Us[t] if t == 0 else torch.baddbmm(Us[t], a, Ws[0])
+                a = self._activate(0, pre)
+            else:
+                parts = [a]
+                for k in range(len(blocks)):
+                    src = parts[0] if k == 0 else torch.cat(parts, 2)
+                    parts.append(self._activate(k, torch.baddbmm(Us[t][k], src, Ws[k])))
+                a = torch.cat(parts[1:], 2)
+            hs.append(a)
+        now = torch.stack(hs, 1).view(P, T * B, Rc)
+        if not self._rest_reads_prev:  # no recurrent edge from the core into the rest
+            return None, now
+        return torch.cat([now.new_zeros(P, B, Rc), now[:, : (T - 1) * B]], 1), now
+
+    def _final_state(self, x: torch.Tensor, values: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """Each member's state after the last step, ``genomes.state_layout`` order: (P, B, S).
+
+        Args:
+            x: the inputs (B, T, F).
+            values: gate values extended by ``[0, 1]``.
+            a: the core's activations at the last step (P, B, Rc).
+        """
+        P, S, B = len(self.ids), self.state_size, x.shape[0]
+        if S == 0:
+            return x.new_zeros(P, B, 0)
+        h_in = x[:, -1, :].unsqueeze(0) * values[self._in_gate].unsqueeze(1)  # (P, B, F)
+        h = a * values[self._row_gate[:, : self.n_core]].unsqueeze(1)
+        src = torch.cat([h_in, h, h.new_zeros(P, B, self.n_rows - self.n_core + 1)], 2)
+        return src.gather(2, self._state_src.unsqueeze(1).expand(P, B, S))
+
+
+def _pad(state: torch.Tensor, size: int) -> torch.Tensor:
+    """``state`` (P, B, S) with zero columns up to ``size``."""
+    return torch.cat([state, state.new_zeros(*state.shape[:2], size - state.shape[2])], 2)
+
+
+def gate_of_input(sl: _Member, input_id: int) -> int:
+    """Flat index of the input node's first neuron gate."""
+    return sl.gate[sl.gate_nodes.index(input_id)]
+
+
+def _take(state: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Columns of ``state`` (P, B, S) picked by ``index`` (P, K); index S gives zeros: (P, B, K)."""
+    P, B = state.shape[:2]
+    padded = torch.cat([state, state.new_zeros(P, B, 1)], 2)
+    return padded.gather(2, index.unsqueeze(1).expand(P, B, index.shape[1]))

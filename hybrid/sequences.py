@@ -1,0 +1,150 @@
+"""Sequence tasks in the search: train a generation's members, score genomes on a split.
+
+The search calls these instead of :func:`hybrid.backends.train_members` and
+:func:`hybrid.backends.evaluate_members` when ``task.sequence`` is set. Members run
+in one :class:`~hybrid.population.RecurrentEngine` (the batched engine; the loop
+engine and the joblib/Dask backends are refused for sequences by the config check
+in :func:`check_sequence_config`). A stream task (``task.stream``) trains in windows
+of ``training.bptt`` steps with the state carried from window to window; with
+``training.growth = "reserve"`` the population is trained in chunks of
+``training.reserve_every`` steps, the reserve rule applied to every member between
+chunks (:func:`hybrid.growth.train_growing`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from genomes import Genome
+
+from .config import Config
+from .errors import ConfigError
+from .growth import ReserveConfig, train_growing
+from .metrics import Metrics
+from .population import RecurrentEngine, sequence_metrics, train_sequence_population
+from .population.sequence import check_sequence_data
+from .tasks import Task
+from .train import TrainConfig, TrainResult
+
+__all__ = ["check_sequence_config", "evaluate_sequences", "reserve_config", "train_sequence_members"]
+
+
+def check_sequence_config(config: Config, task: Task, where: str) -> None:
+    """Refuse settings a sequence task cannot run with: one line naming the key.
+
+    Raises:
+        ConfigError: the loop engine, a parallel backend, K-fold fitness, a selection
+            split or a final fit with a sequence task; growth without one.
+    """
+    if not task.sequence:
+        if config.training.growth != "off":
+            raise ConfigError(
+                f"{where}: training.growth: expected 'off' for {task.name!r}, a task without time "
+                f"steps (the reserve rule grows recurrent networks), got {config.training.growth!r}"
+            )
+        return
+    checks = [
+        ("training.engine", config.training.engine, "batched", "sequences train in the batched recurrent engine"),
+        ("parallel.backend", config.parallel.backend, "none", "sequences train in one process"),
+    ]
+    for key, got, want, why in checks:
+        if got != want:
+            raise ConfigError(f"{where}: {key}: expected {want!r} for the sequence task {task.name!r} ({why}), got {got!r}")
+    for key, value in (
+        ("task.selection_fraction", config.task.selection_fraction),
+        ("evolution.final_steps", config.evolution.final_steps),
+    ):
+        if value:
+            raise ConfigError(f"{where}: {key}: expected 0 for the sequence task {task.name!r} (not supported yet), got {value}")
+    if task.folds:
+        raise ConfigError(f"{where}: task.folds: expected 'off' for the sequence task {task.name!r}, got {config.task.folds!r}")
+
+
+def reserve_config(config: Config) -> ReserveConfig | None:
+    """Return the reserve rule's settings, or None when ``training.growth`` is off."""
+    t = config.training
+    if t.growth != "reserve":
+        return None
+    return ReserveConfig(
+        k=t.reserve_k,
+        threshold=t.reserve_threshold,
+        p_add=t.reserve_p_add,
+        p_delete=t.reserve_p_delete,
+        l1=t.reserve_l1,
+        every=t.reserve_every,
+    )
+
+
+def train_sequence_members(
+    genomes: Sequence[Genome],
+    task: Task,
+    config: TrainConfig,
+    seed: int,
+    device: str,
+    run_config: Config,
+    growth_seed: int,
+) -> tuple[list[Genome], list[TrainResult], list[Metrics], list[list[dict[str, Any]]]]:
+    """Train a generation's members on a sequence task and score them on its validation split.
+
+    Args:
+        genomes: the members (not modified).
+        task: a sequence task.
+        config: the training settings.
+        seed: the generation's training seed (minibatches or stream offsets, gate noise).
+        device: where to run.
+        run_config: the run's config (``training.bptt``, the reserve rule, widths).
+        growth_seed: the seed of the reserve rule's draws.
+
+    Returns:
+        ``(genomes, results, validation metrics, growth records)``: the trained
+        genomes (a failed member keeps its input genome) and, per member, what the
+        reserve rule did (``{"op": "reserve", "args": {...}}``; empty without growth).
+    """
+    window = run_config.training.bptt if task.stream else None
+    if window is not None:
+        window = min(window, task.X_train.shape[1])
+    generator = torch.Generator().manual_seed(seed)
+    reserve = reserve_config(run_config)
+    floor = task.floor_val if config.metric == "excess_nats" else None
+    val = {"X_val": task.X_val, "y_val": task.y_val, "mask_val": task.mask_val, "floor_val": floor}
+    if reserve is None:
+        trained = train_sequence_population(
+            list(genomes), task.X_train, task.y_train, task.mask_train, config, generator, window=window, device=device, **val
+        )
+        assert trained.validation is not None
+        return trained.genomes, trained.results, trained.validation, [[] for _ in genomes]
+    return train_growing(
+        list(genomes),
+        task,
+        config,
+        generator,
+        np.random.default_rng(growth_seed),
+        reserve,
+        window=window,
+        device=device,
+        gate_init=run_config.genome.gate_init,
+        max_width=run_config.mutation.max_node_width,
+    )
+
+
+def evaluate_sequences(
+    genomes: Sequence[Genome],
+    X: np.ndarray,
+    y: np.ndarray,
+    mask: np.ndarray | None,
+    floor: float | None,
+    config: TrainConfig,
+    device: str = "cpu",
+) -> list[Metrics]:
+    """Return each genome's metrics on a sequence split (deterministic gates, zero initial state)."""
+    Xt, yt, mt = check_sequence_data(X, y, mask, genomes[0].n_inputs, genomes[0].n_outputs, config.loss)
+    Xt, yt = Xt.to(device), yt.to(device)
+    mt = None if mt is None else mt.to(device)
+    engine = RecurrentEngine(list(genomes), config.gate, device=device)
+    if config.metric != "excess_nats":
+        floor = None
+    return sequence_metrics(engine, list(genomes), Xt, yt, mt, config.gate, config.loss, config.metric, floor)
