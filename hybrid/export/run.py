@@ -5,7 +5,8 @@ What is read, each through :class:`hybrid.rundir.RunDir`'s checked readers::
     config.toml        the gate kind, key training.gate
     task.json          name, kind, n_inputs, n_outputs, feature_mean,
                        feature_std, class_labels, encoding (tables: the
-                       module fills missing numbers; preprocess.py encodes rows)
+                       module fills missing numbers; preprocess.py encodes rows),
+                       sequence, per_step, stream, T (sequence tasks)
     best/genome.json   the champion (genome="best")
     best/metrics.json  its metrics (optional)
     lineage.sqlite     any other genome with stored weights, by id, and
@@ -144,6 +145,8 @@ def export_run(
         "class_labels": task.class_labels,
         "metrics": metrics,
     }
+    if task.sequence:  # how to read the outputs: every step, or each sequence's last one
+        sidecar["task"].update(sequence=True, per_step=task.per_step, stream=task.stream, T=task.T)
     if task.encoding is not None:  # a table: raw rows go through preprocess.py
         encoding = task.encoding.model_dump()
         sidecar["encoding"] = encoding

@@ -47,6 +47,7 @@ from hybrid.export import (
     run_module,
     to_module,
 )
+from hybrid.net import GenomeNet
 from tests.hybrid.test_export_formats import _available_formats, _site_dirs
 from tests.hybrid.test_export_module import (
     CLOSED,
@@ -202,6 +203,20 @@ def test_state_is_the_genomes_where_nothing_is_pruned():
     expected = evaluate_sequence(g, (x - MEAN) / STD, "sigmoid", state=state)
     assert_matches((y.numpy(), final.numpy()), expected)
     assert "node3_gate" in net.state_dict()  # sigmoid gates are < 1: the state carries them
+
+
+@pytest.mark.parametrize("gate", GATE_KINDS)
+def test_exported_state_is_genome_nets_state(gate):
+    g = gated_genome(recurrent=True)
+    plan = plan_export(g, gate)
+    x = torch.from_numpy(raw_sequences(5, 6))
+    state = torch.from_numpy(np.random.default_rng(7).normal(size=(5, 3)).astype(np.float32))
+    with torch.no_grad():
+        y, final = to_module(g, gate, feature_mean=MEAN, feature_std=STD)(x, state)
+        y_net, final_net = GenomeNet(g, gate).eval()((x - torch.from_numpy(MEAN)) / torch.from_numpy(STD), state=state)
+    assert plan.state_index == (0, 1, 2)  # node 3's neurons are all open under both gates
+    torch.testing.assert_close(y, y_net, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(final, final_net, rtol=1e-5, atol=1e-5)
 
 
 def test_pruned_state_keeps_only_what_live_recurrent_edges_read():
@@ -453,6 +468,10 @@ def make_recurrent_run(tmp_path: Path) -> Path:
         "feature_mean": MEAN.tolist(),
         "feature_std": STD.tolist(),
         "class_labels": [0, 1, 2],
+        "sequence": True,
+        "per_step": True,
+        "stream": False,
+        "T": 20,
     }
     (run / "task.json").write_text(json.dumps(task))
     return run
@@ -471,6 +490,10 @@ def test_export_run_of_a_recurrent_champion_writes_a_sequence_module(tmp_path):
     run = make_recurrent_run(tmp_path)
     result = export_run(run)
     assert result.sidecar["state"]["size"] == 11 and result.sidecar["genome_id"] == 12
+    assert result.sidecar["task"] == {
+        "name": "seq", "kind": "classification", "sequence": True, "per_step": True,
+        "stream": False, "T": 20,
+    }
     model = import_file(result.path, "recurrent_run").load()
     x = raw_sequences(3, 4)
     with torch.no_grad():
