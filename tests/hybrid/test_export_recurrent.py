@@ -499,3 +499,18 @@ def test_export_run_of_a_recurrent_champion_writes_a_sequence_module(tmp_path):
     with torch.no_grad():
         got = model(torch.from_numpy(x))
     assert_matches(tuple(t.numpy() for t in got), reference(crafted_genome(), GATE, x))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_cli_exports_a_recurrent_champion(tmp_path, capsys):
+    from hybrid.cli import main
+
+    run = make_recurrent_run(tmp_path)
+    assert main(["export", str(run), "--format", "torchscript", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert str(tmp_path / "model.pt") in out and "torchscript: " in out
+    model = torch.jit.load(str(tmp_path / "model.pt"))
+    x = raw_sequences(3, 4)
+    with torch.no_grad():
+        got = model(torch.from_numpy(x))
+    assert_matches(tuple(t.numpy() for t in got), reference(crafted_genome(), GATE, x))
