@@ -274,13 +274,14 @@ class RecurrentExportedNet(ExportedNet):
         Raises:
             ValueError: for an ``x`` or ``state`` of another shape.
         """
-        if x.dim() != 3 or x.shape[2] != self.n_inputs:
+        tracing = torch.jit.is_tracing()  # (TensorBoard's add_graph): shapes are tensors then
+        if not tracing and (x.dim() != 3 or x.shape[2] != self.n_inputs):
             raise ValueError(
                 f"x should have shape (B, T, {self.n_inputs}), got {tuple(x.shape)}"
             )
         if state is None:
             state = x.new_zeros(x.shape[0], self.state_size)
-        elif tuple(state.shape) != (x.shape[0], self.state_size):
+        elif not tracing and tuple(state.shape) != (x.shape[0], self.state_size):
             raise ValueError(
                 f"state should have shape ({x.shape[0]}, {self.state_size}), got {tuple(state.shape)}"
             )

@@ -514,3 +514,19 @@ def test_cli_exports_a_recurrent_champion(tmp_path, capsys):
     with torch.no_grad():
         got = model(torch.from_numpy(x))
     assert_matches(tuple(t.numpy() for t in got), reference(crafted_genome(), GATE, x))
+
+
+def test_tensorboard_logs_a_recurrent_champion_s_module_graph(tmp_path):
+    pytest.importorskip("tensorboard")
+    from types import SimpleNamespace
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    from hybrid.tracking import TensorBoardReporter
+
+    run = make_recurrent_run(tmp_path)
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    reporter = SimpleNamespace(_writer=writer, gate=GATE)
+    TensorBoardReporter._add_champion_module(reporter, run, 0)  # traces (1, 1, F): no error
+    writer.close()
+    assert any((tmp_path / "tb").iterdir())
