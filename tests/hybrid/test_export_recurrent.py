@@ -420,6 +420,14 @@ def test_onnx_runs_the_genome_over_time_in_onnxruntime(tmp_path):
 
 
 @pytest.mark.slow
+def test_an_empty_state_round_trips_in_every_format(tmp_path):
+    g = gated_genome(recurrent=True).copy()
+    g.graph.edges[3, 3]["gate"] = np.float32(CLOSED)  # the only recurrent edge closed: S = 0
+    assert plan_export(g, GATE).state_size == 0
+    check_round_trips(g, GATE, tmp_path, _available_formats())
+
+
+@pytest.mark.slow
 @settings(max_examples=4)
 @given(recurrent_genomes())
 def test_random_recurrent_genomes_round_trip_in_every_format(drawn):
