@@ -309,5 +309,5 @@ class TensorBoardReporter(Reporter):
             # add_graph traces with torch.jit (deprecated in favour of torch.export); its only user here.
             warnings.simplefilter("ignore", DeprecationWarning)
             # A recurrent champion's module takes sequences (B, T, F): one step of one.
-            shape = (1, 1, task.n_inputs) if isinstance(net, RecurrentExportedNet) else (1, task.n_inputs)
-            self._writer.add_graph(net, torch.zeros(shape))
+            lead = (1, 1) if isinstance(net, RecurrentExportedNet) else (1,)
+            self._writer.add_graph(net, torch.zeros(*lead, task.n_inputs))

@@ -116,7 +116,9 @@ def _reads(layer: LayerPlan, input_id: int) -> str:
     if layer.is_constant:
         return "constant: no live input, value act(bias)"
     names = [f"{s} (input)" if s == input_id else str(s) for s in layer.sources]
-    names += [f"{s} (input) at t-1" if s == input_id else f"{s} at t-1" for s in layer.recurrent_sources]
+    names += [
+        f"{s} (input) at t-1" if s == input_id else f"{s} at t-1" for s in layer.recurrent_sources
+    ]
     return "reads node" + ("s " if len(names) > 1 else " ") + ", ".join(names)
 
 
@@ -150,7 +152,7 @@ def _init_lines(plan: ExportPlan, impute: bool) -> list[str]:
             lines.append(f"self.{name} = nn.Linear({layer.weight.shape[1]}, {layer.width})")
     gated = [part for part in plan.state if part.gate is not None]
     if gated:
-        lines.append("# Neuron gates of the nodes the state keeps: it holds gate * value, as the genome.")
+        lines.append("# Neuron gates of nodes in the state: it holds gate * value, as the genome.")
     for part in gated:
         lines.append(f'self.register_buffer("{gate_name(part.node)}", torch.ones({part.width}))')
     return lines
@@ -198,7 +200,8 @@ def _step_lines(plan: ExportPlan, impute: bool) -> list[str]:
             lines.append(f"h{inp} = x  # node {inp}: input, {kept} features")
         else:
             lines.append(
-                f"h{inp} = x[:, self.input_index]  # node {inp}: input, {kept} of {plan.n_inputs} features"
+                f"h{inp} = x[:, self.input_index]"
+                f"  # node {inp}: input, {kept} of {plan.n_inputs} features"
             )
     for part in plan.state:
         lines.append(
@@ -341,19 +344,24 @@ def render_python(
         state_constants=_state_constants(plan),
     )
     if plan.is_recurrent:
+        size = plan.state_size
         shape = (
-            f"        Input: (B, T, {plan.n_inputs}) raw features and a state (B, {plan.state_size}) or None.",
-            f"        Output: (B, T, {plan.n_outputs}) and the final state (B, {plan.state_size}).",
+            f"        Input: (B, T, {plan.n_inputs}) raw features and a state (B, {size}) or None.",
+            f"        Output: (B, T, {plan.n_outputs}) and the final state (B, {size}).",
         )
         body = [
             "",
-            "    def step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:",
-            '        """Return one time step: outputs (B, n_outputs) and the new state, from raw x (B, n_inputs)."""',
+            "    def step(",
+            "        self, x: torch.Tensor, state: torch.Tensor",
+            "    ) -> tuple[torch.Tensor, torch.Tensor]:",
+            '        """Return one step from raw x (B, n_inputs): outputs and the new state."""',
             *(f"        {line}" for line in _step_lines(plan, impute)),
             *_SEQUENCE_FORWARD.rstrip("\n").split("\n"),
         ]
     else:
-        shape = (f"        Input: (B, {plan.n_inputs}) raw features. Output: (B, {plan.n_outputs}).",)
+        shape = (
+            f"        Input: (B, {plan.n_inputs}) raw features. Output: (B, {plan.n_outputs}).",
+        )
         body = [
             "",
             "    def forward(self, x: torch.Tensor) -> torch.Tensor:",

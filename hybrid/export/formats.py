@@ -18,19 +18,21 @@ A recurrent genome (``genomes.state_layout`` not empty) exports a module over
 time: input ``x`` (B, T, F) and a state (B, S), output ``(y (B, T, n_out),
 final_state (B, S))``, batch and T both dynamic. ``python`` loops ``step`` over T
 in plain code and ``torchscript`` is a scripted loop over a traced step (both take
-``state=None`` for zeros); ``pt2`` and ``onnx`` are one ``torch._higher_order_ops.scan``
-over T (an ONNX ``Scan``; inputs ``x``, ``state``, outputs ``y``, ``final_state``), whose
-``state`` input is required (zeros to start). The sidecar's ``state`` says what S is. An export of a table task
-(the sidecar has an ``encoding``) also writes ``preprocess.py`` beside the module:
-a copy of :mod:`hybrid.tasks.preprocess` with the run's encoding, whose
-``encode(rows)`` turns raw rows (text categories, missing values) into the
-module's input without hybrid. Each export also writes ``<name>.json``, the
+``state=None`` for zeros); ``pt2`` and ``onnx`` are one
+``torch._higher_order_ops.scan`` over T (an ONNX ``Scan``; inputs ``x``,
+``state``, outputs ``y``, ``final_state``), whose ``state`` input is required
+(zeros to start). The sidecar's ``state`` says what S is.
+
+An export of a table task (the sidecar has an ``encoding``) also writes
+``preprocess.py`` beside the module: a copy of :mod:`hybrid.tasks.preprocess`
+with the run's encoding, whose ``encode(rows)`` turns raw rows (text categories,
+missing values) into the module's input without hybrid. Each export also writes ``<name>.json``, the
 sidecar: whatever the caller passed (``genome_id``, ``run``, ``task``,
 ``class_labels``, ``metrics``, ``encoding``, ...) plus ``format``,
 ``export_format``, ``files``, ``gate``, ``n_inputs``, ``n_outputs``,
 ``n_parameters``, ``feature_mean``, ``feature_std``, ``feature_fill`` (when the
-module fills missing values), ``recurrent`` and, for a recurrent genome,
-``state`` (see :func:`state_info`), and the versions used.
+module fills missing values), for a recurrent genome ``state`` (see
+:func:`state_info`), and the versions used.
 """
 
 from __future__ import annotations
@@ -221,7 +223,9 @@ def _exported_program(net: ExportedNet, plan: ExportPlan) -> torch.export.Export
     dynamic = {"x": {0: batch, 1: steps}, "state": {0: batch}}
     with warnings.catch_warnings():
         # Tracing scan touches torch.jit.script_method inside torch: its warning, not ours.
-        warnings.filterwarnings("ignore", "`torch.jit.script_method` is deprecated", DeprecationWarning)
+        warnings.filterwarnings(
+            "ignore", "`torch.jit.script_method` is deprecated", DeprecationWarning
+        )
         return torch.export.export(_ScanSequence(net), example, dynamic_shapes=dynamic)
 
 
@@ -358,10 +362,11 @@ def state_info(plan: ExportPlan, fmt: str) -> dict[str, Any]:
         "genome_size": plan.genome_state_size,
         "genome_index": list(plan.state_index),
         "holds": (
-            "per sequence, the previous step's h = gate * value of each kept neuron of every node a "
-            "live recurrent edge reads, by node id: the genome's state (genomes.evaluate_sequence) "
-            "at genome_index; the genome's other columns (closed neurons, nodes no live recurrent "
-            "edge reads) cannot change the outputs from a state the genome produced"
+            "per sequence, the previous step's h = gate * value of each kept neuron of every "
+            "node a live recurrent edge reads, by node id: the genome's state "
+            "(genomes.evaluate_sequence) at genome_index; the genome's other columns (closed "
+            "neurons, nodes no live recurrent edge reads) cannot change the outputs from a "
+            "state the genome produced"
         ),
         "initial": (
             "state=None starts from zeros"

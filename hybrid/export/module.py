@@ -26,7 +26,14 @@ from genomes import Genome
 from ..activations import TORCH_ACTIVATIONS
 from .plan import ExportPlan, plan_export
 
-__all__ = ["ExportedNet", "RecurrentExportedNet", "exported_net", "gate_name", "layer_name", "to_module"]
+__all__ = [
+    "ExportedNet",
+    "RecurrentExportedNet",
+    "exported_net",
+    "gate_name",
+    "layer_name",
+    "to_module",
+]
 
 
 def layer_name(node: int, constant: bool) -> str:
@@ -111,7 +118,8 @@ class ExportedNet(nn.Module):
         super().__init__()
         if plan.is_recurrent and not isinstance(self, RecurrentExportedNet):
             raise ValueError(
-                "the plan is of a recurrent genome: build a RecurrentExportedNet (exported_net does)"
+                "the plan is of a recurrent genome: "
+                "build a RecurrentExportedNet (exported_net does)"
             )
         self.n_inputs, self.n_outputs = plan.n_inputs, plan.n_outputs
         fill = _fill(feature_fill, plan.n_inputs)
@@ -145,7 +153,10 @@ class ExportedNet(nn.Module):
         self._summary = tuple(
             f"node {layer.id}: {layer.role} {layer.activation}[{layer.width}] <- "
             + (
-                ", ".join([str(s) for s in layer.sources] + [f"{s}(t-1)" for s in layer.recurrent_sources])
+                ", ".join(
+                    [str(s) for s in layer.sources]
+                    + [f"{s}(t-1)" for s in layer.recurrent_sources]
+                )
                 or "constant"
             )
             for layer in plan.layers
@@ -283,7 +294,8 @@ class RecurrentExportedNet(ExportedNet):
             state = x.new_zeros(x.shape[0], self.state_size)
         elif not tracing and tuple(state.shape) != (x.shape[0], self.state_size):
             raise ValueError(
-                f"state should have shape ({x.shape[0]}, {self.state_size}), got {tuple(state.shape)}"
+                f"state should have shape ({x.shape[0]}, {self.state_size}), "
+                f"got {tuple(state.shape)}"
             )
         outputs = []
         for t in range(x.shape[1]):

@@ -179,7 +179,8 @@ def run_module(run_dir: str | os.PathLike[str]) -> ExportedNet:
     if state_size(genome):
         raise ExportError(
             f"{run.best_genome_path}: genome {genome.meta.get('id')} is recurrent (a state of "
-            f"{state_size(genome)} values), but run_module and the scikit-learn estimators' module_ "
-            "take rows (B, n_inputs), not sequences; use hybrid.export.to_module or hybrid export"
+            f"{state_size(genome)} values), but run_module and the scikit-learn estimators' "
+            "module_ take rows (B, n_inputs), not sequences; use hybrid.export.to_module or "
+            "hybrid export"
         )
     return to_module(genome, gate, feature_mean=task.feature_mean, feature_std=task.feature_std)

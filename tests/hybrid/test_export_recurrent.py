@@ -127,7 +127,7 @@ def crafted_genome() -> Genome:
 
 @st.composite
 def recurrent_genomes(draw, gate: str | st.SearchStrategy[str] = GATES):
-    """Draw a trained-looking genome (grown with recurrent edges too) plus 1-3 more ``add_recurrent_edge``.
+    """Draw a trained-looking genome grown with recurrent edges, plus 1-3 more of them.
 
     The recurrent edges get random weights and gates (closed about a quarter of the
     time, so pruning of the state is exercised).
@@ -213,7 +213,8 @@ def test_exported_state_is_genome_nets_state(gate):
     state = torch.from_numpy(np.random.default_rng(7).normal(size=(5, 3)).astype(np.float32))
     with torch.no_grad():
         y, final = to_module(g, gate, feature_mean=MEAN, feature_std=STD)(x, state)
-        y_net, final_net = GenomeNet(g, gate).eval()((x - torch.from_numpy(MEAN)) / torch.from_numpy(STD), state=state)
+        z = (x - torch.from_numpy(MEAN)) / torch.from_numpy(STD)
+        y_net, final_net = GenomeNet(g, gate).eval()(z, state=state)
     assert plan.state_index == (0, 1, 2)  # node 3's neurons are all open under both gates
     torch.testing.assert_close(y, y_net, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(final, final_net, rtol=1e-5, atol=1e-5)
@@ -232,7 +233,8 @@ def test_pruned_state_keeps_only_what_live_recurrent_edges_read():
     # genome state: 0 [0:4], 1 [4:7], 2 [7:12], 3 [12:15], 5 [15:17], 6 [17:19]
     assert plan.state_index == (0, 2, 3, 4, 5, 6, 12, 13, 14, 17, 18)
     assert plan.genome_state_size == 19 and plan.state_size == 11
-    assert [p.gate is None for p in plan.state] == [False, True, True, True]  # 0: feature 3 half-open
+    # node 0's feature 3 is half-open: the stored input carries its gate
+    assert [p.gate is None for p in plan.state] == [False, True, True, True]
     layers = {layer.id: layer for layer in plan.layers}
     assert layers[2].recurrent_sources == (1, 6) and layers[3].recurrent_sources == (3,)
     assert 5 not in layers  # every neuron closed: dead, and so is 5 -> 3
@@ -365,7 +367,8 @@ def run_without_hybrid(paths: list[Path], x: np.ndarray, state: np.ndarray) -> d
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["OMP_NUM_THREADS"] = "1"
     names = [p.name for p in paths]
-    cmd = [sys.executable, "-S", "-E", "-c", LOADER, "x.npy", "state.npy", *names, "--", *_site_dirs()]
+    files = ["x.npy", "state.npy", *names, "--", *_site_dirs()]
+    cmd = [sys.executable, "-S", "-E", "-c", LOADER, *files]
     done = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     results: dict = {}
