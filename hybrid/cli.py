@@ -232,7 +232,7 @@ def _gap(val: float | None, test: float | None, metric: str) -> str:
     """The validation-to-test gap, in points for a 0..1 metric (how much the validation score flattered)."""
     if val is None or test is None:
         return "n/a"
-    if metric in ("log_loss", "mae", "mse", "neg_mse"):
+    if metric in ("log_loss", "mae", "mse", "neg_mse", "excess_nats"):
         return f"{val - test:+.4g}"
     return f"{100 * (val - test):+.1f} pt"
 

@@ -101,7 +101,7 @@ def check_sequence_data(
             )
         y = y.to(X.dtype)
     if mask is not None:
-        mask = torch.as_tensor(mask, device=X.device)
+        mask = torch.as_tensor(np.array(mask) if isinstance(mask, np.ndarray) else mask, device=X.device)
         if mask.shape != (n, t) or mask.dtype != torch.bool:
             raise DataError(
                 f"{name}: mask should be bool of shape ({n}, {t}), got {mask.dtype} {tuple(mask.shape)}"
