@@ -293,7 +293,7 @@ class TensorBoardReporter(Reporter):
         """Log the champion's exported ``model.py`` as text and its module's graph."""
         import torch
 
-        from .export import export_run, to_module
+        from .export import RecurrentExportedNet, export_run, to_module
         from .rundir import open_run_dir
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -308,4 +308,6 @@ class TensorBoardReporter(Reporter):
         with warnings.catch_warnings():
             # add_graph traces with torch.jit (deprecated in favour of torch.export); its only user here.
             warnings.simplefilter("ignore", DeprecationWarning)
-            self._writer.add_graph(net, torch.zeros(1, task.n_inputs))
+            # A recurrent champion's module takes sequences (B, T, F): one step of one.
+            lead = (1, 1) if isinstance(net, RecurrentExportedNet) else (1,)
+            self._writer.add_graph(net, torch.zeros(*lead, task.n_inputs))

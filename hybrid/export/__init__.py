@@ -3,13 +3,15 @@
 ``to_module`` folds the deterministic gates into the weights and keeps only the
 live structure (``genomes.active_structure``); ``export_genome`` writes it in one
 of ``FORMATS`` with a JSON sidecar; ``export_run`` does that for a run folder.
+A recurrent genome exports a module over time (``RecurrentExportedNet``:
+``forward(x (B, T, F), state=None) -> (outputs, final_state)``).
 Importing this package imports torch (``import hybrid`` does not import it).
 """
 
 from .codegen import ACTIVATION_CODE, render_python
-from .formats import FORMATS, SIDECAR_FORMAT, ExportError, ExportResult, export_genome
-from .module import ExportedNet, to_module
-from .plan import ExportPlan, LayerPlan, plan_export
+from .formats import FORMATS, SIDECAR_FORMAT, ExportError, ExportResult, export_genome, state_info
+from .module import ExportedNet, RecurrentExportedNet, exported_net, to_module
+from .plan import ExportPlan, LayerPlan, StatePlan, plan_export
 from .run import export_run, run_module
 
 __all__ = [
@@ -21,10 +23,14 @@ __all__ = [
     "ExportResult",
     "ExportedNet",
     "LayerPlan",
+    "RecurrentExportedNet",
+    "StatePlan",
     "export_genome",
     "export_run",
+    "exported_net",
     "plan_export",
     "render_python",
     "run_module",
+    "state_info",
     "to_module",
 ]

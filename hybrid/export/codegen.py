@@ -5,6 +5,12 @@ named ``node<id>``, a forward in topological order with one commented line per
 node) and ``load()``, which reads the weights saved next to it with
 ``torch.load(..., weights_only=True)``. Its ``state_dict`` keys equal those of
 :class:`hybrid.export.module.ExportedNet`, whose ``state_dict`` is what gets saved.
+
+For a recurrent genome the class has ``step(x, state)``, one time step with one
+commented line per node (``prev<id>`` is node <id> at the previous step, sliced
+from the state), and ``forward(x, state=None)``, a plain loop of ``step`` over the
+time axis; ``STATE_SIZE`` and ``STATE_LAYOUT`` describe the state. Its
+``state_dict`` keys equal :class:`hybrid.export.module.RecurrentExportedNet`'s.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import __version__
-from .module import layer_name
+from .module import gate_name, layer_name
 from .plan import ExportPlan, LayerPlan
 
 __all__ = ["ACTIVATION_CODE", "render_python"]
@@ -46,7 +52,7 @@ weights), and returns the network's {outputs}.{impute_note}
 Load and use::
 
     model = load()  # weights from {weights_name} next to this file
-    y = model(torch.as_tensor(features, dtype=torch.float32))  # (B, {n_inputs}) -> (B, {n_outputs})
+{usage}
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ import torch
 WEIGHTS = {weights}
 #: Output i is the score of class CLASS_LABELS[i] (empty if the task is not classification).
 CLASS_LABELS = [{class_labels}]
-
+{state_constants}
 '''
 
 _LOAD = '''
@@ -110,6 +116,9 @@ def _reads(layer: LayerPlan, input_id: int) -> str:
     if layer.is_constant:
         return "constant: no live input, value act(bias)"
     names = [f"{s} (input)" if s == input_id else str(s) for s in layer.sources]
+    names += [
+        f"{s} (input) at t-1" if s == input_id else f"{s} at t-1" for s in layer.recurrent_sources
+    ]
     return "reads node" + ("s " if len(names) > 1 else " ") + ", ".join(names)
 
 
@@ -141,6 +150,11 @@ def _init_lines(plan: ExportPlan, impute: bool) -> list[str]:
             lines.append(f"self.{name} = nn.Parameter(torch.zeros({layer.width}))")
         else:
             lines.append(f"self.{name} = nn.Linear({layer.weight.shape[1]}, {layer.width})")
+    gated = [part for part in plan.state if part.gate is not None]
+    if gated:
+        lines.append("# Neuron gates of nodes in the state: it holds gate * value, as the genome.")
+    for part in gated:
+        lines.append(f'self.register_buffer("{gate_name(part.node)}", torch.ones({part.width}))')
     return lines
 
 
@@ -172,6 +186,97 @@ def _forward_lines(plan: ExportPlan, impute: bool) -> list[str]:
         else:
             lines.append(f"h{layer.id} = {value}  # node {layer.id}")
     return lines
+
+
+def _step_lines(plan: ExportPlan, impute: bool) -> list[str]:
+    """Return the body of a recurrent plan's ``step(x, state)``: one time step."""
+    lines = ["x = torch.where(torch.isnan(x), self.feature_fill, x)"] if impute else []
+    lines.append("x = (x - self.feature_mean) / self.feature_std")
+    inp = plan.input_id
+    reads_input = any(inp in layer.sources for layer in plan.layers)
+    if reads_input or any(part.node == inp for part in plan.state):
+        kept = len(plan.input_index)
+        if plan.keeps_all_inputs:
+            lines.append(f"h{inp} = x  # node {inp}: input, {kept} features")
+        else:
+            lines.append(
+                f"h{inp} = x[:, self.input_index]"
+                f"  # node {inp}: input, {kept} of {plan.n_inputs} features"
+            )
+    for part in plan.state:
+        lines.append(
+            f"prev{part.node} = state[:, {part.offset}:{part.offset + part.width}]"
+            f"  # node {part.node} at t-1"
+        )
+    for layer in plan.layers:
+        name = layer_name(layer.id, layer.is_constant)
+        reads = [f"h{s}" for s in layer.sources] + [f"prev{s}" for s in layer.recurrent_sources]
+        if layer.is_constant:
+            pre = f"self.{name}"
+        elif len(reads) == 1:
+            pre = f"self.{name}({reads[0]})"
+        else:
+            pre = f"self.{name}(torch.cat([{', '.join(reads)}], dim=1))"
+        value = ACTIVATION_CODE[layer.activation].format(pre)
+        if layer.is_constant:
+            value += ".expand(x.shape[0], -1)"
+        role = ": output" if layer.role == "output" else ""
+        lines.append(f"h{layer.id} = {value}  # node {layer.id}{role}")
+    parts = [
+        f"h{part.node}" if part.gate is None else f"h{part.node} * self.{gate_name(part.node)}"
+        for part in plan.state
+    ]
+    if len(parts) == 1:
+        lines.append(f"state = {parts[0]}")
+    elif parts:
+        lines.append(f"state = torch.cat([{', '.join(parts)}], dim=1)")
+    lines.append(f"return h{plan.output_id}, state")
+    return lines
+
+
+_SEQUENCE_FORWARD = '''
+    def forward(
+        self, x: torch.Tensor, state: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the outputs at every step and the final state.
+
+        ``x`` is (B, T, n_inputs) raw features; ``state`` the state before the first
+        step, (B, STATE_SIZE), zeros if None. Returns ((B, T, n_outputs), (B, STATE_SIZE)).
+        """
+        if x.dim() != 3:
+            raise ValueError(f"x should have shape (B, T, n_inputs), got {tuple(x.shape)}")
+        if state is None:
+            state = x.new_zeros(x.shape[0], STATE_SIZE)
+        outputs = []
+        for t in range(x.shape[1]):
+            y, state = self.step(x[:, t], state)
+            outputs.append(y)
+        return torch.stack(outputs, dim=1), state
+'''
+
+
+def _state_constants(plan: ExportPlan) -> str:
+    """Return the STATE_SIZE / STATE_LAYOUT lines of a recurrent plan's file ("" otherwise)."""
+    if not plan.is_recurrent:
+        return ""
+    layout = ", ".join(f"({part.node}, {list(part.neurons)})" for part in plan.state)
+    return (
+        f"#: Values the state holds per sequence (forward's state, (B, STATE_SIZE)).\n"
+        f"STATE_SIZE = {plan.state_size}\n"
+        "#: The state, in order: (genome node id, the node's kept neuron indices); it holds\n"
+        "#: gate * value for each, what the genome's state holds.\n"
+        f"STATE_LAYOUT = [{layout}]\n"
+    )
+
+
+def _usage(plan: ExportPlan) -> str:
+    x = "torch.as_tensor(features, dtype=torch.float32)"
+    if not plan.is_recurrent:
+        return f"    y = model({x})  # (B, {plan.n_inputs}) -> (B, {plan.n_outputs})"
+    return (
+        f"    y, state = model({x})  # (B, T, {plan.n_inputs}) -> (B, T, {plan.n_outputs})\n"
+        f"    y2, state = model(more_features, state)  # carry on; state: (B, {plan.state_size})"
+    )
 
 
 def render_python(
@@ -228,22 +333,52 @@ def render_python(
             "``preprocess.encode(rows)`` from ``preprocess.py`` next to this file."
             if table
             else ""
+        )
+        + (
+            "\n\nThe network is recurrent: it runs over time, one ``step`` per position of\n"
+            "the sequence, carrying a state of STATE_SIZE values (STATE_LAYOUT)."
+            if plan.is_recurrent
+            else ""
         ),
+        usage=_usage(plan),
+        state_constants=_state_constants(plan),
     )
+    if plan.is_recurrent:
+        size = plan.state_size
+        shape = (
+            f"        Input: (B, T, {plan.n_inputs}) raw features and a state (B, {size}) or None.",
+            f"        Output: (B, T, {plan.n_outputs}) and the final state (B, {size}).",
+        )
+        body = [
+            "",
+            "    def step(",
+            "        self, x: torch.Tensor, state: torch.Tensor",
+            "    ) -> tuple[torch.Tensor, torch.Tensor]:",
+            '        """Return one step from raw x (B, n_inputs): outputs and the new state."""',
+            *(f"        {line}" for line in _step_lines(plan, impute)),
+            *_SEQUENCE_FORWARD.rstrip("\n").split("\n"),
+        ]
+    else:
+        shape = (
+            f"        Input: (B, {plan.n_inputs}) raw features. Output: (B, {plan.n_outputs}).",
+        )
+        body = [
+            "",
+            "    def forward(self, x: torch.Tensor) -> torch.Tensor:",
+            '        """Return the outputs for raw features ``x`` of shape (B, n_inputs)."""',
+            *(f"        {line}" for line in _forward_lines(plan, impute)),
+        ]
     cls = [
         "class ExportedNet(nn.Module):",
         '    """The exported network; attribute ``node<id>`` is genome node <id>.',
         "",
         "    Shape:",
-        f"        Input: (B, {plan.n_inputs}) raw features. Output: (B, {plan.n_outputs}).",
+        *shape,
         '    """',
         "",
         "    def __init__(self) -> None:",
         "        super().__init__()",
         *(f"        {line}" for line in _init_lines(plan, impute)),
-        "",
-        "    def forward(self, x: torch.Tensor) -> torch.Tensor:",
-        '        """Return the outputs for raw features ``x`` of shape (B, n_inputs)."""',
-        *(f"        {line}" for line in _forward_lines(plan, impute)),
+        *body,
     ]
     return head + "\n" + "\n".join(cls) + "\n" + _LOAD

@@ -12,16 +12,27 @@ Formats (``FORMATS``; every file is loadable without hybrid):
   ``y``, dynamic batch. Needs the ``onnx`` extra.
 
 Every module takes raw features and standardises them itself (filling missing
-features first when the sidecar has ``feature_fill``). An export of a table task
-(the sidecar has an ``encoding``) also writes ``preprocess.py`` beside the module:
-a copy of :mod:`hybrid.tasks.preprocess` with the run's encoding, whose
-``encode(rows)`` turns raw rows (text categories, missing values) into the
-module's input without hybrid. Each export also writes ``<name>.json``, the
+features first when the sidecar has ``feature_fill``).
+
+A recurrent genome (``genomes.state_layout`` not empty) exports a module over
+time: input ``x`` (B, T, F) and a state (B, S), output ``(y (B, T, n_out),
+final_state (B, S))``, batch and T both dynamic. ``python`` loops ``step`` over T
+in plain code and ``torchscript`` is a scripted loop over a traced step (both take
+``state=None`` for zeros); ``pt2`` and ``onnx`` are one
+``torch._higher_order_ops.scan`` over T (an ONNX ``Scan``; inputs ``x``,
+``state``, outputs ``y``, ``final_state``), whose ``state`` input is required
+(zeros to start). The sidecar's ``state`` says what S is.
+
+An export of a table task (the sidecar has an ``encoding``) also writes
+``preprocess.py`` beside the module: a copy of :mod:`hybrid.tasks.preprocess`
+with the run's encoding, whose ``encode(rows)`` turns raw rows (text categories,
+missing values) into the module's input without hybrid. Each export also writes ``<name>.json``, the
 sidecar: whatever the caller passed (``genome_id``, ``run``, ``task``,
 ``class_labels``, ``metrics``, ``encoding``, ...) plus ``format``,
 ``export_format``, ``files``, ``gate``, ``n_inputs``, ``n_outputs``,
 ``n_parameters``, ``feature_mean``, ``feature_std``, ``feature_fill`` (when the
-module fills missing values) and the versions used.
+module fills missing values), for a recurrent genome ``state`` (see
+:func:`state_info`), and the versions used.
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch._higher_order_ops import scan
 
 from genomes import GATE_KINDS, Genome
 from genomes.serialize import atomic_write
@@ -48,7 +60,7 @@ from genomes.serialize import atomic_write
 from .. import __version__
 from ..errors import HybridError
 from .codegen import render_python
-from .module import ExportedNet
+from .module import ExportedNet, RecurrentExportedNet, exported_net
 from .plan import ExportPlan, plan_export
 
 __all__ = [
@@ -59,6 +71,7 @@ __all__ = [
     "ExportResult",
     "export_genome",
     "preprocess_source",
+    "state_info",
 ]
 
 SIDECAR_FORMAT = "hybrid.export"
@@ -135,14 +148,85 @@ def _write_torchscript(
     with warnings.catch_warnings():
         # torch.jit is deprecated in favour of torch.export; the format was asked for.
         warnings.simplefilter("ignore", DeprecationWarning)
-        traced = torch.jit.trace(net, _example(plan))
+        if isinstance(net, RecurrentExportedNet):
+            cell = torch.jit.trace(_StepCell(net), _step_example(plan))
+            traced = torch.jit.script(_ScriptedSequence(cell, plan.n_inputs, plan.state_size))
+        else:
+            traced = torch.jit.trace(net, _example(plan))
         _save_bytes(path, lambda f: torch.jit.save(traced, f))
     return [path]
 
 
+class _StepCell(torch.nn.Module):
+    """``net.step`` as a module's forward, for ``torch.jit.trace``."""
+
+    def __init__(self, net: RecurrentExportedNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net.step(x, state)
+
+
+class _ScriptedSequence(torch.nn.Module):
+    """A traced step looped over time; compiled by ``torch.jit.script`` (T stays dynamic)."""
+
+    def __init__(self, cell: torch.nn.Module, n_inputs: int, state_size: int) -> None:
+        super().__init__()
+        self.cell = cell
+        self.n_inputs = n_inputs
+        self.state_size = state_size
+
+    def forward(
+        self, x: torch.Tensor, state: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.dim() != 3 or x.size(2) != self.n_inputs:
+            raise ValueError("x should have shape (B, T, n_inputs)")
+        if state is None:
+            state = torch.zeros(x.size(0), self.state_size, dtype=x.dtype, device=x.device)
+        elif state.dim() != 2 or state.size(0) != x.size(0) or state.size(1) != self.state_size:
+            raise ValueError("state should have shape (B, state_size)")
+        outputs: list[torch.Tensor] = []
+        for t in range(x.size(1)):
+            y, state = self.cell(x[:, t], state)
+            outputs.append(y)
+        return torch.stack(outputs, dim=1), state
+
+
+class _ScanSequence(torch.nn.Module):
+    """``net.step`` scanned over the time axis, the form ``torch.export`` keeps with T dynamic."""
+
+    def __init__(self, net: RecurrentExportedNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def _combine(self, state: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y, new_state = self.net.step(x, state)
+        return new_state.clone(), y.clone()  # scan forbids outputs aliasing inputs or each other
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        final_state, y = scan(self._combine, state, x, dim=1)
+        return y, final_state
+
+
+def _step_example(plan: ExportPlan) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.zeros(2, plan.n_inputs), torch.zeros(2, plan.state_size)
+
+
 def _exported_program(net: ExportedNet, plan: ExportPlan) -> torch.export.ExportedProgram:
     batch = torch.export.Dim("batch", min=1)
-    return torch.export.export(net, (_example(plan),), dynamic_shapes={"x": {0: batch}})
+    if not isinstance(net, RecurrentExportedNet):
+        return torch.export.export(net, (_example(plan),), dynamic_shapes={"x": {0: batch}})
+    # Example T = 3 (not 0 or 1, which torch.export would specialise).
+    steps = torch.export.Dim("steps", min=1)
+    example = (torch.zeros(2, 3, plan.n_inputs), torch.zeros(2, plan.state_size))
+    dynamic = {"x": {0: batch, 1: steps}, "state": {0: batch}}
+    with warnings.catch_warnings():
+        # Tracing scan touches torch.jit.script_method inside torch: its warning, not ours.
+        warnings.filterwarnings(
+            "ignore", "`torch.jit.script_method` is deprecated", DeprecationWarning
+        )
+        return torch.export.export(_ScanSequence(net), example, dynamic_shapes=dynamic)
 
 
 def _write_pt2(
@@ -161,6 +245,7 @@ def _write_onnx(
         raise ExportError(
             f"{path}: format 'onnx' needs {' and '.join(missing)} (the onnx extra): {ONNX_INSTALL}"
         )
+    names = (["x", "state"], ["y", "final_state"]) if plan.is_recurrent else (["x"], ["y"])
     logger = logging.getLogger("torch.onnx")
     level = logger.level
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
@@ -174,8 +259,8 @@ def _write_onnx(
             torch.onnx.export(
                 program,
                 f=str(model),
-                input_names=["x"],
-                output_names=["y"],
+                input_names=names[0],
+                output_names=names[1],
                 external_data=False,
                 verbose=False,
             )
@@ -252,6 +337,45 @@ def _check_sidecar(genome: Genome, sidecar: Mapping[str, Any], where: Path) -> N
             )
 
 
+def state_info(plan: ExportPlan, fmt: str) -> dict[str, Any]:
+    """Return the sidecar's ``state`` entry of a recurrent plan: what the state is.
+
+    Keys: ``size`` (S), ``layout`` (one entry per node, in state order: ``node``,
+    ``neurons`` (kept neuron indices), ``offset`` (first column in the state),
+    ``genome_offset`` (first column of the node in the genome's state), ``gated``
+    (the stored value carries the node's neuron gates)), ``genome_size``
+    (``genomes.state_size``), ``genome_index`` (the genome state's column of each
+    exported column), ``holds`` and ``initial`` (sentences).
+    """
+    return {
+        "size": plan.state_size,
+        "layout": [
+            {
+                "node": part.node,
+                "neurons": list(part.neurons),
+                "offset": part.offset,
+                "genome_offset": part.genome_offset,
+                "gated": part.gate is not None,
+            }
+            for part in plan.state
+        ],
+        "genome_size": plan.genome_state_size,
+        "genome_index": list(plan.state_index),
+        "holds": (
+            "per sequence, the previous step's h = gate * value of each kept neuron of every "
+            "node a live recurrent edge reads, by node id: the genome's state "
+            "(genomes.evaluate_sequence) at genome_index; the genome's other columns (closed "
+            "neurons, nodes no live recurrent edge reads) cannot change the outputs from a "
+            "state the genome produced"
+        ),
+        "initial": (
+            "state=None starts from zeros"
+            if fmt in ("python", "torchscript")
+            else "the state input is required: zeros (B, size) to start"
+        ),
+    }
+
+
 def export_genome(
     genome: Genome,
     out_path: str | os.PathLike[str],
@@ -290,7 +414,7 @@ def export_genome(
     _check_sidecar(genome, sidecar, path)
     plan = plan_export(genome, gate)
     try:
-        net = ExportedNet(
+        net = exported_net(
             plan,
             sidecar.get("feature_mean"),
             sidecar.get("feature_std"),
@@ -319,10 +443,13 @@ def export_genome(
         "n_outputs": plan.n_outputs,
         "n_parameters": plan.n_parameters,
         "input": (
-            "raw features: the module computes (x - feature_mean) / feature_std first"
+            ("sequences (B, T, n_inputs) of " if plan.is_recurrent else "")
+            + "raw features: the module computes (x - feature_mean) / feature_std first"
+            + (" at every step" if plan.is_recurrent else "")
             + ("; NaN features are replaced by feature_fill (null: none) before" if net.imputes else "")
             + ("; raw table rows become features with preprocess.encode(rows)" if sidecar.get("encoding") else "")
         ),
+        **({"state": state_info(plan, fmt)} if plan.is_recurrent else {}),
         "feature_mean": net.feature_mean.tolist(),
         "feature_std": net.feature_std.tolist(),
         **fill,

@@ -6,6 +6,11 @@ reads), a bias-only ``nn.Parameter`` for a constant node, and the feature
 standardisation as buffers. Its ``state_dict`` has the same keys as the class
 that the ``python`` export format writes (:mod:`hybrid.export.codegen`), so either
 loads the other's weights.
+
+A recurrent genome's plan becomes a :class:`RecurrentExportedNet`: the same
+layers, read over time. ``step(x_t, state)`` computes one time step and
+``forward(x, state=None)`` loops it over ``x``'s time axis, returning the outputs
+and the final state (layout: :class:`~hybrid.export.plan.StatePlan`).
 """
 
 from __future__ import annotations
@@ -21,12 +26,24 @@ from genomes import Genome
 from ..activations import TORCH_ACTIVATIONS
 from .plan import ExportPlan, plan_export
 
-__all__ = ["ExportedNet", "layer_name", "to_module"]
+__all__ = [
+    "ExportedNet",
+    "RecurrentExportedNet",
+    "exported_net",
+    "gate_name",
+    "layer_name",
+    "to_module",
+]
 
 
 def layer_name(node: int, constant: bool) -> str:
     """Return the attribute name of node ``node``'s layer (``node5`` / ``node5_bias``)."""
     return f"node{node}_bias" if constant else f"node{node}"
+
+
+def gate_name(node: int) -> str:
+    """Return the name of the buffer holding node ``node``'s neuron gates for the state."""
+    return f"node{node}_gate"
 
 
 def _stats(
@@ -79,7 +96,8 @@ class ExportedNet(nn.Module):
 
     Raises:
         ValueError: if the statistics do not have one finite value per feature
-            (or a standard deviation is not > 0).
+            (or a standard deviation is not > 0), or if ``plan`` is recurrent and
+            the class is not :class:`RecurrentExportedNet`.
 
     Shape:
         Input: (B, n_inputs) raw features. Output: (B, n_outputs).
@@ -98,6 +116,11 @@ class ExportedNet(nn.Module):
         feature_fill: Sequence[float | None] | None = None,
     ) -> None:
         super().__init__()
+        if plan.is_recurrent and not isinstance(self, RecurrentExportedNet):
+            raise ValueError(
+                "the plan is of a recurrent genome: "
+                "build a RecurrentExportedNet (exported_net does)"
+            )
         self.n_inputs, self.n_outputs = plan.n_inputs, plan.n_outputs
         fill = _fill(feature_fill, plan.n_inputs)
         self._impute = fill is not None
@@ -129,7 +152,13 @@ class ExportedNet(nn.Module):
         self._steps = tuple(steps)
         self._summary = tuple(
             f"node {layer.id}: {layer.role} {layer.activation}[{layer.width}] <- "
-            + (", ".join(str(s) for s in layer.sources) or "constant")
+            + (
+                ", ".join(
+                    [str(s) for s in layer.sources]
+                    + [f"{s}(t-1)" for s in layer.recurrent_sources]
+                )
+                or "constant"
+            )
             for layer in plan.layers
         )
 
@@ -163,6 +192,135 @@ class ExportedNet(nn.Module):
         return "\n".join((f"n_inputs={self.n_inputs}, n_outputs={self.n_outputs}", *self._summary))
 
 
+class RecurrentExportedNet(ExportedNet):
+    """A recurrent genome's function over time as a plain, gate-free module.
+
+    The layers are :class:`ExportedNet`'s; a layer's input is the values of its
+    sources at this step followed by the previous step's values of its recurrent
+    sources, read from the state. The state is the concatenation, by node id, of
+    the kept neurons of every source of a live recurrent edge, holding what the
+    genome holds, ``h = gate * value`` (the gates are the buffers
+    ``node<id>_gate``; none for the output node or where every gate is 1).
+    Standardisation (and filling) applies to every step's features.
+
+    Args:
+        plan: the folded network of a recurrent genome.
+        feature_mean, feature_std, feature_fill: as for :class:`ExportedNet`.
+
+    Raises:
+        ValueError: as :class:`ExportedNet`.
+
+    Shape:
+        Input: x (B, T, n_inputs) raw features, state (B, state_size) or None
+        (zeros). Output: ((B, T, n_outputs), (B, state_size)).
+    """
+
+    state_size: int
+
+    def __init__(
+        self,
+        plan: ExportPlan,
+        feature_mean: Sequence[float] | np.ndarray | None = None,
+        feature_std: Sequence[float] | np.ndarray | None = None,
+        feature_fill: Sequence[float | None] | None = None,
+    ) -> None:
+        super().__init__(plan, feature_mean, feature_std, feature_fill)
+        self.state_size = plan.state_size
+        self._recurrent = {layer.id: layer.recurrent_sources for layer in plan.layers}
+        state = []
+        for part in plan.state:
+            if part.gate is not None:
+                self.register_buffer(gate_name(part.node), torch.from_numpy(part.gate.copy()))
+            state.append((part.node, part.width, part.gate is not None))
+        self._state = tuple(state)
+        self._summary += (
+            "state: "
+            + (", ".join(f"{node}[{width}]" for node, width, _ in self._state) or "none")
+            + f" ({self.state_size} values)",
+        )
+
+    def step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return one time step's outputs and the new state.
+
+        Shape:
+            x: (B, n_inputs) raw features, state: (B, state_size)
+            -> ((B, n_outputs), (B, state_size))
+        """
+        if self._impute:
+            x = torch.where(torch.isnan(x), self.feature_fill, x)
+        x = (x - self.feature_mean) / self.feature_std
+        values = {self._input_id: x[:, self.input_index] if self._select else x}
+        previous = {}
+        if self._state:  # split, not slices: the ONNX exporter cannot take slices inside a Scan
+            parts = torch.split(state, [width for _, width, _ in self._state], dim=1)
+            previous = {node: part for (node, _, _), part in zip(self._state, parts, strict=True)}
+        for node, name, sources, activation in self._steps:
+            inputs = [values[s] for s in sources] + [previous[s] for s in self._recurrent[node]]
+            if not inputs:
+                pre = getattr(self, name).expand(x.shape[0], -1)
+            elif len(inputs) == 1:
+                pre = getattr(self, name)(inputs[0])
+            else:
+                pre = getattr(self, name)(torch.cat(inputs, dim=1))
+            values[node] = TORCH_ACTIVATIONS[activation](pre)
+        parts = [
+            values[node] * getattr(self, gate_name(node)) if gated else values[node]
+            for node, _, gated in self._state
+        ]
+        new_state = torch.cat(parts, dim=1) if parts else state
+        return values[self._output_id], new_state
+
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, state: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the outputs at every step and the final state.
+
+        Args:
+            x: raw features, (B, T, n_inputs).
+            state: the state before the first step, (B, state_size); None for zeros.
+
+        Returns:
+            ``(outputs (B, T, n_outputs), final_state (B, state_size))``.
+
+        Raises:
+            ValueError: for an ``x`` or ``state`` of another shape.
+        """
+        tracing = torch.jit.is_tracing()  # (TensorBoard's add_graph): shapes are tensors then
+        if not tracing and (x.dim() != 3 or x.shape[2] != self.n_inputs):
+            raise ValueError(
+                f"x should have shape (B, T, {self.n_inputs}), got {tuple(x.shape)}"
+            )
+        if state is None:
+            state = x.new_zeros(x.shape[0], self.state_size)
+        elif not tracing and tuple(state.shape) != (x.shape[0], self.state_size):
+            raise ValueError(
+                f"state should have shape ({x.shape[0]}, {self.state_size}), "
+                f"got {tuple(state.shape)}"
+            )
+        outputs = []
+        for t in range(x.shape[1]):
+            y, state = self.step(x[:, t], state)
+            outputs.append(y)
+        if not outputs:
+            return x.new_zeros(x.shape[0], 0, self.n_outputs), state
+        return torch.stack(outputs, dim=1), state
+
+
+def exported_net(
+    plan: ExportPlan,
+    feature_mean: Sequence[float] | np.ndarray | None = None,
+    feature_std: Sequence[float] | np.ndarray | None = None,
+    feature_fill: Sequence[float | None] | None = None,
+) -> ExportedNet:
+    """Return the module of ``plan``: a :class:`RecurrentExportedNet` for a recurrent genome.
+
+    Raises:
+        ValueError: for malformed statistics (see :class:`ExportedNet`).
+    """
+    cls = RecurrentExportedNet if plan.is_recurrent else ExportedNet
+    return cls(plan, feature_mean, feature_std, feature_fill)
+
+
 def to_module(
     genome: Genome,
     gate: str = "sigmoid",
@@ -175,6 +333,7 @@ def to_module(
     Closed gates, disabled edges and dead nodes are gone, so the module has exactly
     ``genomes.active_structure(genome, gate).n_parameters`` parameters. Give the
     training statistics to make it take raw features (it standardises first).
+    A recurrent genome gives a :class:`RecurrentExportedNet`, which runs over time.
 
     Args:
         genome: a valid genome (only read).
@@ -189,7 +348,8 @@ def to_module(
         ValueError: for an unknown gate kind or malformed statistics.
 
     Shape:
-        Input: (B, n_inputs) raw features. Output: (B, n_outputs).
+        Input: (B, n_inputs) raw features. Output: (B, n_outputs). Recurrent:
+        (B, T, n_inputs) and an optional state -> ((B, T, n_outputs), (B, state_size)).
 
     Example:
         >>> import numpy as np
@@ -199,4 +359,4 @@ def to_module(
         >>> sum(p.numel() for p in net.parameters()) == active_structure(g).n_parameters
         True
     """
-    return ExportedNet(plan_export(genome, gate), feature_mean, feature_std).eval()
+    return exported_net(plan_export(genome, gate), feature_mean, feature_std).eval()

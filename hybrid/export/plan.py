@@ -13,6 +13,19 @@ and disabled edges, and then every node with no live path to the output. What is
 left is exactly ``genomes.active_structure(genome, gate)``, and the plan's
 parameter count equals its ``n_parameters``.
 
+A *recurrent* genome (``genomes.state_layout`` not empty) exports a network over
+time: a live recurrent edge ``i -> j`` (enabled, gate open, both ends live) reads
+node ``i``'s value at the previous step. Its weight (edge gate folded in) is a
+further block of columns of layer ``j``'s weight, after the feed-forward sources,
+reading the *state*: the concatenation, sorted by node id, of the kept neurons of
+every node that is the source of a live recurrent edge. The state holds exactly
+what the genome's state holds for those neurons, ``h_i = g_i * a_i``, so the
+source's neuron gates are NOT folded into a recurrent weight; the exported module
+multiplies them into the stored value instead (``StatePlan.gate``). Where no
+neuron or node was pruned, the exported state is the genome's
+(``genomes.evaluate_sequence``) state; otherwise ``ExportPlan.state_index`` maps
+each exported state column to the genome's.
+
 A *constant node* is a live hidden node none of whose inputs is live (all closed):
 its value is ``act(bias)`` whatever the input. It is kept as a bias-only layer
 rather than folded into the biases downstream, so the parameter count still equals
@@ -29,9 +42,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genomes import Genome, active_structure, gate_value
+from genomes import Genome, active_structure, gate_value, state_layout
 
-__all__ = ["ExportPlan", "LayerPlan", "plan_export"]
+__all__ = ["ExportPlan", "LayerPlan", "StatePlan", "plan_export"]
 
 
 @dataclass(frozen=True)
@@ -44,10 +57,16 @@ class LayerPlan:
         activation: activation name (``genomes.ACTIVATIONS``).
         genome_width: the genome node's width (closed neurons included).
         neurons: indices of the genome node's neurons that are kept.
-        sources: ids of the nodes it reads, in order; their kept neurons are
-            concatenated to form the layer's input. Empty for a constant node.
-        weight: float32 [width, sum of the sources' widths], gates folded in.
+        sources: ids of the nodes it reads at the same step, in order; their kept
+            neurons are concatenated to form the layer's input. Empty for a
+            constant node.
+        weight: float32 [width, sum of the sources' widths + sum of the
+            recurrent sources' widths], gates folded in (see the module
+            docstring for what a recurrent block folds).
         bias: float32 [width].
+        recurrent_sources: ids of the nodes it reads at the previous step
+            (live recurrent edges into it), ascending; their state slices follow
+            the sources' values in the layer's input. Empty in a feed-forward plan.
     """
 
     id: int
@@ -58,6 +77,7 @@ class LayerPlan:
     sources: tuple[int, ...]
     weight: np.ndarray
     bias: np.ndarray
+    recurrent_sources: tuple[int, ...] = ()
 
     @property
     def width(self) -> int:
@@ -67,12 +87,45 @@ class LayerPlan:
     @property
     def is_constant(self) -> bool:
         """True for a node with no live input: its value is ``act(bias)``."""
-        return not self.sources
+        return not self.sources and not self.recurrent_sources
 
     @property
     def n_parameters(self) -> int:
         """Weights plus biases of the layer."""
         return int(self.weight.size + self.bias.size)
+
+
+@dataclass(frozen=True)
+class StatePlan:
+    """One slice of the exported state: a node read at the previous step.
+
+    Attributes:
+        node: the genome node id (the source of a live recurrent edge).
+        neurons: indices of the node's neurons that are kept, ascending.
+        offset: first column of the slice in the exported state.
+        genome_offset: first column of the node in the genome's state vector
+            (``genomes.state_layout`` order).
+        gate: float32 [width], the node's neuron gate values (input gates for the
+            input node) that the stored value carries, ``h = gate * value``, as
+            in the genome; None where every one is exactly 1 (always for the
+            output node).
+    """
+
+    node: int
+    neurons: tuple[int, ...]
+    offset: int
+    genome_offset: int
+    gate: np.ndarray | None
+
+    @property
+    def width(self) -> int:
+        """Number of kept neurons (columns of the slice)."""
+        return len(self.neurons)
+
+    @property
+    def genome_index(self) -> tuple[int, ...]:
+        """The genome state's column of each column of the slice."""
+        return tuple(self.genome_offset + n for n in self.neurons)
 
 
 @dataclass(frozen=True)
@@ -87,6 +140,10 @@ class ExportPlan:
         input_index: the features kept (open input gates), ascending.
         layers: the live hidden and output nodes, topologically ordered; the
             output node is last.
+        state: the slices of the state, by node id; empty for a feed-forward
+            plan.
+        genome_state_size: ``genomes.state_size(genome)``, the width of the
+            genome's own state (>= ``state_size``); 0 for a feed-forward genome.
     """
 
     gate: str
@@ -95,6 +152,8 @@ class ExportPlan:
     input_id: int
     input_index: tuple[int, ...]
     layers: tuple[LayerPlan, ...]
+    state: tuple[StatePlan, ...] = ()
+    genome_state_size: int = 0
 
     @property
     def output_id(self) -> int:
@@ -110,6 +169,25 @@ class ExportPlan:
     def n_parameters(self) -> int:
         """Weights plus biases of all layers."""
         return sum(layer.n_parameters for layer in self.layers)
+
+    @property
+    def is_recurrent(self) -> bool:
+        """True if the genome is recurrent: the network runs over time with a state.
+
+        A recurrent genome whose every recurrent edge is closed or dead still
+        exports a network over time, with a state of size 0.
+        """
+        return self.genome_state_size > 0
+
+    @property
+    def state_size(self) -> int:
+        """Columns of the exported state (0 for a feed-forward plan)."""
+        return sum(part.width for part in self.state)
+
+    @property
+    def state_index(self) -> tuple[int, ...]:
+        """The genome state's column of each exported state column, in order."""
+        return tuple(i for part in self.state for i in part.genome_index)
 
     def width(self, node: int) -> int:
         """Return the kept width of ``node`` (the input node or a layer)."""
@@ -150,8 +228,10 @@ def plan_export(genome: Genome, gate: str = "sigmoid") -> ExportPlan:
     }
     sources: dict[int, list[int]] = {n: [] for n in structure.neurons}
     for s, d in structure.edges:
-        if not g.edges[s, d]["recurrent"]:  # one step from the zero state (recurrent exports: to come)
+        if not g.edges[s, d]["recurrent"]:
             sources[d].append(s)
+    recurrent = [(s, d) for s, d in structure.edges if g.edges[s, d]["recurrent"]]
+    rec_sources = {n: sorted(s for s, d in recurrent if d == n) for n in structure.neurons}
     order = [n for n in genome.topological_order() if n in structure.neurons]
     layers = []
     for n in order:
@@ -164,6 +244,10 @@ def plan_export(genome: Genome, gate: str = "sigmoid") -> ExportPlan:
             cols = kept[s]
             w = e["weight"].astype(np.float64)[np.ix_(rows, cols)]
             parts.append(w * gate_value(e["gate"], gate, np.float64) * scale[s][cols])
+        for s in rec_sources[n]:  # reads the state, which already carries s's neuron gates
+            e = g.edges[s, n]
+            w = e["weight"].astype(np.float64)[np.ix_(rows, kept[s])]
+            parts.append(w * gate_value(e["gate"], gate, np.float64))
         a = g.nodes[n]
         layers.append(
             LayerPlan(
@@ -175,8 +259,10 @@ def plan_export(genome: Genome, gate: str = "sigmoid") -> ExportPlan:
                 sources=tuple(int(s) for s in sources[n]),
                 weight=np.concatenate(parts, axis=1).astype(np.float32),
                 bias=a["bias"][rows].astype(np.float32),
+                recurrent_sources=tuple(int(s) for s in rec_sources[n]),
             )
         )
+    layout = state_layout(genome)
     plan = ExportPlan(
         gate=gate,
         n_inputs=genome.n_inputs,
@@ -184,12 +270,38 @@ def plan_export(genome: Genome, gate: str = "sigmoid") -> ExportPlan:
         input_id=int(structure.input),
         input_index=tuple(int(i) for i in kept[structure.input]),
         layers=tuple(layers),
+        state=_state_plan(layout, {s for s, _ in recurrent}, kept, scale),
+        genome_state_size=sum(width for _, width in layout),
     )
     assert plan.layers[-1].id == structure.output, "the output node should come last"
-    recurrent = sum(
-        int(structure.neurons[d].sum()) * int(structure.neurons[s].sum())
-        for s, d in structure.edges
-        if g.edges[s, d]["recurrent"]
-    )
-    assert plan.n_parameters == structure.n_parameters - recurrent, "plan and active structure disagree"
+    assert plan.n_parameters == structure.n_parameters, "plan and active structure disagree"
     return plan
+
+
+def _state_plan(
+    layout: tuple[tuple[int, int], ...],
+    nodes: set[int],
+    kept: dict[int, np.ndarray],
+    scale: dict[int, np.ndarray],
+) -> tuple[StatePlan, ...]:
+    """Return the state slices of ``nodes`` (sources of live recurrent edges), by node id."""
+    parts = []
+    offset = genome_offset = 0
+    for node, width in layout:
+        if node in nodes:
+            gates = scale[node][kept[node]].astype(np.float32) if node in scale else None
+            if gates is not None and bool((gates == 1).all()):
+                gates = None
+            parts.append(
+                StatePlan(
+                    node=int(node),
+                    neurons=tuple(int(i) for i in kept[node]),
+                    offset=offset,
+                    genome_offset=genome_offset,
+                    gate=gates,
+                )
+            )
+            offset += len(kept[node])
+        genome_offset += width
+    assert {p.node for p in parts} == nodes, "a live recurrent source is missing from state_layout"
+    return tuple(parts)

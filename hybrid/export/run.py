@@ -5,7 +5,8 @@ What is read, each through :class:`hybrid.rundir.RunDir`'s checked readers::
     config.toml        the gate kind, key training.gate
     task.json          name, kind, n_inputs, n_outputs, feature_mean,
                        feature_std, class_labels, encoding (tables: the
-                       module fills missing numbers; preprocess.py encodes rows)
+                       module fills missing numbers; preprocess.py encodes rows),
+                       sequence, per_step, stream, T (sequence tasks)
     best/genome.json   the champion (genome="best")
     best/metrics.json  its metrics (optional)
     lineage.sqlite     any other genome with stored weights, by id, and
@@ -21,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from genomes import Genome
+from genomes import Genome, state_size
 
 from ..errors import RunDirError
 from ..rundir import RunDir, open_run_dir
@@ -144,6 +145,8 @@ def export_run(
         "class_labels": task.class_labels,
         "metrics": metrics,
     }
+    if task.sequence:  # how to read the outputs: every step, or each sequence's last one
+        sidecar["task"].update(sequence=True, per_step=task.per_step, stream=task.stream, T=task.T)
     if task.encoding is not None:  # a table: raw rows go through preprocess.py
         encoding = task.encoding.model_dump()
         sidecar["encoding"] = encoding
@@ -157,9 +160,12 @@ def run_module(run_dir: str | os.PathLike[str]) -> ExportedNet:
 
     The same module ``hybrid export`` writes: gates folded, the task's feature
     standardisation (``task.json``) stored as buffers, so it takes raw features.
+    It takes rows ``(B, n_inputs)`` (the scikit-learn estimators' ``module_``), so a
+    recurrent champion, whose module takes sequences and a state, is refused.
 
     Raises:
         RunDirError: the run has not finished, or a file of it is missing or malformed.
+        ExportError: the champion is recurrent.
     """
     run = open_run_dir(run_dir)
     gate = run.load_config().training.gate
@@ -169,5 +175,12 @@ def run_module(run_dir: str | os.PathLike[str]) -> ExportedNet:
         raise RunDirError(
             f"{run.task_path}: n_inputs/n_outputs are {task.n_inputs}/{task.n_outputs} but the "
             f"champion has {genome.n_inputs}/{genome.n_outputs}"
+        )
+    if state_size(genome):
+        raise ExportError(
+            f"{run.best_genome_path}: genome {genome.meta.get('id')} is recurrent (a state of "
+            f"{state_size(genome)} values), but run_module and the scikit-learn estimators' "
+            "module_ take rows (B, n_inputs), not sequences; use hybrid.export.to_module or "
+            "hybrid export"
         )
     return to_module(genome, gate, feature_mean=task.feature_mean, feature_std=task.feature_std)

@@ -25,11 +25,12 @@ MEAN = np.array([1.5, -2.0, 0.25, 10.0], np.float32)
 STD = np.array([2.0, 0.5, 1.0, 4.0], np.float32)
 
 
-def gated_genome(seed: int = 0) -> Genome:
+def gated_genome(seed: int = 0, recurrent: bool = False) -> Genome:
     """Return a 4-in 3-out genome exercising every folding case under hard_concrete gates.
 
     Node 2 (tanh[5]): two closed neuron gates, one half-open. Node 3 (relu[3]): reads
-    input and node 2, has a (disabled) recurrent self-loop. Node 4 (sigmoid[2]): its only input
+    input and node 2 and has a recurrent self-loop, disabled unless ``recurrent``
+    (test_export_recurrent.py). Node 4 (sigmoid[2]): its only input
     edge is closed, so it is a constant node. Node 5 (gelu[2]): every neuron closed,
     dead. Node 6 (sin[2]): its only output edge is closed, dead. Edge 2->1 disabled.
     Input gates: feature 1 closed, feature 3 half-open.
@@ -50,7 +51,7 @@ def gated_genome(seed: int = 0) -> Genome:
         (0, 2): {},
         (0, 3): {"gate": 0.8},
         (2, 3): {},
-        (3, 3): {"recurrent": True, "enabled": False},  # recurrent exports: test_export_recurrent.py
+        (3, 3): {"recurrent": True, "enabled": recurrent},
         (0, 4): {"gate": CLOSED},
         (4, 1): {},
         (0, 5): {},
