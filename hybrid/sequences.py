@@ -38,14 +38,21 @@ def check_sequence_config(config: Config, task: Task, where: str) -> None:
 
     Raises:
         ConfigError: the loop engine, a parallel backend, K-fold fitness, a selection
-            split or a final fit with a sequence task; growth without one.
+            split, a final fit or class weights with a sequence task; growth, recurrent
+            self-loops or recurrent edges without one.
     """
     if not task.sequence:
-        if config.training.growth != "off":
-            raise ConfigError(
-                f"{where}: training.growth: expected 'off' for {task.name!r}, a task without time "
-                f"steps (the reserve rule grows recurrent networks), got {config.training.growth!r}"
-            )
+        memory = [
+            ("training.growth", config.training.growth, "off", "the reserve rule grows recurrent networks"),
+            ("genome.recurrent", config.genome.recurrent, False, "self-loops read the previous time step"),
+            ("mutation.add_recurrent_edge", config.mutation.add_recurrent_edge, 0.0, "recurrent edges need time steps"),
+        ]
+        for key, got, want, why in memory:
+            if got != want:
+                raise ConfigError(
+                    f"{where}: {key}: expected {want!r} for {task.name!r}, a task without time steps "
+                    f"({why}), got {got!r}"
+                )
         return
     checks = [
         ("training.engine", config.training.engine, "batched", "sequences train in the batched recurrent engine"),

@@ -155,10 +155,18 @@ def test_settings_a_sequence_task_cannot_run_with_are_one_line(tmp_path: Path, k
     assert not (tmp_path / "runs" / "seq").exists()
 
 
-def test_growth_on_a_task_without_time_steps_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("section", "line", "key"),
+    [
+        ("training", 'growth = "reserve"', "training.growth"),
+        ("genome", "recurrent = true", "genome.recurrent"),
+        ("mutation", "add_recurrent_edge = 0.1", "mutation.add_recurrent_edge"),
+    ],
+)
+def test_memory_on_a_task_without_time_steps_is_refused(tmp_path: Path, section: str, line: str, key: str) -> None:
     path = tmp_path / "c.toml"
-    path.write_text(f'[run]\nruns_dir = "{tmp_path}"\n[task]\nname = "circles"\n[training]\ngrowth = "reserve"\n')
-    with pytest.raises(ConfigError, match="training.growth: expected 'off'"):
+    path.write_text(f'[run]\nruns_dir = "{tmp_path}"\n[task]\nname = "circles"\n[{section}]\n{line}\n')
+    with pytest.raises(ConfigError, match=f"{key}: expected"):
         Search.start(load_config(path))
 
 
