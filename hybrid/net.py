@@ -17,7 +17,7 @@ against.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,7 @@ from genomes import Genome, GenomeError
 from .activations import TORCH_ACTIVATIONS
 from .gates import check_gate_kind, draw_gate_noise, gate_layout, gate_values, open_probability
 
-__all__ = ["GenomeNet", "write_back"]
+__all__ = ["GenomeNet", "members_from_flat", "write_back"]
 
 
 def _node_key(n: int, what: str) -> str:
@@ -348,3 +348,45 @@ def with_values(
                 np.float32(value) if what == "gate" else np.array(value, dtype=np.float32)
             )
     return child
+
+
+def members_from_flat(
+    genomes: Sequence[Genome],
+    slices: Sequence[Any],
+    structures: Sequence[tuple],
+    w: np.ndarray,
+    b: np.ndarray,
+    g: np.ndarray,
+) -> list[Genome]:
+    """Return each packed member with its values read off flat arrays: both engines' write-back.
+
+    Args:
+        genomes: the members as packed (not modified).
+        slices: per member, where its values sit: ``edges`` (the packed edges in
+            order), ``weight`` (each edge's first weight entry), ``edge_gate`` (its
+            first edge gate), ``bias_nodes``/``bias`` and ``gate_nodes``/``gate``
+            (nodes and their first entries).
+        structures: each member's ``structure_key()`` when it was packed.
+        w, b, g: the flat weights (each edge's matrix row-major), biases and gate logits.
+
+    Raises:
+        GenomeError: if a genome's structure changed since packing.
+    """
+    children = []
+    for genome, sl, key in zip(genomes, slices, structures, strict=True):
+        if genome.structure_key() != key:
+            raise GenomeError("write_back: a genome's structure changed after packing")
+        graph = genome.graph
+        edges = {}
+        for k, (s, d) in enumerate(sl.edges):
+            shape = graph.edges[s, d]["weight"].shape
+            start = sl.weight[k]
+            weight = w[start : start + shape[0] * shape[1]].reshape(shape)
+            edges[s, d] = {"weight": weight, "gate": g[sl.edge_gate + k]}
+        nodes: dict[int, dict[str, np.ndarray]] = {}
+        for n, start in zip(sl.bias_nodes, sl.bias, strict=True):
+            nodes.setdefault(n, {})["bias"] = b[start : start + graph.nodes[n]["width"]]
+        for n, start in zip(sl.gate_nodes, sl.gate, strict=True):
+            nodes.setdefault(n, {})["gate"] = g[start : start + graph.nodes[n]["width"]]
+        children.append(with_values(genome, nodes, edges))
+    return children

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from genomes import Genome, GenomeError
 
 from ..gates import check_gate_kind, gate_values, open_probability
-from ..net import with_values
+from ..net import members_from_flat
 from .layout import Layout, pack
 from .program import GraphProgram, graph_apply
 
@@ -206,24 +206,7 @@ class PopulationEngine:
         lay = self.layout
         w, b, g = (t.detach().to("cpu", torch.float32).numpy() for t in self.params)
         w, b = w[lay.weight_pos], b[lay.bias_row]
-        children = []
-        for genome, sl, key in zip(self.genomes, lay.members, lay.structure, strict=True):
-            if genome.structure_key() != key:
-                raise GenomeError("write_back: a genome's structure changed after packing")
-            graph = genome.graph
-            edges = {}
-            for k, (s, d) in enumerate(sl.edges):
-                shape = graph.edges[s, d]["weight"].shape
-                start = sl.weight[k]
-                weight = w[start : start + shape[0] * shape[1]].reshape(shape)
-                edges[s, d] = {"weight": weight, "gate": g[sl.edge_gate + k]}
-            nodes: dict[int, dict[str, np.ndarray]] = {}
-            for n, start in zip(sl.bias_nodes, sl.bias, strict=True):
-                nodes.setdefault(n, {})["bias"] = b[start : start + graph.nodes[n]["width"]]
-            for n, start in zip(sl.gate_nodes, sl.gate, strict=True):
-                nodes.setdefault(n, {})["gate"] = g[start : start + graph.nodes[n]["width"]]
-            children.append(with_values(genome, nodes, edges))
-        return children
+        return members_from_flat(self.genomes, lay.members, lay.structure, w, b, g)
 
 
 def task_losses(

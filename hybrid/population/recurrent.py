@@ -50,7 +50,7 @@ from genomes import Genome, GenomeError, state_layout
 
 from ..activations import TORCH_ACTIVATIONS
 from ..gates import check_gate_kind, gate_layout, gate_values, open_probability
-from ..net import with_values
+from ..net import members_from_flat
 
 __all__ = ["RecurrentEngine"]
 
@@ -468,24 +468,7 @@ class RecurrentEngine:
             GenomeError: if a genome's structure changed since packing.
         """
         w, b, g = (t.detach().to("cpu", torch.float32).numpy() for t in self.params)
-        children = []
-        for genome, sl, key in zip(self.genomes, self._members, self._structure, strict=True):
-            if genome.structure_key() != key:
-                raise GenomeError("write_back: a genome's structure changed after packing")
-            graph = genome.graph
-            edges = {}
-            for k, (s, d) in enumerate(sl.edges):
-                shape = graph.edges[s, d]["weight"].shape
-                start = sl.weight[k]
-                weight = w[start : start + shape[0] * shape[1]].reshape(shape)
-                edges[s, d] = {"weight": weight, "gate": g[sl.edge_gate + k]}
-            nodes: dict[int, dict[str, np.ndarray]] = {}
-            for n, start in zip(sl.bias_nodes, sl.bias, strict=True):
-                nodes.setdefault(n, {})["bias"] = b[start : start + graph.nodes[n]["width"]]
-            for n, start in zip(sl.gate_nodes, sl.gate, strict=True):
-                nodes.setdefault(n, {})["gate"] = g[start : start + graph.nodes[n]["width"]]
-            children.append(with_values(genome, nodes, edges))
-        return children
+        return members_from_flat(self.genomes, self._members, self._structure, w, b, g)
 
 
 class _Group:
