@@ -22,8 +22,8 @@ previous window, detached: truncated backpropagation through time).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,7 @@ from ..metrics import Metrics, metric_for_loss, metric_score
 from ..train import TrainConfig, TrainResult
 from .adam import BatchedAdamW
 from .recurrent import RecurrentEngine
-from .train import Trained, _lrs, _results
+from .train import Trained, _lrs, _results, member_outcomes
 
 __all__ = [
     "SEQUENCE_EVAL_CHUNK",
@@ -469,18 +469,14 @@ def train_sequence_population(
         engine, X, y, mask, config, batches, generator, window=window, extra_loss=extra_loss
     )
     trained = engine.write_back()
-    metrics = sequence_metrics(engine, trained, X, y, mask, config.gate, config.loss)
-    out_genomes, out_results = [], []
-    for g, t, r, m in zip(genomes, trained, results, metrics, strict=True):
-        if r.status == "failed":
-            out_genomes.append(g)
-            out_results.append(r)
-        elif not np.isfinite(m.loss):
-            out_genomes.append(g)
-            out_results.append(replace(r, status="failed", metrics=m))
-        else:
-            out_genomes.append(t)
-            out_results.append(replace(r, metrics=m))
+    # Streams: no pass over the whole training streams (thousands of steps) for figures
+    # nothing reads; the validation pass finds a member whose values went non-finite.
+    metrics: list[Metrics | None] = (
+        [None] * len(trained)
+        if window is not None
+        else list(sequence_metrics(engine, trained, X, y, mask, config.gate, config.loss))
+    )
+    out_genomes, out_results = member_outcomes(genomes, trained, results, metrics)
     if X_val is None:
         return Trained(out_genomes, out_results)
     Xv, yv, mv = _to(
@@ -488,6 +484,9 @@ def train_sequence_population(
     )
     metric = "excess_nats" if floor_val is not None else metric_for_loss(config.metric, config.loss)
     val = sequence_metrics(engine, trained, Xv, yv, mv, config.gate, config.loss, metric, floor_val)
+    for m, v in enumerate(val):  # streams: a trained genome that scores non-finite has failed
+        if out_genomes[m] is trained[m] and not np.isfinite(v.loss):
+            out_genomes[m], out_results[m] = genomes[m], replace(out_results[m], status="failed")
     kept = [m for m, (t, g) in enumerate(zip(trained, out_genomes, strict=True)) if t is not g]
     if kept:  # a failed member returns its input genome, which the engine no longer holds
         again = RecurrentEngine(

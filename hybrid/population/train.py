@@ -463,22 +463,37 @@ def train_population(
     else:
         metric = metric_for_loss(config.metric, config.loss)
         metrics, inside = fold_metrics(engine, trained, X, y, fold_t, config.gate, config.loss, metric)
-    out_genomes, out_results = [], []
-    for g, t, r, m in zip(genomes, trained, results, metrics, strict=True):
-        if r.status == "failed":
-            out_genomes.append(g)
-            out_results.append(r)
-        elif not np.isfinite(m.loss):
-            out_genomes.append(g)
-            out_results.append(replace(r, status="failed", metrics=m))
-        else:
-            out_genomes.append(t)
-            out_results.append(replace(r, metrics=m))
+    out_genomes, out_results = member_outcomes(genomes, trained, results, metrics)
     if fold_t is not None:
         return Trained(out_genomes, out_results, _fold_validation(inside, trained, out_genomes, X, y, fold_t, config))
     if X_val is None:
         return Trained(out_genomes, out_results)
     return Trained(out_genomes, out_results, _validation(engine, trained, out_genomes, X_val, y_val, config))
+
+
+def member_outcomes(
+    genomes: Sequence[Genome],
+    trained: Sequence[Genome],
+    results: Sequence[TrainResult],
+    metrics: Sequence[Metrics | None],
+) -> tuple[list[Genome], list[TrainResult]]:
+    """Return what each member keeps after training: its trained genome, or its input one if it failed.
+
+    A member fails when training did or when its metrics on the training data are not
+    finite (``metrics`` None: not measured, taken as finite); ``results`` get the metrics.
+    """
+    out_genomes, out_results = [], []
+    for g, t, r, m in zip(genomes, trained, results, metrics, strict=True):
+        if r.status == "failed":
+            out_genomes.append(g)
+            out_results.append(r)
+        elif m is not None and not np.isfinite(m.loss):
+            out_genomes.append(g)
+            out_results.append(replace(r, status="failed", metrics=m))
+        else:
+            out_genomes.append(t)
+            out_results.append(replace(r, metrics=m))
+    return out_genomes, out_results
 
 
 def _validation(
