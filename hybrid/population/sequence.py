@@ -22,8 +22,8 @@ previous window, detached: truncated backpropagation through time).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import replace
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
