@@ -38,7 +38,7 @@ from ..metrics import Metrics, metric_for_loss, metric_score
 from ..train import TrainConfig, TrainResult
 from .adam import BatchedAdamW
 from .recurrent import RecurrentEngine
-from .train import Trained, _lrs, _results, member_outcomes
+from .train import StepGuard, Trained, _lrs, member_outcomes
 
 __all__ = [
     "SEQUENCE_EVAL_CHUNK",
@@ -271,12 +271,7 @@ def train_sequence_engine(
     )
     if optimizer_hook is not None:
         optimizer_hook(optimizer)
-    active = torch.ones(p, dtype=torch.bool, device=dev)
-    all_active = True
-    done = torch.full((p,), steps, dtype=torch.long, device=dev)
-    failed_loss = torch.full((p,), float("nan"), dtype=dtype, device=dev)
-    losses = torch.empty(steps, p, dtype=dtype, device=dev)
-    zero = torch.zeros((), dtype=dtype, device=dev)
+    guard = StepGuard(p, steps, dtype, dev)
     state = None
     for t_ in params:
         t_.requires_grad_(True)
@@ -298,16 +293,7 @@ def train_sequence_engine(
                 loss = task + config.penalty * engine.penalty() if config.penalty else task
                 if extra_loss is not None:
                     loss = loss + extra_loss(engine)
-                bad = active & ~torch.isfinite(loss)
-                if all_active and bool(bad.any()):  # one host sync per step
-                    all_active = False
-                done = torch.where(bad, t, done)
-                failed_loss = torch.where(bad, loss.detach(), failed_loss)
-                active = active & ~bad
-                obj = loss.sum() if all_active else torch.where(active, loss, zero).sum()
-                grads = torch.autograd.grad(obj, params)
-                optimizer.step(grads, None if all_active else active)
-                losses[t] = task.detach()
+                guard.step(t, loss, task, params, optimizer)
                 if window is not None:
                     state = final.detach()
                 if on_chunk is not None:
@@ -315,7 +301,7 @@ def train_sequence_engine(
     finally:
         for t_ in params:
             t_.requires_grad_(False)
-    return _results(losses.cpu(), done.cpu(), failed_loss.cpu())
+    return guard.results()
 
 
 @torch.no_grad()

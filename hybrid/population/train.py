@@ -37,6 +37,7 @@ from .adam import BatchedAdamW
 from .engine import PopulationEngine, task_losses
 
 __all__ = [
+    "StepGuard",
     "Trained",
     "class_weights",
     "engine_metrics",
@@ -58,6 +59,48 @@ def _lrs(lrs: Sequence[float] | torch.Tensor | None, config: TrainConfig, n: int
     if out.numel() != n or not bool((out > 0).all()):
         raise ValueError(f"lrs should hold {n} positive learning rates, got {out.tolist()}")
     return out
+
+
+class StepGuard:
+    """One training loop's failure isolation: a member whose loss turns NaN/inf is frozen.
+
+    At step ``t``, :meth:`step` marks members whose loss is not finite as failed
+    (recording the step and the loss), sums the losses of the members still active,
+    and lets ``optimizer`` step only those; one host synchronisation per step (did any
+    member fail?). :meth:`results` turns the per-step task losses into ``TrainResult`` s.
+    """
+
+    def __init__(self, p: int, steps: int, dtype: torch.dtype, device: torch.device) -> None:
+        self.active = torch.ones(p, dtype=torch.bool, device=device)
+        self.all_active = True
+        self.done = torch.full((p,), steps, dtype=torch.long, device=device)
+        self.failed_loss = torch.full((p,), float("nan"), dtype=dtype, device=device)
+        self.losses = torch.empty(steps, p, dtype=dtype, device=device)
+        self.zero = torch.zeros((), dtype=dtype, device=device)
+
+    def step(
+        self,
+        t: int,
+        loss: torch.Tensor,
+        task: torch.Tensor,
+        params: Sequence[torch.Tensor],
+        optimizer: BatchedAdamW,
+    ) -> None:
+        """Take step ``t``: ``loss`` (P,) to descend, ``task`` (P,) the task losses to record."""
+        bad = self.active & ~torch.isfinite(loss)
+        if self.all_active and bool(bad.any()):  # one host sync per step
+            self.all_active = False
+        self.done = torch.where(bad, t, self.done)
+        self.failed_loss = torch.where(bad, loss.detach(), self.failed_loss)
+        self.active = self.active & ~bad
+        total = loss.sum() if self.all_active else torch.where(self.active, loss, self.zero).sum()
+        grads = torch.autograd.grad(total, params)
+        optimizer.step(grads, None if self.all_active else self.active)
+        self.losses[t] = task.detach()
+
+    def results(self) -> list[TrainResult]:
+        """One ``TrainResult`` per member (``metrics`` None)."""
+        return _results(self.losses.cpu(), self.done.cpu(), self.failed_loss.cpu())
 
 
 def train_engine(
@@ -113,12 +156,7 @@ def train_engine(
         config.weight_decay,
     )
     dev, dtype = X.device, engine.dtype
-    active = torch.ones(p, dtype=torch.bool, device=dev)
-    all_active = True
-    done = torch.full((p,), steps, dtype=torch.long, device=dev)
-    failed_loss = torch.full((p,), float("nan"), dtype=dtype, device=dev)
-    losses = torch.empty(steps, p, dtype=dtype, device=dev)
-    zero = torch.zeros((), dtype=dtype, device=dev)
+    guard = StepGuard(p, steps, dtype, dev)
     sample_w = class_weights(y).to(dtype)[y] if config.class_weight == "balanced" else None
     fold_of, fixed_mask = None, None
     if folds is not None:  # the fold of each batch row; one mask for all steps if batches repeat
@@ -139,21 +177,12 @@ def train_engine(
                 mask = fixed_mask if fixed_mask is not None else fold_of[t].view(1, -1) != member_fold
                 task = task_losses(out, y[idx], config.loss, mask, w)
             loss = task + config.penalty * engine.penalty() if config.penalty else task
-            bad = active & ~torch.isfinite(loss)
-            if all_active and bool(bad.any()):  # one host sync per step
-                all_active = False
-            done = torch.where(bad, t, done)
-            failed_loss = torch.where(bad, loss.detach(), failed_loss)
-            active = active & ~bad
-            total = loss.sum() if all_active else torch.where(active, loss, zero).sum()
-            grads = torch.autograd.grad(total, params)
-            optimizer.step(grads, None if all_active else active)
-            losses[t] = task.detach()
+            guard.step(t, loss, task, params, optimizer)
     finally:
         engine.program.reuse_grad_buffers = False
         for t_ in params:
             t_.requires_grad_(False)
-    return _results(losses.cpu(), done.cpu(), failed_loss.cpu())
+    return guard.results()
 
 
 def class_weights(y: torch.Tensor) -> torch.Tensor:
