@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
     ap.add_argument("--budget", type=float, default=None, help="override evolution.time_budget_s (seconds)")
     ap.add_argument("--fixed-steps", type=int, default=None, help="steps of the fixed RNNs (default: the champions')")
-    ap.add_argument("--fixed-lr", type=float, default=0.01)
+    ap.add_argument("--fixed-lr", type=float, default=0.003, help="Adam lr of the fixed RNNs (0.01 diverges at 64-128 units)")
     ap.add_argument("--out", type=Path, default=HERE / "sequences.json")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
