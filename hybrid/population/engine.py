@@ -29,14 +29,50 @@ from ..net import members_from_flat
 from .layout import Layout, pack
 from .program import GraphProgram, graph_apply
 
-__all__ = ["PopulationEngine"]
+__all__ = ["PackedGates", "PopulationEngine"]
 
 #: Per-sample multiply-adds one bucket's kernel launches are worth, by device type:
 #: a GPU does far more arithmetic per launch, so it pads more to launch less.
 MERGE_MACS = {"cpu": 512.0, "cuda": 65536.0}
 
 
-class PopulationEngine:
+class PackedGates:
+    """Gate values and penalties of a packed population: shared by both population engines.
+
+    Needs ``gates`` (every member's gate logits, member after member, each in
+    :func:`hybrid.gates.gate_layout` order), ``gate`` (the kind) and ``_gate_table``
+    (a padded ``[P, G]`` index of each member's gates; ``len(gates)`` for padding).
+    """
+
+    gates: torch.Tensor
+    gate: str
+    _gate_table: torch.Tensor
+
+    def gate_values(
+        self, noise: torch.Tensor | None = None, training: bool = False
+    ) -> torch.Tensor:
+        """Return every gate's value: deterministic, or sampled when training hard-concrete.
+
+        Raises:
+            ValueError: for training-mode hard-concrete gates without noise.
+
+        Shape:
+            noise: (n_gates,) -> (n_gates,)
+        """
+        return gate_values(self.gates, self.gate, noise, training)
+
+    def penalty(self) -> torch.Tensor:
+        """Return each member's structure penalty (``GenomeNet.penalty``).
+
+        Shape:
+            (P,)
+        """
+        probs = open_probability(self.gates, self.gate)
+        padded = torch.cat([probs, probs.new_zeros(1)])
+        return padded[self._gate_table].sum(1)
+
+
+class PopulationEngine(PackedGates):
     """P genomes packed into padded tensors, run together.
 
     ``weights``, ``biases`` and ``gates`` hold every member's values (layout in
@@ -138,19 +174,6 @@ class PopulationEngine:
         return self.program.nbytes() + sum(t.numel() * t.element_size() for t in own)
 
     # ---------------------------------------------------------------- function
-    def gate_values(
-        self, noise: torch.Tensor | None = None, training: bool = False
-    ) -> torch.Tensor:
-        """Return every gate's value: deterministic, or sampled when training hard-concrete.
-
-        Raises:
-            ValueError: for training-mode hard-concrete gates without noise.
-
-        Shape:
-            noise: (n_gates,) -> (n_gates,)
-        """
-        return gate_values(self.gates, self.gate, noise, training)
-
     def forward(
         self, x: torch.Tensor, noise: torch.Tensor | None = None, training: bool = False
     ) -> torch.Tensor:
@@ -181,16 +204,6 @@ class PopulationEngine:
         return out.view(lay.n_members, lay.n_outputs, -1).transpose(1, 2)
 
     __call__ = forward
-
-    def penalty(self) -> torch.Tensor:
-        """Return each member's structure penalty (``GenomeNet.penalty``).
-
-        Shape:
-            (P,)
-        """
-        probs = open_probability(self.gates, self.gate)
-        padded = torch.cat([probs, probs.new_zeros(1)])
-        return padded[self._gate_table].sum(1)
 
     # -------------------------------------------------------------- write back
     def write_back(self) -> list[Genome]:

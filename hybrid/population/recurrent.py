@@ -49,8 +49,9 @@ import torch
 from genomes import Genome, GenomeError, state_layout
 
 from ..activations import TORCH_ACTIVATIONS
-from ..gates import check_gate_kind, gate_layout, gate_values, open_probability
+from ..gates import check_gate_kind, gate_layout
 from ..net import members_from_flat
+from .engine import PackedGates
 
 __all__ = ["RecurrentEngine"]
 
@@ -129,7 +130,7 @@ def _split_by_size(ids: list[int], sizes: list[int], cost: float) -> list[list[i
     return runs[::-1]
 
 
-class RecurrentEngine:
+class RecurrentEngine(PackedGates):
     """P genomes with recurrent edges, run over time together.
 
     Args:
@@ -329,19 +330,6 @@ class RecurrentEngine:
         return [sl.state for sl in self._members]
 
     # ---------------------------------------------------------------- function
-    def gate_values(
-        self, noise: torch.Tensor | None = None, training: bool = False
-    ) -> torch.Tensor:
-        """Return every gate's value: deterministic, or sampled when training hard-concrete.
-
-        Raises:
-            ValueError: for training-mode hard-concrete gates without noise.
-
-        Shape:
-            noise: (n_gates,) -> (n_gates,)
-        """
-        return gate_values(self.gates, self.gate, noise, training)
-
     def forward(
         self,
         x: torch.Tensor,
@@ -407,16 +395,6 @@ class RecurrentEngine:
         return torch.cat(outs)[self._unperm], torch.cat(finals)[self._unperm]
 
     __call__ = forward
-
-    def penalty(self) -> torch.Tensor:
-        """Return each member's structure penalty (``GenomeNet.penalty``).
-
-        Shape:
-            (P,)
-        """
-        probs = open_probability(self.gates, self.gate)
-        padded = torch.cat([probs, probs.new_zeros(1)])
-        return padded[self._gate_table].sum(1)
 
     def weight_l1(self, sources: str = "hidden") -> torch.Tensor:
         """Return each member's sum of ``|W|`` over its enabled edges (ff and recurrent).
