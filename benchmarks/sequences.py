@@ -228,20 +228,20 @@ def plot_switch(trace: list[dict[str, Any]], schedule: Any, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
     gens = [r["generation"] for r in trace]
-    ax.plot(gens, [r["neurons"] for r in trace], label="best member: live hidden neurons")
+    ax.plot(gens, [r["neurons"] for r in trace], label="chosen member's live hidden neurons")
     ax.plot(gens, [r["mean_neurons"] for r in trace], label="population mean", alpha=0.6)
     ax.set_xlabel("generation")
     ax.set_ylabel("hidden neurons")
     start = 0
     for name, n in schedule:
         ax.axvspan(start, start + n, alpha=0.08 if "easy" in name else 0.2, color="tab:red")
-        ax.text(start + 0.5, ax.get_ylim()[1] * 0.92, name.replace("brackets_", ""), fontsize=8)
+        ax.text(start + 0.5, ax.get_ylim()[0] + 1, name.replace("brackets_", ""), fontsize=8)
         start += n
     ax2 = ax.twinx()
     ax2.plot(gens, [r["excess"] for r in trace], color="tab:green", lw=0.8, label="validation excess")
     ax2.set_yscale("log")
     ax2.set_ylabel("excess nats/char (log)")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
