@@ -416,25 +416,6 @@ class RecurrentEngine(PackedGates):
             w, member = w[self._hidden_weights], member[self._hidden_weights]
         return w.new_zeros(self.n_members).index_add(0, member, w)
 
-    def neuron_sizes(self) -> list[dict[int, np.ndarray]]:
-        """Return, per member and hidden node, each neuron's size ``sum |W[:, i]|``.
-
-        The sum runs over the neuron's outgoing enabled edges, feed-forward and
-        recurrent (self-loops included); a neuron with none has size 0.
-        """
-        w = self.weights.detach().to("cpu", torch.float64).numpy()
-        out = []
-        for genome, sl in zip(self.genomes, self._members, strict=True):
-            g = genome.graph
-            sizes = {n: np.zeros(g.nodes[n]["width"]) for n in genome.hidden_nodes()}
-            for k, (s, d) in enumerate(sl.edges):
-                if s in sizes:
-                    shape = g.edges[s, d]["weight"].shape
-                    block = w[sl.weight[k] : sl.weight[k] + shape[0] * shape[1]].reshape(shape)
-                    sizes[s] += np.abs(block).sum(0)
-            out.append(sizes)
-        return out
-
     # -------------------------------------------------------------- write back
     def write_back(self) -> list[Genome]:
         """Return new genomes holding each member's current values.
