@@ -32,6 +32,7 @@ import numpy as np
 
 from genomes import Genome, InnovationTracker, distance
 from genomes.genome import edge_attrs
+from genomes.mutations._neurons import lecun_normal
 
 from .backends import train_members
 from .config import Config
@@ -193,7 +194,7 @@ def _with_self_loops(
     child = genome.copy()
     for n in genome.hidden_nodes():
         w = int(genome.node(n)["width"])
-        weight = (rng.normal(size=(w, w)) / np.sqrt(w)).astype(np.float32)
+        weight = lecun_normal(rng, (w, w))
         child.graph.add_edge(
             n,
             n,

@@ -37,12 +37,13 @@ from genomes import Genome, MutationRecord, gate_value
 from genomes.mutations._neurons import append_neurons, keep_neurons
 
 from .batches import minibatch_indices
+from .population.adam import BatchedAdamW
+from .population.recurrent import RecurrentEngine
+from .population.sequence import _to, check_sequence_data, evaluate_sequences, train_sequence_engine
 from .train import TrainConfig, TrainResult
 
 if TYPE_CHECKING:
     from .metrics import Metrics
-    from .population.adam import BatchedAdamW
-    from .population.recurrent import RecurrentEngine
     from .tasks import Task
 
 __all__ = ["ReserveConfig", "ReserveEdit", "neuron_sizes", "reserve_rule", "train_growing"]
@@ -165,21 +166,6 @@ def _add_neuron(
         w[:, -1] = (c * threshold / max(total, 1e-12)).astype(np.float32)
 
 
-def _append_zeros(genome: Genome, node: int, added: int) -> None:
-    """Append ``added`` neurons of zeros to ``node`` in place (optimiser moments of new neurons)."""
-    g = genome.graph
-    a = g.nodes[node]
-    a["width"] = int(a["width"]) + added
-    a["bias"] = np.concatenate([a["bias"], np.zeros(added, np.float32)])
-    a["gate"] = np.concatenate([a["gate"], np.zeros(added, np.float32)])
-    for s, _ in g.in_edges(node):
-        w = g.edges[s, node]["weight"]
-        g.edges[s, node]["weight"] = np.concatenate([w, np.zeros((added, w.shape[1]), np.float32)], 0)
-    for _, d in g.out_edges(node):
-        w = g.edges[node, d]["weight"]
-        g.edges[node, d]["weight"] = np.concatenate([w, np.zeros((w.shape[0], added), np.float32)], 1)
-
-
 def _replay(genome: Genome, edits: list[ReserveEdit]) -> Genome:
     """Return a copy of a moment genome with the rule's edits replayed (new neurons: zeros)."""
     if not edits:
@@ -188,8 +174,8 @@ def _replay(genome: Genome, edits: list[ReserveEdit]) -> Genome:
     for e in edits:
         if len(e.keep) != child.node(e.node)["width"]:
             keep_neurons(child, e.node, e.keep)
-        if e.added:
-            _append_zeros(child, e.node, e.added)
+        if e.added:  # Adam's moments of a new neuron start at zero
+            append_neurons(child, e.node, e.added, None, 0.0)
     return child
 
 
@@ -215,8 +201,6 @@ def _load_moments(
     """Set ``optimizer``'s moments and step count from moment genomes (the members that stay)."""
     if moments is None:
         return
-    from .population.recurrent import RecurrentEngine
-
     m_genomes, v_genomes, t = moments
     for genomes, target in ((m_genomes, optimizer.exp_avg), (v_genomes, optimizer.exp_avg_sq)):
         packed = RecurrentEngine(genomes, gate, device=device, dtype=optimizer.params[0].dtype)
@@ -254,13 +238,10 @@ def train_growing(
         ``(genomes, results, validation metrics, growth records)`` as
         :func:`hybrid.sequences.train_sequence_members`.
     """
-    from .population.recurrent import RecurrentEngine
-    from .population.sequence import check_sequence_data, sequence_metrics, train_sequence_engine
 
     n_in, n_out = genomes[0].n_inputs, genomes[0].n_outputs
-    X, y, mask = check_sequence_data(task.X_train, task.y_train, task.mask_train, n_in, n_out, config.loss)
-    X, y = X.to(device), y.to(device)
-    mask = None if mask is None else mask.to(device)
+    data = check_sequence_data(task.X_train, task.y_train, task.mask_train, n_in, n_out, config.loss)
+    X, y, mask = _to(data, device)
     p = len(genomes)
     current = list(genomes)
     results: list[TrainResult | None] = [None] * p
@@ -309,19 +290,13 @@ def train_growing(
             current[i] = child
         moments = (next_m, next_v, optimizer.t) if next_m else None
     final_results = [r if r is not None else TrainResult("ok", 0, float("nan")) for r in results]
-    ok = [i for i in range(p) if final_results[i].status == "ok"]
-    metric = config.metric
-    floor = task.floor_val if metric == "excess_nats" else None
-    Xv, yv, mv = check_sequence_data(task.X_val, task.y_val, task.mask_val, n_in, n_out, config.loss)
-    Xv, yv = Xv.to(device), yv.to(device)
-    mv = None if mv is None else mv.to(device)
-    engine = RecurrentEngine(current, config.gate, device=device)
-    validation = sequence_metrics(engine, current, Xv, yv, mv, config.gate, config.loss, metric, floor)
+    validation = evaluate_sequences(
+        current, task.X_val, task.y_val, task.mask_val, task.floor_val, config, device
+    )
     out = []
-    for i, (g, r, v) in enumerate(zip(current, final_results, validation, strict=True)):
-        if i in ok and not np.isfinite(v.loss):
+    for i, (r, v) in enumerate(zip(final_results, validation, strict=True)):
+        if r.status == "ok" and not np.isfinite(v.loss):  # trained into non-finite values
             r = replace(r, status="failed")
             current[i] = genomes[i]
         out.append(r)
-        del g
     return current, out, validation, records

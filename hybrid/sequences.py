@@ -25,8 +25,8 @@ from .config import Config
 from .errors import ConfigError
 from .growth import ReserveConfig, train_growing
 from .metrics import Metrics
-from .population import RecurrentEngine, sequence_metrics, train_sequence_population
-from .population.sequence import check_sequence_data
+from .population import train_sequence_population
+from .population.sequence import evaluate_sequences
 from .tasks import Task
 from .train import TrainConfig, TrainResult
 
@@ -141,22 +141,3 @@ def train_sequence_members(
         gate_init=run_config.genome.gate_init,
         max_width=run_config.mutation.max_node_width,
     )
-
-
-def evaluate_sequences(
-    genomes: Sequence[Genome],
-    X: np.ndarray,
-    y: np.ndarray,
-    mask: np.ndarray | None,
-    floor: float | None,
-    config: TrainConfig,
-    device: str = "cpu",
-) -> list[Metrics]:
-    """Return each genome's metrics on a sequence split (deterministic gates, zero initial state)."""
-    Xt, yt, mt = check_sequence_data(X, y, mask, genomes[0].n_inputs, genomes[0].n_outputs, config.loss)
-    Xt, yt = Xt.to(device), yt.to(device)
-    mt = None if mt is None else mt.to(device)
-    engine = RecurrentEngine(list(genomes), config.gate, device=device)
-    if config.metric != "excess_nats":
-        floor = None
-    return sequence_metrics(engine, list(genomes), Xt, yt, mt, config.gate, config.loss, config.metric, floor)

@@ -34,12 +34,13 @@ def lecun_normal(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray
 
 
 def append_neurons(
-    genome: Genome, node: int, added: int, rng: np.random.Generator, gate_init: float
+    genome: Genome, node: int, added: int, rng: np.random.Generator | None, gate_init: float
 ) -> None:
     """Append ``added`` neurons to ``node`` in place (``genome`` must be a private copy).
 
-    New incoming rows are LeCun normal, new outgoing columns zero (so the new
-    neurons feed nothing yet), new biases zero and new gate logits ``gate_init``.
+    New incoming rows are LeCun normal (zeros when ``rng`` is None), new outgoing
+    columns zero (so the new neurons feed nothing yet), new biases zero and new gate
+    logits ``gate_init``.
     """
     g = genome.graph
     a = g.nodes[node]
@@ -49,7 +50,8 @@ def append_neurons(
     for s, _ in g.in_edges(node):
         e = g.edges[s, node]
         w = e["weight"]
-        rows = lecun_normal(rng, (added, w.shape[1]))
+        shape = (added, w.shape[1])
+        rows = np.zeros(shape, np.float32) if rng is None else lecun_normal(rng, shape)
         e["weight"] = np.concatenate([w, rows], axis=0)
     for _, d in g.out_edges(node):
         e = g.edges[node, d]

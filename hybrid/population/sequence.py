@@ -44,6 +44,7 @@ __all__ = [
     "SEQUENCE_EVAL_CHUNK",
     "check_sequence_data",
     "evaluate_sequence_engine",
+    "evaluate_sequences",
     "flush_denormals",
     "sequence_losses",
     "sequence_metrics",
@@ -501,3 +502,22 @@ def _to(
         return data
     X, y, mask = data
     return X.to(device), y.to(device), None if mask is None else mask.to(device)
+
+
+def evaluate_sequences(
+    genomes: Sequence[Genome],
+    X: np.ndarray,
+    y: np.ndarray,
+    mask: np.ndarray | None,
+    floor: float | None,
+    config: TrainConfig,
+    device: str = "cpu",
+) -> list[Metrics]:
+    """Return each genome's metrics on a sequence split (deterministic gates, zero initial state)."""
+    Xt, yt, mt = _to(
+        check_sequence_data(X, y, mask, genomes[0].n_inputs, genomes[0].n_outputs, config.loss), device
+    )
+    engine = RecurrentEngine(list(genomes), config.gate, device=device)
+    if config.metric != "excess_nats":
+        floor = None
+    return sequence_metrics(engine, list(genomes), Xt, yt, mt, config.gate, config.loss, config.metric, floor)

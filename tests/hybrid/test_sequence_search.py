@@ -191,11 +191,11 @@ def test_optimiser_moments_survive_a_repack_and_the_rule_s_edits() -> None:
     assert m_b.node(h)["width"] == 5
     np.testing.assert_array_equal(m_b.node(h)["bias"][:4], m_genomes[1].node(h)["bias"][[0, 2, 3, 4]])
     assert m_b.node(h)["bias"][4] == 0.0
-    from hybrid.growth import _append_zeros, keep_neurons  # noqa: F401  (the helpers the replay uses)
+    from hybrid.growth import append_neurons, keep_neurons  # the helpers the replay uses
 
     grown_b = b.copy()
     keep_neurons(grown_b, h, np.array([0, 2, 3, 4]))
-    _append_zeros(grown_b, h, 1)
+    append_neurons(grown_b, h, 1, None, 0.0)
     engine2 = RecurrentEngine([a, grown_b])
     opt2 = BatchedAdamW(engine2.params, engine2.members, torch.full((2,), 0.01, dtype=torch.float64), (True, False, False))
     _load_moments(opt2, ([m_genomes[0], m_b], [v_genomes[0], v_b], opt.t), "sigmoid", "cpu")
