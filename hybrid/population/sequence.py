@@ -321,10 +321,25 @@ def evaluate_sequence_engine(
     Shape:
         X: (N, T, n_inputs); y, mask: as for :func:`sequence_losses`.
     """
+    values, accuracy, _ = _evaluate(engine, X, y, mask, loss, keep_outputs=False)
+    return values, accuracy
+
+
+@torch.no_grad()
+def _evaluate(
+    engine: RecurrentEngine,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    mask: torch.Tensor | None,
+    loss: str,
+    keep_outputs: bool,
+) -> tuple[list[float], list[float | None], np.ndarray | None]:
+    """:func:`evaluate_sequence_engine`, and with ``keep_outputs`` every member's outputs (P, N, T, n_out), float64."""
     n = X.shape[0]
     total = torch.zeros(engine.n_members, dtype=torch.float64, device=X.device)
     correct = torch.zeros(engine.n_members, dtype=torch.float64, device=X.device)
     count = 0.0
+    kept: list[np.ndarray] = []
     for s in range(0, n, SEQUENCE_EVAL_CHUNK):
         sl = slice(s, s + SEQUENCE_EVAL_CHUNK)
         out, _ = engine._run(X[sl].to(engine.dtype), None, False, None)
@@ -333,10 +348,13 @@ def evaluate_sequence_engine(
         count += float(c)
         if right is not None:
             correct += right.double()
+        if keep_outputs:  # class-major (P, n_out, T, B) -> (P, B, T, n_out)
+            kept.append(out.permute(0, 3, 2, 1).to("cpu", torch.float64).numpy())
     values = (total / max(count, 1.0)).tolist()
+    outputs = np.concatenate(kept, axis=1) if keep_outputs else None
     if loss != "cross_entropy":
-        return values, [None] * engine.n_members
-    return values, (correct / max(count, 1.0)).tolist()
+        return values, [None] * engine.n_members, outputs
+    return values, (correct / max(count, 1.0)).tolist(), outputs
 
 
 def sequence_metrics(
@@ -363,10 +381,15 @@ def sequence_metrics(
     """
     if metric == "excess_nats" and floor is None:
         raise ValueError("metric 'excess_nats' needs the data's floor, got None")
-    values, accuracy = evaluate_sequence_engine(engine, X, y, mask, loss)
+    cheap = metric in (None, "accuracy", "excess_nats", "mse")
+    values, accuracy, outputs = _evaluate(engine, X, y, mask, loss, keep_outputs=not cheap)
     scores: list[float | None] = [None] * len(values)
-    if metric not in (None, "accuracy", "excess_nats", "mse"):
-        scores = _sklearn_scores(engine, X, y, mask, metric)
+    if outputs is not None:  # any other metric: sklearn on the scored steps, member by member
+        y_np, mask_np = y.cpu().numpy(), None if mask is None else mask.cpu().numpy()
+        scores = [
+            metric_score(metric, y_np, o, mask=mask_np) if np.isfinite(o).all() else float("nan")
+            for o in outputs
+        ]
     out = []
     for g, v, a, other in zip(genomes, values, accuracy, scores, strict=True):
         if metric is None:
@@ -382,24 +405,6 @@ def sequence_metrics(
         live = active_structure(g, gate)
         out.append(Metrics(v, a, live.n_parameters, live.flops, metric, score))
     return out
-
-
-@torch.no_grad()
-def _sklearn_scores(
-    engine: RecurrentEngine, X: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None, metric: str
-) -> list[float | None]:
-    """Every member's ``metric`` by ``sklearn.metrics`` on its outputs (NaN when they are not finite)."""
-    kept = []
-    for s in range(0, X.shape[0], SEQUENCE_EVAL_CHUNK):
-        out, _ = engine._run(X[s : s + SEQUENCE_EVAL_CHUNK].to(engine.dtype), None, False, None)
-        kept.append(out.permute(0, 3, 2, 1).to("cpu", torch.float64).numpy())  # (P, B, T, n_out)
-    outputs = np.concatenate(kept, axis=1)
-    y_np = y.cpu().numpy()
-    mask_np = None if mask is None else mask.cpu().numpy()
-    return [
-        metric_score(metric, y_np, o, mask=mask_np) if np.isfinite(o).all() else float("nan")
-        for o in outputs
-    ]
 
 
 def train_sequence_population(
