@@ -39,6 +39,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,6 +130,19 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def best_of(repeats: int, device: torch.device, run: Callable[[], object]) -> tuple[float, float]:
+    """Run ``run`` ``repeats`` times; return its shortest wall and shortest process CPU time."""
+    walls, cpus = [], []
+    for _ in range(repeats):
+        _sync(device)
+        t, c = time.perf_counter(), time.process_time()
+        run()
+        _sync(device)
+        walls.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
+    return min(walls), min(cpus)
+
+
 def measure(
     regime: Regime,
     genomes: list[Genome],
@@ -164,16 +178,8 @@ def measure(
     train_engine(engine, X, y, config, batches[:2])  # warm-up (allocates the work buffers)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    walls, cpus = [], []
-    for _ in range(repeats):
-        _sync(device)
-        t, c = time.perf_counter(), time.process_time()
-        train_engine(engine, X, y, config, batches)
-        _sync(device)
-        walls.append(time.perf_counter() - t)
-        cpus.append(time.process_time() - c)
-    elapsed = min(walls)
-    batched_cpu_rate = p * steps / min(cpus)
+    elapsed, cpu = best_of(repeats, device, lambda: train_engine(engine, X, y, config, batches))
+    batched_cpu_rate = p * steps / cpu
     batched_rate = p * steps / elapsed
     useful = 3 * 2 * engine.layout.useful_macs * regime.batch * steps / elapsed
     if device.type == "cuda":
@@ -277,15 +283,8 @@ def measure_recurrent(
     engine = RecurrentEngine(genomes, config.gate, device=device)
     pack_s = time.perf_counter() - w
     train_sequence_engine(engine, X, y, None, config, batches[:2])  # warm-up
-    walls, cpus = [], []
-    for _ in range(repeats):
-        _sync(device)
-        w, c = time.perf_counter(), time.process_time()
-        train_sequence_engine(engine, X, y, None, config, batches)
-        _sync(device)
-        walls.append(time.perf_counter() - w)
-        cpus.append(time.process_time() - c)
-    batched_rate, batched_cpu_rate = p * steps / min(walls), p * steps / min(cpus)
+    wall, cpu = best_of(repeats, device, lambda: train_sequence_engine(engine, X, y, None, config, batches))
+    batched_rate, batched_cpu_rate = p * steps / wall, p * steps / cpu
     useful = sum(
         int(a["weight"].size)
         for g in genomes
@@ -297,7 +296,7 @@ def measure_recurrent(
         for g in engine.groups
         for r0, r1 in g.blocks
     )
-    flops = 3 * 2 * useful * n * t * steps / min(walls)
+    flops = 3 * 2 * useful * n * t * steps / wall
     return {
         "regime": RECURRENT.name,
         "P": p,
