@@ -37,9 +37,10 @@ def check_sequence_config(config: Config, task: Task, where: str) -> None:
     """Refuse settings a sequence task cannot run with: one line naming the key.
 
     Raises:
-        ConfigError: the loop engine, a parallel backend, K-fold fitness, a selection
-            split, a final fit or class weights with a sequence task; growth, recurrent
-            self-loops or recurrent edges without one.
+        ConfigError: the loop engine, a parallel backend, a final fit or class weights
+            with a sequence task (a selection split and K-fold fitness are refused by the
+            loader, ``hybrid.tasks.load_task``); growth, recurrent self-loops or recurrent
+            edges without one.
     """
     if not task.sequence:
         memory = [
@@ -66,14 +67,11 @@ def check_sequence_config(config: Config, task: Task, where: str) -> None:
             f"{where}: training.class_weight: expected 'none' for the sequence task {task.name!r} "
             f"(not supported yet), got {config.training.class_weight!r}"
         )
-    for key, value in (
-        ("task.selection_fraction", config.task.selection_fraction),
-        ("evolution.final_steps", config.evolution.final_steps),
-    ):
-        if value:
-            raise ConfigError(f"{where}: {key}: expected 0 for the sequence task {task.name!r} (not supported yet), got {value}")
-    if task.folds:
-        raise ConfigError(f"{where}: task.folds: expected 'off' for the sequence task {task.name!r}, got {config.task.folds!r}")
+    if config.evolution.final_steps:  # (a selection split and K-fold: refused by the loader)
+        raise ConfigError(
+            f"{where}: evolution.final_steps: expected 0 for the sequence task {task.name!r} "
+            f"(not supported yet), got {config.evolution.final_steps}"
+        )
 
 
 def reserve_config(config: Config) -> ReserveConfig | None:

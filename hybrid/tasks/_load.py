@@ -264,12 +264,7 @@ def load_task(task_cfg: TaskConfig, seed: int, *, accelerated: bool = False) -> 
     return Task(
         name=name,
         kind=kind,
-        X_train=_frozen(Xs[tr], np.float32),
-        y_train=_frozen(y[tr], y_dtype),
-        X_val=_frozen(Xs[va], np.float32),
-        y_val=_frozen(y[va], y_dtype),
-        X_test=_frozen(Xs[te], np.float32),
-        y_test=_frozen(y[te], y_dtype),
+        **_splits(Xs, y, (tr, va, te), y_dtype),
         X_sel=None if se is None else _frozen(Xs[se], np.float32),
         y_sel=None if se is None else _frozen(y[se], y_dtype),
         n_inputs=int(X.shape[1]),
@@ -299,6 +294,16 @@ def _check_sequence_config(task_cfg: TaskConfig, where: str) -> None:
             f"{where}: task.folds = {task_cfg.folds}: a sequence task has no K-fold fitness, "
             'expected "auto" or "off"'
         )
+
+
+def _splits(
+    X: np.ndarray, y: np.ndarray, rows: tuple[np.ndarray, np.ndarray, np.ndarray], y_dtype: type
+) -> dict[str, np.ndarray]:
+    """A ``Task``'s six split arrays (``X_train`` ... ``y_test``), frozen, from each split's rows."""
+    out = {}
+    for split, r in zip(("train", "val", "test"), rows, strict=True):
+        out[f"X_{split}"], out[f"y_{split}"] = _frozen(X[r], np.float32), _frozen(y[r], y_dtype)
+    return out
 
 
 def _frozen_mask(mask: np.ndarray | None) -> np.ndarray | None:
@@ -382,18 +387,10 @@ def _npz_sequences(
     Xs = flat.reshape(n, t, f)
     y_dtype = np.int64 if classification else np.float32
 
-    def part(a: np.ndarray | None, rows: np.ndarray, dtype: type) -> np.ndarray | None:
-        return None if a is None else _frozen(a[rows], dtype)
-
     return Task(
         name=path.stem,
         kind=kind,
-        X_train=_frozen(Xs[tr], np.float32),
-        y_train=_frozen(y[tr], y_dtype),
-        X_val=_frozen(Xs[va], np.float32),
-        y_val=_frozen(y[va], y_dtype),
-        X_test=_frozen(Xs[te], np.float32),
-        y_test=_frozen(y[te], y_dtype),
+        **_splits(Xs, y, (tr, va, te), y_dtype),
         n_inputs=int(f),
         n_outputs=len(labels) if classification else int(y.shape[-1]),
         feature_mean=_frozen(mean, np.float32),
@@ -402,7 +399,7 @@ def _npz_sequences(
         source=str(real),
         sequence=True,
         per_step=per_step,
-        mask_train=part(mask, tr, np.bool_),
-        mask_val=part(mask, va, np.bool_),
-        mask_test=part(mask, te, np.bool_),
+        mask_train=None if mask is None else _frozen_mask(mask[tr]),
+        mask_val=None if mask is None else _frozen_mask(mask[va]),
+        mask_test=None if mask is None else _frozen_mask(mask[te]),
     )
