@@ -37,6 +37,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_tensorboard(run)
 
+    grow = sub.add_parser(
+        "grow",
+        help="grow one network from a config by bottleneck growth and training (population 1)",
+        parents=[],
+    )
+    for action in run._actions[1:]:  # the run command's arguments, the same meaning
+        grow._add_action(action)
+
     res = sub.add_parser("resume", help="continue a run from its last complete generation")
     res.add_argument("run_dir")
     res.add_argument("--plain", action="store_true", help="one log line per generation")
@@ -86,6 +94,15 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     out = {dotted: getattr(args, a) for a, dotted in keys.items() if getattr(args, a) is not None}
     if args.dask_address is not None:
         out.update({"parallel.backend": "dask", "parallel.address": args.dask_address})
+    if getattr(args, "grow", False):
+        out.update(
+            {
+                "evolution.mode": "grow",
+                "evolution.population": 1,
+                "evolution.elitism": 0,
+                "evolution.crossover_rate": 0.0,
+            }
+        )
     return out
 
 
@@ -97,6 +114,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _check_tensorboard(args.tensorboard)  # before the run folder is created
     search = Search.start(config, overwrite=args.overwrite)
     return _drive(search, args.plain, args.tensorboard)
+
+
+def _cmd_grow(args: argparse.Namespace) -> int:
+    """``hybrid grow``: ``hybrid run`` with one network (``evolution.mode = "grow"``)."""
+    args.grow = True
+    return _cmd_run(args)
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
@@ -299,6 +322,7 @@ def _export_out(out: str | None) -> str | None:
 COMMANDS = {
     "export": _cmd_export,
     "run": _cmd_run,
+    "grow": _cmd_grow,
     "resume": _cmd_resume,
     "status": _cmd_status,
     "tasks": _cmd_tasks,

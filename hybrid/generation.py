@@ -35,6 +35,7 @@ from genomes.genome import edge_attrs
 from genomes.mutations._neurons import lecun_normal
 
 from .backends import train_members
+from .bottleneck import OPERATORS, BottleneckGrowth, bottleneck_data, bottleneck_settings
 from .config import Config
 from .folds import child_copies, merge_folds, pool
 from .lineage import GenomeRow
@@ -322,6 +323,7 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
             tracker=tracker,
             generation=g,
             next_id=next_id,
+            informed=_informed(cfg, task, tc.loss, g, context.device, parents, ok),
         )
         members, species = tuple(children), kept
         if k:  # each child's fold copies from its parents' (docs/design.md, "K-fold fitness")
@@ -347,6 +349,33 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
     timings = Timings(train_s=t2 - t0, select_s=t3 - t2, reproduce_s=t4 - t3)
     report = GenerationReport(g, MappingProxyType(stats), rows, pruned, reason, timings)
     return new_state, report
+
+
+def _informed(
+    cfg: Config,
+    task: Task,
+    loss: str,
+    g: int,
+    device: Any,
+    parents: dict[int, Genome],
+    ok: list[int],
+) -> dict[str, Any] | None:
+    """Return the bottleneck operators (:mod:`hybrid.bottleneck`) this generation breeds with.
+
+    None when no bottleneck rate is positive. The statistics of every member that
+    trained are computed in one pass (most children of a parent take its statistics).
+    """
+    rates = cfg.mutation.rates()
+    if task.sequence or not any(rates[n] > 0 for n in OPERATORS.values()):
+        return None
+    growth = BottleneckGrowth(
+        bottleneck_data(task, cfg.mutation.bottleneck_batch, seed_for(cfg.run.seed, g, 7), loss),
+        bottleneck_settings(cfg),
+        cfg.training.gate,
+        device,
+    )
+    growth.prime([parents[i] for i in ok])
+    return growth.operators(rates)
 
 
 def _train(

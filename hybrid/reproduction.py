@@ -12,7 +12,7 @@ The population size is exactly ``evolution.population`` every generation.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,11 @@ from .selection import Candidate, nsga2, tournament
 from .speciation import Species, allocate_offspring
 
 __all__ = ["Member", "mutate", "reproduce"]
+
+#: A mutation: ``op(genome, rng, tracker, config) -> (child, record)``.
+Operator = Callable[
+    [Genome, np.random.Generator, InnovationTracker, MutationConfig], tuple[Genome, MutationRecord]
+]
 
 
 @dataclass(frozen=True)
@@ -78,10 +83,16 @@ def mutate(
     rng: np.random.Generator,
     tracker: InnovationTracker,
     config: MutationConfig,
+    informed: Mapping[str, Operator] | None = None,
 ) -> tuple[Genome, list[MutationRecord]]:
-    """Apply each mutation with its probability (registry order), then prune closed gates."""
+    """Apply each mutation with its probability, then prune closed gates.
+
+    ``informed`` operators (the data-informed ones of :mod:`hybrid.bottleneck`, opt-in)
+    go first, while the genome is still the trained parent whose statistics were
+    computed; then the registry's, in registry order.
+    """
     records: list[MutationRecord] = []
-    for name, op in MUTATIONS.items():
+    for name, op in [*(informed or {}).items(), *MUTATIONS.items()]:
         if name in OPT_IN and rates.get(name, 0.0) <= 0.0:
             continue  # draws nothing: runs that never ask for it stay what they were
         if rng.random() >= rates.get(name, 0.0):
@@ -114,6 +125,7 @@ def reproduce(
     tracker: InnovationTracker,
     generation: int,
     next_id: int,
+    informed: Mapping[str, Operator] | None = None,
 ) -> tuple[list[Member], int]:
     """Return exactly ``population`` members of generation ``generation + 1``.
 
@@ -133,6 +145,7 @@ def reproduce(
         tracker: innovation numbers (already advanced to the new generation).
         generation: the generation just evaluated.
         next_id: the next free genome id.
+        informed: data-informed mutations by name (see :func:`mutate`).
 
     Returns:
         ``(children, next_id)``.
@@ -162,7 +175,8 @@ def reproduce(
             pool = [candidates[i] for i in survivors]
         for _ in range(n_children):
             child, parents, records = _one_child(
-                genomes, pool, crossover_rate, tournament_size, rng, tracker, mutation_config, rates
+                genomes, pool, crossover_rate, tournament_size, rng, tracker, mutation_config, rates,
+                informed,
             )
             children.append(Member(next_id, child, generation + 1, parents, records))
             next_id += 1
@@ -179,6 +193,7 @@ def _one_child(
     tracker: InnovationTracker,
     config: MutationConfig,
     rates: Mapping[str, float],
+    informed: Mapping[str, Operator] | None = None,
 ) -> tuple[Genome, tuple[int, ...], tuple[dict[str, Any], ...]]:
     records: list[MutationRecord] = []
     if len(pool) >= 2 and rng.random() < crossover_rate:
@@ -193,6 +208,6 @@ def _one_child(
     else:
         (p,) = tournament(pool, 1, tournament_size, rng)
         genome, parents = genomes[p], (p,)
-    genome, more = mutate(genome, rates, rng, tracker, config)
+    genome, more = mutate(genome, rates, rng, tracker, config, informed)
     records.extend(more)
     return genome, parents, tuple(r.to_dict() for r in records)

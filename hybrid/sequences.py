@@ -39,7 +39,7 @@ def check_sequence_config(config: Config, task: Task, where: str) -> None:
     Raises:
         ConfigError: the loop engine, a parallel backend, a final fit or class weights
             with a sequence task (a selection split and K-fold fitness are refused by the
-            loader, ``hybrid.tasks.load_task``); growth, recurrent self-loops or recurrent
+            loader, ``hybrid.tasks.load_task``), or bottleneck growth; growth, recurrent self-loops or recurrent
             edges without one.
     """
     if not task.sequence:
@@ -55,6 +55,12 @@ def check_sequence_config(config: Config, task: Task, where: str) -> None:
                     f"({why}), got {got!r}"
                 )
         return
+    for key in ("grow_bottleneck", "add_node_bottleneck", "add_edge_bottleneck"):
+        if getattr(config.mutation, key) > 0.0:
+            raise ConfigError(
+                f"{where}: mutation.{key}: expected 0 for the sequence task {task.name!r} (bottleneck "
+                f"growth is feed-forward only), got {getattr(config.mutation, key)}"
+            )
     checks = [
         ("training.engine", config.training.engine, "batched", "sequences train in the batched recurrent engine"),
         ("parallel.backend", config.parallel.backend, "none", "sequences train in one process"),

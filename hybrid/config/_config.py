@@ -91,6 +91,7 @@ class Config(Section):
                 "balanced",
                 "expected 'none' or 'auto' for a regression task (there are no classes to balance)",
             )
+        self._check_mode()
         if self.evolution.elitism >= self.evolution.population:
             raise KeyedError(
                 "evolution.elitism",
@@ -112,7 +113,7 @@ class Config(Section):
                 f"expected a logit that opens gates under training.gate = {self.training.gate!r} "
                 "(hard-concrete gates are exactly closed below about -2.4: new structure could never pass)",
             )
-        if self.selection.tournament_size > self.evolution.population:
+        if self.selection.tournament_size > self.evolution.population and self.evolution.mode == "search":
             raise KeyedError(
                 "selection.tournament_size",
                 self.selection.tournament_size,
@@ -142,6 +143,31 @@ class Config(Section):
                 "expected parallel.backend = 'dask' when an address is set",
             )
         return self
+
+    def _check_mode(self) -> None:
+        """A search needs two members or more; grow mode is one network grown by the bottleneck operators."""
+        evo, m = self.evolution, self.mutation
+        if evo.mode == "search":
+            if evo.population < 2:
+                raise KeyedError(
+                    "evolution.population",
+                    evo.population,
+                    "expected an integer >= 2 for a search (one network grows with evolution.mode = 'grow')",
+                )
+            return
+        for key, got, want in (
+            ("evolution.population", evo.population, 1),
+            ("evolution.elitism", evo.elitism, 0),
+            ("evolution.crossover_rate", evo.crossover_rate, 0.0),
+        ):
+            if got != want:
+                raise KeyedError(key, got, f"expected {want} with evolution.mode = 'grow' (one network, no copies)")
+        if not any(getattr(m, k) > 0 for k in ("grow_bottleneck", "add_node_bottleneck", "add_edge_bottleneck")):
+            raise KeyedError(
+                "mutation.grow_bottleneck",
+                m.grow_bottleneck,
+                "expected a rate > 0 (or add_node_bottleneck / add_edge_bottleneck) with evolution.mode = 'grow'",
+            )
 
     def mutation_config(self) -> MutationConfig:
         """Return the ``genomes.MutationConfig`` the mutation operators read."""

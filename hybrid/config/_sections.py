@@ -198,9 +198,14 @@ class TrainingConfig(Section):
 class EvolutionConfig(Section):
     """``[evolution]``: population size and when to stop."""
 
+    mode: Literal["search", "grow"] = Field(
+        "search",
+        description="search: a population evolves; grow: one network grows by bottleneck growth "
+        "and training, the way gromo grows one (population 1, no elitism or crossover; `hybrid grow`)",
+    )
     population: int = Field(
         64,
-        ge=2,
+        ge=1,
         le=10_000,
         description="members per generation: diversity vs cost per generation; at most 10,000: "
         "the batched engine trains them all at once",
@@ -330,6 +335,35 @@ class MutationSection(Section):
         "0 unless the task is a sequence",
         0.0,
     )
+    grow_bottleneck: float = rate(
+        "widen the hidden node where backprop shows the largest expressivity bottleneck, by TINY's "
+        "closed-form neurons (feed-forward tasks)",
+        0.0,
+    )
+    add_node_bottleneck: float = rate(
+        "add the new node (between two nodes) with the largest bottleneck gain, TINY's neurons",
+        0.0,
+    )
+    add_edge_bottleneck: float = rate(
+        "add the skip edge with the largest bottleneck gain, its least-squares weights", 0.0
+    )
+    bottleneck_batch: int = Field(
+        512,
+        ge=8,
+        le=1_000_000,
+        description="training rows of the bottleneck statistics batch (and as many again for the "
+        "amplitude line search); small splits give what they have",
+    )
+    bottleneck_max_new: int = Field(
+        4, ge=1, le=MAX_WIDTH, description=f"at most this many neurons per bottleneck growth; at most {MAX_WIDTH}"
+    )
+    bottleneck_threshold: float = Field(
+        1e-3,
+        gt=0.0,
+        lt=1.0,
+        description="new neurons need a singular value above this share of the largest (relative: "
+        "the loss's sum/mean reduction does not change it)",
+    )
     new_node_activation: Activation = Field(
         MC.new_node_activation, description="activation of split nodes: relu splits exactly"
     )
@@ -374,7 +408,8 @@ class MutationSection(Section):
         """Return ``{operator name: probability}`` for every mutation operator."""
         names = ("add_node", "widen", "add_edge", "prune_neurons", "prune_edge", "remove_node",
                  "perturb_weights", "mutate_activation", "reset_gates",
-                 "add_recurrent_edge")  # fmt: skip
+                 "add_recurrent_edge", "grow_bottleneck", "add_node_bottleneck",
+                 "add_edge_bottleneck")  # fmt: skip
         return {n: getattr(self, n) for n in names}
 
 

@@ -159,6 +159,24 @@ class GraphProgram:
         self.generation += 1
         return a.index_select(0, self.out_rows)
 
+    def last_pass(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the last pass's per-row activations and pre-activation gradients.
+
+        Rows are buffer rows (``Layout.bias_row`` says whose). Activations are
+        ungated; the gradients are valid after that forward's backward. Views of
+        the work buffers: the next forward overwrites them.
+
+        Raises:
+            RuntimeError: before any forward.
+
+        Shape:
+            -> ((rows + 1, B), (rows + 1, B))
+        """
+        if self._saved is None:
+            raise RuntimeError("GraphProgram.last_pass needs a forward first")
+        buf = self._saved[0]
+        return buf.a, buf.ga
+
     @torch.no_grad()
     def backward(self, grad_out: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Return the gradients of the last forward's ``weights, cols, in_scale, bias``.

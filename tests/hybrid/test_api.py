@@ -155,7 +155,7 @@ def test_overrides_flat_or_dotted_and_config_forms_agree(tmp_path: Path) -> None
         ({"path": "x.npz"}, "override 'task.path': set by hybrid.search"),
         (
             {"population": -1},
-            "evolution.population: got -1, expected an integer >= 2 (from an override)",
+            "evolution.population: got -1, expected an integer >= 1 (from an override)",
         ),
     ],
 )

@@ -65,7 +65,7 @@ def test_dump_writes_every_key(tmp_path: Path) -> None:
     [
         (
             XOR + "[evolution]\npopulation = -3\n",
-            "evolution.population: got -3, expected an integer >= 2",
+            "evolution.population: got -3, expected an integer >= 1",
         ),
         (
             XOR + "[training]\nstpes = 3\n",
@@ -95,6 +95,18 @@ def test_dump_writes_every_key(tmp_path: Path) -> None:
         (
             XOR + "[evolution]\ntarget_metric = 98\n",
             "evolution.target_metric: got 98.0, expected an accuracy",
+        ),
+        (
+            XOR + "[evolution]\npopulation = 1\nelitism = 0\n",
+            "evolution.population: got 1, expected an integer >= 2 for a search",
+        ),
+        (
+            XOR + "[evolution]\nmode = \"grow\"\npopulation = 1\nelitism = 0\ncrossover_rate = 0\n",
+            "mutation.grow_bottleneck: got 0.0, expected a rate > 0",
+        ),
+        (
+            XOR + "[evolution]\nmode = \"grow\"\npopulation = 2\n",
+            "evolution.population: got 2, expected 1 with evolution.mode = 'grow'",
         ),
         (
             XOR + "[evolution]\npopulation = 4\nelitism = 4\n",
@@ -218,7 +230,10 @@ def test_builds_genomes_configs_from_its_sections() -> None:
 
 
 def test_mutation_rates_name_every_operator() -> None:
-    assert set(Config(task={"name": "xor"}).mutation.rates()) == set(MUTATIONS)
+    from hybrid.bottleneck import OPERATORS
+
+    rates = set(Config(task={"name": "xor"}).mutation.rates())
+    assert rates == set(MUTATIONS) | set(OPERATORS.values())
 
 
 def test_train_kwargs_build_a_train_config() -> None:

@@ -1,0 +1,273 @@
+"""Bottleneck-informed growth operators: TINY's new neurons, scaled by a line search.
+
+Three mutations, config-selectable like every other (``mutation.grow_bottleneck``,
+``mutation.add_node_bottleneck``, ``mutation.add_edge_bottleneck``; 0 by default and
+opt-in: at 0 they draw nothing):
+
+* ``grow_bottleneck`` widens the hidden node with the largest first-order gain by the
+  neurons whose ``λ`` pass the threshold (at most ``bottleneck.max_new``);
+* ``add_node_bottleneck`` adds a new node between the pair ``(i, j)`` with the largest
+  gain (the edge ``i -> j``, if any, stays);
+* ``add_edge_bottleneck`` adds the skip edge ``i -> j`` with the largest gain.
+
+The new parameters are TINY's (:mod:`.candidates`) scaled by an amplitude ``γ``
+(fan-in and fan-out both by ``γ``; an edge's weight by ``γ``), written so that the
+genome's gates are compensated: the change to each consumer's pre-activation is
+exactly ``γ ω (σ(γ α b) - σ(0))`` (the ``σ(0)`` term goes into the consumer's bias, so
+sigmoid and gauss nodes keep the function at ``γ = 0`` too). ``γ`` is chosen on a
+held-out *line batch*: every grid value's child is scored in one engine pass, and the
+largest drop whose size is at least half its first-order prediction wins (Armijo's
+sufficient decrease, c = 1/2); ``γ = 0`` (the neurons added with zero weights, the
+function kept) when no grid value qualifies. The record carries ``γ``, the predicted
+first-order drop at ``γ`` (``predicted``; on the statistics batch), the realised drops
+on the line batch (``realised``) and on the validation split (``realised_val``), and
+TINY's gain (``tiny_gain``).
+
+Statistics for a whole population come from one engine pass
+(:meth:`BottleneckGrowth.prime`); a genome not primed (a crossover child, or one an
+earlier operator changed) gets its own pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from genomes import Genome, InnovationTracker, MutationConfig, MutationRecord, NotApplicable
+from genomes.activations import activate
+from genomes.gates import gate_value
+from genomes.genome import edge_attrs, node_attrs
+from genomes.mutations._neurons import append_neurons
+
+from ..activations import torch_activate
+from ..population import PopulationEngine
+from ..population.engine import task_losses
+from .candidates import Candidate, Settings, best_candidates
+from .stats import MemberStats, collect, node_input
+
+__all__ = ["GAMMAS", "OPERATORS", "BottleneckGrowth", "Data", "materialize"]
+
+#: The operator of each candidate kind (their names are the config's mutation rates).
+OPERATORS = {"widen": "grow_bottleneck", "node": "add_node_bottleneck", "edge": "add_edge_bottleneck"}
+
+#: Amplitudes tried by the line search (0: add the structure with zero weights).
+GAMMAS = (0.0, *(2.0**k for k in range(-6, 4)))
+
+#: Armijo's sufficient-decrease constant: a realised drop must be at least this share of
+#: its first-order prediction.
+ARMIJO = 0.5
+
+
+@dataclass(frozen=True)
+class Data:
+    """The batches bottleneck growth reads (numpy; targets as the task stores them).
+
+    ``stats``: the statistics batch (training rows); ``line``: the line-search batch
+    (other training rows); ``val``: the validation split (only recorded).
+    """
+
+    x_stats: np.ndarray
+    y_stats: np.ndarray
+    x_line: np.ndarray
+    y_line: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    loss: str
+
+
+def _gate(logit: float | np.ndarray, kind: str) -> float:
+    return float(gate_value(logit, kind))
+
+
+def materialize(
+    genome: Genome,
+    cand: Candidate,
+    gamma: float,
+    tracker: InnovationTracker,
+    config: MutationConfig,
+    stats: MemberStats,
+) -> Genome:
+    """Return ``genome`` grown by ``cand`` at amplitude ``gamma`` (gates compensated).
+
+    Raises:
+        NotApplicable: the new node's id is already in the genome (a node between the
+            same pair was added earlier this generation) or new gates would be closed.
+    """
+    g_new = _gate(config.gate_init, config.gate)
+    if g_new <= 0.0:
+        raise NotApplicable(f"bottleneck growth: gate_init {config.gate_init} closes new gates")
+    child = genome.copy()
+    cg = child.graph
+    if cand.kind == "edge":
+        w = (gamma * cand.omega / g_new).astype(np.float32)
+        cg.add_edge(cand.src, cand.dst, **edge_attrs(tracker.edge(cand.src, cand.dst), w, config.gate_init))
+        return child
+    alpha = gamma * cand.alpha
+    n = alpha.shape[0]
+    offset = float(activate(cand.activation, np.zeros(1))[0])  # σ(0)
+    if cand.kind == "widen":
+        k = cand.src
+        append_neurons(child, k, n, None, config.gate_init)
+        _, _, blocks = node_input(stats, k)
+        for src, at in blocks:
+            e = cg.edges[src, k]
+            w_src = int(cg.nodes[src]["width"])
+            e["weight"][-n:] = alpha[:, at : at + w_src]
+        cg.nodes[k]["bias"][-n:] = alpha[:, -1]
+        fan_out = {j: cg.edges[k, j] for j, _ in cand.consumers}
+    else:
+        i, j = cand.src, cand.dst
+        k = tracker.split_node(i, j)
+        if k in cg:
+            raise NotApplicable(f"add_node_bottleneck: node {k} between {i} and {j} already exists")
+        cg.add_node(k, **node_attrs("hidden", n, cand.activation, bias=alpha[:, -1], gate_init=config.gate_init))
+        w_in = (alpha[:, :-1] / g_new).astype(np.float32)
+        cg.add_edge(i, k, **edge_attrs(tracker.edge(i, k), w_in, config.gate_init))
+        w_out = np.zeros((int(cg.nodes[j]["width"]), n), np.float32)
+        cg.add_edge(k, j, **edge_attrs(tracker.edge(k, j), w_out, config.gate_init))
+        fan_out = {j: cg.edges[k, j]}
+    g_k = np.asarray(gate_value(cg.nodes[k]["gate"][-n:], config.gate), np.float64)
+    for j, at in cand.consumers:
+        e = fan_out[j]
+        wj = int(cg.nodes[j]["width"])
+        omega = gamma * cand.omega[at : at + wj]  # [w_j, n]: the change each neuron makes
+        e["weight"][:, -n:] = (omega / (_gate(e["gate"], config.gate) * g_k[None, :])).astype(np.float32)
+        if offset:
+            cg.nodes[j]["bias"] = (cg.nodes[j]["bias"] - omega @ np.full(n, offset)).astype(np.float32)
+    return child
+
+
+def predicted_drop(stats: MemberStats, cand: Candidate, gamma: float) -> float:
+    """First-order drop of the mean loss on the statistics batch at amplitude ``gamma``.
+
+    ``-E[dzᵀ Δz]`` with ``Δz`` the exact change of the consumers' pre-activations: the
+    loss linearised in the pre-activations, the new neurons' nonlinearity kept.
+    """
+    if gamma == 0.0:
+        return 0.0
+    if cand.kind == "edge":
+        delta = gamma * torch.as_tensor(cand.omega) @ stats.H[stats.feature_rows(cand.src)]
+    else:
+        if cand.kind == "widen":
+            rows, scale, _ = node_input(stats, cand.src)
+            b = stats.H[rows] * torch.as_tensor(scale)[:, None]
+        else:
+            b = stats.H[np.concatenate([stats.feature_rows(cand.src), [stats.one]])]
+        z = gamma * torch.as_tensor(cand.alpha) @ b
+        a = torch_activate(cand.activation, z) - torch_activate(cand.activation, torch.zeros(()))
+        delta = gamma * torch.as_tensor(cand.omega) @ a
+    cols = np.concatenate([stats.target_rows(j) for j, _ in cand.consumers])
+    return float(-(stats.dz[cols] * delta).sum(0).mean())
+
+
+class BottleneckGrowth:
+    """The three bottleneck operators over one generation's data.
+
+    Args:
+        data: the statistics, line-search and validation batches.
+        settings: thresholds and caps (:class:`~.candidates.Settings`).
+        gate: the gate kind.
+        device: where the statistics pass and the line search run.
+    """
+
+    def __init__(
+        self, data: Data, settings: Settings, gate: str, device: torch.device | str | None = None
+    ) -> None:
+        self.data = data
+        self.settings = settings
+        self.gate = gate
+        self.device = device
+        self._cache: dict[int, tuple[Genome, MemberStats, dict[str, list[Candidate]]]] = {}
+
+    def prime(self, genomes: Sequence[Genome]) -> None:
+        """Solve every genome's candidates from one statistics pass (batched)."""
+        todo = [g for g in genomes if not g.is_recurrent and self._lookup(g) is None]
+        if not todo:
+            return
+        d = self.data
+        stats = collect(todo, d.x_stats, d.y_stats, loss=d.loss, gate=self.gate, device=self.device)
+        for gnm, st, cands in zip(todo, stats, best_candidates(stats, self.settings), strict=True):
+            self._cache[id(gnm)] = (gnm, st, cands)
+
+    def _lookup(self, genome: Genome) -> tuple[MemberStats, dict[str, list[Candidate]]] | None:
+        hit = self._cache.get(id(genome))
+        return None if hit is None or hit[0] is not genome else hit[1:]
+
+    def candidates(self, genome: Genome) -> tuple[MemberStats, dict[str, list[Candidate]]]:
+        """Return the genome's statistics and candidates (one pass if not primed)."""
+        if genome.is_recurrent:
+            raise NotApplicable("bottleneck growth: recurrent genomes are not supported")
+        if self._lookup(genome) is None:
+            self.prime([genome])
+        hit = self._lookup(genome)
+        assert hit is not None
+        return hit
+
+    def line_search(
+        self,
+        genome: Genome,
+        cand: Candidate,
+        stats: MemberStats,
+        tracker: InnovationTracker,
+        config: MutationConfig,
+    ) -> tuple[Genome, dict[str, float]]:
+        """Return the child at the chosen ``γ`` and the figures the lineage records."""
+        children = [materialize(genome, cand, gm, tracker, config, stats) for gm in GAMMAS]
+        d = self.data
+        engine = PopulationEngine(children, gate=self.gate, device=self.device)
+        x = torch.as_tensor(np.concatenate([d.x_line, d.x_val]), dtype=engine.dtype, device=engine.device)
+        y = torch.as_tensor(np.concatenate([d.y_line, d.y_val]), device=engine.device)
+        if d.loss == "mse":
+            y = y.to(engine.dtype)
+        n = len(d.x_line)
+        with torch.no_grad():
+            out = engine.forward(x)
+            line = task_losses(out[:, :n], y[:n], d.loss).double().cpu().numpy()
+            val = task_losses(out[:, n:], y[n:], d.loss).double().cpu().numpy() if len(d.x_val) else None
+        drops = line[0] - line
+        preds = np.array([predicted_drop(stats, cand, gm) for gm in GAMMAS])
+        ok = [i for i in range(1, len(GAMMAS)) if drops[i] > 0 and drops[i] >= ARMIJO * preds[i]]
+        best = max(ok, key=lambda i: drops[i]) if ok else 0
+        figures = {
+            "gamma": float(GAMMAS[best]),
+            "predicted": round(float(preds[best]), 8),
+            "realised": round(float(drops[best]), 8),
+            "realised_val": round(float(val[0] - val[best]), 8) if val is not None else None,
+            "tiny_gain": round(float(cand.gain), 8),
+        }
+        return children[best], figures
+
+    def operator(self, kind: str) -> Callable[..., tuple[Genome, MutationRecord]]:
+        """Return the mutation ``op(genome, rng, tracker, config)`` of a candidate kind."""
+        name = OPERATORS[kind]
+
+        def op(
+            genome: Genome, rng: np.random.Generator, tracker: InnovationTracker, config: MutationConfig
+        ) -> tuple[Genome, MutationRecord]:
+            stats, cands = self.candidates(genome)
+            for cand in cands.get(kind, []):
+                try:
+                    child, figures = self.line_search(genome, cand, stats, tracker, config)
+                except NotApplicable:
+                    continue
+                return child, MutationRecord(name, {**_where(cand), **figures})
+            raise NotApplicable(f"{name}: no candidate with a positive gain")
+
+        op.__name__ = name
+        return op
+
+    def operators(self, rates: dict[str, float]) -> dict[str, Callable[..., tuple[Genome, MutationRecord]]]:
+        """Return the operators whose rate is positive, by name."""
+        return {OPERATORS[k]: self.operator(k) for k in OPERATORS if rates.get(OPERATORS[k], 0.0) > 0.0}
+
+
+def _where(cand: Candidate) -> dict[str, int]:
+    n = 0 if cand.alpha is None else int(cand.alpha.shape[0])
+    if cand.kind == "widen":
+        return {"node": cand.src, "added": n}
+    if cand.kind == "node":
+        return {"src": cand.src, "dst": cand.dst, "width": n}
+    return {"src": cand.src, "dst": cand.dst}
