@@ -1,0 +1,1 @@
+"""Bottleneck-informed growth (TINY, Verbockhaven et al. 2024)."""
