@@ -17,8 +17,9 @@ exactly ``γ ω (σ(γ α b) - σ(0))`` (the ``σ(0)`` term goes into the consum
 sigmoid and gauss nodes keep the function at ``γ = 0`` too). ``γ`` is chosen on a
 held-out *line batch*: every grid value's child is scored in one engine pass, and the
 largest drop whose size is at least half its first-order prediction wins (Armijo's
-sufficient decrease, c = 1/2); ``γ = 0`` (the neurons added with zero weights, the
-function kept) when no grid value qualifies. The record carries ``γ``, the predicted
+sufficient decrease, c = 1/2). When no grid value qualifies the candidate is not
+grown (gromo adds the neurons at ``γ = 0``; with zero fan-in and fan-out no gradient
+ever reaches them, so they would only cost parameters) and the next best is tried. The record carries ``γ``, the predicted
 first-order drop at ``γ`` (``predicted``; on the statistics batch), the realised drops
 on the line batch (``realised``) and on the validation split (``realised_val``), and
 TINY's gain (``tiny_gain``).
@@ -32,6 +33,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+import time
 
 import numpy as np
 import torch
@@ -54,7 +57,10 @@ __all__ = ["GAMMAS", "OPERATORS", "BottleneckGrowth", "Data", "materialize"]
 OPERATORS = {"widen": "grow_bottleneck", "node": "add_node_bottleneck", "edge": "add_edge_bottleneck"}
 
 #: Amplitudes tried by the line search (0: add the structure with zero weights).
-GAMMAS = (0.0, *(2.0**k for k in range(-6, 4)))
+GAMMAS = (0.0, *(2.0**k for k in range(-6, 4)))  # 0: the parent's loss, the reference
+
+#: Candidates of a kind line-searched (best first) before the operator gives up.
+TRIES = 3
 
 #: Armijo's sufficient-decrease constant: a realised drop must be at least this share of
 #: its first-order prediction.
@@ -181,6 +187,11 @@ class BottleneckGrowth:
         self.gate = gate
         self.device = device
         self._cache: dict[int, tuple[Genome, MemberStats, dict[str, list[Candidate]]]] = {}
+        #: Every line search: kind, whether it grew, and its best grid value's figures
+        #: (benchmarks count growth events from it).
+        self.log: list[dict[str, float | str | bool | None]] = []
+        #: Seconds spent in statistics passes and solves, and in line searches.
+        self.seconds = {"statistics": 0.0, "line_search": 0.0}
 
     def prime(self, genomes: Sequence[Genome]) -> None:
         """Solve every genome's candidates from one statistics pass (batched)."""
@@ -188,9 +199,11 @@ class BottleneckGrowth:
         if not todo:
             return
         d = self.data
+        t0 = time.perf_counter()
         stats = collect(todo, d.x_stats, d.y_stats, loss=d.loss, gate=self.gate, device=self.device)
         for gnm, st, cands in zip(todo, stats, best_candidates(stats, self.settings), strict=True):
             self._cache[id(gnm)] = (gnm, st, cands)
+        self.seconds["statistics"] += time.perf_counter() - t0
 
     def _lookup(self, genome: Genome) -> tuple[MemberStats, dict[str, list[Candidate]]] | None:
         hit = self._cache.get(id(genome))
@@ -215,6 +228,20 @@ class BottleneckGrowth:
         config: MutationConfig,
     ) -> tuple[Genome, dict[str, float]]:
         """Return the child at the chosen ``γ`` and the figures the lineage records."""
+        t0 = time.perf_counter()
+        try:
+            return self._line_search(genome, cand, stats, tracker, config)
+        finally:
+            self.seconds["line_search"] += time.perf_counter() - t0
+
+    def _line_search(
+        self,
+        genome: Genome,
+        cand: Candidate,
+        stats: MemberStats,
+        tracker: InnovationTracker,
+        config: MutationConfig,
+    ) -> tuple[Genome, dict[str, float]]:
         children = [materialize(genome, cand, gm, tracker, config, stats) for gm in GAMMAS]
         d = self.data
         engine = PopulationEngine(children, gate=self.gate, device=self.device)
@@ -230,7 +257,7 @@ class BottleneckGrowth:
         drops = line[0] - line
         preds = np.array([predicted_drop(stats, cand, gm) for gm in GAMMAS])
         ok = [i for i in range(1, len(GAMMAS)) if drops[i] > 0 and drops[i] >= ARMIJO * preds[i]]
-        best = max(ok, key=lambda i: drops[i]) if ok else 0
+        best = max(ok, key=lambda i: drops[i]) if ok else int(np.argmax(drops[1:])) + 1
         figures = {
             "gamma": float(GAMMAS[best]),
             "predicted": round(float(preds[best]), 8),
@@ -238,6 +265,9 @@ class BottleneckGrowth:
             "realised_val": round(float(val[0] - val[best]), 8) if val is not None else None,
             "tiny_gain": round(float(cand.gain), 8),
         }
+        self.log.append({"kind": cand.kind, "grown": bool(ok), **figures})
+        if not ok:  # zero-weight neurons would never learn (no gradient reaches them): grow nothing
+            raise NotApplicable(f"{OPERATORS[cand.kind]}: no amplitude lowers the line batch's loss enough")
         return children[best], figures
 
     def operator(self, kind: str) -> Callable[..., tuple[Genome, MutationRecord]]:
@@ -248,7 +278,7 @@ class BottleneckGrowth:
             genome: Genome, rng: np.random.Generator, tracker: InnovationTracker, config: MutationConfig
         ) -> tuple[Genome, MutationRecord]:
             stats, cands = self.candidates(genome)
-            for cand in cands.get(kind, []):
+            for cand in cands.get(kind, [])[:TRIES]:
                 try:
                     child, figures = self.line_search(genome, cand, stats, tracker, config)
                 except NotApplicable:

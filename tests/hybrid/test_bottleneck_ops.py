@@ -92,11 +92,11 @@ def test_operators_record_amplitude_prediction_and_realised_drop():
             continue
         child.validate()
         assert rec.op == name
-        assert rec.args["gamma"] in GAMMAS
+        assert rec.args["gamma"] in GAMMAS and rec.args["gamma"] > 0
         for key in ("predicted", "realised", "realised_val", "tiny_gain"):
             assert key in rec.args
-        if rec.args["gamma"] > 0:  # Armijo: at least half the predicted drop, on the line batch
-            assert rec.args["realised"] >= 0.5 * rec.args["predicted"] > 0
+        # Armijo: at least half the predicted drop, on the line batch
+        assert rec.args["realised"] >= 0.5 * rec.args["predicted"] > 0
         assert child.n_parameters() > genome.n_parameters()
 
 
