@@ -132,7 +132,7 @@ def cross_moments(stats: Sequence[MemberStats], settings: Settings) -> list[torc
         relative=True,
     )
     A = [torch.zeros(st.D.shape[1], st.D.shape[0], dtype=torch.float64) for st in stats]
-    for (m, n, rows, S, M), d in zip(problems, delta, strict=True):
+    for (m, n, rows, _, _), d in zip(problems, delta, strict=True):
         st = stats[m]
         _, scale, _ = node_input(st, n)
         tr = st.target_rows(n)

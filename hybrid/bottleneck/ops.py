@@ -31,10 +31,9 @@ earlier operator changed) gets its own pass.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import time
 
 import numpy as np
 import torch

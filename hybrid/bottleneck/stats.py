@@ -127,6 +127,7 @@ def collect(
     gate: str,
     device: torch.device | str | None = None,
     engine: PopulationEngine | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> list[MemberStats]:
     """Return every member's statistics from one pass of the population engine.
 
@@ -139,6 +140,8 @@ def collect(
         gate: the gate kind (values are deterministic).
         device: where to run.
         engine: an engine already packed with exactly ``genomes`` (saves the packing).
+        dtype: the engine's dtype when it is made here (float64 for oracle tests: the
+            pseudo-inverse square root amplifies float32 rounding of small eigenvalues).
 
     Raises:
         GenomeError: for a recurrent genome or an empty population.
@@ -149,7 +152,7 @@ def collect(
     for i, gnm in enumerate(genomes):
         if gnm.is_recurrent:
             raise GenomeError(f"member {i} has recurrent edges: bottleneck growth is feed-forward only")
-    eng = engine if engine is not None else PopulationEngine(genomes, gate=gate, device=device)
+    eng = engine if engine is not None else PopulationEngine(genomes, gate=gate, device=device, dtype=dtype)
     xt = torch.as_tensor(np.asarray(x), dtype=eng.dtype, device=eng.device)
     yt = torch.as_tensor(np.asarray(y), device=eng.device)
     if loss == "mse":

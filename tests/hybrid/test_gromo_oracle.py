@@ -141,3 +141,56 @@ def test_gromo_statistics_are_the_plain_moments_of_the_batch(digits, float64, h,
     for name, (ours, theirs) in expected.items():
         assert ours.shape == theirs.shape, name
         torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("h", [1, 5])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_hybrid_statistics_pass_gives_gromos_neurons(digits, float64, h, seed) -> None:
+    """End to end: the same chain as a genome, hybrid's own statistics pass and candidates."""
+    import numpy as np
+
+    from genomes import Genome, InnovationTracker
+    from hybrid.bottleneck.candidates import Settings, cross_moments
+    from hybrid.bottleneck.stats import collect, node_input
+
+    first, second, x, y = _chain(digits, h, seed)
+    genome = Genome.minimal(64, 10, np.random.default_rng(0), InnovationTracker(), hidden=[h], activation="relu")
+    g = genome.graph
+    (hid,) = genome.hidden_nodes()
+    g.nodes[hid]["bias"] = first.bias.detach().numpy().astype(np.float32)
+    g.nodes[hid]["gate"][:] = 5.0  # hard-concrete gates exactly open: the chain has none
+    g.nodes[genome.input_id]["gate"][:] = 5.0
+    g.nodes[genome.output_id]["bias"] = second.bias.detach().numpy().astype(np.float32)
+    g.edges[genome.input_id, hid].update(weight=first.weight.detach().numpy().astype(np.float32), gate=np.float32(5.0))
+    g.edges[hid, genome.output_id].update(weight=second.weight.detach().numpy().astype(np.float32), gate=np.float32(5.0))
+    # gromo computed with the float64 weights; the genome stores float32: use those in both
+    first.weight.data = torch.as_tensor(g.edges[genome.input_id, hid]["weight"], dtype=torch.float64)
+    first.bias.data = torch.as_tensor(g.nodes[hid]["bias"], dtype=torch.float64)
+    second.weight.data = torch.as_tensor(g.edges[hid, genome.output_id]["weight"], dtype=torch.float64)
+    second.bias.data = torch.as_tensor(g.nodes[genome.output_id]["bias"], dtype=torch.float64)
+    first, second, _, _ = _rerun(first, second, x, y)
+    second.compute_optimal_updates(dtype=torch.float64, compute_delta=False, use_covariance=True,
+                                   use_projection=True)  # fmt: skip
+    extension = first.extended_output_layer
+    alpha = torch.cat([extension.weight, extension.bias[:, None]], 1).detach()
+    omega = second.extended_input_layer.weight.detach()
+
+    (st,) = collect([genome.validate()], x.numpy(), y.numpy(), loss="cross_entropy", gate="hard_concrete",
+                    dtype=torch.float64)  # fmt: skip
+    rows, scale, _ = node_input(st, hid)
+    s2 = st.G[rows][:, rows] * torch.as_tensor(scale)[:, None] * torch.as_tensor(scale)[None, :]
+    cross = cross_moments([st], Settings(numerical_threshold=0.0))[0]  # gromo solves S exactly
+    n = -cross[rows][:, st.target_rows(genome.output_id)] * torch.as_tensor(scale)[:, None]
+    ours = optimal_neurons(s2, n, numerical_threshold=1e-6, statistical_threshold=1e-3, relative=False)
+    _assert_same_neurons(ours, alpha, omega, second.eigenvalues_extension.detach())
+
+
+def _rerun(first, second, x, y):
+    """One more statistics batch through an existing chain (fresh statistics)."""
+    for module in (first, second):
+        module.reset_computation() if hasattr(module, "reset_computation") else None
+    second.init_computation()
+    loss = torch.nn.functional.cross_entropy(second(first(x)), y, reduction="sum")
+    loss.backward()
+    second.update_computation()
+    return first, second, x, y
