@@ -369,7 +369,9 @@ def _informed(
     if task.sequence or not any(rates[n] > 0 for n in OPERATORS.values()):
         return None
     growth = BottleneckGrowth(
-        bottleneck_data(task, cfg.mutation.bottleneck_batch, seed_for(cfg.run.seed, g, 7), loss),
+        bottleneck_data(
+            task, cfg.mutation.bottleneck_batch, seed_for(cfg.run.seed, g, 7), loss, cfg.mutation.bottleneck_line
+        ),
         bottleneck_settings(cfg),
         cfg.training.gate,
         device,

@@ -40,20 +40,28 @@ __all__ = [
 ]
 
 
-def bottleneck_data(task: Task, batch: int, seed: int, loss: str) -> Data:
-    """Return a generation's batches: ``batch`` training rows for the statistics and up
-    to ``batch`` other training rows for the line search (half each when the split is
-    smaller than ``2 * batch``), drawn with ``seed``; the validation split as it is."""
+def bottleneck_data(task: Task, batch: int, seed: int, loss: str, line: str = "train") -> Data:
+    """Return a generation's batches, drawn with ``seed``.
+
+    The statistics batch is ``batch`` training rows. The line batch is, with
+    ``line = "train"``, up to ``batch`` other training rows (half each when the split
+    is smaller than ``2 * batch``); with ``line = "validation"``, the validation split
+    (the amplitude is then chosen on held-out rows, like the champion).
+    """
     n = len(task.X_train)
     order = np.random.default_rng(seed).permutation(n)
-    k = min(batch, n // 2) if n < 2 * batch else batch
-    k = max(k, 1)
-    s, line = order[:k], order[k : 2 * k] if n > k else order[:k]
+    if line == "validation":
+        s = order[: min(batch, n)]
+        x_line, y_line = task.X_val, task.y_val
+    else:
+        k = max(min(batch, n // 2) if n < 2 * batch else batch, 1)
+        s, rest = order[:k], (order[k : 2 * k] if n > k else order[:k])
+        x_line, y_line = task.X_train[rest], task.y_train[rest]
     return Data(
         x_stats=task.X_train[s],
         y_stats=task.y_train[s],
-        x_line=task.X_train[line],
-        y_line=task.y_train[line],
+        x_line=x_line,
+        y_line=y_line,
         x_val=task.X_val,
         y_val=task.y_val,
         loss=loss,

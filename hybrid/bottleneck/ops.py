@@ -259,10 +259,10 @@ class BottleneckGrowth:
         best = max(ok, key=lambda i: drops[i]) if ok else int(np.argmax(drops[1:])) + 1
         figures = {
             "gamma": float(GAMMAS[best]),
-            "predicted": round(float(preds[best]), 8),
-            "realised": round(float(drops[best]), 8),
-            "realised_val": round(float(val[0] - val[best]), 8) if val is not None else None,
-            "tiny_gain": round(float(cand.gain), 8),
+            "predicted": _short(preds[best]),
+            "realised": _short(drops[best]),
+            "realised_val": _short(val[0] - val[best]) if val is not None else None,
+            "tiny_gain": _short(cand.gain),
         }
         self.log.append({"kind": cand.kind, "grown": bool(ok), **figures})
         if not ok:  # zero-weight neurons would never learn (no gradient reaches them): grow nothing
@@ -291,6 +291,12 @@ class BottleneckGrowth:
     def operators(self, rates: dict[str, float]) -> dict[str, Callable[..., tuple[Genome, MutationRecord]]]:
         """Return the operators whose rate is positive, by name."""
         return {OPERATORS[k]: self.operator(k) for k in OPERATORS if rates.get(OPERATORS[k], 0.0) > 0.0}
+
+
+def _short(x: float) -> float:
+    """Six significant digits: the lineage shows them; a fixed number of decimals would
+    round the tiny drops of a nearly memorised batch to 0."""
+    return float(f"{float(x):.6g}")
 
 
 def _where(cand: Candidate) -> dict[str, int]:

@@ -354,6 +354,12 @@ class MutationSection(Section):
         description="training rows of the bottleneck statistics batch (and as many again for the "
         "amplitude line search); small splits give what they have",
     )
+    bottleneck_line: Literal["train", "validation"] = Field(
+        "train",
+        description="rows the amplitude line search scores: train = as many other training rows as "
+        "the statistics batch; validation = the validation split (held out, as for the champion: a "
+        "memorised training batch shows no drop)",
+    )
     bottleneck_max_new: int = Field(
         4, ge=1, le=MAX_WIDTH, description=f"at most this many neurons per bottleneck growth; at most {MAX_WIDTH}"
     )
