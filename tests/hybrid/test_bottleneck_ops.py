@@ -70,14 +70,15 @@ def test_small_amplitude_drop_matches_the_first_order_prediction(seed, activatio
     checked = 0
     for kind in KINDS:
         for cand in cands[kind][:1]:
-            gamma = 1e-3 if kind == "edge" else 3e-2  # neurons change z by ~γ², an edge by γ
+            gamma = 1e-3 if kind == "edge" else 1e-2  # neurons change z by ~γ², an edge by γ
             pred = predicted_drop(stats, cand, gamma)
-            if abs(pred) < 1e-7:
+            if abs(pred) < 1e-9:
                 continue
             child = materialize(genome, cand, gamma, tracker, config, stats)
             drop = base - _loss(child, d.x_stats, d.y_stats, "sigmoid")
             # the rest is second order: (γ² or γ) squared, with the curvature of the loss
-            assert drop == pytest.approx(pred, rel=0.05, abs=1e-8), (kind, drop, pred)
+            # abs: float32 rounding of the consumers' biases (σ(0) correction) is ~1e-8 of the loss
+            assert drop == pytest.approx(pred, rel=0.03, abs=2e-8), (kind, drop, pred)
             checked += 1
     assert checked or not any(cands.values())
 
