@@ -54,6 +54,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import growth_hybrid
 import numpy as np
 import pandas as pd
 import torch
@@ -309,10 +310,12 @@ def run_gromo_capped(task_name: str, seed: int) -> dict[str, Any]:
     return grow_gromo(task_name, seed, CAPPED_RECIPES.get(task_name, GromoRecipe()))
 
 
-#: The methods: ``run(task_name, seed) -> {"accuracy", "params", "wall_s", ...}``.
+#: The methods: ``run(task_name, seed) -> {"accuracy", "params", "wall_s", ...}``; hybrid's
+#: (grow mode, blind search, bottleneck search) come from :mod:`growth_hybrid`.
 METHODS: dict[str, Callable[[str, int], dict[str, Any]]] = {
     "gromo": run_gromo,
     "gromo_capped": run_gromo_capped,
+    **{name: growth_hybrid.method(name) for name in growth_hybrid.CONFIG},
 }
 
 
@@ -353,8 +356,29 @@ def table(records: list[dict[str, Any]]) -> pd.DataFrame:
             "live params": int(g["live_params"].median()),
             "wall s": round(float(g["wall_s"].median()), 2),
             "wall per seed": _per_seed(g["wall_s"], ".2f"),
+            **_growth_columns(g),
         })
     return pd.DataFrame(rows)
+
+
+def _growth_columns(g: pd.DataFrame) -> dict[str, Any]:
+    """Bottleneck growth events (all seeds pooled) and the statistics' share of the search."""
+    if "events" not in g or g["events"].isna().all():
+        return {}
+    events = [e for ev in g["events"] if isinstance(ev, list) for e in ev]
+    s = growth_hybrid.event_summary(events)
+    out: dict[str, Any] = {"events": s["events"]}
+    if s["events"]:
+        out.update({
+            "drop>0 line %": round(100 * s["positive_line"], 1),
+            "drop>0 val %": round(100 * s["positive_val"], 1),
+            "realised/pred line": round(s["median_ratio_line"], 2),
+            "realised/pred val": round(s["median_ratio_val"], 2),
+        })
+    search = g["search_s"].sum()
+    out["stats+solve % of search"] = round(100 * g["statistics_s"].sum() / search, 1) if search else None
+    out["line search % of search"] = round(100 * g["line_search_s"].sum() / search, 1) if search else None
+    return out
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -367,6 +391,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=sorted(METHODS))
     p.add_argument("--json", type=Path, default=None, help="also write every run's figures here")
+    p.add_argument("--no-pairs", action="store_true", help="skip the informed-vs-blind pairs")
     return p.parse_args(argv)
 
 
@@ -393,8 +418,21 @@ def main(argv: list[str] | None = None) -> int:
     except HybridError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    pairs = []
+    if not args.no_pairs:
+        for rec in records:
+            parents = rec.get("parents")
+            if rec["method"] in ("search_bottleneck", "hybrid_grow") and parents:
+                res = growth_hybrid.pairs(parents, rec["task"], rec["seed"])
+                pairs.append({"task": rec["task"], "parents from": rec["method"], "seed": rec["seed"], **res})
+    for rec in records:
+        rec.pop("parents", None)
     load_after = os.getloadavg()
     print(table(records).to_string(index=False))
+    if pairs:
+        print("informed vs blind (same parent, node and added width; 50 Adam steps; the bottleneck "
+              "child's loss lower; wins: training loss, wins_val: validation loss):")
+        print(pd.DataFrame(pairs).to_string(index=False))
     threads = torch.get_num_threads()
     print(f"torch threads {threads}; load average before "
           f"{', '.join(f'{v:.2f}' for v in load_before)}, after "
@@ -407,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
             "load_average_before": list(load_before),
             "load_average_after": list(load_after),
             "runs": records,
+            "pairs": pairs,
         }
         atomic_write(args.json, dumps_json(out))
         print(f"wrote {args.json}")
