@@ -370,10 +370,11 @@ def _growth_columns(g: pd.DataFrame) -> dict[str, Any]:
     out: dict[str, Any] = {"events": s["events"]}
     if s["events"]:
         out.update({
-            "drop>0 line %": round(100 * s["positive_line"], 1),
-            "drop>0 val %": round(100 * s["positive_val"], 1),
-            "realised/pred line": round(s["median_ratio_line"], 2),
-            "realised/pred val": round(s["median_ratio_val"], 2),
+            "drop>0 held-out %": round(100 * s["positive_val"], 1),
+            "drop>0 stats %": round(100 * s["positive_stats"], 1),
+            "real/pred held-out": round(s["median_ratio_val"], 2),
+            "real/pred stats": round(s["median_ratio_stats"], 2),
+            "real/pred line": round(s["median_ratio_line"], 2),
         })
     search = g["search_s"].sum()
     out["stats+solve % of search"] = round(100 * g["statistics_s"].sum() / search, 1) if search else None

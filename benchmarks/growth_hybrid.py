@@ -11,7 +11,8 @@ temporary run folder, scored as the search scores its champion (test split):
 
 Each result also carries the growth events from the lineage (every
 ``grow_bottleneck`` / ``add_node_bottleneck`` / ``add_edge_bottleneck`` record: its
-``gamma``, ``predicted``, ``realised`` and ``realised_val``), the seconds the
+``gamma``, ``predicted``, ``realised`` (line batch), ``realised_val`` (held-out rows
+used for nothing else) and ``realised_stats`` (the statistics batch)), the seconds the
 statistics passes with their solves and the line searches took, and the search's
 own wall time, for the event and cost parts of the table.
 
@@ -174,11 +175,14 @@ def event_summary(events: list[dict[str, Any]]) -> dict[str, Any]:
     pred = np.array([e["predicted"] for e in events], dtype=float)
     line = np.array([e["realised"] for e in events], dtype=float)
     val = np.array([e["realised_val"] if e["realised_val"] is not None else np.nan for e in events], dtype=float)
+    on_stats = np.array([e.get("realised_stats", np.nan) for e in events], dtype=float)
     safe = np.where(pred > 0, pred, np.nan)
     return {
         "events": len(events),
         "positive_line": float(np.mean(line > 0)),
         "positive_val": float(np.nanmean(val > 0)),
+        "positive_stats": float(np.nanmean(on_stats > 0)),
         "median_ratio_line": float(np.nanmedian(line / safe)),
         "median_ratio_val": float(np.nanmedian(val / safe)),
+        "median_ratio_stats": float(np.nanmedian(on_stats / safe)),
     }

@@ -43,27 +43,33 @@ __all__ = [
 def bottleneck_data(task: Task, batch: int, seed: int, loss: str, line: str = "train") -> Data:
     """Return a generation's batches, drawn with ``seed``.
 
-    The statistics batch is ``batch`` training rows. The line batch is, with
-    ``line = "train"``, up to ``batch`` other training rows (half each when the split
-    is smaller than ``2 * batch``); with ``line = "validation"``, the validation split
-    (the amplitude is then chosen on held-out rows, like the champion).
+    The statistics batch is ``batch`` training rows. With ``line = "train"`` the line
+    batch is up to ``batch`` other training rows (half each when the split is smaller
+    than ``2 * batch``) and the validation split is the held-out record; with
+    ``line = "validation"`` the validation split is halved at random: one half is the
+    line batch (the amplitude is chosen on held-out rows, as the champion is), the other
+    the held-out record.
     """
+    rng = np.random.default_rng(seed)
     n = len(task.X_train)
-    order = np.random.default_rng(seed).permutation(n)
+    order = rng.permutation(n)
     if line == "validation":
         s = order[: min(batch, n)]
-        x_line, y_line = task.X_val, task.y_val
+        halves = np.array_split(rng.permutation(len(task.X_val)), 2)
+        x_line, y_line = task.X_val[halves[0]], task.y_val[halves[0]]
+        x_val, y_val = task.X_val[halves[1]], task.y_val[halves[1]]
     else:
         k = max(min(batch, n // 2) if n < 2 * batch else batch, 1)
         s, rest = order[:k], (order[k : 2 * k] if n > k else order[:k])
         x_line, y_line = task.X_train[rest], task.y_train[rest]
+        x_val, y_val = task.X_val, task.y_val
     return Data(
         x_stats=task.X_train[s],
         y_stats=task.y_train[s],
         x_line=x_line,
         y_line=y_line,
-        x_val=task.X_val,
-        y_val=task.y_val,
+        x_val=x_val,
+        y_val=y_val,
         loss=loss,
     )
 

@@ -21,8 +21,9 @@ sufficient decrease, c = 1/2). When no grid value qualifies the candidate is not
 grown (gromo adds the neurons at ``γ = 0``; with zero fan-in and fan-out no gradient
 ever reaches them, so they would only cost parameters) and the next best is tried. The record carries ``γ``, the predicted
 first-order drop at ``γ`` (``predicted``; on the statistics batch), the realised drops
-on the line batch (``realised``) and on the validation split (``realised_val``), and
-TINY's gain (``tiny_gain``).
+on the statistics batch (``realised_stats``: the same rows as the prediction), the line
+batch (``realised``: the rows ``γ`` was chosen on) and held-out rows used for nothing
+else (``realised_val``), and TINY's gain (``tiny_gain``).
 
 Statistics for a whole population come from one engine pass
 (:meth:`BottleneckGrowth.prime`); a genome not primed (a crossover child, or one an
@@ -70,8 +71,9 @@ ARMIJO = 0.5
 class Data:
     """The batches bottleneck growth reads (numpy; targets as the task stores them).
 
-    ``stats``: the statistics batch (training rows); ``line``: the line-search batch
-    (other training rows); ``val``: the validation split (only recorded).
+    ``stats``: the statistics batch (training rows); ``line``: the line-search batch;
+    ``val``: held-out rows used for nothing but the record (``realised_val``: an
+    unbiased estimate of the drop, which the line batch's is not).
     """
 
     x_stats: np.ndarray
@@ -244,15 +246,20 @@ class BottleneckGrowth:
         children = [materialize(genome, cand, gm, tracker, config, stats) for gm in GAMMAS]
         d = self.data
         engine = PopulationEngine(children, gate=self.gate, device=self.device)
-        x = torch.as_tensor(np.concatenate([d.x_line, d.x_val]), dtype=engine.dtype, device=engine.device)
-        y = torch.as_tensor(np.concatenate([d.y_line, d.y_val]), device=engine.device)
+        parts = [(d.x_line, d.y_line), (d.x_val, d.y_val), (d.x_stats, d.y_stats)]
+        x = torch.as_tensor(np.concatenate([p[0] for p in parts]), dtype=engine.dtype, device=engine.device)
+        y = torch.as_tensor(np.concatenate([p[1] for p in parts]), device=engine.device)
         if d.loss == "mse":
             y = y.to(engine.dtype)
-        n = len(d.x_line)
         with torch.no_grad():
             out = engine.forward(x)
-            line = task_losses(out[:, :n], y[:n], d.loss).double().cpu().numpy()
-            val = task_losses(out[:, n:], y[n:], d.loss).double().cpu().numpy() if len(d.x_val) else None
+        losses, at = [], 0
+        for px, _ in parts:  # each part's mean loss, per child
+            n = len(px)
+            part = task_losses(out[:, at : at + n], y[at : at + n], d.loss) if n else None
+            losses.append(None if part is None else part.double().cpu().numpy())
+            at += n
+        line, val, on_stats = losses
         drops = line[0] - line
         preds = np.array([predicted_drop(stats, cand, gm) for gm in GAMMAS])
         ok = [i for i in range(1, len(GAMMAS)) if drops[i] > 0 and drops[i] >= ARMIJO * preds[i]]
@@ -262,6 +269,7 @@ class BottleneckGrowth:
             "predicted": _short(preds[best]),
             "realised": _short(drops[best]),
             "realised_val": _short(val[0] - val[best]) if val is not None else None,
+            "realised_stats": _short(on_stats[0] - on_stats[best]),
             "tiny_gain": _short(cand.gain),
         }
         self.log.append({"kind": cand.kind, "grown": bool(ok), **figures})

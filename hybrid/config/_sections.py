@@ -357,8 +357,8 @@ class MutationSection(Section):
     bottleneck_line: Literal["train", "validation"] = Field(
         "train",
         description="rows the amplitude line search scores: train = as many other training rows as "
-        "the statistics batch; validation = the validation split (held out, as for the champion: a "
-        "memorised training batch shows no drop)",
+        "the statistics batch; validation = a random half of the validation split (held out, as for "
+        "the champion: a memorised training batch shows no drop; the other half is the record's)",
     )
     bottleneck_max_new: int = Field(
         4, ge=1, le=MAX_WIDTH, description=f"at most this many neurons per bottleneck growth; at most {MAX_WIDTH}"

@@ -94,7 +94,7 @@ def test_operators_record_amplitude_prediction_and_realised_drop():
         child.validate()
         assert rec.op == name
         assert rec.args["gamma"] in GAMMAS and rec.args["gamma"] > 0
-        for key in ("predicted", "realised", "realised_val", "tiny_gain"):
+        for key in ("predicted", "realised", "realised_val", "realised_stats", "tiny_gain"):
             assert key in rec.args
         # Armijo: at least half the predicted drop, on the line batch
         assert rec.args["realised"] >= 0.5 * rec.args["predicted"] > 0
