@@ -33,7 +33,8 @@ earlier operator changed) gets its own pass.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -200,11 +201,10 @@ class BottleneckGrowth:
         if not todo:
             return
         d = self.data
-        t0 = time.perf_counter()
-        stats = collect(todo, d.x_stats, d.y_stats, loss=d.loss, gate=self.gate, device=self.device)
-        for gnm, st, cands in zip(todo, stats, best_candidates(stats, self.settings), strict=True):
-            self._cache[id(gnm)] = (gnm, st, cands)
-        self.seconds["statistics"] += time.perf_counter() - t0
+        with self._timed("statistics"):
+            stats = collect(todo, d.x_stats, d.y_stats, loss=d.loss, gate=self.gate, device=self.device)
+            for gnm, st, cands in zip(todo, stats, best_candidates(stats, self.settings), strict=True):
+                self._cache[id(gnm)] = (gnm, st, cands)
 
     def _lookup(self, genome: Genome) -> tuple[MemberStats, dict[str, list[Candidate]]] | None:
         hit = self._cache.get(id(genome))
@@ -220,6 +220,14 @@ class BottleneckGrowth:
         assert hit is not None
         return hit
 
+    @contextmanager
+    def _timed(self, key: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[key] += time.perf_counter() - t0
+
     def line_search(
         self,
         genome: Genome,
@@ -228,21 +236,15 @@ class BottleneckGrowth:
         tracker: InnovationTracker,
         config: MutationConfig,
     ) -> tuple[Genome, dict[str, float]]:
-        """Return the child at the chosen ``γ`` and the figures the lineage records."""
-        t0 = time.perf_counter()
-        try:
-            return self._line_search(genome, cand, stats, tracker, config)
-        finally:
-            self.seconds["line_search"] += time.perf_counter() - t0
+        """Return the child at the chosen ``γ`` and the figures the lineage records.
 
-    def _line_search(
-        self,
-        genome: Genome,
-        cand: Candidate,
-        stats: MemberStats,
-        tracker: InnovationTracker,
-        config: MutationConfig,
-    ) -> tuple[Genome, dict[str, float]]:
+        Raises:
+            NotApplicable: no amplitude passes (see the module docstring).
+        """
+        with self._timed("line_search"):
+            return self._line_search(genome, cand, stats, tracker, config)
+
+    def _line_search(self, genome, cand, stats, tracker, config):  # type: ignore[no-untyped-def]
         children = [materialize(genome, cand, gm, tracker, config, stats) for gm in GAMMAS]
         d = self.data
         engine = PopulationEngine(children, gate=self.gate, device=self.device)
