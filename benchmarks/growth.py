@@ -424,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         for rec in records:
             parents = rec.get("parents")
             if rec["method"] in ("search_bottleneck", "hybrid_grow") and parents:
-                res = growth_hybrid.pairs(parents, rec["task"], rec["seed"])
+                res = growth_hybrid.pairs(parents, rec["task"], rec["seed"], rec["method"])
                 pairs.append({"task": rec["task"], "parents from": rec["method"], "seed": rec["seed"], **res})
     for rec in records:
         rec.pop("parents", None)
