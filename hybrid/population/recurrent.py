@@ -48,10 +48,10 @@ import torch
 
 from genomes import Genome, GenomeError, state_layout
 
-from ..activations import TORCH_ACTIVATIONS
 from ..gates import check_gate_kind, gate_layout
 from ..net import members_from_flat
 from .engine import PackedGates
+from .recurrent_core import CoreLoop, activate
 
 __all__ = ["RecurrentEngine"]
 
@@ -514,6 +514,10 @@ class _Group:
         out_rows = np.zeros((P, self.n_outputs), np.int64)
         state_src = np.full((P, S), F + R, np.int64)  # into [h_in | h rows | 0]
         self._any_input_rec = False
+        core_level = np.zeros(Rc, np.int64)  # core row -> its level
+        for k, (r0, r1) in enumerate(self.blocks[: self._n_core_blocks]):
+            core_level[r0:r1] = k
+        links: set[tuple[int, int, bool]] = set()  # (source level, destination level, rec)
         #: Whether a recurrent edge leaves a core node for a node outside the core.
         self._rest_reads_prev = False
         for m, (genome, sl) in enumerate(zip(self.genomes, self._members, strict=True)):
@@ -539,6 +543,8 @@ class _Group:
                     self._rest_reads_prev |= sl.rows[d] >= Rc
                 else:
                     cols = 2 * F + Rc + sl.rows[s] + np.arange(ws)
+                if s != inp and sl.rows[s] < Rc and sl.rows[d] < Rc:
+                    links.add((int(core_level[sl.rows[s]]), int(core_level[sl.rows[d]]), rec))
                 idx = (sl.weight[k] + np.arange(wd * ws)).reshape(wd, ws)
                 dense_w.append(idx.reshape(-1))
                 dense.append(((m * C + cols[None, :]) * R + rows[:, None]).reshape(-1))
@@ -575,6 +581,8 @@ class _Group:
             for a in sorted(set(used) - {base}):
                 others.append((a, torch.as_tensor(names == a, device=self.device).unsqueeze(1)))
             self._acts.append((base, others))
+        n = self._n_core_blocks
+        self._loop = CoreLoop(self.blocks[:n], self._acts[:n], links)
 
     def _dense_weights(
         self, w: torch.Tensor, w_src: torch.Tensor
@@ -592,11 +600,7 @@ class _Group:
         return Dt.view(P, self.n_cols, R), Ws.view(P, self.state_size, R)
 
     def _activate(self, block: int, pre: torch.Tensor) -> torch.Tensor:
-        base, others = self._acts[block]
-        out = TORCH_ACTIVATIONS[base](pre)
-        for name, mask in others:
-            out = torch.where(mask, TORCH_ACTIVATIONS[name](pre), out)
-        return out
+        return activate(self._acts[block], pre)
 
     def run(
         self,
@@ -677,26 +681,7 @@ class _Group:
         """
         P, T, B, Rc = U.shape
         F = self.n_inputs
-        blocks = self.blocks[: self._n_core_blocks]
-        # Sliced once, outside the loop: a slice's backward writes a whole zero tensor.
-        Ws = [Dt[:, 2 * F : 2 * F + Rc + r0, r0:r1].contiguous() for r0, r1 in blocks]
-        Us = U.unbind(1)
-        if len(blocks) > 1:
-            Us = [[u[:, :, r0:r1] for r0, r1 in blocks] for u in Us]
-        hs: list[torch.Tensor] = []
-        a = U.new_zeros(P, B, Rc)
-        for t in range(T):
-            if len(blocks) == 1:
-                pre = Us[t] if t == 0 else torch.baddbmm(Us[t], a, Ws[0])
-                a = self._activate(0, pre)
-            else:
-                parts = [a]
-                for k in range(len(blocks)):
-                    src = parts[0] if k == 0 else torch.cat(parts, 2)
-                    parts.append(self._activate(k, torch.baddbmm(Us[t][k], src, Ws[k])))
-                a = torch.cat(parts[1:], 2)
-            hs.append(a)
-        now = torch.stack(hs, 1).view(P, T * B, Rc)
+        now = self._loop(U, Dt[:, 2 * F : 2 * F + 2 * Rc, :Rc]).view(P, T * B, Rc)
         if not self._rest_reads_prev:  # no recurrent edge from the core into the rest
             return None, now
         return torch.cat([now.new_zeros(P, B, Rc), now[:, : (T - 1) * B]], 1), now
