@@ -139,7 +139,9 @@ class CoreLoop:
         P, T, B, _ = U.shape
         widths = [r1 - r0 for r0, r1 in self.blocks]
         H = [U.new_empty(P, T, B, w) for w in widths]
-        Z = [None if s else U.new_empty(P, T, B, w) for s, w in zip(self.simple, widths, strict=True)]
+        Z = [
+            None if s else U.new_empty(P, T, B, w) for s, w in zip(self.simple, widths, strict=True)
+        ]
         Hs = [h.unbind(1) for h in H]
         Zs = [None if z is None else z.unbind(1) for z in Z]
         Us = [U[..., r0:r1].unbind(1) for r0, r1 in self.blocks]
@@ -211,7 +213,9 @@ class CoreLoop:
                     src = flat_h[j][:, : (T - 1) * B].transpose(1, 2)
                     grad_w[:, s0:s1, d0:d1] = torch.bmm(src, flat_g[k][:, B:])
             else:
-                grad_w[:, Rc + s0 : Rc + s1, d0:d1] = torch.bmm(flat_h[j].transpose(1, 2), flat_g[k])
+                grad_w[:, Rc + s0 : Rc + s1, d0:d1] = torch.bmm(
+                    flat_h[j].transpose(1, 2), flat_g[k]
+                )
         return self._join(G), grad_w
 
     def _act_backward(
