@@ -22,20 +22,22 @@ input's contribution, and that of recurrent edges from the input, is computed fo
 all time steps before the loop). Members of one block structure form a group (split
 further by size where padding would cost more than another group's kernels,
 ``GROUP_MACS``); level ``l`` of every member of a group is one padded block of rows,
-and the group's edges are one dense tensor ``Dt[P, cols, rows]`` scattered from the
-flat weights once per forward, with the edge gates and the source neurons' gates
-folded in::
+and the group's edges and biases are one dense tensor ``Dt[P, cols, rows]``
+scattered from the flat weights and biases once per forward, with the edge gates
+and the source neurons' gates folded in::
 
-    cols: [x(t) F | x(t-1) F | core(t-1) Rc | core(t) Rc | rest(t) Rr]
+    cols: [1 | x(t) F | x(t-1) F | core(t-1) Rc | core(t) Rc | rest(t) Rr]
     rows: [core levels ... | rest levels ... | output]
 
-so level ``l`` reads one contiguous column range (everything before its own rows)
-and costs one ``baddbmm`` per time step. Rows hold ungated activations
-``a = act(pre)`` (output rows: ``pre``); the state's gated values ``g(gate) * a`` are
-formed at the end, and a given initial state enters the first step through its own
-edge-gated weights. When no member's output is a state node, the output is its own
-last level, at the same rows for every member. Autograd gives backpropagation
-through time.
+(column 0 holds the biases, read against a column of ones) so a block reads one
+contiguous column range. Rows hold ungated activations ``a = act(pre)`` (output
+rows: ``pre``); the state's gated values ``g(gate) * a`` are formed at the end, and
+a given initial state enters the first step through its own edge-gated weights.
+When no member's output is a state node, the output is its own last level, at the
+same rows for every member. The core runs over time in
+:class:`~hybrid.population.recurrent_core.CoreLoop` (hand-written forward and
+backward through time, one batched matmul per level link per step); autograd does
+the rest.
 """
 
 from __future__ import annotations

@@ -147,24 +147,33 @@ class CoreLoop:
         Us = [U[..., r0:r1].unbind(1) for r0, r1 in self.blocks]
         Ws = self._weights(W)
         pre = [U.new_empty(P, B, w) for w in widths]  # one step's pre-activations, contiguous
-        terms: list[list[tuple[int, bool, torch.Tensor]]] = [[] for _ in widths]
+        # Per level: (source steps, lag 1 for a recurrent link, weights).
+        terms: list[list[tuple[tuple[torch.Tensor, ...], int, torch.Tensor]]] = [[] for _ in H]
         for (j, k, rec), w in zip(self.links, Ws, strict=True):
-            terms[k].append((j, rec, w))
+            terms[k].append((Hs[j], int(rec), w))
+        if len(H) == 1 and len(terms[0]) == 1 and terms[0][0][1] and Z[0] is None:
+            # One level reading itself at t - 1: the common case, without the bookkeeping.
+            act, us, hs, w, p = _FORWARD[self.acts[0][0]], Us[0], Hs[0], Ws[0], pre[0]
+            act(us[0], hs[0])
+            for t in range(1, T):
+                act(torch.baddbmm(us[t], hs[t - 1], w, out=p), hs[t])
+            return H, Z
         for t in range(T):
-            for k in range(len(widths)):
-                live = [(j, rec, w) for j, rec, w in terms[k] if t or not rec]
-                z = Us[k][t]
-                for n, (j, rec, w) in enumerate(live):
-                    src = Hs[j][t - 1] if rec else Hs[j][t]
-                    if n == 0:
-                        z = torch.baddbmm(z, src, w, out=pre[k])
+            for k in range(len(H)):
+                z, first = Us[k][t], True
+                for src, lag, w in terms[k]:
+                    if t < lag:
+                        continue
+                    if first:
+                        z, first = torch.baddbmm(z, src[t - lag], w, out=pre[k]), False
                     else:
-                        z.baddbmm_(src, w)
-                if Zs[k] is not None:
-                    Zs[k][t].copy_(z)
-                    Hs[k][t].copy_(activate(self.acts[k], z))
-                else:
+                        z.baddbmm_(src[t - lag], w)
+                zs = Zs[k]
+                if zs is None:
                     _FORWARD[self.acts[k][0]](z, Hs[k][t])
+                else:
+                    zs[t].copy_(z)
+                    Hs[k][t].copy_(activate(self.acts[k], z))
         return H, Z
 
     def backward(
@@ -187,22 +196,36 @@ class CoreLoop:
         Hs = [h.unbind(1) for h in H]
         grads = [grad[..., r0:r1].unbind(1) for r0, r1 in self.blocks]
         WsT = [w.transpose(1, 2).contiguous() for w in self._weights(W)]
-        # Who reads level j: (destination level, recurrent, transposed weights).
-        readers: list[list[tuple[int, bool, torch.Tensor]]] = [[] for _ in widths]
-        for (j, k, rec), wt in zip(self.links, WsT, strict=True):
-            readers[j].append((k, rec, wt))
         tmp = [grad.new_empty(P, B, w) for w in widths]  # one step's gradients, contiguous
-        for t in range(T - 1, -1, -1):
-            for j in range(len(widths) - 1, -1, -1):
-                live = [(k, rec, wt) for k, rec, wt in readers[j] if t < T - 1 or not rec]
-                g = grads[j][t]
-                for n, (k, rec, wt) in enumerate(live):
-                    src = Gs[k][t + 1] if rec else Gs[k][t]
-                    if n == 0:
-                        g = torch.baddbmm(g, src, wt, out=tmp[j])
-                    else:
-                        g.baddbmm_(src, wt)
-                self._act_backward(j, g, Hs[j][t], Z[j], t, Gs[j][t])
+        # Who reads level j: (their gradient steps, lag 1 for a recurrent link, weights^T).
+        readers: list[list[tuple[tuple[torch.Tensor, ...], int, torch.Tensor]]] = [[] for _ in H]
+        for (j, k, rec), wt in zip(self.links, WsT, strict=True):
+            readers[j].append((Gs[k], int(rec), wt))
+        if len(H) == 1 and len(readers[0]) == 1 and readers[0][0][1] and Z[0] is None:
+            # One level reading itself at t - 1 (as in forward).
+            bwd, gr, hs, gs, wt, p = (
+                _BACKWARD[self.acts[0][0]],
+                grads[0],
+                Hs[0],
+                Gs[0],
+                WsT[0],
+                tmp[0],
+            )
+            bwd(gr[T - 1], hs[T - 1], gs[T - 1])
+            for t in range(T - 2, -1, -1):
+                bwd(torch.baddbmm(gr[t], gs[t + 1], wt, out=p), hs[t], gs[t])
+        else:
+            for t in range(T - 1, -1, -1):
+                for j in range(len(H) - 1, -1, -1):
+                    g, first = grads[j][t], True
+                    for src, lag, wt in readers[j]:
+                        if t + lag >= T:
+                            continue
+                        if first:
+                            g, first = torch.baddbmm(g, src[t + lag], wt, out=tmp[j]), False
+                        else:
+                            g.baddbmm_(src[t + lag], wt)
+                    self._act_backward(j, g, Hs[j][t], Z[j], t, Gs[j][t])
         grad_w = W.new_zeros(W.shape)
         flat_h = [h.view(P, T * B, -1) for h in H]
         flat_g = [g.view(P, T * B, -1) for g in G]
