@@ -389,13 +389,16 @@ class RecurrentEngine(PackedGates):
         outs, finals = [], []
         S = self.state_size
         for grp in self._groups:
-            st = None if state is None else state[grp.index, :, : grp.state_size]
+            st = None if state is None else state.index_select(0, grp.index)[:, :, : grp.state_size]
             out, final = grp.run(x, values, w, dense_src, st)
             outs.append(out)
             finals.append(final if grp.state_size == S else _pad(final, S))
         if len(self._groups) == 1:
             return outs[0], finals[0]
-        return torch.cat(outs)[self._unperm], torch.cat(finals)[self._unperm]
+        return (
+            torch.cat(outs).index_select(0, self._unperm),
+            torch.cat(finals).index_select(0, self._unperm),
+        )
 
     __call__ = forward
 
@@ -574,6 +577,8 @@ class _Group:
         self._row_gate = torch.as_tensor(row_gate, **idx)
         self._out_rows = torch.as_tensor(out_rows, **idx)
         self._state_src = torch.as_tensor(state_src, **idx)
+        self._in_gate_flat = self._in_gate.reshape(-1)
+        self._core_gate_flat = self._row_gate[:, :Rc].reshape(-1)
         # Activations per block: the commonest one everywhere, the others where they are.
         self._acts = []
         for r0, r1 in self.blocks:
@@ -708,8 +713,9 @@ class _Group:
         P, S, B = len(self.ids), self.state_size, x.shape[0]
         if S == 0:
             return x.new_zeros(P, B, 0)
-        h_in = x[:, -1, :].unsqueeze(0) * values[self._in_gate].unsqueeze(1)  # (P, B, F)
-        h = a * values[self._row_gate[:, : self.n_core]].unsqueeze(1)
+        in_gate = values.index_select(0, self._in_gate_flat).view(P, 1, -1)
+        h_in = x[:, -1, :].unsqueeze(0) * in_gate  # (P, B, F)
+        h = a * values.index_select(0, self._core_gate_flat).view(P, 1, self.n_core)
         src = torch.cat([h_in, h, h.new_zeros(P, B, self.n_rows - self.n_core + 1)], 2)
         return src.gather(2, self._state_src.unsqueeze(1).expand(P, B, S))
 
