@@ -17,7 +17,8 @@ population, at P = 16, 64, 256 in two regimes:
   batched = ``hybrid.population.train_sequence_engine`` on a ``RecurrentEngine``.
   Both arms run with denormals flushed to zero (``sequence.flush_denormals``, which
   the sequence training loop always uses: BPTT gradients decay into denormals,
-  which CPUs add tens of times slower).
+  which CPUs add tens of times slower). Both arms are timed best of N runs (3; 2
+  with ``--quick``), the loop over all sampled members each run.
 
 Loop = ``hybrid.population.train_engine`` on a population of one per member (what
 ``training.engine = "loop"`` and the per-genome joblib/Dask jobs run; packing included,
@@ -269,15 +270,15 @@ def measure_recurrent(
     sample = sorted(rng.choice(p, size=min(loop_sample, p), replace=False))
     nets = [GenomeNet(genomes[m]).to(device) for m in sample]
     opts = [torch.optim.AdamW(net.parameters(), lr=config.lr) for net in nets]
-    with flush_denormals():
-        _net_step(nets[0], opts[0], X, y)  # warm-up
-        _sync(device)
-        w, c = time.perf_counter(), time.process_time()
+
+    def loop() -> None:
         for _ in range(steps):
             for net, opt in zip(nets, opts, strict=True):
                 _net_step(net, opt, X, y)
-        _sync(device)
-        loop_wall, loop_cpu = time.perf_counter() - w, time.process_time() - c
+
+    with flush_denormals():
+        _net_step(nets[0], opts[0], X, y)  # warm-up
+        loop_wall, loop_cpu = best_of(repeats, device, loop)  # best-of-N, as the batched arm
     loop_rate, loop_cpu_rate = len(sample) * steps / loop_wall, len(sample) * steps / loop_cpu
     w = time.perf_counter()
     engine = RecurrentEngine(genomes, config.gate, device=device)

@@ -22,20 +22,22 @@ input's contribution, and that of recurrent edges from the input, is computed fo
 all time steps before the loop). Members of one block structure form a group (split
 further by size where padding would cost more than another group's kernels,
 ``GROUP_MACS``); level ``l`` of every member of a group is one padded block of rows,
-and the group's edges are one dense tensor ``Dt[P, cols, rows]`` scattered from the
-flat weights once per forward, with the edge gates and the source neurons' gates
-folded in::
+and the group's edges and biases are one dense tensor ``Dt[P, cols, rows]``
+scattered from the flat weights and biases once per forward, with the edge gates
+and the source neurons' gates folded in::
 
-    cols: [x(t) F | x(t-1) F | core(t-1) Rc | core(t) Rc | rest(t) Rr]
+    cols: [1 | x(t) F | x(t-1) F | core(t-1) Rc | core(t) Rc | rest(t) Rr]
     rows: [core levels ... | rest levels ... | output]
 
-so level ``l`` reads one contiguous column range (everything before its own rows)
-and costs one ``baddbmm`` per time step. Rows hold ungated activations
-``a = act(pre)`` (output rows: ``pre``); the state's gated values ``g(gate) * a`` are
-formed at the end, and a given initial state enters the first step through its own
-edge-gated weights. When no member's output is a state node, the output is its own
-last level, at the same rows for every member. Autograd gives backpropagation
-through time.
+(column 0 holds the biases, read against a column of ones) so a block reads one
+contiguous column range. Rows hold ungated activations ``a = act(pre)`` (output
+rows: ``pre``); the state's gated values ``g(gate) * a`` are formed at the end, and
+a given initial state enters the first step through its own edge-gated weights.
+When no member's output is a state node, the output is its own last level, at the
+same rows for every member. The core runs over time in
+:class:`~hybrid.population.recurrent_core.CoreLoop` (hand-written forward and
+backward through time, one batched matmul per level link per step); autograd does
+the rest.
 """
 
 from __future__ import annotations
@@ -48,10 +50,10 @@ import torch
 
 from genomes import Genome, GenomeError, state_layout
 
-from ..activations import TORCH_ACTIVATIONS
 from ..gates import check_gate_kind, gate_layout
 from ..net import members_from_flat
 from .engine import PackedGates
+from .recurrent_core import CoreLoop, activate
 
 __all__ = ["RecurrentEngine"]
 
@@ -380,19 +382,23 @@ class RecurrentEngine(PackedGates):
         """:meth:`forward` with the outputs class-major: (P, n_outputs, T, B)."""
         values = self.gate_values(noise, training)
         values = torch.cat([values, values.new_zeros(1), values.new_ones(1)])
-        w = self.weights * values[self._w_gate]  # edge gates folded in
-        w_src = w * values[self._w_src]  # and the source neurons' gates
-        bias = torch.cat([self.biases, self.biases.new_zeros(1)])
+        w = self.weights * values.index_select(0, self._w_gate)  # edge gates folded in
+        w_src = w * values.index_select(0, self._w_src)  # and the source neurons' gates
+        # Dense weights are gathered from [w_src | biases] (biases: a column of ones).
+        dense_src = torch.cat([w_src, self.biases])
         outs, finals = [], []
         S = self.state_size
         for grp in self._groups:
-            st = None if state is None else state[grp.index, :, : grp.state_size]
-            out, final = grp.run(x, values, w, w_src, bias, st)
+            st = None if state is None else state.index_select(0, grp.index)[:, :, : grp.state_size]
+            out, final = grp.run(x, values, w, dense_src, st)
             outs.append(out)
             finals.append(final if grp.state_size == S else _pad(final, S))
         if len(self._groups) == 1:
             return outs[0], finals[0]
-        return torch.cat(outs)[self._unperm], torch.cat(finals)[self._unperm]
+        return (
+            torch.cat(outs).index_select(0, self._unperm),
+            torch.cat(finals).index_select(0, self._unperm),
+        )
 
     __call__ = forward
 
@@ -498,8 +504,9 @@ class _Group:
     def _layout_tensors(self) -> None:
         """Build the index tensors the forward pass gathers with."""
         P, F, R, Rc = len(self.ids), self.n_inputs, self.n_rows, self.n_core
-        C = 2 * F + Rc + R  # [x(t) | x(t-1) | core(t-1) | core(t) | rest(t)]
+        C = 1 + 2 * F + Rc + R  # [1 | x(t) | x(t-1) | core(t-1) | core(t) | rest(t)]
         self.n_cols = C
+        c0 = 1 + 2 * F  # the first core column
         n_w, n_g, n_b = self._sizes
         one, zero = n_g + 1, n_g  # indices into the gate values extended by [0, 1]
         S = max((sum(w for _, w in sl.state) for sl in self._members), default=0)
@@ -509,11 +516,14 @@ class _Group:
         state_w: list[np.ndarray] = []  # recurrent weights from state nodes ...
         state_pos: list[np.ndarray] = []  # ... and their places in Ws (P, S, R), flattened
         row_gate = np.full((P, R), zero, np.int64)
-        row_bias = np.full((P, R), n_b, np.int64)
         acts = np.full((P, R), "", dtype=object)
         out_rows = np.zeros((P, self.n_outputs), np.int64)
         state_src = np.full((P, S), F + R, np.int64)  # into [h_in | h rows | 0]
         self._any_input_rec = False
+        core_level = np.zeros(Rc, np.int64)  # core row -> its level
+        for k, (r0, r1) in enumerate(self.blocks[: self._n_core_blocks]):
+            core_level[r0:r1] = k
+        links: set[tuple[int, int, bool]] = set()  # (source level, destination level, rec)
         #: Whether a recurrent edge leaves a core node for a node outside the core.
         self._rest_reads_prev = False
         for m, (genome, sl) in enumerate(zip(self.genomes, self._members, strict=True)):
@@ -532,13 +542,15 @@ class _Group:
                 rec = bool(e["recurrent"])
                 rows = sl.rows[d] + np.arange(wd)
                 if s == inp:
-                    cols = (F if rec else 0) + np.arange(ws)
+                    cols = 1 + (F if rec else 0) + np.arange(ws)
                     self._any_input_rec |= rec
                 elif rec:
-                    cols = 2 * F + sl.rows[s] + np.arange(ws)
+                    cols = c0 + sl.rows[s] + np.arange(ws)
                     self._rest_reads_prev |= sl.rows[d] >= Rc
                 else:
-                    cols = 2 * F + Rc + sl.rows[s] + np.arange(ws)
+                    cols = c0 + Rc + sl.rows[s] + np.arange(ws)
+                if s != inp and sl.rows[s] < Rc and sl.rows[d] < Rc:
+                    links.add((int(core_level[sl.rows[s]]), int(core_level[sl.rows[d]]), rec))
                 idx = (sl.weight[k] + np.arange(wd * ws)).reshape(wd, ws)
                 dense_w.append(idx.reshape(-1))
                 dense.append(((m * C + cols[None, :]) * R + rows[:, None]).reshape(-1))
@@ -548,7 +560,8 @@ class _Group:
                     state_pos.append(((m * S + scols[None, :]) * R + rows[:, None]).reshape(-1))
             for n, start in zip(sl.bias_nodes, sl.bias, strict=True):
                 w = g.nodes[n]["width"]
-                row_bias[m, sl.rows[n] : sl.rows[n] + w] = start + np.arange(w)
+                dense_w.append(n_w + start + np.arange(w))  # the bias column, 0
+                dense.append((m * C) * R + sl.rows[n] + np.arange(w))
                 acts[m, sl.rows[n] : sl.rows[n] + w] = g.nodes[n]["activation"]
                 if g.nodes[n]["role"] == "output":
                     row_gate[m, sl.rows[n] : sl.rows[n] + w] = one
@@ -562,9 +575,10 @@ class _Group:
         self._state_w = torch.as_tensor(cat(state_w), **idx)
         self._state_pos = torch.as_tensor(cat(state_pos), **idx)
         self._row_gate = torch.as_tensor(row_gate, **idx)
-        self._row_bias = torch.as_tensor(row_bias, **idx)
         self._out_rows = torch.as_tensor(out_rows, **idx)
         self._state_src = torch.as_tensor(state_src, **idx)
+        self._in_gate_flat = self._in_gate.reshape(-1)
+        self._core_gate_flat = self._row_gate[:, :Rc].reshape(-1)
         # Activations per block: the commonest one everywhere, the others where they are.
         self._acts = []
         for r0, r1 in self.blocks:
@@ -575,36 +589,38 @@ class _Group:
             for a in sorted(set(used) - {base}):
                 others.append((a, torch.as_tensor(names == a, device=self.device).unsqueeze(1)))
             self._acts.append((base, others))
+        n = self._n_core_blocks
+        self._loop = CoreLoop(self.blocks[:n], self._acts[:n], links)
 
-    def _dense_weights(
-        self, w: torch.Tensor, w_src: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every member's edges as dense ``Dt[P, cols, rows]`` and ``Ws[P, state, rows]``.
+    def _dense_weights(self, dense_src: torch.Tensor) -> torch.Tensor:
+        """Every member's edges and biases as one dense ``Dt[P, cols, rows]``.
 
         ``Dt`` (``D`` transposed) has the edge gates and the source neurons' gates
-        folded in (rows hold ungated activations); ``Ws`` maps a given initial state
-        (gated values) through the recurrent edges, edge gates folded in.
+        folded in (rows hold ungated activations); column 0 holds the biases.
         """
         P, R = len(self.ids), self.n_rows
         # Scattered (unique places): the backward is a gather of the weights' places.
-        Dt = w.new_zeros(P * self.n_cols * R).index_put((self._dense,), w_src[self._dense_w])
-        Ws = w.new_zeros(P * self.state_size * R).index_put((self._state_pos,), w[self._state_w])
-        return Dt.view(P, self.n_cols, R), Ws.view(P, self.state_size, R)
+        vals = dense_src.index_select(0, self._dense_w)
+        Dt = dense_src.new_zeros(P * self.n_cols * R).index_copy(0, self._dense, vals)
+        return Dt.view(P, self.n_cols, R)
+
+    def _state_weights(self, w: torch.Tensor) -> torch.Tensor:
+        """``Ws[P, state, rows]``: a given initial state (gated values) through the
+        recurrent edges, edge gates folded in."""
+        P, R = len(self.ids), self.n_rows
+        vals = w.index_select(0, self._state_w)
+        Ws = w.new_zeros(P * self.state_size * R).index_copy(0, self._state_pos, vals)
+        return Ws.view(P, self.state_size, R)
 
     def _activate(self, block: int, pre: torch.Tensor) -> torch.Tensor:
-        base, others = self._acts[block]
-        out = TORCH_ACTIVATIONS[base](pre)
-        for name, mask in others:
-            out = torch.where(mask, TORCH_ACTIVATIONS[name](pre), out)
-        return out
+        return activate(self._acts[block], pre)
 
     def run(
         self,
         x: torch.Tensor,
         values: torch.Tensor,
         w: torch.Tensor,
-        w_src: torch.Tensor,
-        biases: torch.Tensor,
+        dense_src: torch.Tensor,
         state: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The group's outputs, class-major (P_g, n_outputs, T, B), and final states.
@@ -612,8 +628,9 @@ class _Group:
         Args:
             x: the inputs (B, T, F).
             values: gate values extended by ``[0, 1]``.
-            w: every weight with its edge gate folded in; ``w_src``: and its source
-                neuron's gate; ``biases``: every bias extended by ``[0]``.
+            w: every weight with its edge gate folded in.
+            dense_src: every weight with its edge gate and its source neuron's gate
+                folded in, then every bias.
             state: the group members' initial states (P_g, B, state_size), or None.
 
         Values are row vectors: a block's activations are (P, B, rows) per step, or
@@ -622,21 +639,24 @@ class _Group:
         """
         P, F, Rc = len(self.ids), self.n_inputs, self.n_core
         B, T = x.shape[0], x.shape[1]
-        Dt, Ws = self._dense_weights(w, w_src)
-        bias = biases[self._row_bias].unsqueeze(1)
+        Dt = self._dense_weights(dense_src)
         xt = x.transpose(0, 1).reshape(T * B, F)  # t-major rows: t * B + b
+        cols = [xt.new_ones(T * B, 1), xt]  # [1 | x(t)]: the bias column first
         if self._any_input_rec:  # x(t - 1) as F more columns; zero at t = 0
-            xt = torch.cat([xt, torch.cat([xt.new_zeros(B, F), xt[: (T - 1) * B]], 0)], 1)
+            cols.append(torch.cat([xt.new_zeros(B, F), xt[: (T - 1) * B]], 0))
+        xt = torch.cat(cols, 1)
         n_in = xt.shape[1]
+        c0 = 1 + 2 * F  # the first core column
         st = None if state is None or self.state_size == 0 else state
+        Ws = None if st is None else self._state_weights(w)
 
         def inputs(r0: int, r1: int) -> torch.Tensor:
             """Bias and input terms of rows r0:r1 for every step, (P, T * B, r1 - r0)."""
             # A transposed view of a contiguous copy: the fastest CPU bmm for an inner
             # size of F (measured 2.3 ms against 7 ms for a contiguous one at P = 56).
             w_in = Dt[:, :n_in, r0:r1].transpose(1, 2).contiguous().transpose(1, 2)
-            u = torch.baddbmm(bias[:, :, r0:r1], xt.expand(P, -1, -1), w_in)
-            if st is None:
+            u = torch.bmm(xt.expand(P, -1, -1), w_in)
+            if st is None or Ws is None:
                 return u
             first = u[:, :B] + torch.bmm(st, Ws[:, :, r0:r1])  # the given state, at t = 0
             return torch.cat([first, u[:, B:]], 1)
@@ -652,7 +672,7 @@ class _Group:
         last = len(self.blocks) - 1
         for k in range(self._n_core_blocks, len(self.blocks)):
             r0, r1 = self.blocks[k]
-            W = Dt[:, 2 * F + Rc - lead : 2 * F + Rc + r0, r0:r1].contiguous()
+            W = Dt[:, c0 + Rc - lead : c0 + Rc + r0, r0:r1].contiguous()
             src = None if not parts else parts[0] if len(parts) == 1 else torch.cat(parts, 2)
             if self.output_level and k == last:
                 u = inputs(r0, r1)
@@ -676,27 +696,8 @@ class _Group:
         state is in ``U``'s first step already, so the loop starts from zeros.
         """
         P, T, B, Rc = U.shape
-        F = self.n_inputs
-        blocks = self.blocks[: self._n_core_blocks]
-        # Sliced once, outside the loop: a slice's backward writes a whole zero tensor.
-        Ws = [Dt[:, 2 * F : 2 * F + Rc + r0, r0:r1].contiguous() for r0, r1 in blocks]
-        Us = U.unbind(1)
-        if len(blocks) > 1:
-            Us = [[u[:, :, r0:r1] for r0, r1 in blocks] for u in Us]
-        hs: list[torch.Tensor] = []
-        a = U.new_zeros(P, B, Rc)
-        for t in range(T):
-            if len(blocks) == 1:
-                pre = Us[t] if t == 0 else torch.baddbmm(Us[t], a, Ws[0])
-                a = self._activate(0, pre)
-            else:
-                parts = [a]
-                for k in range(len(blocks)):
-                    src = parts[0] if k == 0 else torch.cat(parts, 2)
-                    parts.append(self._activate(k, torch.baddbmm(Us[t][k], src, Ws[k])))
-                a = torch.cat(parts[1:], 2)
-            hs.append(a)
-        now = torch.stack(hs, 1).view(P, T * B, Rc)
+        c0 = 1 + 2 * self.n_inputs  # the first core column
+        now = self._loop(U, Dt[:, c0 : c0 + 2 * Rc, :Rc]).view(P, T * B, Rc)
         if not self._rest_reads_prev:  # no recurrent edge from the core into the rest
             return None, now
         return torch.cat([now.new_zeros(P, B, Rc), now[:, : (T - 1) * B]], 1), now
@@ -712,8 +713,9 @@ class _Group:
         P, S, B = len(self.ids), self.state_size, x.shape[0]
         if S == 0:
             return x.new_zeros(P, B, 0)
-        h_in = x[:, -1, :].unsqueeze(0) * values[self._in_gate].unsqueeze(1)  # (P, B, F)
-        h = a * values[self._row_gate[:, : self.n_core]].unsqueeze(1)
+        in_gate = values.index_select(0, self._in_gate_flat).view(P, 1, -1)
+        h_in = x[:, -1, :].unsqueeze(0) * in_gate  # (P, B, F)
+        h = a * values.index_select(0, self._core_gate_flat).view(P, 1, self.n_core)
         src = torch.cat([h_in, h, h.new_zeros(P, B, self.n_rows - self.n_core + 1)], 2)
         return src.gather(2, self._state_src.unsqueeze(1).expand(P, B, S))
 
