@@ -340,8 +340,7 @@ def table(records: list[dict[str, Any]]) -> pd.DataFrame:
             ``accuracy``, ``params``, ``wall_s`` (``live_params`` when it has one).
     """
     df = pd.DataFrame(records).sort_values(["task", "method", "seed"])
-    if "live_params" not in df:
-        df["live_params"] = df["params"]
+    df["live_params"] = df["live_params"].fillna(df["params"]) if "live_params" in df else df["params"]
     rows = []
     for (task, method), g in df.groupby(["task", "method"], sort=False):
         acc = 100.0 * g["accuracy"]
@@ -429,16 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     for rec in records:
         rec.pop("parents", None)
     load_after = os.getloadavg()
-    print(table(records).to_string(index=False))
-    if pairs:
-        print("informed vs blind (same parent, node and added width; 50 Adam steps; the bottleneck "
-              "child's loss lower; wins: training loss, wins_val: validation loss):")
-        print(pd.DataFrame(pairs).to_string(index=False))
     threads = torch.get_num_threads()
-    print(f"torch threads {threads}; load average before "
-          f"{', '.join(f'{v:.2f}' for v in load_before)}, after "
-          f"{', '.join(f'{v:.2f}' for v in load_after)}")
-    print(machine_line(threads))
     if args.json is not None:
         out = {
             "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
@@ -450,6 +440,15 @@ def main(argv: list[str] | None = None) -> int:
         }
         atomic_write(args.json, dumps_json(out))
         print(f"wrote {args.json}")
+    print(table(records).to_string(index=False))
+    if pairs:
+        print("informed vs blind (same parent, node and added width; 50 Adam steps; the bottleneck "
+              "child's loss lower; wins: training loss, wins_val: validation loss):")
+        print(pd.DataFrame(pairs).to_string(index=False))
+    print(f"torch threads {threads}; load average before "
+          f"{', '.join(f'{v:.2f}' for v in load_before)}, after "
+          f"{', '.join(f'{v:.2f}' for v in load_after)}")
+    print(machine_line(threads))
     return 0
 
 
