@@ -137,7 +137,7 @@ def cross_moments(stats: Sequence[MemberStats], settings: Settings) -> list[torc
         _, scale, _ = node_input(st, n)
         tr = st.target_rows(n)
         sub = d[: len(tr), : len(rows)] * torch.as_tensor(scale)[None, :]
-        A[m][np.ix_(tr, rows)] += sub.numpy()
+        A[m][torch.as_tensor(tr)[:, None], torch.as_tensor(rows)[None, :]] += sub
     return [st.D - st.G @ a.t() for st, a in zip(stats, A, strict=True)]
 
 
