@@ -102,12 +102,15 @@ def _pad_stack(mats: Sequence[torch.Tensor], shape: tuple[int, int]) -> torch.Te
     return out
 
 
-def _node_problem(st: MemberStats, node: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+def _node_problem(
+    st: MemberStats, node: int
+) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A node's input rows and edge-gate scales, its ``S`` and ``M``."""
     rows, scale, _ = node_input(st, node)
     s = torch.as_tensor(scale)
     S = st.G[rows][:, rows] * s[:, None] * s[None, :]
     M = st.D[rows][:, st.target_rows(node)] * s[:, None]
-    return rows, S, M
+    return rows, s, S, M
 
 
 def cross_moments(stats: Sequence[MemberStats], settings: Settings) -> list[torch.Tensor]:
@@ -119,24 +122,22 @@ def cross_moments(stats: Sequence[MemberStats], settings: Settings) -> list[torc
     problems = []
     for m, st in enumerate(stats):
         for n in st.targets:
-            rows, S, M = _node_problem(st, n)
-            problems.append((m, n, rows, S, M))
+            rows, scale, S, M = _node_problem(st, n)
+            problems.append((m, n, rows, scale, S, M))
     if not problems:
         return [st.D.clone() for st in stats]
-    k = max(p[3].shape[0] for p in problems)
-    w = max(p[4].shape[1] for p in problems)
+    k = max(p[4].shape[0] for p in problems)
+    w = max(p[5].shape[1] for p in problems)
     delta, _ = solve.optimal_delta(
-        _pad_stack([p[3] for p in problems], (k, k)),
-        _pad_stack([p[4] for p in problems], (k, w)),
+        _pad_stack([p[4] for p in problems], (k, k)),
+        _pad_stack([p[5] for p in problems], (k, w)),
         threshold=settings.numerical_threshold,
         relative=True,
     )
     A = [torch.zeros(st.D.shape[1], st.D.shape[0], dtype=torch.float64) for st in stats]
-    for (m, n, rows, _, _), d in zip(problems, delta, strict=True):
-        st = stats[m]
-        _, scale, _ = node_input(st, n)
-        tr = st.target_rows(n)
-        sub = d[: len(tr), : len(rows)] * torch.as_tensor(scale)[None, :]
+    for (m, n, rows, scale, _, _), d in zip(problems, delta, strict=True):
+        tr = stats[m].target_rows(n)
+        sub = d[: len(tr), : len(rows)] * scale[None, :]
         A[m][torch.as_tensor(tr)[:, None], torch.as_tensor(rows)[None, :]] += sub
     return [st.D - st.G @ a.t() for st, a in zip(stats, A, strict=True)]
 
@@ -225,10 +226,9 @@ def _widen(stats, cross, settings, out) -> None:
             cons = _consumers(st, k)
             if room <= 0 or not cons:
                 continue
-            rows, S, _ = _node_problem(st, k)
-            _, scale, _ = node_input(st, k)
+            rows, scale, S, _ = _node_problem(st, k)
             cols = np.concatenate([st.target_rows(j) for j in cons])
-            N = -cross[m][rows][:, cols] * torch.as_tensor(scale)[:, None]
+            N = -cross[m][rows][:, cols] * scale[:, None]
             at, starts = 0, []
             for j in cons:
                 starts.append((j, at))

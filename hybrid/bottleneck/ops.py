@@ -244,7 +244,9 @@ class BottleneckGrowth:
         with self._timed("line_search"):
             return self._line_search(genome, cand, stats, tracker, config)
 
-    def _line_search(self, genome, cand, stats, tracker, config):  # type: ignore[no-untyped-def]
+    def _line_search(
+        self, genome: Genome, cand: Candidate, stats: MemberStats, tracker: InnovationTracker, config: MutationConfig
+    ) -> tuple[Genome, dict[str, float]]:
         children = [materialize(genome, cand, gm, tracker, config, stats) for gm in GAMMAS]
         d = self.data
         engine = PopulationEngine(children, gate=self.gate, device=self.device)
