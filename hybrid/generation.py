@@ -32,12 +32,14 @@ import numpy as np
 
 from genomes import Genome, InnovationTracker, distance
 from genomes.genome import edge_attrs
+from genomes.modules import ModuleSpec
 from genomes.mutations._neurons import lecun_normal
 
 from .backends import train_members
 from .bottleneck import OPERATORS, BottleneckGrowth, bottleneck_data, bottleneck_settings
 from .config import Config
 from .folds import child_copies, merge_folds, pool
+from .grafting import graft_operator
 from .lineage import GenomeRow
 from .metrics import Metrics, fitness
 from .reproduction import Member, reproduce
@@ -84,6 +86,7 @@ class StepContext:
     cluster: Any = None
     clock: Callable[[], float] = time.perf_counter
     phases: tuple[tuple[int, Task], ...] = ()
+    modules: tuple[ModuleSpec, ...] = ()
 
     def task_at(self, generation: int) -> Task:
         """Return the task of ``generation``: ``task``, or the phase of ``task.schedule`` it falls in."""
@@ -323,7 +326,7 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
             tracker=tracker,
             generation=g,
             next_id=next_id,
-            informed=_informed(cfg, task, tc.loss, g, context.device, parents, ok),
+            informed=_breeding_ops(cfg, context, task, tc.loss, g, parents, ok),
         )
         members, species = tuple(children), kept
         if k:  # each child's fold copies from its parents' (docs/design.md, "K-fold fitness")
@@ -349,6 +352,27 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
     timings = Timings(train_s=t2 - t0, select_s=t3 - t2, reproduce_s=t4 - t3)
     report = GenerationReport(g, MappingProxyType(stats), rows, pruned, reason, timings)
     return new_state, report
+
+
+def _breeding_ops(
+    cfg: Config,
+    context: StepContext,
+    task: Task,
+    loss: str,
+    g: int,
+    parents: dict[int, Genome],
+    ok: list[int],
+) -> dict[str, Any] | None:
+    """Return the mutations outside the registry this generation breeds with, by rate name.
+
+    The bottleneck operators (opt-in, first: they read the trained parent) and the
+    graft of a library module; None when neither is on (so a run without them
+    draws exactly what it did before they existed).
+    """
+    ops = dict(_informed(cfg, task, loss, g, context.device, parents, ok) or {})
+    if cfg.mutation.insert_module > 0 and context.modules and not task.sequence:
+        ops["insert_module"] = graft_operator(context.modules, task, cfg.modules.frozen)
+    return ops or None
 
 
 def _informed(

@@ -42,6 +42,7 @@ from .checkpoint import STATE_FILE, checkpoint_path, load_latest_checkpoint
 from .config import Config, resolve_device
 from .errors import DataError, NoChampionError, RunDirError
 from .generation import FAILED_METRIC, FAILED_SIZE, StepContext, initial_state, seed_for, step
+from .grafting import check_pins, load_modules, write_pins
 from .lineage import LineageWriter
 from .metrics import check_metric_targets
 from .reporters import (
@@ -103,6 +104,8 @@ class Search:
         self.lineage = LineageWriter(run.lineage_path)
         #: ``task.schedule``'s phases: ``(first generation, task)``; empty without a schedule.
         self.phases = load_phases(config, task)
+        #: The library entries ``mutation.insert_module`` grafts (``[modules]``), hash-checked.
+        self.modules = load_modules(config)
 
     @property
     def final_task(self) -> Task:
@@ -158,6 +161,7 @@ class Search:
         task = load_task(config.task, config.run.seed, accelerated=device.startswith("cuda"))
         check_sequence_config(config, task, f"run {config.run.name!r}")
         load_phases(config, task)  # every phase's data loads before the folder exists
+        load_modules(config)  # and the module library's entries, hash-checked
         splits = [("the validation split", task.y_val), ("the test split", task.y_test)]
         if task.y_sel is not None:
             splits.append(("the selection split", task.y_sel))
@@ -186,6 +190,8 @@ class Search:
         """Return a search at generation 0 (deterministic from the seed: a restart replays it)."""
         run.write_task(task.info())
         search = cls(config, run, task, initial_state(config, task), device)
+        if search.modules:
+            write_pins(run, search.modules)
         search.lineage.set_meta({"seed": config.run.seed, "task": task.name, "gate": config.training.gate})
         return search
 
@@ -223,6 +229,7 @@ class Search:
             )
         run.truncate_stats(generation)
         search = cls(config, run, task, state, device)
+        check_pins(run, search.modules)
         search.lineage.truncate_after(generation)
         return search
 
@@ -257,7 +264,9 @@ class Search:
         extra = list(reporters) + ([CallbackReporter(on_generation)] if on_generation is not None else [])
         try:
             with open_cluster(self.config.parallel) as cluster:  # None unless backend "dask"
-                context = StepContext(self.config, self.task, self.device, cluster, phases=self.phases)
+                context = StepContext(
+                    self.config, self.task, self.device, cluster, phases=self.phases, modules=self.modules
+                )
                 while self.state.finished is None:
                     state, report = step(self.state, context)
                     with _interrupts_deferred():  # a generation is recorded whole or not at all

@@ -55,11 +55,16 @@ def check_sequence_config(config: Config, task: Task, where: str) -> None:
                     f"({why}), got {got!r}"
                 )
         return
-    for key in ("grow_bottleneck", "add_node_bottleneck", "add_edge_bottleneck"):
+    for key, what in (
+        ("grow_bottleneck", "bottleneck growth"),
+        ("add_node_bottleneck", "bottleneck growth"),
+        ("add_edge_bottleneck", "bottleneck growth"),
+        ("insert_module", "grafted modules"),
+    ):
         if getattr(config.mutation, key) > 0.0:
             raise ConfigError(
-                f"{where}: mutation.{key}: expected 0 for the sequence task {task.name!r} (bottleneck "
-                f"growth is feed-forward only), got {getattr(config.mutation, key)}"
+                f"{where}: mutation.{key}: expected 0 for the sequence task {task.name!r} ({what} "
+                f"is feed-forward only), got {getattr(config.mutation, key)}"
             )
     checks = [
         ("training.engine", config.training.engine, "batched", "sequences train in the batched recurrent engine"),

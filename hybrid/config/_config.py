@@ -14,6 +14,7 @@ from ._sections import (
     CheckpointConfig,
     EvolutionConfig,
     GenomeConfig,
+    ModulesConfig,
     MutationSection,
     ParallelConfig,
     RunConfig,
@@ -58,6 +59,7 @@ class Config(Section):
     speciation: SpeciationConfig = Field(default_factory=SpeciationConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     mutation: MutationSection = Field(default_factory=MutationSection)
+    modules: ModulesConfig = Field(default_factory=ModulesConfig)
     parallel: ParallelConfig = Field(default_factory=ParallelConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
 
@@ -135,6 +137,12 @@ class Config(Section):
                 target,
                 f"expected {'an' if metric[0] in 'aeiou' else 'a'} {metric} >= 0 (task.metric = {metric!r}: lower is better; the search "
                 "stops once the champion's is at or below it)",
+            )
+        if self.mutation.insert_module > 0 and self.modules.library is None:
+            raise KeyedError(
+                "mutation.insert_module",
+                self.mutation.insert_module,
+                "expected 0 unless modules.library names a module library to graft from",
             )
         if self.parallel.address is not None and self.parallel.backend != "dask":
             raise KeyedError(

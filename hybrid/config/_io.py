@@ -196,7 +196,7 @@ def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any], source:
                 value = tomllib.loads(f"v = {value}")["v"]
             except tomllib.TOMLDecodeError:
                 pass  # keep the text; validation reports it with the expected type
-        if key in ("task.path",) and isinstance(value, str):
+        if key in ("task.path", "modules.library") and isinstance(value, str):
             value = os.path.abspath(
                 value
             )  # a path given on the command line is relative to the cwd
@@ -240,6 +240,11 @@ def loads_config(
     if isinstance(task, dict) and isinstance(task.get("path"), str):
         task["path"] = os.path.normpath(
             os.path.join(os.path.abspath(base_dir or "."), task["path"])
+        )
+    modules = data.get("modules")
+    if isinstance(modules, dict) and isinstance(modules.get("library"), str):
+        modules["library"] = os.path.normpath(
+            os.path.join(os.path.abspath(base_dir or "."), modules["library"])
         )
     if default_name is not None and (run is None or (isinstance(run, dict) and "name" not in run)):
         data.setdefault("run", {})["name"] = default_name

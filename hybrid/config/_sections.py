@@ -19,6 +19,7 @@ __all__ = [
     "CheckpointConfig",
     "EvolutionConfig",
     "GenomeConfig",
+    "ModulesConfig",
     "MutationSection",
     "ParallelConfig",
     "RunConfig",
@@ -347,6 +348,11 @@ class MutationSection(Section):
     add_edge_bottleneck: float = rate(
         "add the skip edge with the largest bottleneck gain, its least-squares weights", 0.0
     )
+    insert_module: float = rate(
+        "graft a trained module from [modules] library as a zero-initialised residual branch "
+        "(function-preserving; feed-forward tasks): 0 = the search never uses the library",
+        0.0,
+    )
     bottleneck_batch: int = Field(
         512,
         ge=8,
@@ -415,8 +421,36 @@ class MutationSection(Section):
         names = ("add_node", "widen", "add_edge", "prune_neurons", "prune_edge", "remove_node",
                  "perturb_weights", "mutate_activation", "reset_gates",
                  "add_recurrent_edge", "grow_bottleneck", "add_node_bottleneck",
-                 "add_edge_bottleneck")  # fmt: skip
+                 "add_edge_bottleneck", "insert_module")  # fmt: skip
         return {n: getattr(self, n) for n in names}
+
+
+class ModulesConfig(Section):
+    """``[modules]``: the library of trained modules that ``mutation.insert_module`` grafts in."""
+
+    library: str | None = Field(
+        None,
+        description="folder of a module library (`hybrid modules add ... --library PATH`); a relative "
+        "path is relative to the config file. Unset: no library",
+    )
+    use: Annotated[tuple[str, ...], BeforeValidator(as_tuple)] = Field(
+        (), description="entries the search may graft, by name; empty = every entry of the library"
+    )
+    frozen: bool = Field(
+        True,
+        description="grafted modules keep their trained weights (frozen); false = they train with the "
+        "rest of the network",
+    )
+
+    @field_validator("use")
+    @classmethod
+    def _names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        for name in names:
+            if not _NAME.fullmatch(name):
+                raise ValueError(f"expected library entry names like 'digits-even', got {name!r}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"expected each entry once, got {list(names)}")
+        return names
 
 
 class ParallelConfig(Section):

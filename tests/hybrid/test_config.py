@@ -233,7 +233,20 @@ def test_mutation_rates_name_every_operator() -> None:
     from hybrid.bottleneck import OPERATORS
 
     rates = set(Config(task={"name": "xor"}).mutation.rates())
-    assert rates == set(MUTATIONS) | set(OPERATORS.values())
+    assert rates == set(MUTATIONS) | set(OPERATORS.values()) | {"insert_module"}
+
+
+def test_insert_module_needs_a_library_and_the_library_path_is_relative_to_the_file(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"mutation.insert_module: got 0.3, expected 0 unless modules.library"):
+        loads_config(XOR + "[mutation]\ninsert_module = 0.3\n")
+    config = loads_config(
+        XOR + '[mutation]\ninsert_module = 0.3\n[modules]\nlibrary = "lib"\nuse = ["a", "b.c"]\n',
+        base_dir=tmp_path,
+    )
+    assert config.modules.library == str(tmp_path / "lib")
+    assert config.modules.use == ("a", "b.c") and config.modules.frozen
+    with pytest.raises(ConfigError, match="modules.use"):
+        loads_config(XOR + '[modules]\nuse = ["a b"]\n')
 
 
 def test_train_kwargs_build_a_train_config() -> None:
