@@ -229,6 +229,17 @@ def _cmd_status(args: argparse.Namespace) -> int:
                 f"{last['champion_active_params']} params)"
             )
         )
+    if config.mutation.insert_module > 0 and stats:
+        from .grafting import module_use
+        from .lineage.reader import Lineage
+
+        with Lineage(run) as lineage:
+            use = module_use(lineage)
+        made = ", ".join(f"{name} {n}" for name, n in use["modules"].items()) or "none"
+        print(
+            f"modules ({config.modules.library}): grafts made {use['grafts']} ({made}); generation champions "
+            f"descending from a graft: {use['champions_with_module']} of {use['champions']}"
+        )
     if run.tensorboard_dir.is_dir():
         print(f"tensorboard: tensorboard --logdir {run.tensorboard_dir}")
     if finished is not None:

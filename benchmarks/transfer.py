@@ -1,0 +1,353 @@
+"""Reuse of trained modules (issue 18): searches with and without a module library, side by side.
+
+One fixed, stratified split of sklearn's 1,797 digits: a *source* part (60%) and a
+*held-out* part (40%) that no source run ever sees. Per seed:
+
+1. **Source runs** on the source part (80% train, 20% validation): ``even_odd`` (the
+   digit's parity, 2 classes) and ``digits04`` (digits 0-4 only, 5 classes). Each
+   champion's hidden nodes go into a module library (``hybrid.library``) as one entry,
+   harvested as ``hybrid modules add`` does.
+2. **Target runs**, the same search without and with the library
+   (``mutation.insert_module``; the entry named per target, frozen):
+
+   * ``digits10_k5``: 10-class digits, 5 training and 5 validation images per class from
+     the source part, tested on the held-out part (719 images); module ``even_odd``.
+   * ``digits10_k20``: the same with 20 training images per class.
+   * ``digits59_k5``: digits 5-9 (5 classes), 5 + 5 images per class, tested on every
+     5-9 image that is not a training or validation image: the ``digits04`` source never
+     saw a 5-9 image, so these are all unseen; module ``digits04``.
+
+Target searches stop at a generation cap (no time budget), so both arms take the same
+number of gradient steps. Reported per target (medians over seeds): test accuracy of
+each arm and their difference; the share of the no-library run's gradient steps the
+library run needed to reach the no-library run's final test accuracy (from the test
+accuracy of every generation's champion; steps = generations x training.steps x
+population, member-steps); wall time; grafts made and champions descending from one.
+Source runs' steps and wall are reported apart.
+
+    python benchmarks/transfer.py --quick --seeds 0          # a few minutes
+    python benchmarks/transfer.py                             # seeds 0-4: ~30 min on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hybrid.library import Library, harvest_run
+from quality import machine_line
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from genomes.serialize import atomic_write
+from hybrid.backends import evaluate_members
+from hybrid.config import loads_config
+from hybrid.grafting import module_use
+from hybrid.lineage.reader import Lineage
+from hybrid.rundir import open_run_dir
+from hybrid.search import Search
+from hybrid.tasks import load_task
+from hybrid.train import TrainConfig
+
+SPLIT_SEED = 0  # the source / held-out split is the same for every seed
+
+SOURCE = """
+[task]
+path = "{path}"
+kind = "classification"
+[genome]
+hidden = [32]
+[training]
+steps = {steps}
+batch_size = 128
+lr = 0.005
+gate = "hard_concrete"
+penalty = 0.0001
+[evolution]
+population = 16
+generations = {generations}
+[selection]
+method = "nsga2"
+champion = "best"
+[run]
+seed = {seed}
+name = "{name}"
+runs_dir = "{runs}"
+threads = 1
+"""
+
+TARGET = """
+[task]
+path = "{path}"
+kind = "classification"
+[genome]
+hidden = [8]
+[training]
+steps = {steps}
+batch_size = 64
+lr = 0.01
+weight_decay = 0.0001
+gate = "hard_concrete"
+penalty = 0.0005
+[evolution]
+population = 16
+generations = {generations}
+[selection]
+method = "nsga2"
+champion = "best"
+[mutation]
+insert_module = {rate}
+[run]
+seed = {seed}
+name = "{name}"
+runs_dir = "{runs}"
+threads = 1
+"""
+
+#: target name -> (classes, training images per class, module source)
+TARGETS = {
+    "digits10_k5": (tuple(range(10)), 5, "even_odd"),
+    "digits10_k20": (tuple(range(10)), 20, "even_odd"),
+    "digits59_k5": ((5, 6, 7, 8, 9), 5, "digits04"),
+}
+VAL_PER_CLASS = 5
+
+
+def write_npz(path: Path, X: np.ndarray, y: np.ndarray, split: np.ndarray) -> None:
+    """Write a task file with an explicit split (0 train, 1 validation, 2 test)."""
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, X=X.astype(np.float64), y=y.astype(np.int64), split=split.astype(np.int64))
+    atomic_write(path, buf.getvalue())
+
+
+def run_config(text: str) -> Any:
+    return loads_config(text, source="benchmarks/transfer.py")
+
+
+def source_run(kind: str, X: np.ndarray, y: np.ndarray, Xh: np.ndarray, yh: np.ndarray, seed: int,
+               work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Train one source search; return its run folder, steps and wall."""
+    if kind == "even_odd":
+        Xs, ys, Xt, yt = X, y % 2, Xh, yh % 2
+    else:
+        Xs, ys, Xt, yt = X[y < 5], y[y < 5], Xh[yh < 5], yh[yh < 5]
+    idx_tr, idx_val = train_test_split(np.arange(len(ys)), test_size=0.2, random_state=seed, stratify=ys)
+    split = np.zeros(len(ys), np.int64)
+    split[idx_val] = 1
+    path = work / f"{kind}_s{seed}.npz"
+    write_npz(path, np.vstack([Xs, Xt]), np.concatenate([ys, yt]),
+              np.concatenate([split, np.full(len(yt), 2, np.int64)]))
+    name = f"source_{kind}_s{seed}"
+    cfg = run_config(SOURCE.format(path=path, steps=args.source_steps, generations=args.source_generations,
+                                   seed=seed, name=name, runs=work / "runs"))
+    t0 = time.perf_counter()
+    result = Search.start(cfg, overwrite=True).run()
+    wall = time.perf_counter() - t0
+    return {
+        "run_dir": str(result.run_dir),
+        "test": float(result.test_metric),
+        "params": int(result.active_parameters),
+        "steps": cfg.evolution.population * cfg.training.steps * result.generations,
+        "wall_s": wall,
+    }
+
+
+def feature_nodes(run_dir: str) -> list[int] | None:
+    """The champion's largest connected group of hidden nodes (its features); None: none left."""
+    import networkx as nx
+
+    from genomes import load
+
+    genome = load(Path(run_dir) / "best" / "genome.json")
+    hidden = genome.active_graph().subgraph(genome.hidden_nodes())
+    groups = sorted(nx.weakly_connected_components(hidden), key=lambda c: (-sum(
+        genome.graph.nodes[n]["width"] for n in c), min(c)))
+    return sorted(groups[0]) if groups else None
+
+
+def champion_curve(run_dir: Path, seed: int) -> list[float]:
+    """Test accuracy of every generation's champion, generation order."""
+    run = open_run_dir(run_dir)
+    config = run.load_config()
+    task = load_task(config.task, seed)
+    with Lineage(run) as lin:
+        ids = [g.champion for g in lin.generations()]
+        genomes = {i: lin.genome(i) for i in set(ids)}
+    tc = TrainConfig(**config.train_kwargs())
+    scores = evaluate_members([genomes[i] for i in ids], task.X_test, task.y_test, tc)
+    return [float(m.score) for m in scores]
+
+
+def target_run(target: str, with_library: bool, data: dict[str, Any], seed: int, work: Path,
+               library: Path | None, module: str | None, args: argparse.Namespace) -> dict[str, Any]:
+    name = f"{target}_{'lib' if with_library else 'scratch'}_s{seed}"
+    text = TARGET.format(path=data["path"], steps=args.steps, generations=args.generations,
+                         rate=args.rate if with_library else 0.0, seed=seed, name=name, runs=work / "runs")
+    if with_library:
+        text += f'[modules]\nlibrary = "{library}"\nuse = ["{module}"]\n'
+    cfg = run_config(text)
+    t0 = time.perf_counter()
+    result = Search.start(cfg, overwrite=True).run()
+    wall = time.perf_counter() - t0
+    run = open_run_dir(result.run_dir)
+    with Lineage(run) as lin:
+        use = module_use(lin)
+    per_gen = cfg.evolution.population * cfg.training.steps
+    return {
+        "test": float(result.test_metric),
+        "params": int(result.active_parameters),
+        "generations": result.generations,
+        "steps": per_gen * result.generations,
+        "steps_per_generation": per_gen,
+        "curve": champion_curve(result.run_dir, seed),
+        "wall_s": wall,
+        **use,
+    }
+
+
+def target_data(target: str, X: np.ndarray, y: np.ndarray, Xh: np.ndarray, yh: np.ndarray, seed: int,
+                work: Path) -> dict[str, Any]:
+    """Draw the k-shot training and validation images; write the task file."""
+    classes, k, _ = TARGETS[target]
+    rng = np.random.default_rng([seed, 18])
+    rows_tr, rows_val = [], []
+    for c in classes:
+        pool = rng.permutation(np.flatnonzero(y == c))
+        rows_tr.extend(pool[:k])
+        rows_val.extend(pool[k : k + VAL_PER_CLASS])
+    used = np.zeros(len(y), bool)
+    used[rows_tr + rows_val] = True
+    relabel = {c: i for i, c in enumerate(classes)}
+    test_X, test_y = Xh[np.isin(yh, classes)], yh[np.isin(yh, classes)]
+    if classes != tuple(range(10)):  # the module's source never saw these classes: every unused image tests
+        spare = ~used & np.isin(y, classes)
+        test_X, test_y = np.vstack([test_X, X[spare]]), np.concatenate([test_y, y[spare]])
+    Xs = np.vstack([X[rows_tr], X[rows_val], test_X])
+    ys = np.array([relabel[int(v)] for v in np.concatenate([y[rows_tr], y[rows_val], test_y])])
+    split = np.concatenate([np.zeros(len(rows_tr)), np.ones(len(rows_val)), np.full(len(test_y), 2)])
+    path = work / f"{target}_s{seed}.npz"
+    write_npz(path, Xs, ys, split)
+    return {"path": path, "n_test": len(test_y)}
+
+
+def steps_to_match(curve: list[float], goal: float, per_gen: int) -> int | None:
+    """Member-steps after which the champion first reaches ``goal`` (None: never)."""
+    for g, acc in enumerate(curve):
+        if acc >= goal - 1e-12:
+            return (g + 1) * per_gen
+    return None
+
+
+def med(xs: list[float]) -> float:
+    xs = [x for x in xs if x is not None]
+    return float(statistics.median(xs)) if xs else float("nan")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
+    p.add_argument("--steps", type=int, default=50, help="target training steps per generation")
+    p.add_argument("--generations", type=int, default=30, help="target generations")
+    p.add_argument("--rate", type=float, default=0.3, help="mutation.insert_module in the library arm")
+    p.add_argument("--source-steps", type=int, default=200)
+    p.add_argument("--source-generations", type=int, default=12)
+    p.add_argument("--quick", action="store_true", help="few steps and generations: a smoke run")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/transfer.json"))
+    args = p.parse_args()
+    if args.quick:
+        args.steps, args.generations, args.source_steps, args.source_generations = 20, 4, 50, 2
+    torch.set_num_threads(1)
+    print(machine_line(1))
+    digits = load_digits()
+    X, Xh, y, yh = train_test_split(digits.data, digits.target, test_size=0.4, random_state=SPLIT_SEED,
+                                    stratify=digits.target)
+    rows: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "seeds": {}}
+    with tempfile.TemporaryDirectory(prefix="hybrid-transfer-") as tmp:
+        work = Path(tmp)
+        (work / "modules").mkdir()
+        library = Library(work / "modules")
+        for seed in args.seeds:
+            per: dict[str, Any] = {"sources": {}, "targets": {}}
+            needed = {TARGETS[t][2] for t in args.targets}
+            for kind in sorted(needed):
+                src = source_run(kind, X, y, Xh, yh, seed, work, args)
+                spec, source, metrics = harvest_run(Path(src["run_dir"]), "best", feature_nodes(src["run_dir"]),
+                                                    name=f"{kind}-s{seed}")
+                library.add(spec, description=f"{kind} source, seed {seed}", source=source, metrics=metrics,
+                            overwrite=True)
+                src.update(module=spec.name, module_params=spec.n_parameters, in_width=spec.in_width,
+                           out_width=spec.out_width)
+                per["sources"][kind] = src
+                print(f"seed {seed} source {kind}: test {src['test']:.3f}, module {spec.n_parameters} params "
+                      f"({spec.in_width}->{spec.out_width}), {src['steps']} member-steps, {src['wall_s']:.0f} s",
+                      flush=True)
+            for target in args.targets:
+                data = target_data(target, X, y, Xh, yh, seed, work)
+                module = f"{TARGETS[target][2]}-s{seed}"
+                pair = {}
+                for with_library in (False, True):
+                    r = target_run(target, with_library, data, seed, work, library.path, module, args)
+                    pair["lib" if with_library else "scratch"] = r
+                    print(f"seed {seed} {target} {'library' if with_library else 'scratch'}: test {r['test']:.3f}, "
+                          f"{r['params']} params, {r['wall_s']:.0f} s, grafts {r['grafts']}, champions with a "
+                          f"module {r['champions_with_module']}/{r['champions']}", flush=True)
+                goal = pair["scratch"]["test"]
+                hit = steps_to_match(pair["lib"]["curve"], goal, pair["lib"]["steps_per_generation"])
+                pair["steps_share"] = None if hit is None else hit / pair["scratch"]["steps"]
+                pair["n_test"] = data["n_test"]
+                per["targets"][target] = pair
+            rows["seeds"][seed] = per
+            atomic_write(args.out, json.dumps(rows, indent=1) + "\n")
+    print()
+    print("| target | test images | scratch test % | library test % | library - scratch (pt) | "
+          "library steps to scratch's final / scratch's steps | scratch / library wall s | "
+          "grafts | champions descending from a graft |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    verdicts = []
+    for target in args.targets:
+        pairs = [rows["seeds"][s]["targets"][target] for s in args.seeds]
+        scratch = med([100 * q["scratch"]["test"] for q in pairs])
+        lib = med([100 * q["lib"]["test"] for q in pairs])
+        diff = med([100 * (q["lib"]["test"] - q["scratch"]["test"]) for q in pairs])
+        shares = [q["steps_share"] for q in pairs]
+        share = med([s if s is not None else float("inf") for s in shares])
+        print(f"| {target} | {pairs[0]['n_test']} | {scratch:.1f} | {lib:.1f} | {diff:+.1f} | "
+              f"{share:.2f} | {med([q['scratch']['wall_s'] for q in pairs]):.0f} / "
+              f"{med([q['lib']['wall_s'] for q in pairs]):.0f} | {med([q['lib']['grafts'] for q in pairs]):.0f} | "
+              f"{sum(q['lib']['champions_with_module'] for q in pairs)}/"
+              f"{sum(q['lib']['champions'] for q in pairs)} |")
+        if target == "digits10_k5":
+            verdicts.append(f"positive transfer (digits10_k5): library - scratch {diff:+.1f} pt (goal >= +5), "
+                            f"steps share {share:.2f} (goal <= 0.50): "
+                            f"{'PASS' if diff >= 5 and share <= 0.5 else 'MISS'}")
+        if target == "digits59_k5":
+            verdicts.append(f"no harm (digits59_k5 with the 0-4 module): library - scratch {diff:+.1f} pt "
+                            f"(goal >= -0.5): {'PASS' if diff >= -0.5 else 'MISS'}")
+    print()
+    print("| source | test % | module params | member-steps | wall s |")
+    print("|---|---|---|---|---|")
+    kinds = sorted({k for s in args.seeds for k in rows["seeds"][s]["sources"]})
+    for kind in kinds:
+        ss = [rows["seeds"][s]["sources"][kind] for s in args.seeds]
+        print(f"| {kind} | {med([100 * q['test'] for q in ss]):.1f} | {med([q['module_params'] for q in ss]):.0f} | "
+              f"{med([q['steps'] for q in ss]):.0f} | {med([q['wall_s'] for q in ss]):.0f} |")
+    print()
+    for v in verdicts:
+        print(v)
+    print(machine_line(1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
