@@ -215,6 +215,7 @@ class Search:
         task = load_task(config.task, config.run.seed, accelerated=started_with_folds)
         latest = load_latest_checkpoint(run)
         if latest is None:
+            check_pins(run, load_modules(config))
             run.truncate_stats(None)
             search = cls._begin(config, run, task, device)
             search.lineage.truncate_after(-1)

@@ -1,0 +1,121 @@
+"""Grafted modules in the search: library -> insert_module -> lineage, frozen bits, resume, refusals.
+
+A tiny circles run is the source: its champion's hidden node goes into a library,
+and a second run on the same task grafts it (``mutation.insert_module = 1``). Same
+task and seed, so the same standardisation: the grafted copies hold the library's
+arrays bit for bit, and must still after generations of training, write-back and
+crossover. A run is reproducible with its library, a resume is refused once the
+entry changed, and a sequence task refuses grafting.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genomes import load
+from hybrid.cli import main
+from hybrid.config import loads_config
+from hybrid.errors import HybridError
+from hybrid.grafting import module_use
+from hybrid.library import Library, harvest_run
+from hybrid.lineage.reader import open as open_lineage
+from hybrid.search import Search
+from tests.hybrid.tiny import tiny_toml
+
+
+def _library(tmp_path: Path) -> tuple[Library, str]:
+    src = Search.start(loads_config(tiny_toml(tmp_path / "src", generations=2), source="src.toml")).run()
+    genome = load(Path(src.run_dir) / "best" / "genome.json")
+    spec, source, metrics = harvest_run(Path(src.run_dir), "best", genome.hidden_nodes()[:1], name="circ")
+    (tmp_path / "lib").mkdir()
+    library = Library(tmp_path / "lib")
+    library.add(spec, source=source, metrics=metrics)
+    return library, spec.name
+
+
+def _target_toml(tmp_path: Path, runs: str, generations: int = 3, frozen: bool = True) -> str:
+    text = tiny_toml(tmp_path / runs, seed=0, generations=generations)  # the source's data and split
+    text = text.replace("[mutation]\n", "[mutation]\ninsert_module = 1.0\n", 1)
+    return text + f'\n[modules]\nlibrary = "{tmp_path / "lib"}"\nfrozen = {str(frozen).lower()}\n'
+
+
+def _stats(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
+
+
+def test_a_search_grafts_library_modules_and_keeps_them_frozen(tmp_path: Path) -> None:
+    library, name = _library(tmp_path)
+    spec = library.get(name)
+    result = Search.start(loads_config(_target_toml(tmp_path, "t"), source="t.toml")).run()
+    with open_lineage(result.run_dir) as lin:
+        use = module_use(lin)
+        grafts = [op for rec in lin.records() for op in rec.operators if op.op == "insert_module"]
+        last = max(g.generation for g in lin.generations())
+        genomes = [lin.genome(r.id) for r in lin.records(generation=last) if r.has_weights]
+    assert use["grafts"] > 0 and use["modules"] == {name: use["grafts"]}
+    assert all(op.args["hash"] == spec.content_hash() and op.args["frozen"] for op in grafts)
+    # every frozen copy, after generations of training and breeding, is the library's bits
+    biases = {a.tobytes() for a in spec.arrays().values()}
+    seen = 0
+    for genome in genomes:
+        for _, a in genome.graph.nodes(data=True):
+            if a.get("frozen", False):
+                assert a["module"]["hash"] == spec.content_hash()
+                assert a["bias"].tobytes() in biases
+                seen += 1
+        for *_, a in genome.graph.edges(data=True):
+            if a.get("frozen", False):
+                assert a["weight"].tobytes() in biases
+    assert seen > 0, "no grafted module survived to the last generation"
+    assert json.loads((Path(result.run_dir) / "modules.json").read_text())["modules"] == [
+        {"name": name, "hash": spec.content_hash()}
+    ]
+
+
+def test_a_grafting_run_repeats_itself_and_status_reports_module_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _library(tmp_path)
+    a = Search.start(loads_config(_target_toml(tmp_path, "a"), source="a.toml")).run()
+    b = Search.start(loads_config(_target_toml(tmp_path, "b"), source="b.toml")).run()
+    assert _stats(a.run_dir) == _stats(b.run_dir)
+    assert main(["status", str(a.run_dir)]) == 0
+    assert "descending from a graft" in capsys.readouterr().out
+
+
+def test_resume_refuses_a_library_entry_that_changed(tmp_path: Path) -> None:
+    library, name = _library(tmp_path)
+    run_dir = Search.start(loads_config(_target_toml(tmp_path, "t", generations=2), source="t.toml")).run().run_dir
+    # the entry is replaced by another module of the same name
+    spec = library.get(name)
+    bias = spec.nodes[0].bias.copy()
+    bias[0] += 1.0
+    from dataclasses import replace
+
+    changed = replace(spec, nodes=(replace(spec.nodes[0], bias=bias), *spec.nodes[1:]))
+    library.add(changed, overwrite=True)
+    with pytest.raises(HybridError, match=f"'{name}'"):
+        Search.resume(run_dir)
+
+
+def test_a_sequence_task_refuses_grafting(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "lib").mkdir()
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('[task]\nname = "parity"\n\n[evolution]\npopulation = 4\ngenerations = 1\n\n'
+                   f'[mutation]\ninsert_module = 0.1\n\n[modules]\nlibrary = "{tmp_path / "lib"}"\n')  # fmt: skip
+    code = main(["run", str(cfg), "--plain", "--runs-dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "mutation.insert_module" in err[0]
+
+
+def test_a_missing_library_is_one_line_before_any_run_folder(tmp_path: Path, capsys) -> None:
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(_target_toml(tmp_path, "t").replace(str(tmp_path / "lib"), str(tmp_path / "nowhere")))
+    code = main(["run", str(cfg), "--plain"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "nowhere" in err[0]
+    assert not (tmp_path / "t" / "tiny").exists()
