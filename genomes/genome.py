@@ -238,6 +238,15 @@ class Genome:
         """Return the frozen edges (inside grafted modules), sorted."""
         return sorted((s, d) for s, d, a in self.graph.edges(data=True) if is_frozen(a))
 
+    def feeds_frozen(self, n: int) -> bool:
+        """Return whether node ``n`` has an edge into a frozen node (a graft's host or stitch).
+
+        Such a node's width is fixed: adding or removing its neurons would change the
+        columns of a frozen weight matrix.
+        """
+        g = self.graph
+        return any(is_frozen(g.nodes[d]) for d in g.successors(n))
+
     def grafts(self) -> dict[int, list[int]]:
         """Return ``{graft: [node ids]}``: the nodes of each grafted module, by graft id."""
         out: dict[int, list[int]] = {}
