@@ -42,11 +42,13 @@ def freeze(genome: Genome, rng: np.random.Generator, share: float) -> Genome:
     """Return a copy with each hidden node frozen with probability ``share`` (by the rules).
 
     A frozen node gets ``module`` set and gate logits ``OPEN_LOGIT``; every edge into it
-    is frozen with gate ``OPEN_LOGIT``. Edges out of it stay trainable.
+    is frozen with gate ``OPEN_LOGIT``. Edges out of it stay trainable. A node with a
+    recurrent edge into it (even a disabled one) is never frozen.
     """
     child = genome.copy()
     g = child.graph
     chosen = [n for n in sorted(child.hidden_nodes()) if rng.random() < share]
+    chosen = [n for n in chosen if not any(g.edges[s, n]["recurrent"] for s in g.predecessors(n))]
     for n in chosen:
         a = g.nodes[n]
         a["frozen"] = True
