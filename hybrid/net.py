@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from genomes import Genome, GenomeError
+from genomes.genome import is_frozen
 
 from .activations import TORCH_ACTIVATIONS
 from .gates import check_gate_kind, draw_gate_noise, gate_layout, gate_values, open_probability
@@ -44,20 +45,9 @@ __all__ = [
 ]
 
 
-def is_frozen(attrs: Mapping[str, Any]) -> bool:
-    """Whether a node's or edge's attributes mark it frozen (a grafted module's gene).
-
-    Genomes built before the attribute existed have none: not frozen.
-    """
-    return bool(attrs.get("frozen", False))
-
-
 def has_frozen(genome: Genome) -> bool:
-    """Whether any node or edge of ``genome`` is frozen."""
-    g = genome.graph
-    return any(is_frozen(a) for _, a in g.nodes(data=True)) or any(
-        is_frozen(a) for _, _, a in g.edges(data=True)
-    )
+    """Whether any node or edge of ``genome`` is frozen (a grafted module's gene)."""
+    return bool(genome.frozen_nodes() or genome.frozen_edges())
 
 
 def fixed_width(genome: Genome, node: int) -> bool:
@@ -66,8 +56,7 @@ def fixed_width(genome: Genome, node: int) -> bool:
     Adding or removing neurons of a node reshapes every edge into and out of it, and
     a frozen edge (every edge into a frozen node) is never changed.
     """
-    g = genome.graph
-    return is_frozen(g.nodes[node]) or any(is_frozen(g.nodes[d]) for d in g.successors(node))
+    return is_frozen(genome.graph.nodes[node]) or genome.feeds_frozen(node)
 
 
 def _node_key(n: int, what: str) -> str:

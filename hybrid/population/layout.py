@@ -45,6 +45,7 @@ from typing import NamedTuple
 import numpy as np
 
 from genomes import ACTIVATION_IDS, Genome, GenomeError
+from genomes.genome import is_frozen
 
 from ..gates import gate_layout
 from .plan import Group, Node, Plan, plan
@@ -171,8 +172,8 @@ def _describe(genome: Genome, m: int, gate0: int) -> _Member:
         off += g.nodes[n]["width"]
     values = [g.nodes[n]["gate"] for n in gate_nodes]
     values.append(np.array([g.edges[e]["gate"] for e in edges], np.float32))
-    frozen = [np.full(g.nodes[n]["width"], _frozen(g.nodes[n])) for n in gate_nodes]
-    frozen.append(np.array([_frozen(g.edges[e]) for e in edges], bool))
+    frozen = [np.full(g.nodes[n]["width"], is_frozen(g.nodes[n])) for n in gate_nodes]
+    frozen.append(np.array([is_frozen(g.edges[e]) for e in edges], bool))
     inv = {e: g.edges[e]["innovation"] for e in edges}
     bias_nodes = tuple(n for n in order if n != inp)
     nodes = []
@@ -194,11 +195,6 @@ def _describe(genome: Genome, m: int, gate0: int) -> _Member:
         gate_values=tuple(values),
         gate_frozen=np.concatenate(frozen).astype(bool, copy=False),
     )
-
-
-def _frozen(attrs: dict) -> bool:
-    """Whether a node's or edge's attributes mark it frozen (absent: genomes from before)."""
-    return bool(attrs.get("frozen", False))
 
 
 def _describe_all(genomes: Sequence[Genome]) -> list[_Member]:
@@ -261,7 +257,7 @@ def _place_weights(
             pos = pos.reshape(-1)
             w[pos] = values.reshape(-1)
             w_member[pos] = m
-            w_frozen[pos] = _frozen(graph.edges[s, d])
+            w_frozen[pos] = is_frozen(graph.edges[s, d])
             weight_pos.append(pos)
             starts_m.append(n_w)
             n_w += pos.size
@@ -313,7 +309,7 @@ def _place_biases(genomes: Sequence[Genome], members: list[_Member], pl: Plan) -
             rows = pl.places[m, n].row + np.arange(width)
             b[rows] = genomes[m].graph.nodes[n]["bias"]
             b_member[rows] = m
-            b_frozen[rows] = _frozen(genomes[m].graph.nodes[n])
+            b_frozen[rows] = is_frozen(genomes[m].graph.nodes[n])
             bias_row.append(rows)
             starts_m.append(n_b)
             n_b += width

@@ -42,17 +42,15 @@ def module_genome(seed: int = 0) -> Genome:
     innovation = 1 + max(a["innovation"] for _, _, a in graph.edges(data=True))
     nodes = {20: (3, "tanh", 20), 21: (2, "relu", 20), 22: (2, "sigmoid", 22)}
     for n, (width, act, graft) in nodes.items():
-        attrs = node_attrs(
-            "hidden", width, act, bias=rng.normal(0, 0.5, width), gate_init=OPEN_LOGIT
-        )
-        graph.add_node(n, **attrs, frozen=True, module={"name": NAME, "hash": HASH, "graft": graft})
+        module = {"name": NAME, "hash": HASH, "graft": graft}
+        bias = rng.normal(0, 0.5, width)
+        graph.add_node(n, **node_attrs("hidden", width, act, bias, None, OPEN_LOGIT, True, module))
     edges = {(0, 20): True, (20, 21): True, (3, 22): True, (21, 1): False, (22, 1): False}
     for (s, d), frozen in edges.items():
         shape = (graph.nodes[d]["width"], graph.nodes[s]["width"])
         gate = OPEN_LOGIT if frozen else 3.0
-        graph.add_edge(
-            s, d, **edge_attrs(innovation, rng.normal(0, 0.8, shape), gate), frozen=frozen
-        )
+        weight = rng.normal(0, 0.8, shape)
+        graph.add_edge(s, d, **edge_attrs(innovation, weight, gate, frozen=frozen))
         innovation += 1
     return g.validate()
 

@@ -405,18 +405,22 @@ def _graft_problem(seed: int):
         g.add_node(
             n,
             **node_attrs(
-                "hidden", width, "tanh", bias=rng.normal(0, 0.5, width), gate_init=OPEN_LOGIT
+                "hidden",
+                width,
+                "tanh",
+                bias=rng.normal(0, 0.5, width),
+                gate_init=OPEN_LOGIT,
+                frozen=True,
+                module=module,
             ),
         )
-        g.nodes[n].update(frozen=True, module=dict(module))
     hosts = [n for n in genome.hidden_nodes() if n < 100]
     for s, d in ((0, 100), (100, 101)):
         shape = (g.nodes[d]["width"], g.nodes[s]["width"])
         g.add_edge(
             s,
             d,
-            **edge_attrs(tracker.edge(s, d), rng.normal(0, 0.8, shape), OPEN_LOGIT),
-            frozen=True,
+            **edge_attrs(tracker.edge(s, d), rng.normal(0, 0.8, shape), OPEN_LOGIT, frozen=True),
         )
     g.add_edge(
         hosts[0],
@@ -425,8 +429,8 @@ def _graft_problem(seed: int):
             tracker.edge(hosts[0], 101),
             rng.normal(0, 0.5, (2, g.nodes[hosts[0]]["width"])),
             OPEN_LOGIT,
+            frozen=True,
         ),
-        frozen=True,
     )
     g.add_edge(
         101,
