@@ -492,3 +492,68 @@ def test_reserve_rule_never_resizes_a_frozen_node_or_one_feeding_it():
     child, edits, _ = reserve_rule(genome, np.random.default_rng(0), grow, "sigmoid", 3.0, 64)
     assert edits and not {e.node for e in edits} & {100, 101, hosts[0]}
     assert_frozen_bit_identical(genome, child.validate())
+
+
+# ------------------------------------------- real grafts: genomes.modules.insert_module
+@st.composite
+def grafted_populations(draw, gate="sigmoid"):
+    """A population whose members carry a module harvested from another genome (``insert_module``).
+
+    The module is the whole of a random genome (its input the features); each member
+    gets it grafted, frozen or trainable (drawn), where a free host/consumer pair exists.
+    """
+    from genomes import NotApplicable
+    from genomes.modules import harvest, insert_module
+
+    gate = draw(gate) if isinstance(gate, st.SearchStrategy) else gate
+    pop = draw(populations_strategy(gate=gate, size=st.integers(1, 4)))
+    donor = draw(populations_strategy(gate=gate, size=1, n_inputs=pop[0].n_inputs))[0]
+    spec = harvest(donor, None, gate, name="donor")
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    used = [n for g in pop for n in g.graph.nodes]
+    used += [a["innovation"] for g in pop for _, _, a in g.graph.edges(data=True)]
+    tracker, config = InnovationTracker(next_id=1 + max(used)), mutation_config(gate)
+    out = []
+    for genome in pop:
+        tracker.next_generation()
+        try:
+            child, _ = insert_module(
+                genome, rng, tracker, config, spec, frozen=draw(st.integers(0, 3)) > 0
+            )
+        except NotApplicable:
+            child = genome
+        out.append(child.validate())
+    return pop, out
+
+
+@settings(max_examples=15, deadline=None)
+@given(grafted_populations(gate=st.sampled_from(GATE_KINDS)), st.sampled_from(GATE_KINDS), SEEDS)
+def test_insert_module_children_compute_their_parents_function_in_every_engine(pops, gate, seed):
+    parents, children = pops
+    x = _inputs(children, seed)
+    out = PopulationEngine(children, gate)(x)
+    for m, (parent, child) in enumerate(zip(parents, children, strict=True)):
+        ref = torch.from_numpy(evaluate(child, x.numpy().astype(np.float64), gate)).float()
+        _close(out[m], ref)
+        _close(out[m], GenomeNet(child, gate).eval()(x).detach())
+        _close(ref, torch.from_numpy(evaluate(parent, x.numpy().astype(np.float64), gate)).float())
+
+
+@settings(max_examples=10, deadline=None)
+@given(grafted_populations(), SEEDS)
+def test_training_grafted_children_keeps_frozen_modules_and_equals_torch_adamw(pops, seed):
+    _, children = pops
+    X, y = _data(children, seed)
+    config = _config()
+    gen = torch.Generator().manual_seed(seed)
+    batches = minibatch_indices(X.shape[0], config.batch_size, config.steps, gen)
+    engine = PopulationEngine(children, "sigmoid")
+    train_engine(engine, X, y, config, batches)
+    trained = engine.write_back()
+    for m, child in enumerate(children):
+        net = GenomeNet(child, "sigmoid")
+        train_net(net, X, y, config, batches)
+        assert_frozen_bit_identical(child, trained[m])
+        ref = write_back(child, net)
+        for (label, a), (_, b) in zip(trained[m].iter_arrays(), ref.iter_arrays(), strict=True):
+            assert np.allclose(a, b, rtol=1e-4, atol=1e-4), label
