@@ -21,7 +21,8 @@ recurrent weights"), through the deterministic gates: ``g_i * sum_e g_e * |W_e[:
 :func:`reserve_rule` acts on genomes (pure, like the mutation operators) and
 returns, per member, what it did as :class:`~genomes.MutationRecord` s named
 ``reserve`` (node, added, removed), which the lineage shows beside the breeding
-operators.
+operators. A frozen node (a grafted module's) and a node feeding one keep their
+width: the rule skips them.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from genomes import Genome, MutationRecord, gate_value
 from genomes.mutations._neurons import append_neurons, keep_neurons
 
 from .batches import minibatch_indices
+from .net import fixed_width
 from .population.adam import BatchedAdamW
 from .population.recurrent import RecurrentEngine
 from .population.sequence import _to, check_sequence_data, evaluate_sequences, train_sequence_engine
@@ -100,7 +102,7 @@ def reserve_rule(
     gate_init: float,
     max_width: int,
 ) -> tuple[Genome, list[ReserveEdit], list[MutationRecord]]:
-    """Apply the reserve rule once to every hidden node of ``genome``.
+    """Apply the reserve rule once to every hidden node of ``genome`` whose width may change.
 
     Args:
         genome: a valid genome (not modified).
@@ -121,6 +123,8 @@ def reserve_rule(
     edits: list[ReserveEdit] = []
     records: list[MutationRecord] = []
     for n in sorted(sizes):
+        if fixed_width(genome, n):  # a grafted module's node, or one feeding it: never resized
+            continue
         size = sizes[n]
         width = len(size)
         sub = np.flatnonzero(size < config.threshold)

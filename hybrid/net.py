@@ -13,6 +13,10 @@ with ``g`` a sigmoid or a hard-concrete L0 gate (Louizos, Welling & Kingma 2018,
 never changed); :func:`write_back` is the separate step that returns a new genome
 holding the trained values. ``genomes.evaluate`` is the numpy oracle it is tested
 against.
+
+Frozen genes (a grafted module's nodes and edges, ``frozen`` attribute set): computed
+like any other; their parameters have ``requires_grad=False`` (same keys), and the
+write-back (:func:`with_values`) keeps the genome's own arrays for them, bit for bit.
 """
 
 from __future__ import annotations
@@ -25,11 +29,34 @@ import torch
 from torch import nn
 
 from genomes import Genome, GenomeError
+from genomes.genome import is_frozen
 
 from .activations import TORCH_ACTIVATIONS
 from .gates import check_gate_kind, draw_gate_noise, gate_layout, gate_values, open_probability
 
-__all__ = ["GenomeNet", "members_from_flat", "write_back"]
+__all__ = [
+    "GenomeNet",
+    "fixed_width",
+    "has_frozen",
+    "is_frozen",
+    "members_from_flat",
+    "with_values",
+    "write_back",
+]
+
+
+def has_frozen(genome: Genome) -> bool:
+    """Whether any node or edge of ``genome`` is frozen (a grafted module's gene)."""
+    return bool(genome.frozen_nodes() or genome.frozen_edges())
+
+
+def fixed_width(genome: Genome, node: int) -> bool:
+    """Whether ``node``'s width may not change: it is frozen or feeds a frozen node.
+
+    Adding or removing neurons of a node reshapes every edge into and out of it, and
+    a frozen edge (every edge into a frozen node) is never changed.
+    """
+    return is_frozen(genome.graph.nodes[node]) or genome.feeds_frozen(node)
 
 
 def _node_key(n: int, what: str) -> str:
@@ -40,9 +67,9 @@ def _edge_key(s: int, d: int, what: str) -> str:
     return f"e{s}_{d}_{what}"
 
 
-def _param(a: np.ndarray) -> nn.Parameter:
+def _param(a: np.ndarray, frozen: bool = False) -> nn.Parameter:
     # torch.tensor copies: training the net must never write into the genome's arrays.
-    return nn.Parameter(torch.tensor(np.asarray(a, dtype=np.float32)))
+    return nn.Parameter(torch.tensor(np.asarray(a, dtype=np.float32)), requires_grad=not frozen)
 
 
 class GenomeNet(nn.Module):
@@ -111,16 +138,17 @@ class GenomeNet(nn.Module):
             a = g.nodes[n]
             if a["role"] == "input":
                 continue
-            self.nodes[_node_key(n, "bias")] = _param(a["bias"])
+            frozen = is_frozen(a)
+            self.nodes[_node_key(n, "bias")] = _param(a["bias"], frozen)
             node_gate = None
             if a["role"] == "hidden":
                 node_gate = _node_key(n, "gate")
-                self.nodes[node_gate] = _param(a["gate"])
+                self.nodes[node_gate] = _param(a["gate"], frozen)
             incoming = []
             for s in sorted(active.predecessors(n), key=lambda s, n=n: inv[s, n]):
                 e = g.edges[s, n]
-                self.edges[_edge_key(s, n, "weight")] = _param(e["weight"])
-                self.edges[_edge_key(s, n, "gate")] = _param(e["gate"])
+                self.edges[_edge_key(s, n, "weight")] = _param(e["weight"], is_frozen(e))
+                self.edges[_edge_key(s, n, "gate")] = _param(e["gate"], is_frozen(e))
                 incoming.append((s, _edge_key(s, n, "weight"), _edge_key(s, n, "gate")))
             plan.append((n, a["activation"], _node_key(n, "bias"), node_gate, tuple(incoming)))
         self._plan = tuple(plan)
@@ -335,14 +363,19 @@ def with_values(
 
     Returns:
         A copy with those arrays (float32 copies) in place; everything not named
-        (disabled and recurrent edges, unused biases and gates, ``meta``) unchanged.
+        (disabled and recurrent edges, unused biases and gates, ``meta``) and every
+        frozen node's and edge's arrays (grafted modules: never trained) unchanged.
     """
     child = genome.copy()
     graph = child.graph
     for n, values in nodes.items():
+        if is_frozen(graph.nodes[n]):
+            continue
         for what, value in values.items():
             graph.nodes[n][what] = np.array(value, dtype=np.float32)
     for (s, d), values in edges.items():
+        if is_frozen(graph.edges[s, d]):
+            continue
         for what, value in values.items():
             graph.edges[s, d][what] = (
                 np.float32(value) if what == "gate" else np.array(value, dtype=np.float32)

@@ -11,6 +11,10 @@ every problem of a kind across all members in one batched solve (:mod:`.solve`):
 * ``edge`` ``i -> j`` (a skip connection, linear): ``W = (S_i⁺ N_ij)ᵀ``, gain
   ``tr(Nᵀ S⁺ N)``.
 
+Frozen genes (grafted modules) are never grown: a node that is frozen or feeds a
+frozen node is never widened (its width is part of a frozen edge), and no new node or
+edge goes into a frozen node.
+
 A node's bottleneck ``V_j = dz_j - δW*_j b_j`` is what its own inputs cannot fix by
 the best step of its existing weights; all of them come from one product
 (:func:`cross_moments`). Gains are TINY's first-order gains: ``σ'(0) Σ λ²`` of the
@@ -28,6 +32,7 @@ import torch
 
 from genomes.gates import gate_value
 
+from ..net import fixed_width, is_frozen
 from . import solve
 from .stats import MemberStats, node_input
 
@@ -158,7 +163,8 @@ def _pairs(st: MemberStats, need_free: bool) -> list[tuple[int, int]]:
     g = genome.graph
     ff = genome.feedforward_graph()
     sources = [genome.input_id, *sorted(genome.hidden_nodes())]
-    dests = [*sorted(genome.hidden_nodes()), genome.output_id]
+    free = sorted(n for n in genome.hidden_nodes() if not is_frozen(g.nodes[n]))
+    dests = [*free, genome.output_id]  # nothing new goes into a frozen node
     out = []
     for i in sources:
         blocked = nx.ancestors(ff, i) | {i}  # j -> ... -> i: a path i -> j would close a cycle
@@ -222,6 +228,8 @@ def _widen(stats, cross, settings, out) -> None:
     for m, st in enumerate(stats):
         g = st.genome.graph
         for k in sorted(st.genome.hidden_nodes()):
+            if fixed_width(st.genome, k):
+                continue
             room = settings.max_node_width - int(g.nodes[k]["width"])
             cons = _consumers(st, k)
             if room <= 0 or not cons:

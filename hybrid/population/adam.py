@@ -14,6 +14,11 @@ The per-member scalars (``1 - lr * wd``, ``-lr / (1 - beta1^t)``) are computed i
 float64 and rounded once, as Python does for the single-tensor path. Members that
 are not ``active`` keep their parameters and moments bit for bit (their gradients
 may be NaN: ``torch.where`` drops them) and their step count stops.
+
+Frozen entries (``frozen`` masks: the genes of grafted modules) are never moved, bit
+for bit, in both paths: their gradient is taken as zero (so both moments stay zero)
+and their values are put back after the step (undoing the decay). Without masks the
+steps run exactly the code they ran before masks existed.
 """
 
 from __future__ import annotations
@@ -40,9 +45,11 @@ class BatchedAdamW:
         weight_decay: decoupled decay coefficient.
         betas: Adam's ``(beta1, beta2)``.
         eps: added to the bias-corrected ``sqrt(v)``.
+        frozen: per tensor, a bool mask of the entries never to move (None: none);
+            None for no masks at all.
 
     Shape:
-        params[i], members[i]: (n_i,); lrs: (P,)
+        params[i], members[i], frozen[i]: (n_i,); lrs: (P,)
     """
 
     def __init__(
@@ -54,8 +61,12 @@ class BatchedAdamW:
         weight_decay: float = 0.0,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
+        frozen: Sequence[torch.Tensor | None] | None = None,
     ) -> None:
         self.params = list(params)
+        #: Per tensor, the indices of its frozen entries (None: it has none).
+        self.frozen = _frozen_indices(frozen, self.params)
+        self._any_frozen = any(i is not None for i in self.frozen)
         self.members = list(members)
         self.decay = [bool(d) and weight_decay != 0 for d in decay]
         self.lrs = torch.as_tensor(lrs, dtype=torch.float64).cpu()
@@ -105,6 +116,28 @@ class BatchedAdamW:
             grads[i]: (n_i,); active: (P,) bool
         """
         self.t += 1
+        if self._any_frozen:
+            self._step_frozen(grads, active)
+            return
+        self._step(grads, active)
+
+    def _step_frozen(self, grads: Sequence[torch.Tensor], active: torch.Tensor | None) -> None:
+        """:meth:`_step` with the frozen entries' gradients zeroed and their values put back."""
+        kept, zeroed = [], []
+        for p, g, idx in zip(self.params, grads, self.frozen, strict=True):
+            if idx is None:
+                kept.append(None)
+                zeroed.append(g)
+                continue
+            kept.append(p.index_select(0, idx))
+            zeroed.append(g.index_fill(0, idx, 0.0))  # a copy: the caller's gradient stays
+        self._step(zeroed, active)
+        for p, idx, values in zip(self.params, self.frozen, kept, strict=True):
+            if idx is not None:
+                p.index_copy_(0, idx, values)
+
+    def _step(self, grads: Sequence[torch.Tensor], active: torch.Tensor | None) -> None:
+        """One step (``t`` already counted): the fast in-place path or the general one."""
         bc1 = 1.0 - self.beta1**self.t
         bc2_sqrt = (1.0 - self.beta2**self.t) ** 0.5
         if active is None and self.uniform:
@@ -153,3 +186,32 @@ class BatchedAdamW:
     def nbytes(self) -> int:
         """Return the bytes of the optimiser state."""
         return sum(t.numel() * t.element_size() for t in self.exp_avg + self.exp_avg_sq)
+
+
+def _frozen_indices(
+    frozen: Sequence[torch.Tensor | None] | None, params: Sequence[torch.Tensor]
+) -> list[torch.Tensor | None]:
+    """Each tensor's frozen entry indices (None where it has none).
+
+    Raises:
+        ValueError: if the masks do not match the tensors in number or shape.
+    """
+    if frozen is None:
+        return [None] * len(params)
+    if len(frozen) != len(params):
+        raise ValueError(
+            f"frozen should hold one mask per tensor ({len(params)}), got {len(frozen)}"
+        )
+    out: list[torch.Tensor | None] = []
+    for i, (mask, p) in enumerate(zip(frozen, params, strict=True)):
+        if mask is None:
+            out.append(None)
+            continue
+        if tuple(mask.shape) != tuple(p.shape) or mask.dtype != torch.bool:
+            raise ValueError(
+                f"frozen[{i}] should be a bool mask of shape {tuple(p.shape)}, "
+                f"got {mask.dtype} {tuple(mask.shape)}"
+            )
+        idx = torch.nonzero(mask.to(p.device)).view(-1)
+        out.append(idx if idx.numel() else None)
+    return out

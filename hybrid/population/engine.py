@@ -12,6 +12,10 @@ for the whole population. Gate values come from :mod:`hybrid.gates`; the noise o
 training-mode hard-concrete gates is one row of ``draw_gate_noise(n_gates, ...)``
 whose member slices follow ``hybrid.gates.gate_layout`` (so a one-member population
 draws exactly what ``GenomeNet`` draws).
+
+Frozen genes (grafted modules) are computed like any other; ``engine.frozen`` flags
+their entries for the optimiser (None when the population has none, so populations
+without modules run exactly the code they ran before frozen genes existed).
 """
 
 from __future__ import annotations
@@ -90,6 +94,11 @@ class PopulationEngine(PackedGates):
         ValueError: for an unknown gate kind.
         GenomeError: for an empty population, members of different widths, or a
             member with recurrent edges.
+
+    Attributes:
+        frozen: per trained tensor ``(weights, biases, gates)``, a bool tensor of the
+            entries that belong to frozen genes (grafted modules: never trained);
+            None when no member has a frozen gene.
     """
 
     def __init__(
@@ -136,6 +145,12 @@ class PopulationEngine(PackedGates):
         table = starts[:, None] + np.arange(width)[None, :]
         table = np.where(np.arange(width)[None, :] < sizes[:, None], table, len(lay.gates))
         self._gate_table = torch.as_tensor(table, **idx)
+        self.frozen: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        if lay.has_frozen:
+            self.frozen = tuple(
+                torch.as_tensor(f, device=self.device)
+                for f in (lay.weight_frozen, lay.bias_frozen, lay.gate_frozen)
+            )
 
     def __repr__(self) -> str:
         lay = self.layout

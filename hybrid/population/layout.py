@@ -28,6 +28,12 @@ padding efficiency 55-69% for two-spirals-sized genomes (P = 16-256; merges
 dominate: compute there is cheaper than launches), 94-95% at digits size. The
 activation buffers are padded the same way (rows ``= sum(N * wd_pad)``); nothing is
 ever sized P x N x N.
+
+Frozen genes (grafted modules, ``genomes.modules``): a node or edge whose ``frozen``
+attribute is set is packed like any other (every engine computes it as an ordinary
+node); the layout only flags its entries (``weight_frozen``, ``bias_frozen``,
+``gate_frozen``: a frozen edge's weights and gate, a frozen node's biases and gates;
+padding is not frozen) so that the optimiser leaves them alone.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from typing import NamedTuple
 import numpy as np
 
 from genomes import ACTIVATION_IDS, Genome, GenomeError
+from genomes.genome import is_frozen
 
 from ..gates import gate_layout
 from .plan import Group, Node, Plan, plan
@@ -82,6 +89,8 @@ class Layout:
             the plan (padding included).
         members: where each member's values live.
         structure: each genome's ``structure_key()`` at packing time.
+        weight_frozen, bias_frozen, gate_frozen: whether each entry of the three
+            tensors belongs to a frozen gene (padding: False).
     """
 
     n_members: int
@@ -108,6 +117,14 @@ class Layout:
     executed_macs: int
     members: tuple[MemberSlices, ...]
     structure: tuple[tuple, ...]
+    weight_frozen: np.ndarray
+    bias_frozen: np.ndarray
+    gate_frozen: np.ndarray
+
+    @property
+    def has_frozen(self) -> bool:
+        """Whether any entry belongs to a frozen gene."""
+        return bool(self.weight_frozen.any() or self.bias_frozen.any() or self.gate_frozen.any())
 
     @property
     def padding_efficiency(self) -> float:
@@ -139,6 +156,7 @@ class _Member(NamedTuple):
     gates: tuple[int, int]  # [start, end) of the member's gates
     nodes: tuple[Node, ...]  # its hidden and output nodes, to place
     gate_values: tuple[np.ndarray, ...]  # its gate logits, in gate_layout order
+    gate_frozen: np.ndarray  # whether each of its gates belongs to a frozen gene
 
 
 def _describe(genome: Genome, m: int, gate0: int) -> _Member:
@@ -154,6 +172,8 @@ def _describe(genome: Genome, m: int, gate0: int) -> _Member:
         off += g.nodes[n]["width"]
     values = [g.nodes[n]["gate"] for n in gate_nodes]
     values.append(np.array([g.edges[e]["gate"] for e in edges], np.float32))
+    frozen = [np.full(g.nodes[n]["width"], is_frozen(g.nodes[n])) for n in gate_nodes]
+    frozen.append(np.array([is_frozen(g.edges[e]) for e in edges], bool))
     inv = {e: g.edges[e]["innovation"] for e in edges}
     bias_nodes = tuple(n for n in order if n != inp)
     nodes = []
@@ -173,6 +193,7 @@ def _describe(genome: Genome, m: int, gate0: int) -> _Member:
         gates=(gate0, off + len(edges)),
         nodes=tuple(nodes),
         gate_values=tuple(values),
+        gate_frozen=np.concatenate(frozen).astype(bool, copy=False),
     )
 
 
@@ -196,6 +217,7 @@ class _Weights(NamedTuple):
     col_src_gate: np.ndarray
     in_edge_gate: np.ndarray
     in_member: np.ndarray
+    frozen: np.ndarray
 
 
 def _place_weights(
@@ -205,6 +227,7 @@ def _place_weights(
     sizes, p = pl.sizes, len(genomes)
     w = np.zeros(sizes.padded, np.float32)
     w_member = np.full(sizes.padded, p, np.int64)
+    w_frozen = np.zeros(sizes.padded, bool)
     col_edge = np.full(sizes.cols, n_gates, np.int64)
     col_src = np.full(sizes.cols, n_gates, np.int64)
     in_edge = np.full(sizes.input_rows, n_gates, np.int64)
@@ -234,6 +257,7 @@ def _place_weights(
             pos = pos.reshape(-1)
             w[pos] = values.reshape(-1)
             w_member[pos] = m
+            w_frozen[pos] = is_frozen(graph.edges[s, d])
             weight_pos.append(pos)
             starts_m.append(n_w)
             n_w += pos.size
@@ -247,6 +271,7 @@ def _place_weights(
         col_src_gate=col_src,
         in_edge_gate=in_edge,
         in_member=in_member,
+        frozen=w_frozen,
     )
 
 
@@ -267,6 +292,7 @@ class _Biases(NamedTuple):
     member: np.ndarray
     row: np.ndarray  # buffer row of each real bias, member-major, topological order
     starts: tuple[tuple[int, ...], ...]  # per member, start of each node's entries in ``row``
+    frozen: np.ndarray
 
 
 def _place_biases(genomes: Sequence[Genome], members: list[_Member], pl: Plan) -> _Biases:
@@ -274,6 +300,7 @@ def _place_biases(genomes: Sequence[Genome], members: list[_Member], pl: Plan) -
     n_rows, p = pl.sizes.rows, len(genomes)
     b = np.zeros(n_rows, np.float32)
     b_member = np.full(n_rows, p, np.int64)
+    b_frozen = np.zeros(n_rows, bool)
     bias_row, starts, n_b = [], [], 0
     for m, mem in enumerate(members):
         starts_m = []
@@ -282,11 +309,13 @@ def _place_biases(genomes: Sequence[Genome], members: list[_Member], pl: Plan) -
             rows = pl.places[m, n].row + np.arange(width)
             b[rows] = genomes[m].graph.nodes[n]["bias"]
             b_member[rows] = m
+            b_frozen[rows] = is_frozen(genomes[m].graph.nodes[n])
             bias_row.append(rows)
             starts_m.append(n_b)
             n_b += width
         starts.append(tuple(starts_m))
-    return _Biases(b, b_member, np.concatenate(bias_row).astype(np.int64), tuple(starts))
+    rows = np.concatenate(bias_row).astype(np.int64)
+    return _Biases(b, b_member, rows, tuple(starts), b_frozen)
 
 
 def pack(genomes: Sequence[Genome], merge_macs: float = 512.0) -> Layout:
@@ -356,4 +385,7 @@ def pack(genomes: Sequence[Genome], merge_macs: float = 512.0) -> Layout:
         executed_macs=pl.sizes.executed,
         members=slices,
         structure=tuple(g.structure_key() for g in genomes),
+        weight_frozen=wts.frozen,
+        bias_frozen=bs.frozen,
+        gate_frozen=np.concatenate([mem.gate_frozen for mem in members]),
     )

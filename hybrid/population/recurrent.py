@@ -51,7 +51,7 @@ import torch
 from genomes import Genome, GenomeError, state_layout
 
 from ..gates import check_gate_kind, gate_layout
-from ..net import members_from_flat
+from ..net import has_frozen, members_from_flat
 from .engine import PackedGates
 from .recurrent_core import CoreLoop, activate
 
@@ -144,7 +144,8 @@ class RecurrentEngine(PackedGates):
 
     Raises:
         ValueError: for an unknown gate kind.
-        GenomeError: for an empty population or members of different widths.
+        GenomeError: for an empty population, members of different widths, or a member
+            with frozen (grafted) genes: modules are feed-forward only.
     """
 
     def __init__(
@@ -167,6 +168,10 @@ class RecurrentEngine(PackedGates):
                 raise GenomeError(
                     f"RecurrentEngine: member {k} has {g.n_inputs} inputs and {g.n_outputs} "
                     f"outputs, expected {self.n_inputs} and {self.n_outputs} as member 0"
+                )
+            if has_frozen(g):
+                raise GenomeError(
+                    f"member {k} has frozen (grafted) genes: modules are feed-forward only"
                 )
         self._structure = [g.structure_key() for g in self.genomes]
         self._build()

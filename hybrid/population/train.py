@@ -6,7 +6,8 @@ Everything that trains or evaluates a genome comes here: the search (batched or
 test score. One forward, one backward and one optimiser step per training step for
 all members together, with the semantics of ``hybrid.train`` per member: the loss
 (mean task loss + ``config.penalty`` * penalty), AdamW with decay on edge weights
-only (:class:`~hybrid.population.adam.BatchedAdamW`), the minibatches
+only (:class:`~hybrid.population.adam.BatchedAdamW`; the entries of frozen genes,
+grafted modules, are never moved), the minibatches
 (:func:`hybrid.batches.minibatch_indices`, drawn before the gate noise from one
 generator). A member whose loss turns NaN/inf is marked failed at that step and
 frozen (parameters of before the failing step); the others go on bit for bit as
@@ -154,6 +155,7 @@ def train_engine(
         _lrs(lrs, config, p),
         (True, False, False)[:n_trained],
         config.weight_decay,
+        frozen=None if engine.frozen is None else engine.frozen[:n_trained],
     )
     dev, dtype = X.device, engine.dtype
     guard = StepGuard(p, steps, dtype, dev)

@@ -17,15 +17,19 @@ from hybrid.train import LOSS_WINDOW, TrainConfig
 
 
 def optimizer(net: GenomeNet, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW decaying edge weights only (gate logits and biases undecayed)."""
-    weights = [net.edges[k] for k in net.edges if k.endswith("_weight")]
+    """AdamW decaying edge weights only (gate logits and biases undecayed).
+
+    Only the parameters that need gradients: a frozen gene (grafted module) is never
+    handed to the optimiser.
+    """
+    weights = [p for k, p in net.edges.items() if k.endswith("_weight") and p.requires_grad]
     ids = {id(p) for p in weights}
-    others = [p for p in net.parameters() if id(p) not in ids]
+    others = [p for p in net.parameters() if id(p) not in ids and p.requires_grad]
     groups = [
         {"params": weights, "weight_decay": config.weight_decay},
         {"params": others, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=config.lr)
+    return torch.optim.AdamW([grp for grp in groups if grp["params"]], lr=config.lr)
 
 
 def train_net(
