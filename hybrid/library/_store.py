@@ -278,9 +278,17 @@ class Library:
             raise LibraryError(f"module library {self.path}: cannot open {LOCK_FILE} ({exc.strerror})") from None
         with f:
             fcntl.flock(f, fcntl.LOCK_EX)  # waits for another writer; dropped when f closes
-            for stale in self.path.glob(f"{_TMP_PREFIX}*"):
-                shutil.rmtree(stale, ignore_errors=True)
+            _clear_stale(self.path)
             yield
+
+
+def _clear_stale(library: Path) -> None:
+    """Delete what a killed writer left; an old entry moved aside but not replaced goes back."""
+    for stale in library.glob(f"{_TMP_PREFIX}*"):
+        for kept in stale.glob("*"):  # .tmp-NAME-old-*/NAME: an overwrite killed between renames
+            if stale.name.startswith(f"{_TMP_PREFIX}{kept.name}-old-") and not (library / kept.name).exists():
+                os.rename(kept, library / kept.name)
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _write_synced(path: Path, data: bytes) -> None:

@@ -134,6 +134,20 @@ def test_a_leftover_temporary_folder_is_ignored_then_cleared(lib: Library) -> No
     assert sorted(os.listdir(lib.path)) == [".lock", "mlp"]
 
 
+def test_an_overwrite_killed_between_its_renames_gets_the_old_entry_back(lib: Library) -> None:
+    old = make_spec(seed=1)
+    lib.add(old)
+    aside = lib.path / ".tmp-mlp-old-x1"
+    aside.mkdir()
+    os.rename(lib.path / "mlp", aside / "mlp")  # where a kill after the first rename leaves it
+    (lib.path / ".tmp-mlp-y2").mkdir()  # the new entry, never renamed in
+    assert lib.names() == []
+    lib.add(make_spec("other", seed=2))  # the next writer
+    assert lib.names() == ["mlp", "other"]
+    assert lib.get("mlp").content_hash() == old.content_hash()
+    assert sorted(os.listdir(lib.path)) == [".lock", "mlp", "other"]
+
+
 def test_two_writers_at_once_both_land(lib: Library) -> None:
     specs = [make_spec(f"m{k}", seed=k) for k in range(8)]
     errors: list[BaseException] = []
