@@ -112,7 +112,9 @@ def read_meta(name: str, folder: Path) -> ModuleFile:
     except FileNotFoundError:
         raise LibraryError(f"{_where(name, folder)}: {META_FILE} is missing") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise LibraryError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+        raise LibraryError(
+            f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})"
+        ) from None
     except json.JSONDecodeError as exc:
         raise LibraryError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
     if not isinstance(data, dict):
@@ -128,7 +130,9 @@ def read_meta(name: str, folder: Path) -> ModuleFile:
         shown = shown if len(shown) <= 60 else shown[:57] + "..."
         raise LibraryError(f"{path}: key {key!r}: {err['msg'].lower()}, got {shown}") from None
     if meta.name != name:
-        raise LibraryError(f"{path}: key 'name' is {meta.name!r}, expected the folder's name {name!r}")
+        raise LibraryError(
+            f"{path}: key 'name' is {meta.name!r}, expected the folder's name {name!r}"
+        )
     return meta
 
 
@@ -149,25 +153,34 @@ def read_spec(name: str, folder: Path, meta: ModuleFile) -> ModuleSpec:
 
     try:
         nodes = tuple(
-            ModuleNode(n.local, n.width, n.activation, tensor(f"node.{n.local}.bias")) for n in s.nodes
+            ModuleNode(n.local, n.width, n.activation, tensor(f"node.{n.local}.bias"))
+            for n in s.nodes
         )
         edges = tuple(ModuleEdge(a, b, tensor(f"edge.{a}.{b}.weight")) for a, b in s.edges)
         mean = tensor("input.mean") if s.standardised else None
         scale = tensor("input.scale") if s.standardised else None
         if arrays:
-            raise changed(name, folder, f"{WEIGHTS_FILE} holds tensors the structure does not name "
-                          f"({', '.join(sorted(arrays))})")
+            raise changed(
+                name,
+                folder,
+                f"{WEIGHTS_FILE} holds tensors the structure does not name "
+                f"({', '.join(sorted(arrays))})",
+            )
         spec = ModuleSpec(name, s.in_width, nodes, edges, tuple(s.outputs), mean, scale)
     except GenomeError as exc:
         raise changed(name, folder, f"its files do not make a module ({exc})") from None
     got = spec.content_hash()
     if got != meta.hash:
-        raise changed(name, folder, f"its files hash to {got[:12]}… but {META_FILE} records {meta.hash[:12]}…")
+        raise changed(
+            name, folder, f"its files hash to {got[:12]}… but {META_FILE} records {meta.hash[:12]}…"
+        )
     for key in ("in_width", "out_width", "n_parameters"):
         if getattr(meta, key) != getattr(spec, key):
             raise changed(
-                name, folder, f"{META_FILE} key {key!r} is {getattr(meta, key)} but the module has "
-                f"{getattr(spec, key)}"
+                name,
+                folder,
+                f"{META_FILE} key {key!r} is {getattr(meta, key)} but the module has "
+                f"{getattr(spec, key)}",
             )
     return spec
 

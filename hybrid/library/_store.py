@@ -102,7 +102,9 @@ class Library:
             try:
                 self.path.mkdir(parents=True)
             except OSError as exc:
-                raise LibraryError(f"module library {self.path}: cannot create ({exc.strerror})") from None
+                raise LibraryError(
+                    f"module library {self.path}: cannot create ({exc.strerror})"
+                ) from None
         if not self.path.is_dir():
             what = "not a folder" if self.path.exists() else "no such folder"
             raise LibraryError(
@@ -116,9 +118,7 @@ class Library:
     # ------------------------------------------------------------------ reading
     def names(self) -> list[str]:
         """Return the entries' names, sorted (hidden temporary folders left out)."""
-        return sorted(
-            p.name for p in self.path.iterdir() if p.is_dir() and _NAME.fullmatch(p.name)
-        )
+        return sorted(p.name for p in self.path.iterdir() if p.is_dir() and _NAME.fullmatch(p.name))
 
     def entries(self) -> list[Entry]:
         """Return every entry, sorted by name (``module.json`` read and checked; weights not).
@@ -243,7 +243,9 @@ class Library:
                 _write_synced(tmp / META_FILE, text.encode())
                 _publish(tmp, final)
             except OSError as exc:
-                raise LibraryError(f"module library {self.path}: cannot write {name!r} ({exc.strerror or exc})") from None
+                raise LibraryError(
+                    f"module library {self.path}: cannot write {name!r} ({exc.strerror or exc})"
+                ) from None
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
         return self.entry(name)
@@ -275,7 +277,9 @@ class Library:
         try:
             f = open(self.path / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held below
         except OSError as exc:
-            raise LibraryError(f"module library {self.path}: cannot open {LOCK_FILE} ({exc.strerror})") from None
+            raise LibraryError(
+                f"module library {self.path}: cannot open {LOCK_FILE} ({exc.strerror})"
+            ) from None
         with f:
             fcntl.flock(f, fcntl.LOCK_EX)  # waits for another writer; dropped when f closes
             _clear_stale(self.path)
@@ -286,7 +290,10 @@ def _clear_stale(library: Path) -> None:
     """Delete what a killed writer left; an old entry moved aside but not replaced goes back."""
     for stale in library.glob(f"{_TMP_PREFIX}*"):
         for kept in stale.glob("*"):  # .tmp-NAME-old-*/NAME: an overwrite killed between renames
-            if stale.name.startswith(f"{_TMP_PREFIX}{kept.name}-old-") and not (library / kept.name).exists():
+            if (
+                stale.name.startswith(f"{_TMP_PREFIX}{kept.name}-old-")
+                and not (library / kept.name).exists()
+            ):
                 os.rename(kept, library / kept.name)
         shutil.rmtree(stale, ignore_errors=True)
 

@@ -24,7 +24,9 @@ def add_modules_arguments(p: argparse.ArgumentParser) -> None:
         q.add_argument("--library", default="modules", metavar="PATH", help=_LIBRARY_HELP)
         return q
 
-    add = action("add", "harvest a module from a genome of a run and store it (creates the library)")
+    add = action(
+        "add", "harvest a module from a genome of a run and store it (creates the library)"
+    )
     add.add_argument("run_dir")
     add.add_argument("genome", nargs="?", default="best", help="a genome id, or best (default)")
     add.add_argument("--name", required=True, help="the entry's name: [A-Za-z0-9][A-Za-z0-9._-]*")
@@ -74,7 +76,9 @@ def _parse_nodes(text: str | None) -> list[int] | None:
     try:
         nodes = [int(p) for p in parts]
     except ValueError:
-        raise LibraryError(f"--nodes: got {text!r}, expected node ids separated by commas (3,5,8)") from None
+        raise LibraryError(
+            f"--nodes: got {text!r}, expected node ids separated by commas (3,5,8)"
+        ) from None
     if any(n < 0 for n in nodes):
         raise LibraryError(f"--nodes: got {text!r}, expected node ids >= 0")
     return nodes
@@ -123,7 +127,10 @@ def _show(args: argparse.Namespace) -> int:
             continue
         print(f"  {key}: {_text(value)}")
     s = doc["structure"]
-    print(f"  structure: input width {s['in_width']}" + (", standardised" if s["standardised"] else ""))
+    print(
+        f"  structure: input width {s['in_width']}"
+        + (", standardised" if s["standardised"] else "")
+    )
     for n in s["nodes"]:
         feeds = [src for src, dst in s["edges"] if dst == n["local"]]
         out = "  (output)" if n["local"] in s["outputs"] else ""

@@ -59,7 +59,11 @@ def test_add_then_get_gives_identical_arrays_and_hash(lib: Library, standardised
     for key in want:
         assert got[key].dtype == want[key].dtype and np.array_equal(got[key], want[key]), key
     meta = json.loads((lib.path / "mlp" / "module.json").read_text())
-    assert (meta["format"], meta["version"], meta["hash"]) == ("hybrid.module", 1, spec.content_hash())
+    assert (meta["format"], meta["version"], meta["hash"]) == (
+        "hybrid.module",
+        1,
+        spec.content_hash(),
+    )
     assert meta["source"] == source and meta["structure"] == spec.structure()
     assert meta["created"].endswith("+00:00")
     assert lib.find(spec.content_hash()) == "mlp" and lib.find(spec.content_hash()[:10]) == "mlp"
@@ -107,13 +111,17 @@ def test_an_interrupted_add_leaves_no_entry(lib: Library, monkeypatch: pytest.Mo
     assert [p for p in lib.path.iterdir() if p.name != ".lock"] == []
 
 
-def test_an_interrupted_overwrite_keeps_the_old_entry(lib: Library, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_interrupted_overwrite_keeps_the_old_entry(
+    lib: Library, monkeypatch: pytest.MonkeyPatch
+) -> None:
     old = make_spec(seed=1)
     lib.add(old)
     rename = os.rename
 
     def fail_into_place(src: Path, dst: Path) -> None:
-        if Path(src).name.startswith(".tmp-mlp-") and Path(dst) == lib.path / "mlp":  # the new entry
+        if (
+            Path(src).name.startswith(".tmp-mlp-") and Path(dst) == lib.path / "mlp"
+        ):  # the new entry
             raise OSError(28, "No space left on device")
         rename(src, dst)
 
@@ -193,7 +201,9 @@ def test_one_changed_width_in_module_json_is_refused(lib: Library) -> None:
     path.write_text(json.dumps(meta))
     with pytest.raises(LibraryError) as exc:
         lib.get("mlp")
-    _one_line(exc, "module library entry 'mlp'", "do not make a module", "the entry changed on disk")
+    _one_line(
+        exc, "module library entry 'mlp'", "do not make a module", "the entry changed on disk"
+    )
     meta["structure"]["nodes"][0]["width"] = 4
     meta["out_width"] = 7
     path.write_text(json.dumps(meta))
@@ -263,7 +273,9 @@ def test_good_names_are_kept(lib: Library, name: str) -> None:
 def test_a_missing_library_and_a_bad_hash(tmp_path: Path, lib: Library) -> None:
     with pytest.raises(LibraryError) as exc:
         Library(tmp_path / "nope")
-    msg = _one_line(exc, f"module library {tmp_path / 'nope'}: no such folder", "hybrid modules add")
+    msg = _one_line(
+        exc, f"module library {tmp_path / 'nope'}: no such folder", "hybrid modules add"
+    )
     assert "--library" in msg
     assert isinstance(exc.value, HybridError) and exc.value.exit_code == 2
     lib.add(make_spec())

@@ -49,7 +49,9 @@ def _stand_in_harvest(genome: Genome, nodes, gate: str, *, name: str, mean=None,
     order = [n for n in genome.topological_order() if n in chosen]
     outside = {p for n in order for p in active.predecessors(n) if p not in chosen}
     if len(order) != len(chosen) or len(outside) != 1:
-        raise GenomeError(f"nodes {sorted(chosen)} do not form a module with one input (inputs {outside})")
+        raise GenomeError(
+            f"nodes {sorted(chosen)} do not form a module with one input (inputs {outside})"
+        )
     (src,) = outside
     local = {src: 0} | {n: k for k, n in enumerate(order, start=1)}
 
@@ -59,12 +61,18 @@ def _stand_in_harvest(genome: Genome, nodes, gate: str, *, name: str, mean=None,
         return (a["weight"] * g).astype(np.float32)
 
     nodes_ = tuple(
-        modules.ModuleNode(local[n], genome.node(n)["width"], genome.node(n)["activation"], genome.node(n)["bias"])
+        modules.ModuleNode(
+            local[n], genome.node(n)["width"], genome.node(n)["activation"], genome.node(n)["bias"]
+        )
         for n in order
     )
     edges = tuple(
         sorted(
-            (modules.ModuleEdge(local[u], local[v], fold(u, v)) for u, v in active.edges if v in chosen),
+            (
+                modules.ModuleEdge(local[u], local[v], fold(u, v))
+                for u, v in active.edges
+                if v in chosen
+            ),
             key=lambda e: (e.dst, e.src),
         )
     )
@@ -72,7 +80,13 @@ def _stand_in_harvest(genome: Genome, nodes, gate: str, *, name: str, mean=None,
     outputs = tuple(local[n] for n in order if sub.out_degree(n) == 0)
     keep = src == genome.input_id
     return modules.ModuleSpec(
-        name, genome.node(src)["width"], nodes_, edges, outputs, mean if keep else None, scale if keep else None
+        name,
+        genome.node(src)["width"],
+        nodes_,
+        edges,
+        outputs,
+        mean if keep else None,
+        scale if keep else None,
     )
 
 
@@ -85,7 +99,9 @@ def _harvest(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     runs = tmp_path_factory.getbasetemp() / "library_runs"
-    Search.start(loads_config(TINY.format(runs=runs.as_posix()), source="tiny.toml"), overwrite=True).run()
+    Search.start(
+        loads_config(TINY.format(runs=runs.as_posix()), source="tiny.toml"), overwrite=True
+    ).run()
     return runs / "tiny"
 
 
@@ -116,8 +132,20 @@ def _fails(capsys: pytest.CaptureFixture[str], *argv: str, needles: tuple[str, .
     return lines[0]
 
 
-def test_add_the_whole_champion_then_get_it_back(run: Path, champion: Genome, lib: Path, capsys) -> None:
-    out = _ok(capsys, "add", str(run), "--name", "whole", "--library", str(lib), "--description", "all of it")
+def test_add_the_whole_champion_then_get_it_back(
+    run: Path, champion: Genome, lib: Path, capsys
+) -> None:
+    out = _ok(
+        capsys,
+        "add",
+        str(run),
+        "--name",
+        "whole",
+        "--library",
+        str(lib),
+        "--description",
+        "all of it",
+    )
     spec = Library(lib).get("whole")
     assert out.strip() == f"whole {spec.content_hash()[:12]} 2->2 {spec.n_parameters} parameters"
     assert spec.in_width == champion.n_inputs and spec.out_width == champion.n_outputs
@@ -126,18 +154,39 @@ def test_add_the_whole_champion_then_get_it_back(run: Path, champion: Genome, li
     assert np.array_equal(spec.scale, np.asarray(task["feature_std"]))
     e = Library(lib).entries()[0]
     assert e.description == "all of it"
-    assert e.source == {"run_dir": str(run.absolute()), "genome_id": champion.meta["id"], "task": "circles",
-                        "gate": "sigmoid"}
+    assert e.source == {
+        "run_dir": str(run.absolute()),
+        "genome_id": champion.meta["id"],
+        "task": "circles",
+        "gate": "sigmoid",
+    }
     best = json.loads((run / "best" / "metrics.json").read_text())
-    assert e.metrics == {"metric": "accuracy", "val_metric": best["val_metric"], "test_metric": best["test_metric"]}
+    assert e.metrics == {
+        "metric": "accuracy",
+        "val_metric": best["val_metric"],
+        "test_metric": best["test_metric"],
+    }
 
 
 def test_nodes_choose_the_sub_graph_and_the_standardisation_follows_the_input(
     run: Path, champion: Genome, lib: Path, capsys
 ) -> None:
     first, second = champion.hidden_nodes()
-    _ok(capsys, "add", str(run), "best", "--name", "first", "--nodes", str(first), "--library", str(lib))
-    _ok(capsys, "add", str(run), "--name", "second", "--nodes", f" {second} ", "--library", str(lib))
+    _ok(
+        capsys,
+        "add",
+        str(run),
+        "best",
+        "--name",
+        "first",
+        "--nodes",
+        str(first),
+        "--library",
+        str(lib),
+    )
+    _ok(
+        capsys, "add", str(run), "--name", "second", "--nodes", f" {second} ", "--library", str(lib)
+    )
     a, b = Library(lib).get("first"), Library(lib).get("second")
     assert (a.in_width, a.out_width, a.mean is not None) == (2, 4, True)
     assert (b.in_width, b.out_width, b.mean is None) == (4, 3, True)
@@ -156,16 +205,44 @@ def test_a_genome_id_from_the_lineage(run: Path, lib: Path, capsys) -> None:
 
 
 def test_list_show_remove_verify(run: Path, lib: Path, capsys) -> None:
-    _ok(capsys, "add", str(run), "--name", "alpha", "--library", str(lib), "--description", "the champion")
+    _ok(
+        capsys,
+        "add",
+        str(run),
+        "--name",
+        "alpha",
+        "--library",
+        str(lib),
+        "--description",
+        "the champion",
+    )
     _ok(capsys, "add", str(run), "--name", "beta", "--nodes", "2", "--library", str(lib))
     h = Library(lib).entry("alpha").hash
     out = _ok(capsys, "list", "--library", str(lib))
-    for needle in ("alpha", "beta", h[:12], "2->2", "2->4", "circles", "test accuracy", "the champion"):
+    for needle in (
+        "alpha",
+        "beta",
+        h[:12],
+        "2->2",
+        "2->4",
+        "circles",
+        "test accuracy",
+        "the champion",
+    ):
         assert needle in out, out
     assert out.index("alpha") < out.index("beta")
     out = _ok(capsys, "show", "alpha", "--library", str(lib))
-    for needle in (f"hash: {h}", "in_width: 2", "out_width: 2", "format: hybrid.module", "task=circles",
-                   "gate=sigmoid", "structure: input width 2, standardised", "outputs:", "created:"):
+    for needle in (
+        f"hash: {h}",
+        "in_width: 2",
+        "out_width: 2",
+        "format: hybrid.module",
+        "task=circles",
+        "gate=sigmoid",
+        "structure: input width 2, standardised",
+        "outputs:",
+        "created:",
+    ):
         assert needle in out, out
     out = _ok(capsys, "verify", "--library", str(lib))
     assert "ok alpha" in out and "ok beta" in out and "2 modules verified" in out
@@ -177,28 +254,53 @@ def test_list_show_remove_verify(run: Path, lib: Path, capsys) -> None:
 
 def test_overwrite_replaces_an_entry(run: Path, lib: Path, capsys) -> None:
     _ok(capsys, "add", str(run), "--name", "m", "--nodes", "2", "--library", str(lib))
-    _fails(capsys, "add", str(run), "--name", "m", "--library", str(lib), needles=("entry 'm' exists", "--overwrite"))
+    _fails(
+        capsys,
+        "add",
+        str(run),
+        "--name",
+        "m",
+        "--library",
+        str(lib),
+        needles=("entry 'm' exists", "--overwrite"),
+    )
     _ok(capsys, "add", str(run), "--name", "m", "--library", str(lib), "--overwrite")
     assert Library(lib).entry("m").out_width == 2
 
 
-def test_a_changed_entry_is_refused_by_verify_and_show_still_reads_it(run: Path, lib: Path, capsys) -> None:
+def test_a_changed_entry_is_refused_by_verify_and_show_still_reads_it(
+    run: Path, lib: Path, capsys
+) -> None:
     _ok(capsys, "add", str(run), "--name", "m", "--library", str(lib))
     path = lib / "m" / "weights.safetensors"
     arrays = load_file(path)
     key = sorted(k for k in arrays if k.endswith(".weight"))[0]
     arrays[key].flat[0] += np.float32(0.5)
     save_file(arrays, path)
-    _fails(capsys, "verify", "--library", str(lib),
-           needles=(f"module library entry 'm' ({lib / 'm'})", "its files hash to", "the entry changed on disk"))
+    _fails(
+        capsys,
+        "verify",
+        "--library",
+        str(lib),
+        needles=(
+            f"module library entry 'm' ({lib / 'm'})",
+            "its files hash to",
+            "the entry changed on disk",
+        ),
+    )
     assert "hash:" in _ok(capsys, "show", "m", "--library", str(lib))
     _ok(capsys, "remove", "m", "--library", str(lib))
 
 
 @pytest.mark.parametrize("action", [["list"], ["show", "x"], ["remove", "x"], ["verify"]])
 def test_a_missing_library(action: list[str], tmp_path: Path, capsys) -> None:
-    _fails(capsys, *action, "--library", str(tmp_path / "none"),
-           needles=(f"module library {tmp_path / 'none'}: no such folder", "hybrid modules add"))
+    _fails(
+        capsys,
+        *action,
+        "--library",
+        str(tmp_path / "none"),
+        needles=(f"module library {tmp_path / 'none'}: no such folder", "hybrid modules add"),
+    )
 
 
 def test_bad_input_is_one_line_and_exit_2(run: Path, lib: Path, tmp_path: Path, capsys) -> None:
@@ -207,22 +309,38 @@ def test_bad_input_is_one_line_and_exit_2(run: Path, lib: Path, tmp_path: Path, 
     _fails(capsys, "show", "nope", *L, needles=("no entry 'nope'", "entries: none"))
     _fails(capsys, "verify", "nope", *L, needles=("no entry 'nope'",))
     _fails(capsys, "remove", "nope", *L, needles=("no entry 'nope'",))
-    _fails(capsys, "add", r, "--name", "m", "--nodes", "2,x", *L, needles=("--nodes", "'2,x'", "commas"))
+    _fails(
+        capsys,
+        "add",
+        r,
+        "--name",
+        "m",
+        "--nodes",
+        "2,x",
+        *L,
+        needles=("--nodes", "'2,x'", "commas"),
+    )
     _fails(capsys, "add", r, "--name", "m", "--nodes", "", *L, needles=("--nodes",))
     _fails(capsys, "add", r, "--name", "m", "--nodes=-2", *L, needles=("--nodes",))
     _fails(capsys, "add", r, "--name", "m", "--nodes", "2,1", *L)  # skips node 3: not one module
     _fails(capsys, "add", r, "--name=-m", *L, needles=("module name '-m'",))
     _fails(capsys, "add", str(tmp_path), "--name", "m", *L, needles=("not a run folder",))
-    _fails(capsys, "add", str(tmp_path / "none"), "--name", "m", *L, needles=("no such run folder",))
+    _fails(
+        capsys, "add", str(tmp_path / "none"), "--name", "m", *L, needles=("no such run folder",)
+    )
     _fails(capsys, "add", r, "abc", "--name", "m", *L, needles=("'abc'",))
     _fails(capsys, "add", r, "999", "--name", "m", *L, needles=("999",))
     assert Library(lib).names() == []
 
 
-def test_sequence_tasks_and_recurrent_genomes_are_refused(run: Path, champion: Genome, tmp_path: Path) -> None:
+def test_sequence_tasks_and_recurrent_genomes_are_refused(
+    run: Path, champion: Genome, tmp_path: Path
+) -> None:
     seq = shutil.copytree(run, tmp_path / "seq")
     task = json.loads((seq / "task.json").read_text())
-    (seq / "task.json").write_text(json.dumps(task | {"sequence": True, "per_step": False, "stream": False, "T": 4}))
+    (seq / "task.json").write_text(
+        json.dumps(task | {"sequence": True, "per_step": False, "stream": False, "T": 4})
+    )
     with pytest.raises(Exception, match="is a sequence task") as exc:
         harvest_run(seq, "best", name="m")
     assert exc.value.exit_code == 2
