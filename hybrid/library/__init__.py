@@ -23,7 +23,7 @@ genome of a run folder (``hybrid modules add``).
 from __future__ import annotations
 
 from ._files import LibraryError
-from ._harvest import harvest_run, whole_genome
+from ._harvest import harvest_run
 from ._store import Entry, Library, check_name
 
-__all__ = ["Entry", "Library", "LibraryError", "check_name", "harvest_run", "whole_genome"]
+__all__ = ["Entry", "Library", "LibraryError", "check_name", "harvest_run"]

@@ -6,7 +6,6 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-import networkx as nx
 import numpy as np
 
 from genomes import Genome, modules
@@ -14,7 +13,7 @@ from genomes import Genome, modules
 from ..rundir import open_run_dir
 from ._files import LibraryError
 
-__all__ = ["harvest_run", "whole_genome"]
+__all__ = ["harvest_run"]
 
 
 def harvest_run(
@@ -34,7 +33,8 @@ def harvest_run(
     Args:
         run_dir: the run folder.
         genome_ref: ``"best"`` or a genome id (an int or a string of digits).
-        nodes: the node ids to cut out; None: every node the output depends on.
+        nodes: the node ids to cut out; None: the whole genome (harvest's default: every
+            hidden node and the output node).
         name: the module's name.
 
     Returns:
@@ -55,21 +55,22 @@ def harvest_run(
     task = run.read_task()
     gate = config.training.gate
     gid = _genome_id(genome_ref)
+    champion = gid is None
     if task.sequence:
         raise LibraryError(
             f"{run.task_path}: task {task.name!r} is a sequence task; modules are feed-forward and "
             "are harvested from runs on rows only"
         )
-    genome, recorded = _best(run) if gid is None else _from_lineage(run, gid)
-    gid = genome.meta.get("id") if gid is None else gid
+    genome, recorded = _best(run) if champion else _from_lineage(run, gid)
+    gid = genome.meta.get("id") if champion else gid
     if genome.is_recurrent:
         raise LibraryError(
             f"{run.path}: genome {gid} is recurrent; modules are feed-forward and are harvested "
             "from feed-forward genomes only"
         )
-    chosen = whole_genome(genome) if nodes is None else sorted(set(nodes))
+    chosen = None if nodes is None else sorted(set(nodes))  # None: harvest's whole genome
     mean = scale = None
-    if _reads_input(genome, chosen):
+    if chosen is None or _reads_input(genome, chosen):
         mean = np.asarray(task.feature_mean, dtype=np.float64)
         scale = np.asarray(task.feature_std, dtype=np.float64)
     harvest = getattr(modules, "harvest", None)
@@ -82,16 +83,7 @@ def harvest_run(
         "task": task.name,
         "gate": gate,
     }
-    return spec, source, _metrics(config.task.metric, recorded, champion=genome_ref == "best")
-
-
-def whole_genome(genome: Genome) -> list[int]:
-    """Return every node but the input that the output depends on (and the output), sorted."""
-    active = genome.active_graph()
-    out = genome.output_id
-    keep = nx.ancestors(active, out) | {out}
-    keep.discard(genome.input_id)
-    return sorted(keep)
+    return spec, source, _metrics(config.task.metric, recorded, champion=champion)
 
 
 def _reads_input(genome: Genome, nodes: list[int]) -> bool:

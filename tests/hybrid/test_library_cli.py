@@ -44,7 +44,7 @@ generations = 2
 
 def _stand_in_harvest(genome: Genome, nodes, gate: str, *, name: str, mean=None, scale=None):
     """Until ``genomes.modules.harvest`` lands (branch g18): cut ``nodes`` out, gates folded."""
-    chosen = set(nodes)
+    chosen = set(genome.hidden_nodes() + [genome.output_id] if nodes is None else nodes)
     active = genome.active_graph()
     order = [n for n in genome.topological_order() if n in chosen]
     outside = {p for n in order for p in active.predecessors(n) if p not in chosen}
