@@ -9,10 +9,19 @@ from .complexity import ActiveStructure, active_structure
 from .config import DistanceConfig, MutationConfig, MutationRecord
 from .crossover import crossover
 from .distance import distance
-from .evaluate import evaluate, evaluate_sequence, state_layout, state_size
+from .evaluate import evaluate, evaluate_sequence, node_activations, state_layout, state_size
 from .gates import GATE_KINDS, gate_value, open_probability
 from .genome import Genome
 from .innovation import InnovationTracker
+from .modules import (
+    OPEN_LOGIT,
+    ModuleEdge,
+    ModuleNode,
+    ModuleSpec,
+    harvest,
+    insert_module,
+    module_forward,
+)
 from .mutations import (
     GROWTH,
     MUTATIONS,
@@ -44,10 +53,14 @@ __all__ = [
     "GenomeError",
     "InnovationTracker",
     "MUTATIONS",
+    "ModuleEdge",
+    "ModuleNode",
+    "ModuleSpec",
     "MutationConfig",
     "MutationFn",
     "MutationRecord",
     "NotApplicable",
+    "OPEN_LOGIT",
     "OPT_IN",
     "PERTURBATION",
     "PRUNING",
@@ -62,8 +75,12 @@ __all__ = [
     "evaluate_sequence",
     "from_dict",
     "gate_value",
+    "harvest",
+    "insert_module",
     "load",
+    "module_forward",
     "mutate_activation",
+    "node_activations",
     "open_probability",
     "perturb_weights",
     "prune_edge",

@@ -7,6 +7,10 @@ enabled flags), so it is valid whenever the fitter parent is. Each matching gene
 whose arrays have the same shapes in both parents is taken whole from either
 parent at random (a node gene: activation, bias and gates; an edge gene: weight
 and gate); every other gene comes from the fitter parent.
+
+Genes of grafted modules (a node carrying ``module``, a ``frozen`` edge, in either
+parent) always come from the fitter parent: a frozen copy and a trainable copy of
+one module gene never mix, and a frozen gene is passed on bit for bit.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .config import MutationConfig, MutationRecord
-from .genome import Genome
+from .genome import Genome, is_frozen, module_of
 
 __all__ = ["crossover"]
 
@@ -29,7 +33,9 @@ def crossover(
     A matching gene whose shapes agree comes from either parent with probability
     1/2; disjoint and excess genes, and matching genes whose shapes differ, come
     from ``fitter``. Enabled flags always come from ``fitter`` (NEAT's random
-    disabling could disconnect the child). The child's ``meta`` is ``fitter``'s.
+    disabling could disconnect the child). Grafted-module genes (a node with
+    ``module`` or an edge that is ``frozen`` in either parent) match but always come
+    from ``fitter``. The child's ``meta`` is ``fitter``'s.
 
     Args:
         fitter: the parent with the better fitness (its structure is kept).
@@ -41,17 +47,20 @@ def crossover(
         The child and ``crossover(matched, from_other, shape_mismatch)`` where
         ``matched`` counts matching node and edge genes, ``from_other`` those taken
         from ``other`` and ``shape_mismatch`` those kept from ``fitter`` because
-        their shapes differ.
+        their shapes differ (plus ``grafted``, the matching module genes kept from
+        ``fitter``, when there are any).
     """
     child = fitter.copy()
     cg, og = child.graph, other.graph
-    matched = from_other = mismatch = 0
+    matched = from_other = mismatch = grafted = 0
     for n, a in sorted(cg.nodes(data=True)):
         if n not in og or og.nodes[n]["role"] != a["role"]:
             continue
         b = og.nodes[n]
         matched += 1
-        if b["width"] != a["width"]:
+        if module_of(a) is not None or module_of(b) is not None:
+            grafted += 1
+        elif b["width"] != a["width"]:
             mismatch += 1
         elif rng.random() < 0.5:
             from_other += 1
@@ -64,13 +73,16 @@ def crossover(
             continue
         b = og.edges[s, d]
         matched += 1
-        if b["weight"].shape != a["weight"].shape:
+        if is_frozen(a) or is_frozen(b):
+            grafted += 1
+        elif b["weight"].shape != a["weight"].shape:
             mismatch += 1
         elif rng.random() < 0.5:
             from_other += 1
             a["weight"] = b["weight"].copy()
             a["gate"] = np.float32(b["gate"])
-    record = MutationRecord(
-        "crossover", {"matched": matched, "from_other": from_other, "shape_mismatch": mismatch}
-    )
+    args = {"matched": matched, "from_other": from_other, "shape_mismatch": mismatch}
+    if grafted:
+        args["grafted"] = grafted
+    record = MutationRecord("crossover", args)
     return child, record

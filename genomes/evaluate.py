@@ -21,7 +21,7 @@ from .activations import activate
 from .gates import gate_value
 from .genome import Genome
 
-__all__ = ["evaluate", "evaluate_sequence", "state_layout", "state_size"]
+__all__ = ["evaluate", "evaluate_sequence", "node_activations", "state_layout", "state_size"]
 
 
 def state_layout(genome: Genome) -> tuple[tuple[int, int], ...]:
@@ -102,7 +102,6 @@ def evaluate_sequence(
     state = np.asarray(state, dtype=dtype)
     if state.shape != (b, size):
         raise GenomeError(f"state should have shape ({b}, {size}), got {state.shape}")
-    g = genome.graph
     order = genome.topological_order()
     active = genome.active_graph()
     incoming = {n: list(active.predecessors(n)) for n in order}
@@ -116,25 +115,79 @@ def evaluate_sequence(
         start += w
     outputs = np.empty((b, steps, genome.n_outputs), dtype)
     for t in range(steps):
-        values: dict[int, np.ndarray] = {}
-        for n in order:
-            a = g.nodes[n]
-            if a["role"] == "input":
-                values[n] = x[:, t] * gate_value(a["gate"], gate, dtype)
-                continue
-            pre = np.broadcast_to(a["bias"].astype(dtype), (b, a["width"])).copy()
-            for s in incoming[n]:
-                pre += _edge_term(g.edges[s, n], values[s], gate, dtype)
-            for s in recurrent.get(n, ()):
-                pre += _edge_term(g.edges[s, n], previous[s], gate, dtype)
-            out = activate(a["activation"], pre)
-            if a["role"] == "hidden":
-                out = out * gate_value(a["gate"], gate, dtype)
-            values[n] = out
+        values, _ = _step(genome, order, incoming, recurrent, x[:, t], previous, gate, dtype)
         outputs[:, t] = values[genome.output_id]
         previous = {n: values[n] for n, _ in layout}
     final = np.concatenate([previous[n] for n, _ in layout], axis=1) if layout else state
     return outputs, final
+
+
+def node_activations(
+    genome: Genome, x: np.ndarray, gate: str = "sigmoid", dtype: type = np.float64
+) -> dict[int, np.ndarray]:
+    """Return every node's activation ``a_j`` before its neuron gates, for one step.
+
+    The input node's entry is ``x`` itself, the output node's the output. Used to
+    look inside a genome (e.g. at what a grafted module computes).
+
+    Args:
+        genome: a valid genome.
+        x: inputs of shape ``(B, n_inputs)`` (one step from the zero state).
+        gate: gate kind (deterministic values).
+        dtype: the float type to compute in.
+
+    Returns:
+        ``{node id: (B, width) array}``.
+
+    Raises:
+        GenomeError: if ``x`` is not of shape ``(B, n_inputs)``.
+    """
+    x = np.asarray(x, dtype=dtype)
+    if x.ndim != 2 or x.shape[1] != genome.n_inputs:
+        raise GenomeError(f"inputs should have shape (B, {genome.n_inputs}), got {x.shape}")
+    order = genome.topological_order()
+    active = genome.active_graph()
+    incoming = {n: list(active.predecessors(n)) for n in order}
+    recurrent: dict[int, list[int]] = {}
+    for s, d in genome.recurrent_edges():
+        recurrent.setdefault(d, []).append(s)
+    zeros = {n: np.zeros((x.shape[0], w), dtype) for n, w in genome.state_layout()}
+    _, pre_gate = _step(genome, order, incoming, recurrent, x, zeros, gate, dtype)
+    return pre_gate
+
+
+def _step(
+    genome: Genome,
+    order: list[int],
+    incoming: dict[int, list[int]],
+    recurrent: dict[int, list[int]],
+    xt: np.ndarray,
+    previous: dict[int, np.ndarray],
+    gate: str,
+    dtype: type,
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """One time step: return ``(h, a)`` of every node (after and before neuron gates)."""
+    g = genome.graph
+    b = xt.shape[0]
+    values: dict[int, np.ndarray] = {}
+    pre_gate: dict[int, np.ndarray] = {}
+    for n in order:
+        a = g.nodes[n]
+        if a["role"] == "input":
+            pre_gate[n] = xt
+            values[n] = xt * gate_value(a["gate"], gate, dtype)
+            continue
+        pre = np.broadcast_to(a["bias"].astype(dtype), (b, a["width"])).copy()
+        for s in incoming[n]:
+            pre += _edge_term(g.edges[s, n], values[s], gate, dtype)
+        for s in recurrent.get(n, ()):
+            pre += _edge_term(g.edges[s, n], previous[s], gate, dtype)
+        out = activate(a["activation"], pre)
+        pre_gate[n] = out
+        if a["role"] == "hidden":
+            out = out * gate_value(a["gate"], gate, dtype)
+        values[n] = out
+    return values, pre_gate
 
 
 def _edge_term(e: dict, h: np.ndarray, gate: str, dtype: type) -> np.ndarray:

@@ -40,6 +40,13 @@ class Genome:
     Edge ``i -> j`` attributes: ``innovation`` (int), ``enabled`` (bool), ``weight``
     (float32 [width_j, width_i]), ``gate`` (float32 scalar logit), ``recurrent`` (bool).
 
+    Grafted modules (``genomes.modules``): nodes also carry ``frozen`` (bool) and
+    ``module`` (None, or ``{"name", "hash", "graft"}`` naming the trained module and
+    the graft the node belongs to), edges ``frozen`` (bool). A frozen gene is never
+    changed by training or by an operator. Both default to "absent" (False / None):
+    read them with ``attrs.get(...)`` (see :func:`is_frozen`, :func:`module_of`) so
+    genomes built before they existed still work.
+
     A ``Genome`` is treated as a value: operators return new genomes and never edit
     their arguments. ``meta`` is a free JSON-ready dict carried through
     serialisation (e.g. the id a lineage store gave the genome); it plays no part in
@@ -105,12 +112,12 @@ class Genome:
         return cls(g)
 
     def copy(self) -> Genome:
-        """Return a deep copy (arrays included)."""
+        """Return a deep copy (arrays and module dicts included)."""
         g = nx.DiGraph()
         for n, a in self.graph.nodes(data=True):
-            g.add_node(n, **{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in a.items()})
+            g.add_node(n, **{k: _copy_value(v) for k, v in a.items()})
         for s, d, a in self.graph.edges(data=True):
-            g.add_edge(s, d, **{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in a.items()})
+            g.add_edge(s, d, **{k: _copy_value(v) for k, v in a.items()})
         return Genome(g, meta=self.meta)
 
     # ------------------------------------------------------------------ queries
@@ -223,13 +230,40 @@ class Genome:
         total += sum(int(a["width"]) for _, a in self.graph.nodes(data=True) if a["role"] != "input")
         return total
 
+    def frozen_nodes(self) -> list[int]:
+        """Return the ids of the frozen nodes (grafted module nodes), sorted."""
+        return sorted(n for n, a in self.graph.nodes(data=True) if is_frozen(a))
+
+    def frozen_edges(self) -> list[tuple[int, int]]:
+        """Return the frozen edges (inside grafted modules), sorted."""
+        return sorted((s, d) for s, d, a in self.graph.edges(data=True) if is_frozen(a))
+
+    def feeds_frozen(self, n: int) -> bool:
+        """Return whether node ``n`` has an edge into a frozen node (a graft's host or stitch).
+
+        Such a node's width is fixed: adding or removing its neurons would change the
+        columns of a frozen weight matrix.
+        """
+        g = self.graph
+        return any(is_frozen(g.nodes[d]) for d in g.successors(n))
+
+    def grafts(self) -> dict[int, list[int]]:
+        """Return ``{graft: [node ids]}``: the nodes of each grafted module, by graft id."""
+        out: dict[int, list[int]] = {}
+        for n, a in sorted(self.graph.nodes(data=True)):
+            m = module_of(a)
+            if m is not None:
+                out.setdefault(int(m["graft"]), []).append(n)
+        return out
+
     def structure_key(self) -> tuple:
-        """Return a hashable summary of the structure (ids, widths, activations, edges)."""
+        """Return a hashable summary of the structure (ids, widths, activations, edges, grafts)."""
         nodes = tuple(
-            (n, a["role"], a["width"], a["activation"]) for n, a in sorted(self.graph.nodes(data=True))
+            (n, a["role"], a["width"], a["activation"], is_frozen(a), _module_key(module_of(a)))
+            for n, a in sorted(self.graph.nodes(data=True))
         )
         edges = tuple(
-            (s, d, a["innovation"], a["enabled"], a["recurrent"])
+            (s, d, a["innovation"], a["enabled"], a["recurrent"], is_frozen(a))
             for s, d, a in sorted(self.graph.edges(data=True))
         )
         return nodes, edges
@@ -297,9 +331,12 @@ class Genome:
         neurons = sum(self.graph.nodes[n]["width"] for n in hidden)
         n_edges = self.graph.number_of_edges()
         disabled = sum(1 for *_, e in self.graph.edges(data="enabled") if not e)
+        grafts = len(self.grafts())
+        extra = f", modules={grafts}" if grafts else ""
         return (
             f"Genome(in={self.n_inputs}, out={self.n_outputs}, hidden={len(hidden)} nodes/"
-            f"{neurons} neurons, edges={n_edges} ({disabled} disabled), params={self.n_parameters()})"
+            f"{neurons} neurons, edges={n_edges} ({disabled} disabled), params={self.n_parameters()}"
+            f"{extra})"
         )
 
     def __str__(self) -> str:
@@ -313,6 +350,9 @@ class Genome:
                 mark += " rec" if e["recurrent"] else ""
                 ins.append(f"{s}{mark}")
             src = f" <- {', '.join(ins)}" if ins else ""
+            m = module_of(a)
+            if m is not None:
+                src += f"  [module {m['name']} graft {m['graft']}{' frozen' if is_frozen(a) else ''}]"
             lines.append(f"  {n:>4} {a['role']:<6} x{a['width']:<3} {a['activation']:<8}{src}")
         return "\n".join(lines)
 
@@ -334,8 +374,14 @@ def node_attrs(
     bias: Any = None,
     gate: Any = None,
     gate_init: float = DEFAULT_GATE_INIT,
+    frozen: bool = False,
+    module: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Return a node attribute dict with float32 arrays (zeros / ``gate_init`` by default)."""
+    """Return a node attribute dict with float32 arrays (zeros / ``gate_init`` by default).
+
+    ``frozen`` and ``module`` mark a grafted module's node (see ``genomes.modules``);
+    ``module`` is copied.
+    """
     width = int(width)
     if bias is None or role == "input":
         bias = np.zeros(width, np.float32)
@@ -349,6 +395,8 @@ def node_attrs(
         "activation": activation,
         "bias": _f32(bias, (width,)),
         "gate": _f32(gate, (width,)),
+        "frozen": bool(frozen),
+        "module": None if module is None else dict(module),
     }
 
 
@@ -358,8 +406,9 @@ def edge_attrs(
     gate: float = DEFAULT_GATE_INIT,
     enabled: bool = True,
     recurrent: bool = False,
+    frozen: bool = False,
 ) -> dict[str, Any]:
-    """Return an edge attribute dict with a float32 weight matrix and gate."""
+    """Return an edge attribute dict with a float32 weight matrix and gate (``frozen``: in a module)."""
     w = np.asarray(weight, dtype=np.float32)
     return {
         "innovation": int(innovation),
@@ -367,7 +416,28 @@ def edge_attrs(
         "weight": w.copy() if w is weight else w,
         "gate": np.float32(gate),
         "recurrent": bool(recurrent),
+        "frozen": bool(frozen),
     }
+
+
+def is_frozen(attrs: dict[str, Any]) -> bool:
+    """Return whether a node or edge attribute dict is frozen (False when the key is absent)."""
+    return bool(attrs.get("frozen", False))
+
+
+def module_of(attrs: dict[str, Any]) -> dict[str, Any] | None:
+    """Return a node's ``module`` dict (``{"name", "hash", "graft"}``) or None when absent."""
+    return attrs.get("module")
+
+
+def _module_key(m: dict[str, Any] | None) -> tuple | None:
+    return None if m is None else (m.get("name"), m.get("hash"), m.get("graft"))
+
+
+def _copy_value(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return v.copy()
+    return dict(v) if isinstance(v, dict) else v
 
 
 def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
@@ -401,6 +471,32 @@ def _check_node(n: Any, a: dict[str, Any]) -> None:
         raise GenomeError(f"{where}: input node bias is unused and should be zero")
     if a["role"] == "output" and np.any(a["gate"] != 0):
         raise GenomeError(f"{where}: output node gate is unused and should be zero")
+    _check_graft_attrs(where, a)
+
+
+def _check_graft_attrs(where: str, a: dict[str, Any]) -> None:
+    """Check a node's ``frozen`` and ``module`` attributes (absent means False / None)."""
+    frozen = a.get("frozen", False)
+    if not isinstance(frozen, (bool, np.bool_)):
+        raise GenomeError(f"{where}: frozen should be a bool, got {frozen!r:.40}")
+    m = a.get("module")
+    if m is not None:
+        if not isinstance(m, dict) or set(m) != {"name", "hash", "graft"}:
+            raise GenomeError(
+                f"{where}: module should be None or a dict with keys 'name', 'hash', 'graft', got {m!r:.80}"
+            )
+        if not isinstance(m["name"], str) or not m["name"]:
+            raise GenomeError(f"{where}: module name should be a non-empty str, got {m['name']!r:.40}")
+        h = m["hash"]
+        if not isinstance(h, str) or len(h) != 64 or any(c not in "0123456789abcdef" for c in h):
+            raise GenomeError(f"{where}: module hash should be 64 lowercase hex digits (sha256), got {h!r:.80}")
+        gr = m["graft"]
+        if isinstance(gr, bool) or not isinstance(gr, (int, np.integer)) or gr < 0:
+            raise GenomeError(f"{where}: module graft should be a non-negative int (a node id), got {gr!r:.40}")
+    if frozen and a["role"] != "hidden":
+        raise GenomeError(f"{where}: a frozen node should be hidden, got role {a['role']!r}")
+    if frozen and m is None:
+        raise GenomeError(f"{where}: a frozen node should carry its module (module is None)")
 
 
 def _check_edge(s: Any, d: Any, a: dict[str, Any], ns: dict[str, Any], nd: dict[str, Any]) -> None:
@@ -428,6 +524,16 @@ def _check_edge(s: Any, d: Any, a: dict[str, Any], ns: dict[str, Any], nd: dict[
             raise GenomeError(f"{where}: no non-recurrent edge may leave the output node")
     if s == d and not a["recurrent"]:
         raise GenomeError(f"{where}: a self-loop should be recurrent")
+    frozen = a.get("frozen", False)
+    if not isinstance(frozen, (bool, np.bool_)):
+        raise GenomeError(f"{where}: frozen should be a bool, got {frozen!r:.40}")
+    if nd.get("frozen", False):
+        if not frozen:
+            raise GenomeError(f"{where}: an edge into frozen node {d} should be frozen")
+        if a["recurrent"]:
+            raise GenomeError(f"{where}: an edge into frozen node {d} should not be recurrent")
+    elif frozen:
+        raise GenomeError(f"{where}: a frozen edge should go into a frozen node, node {d} is not frozen")
 
 
 def _describe(x: Any) -> str:

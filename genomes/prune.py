@@ -7,6 +7,12 @@ and folds *constant* nodes (live, but cut off from the input) into the biases
 downstream, so the result is again a valid genome with the same deterministic
 function (up to float32 rounding of the folded biases). The input node keeps its
 width (features are fixed); its closed gates stay closed.
+
+Grafted modules (``genomes.modules``): their gates are open, so a graft is removed
+only as a whole, when its out-edges are closed (then nothing of it reaches the
+output) or its input is (then it is a constant, folded into its consumer). The
+node that feeds a graft (its host or stitch) keeps its closed neurons, so every
+frozen weight matrix that stays is unchanged.
 """
 
 from __future__ import annotations
@@ -76,8 +82,8 @@ def prune_closed(genome: Genome, gate: str) -> tuple[Genome, MutationRecord | No
     removed_neurons = 0
     for n in list(h.nodes):
         a = h.nodes[n]
-        if a["role"] != "hidden":
-            continue
+        if a["role"] != "hidden" or child.feeds_frozen(n):
+            continue  # a graft's host or stitch keeps its closed neurons: frozen columns stay
         mask = live.neurons[n]
         if mask.all():
             continue

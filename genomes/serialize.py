@@ -7,6 +7,11 @@ finite in float32: a NaN or infinite bias, weight or gate (or a hand-written 1e3
 is refused at load, since the network would return NaN for every input. Loading
 anything malformed raises :class:`GenomeError` naming the key (and the node or
 edge) at fault. No pickle anywhere.
+
+Version 2 added the grafted-module attributes: a node may hold ``"frozen": true``
+and ``"module": {"name", "hash", "graft"}``, an edge ``"frozen": true``. They are
+written only when set, so a genome without modules differs from its version 1 file
+in the version alone; version 1 files still load (every gene unfrozen).
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ __all__ = [
 ]
 
 FORMAT = "hybrid.genome"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions ``from_dict`` reads (1: before grafted modules; its genes are unfrozen).
+READ_VERSIONS = (1, 2)
 #: Largest node id or innovation number read back: 2**53 is the last integer that
 #: JSON readers holding numbers as doubles (and the report's JavaScript) keep exact.
 MAX_ID = 2**53
@@ -110,32 +117,43 @@ def decode_array(x: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
     return arr
 
 
+def _node_dict(n: int, a: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": int(n),
+        "role": a["role"],
+        "width": int(a["width"]),
+        "activation": a["activation"],
+        "bias": encode_array(a["bias"]),
+        "gate": encode_array(a["gate"]),
+    }
+    if a.get("frozen", False):
+        out["frozen"] = True
+    m = a.get("module")
+    if m is not None:
+        out["module"] = {"name": str(m["name"]), "hash": str(m["hash"]), "graft": int(m["graft"])}
+    return out
+
+
+def _edge_dict(s: int, d: int, a: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "src": int(s),
+        "dst": int(d),
+        "innovation": int(a["innovation"]),
+        "enabled": bool(a["enabled"]),
+        "recurrent": bool(a["recurrent"]),
+        "weight": encode_array(a["weight"]),
+        "gate": encode_array(np.asarray(a["gate"])),
+    }
+    if a.get("frozen", False):
+        out["frozen"] = True
+    return out
+
+
 def to_dict(genome: Genome) -> dict[str, Any]:
     """Return a JSON-ready dict holding everything in ``genome``."""
     g = genome.graph
-    nodes = [
-        {
-            "id": int(n),
-            "role": a["role"],
-            "width": int(a["width"]),
-            "activation": a["activation"],
-            "bias": encode_array(a["bias"]),
-            "gate": encode_array(a["gate"]),
-        }
-        for n, a in sorted(g.nodes(data=True))
-    ]
-    edges = [
-        {
-            "src": int(s),
-            "dst": int(d),
-            "innovation": int(a["innovation"]),
-            "enabled": bool(a["enabled"]),
-            "recurrent": bool(a["recurrent"]),
-            "weight": encode_array(a["weight"]),
-            "gate": encode_array(np.asarray(a["gate"])),
-        }
-        for s, d, a in sorted(g.edges(data=True))
-    ]
+    nodes = [_node_dict(n, a) for n, a in sorted(g.nodes(data=True))]
+    edges = [_edge_dict(s, d, a) for s, d, a in sorted(g.edges(data=True))]
     return {"format": FORMAT, "version": FORMAT_VERSION, "meta": genome.meta, "nodes": nodes, "edges": edges}
 
 
@@ -160,6 +178,30 @@ def _get_id(d: Any, key: str, where: str) -> int:
     return v
 
 
+def _get_frozen(d: dict[str, Any], where: str) -> bool:
+    """Read an optional ``frozen`` flag (absent: False)."""
+    if "frozen" not in d:
+        return False
+    return _get(d, "frozen", where, bool)
+
+
+def _get_module(d: dict[str, Any], where: str) -> dict[str, Any] | None:
+    """Read an optional ``module`` object ``{"name", "hash", "graft"}`` (absent or null: None)."""
+    m = d.get("module")
+    if m is None:
+        return None
+    where = f"{where}.module"
+    if not isinstance(m, dict):
+        raise GenomeError(f"{where}: should be an object or null, got {m!r:.40}")
+    extra = sorted(set(m) - {"name", "hash", "graft"})
+    if extra:
+        raise GenomeError(f"{where}: unknown key {extra[0]!r:.40}, expected 'name', 'hash', 'graft'")
+    name, digest = _get(m, "name", where, str), _get(m, "hash", where, str)
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise GenomeError(f"{where}.hash: should be 64 lowercase hex digits (sha256), got {digest!r:.80}")
+    return {"name": name, "hash": digest, "graft": _get_id(m, "graft", where)}
+
+
 def from_dict(data: Any) -> Genome:
     """Rebuild a genome from ``to_dict`` output and validate it.
 
@@ -171,8 +213,8 @@ def from_dict(data: Any) -> Genome:
     if fmt != FORMAT:
         raise GenomeError(f"genome.format: should be {FORMAT!r}, got {fmt!r}")
     version = _get(data, "version", "genome", int)
-    if version != FORMAT_VERSION:
-        raise GenomeError(f"genome.version: should be {FORMAT_VERSION}, got {version!r}")
+    if version not in READ_VERSIONS:
+        raise GenomeError(f"genome.version: should be one of {list(READ_VERSIONS)}, got {version!r}")
     meta = data.get("meta", {})
     if not isinstance(meta, dict):
         raise GenomeError(f"genome.meta: should be an object, got {meta!r}")
@@ -196,6 +238,8 @@ def from_dict(data: Any) -> Genome:
             gate=decode_array(
                 _get(nd, "gate", where, (dict, list)), (width,), f"{where} (node {nid}).gate"
             ),
+            frozen=_get_frozen(nd, f"{where} (node {nid})"),
+            module=_get_module(nd, f"{where} (node {nid})"),
         )
     for k, ed in enumerate(_get(data, "edges", "genome", list)):
         where = f"genome.edges[{k}]"
@@ -216,6 +260,7 @@ def from_dict(data: Any) -> Genome:
             recurrent=_get(ed, "recurrent", where, bool),
             weight=decode_array(_get(ed, "weight", where, (dict, list)), shape, f"{named}.weight"),
             gate=np.float32(decode_array(gate, (), f"{named}.gate")),
+            frozen=_get_frozen(ed, named),
         )
     return Genome(g, meta=meta).validate()
 
@@ -274,11 +319,20 @@ def to_graphml(genome: Genome, path: str | os.PathLike[str] | None = None) -> nx
     """Return (and optionally write) a structure-only copy for graph tools.
 
     Nodes keep ``role``, ``width``, ``activation``; edges keep ``innovation``,
-    ``enabled``, ``recurrent`` and the ``weight_norm``. No arrays.
+    ``enabled``, ``recurrent`` and the ``weight_norm``. No arrays. A grafted module's
+    node adds ``module`` (its name), ``module_hash``, ``graft`` and, when frozen,
+    ``frozen = True``; a frozen edge ``frozen = True`` (absent keys: unset, so a
+    genome without modules writes what it always did).
     """
     h = nx.DiGraph()
     for n, a in genome.graph.nodes(data=True):
-        h.add_node(int(n), role=a["role"], width=int(a["width"]), activation=a["activation"])
+        extra: dict[str, Any] = {}
+        m = a.get("module")
+        if m is not None:
+            extra = {"module": str(m["name"]), "module_hash": str(m["hash"]), "graft": int(m["graft"])}
+        if a.get("frozen", False):
+            extra["frozen"] = True
+        h.add_node(int(n), role=a["role"], width=int(a["width"]), activation=a["activation"], **extra)
     for s, d, a in genome.graph.edges(data=True):
         h.add_edge(
             int(s),
@@ -287,6 +341,7 @@ def to_graphml(genome: Genome, path: str | os.PathLike[str] | None = None) -> nx
             enabled=bool(a["enabled"]),
             recurrent=bool(a["recurrent"]),
             weight_norm=float(np.linalg.norm(a["weight"])),
+            **({"frozen": True} if a.get("frozen", False) else {}),
         )
     if path is not None:
         import io

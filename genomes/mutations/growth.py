@@ -13,7 +13,7 @@ import numpy as np
 
 from .._errors import NotApplicable
 from ..config import MutationConfig, MutationRecord
-from ..genome import Genome, edge_attrs, node_attrs
+from ..genome import Genome, edge_attrs, is_frozen, node_attrs
 from ..innovation import InnovationTracker
 from ._neurons import append_neurons, choose, gate_scalar
 
@@ -50,8 +50,9 @@ def add_node(
         The child and ``add_node(src, dst, node, width, activation, rank, truncated)``.
 
     Raises:
-        NotApplicable: no enabled non-recurrent edge with finite weights, or every
-            such edge's split node already exists in the genome.
+        NotApplicable: no enabled non-recurrent edge with finite weights (frozen
+            edges of grafted modules are never split), or every such edge's split
+            node already exists in the genome.
         ValueError: if ``config.gate_init`` makes new gates closed (nothing could pass).
     """
     g = genome.graph
@@ -60,9 +61,13 @@ def add_node(
         raise ValueError(
             f"add_node: gate_init should open new gates, got {config.gate_init} (closed under {config.gate})"
         )
-    candidates = [e for e in genome.enabled_edges() if np.isfinite(g.edges[e]["weight"]).all()]
+    candidates = [
+        e
+        for e in genome.enabled_edges()
+        if np.isfinite(g.edges[e]["weight"]).all() and not is_frozen(g.edges[e])
+    ]
     if not candidates:
-        raise NotApplicable("add_node: no enabled non-recurrent edge with finite weights to split")
+        raise NotApplicable("add_node: no enabled non-recurrent unfrozen edge with finite weights to split")
     for idx in rng.permutation(len(candidates)):
         src, dst = candidates[int(idx)]
         # Only an edge split earlier this generation maps to an id already in use,
@@ -123,7 +128,8 @@ def widen(
 
     New incoming weight rows are LeCun normal, new outgoing columns zero, new biases
     zero and new gate logits ``config.gate_init``; the node stays within
-    ``config.max_node_width``.
+    ``config.max_node_width``. Frozen nodes and the nodes that feed them (a graft's
+    host or stitch) are never widened.
 
     Args:
         genome: a valid genome (not modified).
@@ -138,9 +144,15 @@ def widen(
         NotApplicable: no hidden node below ``config.max_node_width`` (or ``widen_max < 1``).
     """
     g = genome.graph
-    nodes = [n for n in genome.hidden_nodes() if g.nodes[n]["width"] < config.max_node_width]
+    nodes = [
+        n
+        for n in genome.hidden_nodes()
+        if g.nodes[n]["width"] < config.max_node_width
+        and not is_frozen(g.nodes[n])
+        and not genome.feeds_frozen(n)
+    ]
     if not nodes or config.widen_max < 1:
-        raise NotApplicable("widen: no hidden node below max_node_width")
+        raise NotApplicable("widen: no unfrozen hidden node below max_node_width")
     node = choose(rng, nodes)
     room = config.max_node_width - int(g.nodes[node]["width"])
     added = int(rng.integers(1, min(config.widen_max, room) + 1))
@@ -154,8 +166,8 @@ def add_edge(
 ) -> tuple[Genome, MutationRecord]:
     """Connect two unconnected nodes with a zero-weight edge (a skip connection).
 
-    The source is not the output node, the destination not the input node, and
-    no cycle may close through the non-recurrent edges (enabled or not). Pairs that
+    The source is not the output node, the destination neither the input node nor
+    a frozen node (a grafted module's inputs are fixed), and no cycle may close through the non-recurrent edges (enabled or not). Pairs that
     already have an edge (a disabled one included) are skipped: re-enabling an old
     edge would change the function. Zero weights keep the function; the gradient
     with respect to them is not zero, so the edge can learn.
@@ -175,7 +187,7 @@ def add_edge(
     g = genome.graph
     ff = genome.feedforward_graph()
     sources = sorted(n for n, r in g.nodes(data="role") if r != "output")
-    dests = sorted(n for n, r in g.nodes(data="role") if r != "input")
+    dests = sorted(n for n, a in g.nodes(data=True) if a["role"] != "input" and not is_frozen(a))
     pairs = []
     for s in sources:
         blocked = nx.ancestors(ff, s) | {s}  # d -> ... -> s would close a cycle
@@ -196,8 +208,8 @@ def add_recurrent_edge(
     """Connect two nodes with a zero-weight recurrent edge: memory, the function kept.
 
     The edge ``src -> dst`` reads ``h_src`` of the previous time step. Any node may
-    be the source (a self-loop included: ``src == dst``), any node but the input the
-    destination, and no cycle rule applies (recurrent edges may close cycles). A
+    be the source (a self-loop included: ``src == dst``), any node but the input and
+    frozen nodes the destination, and no cycle rule applies (recurrent edges may close cycles). A
     pair that already has an edge of either kind is skipped. Zero weights keep the
     function, and their gradient is not zero once the state is, so memory can be
     learned.
@@ -216,7 +228,7 @@ def add_recurrent_edge(
     """
     g = genome.graph
     sources = sorted(g.nodes)
-    dests = sorted(n for n, r in g.nodes(data="role") if r != "input")
+    dests = sorted(n for n, a in g.nodes(data=True) if a["role"] != "input" and not is_frozen(a))
     pairs = [(s, d) for s in sources for d in dests if not g.has_edge(s, d)]
     if not pairs:
         raise NotApplicable("add_recurrent_edge: every pair of nodes is already connected")

@@ -11,7 +11,7 @@ import numpy as np
 from .._errors import NotApplicable
 from ..activations import ACTIVATIONS
 from ..config import MutationConfig, MutationRecord
-from ..genome import Genome
+from ..genome import Genome, is_frozen
 from ..innovation import InnovationTracker
 from ._neurons import choose
 
@@ -28,7 +28,7 @@ def perturb_weights(
     ``config.perturb_fraction`` (at least one always is) and gets noise of std
     ``config.perturb_std * rms(array)``; an all-zero array uses the LeCun scale
     ``1 / sqrt(fan_in)`` (weights) or 1 (biases) instead. Arrays holding NaN or inf
-    are left alone.
+    are left alone, and so are frozen edges and nodes (grafted modules).
 
     Args:
         genome: a valid genome (not modified).
@@ -46,10 +46,10 @@ def perturb_weights(
     g = genome.graph
     targets: list[tuple[str, tuple, str]] = []
     for s, d, a in sorted(g.edges(data=True)):
-        if a["enabled"] and np.isfinite(a["weight"]).all():
+        if a["enabled"] and not is_frozen(a) and np.isfinite(a["weight"]).all():
             targets.append((f"edge {s}->{d} weight", (s, d), "weight"))
     for n, a in sorted(g.nodes(data=True)):
-        if a["role"] != "input" and np.isfinite(a["bias"]).all():
+        if a["role"] != "input" and not is_frozen(a) and np.isfinite(a["bias"]).all():
             targets.append((f"node {n} bias", (n,), "bias"))
     if not targets:
         raise NotApplicable("perturb_weights: no finite weight or bias array")
@@ -73,7 +73,7 @@ def perturb_weights(
 def mutate_activation(
     genome: Genome, rng: np.random.Generator, tracker: InnovationTracker, config: MutationConfig
 ) -> tuple[Genome, MutationRecord]:
-    """Give a random hidden node another activation from ``config.activations``.
+    """Give a random unfrozen hidden node another activation from ``config.activations``.
 
     Args:
         genome: a valid genome (not modified).
@@ -90,7 +90,9 @@ def mutate_activation(
     g = genome.graph
     allowed = [a for a in dict.fromkeys(config.activations) if a in ACTIVATIONS]
     choices = {
-        n: [a for a in allowed if a != g.nodes[n]["activation"]] for n in genome.hidden_nodes()
+        n: [a for a in allowed if a != g.nodes[n]["activation"]]
+        for n in genome.hidden_nodes()
+        if not is_frozen(g.nodes[n])
     }
     nodes = [n for n, alts in choices.items() if alts]
     if not nodes:
@@ -109,8 +111,8 @@ def reset_gates(
     """Set one node's neuron gates, or one edge's gate, back to ``config.gate_init``.
 
     Candidates are the input and hidden nodes and the edges whose gate logits are
-    not all ``gate_init`` already (the output node has no gates); this reopens
-    structure that training closed.
+    not all ``gate_init`` already (the output node has no gates), frozen ones
+    (grafted modules) excepted; this reopens structure that training closed.
 
     Args:
         genome: a valid genome (not modified).
@@ -127,9 +129,13 @@ def reset_gates(
     g = genome.graph
     init = np.float32(config.gate_init)
     targets: list[tuple[int, ...]] = [
-        (n,) for n, a in sorted(g.nodes(data=True)) if a["role"] != "output" and not (a["gate"] == init).all()
+        (n,)
+        for n, a in sorted(g.nodes(data=True))
+        if a["role"] != "output" and not is_frozen(a) and not (a["gate"] == init).all()
     ]
-    targets += [(s, d) for s, d, a in sorted(g.edges(data=True)) if not a["gate"] == init]
+    targets += [
+        (s, d) for s, d, a in sorted(g.edges(data=True)) if not is_frozen(a) and not a["gate"] == init
+    ]
     if not targets:
         raise NotApplicable("reset_gates: every gate is at gate_init already")
     target = choose(rng, targets)

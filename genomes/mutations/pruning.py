@@ -15,7 +15,7 @@ from .._errors import NotApplicable
 from ..activations import activate
 from ..config import MutationConfig, MutationRecord
 from ..gates import gate_value
-from ..genome import Genome, edge_attrs
+from ..genome import Genome, edge_attrs, is_frozen, module_of
 from ..innovation import InnovationTracker
 from ._neurons import choose, gate_scalar, keep_neurons
 
@@ -31,7 +31,8 @@ def prune_neurons(
     at random among such nodes); all its closed neurons go, which keeps the
     function. If no node has any, ``config.prune_weakest`` neurons with the
     smallest ``gate * ||outgoing weights||`` go from a random node of width > 1
-    (this changes the function). A node always keeps at least one neuron.
+    (this changes the function). A node always keeps at least one neuron. Frozen
+    nodes and the nodes feeding them (a graft's host or stitch) are never touched.
 
     Args:
         genome: a valid genome (not modified).
@@ -43,12 +44,13 @@ def prune_neurons(
         The child and ``prune_neurons(node, removed, closed)`` (removed: old indices).
 
     Raises:
-        NotApplicable: no neuron can be removed (every hidden node has width 1 and
-            no closed neuron, or there is no hidden node).
+        NotApplicable: no neuron can be removed (every removable hidden node has
+            width 1 and no closed neuron, or there is none).
     """
     g = genome.graph
     closed_choices: list[tuple[int, np.ndarray]] = []
-    for n in genome.hidden_nodes():
+    hidden = [n for n in genome.hidden_nodes() if not is_frozen(g.nodes[n]) and not genome.feeds_frozen(n)]
+    for n in hidden:
         closed = np.flatnonzero(gate_value(g.nodes[n]["gate"], config.gate) == 0)
         if len(closed) == g.nodes[n]["width"]:
             closed = closed[1:]  # keep one (closed) neuron: width >= 1
@@ -58,7 +60,7 @@ def prune_neurons(
         node, drop = closed_choices[int(rng.integers(len(closed_choices)))]
         was_closed = True
     else:
-        wide = [n for n in genome.hidden_nodes() if g.nodes[n]["width"] > 1]
+        wide = [n for n in hidden if g.nodes[n]["width"] > 1]
         if not wide or config.prune_weakest < 1:
             raise NotApplicable("prune_neurons: no closed neuron and no hidden node wider than 1")
         node = choose(rng, wide)
@@ -113,7 +115,11 @@ def prune_edge(
     path (and the output reachable) are considered. Among them a random one whose
     deterministic gate is exactly 0 is removed (keeps the function); if none is
     closed, the one with the smallest ``gate * ||W||`` (ties: lowest innovation).
-    The edge is removed from the graph, not just disabled.
+    The edge is removed from the graph, not just disabled. Frozen edges (inside a
+    grafted module) are never removed. A graft's trainable out-edge may be: when it
+    is the graft's last way to the output, the nodes it leaves cut off are removed
+    with it, provided they all belong to that graft (its module nodes and stitch);
+    this is how a useless graft dies.
 
     Args:
         genome: a valid genome (not modified).
@@ -122,7 +128,8 @@ def prune_edge(
         config: gate kind.
 
     Returns:
-        The child and ``prune_edge(src, dst, innovation, closed)``.
+        The child and ``prune_edge(src, dst, innovation, closed)``, plus
+        ``graft_removed=[node ids]`` when a graft went with the edge.
 
     Raises:
         NotApplicable: no enabled edge can go without breaking validity.
@@ -131,12 +138,17 @@ def prune_edge(
     inp, out, hidden = genome.input_id, genome.output_id, genome.hidden_nodes()
     h = _topology(genome)
     removable = []
+    dead_graft: dict[tuple[int, int], list[int]] = {}
     for s, d, a in sorted(g.edges(data=True), key=lambda t: t[2]["innovation"]):
-        if not a["enabled"]:
+        if not a["enabled"] or is_frozen(a):
             continue
         if not a["recurrent"]:
             h.remove_edge(s, d)
             ok = _connected(h, inp, out, hidden)
+            if not ok and module_of(g.nodes[s]) is not None:
+                dead = _cut_off_graft(h, inp, out, hidden, genome, module_of(g.nodes[s])["graft"])
+                if dead:
+                    dead_graft[s, d], ok = dead, True
             h.add_edge(s, d)
             if not ok:
                 continue
@@ -158,10 +170,37 @@ def prune_edge(
     child = genome.copy()
     innovation = int(g.edges[src, dst]["innovation"])
     child.graph.remove_edge(src, dst)
-    record = MutationRecord(
-        "prune_edge", {"src": int(src), "dst": int(dst), "innovation": innovation, "closed": bool(closed)}
-    )
-    return child, record
+    args = {"src": int(src), "dst": int(dst), "innovation": innovation, "closed": bool(closed)}
+    if (src, dst) in dead_graft:
+        child.graph.remove_nodes_from(dead_graft[src, dst])
+        args["graft_removed"] = [int(n) for n in dead_graft[src, dst]]
+    return child, MutationRecord("prune_edge", args)
+
+
+def _cut_off_graft(
+    h: nx.DiGraph, inp: int, out: int, hidden: list[int], genome: Genome, graft: int
+) -> list[int]:
+    """Return the hidden nodes ``h`` leaves off every input-output path, if all are of ``graft``.
+
+    An empty list when some of them belong elsewhere (or none is cut off), or when a
+    recurrent edge leaves one of them for a node that stays (its removal would then
+    change more than the graft).
+    """
+    reach = nx.descendants(h, inp)
+    if out not in reach:
+        return []
+    feeds = nx.ancestors(h, out)
+    cut = [n for n in hidden if n not in reach or n not in feeds]
+    g = genome.graph
+    for n in cut:
+        m = module_of(g.nodes[n])
+        if m is None or m["graft"] != graft:
+            return []
+    gone = set(cut)
+    if any(d not in gone for n in cut for d in g.successors(n)
+           if g.edges[n, d]["recurrent"] and g.edges[n, d]["enabled"]):  # fmt: skip
+        return []
+    return cut
 
 
 def _slope_at_zero(activation: str) -> float:
@@ -178,7 +217,8 @@ def remove_node(
     """Remove a hidden node and reconnect its neighbours where the graph needs it.
 
     A node whose neurons are all closed (deterministic gates exactly 0) is
-    preferred; otherwise a random hidden node goes. After removal, every enabled
+    preferred; otherwise a random hidden node goes. Frozen nodes and the nodes
+    with an edge into one (a graft's host or stitch) are never removed. After removal, every enabled
     predecessor ``p`` that no longer reaches the output is connected to every
     enabled successor ``s``, then every successor no longer reachable from the
     input is connected from every predecessor. Such an edge ``p -> s`` gets the
@@ -202,12 +242,12 @@ def remove_node(
         neurons were closed; reconnected: ``[[p, s], ...]``).
 
     Raises:
-        NotApplicable: no hidden node, or reconnection is blocked by recurrent edges.
+        NotApplicable: no removable hidden node, or reconnection is blocked by recurrent edges.
     """
     g = genome.graph
-    hidden = genome.hidden_nodes()
+    hidden = [n for n in genome.hidden_nodes() if not is_frozen(g.nodes[n]) and not genome.feeds_frozen(n)]
     if not hidden:
-        raise NotApplicable("remove_node: no hidden node")
+        raise NotApplicable("remove_node: no unfrozen hidden node that feeds no frozen node")
     closed = [n for n in hidden if not gate_value(g.nodes[n]["gate"], config.gate).any()]
     node = choose(rng, closed or hidden)
     active = genome.active_graph()

@@ -43,8 +43,8 @@ def test_child_has_the_fitter_structure_and_genes_of_either_parent(pop, seed):
     child.validate()
     assert (to_dict(fitter), to_dict(other)) == before
     assert child.structure_key()[1] == fitter.structure_key()[1]  # edges, enabled flags
-    assert [(n, w) for n, _, w, _ in child.structure_key()[0]] == [
-        (n, w) for n, _, w, _ in fitter.structure_key()[0]
+    assert [(n, w) for n, _, w, *_ in child.structure_key()[0]] == [
+        (n, w) for n, _, w, *_ in fitter.structure_key()[0]
     ]
     from_other = 0  # genes that differ from the fitter's must be the other's, bit for bit
     for n, a in child.graph.nodes(data=True):
