@@ -73,10 +73,7 @@ def harvest_run(
     if chosen is None or _reads_input(genome, chosen):
         mean = np.asarray(task.feature_mean, dtype=np.float64)
         scale = np.asarray(task.feature_std, dtype=np.float64)
-    harvest = getattr(modules, "harvest", None)
-    if harvest is None:  # a genomes package from before issue 18's harvest
-        raise LibraryError("genomes.modules.harvest is missing: this genomes package predates it")
-    spec = harvest(genome, chosen, gate, name=name, mean=mean, scale=scale)
+    spec = modules.harvest(genome, chosen, gate, name=name, mean=mean, scale=scale)
     source = {
         "run_dir": os.path.abspath(run_dir),
         "genome_id": gid,

@@ -6,13 +6,11 @@ import json
 import shutil
 from pathlib import Path
 
-import networkx as nx
 import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from genomes import Genome, GenomeError, load, modules, save
-from genomes.gates import gate_value
+from genomes import Genome, evaluate, load, modules, save
 from genomes.genome import edge_attrs
 from hybrid.cli import main
 from hybrid.config import loads_config
@@ -40,60 +38,6 @@ steps = 5
 population = 4
 generations = 2
 """
-
-
-def _stand_in_harvest(genome: Genome, nodes, gate: str, *, name: str, mean=None, scale=None):
-    """Until ``genomes.modules.harvest`` lands (branch g18): cut ``nodes`` out, gates folded."""
-    chosen = set(genome.hidden_nodes() + [genome.output_id] if nodes is None else nodes)
-    active = genome.active_graph()
-    order = [n for n in genome.topological_order() if n in chosen]
-    outside = {p for n in order for p in active.predecessors(n) if p not in chosen}
-    if len(order) != len(chosen) or len(outside) != 1:
-        raise GenomeError(
-            f"nodes {sorted(chosen)} do not form a module with one input (inputs {outside})"
-        )
-    (src,) = outside
-    local = {src: 0} | {n: k for k, n in enumerate(order, start=1)}
-
-    def fold(u: int, v: int) -> np.ndarray:
-        a = genome.edge(u, v)
-        g = gate_value(a["gate"], gate) * gate_value(genome.node(u)["gate"], gate)
-        return (a["weight"] * g).astype(np.float32)
-
-    nodes_ = tuple(
-        modules.ModuleNode(
-            local[n], genome.node(n)["width"], genome.node(n)["activation"], genome.node(n)["bias"]
-        )
-        for n in order
-    )
-    edges = tuple(
-        sorted(
-            (
-                modules.ModuleEdge(local[u], local[v], fold(u, v))
-                for u, v in active.edges
-                if v in chosen
-            ),
-            key=lambda e: (e.dst, e.src),
-        )
-    )
-    sub = nx.DiGraph(active.subgraph(chosen))
-    outputs = tuple(local[n] for n in order if sub.out_degree(n) == 0)
-    keep = src == genome.input_id
-    return modules.ModuleSpec(
-        name,
-        genome.node(src)["width"],
-        nodes_,
-        edges,
-        outputs,
-        mean if keep else None,
-        scale if keep else None,
-    )
-
-
-@pytest.fixture(autouse=True)
-def _harvest(monkeypatch: pytest.MonkeyPatch) -> None:
-    if not hasattr(modules, "harvest"):
-        monkeypatch.setattr(modules, "harvest", _stand_in_harvest, raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +96,10 @@ def test_add_the_whole_champion_then_get_it_back(
     task = json.loads((run / "task.json").read_text())
     assert np.array_equal(spec.mean, np.asarray(task["feature_mean"]))
     assert np.array_equal(spec.scale, np.asarray(task["feature_std"]))
+    x = np.random.default_rng(0).standard_normal((16, 2))  # standardised features
+    np.testing.assert_allclose(
+        modules.module_forward(spec, x), evaluate(champion, x, "sigmoid"), rtol=1e-5, atol=1e-6
+    )
     e = Library(lib).entries()[0]
     assert e.description == "all of it"
     assert e.source == {
@@ -322,7 +270,9 @@ def test_bad_input_is_one_line_and_exit_2(run: Path, lib: Path, tmp_path: Path, 
     )
     _fails(capsys, "add", r, "--name", "m", "--nodes", "", *L, needles=("--nodes",))
     _fails(capsys, "add", r, "--name", "m", "--nodes=-2", *L, needles=("--nodes",))
-    _fails(capsys, "add", r, "--name", "m", "--nodes", "2,1", *L)  # skips node 3: not one module
+    _fails(
+        capsys, "add", r, "--name", "m", "--nodes", "2,1", *L, needles=("harvest: nodes [1, 2]",)
+    )
     _fails(capsys, "add", r, "--name=-m", *L, needles=("module name '-m'",))
     _fails(capsys, "add", str(tmp_path), "--name", "m", *L, needles=("not a run folder",))
     _fails(
