@@ -70,6 +70,16 @@ def _parser() -> argparse.ArgumentParser:
         "--format", default="python", dest="fmt", help="python (default), torchscript, pt2 or onnx"
     )
     exp.add_argument("--out", help="file or folder to write (default: RUN_DIR/best/ for the champion)")
+
+    from .library.commands import add_modules_arguments
+
+    add_modules_arguments(
+        sub.add_parser(
+            "modules",
+            help="the module library: add (harvest from a run), list, show, remove, verify",
+            description="A library of trained modules (default folder ./modules; --library PATH).",
+        )
+    )
     return p
 
 
@@ -319,6 +329,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_modules(args: argparse.Namespace) -> int:
+    from .library.commands import run_modules
+
+    return run_modules(args)
+
+
 def _export_out(out: str | None) -> str | None:
     """Check ``export --out``: an existing folder, or a file (or new folder) in an existing folder."""
     from pathlib import Path
@@ -340,6 +356,7 @@ COMMANDS = {
     "lineage": _cmd_lineage,
     "show": _cmd_show,
     "report": _cmd_report,
+    "modules": _cmd_modules,
 }
 
 
