@@ -21,6 +21,7 @@ from ._files import (
     sequence_targets,
 )
 from ._sequences import SequenceData
+from ._split import shuffle_split
 from ._task import Task
 
 if TYPE_CHECKING:
@@ -51,26 +52,22 @@ def split_indices(
     Raises:
         DataError: if the data are too few (or a class too small) to split so.
     """
-    from sklearn.model_selection import train_test_split
-
     state = int(np.random.default_rng([seed, _SPLIT_STREAM]).integers(2**31 - 1))
-    idx = np.arange(len(y))
+    n = len(y)
     try:
-        rest, test = train_test_split(
-            idx, test_size=test_fraction, random_state=state, stratify=y if stratify else None
-        )
-        train, val = train_test_split(
-            rest,
-            test_size=val_fraction / (1.0 - test_fraction),
-            random_state=state + 1,
-            stratify=y[rest] if stratify else None,
+        rest, test = shuffle_split(n, test_fraction, state, y if stratify else None)
+        train, val = shuffle_split(
+            len(rest),
+            val_fraction / (1.0 - test_fraction),
+            state + 1,
+            y[rest] if stratify else None,
         )
     except ValueError as exc:
-        msg = str(exc).splitlines()[0]
         raise DataError(
-            f"{where}: cannot split {len(y)} samples with val_fraction={val_fraction}, "
-            f"test_fraction={test_fraction} ({msg})"
+            f"{where}: cannot split {n} samples with val_fraction={val_fraction}, "
+            f"test_fraction={test_fraction} ({exc})"
         ) from None
+    train, val = rest[train], rest[val]
     return np.sort(train), np.sort(val), np.sort(test)
 
 
@@ -93,22 +90,18 @@ def carve_selection(
     Raises:
         DataError: if the training split is too small (or a class too rare) to carve it.
     """
-    from sklearn.model_selection import train_test_split
-
     state = int(np.random.default_rng([seed, _SELECTION_STREAM]).integers(2**31 - 1))
     size = fraction * len(y) / len(train)
     try:
         if size >= 1.0:
             raise ValueError(f"it would take {fraction * len(y):.0f} of the {len(train)} training samples")
-        rest, sel = train_test_split(
-            train, test_size=size, random_state=state, stratify=y[train] if stratify else None
-        )
+        rest, sel = shuffle_split(len(train), size, state, y[train] if stratify else None)
     except ValueError as exc:
-        msg = str(exc).splitlines()[0]
         raise DataError(
             f"{where}: cannot carve a selection split of selection_fraction={fraction} from "
-            f"{len(train)} training samples ({msg}); expected a smaller task.selection_fraction"
+            f"{len(train)} training samples ({exc}); expected a smaller task.selection_fraction"
         ) from None
+    rest, sel = train[rest], train[sel]
     return np.sort(rest), np.sort(sel)
 
 
@@ -131,28 +124,64 @@ def _frozen(a: np.ndarray, dtype: type) -> np.ndarray:
     return out
 
 
+def _scaled(Z: np.ndarray, mean: np.ndarray, std: np.ndarray, own: bool) -> np.ndarray:
+    """Return float32 ``(Z - mean) / std``, computed in ``Z``'s precision as ever.
+
+    ``own``: ``Z`` is a copy of the caller's (fancy indexing made it), so the
+    arithmetic may happen in place: the same operations on the same dtypes, hence
+    the same bits, without two more temporaries the size of ``Z``.
+    """
+    if own and np.result_type(Z.dtype, mean.dtype) == Z.dtype:
+        Z -= mean
+    else:
+        Z = Z - mean
+    Z /= std
+    return Z.astype(np.float32, copy=False)
+
+
 def _standardised(
-    X: np.ndarray, train: np.ndarray, columns: list[str], where: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return float32 ``(mean, std, X standardised)``, all of it finite.
+    X: np.ndarray,
+    train: np.ndarray,
+    columns: list[str],
+    where: str,
+    parts: tuple[np.ndarray, ...] | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Return float32 ``(mean, std, standardised parts)``, all of it finite.
 
     Raw features that are finite in float64 (``1e300``) can still overflow: their
     spread squared, their float32 mean or std (which the exported module applies to
     raw inputs) or the raw value itself in float32. Such a column is refused rather
     than turned into NaN for every sample.
 
+    Args:
+        X: the raw features ``[rows, features]``.
+        train: the rows the statistics come from.
+        columns: the feature names, for the message.
+        where: the task or file, for the message.
+        parts: the row indices of each part to return (a split; together they cover
+            every row, as the check of finiteness must); the first that is ``train``
+            itself reuses the rows gathered for the statistics. None: one part, every
+            row in order.
+
     Raises:
         DataError: naming the first feature column that does not fit float32.
     """
     with np.errstate(over="ignore", invalid="ignore"):
-        mean, std = standardise(X[train])
-        Xs = ((X - mean) / std).astype(np.float32)
-        ok = (
-            np.isfinite(mean)
-            & np.isfinite(std)
-            & np.isfinite(Xs).all(axis=0)
-            & np.isfinite(X.astype(np.float32)).all(axis=0)
-        )
+        X_train = X[train]
+        mean, std = standardise(X_train)
+        if parts is None:
+            out = [_scaled(X, mean, std, own=False)]
+        else:  # the training rows' copy is scaled once, in place (xor's splits are one array)
+            first = next((k for k, rows in enumerate(parts) if rows is train), None)
+            out = [
+                _scaled(X_train if k == first else X[rows], mean, std, own=True)
+                for k, rows in enumerate(parts)
+            ]
+        ok = np.isfinite(mean) & np.isfinite(std)
+        for extreme in (X.min(axis=0), X.max(axis=0)):  # float32 rounding is monotonic
+            ok &= np.isfinite(extreme.astype(np.float32))
+        for Z in out:
+            ok &= np.isfinite(Z).all(axis=0)
     if not ok.all():
         j = int(np.flatnonzero(~ok)[0])
         raise DataError(
@@ -160,7 +189,7 @@ def _standardised(
             "(its values or their spread exceed float32's range), expected values within "
             "about +-1e38; rescale that column"
         )
-    return mean, std, Xs
+    return mean, std, out
 
 
 def load_task(task_cfg: TaskConfig, seed: int, *, accelerated: bool = False) -> Task:
@@ -248,7 +277,8 @@ def load_task(task_cfg: TaskConfig, seed: int, *, accelerated: bool = False) -> 
     if table is not None:  # categories and fill values from the training rows only
         encoding = fit_encoding(table, tr, task_cfg.missing, where)
         X, columns = encode_columns(table, encoding), encoded_names(encoding)
-    mean, std, Xs = _standardised(X, tr, columns, where)
+    rows = (tr, va, te) if se is None else (tr, va, te, se)
+    mean, std, parts = _standardised(X, tr, columns, where, rows)
     y_dtype = np.int64 if kind == "classification" else np.float32
     classification = kind == "classification"
     y_pool = np.concatenate([y[tr], y[va]])
@@ -264,8 +294,8 @@ def load_task(task_cfg: TaskConfig, seed: int, *, accelerated: bool = False) -> 
     return Task(
         name=name,
         kind=kind,
-        **_splits(Xs, y, (tr, va, te), y_dtype),
-        X_sel=None if se is None else _frozen(Xs[se], np.float32),
+        **_splits(parts[:3], y, (tr, va, te), y_dtype),
+        X_sel=None if se is None else _frozen(parts[3], np.float32),
         y_sel=None if se is None else _frozen(y[se], y_dtype),
         n_inputs=int(X.shape[1]),
         n_outputs=len(labels) if kind == "classification" else int(y.shape[1]),
@@ -297,12 +327,12 @@ def _check_sequence_config(task_cfg: TaskConfig, where: str) -> None:
 
 
 def _splits(
-    X: np.ndarray, y: np.ndarray, rows: tuple[np.ndarray, np.ndarray, np.ndarray], y_dtype: type
+    X: list[np.ndarray], y: np.ndarray, rows: tuple[np.ndarray, np.ndarray, np.ndarray], y_dtype: type
 ) -> dict[str, np.ndarray]:
-    """A ``Task``'s six split arrays (``X_train`` ... ``y_test``), frozen, from each split's rows."""
+    """A ``Task``'s six split arrays (``X_train`` ... ``y_test``), frozen: features, each split's rows."""
     out = {}
-    for split, r in zip(("train", "val", "test"), rows, strict=True):
-        out[f"X_{split}"], out[f"y_{split}"] = _frozen(X[r], np.float32), _frozen(y[r], y_dtype)
+    for split, X_split, r in zip(("train", "val", "test"), X, rows, strict=True):
+        out[f"X_{split}"], out[f"y_{split}"] = _frozen(X_split, np.float32), _frozen(y[r], y_dtype)
     return out
 
 
@@ -383,14 +413,14 @@ def _npz_sequences(
     real_steps = np.ones((n, t), dtype=bool) if mask is None else mask
     train_steps = np.flatnonzero((real_steps & np.isin(np.arange(n), tr)[:, None]).ravel())
     columns = [f"X[:, :, {j}]" for j in range(f)]
-    mean, std, flat = _standardised(X.reshape(n * t, f), train_steps, columns, where)
+    mean, std, (flat,) = _standardised(X.reshape(n * t, f), train_steps, columns, where)
     Xs = flat.reshape(n, t, f)
     y_dtype = np.int64 if classification else np.float32
 
     return Task(
         name=path.stem,
         kind=kind,
-        **_splits(Xs, y, (tr, va, te), y_dtype),
+        **_splits([Xs[r] for r in (tr, va, te)], y, (tr, va, te), y_dtype),
         n_inputs=int(f),
         n_outputs=len(labels) if classification else int(y.shape[-1]),
         feature_mean=_frozen(mean, np.float32),

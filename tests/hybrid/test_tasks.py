@@ -6,10 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.model_selection import train_test_split
 
 from hybrid.config import TaskConfig
 from hybrid.errors import DataError
-from hybrid.tasks import TASKS, Task, load_task
+from hybrid.tasks import TASKS, Task, load_task, split_indices
+from hybrid.tasks._load import carve_selection
+from hybrid.tasks._split import shuffle_split
 
 
 def _splits(task: Task) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -186,3 +191,116 @@ def test_too_small_a_class_to_stratify_is_a_data_error(tmp_path: Path) -> None:
     rows = "".join(f"{i},{int(i == 0)}\n" for i in range(20))
     with pytest.raises(DataError, match="cannot split 20 samples"):
         load_task(_csv_cfg(_write(tmp_path / "d.csv", "x,label\n" + rows)), seed=0)
+
+
+# The splits before hybrid drew them itself (hybrid.tasks._split): two sklearn
+# train_test_split calls, then a third for the selection split. Runs resume
+# byte-identical and shipped results depend on these rows, so they must not move.
+def _sklearn_split(y: np.ndarray, val: float, test: float, seed: int, stratify: bool) -> tuple:
+    state = int(np.random.default_rng([seed, 1]).integers(2**31 - 1))
+    idx = np.arange(len(y))
+    rest, te = train_test_split(idx, test_size=test, random_state=state, stratify=y if stratify else None)
+    tr, va = train_test_split(
+        rest, test_size=val / (1.0 - test), random_state=state + 1, stratify=y[rest] if stratify else None
+    )
+    return np.sort(tr), np.sort(va), np.sort(te)
+
+
+def _sklearn_carve(y: np.ndarray, train: np.ndarray, fraction: float, seed: int, stratify: bool) -> tuple:
+    state = int(np.random.default_rng([seed, 2]).integers(2**31 - 1))
+    rest, sel = train_test_split(
+        train, test_size=fraction * len(y) / len(train), random_state=state,
+        stratify=y[train] if stratify else None,
+    )
+    return np.sort(rest), np.sort(sel)
+
+
+@st.composite
+def _targets(draw: st.DrawFn) -> np.ndarray:
+    """Class ids of 2 to 400 rows: 1 to 6 classes, some of them rare (1 or 2 rows)."""
+    n = draw(st.integers(2, 400))
+    weights = draw(st.lists(st.integers(1, 50), min_size=1, max_size=6))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    y = rng.choice(len(weights), size=n, p=np.array(weights) / sum(weights))
+    if draw(st.booleans()):  # a rare class
+        y[draw(st.integers(0, n - 1))] = len(weights)
+    return y.astype(np.int64)
+
+
+def _same(old: tuple | None, new: tuple | None) -> None:
+    assert (old is None) == (new is None), (old, new)
+    if old is not None:
+        for a, b in zip(old, new, strict=True):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    y=_targets(),
+    val=st.sampled_from([0.1, 0.15, 0.2, 0.25, 1 / 3]),
+    test=st.floats(0.05, 0.5),
+    seed=st.integers(0, 2**63 - 1),
+    stratify=st.booleans(),
+    fraction=st.sampled_from([0.0, 0.05, 0.1, 0.2, 0.3]),
+)
+def test_splits_are_todays_sklearn_splits_for_any_seed(
+    y: np.ndarray, val: float, test: float, seed: int, stratify: bool, fraction: float
+) -> None:
+    try:
+        old = _sklearn_split(y, val, test, seed, stratify)
+    except ValueError:
+        old = None
+    try:
+        new = split_indices(y, val, test, seed, stratify, "t")
+    except DataError:
+        new = None
+    _same(old, new)
+    if new is None or fraction == 0.0:
+        return
+    try:
+        old = _sklearn_carve(y, new[0], fraction, seed, stratify)
+    except ValueError:
+        old = None
+    try:
+        new = carve_selection(y, new[0], fraction, seed, stratify, "t")
+    except DataError:
+        new = None
+    _same(old, new)
+
+
+@settings(max_examples=100, deadline=None)
+@given(y=_targets(), test=st.floats(0.01, 0.99), state=st.integers(0, 2**32 - 1), stratify=st.booleans())
+def test_shuffle_split_draws_the_rows_and_order_train_test_split_draws(
+    y: np.ndarray, test: float, state: int, stratify: bool
+) -> None:
+    rows = np.random.default_rng(state).permutation(len(y))  # any order, as a split's training rows
+    try:
+        old = train_test_split(rows, test_size=test, random_state=state, stratify=y[rows] if stratify else None)
+    except ValueError:
+        old = None
+    try:
+        train, held = shuffle_split(len(rows), test, state, y[rows] if stratify else None)
+        new = [rows[train], np.sort(rows[held])]
+    except ValueError:
+        new = None
+    if old is not None:
+        old[1] = np.sort(old[1])  # the test rows come back in no particular order
+    _same(old, new)
+
+
+@pytest.mark.parametrize("n", [10_000, 100_003])
+@pytest.mark.parametrize("seed", [0, 1, 2**40 + 7])
+@pytest.mark.parametrize("stratify", [True, False])
+def test_large_splits_are_todays_sklearn_splits(n: int, seed: int, stratify: bool) -> None:
+    y = np.random.default_rng(seed).choice(7, size=n, p=[0.4, 0.2, 0.2, 0.1, 0.05, 0.048, 0.002])
+    new = split_indices(y, 0.2, 0.2, seed, stratify, "t")
+    _same(_sklearn_split(y, 0.2, 0.2, seed, stratify), new)
+    _same(_sklearn_carve(y, new[0], 0.1, seed, stratify), carve_selection(y, new[0], 0.1, seed, stratify, "t"))
+
+
+def test_a_split_error_is_one_line_naming_the_rare_class() -> None:
+    with pytest.raises(DataError) as info:
+        split_indices(np.array([0, 0, 0, 0, 1, 1, 1, 1, 2]), 0.2, 0.2, 0, True, "d.csv")
+    msg = str(info.value)
+    assert msg.startswith("d.csv: cannot split 9 samples") and "\n" not in msg
+    assert "class(es) [2] have a single sample, expected at least 2 per class" in msg
