@@ -199,7 +199,7 @@ def _read_csv_frame(path: Path, target: str) -> tuple[pd.DataFrame, Callable[[in
     except (ValueError, UnicodeDecodeError, OSError, pd.errors.ParserError) as exc:
         _diagnose(path, sep, len(header))
         raise DataError(f"{path}: cannot read CSV ({type(exc).__name__})") from None
-    if engine == "c" and frame.isna().to_numpy().any():  # C fills short rows with NaN
+    if engine == "c" and frame.isna().any().any():  # C fills short rows with NaN
         _diagnose(path, sep, len(header))
     for name in frame.columns:
         col = frame[name]

@@ -74,7 +74,7 @@ def _shares(counts: np.ndarray, draws: int, rng: np.random.RandomState) -> np.nd
 
 
 def _stratified(
-    y: np.ndarray, n_train: int, n_test: int, rng: np.random.RandomState
+    y: np.ndarray, n_train: int, n_test: int, rng: np.random.RandomState, ordered: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     classes, counts, rows = _class_rows(y)
     if counts.min() < 2:
@@ -93,11 +93,12 @@ def _stratified(
         a, b = train_share[k], train_share[k] + test_share[k]
         train.append(drawn[:a])
         test.append(drawn[a:b])
-    return rng.permutation(np.concatenate(train)), np.concatenate(test)
+    train_rows = np.concatenate(train)
+    return rng.permutation(train_rows) if ordered else train_rows, np.concatenate(test)
 
 
 def shuffle_split(
-    n: int, test_size: float, state: int, stratify: np.ndarray | None = None
+    n: int, test_size: float, state: int, stratify: np.ndarray | None = None, ordered: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(train, test)`` positions in ``range(n)``, drawn from ``RandomState(state)``.
 
@@ -107,10 +108,13 @@ def shuffle_split(
         state: the seed of the draws.
         stratify: ``[n]`` class of each row, or None; each class keeps its share in
             both parts.
+        ordered: return ``train`` in the order of its draw (what a further split of
+            it depends on); False spares the last draw, a permutation of ``train``
+            (the same rows: it is the last draw), when the caller sorts the rows.
 
     Returns:
-        ``train`` in the order of its draw (what a further split of it depends on),
-        ``test`` in no particular order.
+        ``train`` in the order of its draw (or, with ``ordered`` False, of no
+        particular order), ``test`` in no particular order.
 
     Raises:
         ValueError: one line: a share outside (0, 1), no row left to train on, a
@@ -121,4 +125,4 @@ def shuffle_split(
     if stratify is None:
         order = rng.permutation(n)
         return order[n_test:], order[:n_test]
-    return _stratified(np.asarray(stratify), n_train, n_test, rng)
+    return _stratified(np.asarray(stratify), n_train, n_test, rng, ordered)

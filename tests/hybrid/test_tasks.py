@@ -304,3 +304,50 @@ def test_a_split_error_is_one_line_naming_the_rare_class() -> None:
     msg = str(info.value)
     assert msg.startswith("d.csv: cannot split 9 samples") and "\n" not in msg
     assert "class(es) [2] have a single sample, expected at least 2 per class" in msg
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
+@pytest.mark.parametrize("chunk", [2**21, 64])  # 64 bytes: a row or two at a time
+def test_standardised_splits_are_todays_bits(
+    dtype: type, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scaled a chunk at a time, in place, split by split: the bits of the whole-array formula."""
+    from hybrid.tasks import _load
+
+    monkeypatch.setattr(_load, "_CHUNK_BYTES", chunk)
+    rng = np.random.default_rng(4)
+    X = (rng.normal(size=(1001, 5)) * [1, 1e4, 1e-4, 3, 0] + [0, 7, -2, 1e6, -0.0]).astype(dtype)
+    tr, va, te = split_indices(rng.integers(0, 3, 1001), 0.2, 0.2, 9, True, "t")
+    mean, std, parts = _load._standardised(X, tr, list("abcde"), "t", (tr, va, te, tr))
+    m, s = _load.standardise(X[tr])
+    whole = ((X - m) / s).astype(np.float32)
+    assert mean.tobytes() == m.tobytes() and std.tobytes() == s.tobytes()
+    for rows, part in zip((tr, va, te, tr), parts, strict=True):
+        assert part.dtype == np.float32 and part.tobytes() == whole[rows].tobytes()
+    (flat,) = _load._standardised(X, tr, list("abcde"), "t")[2]
+    assert flat.tobytes() == whole.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("value", "fits"),
+    [
+        (3.4028234663852886e38, True),  # float32's largest
+        (np.nextafter(2.0**128 - 2.0**103, 0.0), True),  # rounds down to it
+        (2.0**128 - 2.0**103, False),  # rounds up, to inf
+        (1e300, False),
+    ],
+)
+def test_a_feature_beyond_float32_is_refused_at_the_same_bound(value: float, fits: bool) -> None:
+    from hybrid.tasks._load import _standardised
+
+    X = np.zeros((6, 3))
+    X[:, 1] = [1.0, -1.0, 0.5, 2.0, 0.0, 1.0]
+    X[4, 2] = -value
+    with np.errstate(over="ignore"):
+        assert bool(np.isfinite(np.float32(-value))) == fits
+    rows = np.arange(6)
+    if fits:
+        assert np.isfinite(_standardised(X, rows[:5], ["a", "b", "c"], "t", (rows,))[2][0]).all()
+    else:
+        with pytest.raises(DataError, match="feature 'c' is not finite in float32"):
+            _standardised(X, rows[:5], ["a", "b", "c"], "t", (rows,))
