@@ -108,6 +108,10 @@ def carve_selection(
     return np.sort(rest), np.sort(sel)
 
 
+#: Bytes of raw rows scaled at a time: the chunk's float64 copy stays in cache.
+_CHUNK_BYTES = 2**21
+
+
 def standardise(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Return float32 (mean, std) of each feature; constant features get std 1.
 
@@ -115,20 +119,45 @@ def standardise(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         X_train: the training split only: statistics of held-out data must not leak
             into the features a network trains on.
     """
-    mean = X_train.mean(axis=0)
-    std = X_train.std(axis=0)
+    c_rows = X_train.ndim == 2 and X_train.flags.c_contiguous and len(X_train) > 0
+    if c_rows and X_train.dtype == np.float64 and X_train.shape[1] >= 2:
+        mean, std = _mean_std(X_train)
+    else:
+        mean, std = X_train.mean(axis=0), X_train.std(axis=0)
     std = np.where(std > 1e-12, std, 1.0)
     return mean.astype(np.float32), std.astype(np.float32)
+
+
+def _mean_std(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(X.mean(axis=0), X.std(axis=0))``, the same bits, without a copy of ``X``.
+
+    numpy sums a C-ordered ``[rows, >= 2 columns]`` array over axis 0 one row after
+    another, in order (its inner loop runs along a row). So the squared deviations
+    can be made a chunk of rows at a time, the running sum carried in as the chunk's
+    first row: the same additions in the same order as ``X.std``, which makes all
+    the deviations at once (a temporary the size of ``X``). One column, or a
+    column-major array, is summed pairwise instead: :func:`standardise` leaves
+    those to numpy.
+    """
+    n, step = len(X), max(1, _CHUNK_BYTES // (8 * X.shape[1]))
+    mean = np.add.reduce(X, axis=0) / n
+    buf = np.empty((min(n, step) + 1, X.shape[1]))
+    total = None
+    for start in range(0, n, step):
+        chunk = X[start : start + step]
+        head = 0 if total is None else 1  # buf[0]: the sum so far
+        if total is not None:
+            buf[0] = total
+        dev = np.subtract(chunk, mean, out=buf[head : head + len(chunk)])
+        np.multiply(dev, dev, out=dev)
+        total = np.add.reduce(buf[: head + len(chunk)], axis=0)
+    return mean, np.sqrt(total / n)
 
 
 def _frozen(a: np.ndarray, dtype: type) -> np.ndarray:
     out = np.ascontiguousarray(a, dtype=dtype)
     out.setflags(write=False)
     return out
-
-
-#: Bytes of raw rows scaled at a time: the chunk's float64 copy stays in cache.
-_CHUNK_BYTES = 2**21
 
 
 def _scaled(Z: np.ndarray, mean: np.ndarray, std: np.ndarray, own: bool) -> np.ndarray:
