@@ -40,12 +40,26 @@ def split_sizes(n: int, test_size: float) -> tuple[int, int]:
     return n - n_test, n_test
 
 
+#: Up to this many classes, each class's rows are found by a pass over ``y`` each.
+_FEW_CLASSES = 16
+
+
 def _class_rows(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """Return ``(classes, counts, rows)``: the sorted classes, their sizes and positions.
 
-    ``rows[i]`` holds the positions of class ``classes[i]`` in increasing order.
+    ``rows[i]`` holds the positions of class ``classes[i]`` in increasing order: what
+    a stable sort by class gives. Class ids (small non-negative integers, the usual
+    case) are counted without sorting, and a few classes found with one pass each.
     """
-    classes, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
+    if y.dtype.kind in "iu" and len(y) and y.min() >= 0 and y.max() < 2**16:
+        every = np.bincount(y)
+        classes = np.flatnonzero(every)
+        counts = every[classes]
+        if len(classes) <= _FEW_CLASSES:
+            return classes, counts, [np.flatnonzero(y == c) for c in classes]
+        codes = (np.cumsum(every > 0) - 1)[y]
+    else:
+        classes, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
     if len(classes) <= np.iinfo(np.int16).max:  # a stable sort of 16-bit keys is a radix sort
         codes = codes.astype(np.int16)
     order = np.argsort(codes, kind="stable")

@@ -385,3 +385,26 @@ def test_standardise_is_numpys_mean_and_std_to_the_bit(
         m64, s64 = _load._mean_std(Xc)
         assert m64.tobytes() == Xc.mean(axis=0).tobytes()
         assert s64.tobytes() == Xc.std(axis=0).tobytes()
+
+
+@pytest.mark.parametrize(
+    "y",
+    [
+        np.random.default_rng(3).integers(0, 3, 1000),  # a few classes: a pass each
+        np.random.default_rng(3).integers(0, 40, 5000),  # many: counted, then sorted
+        np.random.default_rng(3).integers(-3, 3, 100),  # negative: numpy's unique
+        np.array([5, 9, 9, 5, 100, 70_000, 70_000]),  # gaps, and a large id
+        np.random.default_rng(3).integers(0, 3, 50).astype(np.uint8),
+        np.random.default_rng(3).integers(0, 3, 40).astype(float),
+    ],
+)
+def test_class_rows_are_a_stable_sort_by_class(y: np.ndarray) -> None:
+    from hybrid.tasks._split import _class_rows
+
+    classes, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
+    rows = np.split(np.argsort(codes, kind="stable"), np.cumsum(counts)[:-1])
+    got_classes, got_counts, got_rows = _class_rows(y)
+    assert got_classes.tolist() == classes.tolist() and got_counts.tolist() == counts.tolist()
+    assert len(got_rows) == len(rows)
+    for a, b in zip(got_rows, rows, strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
