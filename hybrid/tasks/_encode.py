@@ -224,10 +224,10 @@ def fit_encoding(
     """
     out = []
     for c in columns:
-        values = c.values[train]
         if c.kind == "numeric":
             fill = None
-            if missing != "error":
+            if missing != "error":  # else the training rows are not needed: not gathered
+                values = c.values[train]
                 present = values[~np.isnan(values)]
                 if present.size == 0:
                     raise DataError(
@@ -237,7 +237,7 @@ def fit_encoding(
                 fill = float(np.mean(present) if missing == "mean" else np.median(present))
             out.append({"name": c.name, "kind": "numeric", "fill": fill})
             continue
-        seen = pd.unique(values)
+        seen = pd.unique(c.values[train])
         categories: list[str | None] = sorted(v for v in seen if v is not None)
         if len(categories) < len(seen):
             categories.append(None)
