@@ -21,6 +21,7 @@ from ._files import (
     sequence_targets,
 )
 from ._sequences import SequenceData
+from ._split import shuffle_split
 from ._task import Task
 
 if TYPE_CHECKING:
@@ -51,26 +52,23 @@ def split_indices(
     Raises:
         DataError: if the data are too few (or a class too small) to split so.
     """
-    from sklearn.model_selection import train_test_split
-
     state = int(np.random.default_rng([seed, _SPLIT_STREAM]).integers(2**31 - 1))
-    idx = np.arange(len(y))
+    n = len(y)
     try:
-        rest, test = train_test_split(
-            idx, test_size=test_fraction, random_state=state, stratify=y if stratify else None
-        )
-        train, val = train_test_split(
-            rest,
-            test_size=val_fraction / (1.0 - test_fraction),
-            random_state=state + 1,
-            stratify=y[rest] if stratify else None,
+        rest, test = shuffle_split(n, test_fraction, state, y if stratify else None)
+        train, val = shuffle_split(
+            len(rest),
+            val_fraction / (1.0 - test_fraction),
+            state + 1,
+            y[rest] if stratify else None,
+            ordered=False,
         )
     except ValueError as exc:
-        msg = str(exc).splitlines()[0]
         raise DataError(
-            f"{where}: cannot split {len(y)} samples with val_fraction={val_fraction}, "
-            f"test_fraction={test_fraction} ({msg})"
+            f"{where}: cannot split {n} samples with val_fraction={val_fraction}, "
+            f"test_fraction={test_fraction} ({exc})"
         ) from None
+    train, val = rest[train], rest[val]
     return np.sort(train), np.sort(val), np.sort(test)
 
 
@@ -93,23 +91,25 @@ def carve_selection(
     Raises:
         DataError: if the training split is too small (or a class too rare) to carve it.
     """
-    from sklearn.model_selection import train_test_split
-
     state = int(np.random.default_rng([seed, _SELECTION_STREAM]).integers(2**31 - 1))
     size = fraction * len(y) / len(train)
     try:
         if size >= 1.0:
             raise ValueError(f"it would take {fraction * len(y):.0f} of the {len(train)} training samples")
-        rest, sel = train_test_split(
-            train, test_size=size, random_state=state, stratify=y[train] if stratify else None
+        rest, sel = shuffle_split(
+            len(train), size, state, y[train] if stratify else None, ordered=False
         )
     except ValueError as exc:
-        msg = str(exc).splitlines()[0]
         raise DataError(
             f"{where}: cannot carve a selection split of selection_fraction={fraction} from "
-            f"{len(train)} training samples ({msg}); expected a smaller task.selection_fraction"
+            f"{len(train)} training samples ({exc}); expected a smaller task.selection_fraction"
         ) from None
+    rest, sel = train[rest], train[sel]
     return np.sort(rest), np.sort(sel)
+
+
+#: Bytes of raw rows scaled at a time: the chunk's float64 copy stays in cache.
+_CHUNK_BYTES = 2**21
 
 
 def standardise(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -119,10 +119,39 @@ def standardise(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         X_train: the training split only: statistics of held-out data must not leak
             into the features a network trains on.
     """
-    mean = X_train.mean(axis=0)
-    std = X_train.std(axis=0)
+    c_rows = X_train.ndim == 2 and X_train.flags.c_contiguous and len(X_train) > 0
+    if c_rows and X_train.dtype == np.float64 and X_train.shape[1] >= 2:
+        mean, std = _mean_std(X_train)
+    else:
+        mean, std = X_train.mean(axis=0), X_train.std(axis=0)
     std = np.where(std > 1e-12, std, 1.0)
     return mean.astype(np.float32), std.astype(np.float32)
+
+
+def _mean_std(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(X.mean(axis=0), X.std(axis=0))``, the same bits, without a copy of ``X``.
+
+    numpy sums a C-ordered ``[rows, >= 2 columns]`` array over axis 0 one row after
+    another, in order (its inner loop runs along a row). So the squared deviations
+    can be made a chunk of rows at a time, the running sum carried in as the chunk's
+    first row: the same additions in the same order as ``X.std``, which makes all
+    the deviations at once (a temporary the size of ``X``). One column, or a
+    column-major array, is summed pairwise instead: :func:`standardise` leaves
+    those to numpy.
+    """
+    n, step = len(X), max(1, _CHUNK_BYTES // (8 * X.shape[1]))
+    mean = np.add.reduce(X, axis=0) / n
+    buf = np.empty((min(n, step) + 1, X.shape[1]))
+    total = None
+    for start in range(0, n, step):
+        chunk = X[start : start + step]
+        head = 0 if total is None else 1  # buf[0]: the sum so far
+        if total is not None:
+            buf[0] = total
+        dev = np.subtract(chunk, mean, out=buf[head : head + len(chunk)])
+        np.multiply(dev, dev, out=dev)
+        total = np.add.reduce(buf[: head + len(chunk)], axis=0)
+    return mean, np.sqrt(total / n)
 
 
 def _frozen(a: np.ndarray, dtype: type) -> np.ndarray:
@@ -131,28 +160,104 @@ def _frozen(a: np.ndarray, dtype: type) -> np.ndarray:
     return out
 
 
+def _scaled(Z: np.ndarray, mean: np.ndarray, std: np.ndarray, own: bool) -> np.ndarray:
+    """Return ``(Z - mean) / std`` in ``Z``'s precision (float64 for integers), as ever.
+
+    ``own``: ``Z`` is the caller's to overwrite (a copy fancy indexing made), so the
+    arithmetic happens in place: the same operations on the same dtypes, hence the
+    same bits, without a temporary the size of ``Z``.
+    """
+    if own and np.result_type(Z.dtype, mean.dtype) == Z.dtype:
+        Z -= mean
+    else:
+        Z = Z - mean
+    Z /= std
+    return Z
+
+
+def _scaled_rows(
+    X: np.ndarray, rows: np.ndarray | None, mean: np.ndarray, std: np.ndarray, own: bool
+) -> np.ndarray:
+    """Return float32 ``(X[rows] - mean) / std``, a few thousand rows at a time.
+
+    The same values as scaling all rows at once (each row is computed alone), but
+    every temporary stays in cache and the only large array made is the result.
+
+    Args:
+        rows: the rows to scale; None: every row of ``X``.
+        own: with ``rows`` None, ``X`` may be overwritten (fancy indexing copies anyway).
+    """
+    n = len(X) if rows is None else len(rows)
+    out = np.empty((n, X.shape[1]), np.float32)
+    step = max(1, _CHUNK_BYTES // (8 * max(1, X.shape[1])))
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        if rows is None:
+            out[start:stop] = _scaled(X[start:stop], mean, std, own)
+        else:
+            out[start:stop] = _scaled(X[rows[start:stop]], mean, std, True)
+    return out
+
+
+def _fits_float32(a: np.ndarray) -> bool:
+    """Return whether every value of ``a`` is finite in float32 (NaN is not).
+
+    Two reductions over the flat array: the smallest and largest value round to
+    finite float32 values, so do all between them (a NaN makes both NaN). Per column
+    (``a.min(axis=0)``) the same takes 5x longer: an inner loop per row.
+    """
+    flat = a.reshape(-1)
+    if flat.size == 0:
+        return True
+    return bool(np.isfinite(np.array([flat.min(), flat.max()]).astype(np.float32)).all())
+
+
 def _standardised(
-    X: np.ndarray, train: np.ndarray, columns: list[str], where: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return float32 ``(mean, std, X standardised)``, all of it finite.
+    X: np.ndarray,
+    train: np.ndarray,
+    columns: list[str],
+    where: str,
+    parts: tuple[np.ndarray, ...] | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Return float32 ``(mean, std, standardised parts)``, all of it finite.
 
     Raw features that are finite in float64 (``1e300``) can still overflow: their
     spread squared, their float32 mean or std (which the exported module applies to
     raw inputs) or the raw value itself in float32. Such a column is refused rather
     than turned into NaN for every sample.
 
+    Args:
+        X: the raw features ``[rows, features]``.
+        train: the rows the statistics come from.
+        columns: the feature names, for the message.
+        where: the task or file, for the message.
+        parts: the row indices of each part to return (a split; together they cover
+            every row, as the check of finiteness must); the first that is ``train``
+            itself reuses the rows gathered for the statistics. None: one part, every
+            row in order.
+
     Raises:
         DataError: naming the first feature column that does not fit float32.
     """
     with np.errstate(over="ignore", invalid="ignore"):
-        mean, std = standardise(X[train])
-        Xs = ((X - mean) / std).astype(np.float32)
-        ok = (
-            np.isfinite(mean)
-            & np.isfinite(std)
-            & np.isfinite(Xs).all(axis=0)
-            & np.isfinite(X.astype(np.float32)).all(axis=0)
-        )
+        X_train = X[train]
+        mean, std = standardise(X_train)
+        if parts is None:
+            out = [_scaled_rows(X, None, mean, std, own=False)]
+        else:  # the training rows' copy is scaled once, in place (xor's splits are one array)
+            first = next((k for k, rows in enumerate(parts) if rows is train), None)
+            out = [
+                _scaled_rows(X_train, None, mean, std, own=True)
+                if k == first
+                else _scaled_rows(X, rows, mean, std, own=True)
+                for k, rows in enumerate(parts)
+            ]
+        ok = np.isfinite(mean) & np.isfinite(std)
+        if not (ok.all() and _fits_float32(X) and all(_fits_float32(Z) for Z in out)):
+            for extreme in (X.min(axis=0), X.max(axis=0)):  # float32 rounding is monotonic
+                ok &= np.isfinite(extreme.astype(np.float32))
+            for Z in out:
+                ok &= np.isfinite(Z).all(axis=0)
     if not ok.all():
         j = int(np.flatnonzero(~ok)[0])
         raise DataError(
@@ -160,7 +265,7 @@ def _standardised(
             "(its values or their spread exceed float32's range), expected values within "
             "about +-1e38; rescale that column"
         )
-    return mean, std, Xs
+    return mean, std, out
 
 
 def load_task(task_cfg: TaskConfig, seed: int, *, accelerated: bool = False) -> Task:
@@ -248,7 +353,8 @@ def load_task(task_cfg: TaskConfig, seed: int, *, accelerated: bool = False) -> 
     if table is not None:  # categories and fill values from the training rows only
         encoding = fit_encoding(table, tr, task_cfg.missing, where)
         X, columns = encode_columns(table, encoding), encoded_names(encoding)
-    mean, std, Xs = _standardised(X, tr, columns, where)
+    rows = (tr, va, te) if se is None else (tr, va, te, se)
+    mean, std, parts = _standardised(X, tr, columns, where, rows)
     y_dtype = np.int64 if kind == "classification" else np.float32
     classification = kind == "classification"
     y_pool = np.concatenate([y[tr], y[va]])
@@ -264,8 +370,8 @@ def load_task(task_cfg: TaskConfig, seed: int, *, accelerated: bool = False) -> 
     return Task(
         name=name,
         kind=kind,
-        **_splits(Xs, y, (tr, va, te), y_dtype),
-        X_sel=None if se is None else _frozen(Xs[se], np.float32),
+        **_splits(parts[:3], y, (tr, va, te), y_dtype),
+        X_sel=None if se is None else _frozen(parts[3], np.float32),
         y_sel=None if se is None else _frozen(y[se], y_dtype),
         n_inputs=int(X.shape[1]),
         n_outputs=len(labels) if kind == "classification" else int(y.shape[1]),
@@ -297,12 +403,12 @@ def _check_sequence_config(task_cfg: TaskConfig, where: str) -> None:
 
 
 def _splits(
-    X: np.ndarray, y: np.ndarray, rows: tuple[np.ndarray, np.ndarray, np.ndarray], y_dtype: type
+    X: list[np.ndarray], y: np.ndarray, rows: tuple[np.ndarray, np.ndarray, np.ndarray], y_dtype: type
 ) -> dict[str, np.ndarray]:
-    """A ``Task``'s six split arrays (``X_train`` ... ``y_test``), frozen, from each split's rows."""
+    """A ``Task``'s six split arrays (``X_train`` ... ``y_test``), frozen: features, each split's rows."""
     out = {}
-    for split, r in zip(("train", "val", "test"), rows, strict=True):
-        out[f"X_{split}"], out[f"y_{split}"] = _frozen(X[r], np.float32), _frozen(y[r], y_dtype)
+    for split, X_split, r in zip(("train", "val", "test"), X, rows, strict=True):
+        out[f"X_{split}"], out[f"y_{split}"] = _frozen(X_split, np.float32), _frozen(y[r], y_dtype)
     return out
 
 
@@ -383,14 +489,14 @@ def _npz_sequences(
     real_steps = np.ones((n, t), dtype=bool) if mask is None else mask
     train_steps = np.flatnonzero((real_steps & np.isin(np.arange(n), tr)[:, None]).ravel())
     columns = [f"X[:, :, {j}]" for j in range(f)]
-    mean, std, flat = _standardised(X.reshape(n * t, f), train_steps, columns, where)
+    mean, std, (flat,) = _standardised(X.reshape(n * t, f), train_steps, columns, where)
     Xs = flat.reshape(n, t, f)
     y_dtype = np.int64 if classification else np.float32
 
     return Task(
         name=path.stem,
         kind=kind,
-        **_splits(Xs, y, (tr, va, te), y_dtype),
+        **_splits([Xs[r] for r in (tr, va, te)], y, (tr, va, te), y_dtype),
         n_inputs=int(f),
         n_outputs=len(labels) if classification else int(y.shape[-1]),
         feature_mean=_frozen(mean, np.float32),

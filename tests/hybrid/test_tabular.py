@@ -436,3 +436,32 @@ def test_a_dataframe_with_categories_runs_through_hybrid_search(tmp_path: Path) 
     kinds = {c["name"]: c["kind"] for c in info["encoding"]["columns"]}
     assert kinds == {"a": "numeric", "colour": "categorical", "word": "categorical", "flag": "categorical"}
     assert info["n_inputs"] == 1 + 2 + 3 + 2
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        pd.Series([3, -1, 3, 10**15, 0, -1]),
+        pd.Series(np.array([7, 2, 7, 255], dtype=np.uint8)),
+        pd.Series([True, False, False, True]),
+        pd.Series([2, 1, 2, 5], dtype="Int64"),
+        pd.Series([1.0, 2.0, 1.0, -0.0, 0.0]),
+        pd.Series([" b", "a", "b", "a "]),
+    ],
+)
+def test_label_text_is_every_row_made_text(labels: pd.Series, tmp_path: Path) -> None:
+    """Integers are made text per distinct value: the same text as per row, the same first rows."""
+    kind = labels.dtype.kind
+    expected = labels.astype(str).to_numpy(dtype=object) if kind in "iubf" else None
+    text = files_module._labels(tmp_path / "d.csv", "y", labels, lambda i: f"line {i + 2}")
+    if expected is not None:
+        assert text.tolist() == expected.tolist()
+    codes, uniques = pd.factorize(text)
+    np.testing.assert_array_equal(
+        files_module._first_rows(codes, len(uniques)), np.unique(codes, return_index=True)[1]
+    )
+
+
+def test_first_rows_skip_missing_values() -> None:
+    codes, uniques = pd.factorize(np.array([None, "b", "a", None, "b"], dtype=object))
+    assert files_module._first_rows(codes, len(uniques)).tolist() == [1, 2]
