@@ -4,7 +4,7 @@ A :class:`ModuleSpec` is a feed-forward sub-network cut out of a trained genome
 (``harvest``), its gates folded into its weights, with one input (``in_width``
 values: the genome's standardised features or a hidden node's activations) and
 ``outputs``: the activations, before any gate, of some of its nodes. The library
-of ``hybrid.modules`` stores specs on disk; :func:`insert_module` grafts one into a
+of ``hybrid.library`` stores specs on disk; :func:`insert_module` grafts one into a
 genome as a zero-initialised residual branch, so the child computes exactly what
 its parent computed.
 
