@@ -42,7 +42,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from hybrid.library import Library, harvest_run
 from quality import machine_line
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -51,6 +50,7 @@ from genomes.serialize import atomic_write
 from hybrid.backends import evaluate_members
 from hybrid.config import loads_config
 from hybrid.grafting import module_use
+from hybrid.library import Library, harvest_run
 from hybrid.lineage.reader import Lineage
 from hybrid.rundir import open_run_dir
 from hybrid.search import Search
@@ -70,12 +70,12 @@ steps = {steps}
 batch_size = 128
 lr = 0.005
 gate = "hard_concrete"
-penalty = 0.0001
+penalty = {penalty}
 [evolution]
 population = 16
 generations = {generations}
 [selection]
-method = "nsga2"
+method = "{method}"
 champion = "best"
 [run]
 seed = {seed}
@@ -102,7 +102,8 @@ population = 16
 generations = {generations}
 [selection]
 method = "nsga2"
-champion = "best"
+champion = "{champion}"
+epsilon = {epsilon}
 [mutation]
 insert_module = {rate}
 [run]
@@ -114,9 +115,9 @@ threads = 1
 
 #: target name -> (classes, training images per class, module source)
 TARGETS = {
-    "digits10_k5": (tuple(range(10)), 5, "even_odd"),
-    "digits10_k20": (tuple(range(10)), 20, "even_odd"),
-    "digits59_k5": ((5, 6, 7, 8, 9), 5, "digits04"),
+    "digits10_k5": (tuple(range(10)), 5, ("even_odd", "ge5")),
+    "digits10_k20": (tuple(range(10)), 20, ("even_odd", "ge5")),
+    "digits59_k5": ((5, 6, 7, 8, 9), 5, ("digits04",)),
 }
 VAL_PER_CLASS = 5
 
@@ -139,6 +140,8 @@ def source_run(kind: str, X: np.ndarray, y: np.ndarray, Xh: np.ndarray, yh: np.n
     """Train one source search; return its run folder, steps and wall."""
     if kind == "even_odd":
         Xs, ys, Xt, yt = X, y % 2, Xh, yh % 2
+    elif kind == "ge5":
+        Xs, ys, Xt, yt = X, (y >= 5).astype(np.int64), Xh, (yh >= 5).astype(np.int64)
     else:
         Xs, ys, Xt, yt = X[y < 5], y[y < 5], Xh[yh < 5], yh[yh < 5]
     idx_tr, idx_val = train_test_split(np.arange(len(ys)), test_size=0.2, random_state=seed, stratify=ys)
@@ -149,7 +152,8 @@ def source_run(kind: str, X: np.ndarray, y: np.ndarray, Xh: np.ndarray, yh: np.n
               np.concatenate([split, np.full(len(yt), 2, np.int64)]))
     name = f"source_{kind}_s{seed}"
     cfg = run_config(SOURCE.format(path=path, steps=args.source_steps, generations=args.source_generations,
-                                   seed=seed, name=name, runs=work / "runs"))
+                                   seed=seed, name=name, runs=work / "runs", penalty=args.source_penalty,
+                                   method=args.source_method))
     t0 = time.perf_counter()
     result = Search.start(cfg, overwrite=True).run()
     wall = time.perf_counter() - t0
@@ -189,12 +193,13 @@ def champion_curve(run_dir: Path, seed: int) -> list[float]:
 
 
 def target_run(target: str, with_library: bool, data: dict[str, Any], seed: int, work: Path,
-               library: Path | None, module: str | None, args: argparse.Namespace) -> dict[str, Any]:
+               library: Path | None, modules: list[str], args: argparse.Namespace) -> dict[str, Any]:
     name = f"{target}_{'lib' if with_library else 'scratch'}_s{seed}"
     text = TARGET.format(path=data["path"], steps=args.steps, generations=args.generations,
-                         rate=args.rate if with_library else 0.0, seed=seed, name=name, runs=work / "runs")
+                         rate=args.rate if with_library else 0.0, seed=seed, name=name, runs=work / "runs",
+                         champion=args.champion, epsilon=args.epsilon)
     if with_library:
-        text += f'[modules]\nlibrary = "{library}"\nuse = ["{module}"]\n'
+        text += f'[modules]\nlibrary = "{library}"\nuse = {json.dumps(modules)}\n'
     cfg = run_config(text)
     t0 = time.perf_counter()
     result = Search.start(cfg, overwrite=True).run()
@@ -262,6 +267,13 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=0.3, help="mutation.insert_module in the library arm")
     p.add_argument("--source-steps", type=int, default=200)
     p.add_argument("--source-generations", type=int, default=12)
+    p.add_argument("--source-penalty", type=float, default=0.0,
+                   help="source runs' L0 penalty: 0 keeps every feature neuron the module could offer")
+    p.add_argument("--source-method", default="tournament", choices=["tournament", "nsga2"],
+                   help="source runs' selection: tournament = accuracy only, no size pressure")
+    p.add_argument("--champion", default="smallest_within", choices=["best", "smallest_within"],
+                   help="target runs' champion rule (both arms)")
+    p.add_argument("--epsilon", type=float, default=0.02, help="target runs' smallest_within slack")
     p.add_argument("--quick", action="store_true", help="few steps and generations: a smoke run")
     p.add_argument("--out", type=Path, default=Path("benchmarks/transfer.json"))
     args = p.parse_args()
@@ -279,7 +291,7 @@ def main() -> int:
         library = Library(work / "modules")
         for seed in args.seeds:
             per: dict[str, Any] = {"sources": {}, "targets": {}}
-            needed = {TARGETS[t][2] for t in args.targets}
+            needed = {k for t in args.targets for k in TARGETS[t][2]}
             for kind in sorted(needed):
                 src = source_run(kind, X, y, Xh, yh, seed, work, args)
                 spec, source, metrics = harvest_run(Path(src["run_dir"]), "best", feature_nodes(src["run_dir"]),
@@ -294,10 +306,10 @@ def main() -> int:
                       flush=True)
             for target in args.targets:
                 data = target_data(target, X, y, Xh, yh, seed, work)
-                module = f"{TARGETS[target][2]}-s{seed}"
+                modules = [f"{k}-s{seed}" for k in TARGETS[target][2]]
                 pair = {}
                 for with_library in (False, True):
-                    r = target_run(target, with_library, data, seed, work, library.path, module, args)
+                    r = target_run(target, with_library, data, seed, work, library.path, modules, args)
                     pair["lib" if with_library else "scratch"] = r
                     print(f"seed {seed} {target} {'library' if with_library else 'scratch'}: test {r['test']:.3f}, "
                           f"{r['params']} params, {r['wall_s']:.0f} s, grafts {r['grafts']}, champions with a "

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .rundir import RunDir
     from .tasks import Task
 
-__all__ = ["PIN_FILE", "check_pins", "graft_operator", "load_modules", "module_use", "write_pins"]
+__all__ = ["PIN_FILE", "check_fit", "check_pins", "graft_operator", "load_modules", "module_use", "write_pins"]
 
 #: The run folder's record of the library entries a search grafts from, by hash.
 PIN_FILE = "modules.json"
@@ -67,6 +67,32 @@ def load_modules(config: Config) -> tuple[ModuleSpec, ...]:
             f"--library {path}`"
         )
     return tuple(library.get(name) for name in names)
+
+
+def check_fit(specs: tuple[ModuleSpec, ...], task: Task, config: Config) -> None:
+    """Refuse a module that no graft could feed in ``task``.
+
+    A module that reads its source task's standardised features (it has a recorded
+    standardisation) needs that many features: a stitch from other values would not
+    be the input it learned on. Any other width is stitched by a node of that width,
+    which may not exceed ``mutation.max_node_width``.
+
+    Raises:
+        ConfigError: naming the entry, its input width and what the task offers.
+    """
+    cap = config.mutation.max_node_width
+    for spec in specs:
+        if spec.mean is not None and spec.in_width != task.n_inputs:
+            raise ConfigError(
+                f"modules.library entry {spec.name!r}: reads the {spec.in_width} standardised features of its "
+                f"source task, but task {task.name!r} has {task.n_inputs}: its widths cannot be stitched "
+                "(harvest nodes that read a hidden node instead, or use another entry)"
+            )
+        if spec.in_width != task.n_inputs and spec.in_width > cap:
+            raise ConfigError(
+                f"modules.library entry {spec.name!r}: reads {spec.in_width} values; the stitch node that "
+                f"would feed it may not be wider than mutation.max_node_width = {cap}"
+            )
 
 
 def write_pins(run: RunDir, specs: tuple[ModuleSpec, ...]) -> None:

@@ -42,7 +42,7 @@ from .checkpoint import STATE_FILE, checkpoint_path, load_latest_checkpoint
 from .config import Config, resolve_device
 from .errors import DataError, NoChampionError, RunDirError
 from .generation import FAILED_METRIC, FAILED_SIZE, StepContext, initial_state, seed_for, step
-from .grafting import check_pins, load_modules, write_pins
+from .grafting import check_fit, check_pins, load_modules, write_pins
 from .lineage import LineageWriter
 from .metrics import check_metric_targets
 from .reporters import (
@@ -161,7 +161,7 @@ class Search:
         task = load_task(config.task, config.run.seed, accelerated=device.startswith("cuda"))
         check_sequence_config(config, task, f"run {config.run.name!r}")
         load_phases(config, task)  # every phase's data loads before the folder exists
-        load_modules(config)  # and the module library's entries, hash-checked
+        check_fit(load_modules(config), task, config)  # the module library's entries, hash-checked
         splits = [("the validation split", task.y_val), ("the test split", task.y_test)]
         if task.y_sel is not None:
             splits.append(("the selection split", task.y_sel))

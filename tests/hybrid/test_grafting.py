@@ -118,3 +118,12 @@ def test_a_missing_library_is_one_line_before_any_run_folder(tmp_path: Path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "nowhere" in err[0]
     assert not (tmp_path / "t" / "tiny").exists()
+
+
+def test_a_module_that_reads_other_features_cannot_be_stitched(tmp_path: Path, capsys) -> None:
+    _library(tmp_path)  # a circles module: it reads circles' 2 standardised features
+    cfg = tmp_path / "d.toml"
+    cfg.write_text(_target_toml(tmp_path, "d").replace('name = "circles"\nn_samples = 120', 'name = "wine"'))
+    code = main(["run", str(cfg), "--plain"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "'circ'" in err[0] and "cannot be stitched" in err[0]
