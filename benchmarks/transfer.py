@@ -5,7 +5,7 @@ One fixed, stratified split of sklearn's 1,797 digits: a *source* part (60%) and
 
 1. **Source runs** on the source part (80% train, 20% validation): ``even_odd`` (the
    digit's parity, 2 classes) and ``digits04`` (digits 0-4 only, 5 classes). Each
-   champion's hidden nodes go into a module library (``hybrid.library``) as one entry,
+   champion's widest hidden node read from the input goes into a module library (``hybrid.library``) as one entry,
    harvested as ``hybrid modules add`` does.
 2. **Target runs**, the same search without and with the library
    (``mutation.insert_module``; the entry named per target, frozen):
@@ -77,6 +77,9 @@ generations = {generations}
 [selection]
 method = "{method}"
 champion = "best"
+[mutation]
+prune_neurons = {prune}
+remove_node = {prune}
 [run]
 seed = {seed}
 name = "{name}"
@@ -153,7 +156,7 @@ def source_run(kind: str, X: np.ndarray, y: np.ndarray, Xh: np.ndarray, yh: np.n
     name = f"source_{kind}_s{seed}"
     cfg = run_config(SOURCE.format(path=path, steps=args.source_steps, generations=args.source_generations,
                                    seed=seed, name=name, runs=work / "runs", penalty=args.source_penalty,
-                                   method=args.source_method))
+                                   method=args.source_method, prune=args.source_prune))
     t0 = time.perf_counter()
     result = Search.start(cfg, overwrite=True).run()
     wall = time.perf_counter() - t0
@@ -167,16 +170,20 @@ def source_run(kind: str, X: np.ndarray, y: np.ndarray, Xh: np.ndarray, yh: np.n
 
 
 def feature_nodes(run_dir: str) -> list[int] | None:
-    """The champion's largest connected group of hidden nodes (its features); None: none left."""
-    import networkx as nx
+    """The champion's features: its widest hidden node fed by the input alone (None: whole genome).
 
+    A single node read from the input keeps every neuron it learned as the module's
+    output; a group of nodes would only offer those with an edge leaving the group
+    (after an add_node split, often a narrow bottleneck).
+    """
     from genomes import load
 
     genome = load(Path(run_dir) / "best" / "genome.json")
-    hidden = genome.active_graph().subgraph(genome.hidden_nodes())
-    groups = sorted(nx.weakly_connected_components(hidden), key=lambda c: (-sum(
-        genome.graph.nodes[n]["width"] for n in c), min(c)))
-    return sorted(groups[0]) if groups else None
+    active = genome.active_graph()
+    fed = [n for n in genome.hidden_nodes() if set(active.predecessors(n)) == {genome.input_id}]
+    if not fed:
+        return None
+    return [max(fed, key=lambda n: (genome.graph.nodes[n]["width"], -n))]
 
 
 def champion_curve(run_dir: Path, seed: int) -> list[float]:
@@ -271,6 +278,8 @@ def main() -> int:
                    help="source runs' L0 penalty: 0 keeps every feature neuron the module could offer")
     p.add_argument("--source-method", default="tournament", choices=["tournament", "nsga2"],
                    help="source runs' selection: tournament = accuracy only, no size pressure")
+    p.add_argument("--source-prune", type=float, default=0.0,
+                   help="source runs' prune_neurons and remove_node rates: 0 keeps the features wide")
     p.add_argument("--champion", default="smallest_within", choices=["best", "smallest_within"],
                    help="target runs' champion rule (both arms)")
     p.add_argument("--epsilon", type=float, default=0.02, help="target runs' smallest_within slack")

@@ -131,3 +131,28 @@ def test_freeze_helper_keeps_a_valid_genome():
     assert g.validate() is g
     assert not g.graph.nodes[3].get("frozen", False)  # its disabled self-loop is recurrent
     assert all(g.graph.nodes[n].get("frozen", False) for n in (2, 4, 5, 6))
+
+
+@pytest.mark.parametrize("gate", GATE_KINDS)
+def test_export_holds_a_module_s_inner_weights_and_biases_bit_for_bit(gate):
+    """Gates of a graft are exactly 1, so folding them into the weights changes no bit."""
+    g = module_genome()
+    net = to_module(g, gate, feature_mean=MEAN, feature_std=STD)
+    exported = [t.detach().numpy() for t in net.state_dict().values()]
+    inner = [g.graph.edges[20, 21]["weight"], g.graph.nodes[21]["bias"], g.graph.nodes[22]["bias"]]
+    for arr in inner:
+        assert any(
+            e.dtype == arr.dtype and e.size >= arr.size and arr.tobytes() in _slices(e, arr.shape) for e in exported
+        ), f"no exported tensor holds {arr.shape} bit for bit"
+
+
+def _slices(e: np.ndarray, shape: tuple[int, ...]) -> set[bytes]:
+    """Every contiguous row block (or 1-D run) of ``e`` with ``shape``, as bytes."""
+    out = set()
+    if e.ndim == 1 and len(shape) == 1:
+        out |= {e[i : i + shape[0]].tobytes() for i in range(e.size - shape[0] + 1)}
+    elif e.ndim == 2 and len(shape) == 2:
+        for r in range(e.shape[0] - shape[0] + 1):
+            for c in range(e.shape[1] - shape[1] + 1):
+                out.add(np.ascontiguousarray(e[r : r + shape[0], c : c + shape[1]]).tobytes())
+    return out
