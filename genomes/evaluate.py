@@ -102,12 +102,7 @@ def evaluate_sequence(
     state = np.asarray(state, dtype=dtype)
     if state.shape != (b, size):
         raise GenomeError(f"state should have shape ({b}, {size}), got {state.shape}")
-    order = genome.topological_order()
-    active = genome.active_graph()
-    incoming = {n: list(active.predecessors(n)) for n in order}
-    recurrent: dict[int, list[int]] = {}
-    for s, d in genome.recurrent_edges():
-        recurrent.setdefault(d, []).append(s)
+    order, incoming, recurrent = _wiring(genome)
     previous: dict[int, np.ndarray] = {}
     start = 0
     for n, w in layout:
@@ -120,6 +115,17 @@ def evaluate_sequence(
         previous = {n: values[n] for n, _ in layout}
     final = np.concatenate([previous[n] for n, _ in layout], axis=1) if layout else state
     return outputs, final
+
+
+def _wiring(genome: Genome) -> tuple[list[int], dict[int, list[int]], dict[int, list[int]]]:
+    """Return the topological order, each node's enabled feed-forward inputs and recurrent inputs."""
+    order = genome.topological_order()
+    active = genome.active_graph()
+    incoming = {n: list(active.predecessors(n)) for n in order}
+    recurrent: dict[int, list[int]] = {}
+    for s, d in genome.recurrent_edges():
+        recurrent.setdefault(d, []).append(s)
+    return order, incoming, recurrent
 
 
 def node_activations(
@@ -145,12 +151,7 @@ def node_activations(
     x = np.asarray(x, dtype=dtype)
     if x.ndim != 2 or x.shape[1] != genome.n_inputs:
         raise GenomeError(f"inputs should have shape (B, {genome.n_inputs}), got {x.shape}")
-    order = genome.topological_order()
-    active = genome.active_graph()
-    incoming = {n: list(active.predecessors(n)) for n in order}
-    recurrent: dict[int, list[int]] = {}
-    for s, d in genome.recurrent_edges():
-        recurrent.setdefault(d, []).append(s)
+    order, incoming, recurrent = _wiring(genome)
     zeros = {n: np.zeros((x.shape[0], w), dtype) for n, w in genome.state_layout()}
     _, pre_gate = _step(genome, order, incoming, recurrent, x, zeros, gate, dtype)
     return pre_gate
