@@ -365,43 +365,29 @@ def _breeding_ops(
 ) -> dict[str, Any] | None:
     """Return the mutations outside the registry this generation breeds with, by rate name.
 
-    The bottleneck operators (opt-in, first: they read the trained parent) and the
-    graft of a library module; None when neither is on (so a run without them
-    draws exactly what it did before they existed).
+    First the bottleneck operators (:mod:`hybrid.bottleneck`, opt-in; they read the
+    trained parents, whose statistics are computed in one pass), then the graft of a
+    library module. None when none is on, so a run without them draws exactly what it
+    drew before they existed.
     """
-    ops = dict(_informed(cfg, task, loss, g, context.device, parents, ok) or {})
-    if cfg.mutation.insert_module > 0 and context.modules and not task.sequence:
+    if task.sequence:
+        return None
+    rates = cfg.mutation.rates()
+    ops: dict[str, Any] = {}
+    if any(rates[n] > 0 for n in OPERATORS.values()):
+        growth = BottleneckGrowth(
+            bottleneck_data(
+                task, cfg.mutation.bottleneck_batch, seed_for(cfg.run.seed, g, 7), loss, cfg.mutation.bottleneck_line
+            ),
+            bottleneck_settings(cfg),
+            cfg.training.gate,
+            context.device,
+        )
+        growth.prime([parents[i] for i in ok])
+        ops.update(growth.operators(rates))
+    if rates["insert_module"] > 0 and context.modules:
         ops["insert_module"] = graft_operator(context.modules, task, cfg.modules.frozen)
     return ops or None
-
-
-def _informed(
-    cfg: Config,
-    task: Task,
-    loss: str,
-    g: int,
-    device: Any,
-    parents: dict[int, Genome],
-    ok: list[int],
-) -> dict[str, Any] | None:
-    """Return the bottleneck operators (:mod:`hybrid.bottleneck`) this generation breeds with.
-
-    None when no bottleneck rate is positive. The statistics of every member that
-    trained are computed in one pass (most children of a parent take its statistics).
-    """
-    rates = cfg.mutation.rates()
-    if task.sequence or not any(rates[n] > 0 for n in OPERATORS.values()):
-        return None
-    growth = BottleneckGrowth(
-        bottleneck_data(
-            task, cfg.mutation.bottleneck_batch, seed_for(cfg.run.seed, g, 7), loss, cfg.mutation.bottleneck_line
-        ),
-        bottleneck_settings(cfg),
-        cfg.training.gate,
-        device,
-    )
-    growth.prime([parents[i] for i in ok])
-    return growth.operators(rates)
 
 
 def _train(

@@ -60,3 +60,24 @@ def train_net(
     net.eval()
     window = losses[-LOSS_WINDOW:]
     return sum(window) / len(window) if window else float("nan")
+
+
+def engine_and_oracles(pop, X: torch.Tensor, y: torch.Tensor, config: TrainConfig, seed: int, gate: str = "sigmoid"):
+    """Train ``pop`` in one engine and each member as a GenomeNet on the same minibatches.
+
+    Returns:
+        ``(engine, results, trained genomes, [(oracle loss, oracle genome) per member])``.
+    """
+    from hybrid.batches import minibatch_indices
+    from hybrid.net import write_back
+    from hybrid.population import PopulationEngine, train_engine
+
+    batches = minibatch_indices(X.shape[0], config.batch_size, config.steps, torch.Generator().manual_seed(seed))
+    engine = PopulationEngine(pop, gate)
+    results = train_engine(engine, X, y, config, batches)
+    oracles = []
+    for genome in pop:
+        net = GenomeNet(genome, gate)
+        loss = train_net(net, X, y, config, batches)
+        oracles.append((loss, write_back(genome, net)))
+    return engine, results, engine.write_back(), oracles

@@ -31,7 +31,7 @@ from hybrid.population import (
     train_population,
 )
 from hybrid.train import TrainConfig, train_genome
-from tests.hybrid.oracle import train_net
+from tests.hybrid.oracle import engine_and_oracles, train_net
 from tests.strategies import POPULATION_SIZES, mutation_config, populations_strategy, randomise
 
 SEEDS = st.integers(0, 2**16)
@@ -297,19 +297,10 @@ def _config(loss: str = "cross_entropy", **kw) -> TrainConfig:
 @given(frozen_populations(), SEEDS, st.sampled_from(["cross_entropy", "mse"]))
 def test_training_keeps_frozen_genes_bit_identical_and_the_rest_equals_torch_adamw(pop, seed, loss):
     X, y = _data(pop, seed, loss=loss)
-    config = _config(loss)
-    batches = minibatch_indices(
-        X.shape[0], config.batch_size, config.steps, torch.Generator().manual_seed(seed)
-    )
-    engine = PopulationEngine(pop, "sigmoid")
-    results = train_engine(engine, X, y, config, batches)
-    trained = engine.write_back()
-    for m, genome in enumerate(pop):
-        net = GenomeNet(genome, "sigmoid")
-        ref_loss = train_net(net, X, y, config, batches)
+    engine, results, trained, oracles = engine_and_oracles(pop, X, y, _config(loss), seed)
+    for m, (genome, (ref_loss, ref)) in enumerate(zip(pop, oracles, strict=True)):
         assert results[m].status == "ok"
         assert np.isclose(results[m].train_loss, ref_loss, rtol=1e-4, atol=1e-5)
-        ref = write_back(genome, net)
         assert_frozen_bit_identical(genome, trained[m])
         assert_frozen_bit_identical(genome, ref)
         for (label, a), (_, b) in zip(trained[m].iter_arrays(), ref.iter_arrays(), strict=True):

@@ -28,7 +28,7 @@ from hybrid.population import (
     train_population,
 )
 from hybrid.train import TrainConfig, train_genome
-from tests.hybrid.oracle import train_net
+from tests.hybrid.oracle import engine_and_oracles, train_net
 from tests.strategies import populations_strategy
 
 SEEDS = st.integers(0, 2**16)
@@ -59,19 +59,12 @@ def test_k_steps_equal_the_single_genome_trainer_for_every_member(pop, seed, los
     config = TrainConfig(
         steps=6, batch_size=10, lr=0.02, weight_decay=0.05, penalty=0.01, loss=loss
     )
-    batches = minibatch_indices(
-        X.shape[0], config.batch_size, config.steps, torch.Generator().manual_seed(seed)
-    )
-    engine = PopulationEngine(pop, "sigmoid")
-    results = train_engine(engine, X, y, config, batches)
-    trained = engine.write_back()
-    for m, genome in enumerate(pop):
-        net = GenomeNet(genome, "sigmoid")
-        ref_loss = train_net(net, X, y, config, batches)
+    _, results, trained, oracles = engine_and_oracles(pop, X, y, config, seed)
+    for m, (ref_loss, ref) in enumerate(oracles):
         assert results[m].status == "ok"
         assert results[m].steps == config.steps
         assert np.isclose(results[m].train_loss, ref_loss, rtol=1e-4, atol=1e-5)
-        _assert_genomes_close(trained[m], write_back(genome, net), 1e-4)
+        _assert_genomes_close(trained[m], ref, 1e-4)
 
 
 @settings(max_examples=15)
