@@ -209,7 +209,7 @@ def target_run(target: str, with_library: bool, data: dict[str, Any], seed: int,
                          rate=args.rate if with_library else 0.0, seed=seed, name=name, runs=work / "runs",
                          champion=args.champion, epsilon=args.epsilon)
     if with_library:
-        text += f'[modules]\nlibrary = "{library}"\nuse = {json.dumps(modules)}\nfrozen = {str(not args.trainable).lower()}\n'
+        text += f'[modules]\nlibrary = "{library}"\nuse = {json.dumps(modules)}\nfrozen = {str(not args.trainable).lower()}\nstart = {args.start}\n'
     cfg = run_config(text)
     t0 = time.perf_counter()
     result = Search.start(cfg, overwrite=True).run()
@@ -286,6 +286,8 @@ def main() -> int:
     p.add_argument("--champion", default="best", choices=["best", "smallest_within"],
                    help="target runs' champion rule (both arms)")
     p.add_argument("--epsilon", type=float, default=0.02, help="target runs' smallest_within slack")
+    p.add_argument("--start", type=float, default=0.0,
+                   help="modules.start in the library arm: share of generation 0 that starts with a graft")
     p.add_argument("--trainable", action="store_true", help="grafts train with the network (modules.frozen = false)")
     p.add_argument("--quick", action="store_true", help="few steps and generations: a smoke run")
     p.add_argument("--out", type=Path, default=Path("benchmarks/transfer.json"))

@@ -239,7 +239,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
                 f"{last['champion_active_params']} params)"
             )
         )
-    if config.mutation.insert_module > 0 and stats:
+    if (config.mutation.insert_module > 0 or config.modules.start > 0) and stats:
         from .grafting import module_use
         from .lineage.reader import Lineage
 

@@ -152,14 +152,30 @@ class GenerationReport:
         return self.n_failed == len(self.genomes)
 
 
-def initial_state(config: Config, task: Task) -> SearchState:
-    """Return generation 0's state: minimal genomes drawn from the run's seed."""
+def initial_state(config: Config, task: Task, modules: tuple[ModuleSpec, ...] = ()) -> SearchState:
+    """Return generation 0's state: minimal genomes drawn from the run's seed.
+
+    With ``modules.start > 0`` and library entries (``modules``), the first
+    ``round(start x population)`` members start with one graft each, the entries in
+    turn, placed by ``insert_module`` from a random stream of their own (so the
+    minimal genomes are the ones drawn without it); their lineage records the graft.
+    """
     rng = np.random.default_rng([config.run.seed, 0, 7])
     tracker = InnovationTracker()
     members = tuple(
         Member(i, _initial_genome(config, task, rng, tracker), 0)
         for i in range(config.evolution.population)
     )
+    n_grafted = round(config.modules.start * len(members)) if modules else 0
+    if n_grafted:
+        graft_rng = np.random.default_rng([config.run.seed, 0, 18])
+        mutation = config.mutation_config()
+        grafted = []
+        for m in members[:n_grafted]:
+            spec = modules[m.id % len(modules)]
+            child, record = graft_operator((spec,), task, config.modules.frozen)(m.genome, graft_rng, tracker, mutation)
+            grafted.append(replace(m, genome=child, operators=(record.to_dict(),)))
+        members = (*grafted, *members[n_grafted:])
     k = task.folds
     return SearchState(
         generation=0,

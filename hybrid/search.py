@@ -189,7 +189,7 @@ class Search:
     def _begin(cls, config: Config, run: RunDir, task: Task, device: str) -> Search:
         """Return a search at generation 0 (deterministic from the seed: a restart replays it)."""
         run.write_task(task.info())
-        search = cls(config, run, task, initial_state(config, task), device)
+        search = cls(config, run, task, initial_state(config, task, load_modules(config)), device)
         if search.modules:
             write_pins(run, search.modules)
         search.lineage.set_meta({"seed": config.run.seed, "task": task.name, "gate": config.training.gate})

@@ -66,6 +66,11 @@ def check_sequence_config(config: Config, task: Task, where: str) -> None:
                 f"{where}: mutation.{key}: expected 0 for the sequence task {task.name!r} ({what} "
                 f"is feed-forward only), got {getattr(config.mutation, key)}"
             )
+    if config.modules.start > 0.0:
+        raise ConfigError(
+            f"{where}: modules.start: expected 0 for the sequence task {task.name!r} (grafted modules "
+            f"are feed-forward only), got {config.modules.start}"
+        )
     checks = [
         ("training.engine", config.training.engine, "batched", "sequences train in the batched recurrent engine"),
         ("parallel.backend", config.parallel.backend, "none", "sequences train in one process"),

@@ -144,6 +144,12 @@ class Config(Section):
                 self.mutation.insert_module,
                 "expected 0 unless modules.library names a module library to graft from",
             )
+        if self.modules.start > 0 and self.modules.library is None:
+            raise KeyedError(
+                "modules.start",
+                self.modules.start,
+                "expected 0 unless modules.library names a module library to graft from",
+            )
         if self.parallel.address is not None and self.parallel.backend != "dask":
             raise KeyedError(
                 "parallel.address",

@@ -441,6 +441,11 @@ class ModulesConfig(Section):
         description="grafted modules keep their trained weights (frozen); false = they train with the "
         "rest of the network",
     )
+    start: float = rate(
+        "share of generation 0's members that start with one graft (entries in turn, placed by "
+        "insert_module); 0 = grafts come only from mutation.insert_module",
+        0.0,
+    )
 
     @field_validator("use")
     @classmethod

@@ -127,3 +127,38 @@ def test_a_module_that_reads_other_features_cannot_be_stitched(tmp_path: Path, c
     code = main(["run", str(cfg), "--plain"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "'circ'" in err[0] and "cannot be stitched" in err[0]
+
+
+def test_modules_start_grafts_part_of_generation_zero_and_preserves_its_function(tmp_path: Path) -> None:
+    import numpy as np
+
+    from genomes import evaluate
+    from hybrid.generation import initial_state
+    from hybrid.grafting import load_modules
+    from hybrid.tasks import load_task
+
+    library, name = _library(tmp_path)
+    text = _target_toml(tmp_path, "t").replace("insert_module = 1.0", "insert_module = 0.0")
+    plain = loads_config(text, source="t.toml")
+    config = loads_config(text.replace("[modules]\n", "[modules]\nstart = 0.5\n"), source="t.toml")
+    task = load_task(config.task, config.run.seed)
+    before = initial_state(plain, task, load_modules(plain)).members  # start = 0: no graft
+    after = initial_state(config, task, load_modules(config)).members
+    grafted = [m for m in after if m.operators]
+    assert len(grafted) == round(0.5 * len(after)) and all(m.genome.grafts() for m in grafted)
+    assert all(m.operators[0]["op"] == "insert_module" and m.operators[0]["args"]["module"] == name for m in grafted)
+    assert all(not m.genome.grafts() for m in after if not m.operators)
+    x = task.X_val[:16]
+    for b, a in zip(before, after, strict=True):  # a graft joins as a zero branch: same function
+        np.testing.assert_array_equal(evaluate(b.genome, x), evaluate(a.genome, x))
+    result = Search.start(config).run()
+    with open_lineage(result.run_dir) as lin:
+        assert module_use(lin)["grafts"] >= len(grafted)
+
+
+def test_modules_start_without_a_library_is_one_line(tmp_path: Path, capsys) -> None:
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(tiny_toml(tmp_path / "t", seed=0, generations=1) + "\n[modules]\nstart = 0.5\n")
+    code = main(["run", str(cfg), "--plain"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "modules.start" in err[0]
