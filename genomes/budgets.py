@@ -157,6 +157,15 @@ class BudgetChain:
         return self.level(0)
 
     @cached_property
+    def _base(self) -> tuple[dict[int, np.ndarray], dict[int, int], list[tuple[int, int]]]:
+        """The full network's kept neurons, topological positions and open enabled edges."""
+        return (
+            _live_kept(self.genome, self.gate),
+            _positions(self.genome),
+            _open_edges(self.genome, self.gate),
+        )
+
+    @cached_property
     def _flops(self) -> np.ndarray:
         return np.array(
             [self.level(k).flops for k in range(len(self.removals) + 1)], dtype=np.int64
@@ -173,10 +182,11 @@ class BudgetChain:
         if not 0 <= removed <= len(self.removals):
             raise GenomeError(f"removed should be in [0, {len(self.removals)}], got {removed}")
         g = self.genome.graph
-        kept = _live_kept(self.genome, self.gate)
+        base, position, open_edges = self._base
+        kept = {n: m.copy() for n, m in base.items()}
         for n, i in self.removals[:removed]:
             kept[n][i] = False
-        structure = _structure(self.genome, kept, self.gate)
+        structure = _structure(self.genome, kept, self.gate, position, open_edges)
         masks = {}
         for n, a in g.nodes(data=True):
             if a["role"] != "hidden":
@@ -221,21 +231,40 @@ def _live_kept(genome: Genome, gate: str) -> dict[int, np.ndarray]:
     return kept
 
 
-def _structure(genome: Genome, kept: dict[int, np.ndarray], gate: str) -> ActiveStructure:
-    """The live structure when only ``kept`` neurons compute (``active_structure``'s rules)."""
+def _positions(genome: Genome) -> dict[int, int]:
+    """Each node's place in ``genome.topological_order()``."""
+    return {n: i for i, n in enumerate(genome.topological_order())}
+
+
+def _open_edges(genome: Genome, gate: str) -> list[tuple[int, int]]:
+    """The enabled edges whose deterministic gate is open (in float32), in innovation order."""
     g = genome.graph
+    return [
+        e for e in genome.gated_edges() if gate_value(g.edges[e]["gate"], gate, np.float32) != 0
+    ]
+
+
+def _structure(
+    genome: Genome,
+    kept: dict[int, np.ndarray],
+    gate: str,
+    position: dict[int, int] | None = None,
+    open_edges: list[tuple[int, int]] | None = None,
+) -> ActiveStructure:
+    """The live structure when only ``kept`` neurons compute (``active_structure``'s rules).
+
+    ``position`` and ``open_edges`` (``_positions``, ``_open_edges``) may be passed
+    when known, to save recomputing them.
+    """
     inp, out = genome.input_id, genome.output_id
     candidates = nx.DiGraph()
-    candidates.add_nodes_from(g.nodes)
-    for s, d in genome.gated_edges():
-        if (
-            gate_value(g.edges[s, d]["gate"], gate, np.float32) != 0
-            and kept[s].any()
-            and kept[d].any()
-        ):
+    candidates.add_nodes_from(genome.graph.nodes)
+    any_kept = {n: bool(m.any()) for n, m in kept.items()}
+    for s, d in _open_edges(genome, gate) if open_edges is None else open_edges:
+        if any_kept[s] and any_kept[d]:
             candidates.add_edge(s, d)
     live = nx.ancestors(candidates, out) | {out}
-    order = {n: i for i, n in enumerate(genome.topological_order())}
+    order = _positions(genome) if position is None else position
     edges = sorted(
         ((s, d) for s, d in candidates.edges if d in live), key=lambda e: (order[e[1]], order[e[0]])
     )
