@@ -264,8 +264,11 @@ class Genome:
         return out
 
     def structure_key(self) -> tuple:
-        """Return a hashable summary of the structure (ids, widths, activations, edges, grafts,
-        budget orders and drop ranks: an identity order reads as None)."""
+        """Return a hashable summary of the structure (ids, widths, activations, edges, grafts).
+
+        Node entries end with the budget order (None when absent or the identity) and
+        the drop rank (None when absent).
+        """
         nodes = tuple(
             (
                 n,
