@@ -5,6 +5,16 @@ numpy + networkx only; importing this package never imports torch.
 
 from ._errors import GenomeError, NotApplicable
 from .activations import ACTIVATION_IDS, ACTIVATIONS, activate
+from .budgets import (
+    BudgetChain,
+    BudgetLevel,
+    assign_orders,
+    budget_chain,
+    budget_masks,
+    check_budget,
+    check_budgets,
+    sub_genome,
+)
 from .complexity import ActiveStructure, active_structure
 from .config import DistanceConfig, MutationConfig, MutationRecord
 from .crossover import crossover
@@ -46,6 +56,8 @@ __all__ = [
     "ACTIVATIONS",
     "ACTIVATION_IDS",
     "ActiveStructure",
+    "BudgetChain",
+    "BudgetLevel",
     "DistanceConfig",
     "GATE_KINDS",
     "GROWTH",
@@ -69,6 +81,11 @@ __all__ = [
     "add_edge",
     "add_node",
     "add_recurrent_edge",
+    "assign_orders",
+    "budget_chain",
+    "budget_masks",
+    "check_budget",
+    "check_budgets",
     "crossover",
     "distance",
     "evaluate",
@@ -90,6 +107,7 @@ __all__ = [
     "save",
     "state_layout",
     "state_size",
+    "sub_genome",
     "to_dict",
     "to_graphml",
     "widen",

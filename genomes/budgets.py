@@ -28,6 +28,14 @@ removes more: its sub-network contains every smaller budget's.
 neurons, and the nodes and edges that no longer feed the output, cut out: it computes
 exactly what the masked genome computes (the oracle for every engine's budgeted
 forward). Recurrent genomes are refused (budgets are for feed-forward genomes).
+
+:func:`assign_orders` fills in orders and drop ranks from what a trained genome
+holds: a neuron's importance is the open probability of its gate times the L2 norm
+of its outgoing weight columns (each enabled outgoing edge's columns scaled by that
+edge's deterministic gate value); orders sort neurons by importance, and drop ranks
+go to the live hidden nodes whose removal alone the chain would allow, least
+important node first. Frozen (grafted) nodes keep their order and never get a drop
+rank: a graft is one unit.
 """
 
 from __future__ import annotations
@@ -40,18 +48,22 @@ import numpy as np
 
 from ._errors import GenomeError
 from .complexity import ActiveStructure, active_structure
-from .gates import gate_value
-from .genome import Genome
+from .gates import gate_value, open_probability
+from .genome import Genome, is_frozen, set_order
+from .mutations._neurons import keep_neurons
 
 __all__ = [
     "BudgetChain",
     "BudgetLevel",
+    "assign_orders",
     "budget_chain",
     "budget_masks",
     "check_budget",
     "check_budgets",
     "drop_order",
     "drop_rank",
+    "level_genome",
+    "neuron_importance",
     "neuron_order",
     "sub_genome",
 ]
@@ -145,8 +157,19 @@ class BudgetChain:
         return self.level(0)
 
     @cached_property
+    def _base(self) -> tuple[dict[int, np.ndarray], dict[int, int], list[tuple[int, int]]]:
+        """The full network's kept neurons, topological positions and open enabled edges."""
+        return (
+            _live_kept(self.genome, self.gate),
+            _positions(self.genome),
+            _open_edges(self.genome, self.gate),
+        )
+
+    @cached_property
     def _flops(self) -> np.ndarray:
-        return np.array([self.level(k).flops for k in range(len(self.removals) + 1)], dtype=np.int64)
+        return np.array(
+            [self.level(k).flops for k in range(len(self.removals) + 1)], dtype=np.int64
+        )
 
     @property
     def min_budget(self) -> float:
@@ -159,10 +182,11 @@ class BudgetChain:
         if not 0 <= removed <= len(self.removals):
             raise GenomeError(f"removed should be in [0, {len(self.removals)}], got {removed}")
         g = self.genome.graph
-        kept = _live_kept(self.genome, self.gate)
+        base, position, open_edges = self._base
+        kept = {n: m.copy() for n, m in base.items()}
         for n, i in self.removals[:removed]:
             kept[n][i] = False
-        structure = _structure(self.genome, kept, self.gate)
+        structure = _structure(self.genome, kept, self.gate, position, open_edges)
         masks = {}
         for n, a in g.nodes(data=True):
             if a["role"] != "hidden":
@@ -207,18 +231,43 @@ def _live_kept(genome: Genome, gate: str) -> dict[int, np.ndarray]:
     return kept
 
 
-def _structure(genome: Genome, kept: dict[int, np.ndarray], gate: str) -> ActiveStructure:
-    """The live structure when only ``kept`` neurons compute (``active_structure``'s rules)."""
+def _positions(genome: Genome) -> dict[int, int]:
+    """Each node's place in ``genome.topological_order()``."""
+    return {n: i for i, n in enumerate(genome.topological_order())}
+
+
+def _open_edges(genome: Genome, gate: str) -> list[tuple[int, int]]:
+    """The enabled edges whose deterministic gate is open (in float32), in innovation order."""
     g = genome.graph
+    return [
+        e for e in genome.gated_edges() if gate_value(g.edges[e]["gate"], gate, np.float32) != 0
+    ]
+
+
+def _structure(
+    genome: Genome,
+    kept: dict[int, np.ndarray],
+    gate: str,
+    position: dict[int, int] | None = None,
+    open_edges: list[tuple[int, int]] | None = None,
+) -> ActiveStructure:
+    """The live structure when only ``kept`` neurons compute (``active_structure``'s rules).
+
+    ``position`` and ``open_edges`` (``_positions``, ``_open_edges``) may be passed
+    when known, to save recomputing them.
+    """
     inp, out = genome.input_id, genome.output_id
     candidates = nx.DiGraph()
-    candidates.add_nodes_from(g.nodes)
-    for s, d in genome.gated_edges():
-        if gate_value(g.edges[s, d]["gate"], gate, np.float32) != 0 and kept[s].any() and kept[d].any():
+    candidates.add_nodes_from(genome.graph.nodes)
+    any_kept = {n: bool(m.any()) for n, m in kept.items()}
+    for s, d in _open_edges(genome, gate) if open_edges is None else open_edges:
+        if any_kept[s] and any_kept[d]:
             candidates.add_edge(s, d)
     live = nx.ancestors(candidates, out) | {out}
-    order = {n: i for i, n in enumerate(genome.topological_order())}
-    edges = sorted(((s, d) for s, d in candidates.edges if d in live), key=lambda e: (order[e[1]], order[e[0]]))
+    order = _positions(genome) if position is None else position
+    edges = sorted(
+        ((s, d) for s, d in candidates.edges if d in live), key=lambda e: (order[e[1]], order[e[0]])
+    )
     neurons = {n: kept[n].copy() for n in live}
     if inp not in neurons:
         neurons[inp] = kept[inp].copy()
@@ -230,7 +279,9 @@ def _drop_allowed(genome: Genome, kept: dict[int, np.ndarray], node: int, gate: 
     trial = dict(kept)
     trial[node] = np.zeros_like(kept[node])
     s = _structure(genome, trial, gate)
-    reach = nx.descendants(nx.DiGraph(s.edges), s.input) if s.edges else set()
+    live = nx.DiGraph(s.edges)
+    live.add_node(s.input)  # the input may have no live edge (its gates all closed)
+    reach = nx.descendants(live, s.input)
     return s.output in reach and all(n in reach for n in s.neurons if n not in (s.input,))
 
 
@@ -250,7 +301,9 @@ def budget_chain(genome: Genome, gate: str = "sigmoid") -> BudgetChain:
     for n in genome.hidden_nodes():
         order = neuron_order(g.nodes[n])
         if sorted(order.tolist()) != list(range(int(g.nodes[n]["width"]))):
-            raise GenomeError(f"node {n}: order should be a permutation of range({g.nodes[n]['width']})")
+            raise GenomeError(
+                f"node {n}: order should be a permutation of range({g.nodes[n]['width']})"
+            )
         live = [int(i) for i in order if kept[n][i]]
         if live:
             live_order[n] = live
@@ -293,5 +346,144 @@ def sub_genome(genome: Genome, budget: float, gate: str = "sigmoid") -> Genome:
     feed the output (or keep no neuron) are removed. The result computes exactly
     what ``genome`` computes with the budget's masks applied (``genomes.evaluate``
     with ``budget=``). Orders and drop ranks of the kept nodes are kept.
+
+    Every kept hidden node keeps exactly its masked neurons (the closed ones go
+    too), and every disabled, closed or dead edge goes, so the result's
+    ``active_structure`` is the level's (same FLOPs and parameters). One exception
+    keeps the result valid: a live node that no input path reaches through live
+    edges (it computes a constant, e.g. behind a closed edge or a node whose gates
+    are all closed) keeps one enabled path of the genome from a reached node; that
+    path's edge into a live node is closed or leaves a closed node, so it adds
+    exactly 0 and no FLOPs.
+
+    Args:
+        genome: a valid feed-forward genome (not modified).
+        budget: a budget in (0, 1].
+        gate: the gate kind (deterministic values decide what is closed).
+
+    Returns:
+        A new valid genome (``meta`` copied).
+
+    Raises:
+        GenomeError: for a budget outside (0, 1] or a recurrent genome.
     """
-    raise NotImplementedError("genomes helper: implement")
+    chain = budget_chain(genome, gate)
+    return level_genome(chain, chain.select(budget))
+
+
+def level_genome(chain: BudgetChain, level: BudgetLevel) -> Genome:
+    """Return one level of ``chain`` as a genome of its own (see :func:`sub_genome`)."""
+    genome = chain.genome
+    g = genome.graph
+    inp, out = genome.input_id, genome.output_id
+    kept = {
+        n for n in level.structure.neurons if g.nodes[n]["role"] != "hidden" or level.masks[n].any()
+    }
+    kept |= {inp, out}
+    removed_by_budget = {n for n, _ in chain.removals[: level.removed]}
+    dropped = {n for n in removed_by_budget if not level.masks[n].any()}
+    keep_edges = {(s, d) for s, d in level.structure.edges if s in kept and d in kept}
+    current = nx.DiGraph()
+    current.add_nodes_from(kept)
+    current.add_edges_from(keep_edges)
+    active = genome.active_graph()
+    for n in genome.topological_order():
+        if n not in kept or n == inp:
+            continue
+        reach = nx.descendants(current, inp) | {inp}
+        if n in reach:
+            continue
+        path = _path_from(active, reach, n, dropped)
+        current.add_nodes_from(path)
+        current.add_edges_from(zip(path[:-1], path[1:], strict=True))
+    child = genome.copy()
+    cg = child.graph
+    cg.remove_nodes_from([n for n in list(cg.nodes) if n not in current])
+    cg.remove_edges_from([e for e in list(cg.edges) if not current.has_edge(*e)])
+    for n in kept:
+        if g.nodes[n]["role"] == "hidden" and not level.masks[n].all():
+            keep_neurons(child, n, np.flatnonzero(level.masks[n]))
+    return child
+
+
+def _path_from(active: nx.DiGraph, reach: set[int], node: int, avoid: set[int]) -> list[int]:
+    """Return a shortest enabled path into ``node`` from a node of ``reach`` (avoiding ``avoid``)."""
+    parent: dict[int, int | None] = {node: None}
+    frontier = [node]
+    while frontier:
+        nxt = []
+        for v in frontier:
+            for u in sorted(active.predecessors(v)):
+                if u in parent or u in avoid:
+                    continue
+                parent[u] = v
+                if u in reach:
+                    path = [u]
+                    while parent[path[-1]] is not None:
+                        path.append(parent[path[-1]])
+                    return path
+                nxt.append(u)
+        frontier = nxt
+    raise GenomeError(f"node {node}: no enabled path from the input survives")  # pragma: no cover
+
+
+def neuron_importance(genome: Genome, node: int, gate: str = "sigmoid") -> np.ndarray:
+    """Return the importance of each neuron of ``node`` (float64 [width]).
+
+    ``open_probability(gate_u) * sqrt(sum_e (g(gate_e) * ||W_e[:, u]||)^2)`` over the
+    enabled outgoing edges ``e`` (``g``: the deterministic gate value). NaN reads as
+    +inf (never the least important).
+    """
+    g = genome.graph
+    sq = np.zeros(int(g.nodes[node]["width"]))
+    for d in genome.active_graph().successors(node):
+        e = g.edges[node, d]
+        col = np.linalg.norm(e["weight"].astype(np.float64), axis=0)
+        sq += (float(gate_value(e["gate"], gate)) * col) ** 2
+    score = open_probability(g.nodes[node]["gate"], gate) * np.sqrt(sq)
+    return np.where(np.isnan(score), np.inf, score)
+
+
+def assign_orders(
+    genome: Genome, gate: str = "sigmoid", neurons: bool = True, nodes: bool = True
+) -> Genome:
+    """Return a copy of ``genome`` with neuron orders and drop ranks read off its values.
+
+    Args:
+        genome: a valid feed-forward genome (not modified).
+        gate: the gate kind (open probabilities and deterministic edge gates).
+        neurons: reassign every unfrozen hidden node's ``order``: neurons by
+            :func:`neuron_importance`, descending (ties: lower index first).
+        nodes: reassign every hidden node's ``drop``: the live unfrozen hidden nodes
+            whose removal alone passes the chain's drop check get ranks 0, 1, ...,
+            least important first (a node's importance: the sum of its neurons';
+            ties by id); every other node gets none.
+
+    Returns:
+        The new genome. Orders never change the function without a budget.
+
+    Raises:
+        GenomeError: for a recurrent genome.
+    """
+    if genome.is_recurrent:
+        raise GenomeError("budgets are for feed-forward genomes; this genome has recurrent edges")
+    child = genome.copy()
+    cg = child.graph
+    hidden = genome.hidden_nodes()
+    importance = {n: neuron_importance(genome, n, gate) for n in hidden}
+    if neurons:
+        for n in hidden:
+            if not is_frozen(cg.nodes[n]):
+                set_order(cg.nodes[n], np.argsort(-importance[n], kind="stable"))
+    if nodes:
+        for n in hidden:
+            cg.nodes[n].pop("drop", None)
+        kept = _live_kept(genome, gate)
+        droppable = [
+            n
+            for n in hidden
+            if kept[n].any() and not is_frozen(cg.nodes[n]) and _drop_allowed(genome, kept, n, gate)
+        ]
+        for rank, n in enumerate(sorted(droppable, key=lambda m: (float(importance[m].sum()), m))):
+            cg.nodes[n]["drop"] = rank
+    return child

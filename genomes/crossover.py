@@ -8,6 +8,11 @@ whose arrays have the same shapes in both parents is taken whole from either
 parent at random (a node gene: activation, bias and gates; an edge gene: weight
 and gate); every other gene comes from the fitter parent.
 
+A node gene carries its budget ``order`` and ``drop`` rank (``genomes.budgets``)
+with its other values. Drop ranks must stay unique: when the mix makes two nodes
+share one, the child's ranks are renumbered 0, 1, ... in their (rank, id) order,
+which keeps the drop order they define.
+
 Genes of grafted modules (a node carrying ``module``, a ``frozen`` edge, in either
 parent) always come from the fitter parent: a frozen copy and a trainable copy of
 one module gene never mix, and a frozen gene is passed on bit for bit.
@@ -18,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .config import MutationConfig, MutationRecord
-from .genome import Genome, is_frozen, module_of
+from .genome import Genome, is_frozen, module_of, set_order
 
 __all__ = ["crossover"]
 
@@ -67,6 +72,11 @@ def crossover(
             a["activation"] = b["activation"]
             a["bias"] = b["bias"].copy()
             a["gate"] = b["gate"].copy()
+            set_order(a, None if b.get("order") is None else np.array(b["order"], np.int64))
+            a.pop("drop", None)
+            if b.get("drop") is not None:
+                a["drop"] = int(b["drop"])
+    _unique_drop_ranks(child)
     by_innovation = {a["innovation"]: (s, d) for s, d, a in og.edges(data=True)}
     for s, d, a in sorted(cg.edges(data=True), key=lambda t: t[2]["innovation"]):
         if by_innovation.get(a["innovation"]) != (s, d):
@@ -86,3 +96,13 @@ def crossover(
         args["grafted"] = grafted
     record = MutationRecord("crossover", args)
     return child, record
+
+
+def _unique_drop_ranks(genome: Genome) -> None:
+    """Renumber drop ranks 0, 1, ... in (rank, id) order, in place, if any two nodes share one."""
+    g = genome.graph
+    ranked = sorted((int(a["drop"]), n) for n, a in g.nodes(data=True) if a.get("drop") is not None)
+    if len({r for r, _ in ranked}) == len(ranked):
+        return
+    for k, (_, n) in enumerate(ranked):
+        g.nodes[n]["drop"] = k

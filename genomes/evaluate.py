@@ -10,6 +10,11 @@ one time step after another (``t`` = 0, 1, ...)::
 
 ``h_i(-1)`` is the initial state (zeros unless given). The state is the ``h`` of the
 nodes ``genome.state_layout()`` names, concatenated in that order.
+
+With a ``budget`` (``genomes.budgets``; feed-forward genomes only) every hidden
+node's ``h`` is multiplied by its kept-neuron mask at that budget,
+``h_j = mask_j * g(gate_j) * a_j``: a removed neuron computes 0. Without one nothing
+is multiplied (the computation is bit for bit what it was before budgets).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import numpy as np
 
 from ._errors import GenomeError
 from .activations import activate
+from .budgets import budget_masks
 from .gates import gate_value
 from .genome import Genome
 
@@ -35,7 +41,11 @@ def state_size(genome: Genome) -> int:
 
 
 def evaluate(
-    genome: Genome, x: np.ndarray, gate: str = "sigmoid", dtype: type = np.float64
+    genome: Genome,
+    x: np.ndarray,
+    gate: str = "sigmoid",
+    dtype: type = np.float64,
+    budget: float | None = None,
 ) -> np.ndarray:
     """Return the genome's output for a batch of inputs or of sequences.
 
@@ -45,25 +55,28 @@ def evaluate(
             sequences of shape ``(B, T, n_inputs)``.
         gate: gate kind, ``"sigmoid"`` or ``"hard_concrete"`` (deterministic values).
         dtype: the float type to compute in (float64 makes a sharp reference).
+        budget: a budget in (0, 1] (``genomes.budgets``): compute the sub-network it
+            selects (hidden neurons multiplied by ``budget_masks``); None: all of it.
 
     Returns:
         Outputs of shape ``(B, n_outputs)`` or ``(B, T, n_outputs)``.
 
     Raises:
-        GenomeError: if the last dimension of ``x`` is not ``n_inputs``.
+        GenomeError: if the last dimension of ``x`` is not ``n_inputs``; for a budget
+            outside (0, 1] or a budget on a recurrent genome.
 
     Shape:
         x: (B, n_inputs) -> (B, n_outputs); (B, T, n_inputs) -> (B, T, n_outputs)
     """
     x = np.asarray(x, dtype=dtype)
     if x.ndim == 2 and x.shape[1] == genome.n_inputs:
-        return evaluate_sequence(genome, x[:, None, :], gate, dtype)[0][:, 0, :]
+        return evaluate_sequence(genome, x[:, None, :], gate, dtype, budget=budget)[0][:, 0, :]
     if x.ndim != 3 or x.shape[2] != genome.n_inputs:
         raise GenomeError(
             f"inputs should have shape (B, {genome.n_inputs}) or (B, T, {genome.n_inputs}), "
             f"got {x.shape}"
         )
-    return evaluate_sequence(genome, x, gate, dtype)[0]
+    return evaluate_sequence(genome, x, gate, dtype, budget=budget)[0]
 
 
 def evaluate_sequence(
@@ -72,6 +85,7 @@ def evaluate_sequence(
     gate: str = "sigmoid",
     dtype: type = np.float64,
     state: np.ndarray | None = None,
+    budget: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run the genome over sequences and return its outputs and final state.
 
@@ -81,12 +95,14 @@ def evaluate_sequence(
         gate: gate kind (deterministic values).
         dtype: the float type to compute in.
         state: the initial state ``(B, state_size)``; zeros when None.
+        budget: a budget in (0, 1] (see :func:`evaluate`); None: the whole network.
 
     Returns:
         ``(outputs, final_state)``.
 
     Raises:
-        GenomeError: for inputs or a state of the wrong shape.
+        GenomeError: for inputs or a state of the wrong shape; for a budget outside
+            (0, 1] or a budget on a recurrent genome.
 
     Shape:
         x: (B, T, n_inputs), state: (B, S) -> ((B, T, n_outputs), (B, S))
@@ -102,6 +118,7 @@ def evaluate_sequence(
     state = np.asarray(state, dtype=dtype)
     if state.shape != (b, size):
         raise GenomeError(f"state should have shape ({b}, {size}), got {state.shape}")
+    masks = None if budget is None else _hidden_masks(genome, budget, gate, dtype)
     order, incoming, recurrent = _wiring(genome)
     previous: dict[int, np.ndarray] = {}
     start = 0
@@ -110,11 +127,17 @@ def evaluate_sequence(
         start += w
     outputs = np.empty((b, steps, genome.n_outputs), dtype)
     for t in range(steps):
-        values, _ = _step(genome, order, incoming, recurrent, x[:, t], previous, gate, dtype)
+        values, _ = _step(genome, order, incoming, recurrent, x[:, t], previous, gate, dtype, masks)
         outputs[:, t] = values[genome.output_id]
         previous = {n: values[n] for n, _ in layout}
     final = np.concatenate([previous[n] for n, _ in layout], axis=1) if layout else state
     return outputs, final
+
+
+def _hidden_masks(genome: Genome, budget: float, gate: str, dtype: type) -> dict[int, np.ndarray]:
+    """Return every hidden node's budget mask as 0/1 values of ``dtype``."""
+    masks = budget_masks(genome, budget, gate)
+    return {n: masks[n].astype(dtype) for n in genome.hidden_nodes()}
 
 
 def _wiring(genome: Genome) -> tuple[list[int], dict[int, list[int]], dict[int, list[int]]]:
@@ -166,8 +189,12 @@ def _step(
     previous: dict[int, np.ndarray],
     gate: str,
     dtype: type,
+    masks: dict[int, np.ndarray] | None = None,
 ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
-    """One time step: return ``(h, a)`` of every node (after and before neuron gates)."""
+    """One time step: return ``(h, a)`` of every node (after and before neuron gates).
+
+    ``masks`` (hidden node -> 0/1 [width]) multiply the hidden ``h`` when given.
+    """
     g = genome.graph
     b = xt.shape[0]
     values: dict[int, np.ndarray] = {}
@@ -187,6 +214,8 @@ def _step(
         pre_gate[n] = out
         if a["role"] == "hidden":
             out = out * gate_value(a["gate"], gate, dtype)
+            if masks is not None:
+                out = out * masks[n]
         values[n] = out
     return values, pre_gate
 

@@ -47,6 +47,13 @@ class Genome:
     read them with ``attrs.get(...)`` (see :func:`is_frozen`, :func:`module_of`) so
     genomes built before they existed still work.
 
+    Budget orders (``genomes.budgets``): a hidden node may carry ``order`` (an int
+    array, a permutation of ``range(width)``, most important neuron first; absent
+    or None: the identity) and ``drop`` (an int >= 0, unique among the nodes, the
+    node's place when whole nodes are dropped; absent or None: never dropped whole).
+    They are stored only when set (``node_attrs`` leaves out an identity order and a
+    None drop), and ``==`` / ``structure_key`` read absent and identity alike.
+
     A ``Genome`` is treated as a value: operators return new genomes and never edit
     their arguments. ``meta`` is a free JSON-ready dict carried through
     serialisation (e.g. the id a lineage store gave the genome); it plays no part in
@@ -257,9 +264,22 @@ class Genome:
         return out
 
     def structure_key(self) -> tuple:
-        """Return a hashable summary of the structure (ids, widths, activations, edges, grafts)."""
+        """Return a hashable summary of the structure (ids, widths, activations, edges, grafts).
+
+        Node entries end with the budget order (None when absent or the identity) and
+        the drop rank (None when absent).
+        """
         nodes = tuple(
-            (n, a["role"], a["width"], a["activation"], is_frozen(a), _module_key(module_of(a)))
+            (
+                n,
+                a["role"],
+                a["width"],
+                a["activation"],
+                is_frozen(a),
+                _module_key(module_of(a)),
+                order_key(a),
+                drop_key(a),
+            )
             for n, a in sorted(self.graph.nodes(data=True))
         )
         edges = tuple(
@@ -280,8 +300,14 @@ class Genome:
             raise GenomeError("genome graph should be a networkx.DiGraph")
         for role in ("input", "output"):
             self._role_node(role)
+        ranks: dict[int, Any] = {}
         for n, a in g.nodes(data=True):
             _check_node(n, a)
+            r = a.get("drop")
+            if r is not None:
+                if int(r) in ranks:
+                    raise GenomeError(f"node {n}: drop rank {int(r)} is also used by node {ranks[int(r)]}")
+                ranks[int(r)] = n
         innovations: dict[int, tuple[int, int]] = {}
         for s, d, a in g.edges(data=True):
             _check_edge(s, d, a, g.nodes[s], g.nodes[d])
@@ -376,11 +402,16 @@ def node_attrs(
     gate_init: float = DEFAULT_GATE_INIT,
     frozen: bool = False,
     module: dict[str, Any] | None = None,
+    order: Any = None,
+    drop: int | None = None,
 ) -> dict[str, Any]:
     """Return a node attribute dict with float32 arrays (zeros / ``gate_init`` by default).
 
     ``frozen`` and ``module`` mark a grafted module's node (see ``genomes.modules``);
-    ``module`` is copied.
+    ``module`` is copied. ``order`` (a permutation of ``range(width)``) and ``drop``
+    (an int) are the budget attributes (``genomes.budgets``): the dict holds
+    ``order`` only when it is not the identity (as an int64 array) and ``drop`` only
+    when it is not None, so a node without them is what it always was.
     """
     width = int(width)
     if bias is None or role == "input":
@@ -389,7 +420,7 @@ def node_attrs(
         gate = np.full(width, 0.0 if role == "output" else gate_init, np.float32)
     if role == "output":
         gate = np.zeros(width, np.float32)
-    return {
+    out = {
         "role": role,
         "width": width,
         "activation": activation,
@@ -398,6 +429,10 @@ def node_attrs(
         "frozen": bool(frozen),
         "module": None if module is None else dict(module),
     }
+    set_order(out, order)
+    if drop is not None:
+        out["drop"] = int(drop)
+    return out
 
 
 def edge_attrs(
@@ -428,6 +463,36 @@ def is_frozen(attrs: dict[str, Any]) -> bool:
 def module_of(attrs: dict[str, Any]) -> dict[str, Any] | None:
     """Return a node's ``module`` dict (``{"name", "hash", "graft"}``) or None when absent."""
     return attrs.get("module")
+
+
+def set_order(attrs: dict[str, Any], order: Any) -> None:
+    """Store ``order`` in a node attribute dict in place: an int64 array, or no key for the identity.
+
+    ``order`` None means the identity. The order is not checked here (``validate`` does).
+    """
+    if order is None:
+        attrs.pop("order", None)
+        return
+    arr = np.array(order, dtype=np.int64).reshape(-1)
+    if arr.shape == (int(attrs["width"]),) and np.array_equal(arr, np.arange(len(arr))):
+        attrs.pop("order", None)
+    else:
+        attrs["order"] = arr
+
+
+def order_key(attrs: dict[str, Any]) -> tuple[int, ...] | None:
+    """Return a node's ``order`` as a tuple, or None when absent or the identity."""
+    order = attrs.get("order")
+    if order is None:
+        return None
+    t = tuple(int(i) for i in np.asarray(order).reshape(-1))
+    return None if t == tuple(range(int(attrs["width"]))) else t
+
+
+def drop_key(attrs: dict[str, Any]) -> int | None:
+    """Return a node's ``drop`` rank as an int (None when absent)."""
+    r = attrs.get("drop")
+    return None if r is None else int(r)
 
 
 def _module_key(m: dict[str, Any] | None) -> tuple | None:
@@ -472,6 +537,33 @@ def _check_node(n: Any, a: dict[str, Any]) -> None:
     if a["role"] == "output" and np.any(a["gate"] != 0):
         raise GenomeError(f"{where}: output node gate is unused and should be zero")
     _check_graft_attrs(where, a)
+    _check_budget_attrs(where, a)
+
+
+def _check_budget_attrs(where: str, a: dict[str, Any]) -> None:
+    """Check a node's ``order`` and ``drop`` attributes (absent or None: identity / never dropped)."""
+    order, drop = a.get("order"), a.get("drop")
+    if order is not None:
+        if a["role"] != "hidden":
+            raise GenomeError(f"{where}: order is for hidden nodes only, got one on the {a['role']} node")
+        w = int(a["width"])
+        ok = isinstance(order, np.ndarray) and order.dtype.kind in "iu"
+        ok = ok or (
+            isinstance(order, (list, tuple))
+            and all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in order)
+        )
+        if not ok:
+            raise GenomeError(f"{where}: order should be an int array, got {_describe(order)}")
+        arr = np.asarray(order)
+        if arr.shape != (w,) or sorted(arr.tolist()) != list(range(w)):
+            raise GenomeError(
+                f"{where}: order should be a permutation of range({w}), got {arr.tolist()!r:.80}"
+            )
+    if drop is not None:
+        if a["role"] != "hidden":
+            raise GenomeError(f"{where}: drop is for hidden nodes only, got one on the {a['role']} node")
+        if isinstance(drop, (bool, np.bool_)) or not isinstance(drop, (int, np.integer)) or drop < 0:
+            raise GenomeError(f"{where}: drop should be None or an int >= 0, got {drop!r:.40}")
 
 
 def _check_graft_attrs(where: str, a: dict[str, Any]) -> None:

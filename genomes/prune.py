@@ -5,7 +5,8 @@ contributes nothing at evaluation, so removing it keeps the function. ``prune_cl
 removes closed neurons, closed edges and the nodes that no longer reach the output,
 and folds *constant* nodes (live, but cut off from the input) into the biases
 downstream, so the result is again a valid genome with the same deterministic
-function (up to float32 rounding of the folded biases). The input node keeps its
+function (up to float32 rounding of the folded biases). Budget orders of the nodes
+that lose neurons keep the kept neurons' relative order; drop ranks stay. The input node keeps its
 width (features are fixed); its closed gates stay closed.
 
 Grafted modules (``genomes.modules``): their gates are open, so a graft is removed
@@ -24,7 +25,8 @@ from .activations import activate
 from .complexity import active_structure
 from .config import MutationRecord
 from .gates import gate_value
-from .genome import Genome
+from .genome import Genome, set_order
+from .mutations._neurons import restrict_order
 
 __all__ = ["prune_closed"]
 
@@ -88,7 +90,10 @@ def prune_closed(genome: Genome, gate: str) -> tuple[Genome, MutationRecord | No
         if mask.all():
             continue
         removed_neurons += int((~mask).sum())
+        order = a.get("order")
         a["width"] = int(mask.sum())
+        if order is not None:
+            set_order(a, restrict_order(order, np.flatnonzero(mask)))
         a["bias"] = a["bias"][mask].copy()
         a["gate"] = a["gate"][mask].copy()
         for s in h.predecessors(n):

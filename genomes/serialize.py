@@ -12,6 +12,13 @@ Version 2 added the grafted-module attributes: a node may hold ``"frozen": true`
 and ``"module": {"name", "hash", "graft"}``, an edge ``"frozen": true``. They are
 written only when set, so a genome without modules differs from its version 1 file
 in the version alone; version 1 files still load (every gene unfrozen).
+
+Version 3 added the budget attributes (``genomes.budgets``): a hidden node may hold
+``"order": [ints]`` (a permutation of its neurons; written only when not the
+identity) and ``"drop": int`` (written only when set). A genome without them is
+still written as version 2, byte for byte what it was, so only files that need the
+new keys carry the new version (an older reader refuses them instead of silently
+losing the orders). Version 1 and 2 files load as before.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import networkx as nx
 import numpy as np
 
 from ._errors import GenomeError
-from .genome import Genome
+from .genome import Genome, order_key, set_order
 
 __all__ = [
     "FORMAT",
@@ -41,9 +48,12 @@ __all__ = [
 ]
 
 FORMAT = "hybrid.genome"
-FORMAT_VERSION = 2
-#: Versions ``from_dict`` reads (1: before grafted modules; its genes are unfrozen).
-READ_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+#: Versions ``from_dict`` reads (1: before grafted modules; its genes are unfrozen;
+#: 2: before budget orders).
+READ_VERSIONS = (1, 2, 3)
+#: The version written for a genome without budget orders or drop ranks.
+PLAIN_VERSION = 2
 #: Largest node id or innovation number read back: 2**53 is the last integer that
 #: JSON readers holding numbers as doubles (and the report's JavaScript) keep exact.
 MAX_ID = 2**53
@@ -131,6 +141,11 @@ def _node_dict(n: int, a: dict[str, Any]) -> dict[str, Any]:
     m = a.get("module")
     if m is not None:
         out["module"] = {"name": str(m["name"]), "hash": str(m["hash"]), "graft": int(m["graft"])}
+    order = order_key(a)
+    if order is not None:
+        out["order"] = list(order)
+    if a.get("drop") is not None:
+        out["drop"] = int(a["drop"])
     return out
 
 
@@ -154,7 +169,9 @@ def to_dict(genome: Genome) -> dict[str, Any]:
     g = genome.graph
     nodes = [_node_dict(n, a) for n, a in sorted(g.nodes(data=True))]
     edges = [_edge_dict(s, d, a) for s, d, a in sorted(g.edges(data=True))]
-    return {"format": FORMAT, "version": FORMAT_VERSION, "meta": genome.meta, "nodes": nodes, "edges": edges}
+    budgets = any("order" in nd or "drop" in nd for nd in nodes)
+    version = FORMAT_VERSION if budgets else PLAIN_VERSION
+    return {"format": FORMAT, "version": version, "meta": genome.meta, "nodes": nodes, "edges": edges}
 
 
 def _get(d: Any, key: str, where: str, kind: type | tuple[type, ...]) -> Any:
@@ -202,6 +219,28 @@ def _get_module(d: dict[str, Any], where: str) -> dict[str, Any] | None:
     return {"name": name, "hash": digest, "graft": _get_id(m, "graft", where)}
 
 
+def _get_order(d: dict[str, Any], width: int, where: str) -> np.ndarray | None:
+    """Read an optional ``order`` list (absent or null: None, the identity)."""
+    order = d.get("order")
+    if order is None:
+        return None
+    if not isinstance(order, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in order):
+        raise GenomeError(f"{where}.order: should be a list of ints, got {order!r:.60}")
+    if len(order) != width or sorted(order) != list(range(width)):
+        raise GenomeError(f"{where}.order: should be a permutation of range({width}), got {order!r:.60}")
+    return np.array(order, dtype=np.int64)
+
+
+def _get_drop(d: dict[str, Any], where: str) -> int | None:
+    """Read an optional ``drop`` rank (absent or null: None)."""
+    if d.get("drop") is None:
+        return None
+    r = _get(d, "drop", where, int)
+    if not 0 <= r <= MAX_ID:
+        raise GenomeError(f"{where}.drop: should be an int in [0, 2**53], got {r}")
+    return r
+
+
 def from_dict(data: Any) -> Genome:
     """Rebuild a genome from ``to_dict`` output and validate it.
 
@@ -241,6 +280,11 @@ def from_dict(data: Any) -> Genome:
             frozen=_get_frozen(nd, f"{where} (node {nid})"),
             module=_get_module(nd, f"{where} (node {nid})"),
         )
+        a = g.nodes[nid]
+        set_order(a, _get_order(nd, width, f"{where} (node {nid})"))
+        drop = _get_drop(nd, f"{where} (node {nid})")
+        if drop is not None:
+            a["drop"] = drop
     for k, ed in enumerate(_get(data, "edges", "genome", list)):
         where = f"genome.edges[{k}]"
         s, d = _get(ed, "src", where, int), _get(ed, "dst", where, int)
@@ -322,7 +366,9 @@ def to_graphml(genome: Genome, path: str | os.PathLike[str] | None = None) -> nx
     ``enabled``, ``recurrent`` and the ``weight_norm``. No arrays. A grafted module's
     node adds ``module`` (its name), ``module_hash``, ``graft`` and, when frozen,
     ``frozen = True``; a frozen edge ``frozen = True`` (absent keys: unset, so a
-    genome without modules writes what it always did).
+    genome without modules writes what it always did). A node with a budget order
+    adds ``order`` (its permutation as space-separated ints), one with a drop rank
+    ``drop``.
     """
     h = nx.DiGraph()
     for n, a in genome.graph.nodes(data=True):
@@ -332,6 +378,11 @@ def to_graphml(genome: Genome, path: str | os.PathLike[str] | None = None) -> nx
             extra = {"module": str(m["name"]), "module_hash": str(m["hash"]), "graft": int(m["graft"])}
         if a.get("frozen", False):
             extra["frozen"] = True
+        order = order_key(a)
+        if order is not None:
+            extra["order"] = " ".join(str(i) for i in order)
+        if a.get("drop") is not None:
+            extra["drop"] = int(a["drop"])
         h.add_node(int(n), role=a["role"], width=int(a["width"]), activation=a["activation"], **extra)
     for s, d, a in genome.graph.edges(data=True):
         h.add_edge(

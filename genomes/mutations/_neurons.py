@@ -13,7 +13,7 @@ from typing import TypeVar
 import numpy as np
 
 from ..gates import gate_value
-from ..genome import Genome
+from ..genome import Genome, set_order
 
 T = TypeVar("T")
 
@@ -40,10 +40,14 @@ def append_neurons(
 
     New incoming rows are LeCun normal (zeros when ``rng`` is None), new outgoing
     columns zero (so the new neurons feed nothing yet), new biases zero and new gate
-    logits ``gate_init``.
+    logits ``gate_init``. A budget ``order`` gets the new neurons at its end (least
+    important).
     """
     g = genome.graph
     a = g.nodes[node]
+    if a.get("order") is not None:
+        old = int(a["width"])
+        a["order"] = np.concatenate([np.asarray(a["order"], np.int64), np.arange(old, old + added)])
     a["width"] = int(a["width"]) + added
     a["bias"] = np.concatenate([a["bias"], np.zeros(added, np.float32)])
     a["gate"] = np.concatenate([a["gate"], np.full(added, gate_init, np.float32)])
@@ -64,11 +68,15 @@ def keep_neurons(genome: Genome, node: int, keep: np.ndarray) -> None:
     """Keep only the neurons at sorted indices ``keep`` of ``node``, in place.
 
     Slices the node's bias and gate, the rows of every incoming matrix and the
-    columns of every outgoing one (``genome`` must be a private copy).
+    columns of every outgoing one (``genome`` must be a private copy). A budget
+    ``order`` keeps the kept neurons in their relative order, renumbered.
     """
     g = genome.graph
     a = g.nodes[node]
+    order = a.get("order")
     a["width"] = len(keep)
+    if order is not None:
+        set_order(a, restrict_order(order, keep))
     a["bias"] = a["bias"][keep].copy()
     a["gate"] = a["gate"][keep].copy()
     for s, _ in g.in_edges(node):
@@ -77,3 +85,15 @@ def keep_neurons(genome: Genome, node: int, keep: np.ndarray) -> None:
     for _, d in g.out_edges(node):
         e = g.edges[node, d]
         e["weight"] = e["weight"][:, keep].copy()
+
+
+def restrict_order(order: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Return the order of the neurons at sorted indices ``keep``, renumbered ``0..len(keep)-1``.
+
+    The kept neurons keep their relative place in ``order``.
+    """
+    keep = np.asarray(keep, dtype=np.int64)
+    new_index = np.full(int(np.max(order, initial=-1)) + 1, -1, np.int64)
+    new_index[keep] = np.arange(len(keep))
+    mapped = new_index[np.asarray(order, np.int64)]
+    return mapped[mapped >= 0]
