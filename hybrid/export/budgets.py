@@ -33,19 +33,19 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from genomes import Genome
 from genomes.budgets import BudgetChain, BudgetLevel, budget_chain, check_budget, neuron_order
 
 from ..activations import TORCH_ACTIVATIONS
-from .module import ExportedNet
+from .module import ExportedNet, _stats
 from .plan import ExportPlan, LayerPlan, plan_export
 
 __all__ = [
     "BudgetPlan",
     "BudgetedNet",
     "budget_file_tag",
+    "fold_standardisation",
     "level_plan",
     "plan_budgets",
     "select_level",
@@ -211,6 +211,36 @@ def _check(bp: BudgetPlan) -> None:
     )
 
 
+def fold_standardisation(plan: ExportPlan, mean: np.ndarray, std: np.ndarray) -> ExportPlan:
+    """Return ``plan`` taking raw features: ``(x - mean) / std`` folded into the input blocks.
+
+    Every layer reading the input gets ``W' = W / std`` on the input's columns and
+    ``b' = b - W' @ mean`` (folded in float64), so ``W' x + b' = W (x - mean) / std + b``
+    with one matrix product and no elementwise pass over the batch. In float32 the
+    result differs from standardising first by rounding of order ``eps x |x| / std``,
+    the precision the raw float32 features carry anyway.
+    """
+    index = np.asarray(plan.input_index, dtype=np.int64)
+    m = np.asarray(mean, np.float64)[index]
+    s = np.asarray(std, np.float64)[index]
+    if not m.any() and (s == 1).all():
+        return plan
+    layers = []
+    for layer in plan.layers:
+        if plan.input_id not in layer.sources:
+            layers.append(layer)
+            continue
+        at = 0
+        for src in layer.sources[: layer.sources.index(plan.input_id)]:
+            at += plan.width(src)
+        w = layer.weight.astype(np.float64)
+        block = w[:, at : at + len(index)] / s
+        w[:, at : at + len(index)] = block
+        bias = layer.bias.astype(np.float64) - block @ m
+        layers.append(replace(layer, weight=w.astype(np.float32), bias=bias.astype(np.float32)))
+    return replace(plan, layers=tuple(layers))
+
+
 def level_plan(genome: Genome, level: BudgetLevel, gate: str = "sigmoid") -> ExportPlan:
     """Return the plain export plan of one level's sub-network (what ``pt2``/``onnx`` write)."""
     return plan_export(genome, gate, level.structure)
@@ -228,7 +258,11 @@ class BudgetedNet(ExportedNet):
     The layers are :class:`ExportedNet`'s for the budgeted plan (hidden neurons in
     importance order; the ``state_dict`` keys are the same), and ``forward`` runs
     the level ``budget`` selects on views of them: a smaller budget multiplies
-    smaller matrices and skips dropped nodes.
+    smaller matrices and skips dropped nodes. The feature standardisation is
+    folded into the layers reading the input (:func:`fold_standardisation`): the
+    ``feature_mean`` / ``feature_std`` buffers record the statistics, but
+    ``forward`` does not apply them again (a pass over the batch that no budget
+    would shrink).
 
     Args:
         budgets: the budgeted plan (:func:`plan_budgets`).
@@ -248,7 +282,11 @@ class BudgetedNet(ExportedNet):
         feature_fill: Sequence[float | None] | None = None,
         listed: Sequence[float] = (),
     ) -> None:
-        super().__init__(budgets.plan, feature_mean, feature_std, feature_fill)
+        n = budgets.plan.n_inputs
+        mean = _stats(feature_mean, n, 0.0, "feature_mean").numpy()
+        std = _stats(feature_std, n, 1.0, "feature_std").numpy()
+        plan = fold_standardisation(budgets.plan, mean, std)
+        super().__init__(plan, mean, std, feature_fill)
         self.budgets = tuple(float(b) for b in listed)
         self.level_flops = budgets.level_flops
         self.level_widths = budgets.widths
@@ -285,7 +323,7 @@ class BudgetedNet(ExportedNet):
         widths = self.level_widths[self.level(budget)]
         if self._impute:
             x = torch.where(torch.isnan(x), self.feature_fill, x)
-        x = (x - self.feature_mean) / self.feature_std
+        # no standardisation pass: it is folded into the layers reading the input
         values = {self._input_id: x[:, self.input_index] if self._select else x}
         for (node, name, sources, activation), offsets, k in zip(
             self._steps, self._offsets, widths, strict=True
@@ -300,9 +338,10 @@ class BudgetedNet(ExportedNet):
                     if h is None:  # skipped at this level
                         continue
                     w = module.weight[:k, at : at + h.shape[1]]
-                    pre = F.linear(h, w, module.bias[:k]) if pre is None else pre + F.linear(h, w)
-                if pre is None:
-                    pre = module.bias[:k].expand(x.shape[0], -1)
+                    pre = torch.mm(h, w.t()) if pre is None else pre + torch.mm(h, w.t())
+                pre = (
+                    module.bias[:k].expand(x.shape[0], -1) if pre is None else pre + module.bias[:k]
+                )
             else:
                 pre = module[:k].expand(x.shape[0], -1)
             values[node] = TORCH_ACTIVATIONS[activation](pre)
