@@ -23,6 +23,17 @@ in plain code and ``torchscript`` is a scripted loop over a traced step (both ta
 ``state``, outputs ``y``, ``final_state``), whose ``state`` input is required
 (zeros to start). The sidecar's ``state`` says what S is.
 
+With ``budgets`` (feed-forward genomes; :mod:`hybrid.export.budgets`), ``python``
+and ``torchscript`` write one module whose ``forward(x, budget=1.0)`` runs only the
+sub-network ``budget`` selects (every level of the budget chain is in the file, on
+views of the full weights); ``pt2`` and ``onnx`` write one file per listed budget,
+``<stem>.b<budget><suffix>`` (``model.b0.25.onnx``), each that budget's plain
+sub-network. The sidecar (``<name>.json`` of the requested name) then has
+``budgets`` (per listed budget: ``budget``, ``level``, ``removed``, ``flops``,
+``flops_share``, ``n_parameters``, ``file`` for per-budget formats, and the scores
+a run export adds) and ``budget_levels`` (``count``, ``flops`` of every level,
+``min_budget``, ``rule``). Without budgets nothing changes.
+
 An export of a table task (the sidecar has an ``encoding``) also writes
 ``preprocess.py`` beside the module: a copy of :mod:`hybrid.tasks.preprocess`
 with the run's encoding, whose ``encode(rows)`` turns raw rows (text categories,
