@@ -17,11 +17,14 @@ budget really multiplies smaller matrices.
 
 The level of a budget ``b`` in (0, 1] is ``BudgetChain.select``'s: the first level
 (fewest removals) whose FLOPs are at most ``b x`` the full network's (tolerance
-``1e-9 x max(1, limit)``), or the smallest level when none is; :meth:`BudgetPlan.level`
-implements it with a binary search on the strictly decreasing level FLOPs, as do the
-modules (:class:`BudgetedNet` and the generated source of :mod:`hybrid.export.codegen`).
-Every level is baked (the chain has at most one level per live hidden neuron, and a
-level costs one row of ints), so the rule holds exactly for every budget.
+``1e-9 x max(1, limit)``), or the chain's last level when none is;
+:meth:`BudgetPlan.level` implements it with a binary search on the levels' FLOPs, as
+do the modules (:class:`BudgetedNet` and the generated source of
+:mod:`hybrid.export.codegen`). Every level is baked: ``chain.levels()`` (the first
+level of each distinct FLOPs count; at most one per live hidden neuron, and a level
+costs one row of ints) and, when removals at the chain's tail save no FLOPs, the
+chain's last level (what ``select`` gives below ``min_budget``). So the rule holds
+exactly for every budget.
 
 Budgets are for feed-forward genomes: a recurrent one is refused.
 """
@@ -53,7 +56,7 @@ __all__ = [
 
 
 def select_level(level_flops: Sequence[int], budget: float) -> int:
-    """Return the index of the level ``budget`` selects among strictly decreasing FLOPs.
+    """Return the index of the level ``budget`` selects among non-increasing FLOPs.
 
     ``BudgetChain.select``'s rule: the first level with ``flops <= limit + 1e-9 x
     max(1, limit)``, ``limit = budget x level_flops[0]``; the last level if none.
@@ -81,7 +84,10 @@ class BudgetPlan:
             column blocks permuted to match. It computes exactly what
             ``plan_export(genome, gate)`` computes.
         chain: the genome's budget chain.
-        levels: the chain's levels, one per distinct FLOPs count, full first.
+        levels: the chain's levels, one per distinct FLOPs count, full first
+            (``chain.levels()``), then the chain's last level when it is not the
+            last of those (removals that save no FLOPs: ``select`` gives it below
+            ``min_budget``).
         widths: for every level, the kept neurons of every layer of ``plan``
             (in ``plan.layers`` order; the output's is always its width; 0: skipped).
     """
@@ -93,7 +99,7 @@ class BudgetPlan:
 
     @property
     def level_flops(self) -> tuple[int, ...]:
-        """FLOPs per sample of every level, strictly decreasing."""
+        """FLOPs per sample of every level: strictly decreasing but for a last pair that may tie."""
         return tuple(level.flops for level in self.levels)
 
     @property
@@ -165,6 +171,11 @@ def plan_budgets(genome: Genome, gate: str = "sigmoid") -> BudgetPlan:
         layers.append(_permuted(layer, perm[layer.id], columns, order[layer.id]))
     plan = replace(base, layers=tuple(layers))
     levels = tuple(chain.levels())
+    last = chain.level(len(chain.removals))
+    if last.removed != levels[-1].removed:
+        # select() gives the chain's LAST level below min_budget; levels() keeps the first
+        # of a run of equal FLOPs, so a tail of removals that save no FLOPs needs it too
+        levels += (last,)
     widths = tuple(_widths(plan, level) for level in levels)
     result = BudgetPlan(plan=plan, chain=chain, levels=levels, widths=widths)
     _check(result)
@@ -206,9 +217,9 @@ def _check(bp: BudgetPlan) -> None:
         assert weights + biases == level.n_parameters, (
             "level widths disagree with the chain's parameters"
         )
-    assert all(a > b for a, b in zip(bp.level_flops[:-1], bp.level_flops[1:], strict=True)), (
-        "level FLOPs should decrease"
-    )
+    flops = bp.level_flops
+    assert all(a > b for a, b in zip(flops[:-2], flops[1:-1], strict=True)), "FLOPs should decrease"
+    assert len(flops) < 2 or flops[-2] >= flops[-1], "FLOPs should decrease"
 
 
 def fold_standardisation(plan: ExportPlan, mean: np.ndarray, std: np.ndarray) -> ExportPlan:

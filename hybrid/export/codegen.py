@@ -313,7 +313,7 @@ _LEVEL = '''
         limit = limit + 1e-9 * max(1.0, limit)
         lo = 0
         hi = len(flops)
-        while lo < hi:  # the first level within the limit: FLOPs strictly decrease
+        while lo < hi:  # the first level within the limit (FLOPs never increase)
             mid = (lo + hi) // 2
             if flops[mid] <= limit:
                 hi = mid
@@ -330,7 +330,7 @@ def _budget_constants(budgets: BudgetPlan) -> str:
     return (
         "#: Genome node of each layer, in the order of LEVEL_WIDTHS' columns (output last).\n"
         f"LAYERS = {layers}\n"
-        "#: FLOPs per sample of each budget level, full network first (strictly decreasing).\n"
+        "#: FLOPs per sample of each budget level, full network first (never increasing).\n"
         f"LEVEL_FLOPS = {pprint.pformat(list(budgets.level_flops), width=96, compact=True)}\n"
         "#: Kept neurons of each layer at each level (0: the node is skipped).\n"
         f"LEVEL_WIDTHS = {rows}\n"

@@ -157,6 +157,33 @@ def test_level_selection_is_the_chains_and_monotone(genome, gate, data):
     assert sum(p.numel() for p in net.parameters()) == chain.full.n_parameters
 
 
+def test_below_min_budget_the_chains_last_level_is_chosen_even_when_it_saves_no_flops():
+    # Dropping node 5 (rank 0) leaves node 2 feeding nothing; the chain then still
+    # drops node 2 (rank 1), a removal that saves no FLOPs: select() gives that last level.
+    from genomes.genome import edge_attrs, node_attrs
+
+    rng = np.random.default_rng(0)
+    t = InnovationTracker()
+    g = Genome.minimal(1, 1, rng, t).copy()
+    for n, width, rank in ((2, 3, 1), (5, 2, 0)):
+        g.graph.add_node(n, **node_attrs("hidden", width, "tanh", bias=rng.normal(0, 0.5, width)))
+        g.graph.nodes[n]["drop"] = rank
+    for s, d in ((0, 2), (2, 5), (5, 1)):
+        shape = (g.graph.nodes[d]["width"], g.graph.nodes[s]["width"])
+        g.graph.add_edge(s, d, **edge_attrs(t.edge(s, d), rng.normal(0, 1, shape)))
+    g = g.validate()
+    chain = budget_chain(g, "sigmoid")
+    assert chain.level(len(chain.removals)).flops == chain.level(len(chain.removals) - 1).flops
+    net = to_module(g, "sigmoid", budgets=True)
+    bp = plan_budgets(g, "sigmoid")
+    for b in (1e-6, chain.min_budget, 0.5, 1.0):
+        assert bp.levels[net.level(b)].removed == chain.select(b).removed
+        x = inputs(g)
+        with torch.no_grad():
+            out = net(torch.from_numpy(x), b).numpy()
+        np.testing.assert_allclose(out, reference(g, b, "sigmoid", x), rtol=TOL, atol=TOL)
+
+
 def test_a_small_budget_really_shrinks_the_work():
     genome = Genome.minimal(16, 4, np.random.default_rng(0), InnovationTracker(), hidden=[32])
     net = to_module(genome, "sigmoid", budgets=True)
