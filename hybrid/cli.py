@@ -70,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
         "--format", default="python", dest="fmt", help="python (default), torchscript, pt2 or onnx"
     )
     exp.add_argument("--out", help="file or folder to write (default: RUN_DIR/best/ for the champion)")
+    exp.add_argument(
+        "--budgets",
+        help="comma list of budgets in (0, 1], increasing (e.g. 0.25,0.5,1): python/torchscript "
+        "write one module whose forward(x, budget) runs that budget's sub-network; pt2/onnx "
+        "write one file per budget (model.b0.25.onnx); the sidecar scores each",
+    )
 
     from .library.commands import add_modules_arguments
 
@@ -322,11 +328,36 @@ def _cmd_export(args: argparse.Namespace) -> int:
             genome = int(genome)
         except ValueError:
             raise HybridError(f"genome: got {args.genome!r}, expected an integer id or 'best'") from None
-    result = export_run(args.run_dir, genome, args.fmt, _export_out(args.out))
+    budgets = None if args.budgets is None else _export_budgets(args.budgets)
+    result = export_run(args.run_dir, genome, args.fmt, _export_out(args.out), budgets)
     for path in result.files:
         print(path)
     print(f"{result.format}: {result.n_parameters} parameters")
+    for entry in result.sidecar.get("budgets", []):
+        scores = "".join(
+            f", {key} {entry[key]:.4g}" for key in ("val_metric", "test_metric") if key in entry
+        )
+        print(
+            f"budget {entry['budget']:g}: {entry['flops']} FLOPs ({entry['flops_share']:.1%}), "
+            f"{entry['n_parameters']} parameters{scores}"
+        )
     return 0
+
+
+def _export_budgets(text: str) -> list[float]:
+    """Parse ``export --budgets``: a comma list of numbers in (0, 1], strictly increasing."""
+    from genomes import GenomeError
+    from genomes.budgets import check_budgets
+
+    try:
+        values = [float(part) for part in text.split(",")]
+        return list(check_budgets(values, "--budgets"))
+    except ValueError as exc:  # float("x") or a GenomeError (a ValueError)
+        detail = str(exc) if isinstance(exc, GenomeError) else "not a number"
+        raise HybridError(
+            f"--budgets should be a comma list of numbers in (0, 1], strictly increasing "
+            f"(e.g. 0.25,0.5,1), got {text!r}: {detail}"
+        ) from None
 
 
 def _cmd_modules(args: argparse.Namespace) -> int:

@@ -4,10 +4,14 @@
 live structure (``genomes.active_structure``); ``export_genome`` writes it in one
 of ``FORMATS`` with a JSON sidecar; ``export_run`` does that for a run folder.
 A recurrent genome exports a module over time (``RecurrentExportedNet``:
-``forward(x (B, T, F), state=None) -> (outputs, final_state)``).
+``forward(x (B, T, F), state=None) -> (outputs, final_state)``). A feed-forward
+genome exported with ``budgets`` (issue 17, :mod:`hybrid.export.budgets`) gives a
+``BudgetedNet``: ``forward(x, budget=1.0)`` runs only the sub-network the budget
+selects.
 Importing this package imports torch (``import hybrid`` does not import it).
 """
 
+from .budgets import BudgetedNet, BudgetPlan, plan_budgets
 from .codegen import ACTIVATION_CODE, render_python
 from .formats import FORMATS, SIDECAR_FORMAT, ExportError, ExportResult, export_genome, state_info
 from .module import ExportedNet, RecurrentExportedNet, exported_net, to_module
@@ -16,6 +20,8 @@ from .run import export_run, run_module
 
 __all__ = [
     "ACTIVATION_CODE",
+    "BudgetPlan",
+    "BudgetedNet",
     "FORMATS",
     "SIDECAR_FORMAT",
     "ExportError",
@@ -28,6 +34,7 @@ __all__ = [
     "export_genome",
     "export_run",
     "exported_net",
+    "plan_budgets",
     "plan_export",
     "render_python",
     "run_module",

@@ -11,18 +11,29 @@ commented line per node (``prev<id>`` is node <id> at the previous step, sliced
 from the state), and ``forward(x, state=None)``, a plain loop of ``step`` over the
 time axis; ``STATE_SIZE`` and ``STATE_LAYOUT`` describe the state. Its
 ``state_dict`` keys equal :class:`hybrid.export.module.RecurrentExportedNet`'s.
+
+A budgeted export (``budgets``: :class:`hybrid.export.budgets.BudgetPlan`) has
+``forward(x, budget: float = 1.0)``: ``level(budget)`` picks the row of
+``LEVEL_WIDTHS`` (kept neurons of every layer; 0 = skipped) by a binary search on
+``LEVEL_FLOPS``, and each node is one commented block computing only its kept
+neurons from views of the full weights. The class compiles with
+``torch.jit.script`` (the ``torchscript`` format scripts it).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import pprint
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from .module import gate_name, layer_name
 from .plan import ExportPlan, LayerPlan
+
+if TYPE_CHECKING:
+    from .budgets import BudgetPlan
 
 __all__ = ["ACTIVATION_CODE", "render_python"]
 
@@ -279,6 +290,121 @@ def _usage(plan: ExportPlan) -> str:
     )
 
 
+_BUDGET_NOTE = """
+Here the standardisation is folded into the weights of the layers reading the
+input (weight / feature_std, bias - weight @ feature_mean / feature_std): the
+buffers record the statistics, ``forward`` does not apply them again.
+
+One network, many budgets: ``forward(x, budget)`` runs only the sub-network that
+``budget`` in (0, 1] selects: the level with the fewest removed neurons whose FLOPs
+are at most ``budget x`` the full network's (the smallest level below that). Hidden
+neurons are stored most important first, so a level multiplies the leading rows
+and columns of each weight (views, no copies) and skips dropped nodes."""
+
+_BUDGET_USAGE = "\n    y = model(x, budget=0.25)  # the sub-network within a quarter of the FLOPs"
+
+_LEVEL = '''
+    def level(self, budget: float) -> int:
+        """Return the index of the level ``budget`` selects (a row of LEVEL_WIDTHS)."""
+        if not (budget > 0.0 and budget <= 1.0):
+            raise ValueError("budget should be in (0, 1], got " + str(budget))
+        flops = self.level_flops
+        limit = budget * float(flops[0])
+        limit = limit + 1e-9 * max(1.0, limit)
+        lo = 0
+        hi = len(flops)
+        while lo < hi:  # the first level within the limit (FLOPs never increase)
+            mid = (lo + hi) // 2
+            if flops[mid] <= limit:
+                hi = mid
+            else:
+                lo = mid + 1
+        return min(lo, len(flops) - 1)
+'''
+
+
+def _budget_constants(budgets: BudgetPlan) -> str:
+    """Return the LAYERS / LEVEL_FLOPS / LEVEL_WIDTHS lines of a budgeted file."""
+    layers = [layer.id for layer in budgets.plan.layers]
+    rows = pprint.pformat([list(w) for w in budgets.widths], width=96, compact=True)
+    return (
+        "#: Genome node of each layer, in the order of LEVEL_WIDTHS' columns (output last).\n"
+        f"LAYERS = {layers}\n"
+        "#: FLOPs per sample of each budget level, full network first (never increasing).\n"
+        f"LEVEL_FLOPS = {pprint.pformat(list(budgets.level_flops), width=96, compact=True)}\n"
+        "#: Kept neurons of each layer at each level (0: the node is skipped).\n"
+        f"LEVEL_WIDTHS = {rows}\n"
+    )
+
+
+def _budget_forward_lines(budgets: BudgetPlan, impute: bool) -> list[str]:
+    """Return the body of a budgeted plan's ``forward(x, budget)``: one block per node."""
+    plan = budgets.plan
+    index = {layer.id: i for i, layer in enumerate(plan.layers)}
+    lines = ["widths = self.level_widths[self.level(budget)]"]
+    if impute:
+        lines.append("x = torch.where(torch.isnan(x), self.feature_fill, x)")
+    lines.append("# (x - feature_mean) / feature_std is folded into the weights of the layers reading x")
+    inp = plan.input_id
+    n_in = len(plan.input_index)
+    if any(inp in layer.sources for layer in plan.layers):
+        if plan.keeps_all_inputs:
+            lines.append(f"h{inp} = x  # node {inp}: input, {n_in} features")
+        else:
+            lines.append(
+                f"h{inp} = x[:, self.input_index]  # node {inp}: input, {n_in} of {plan.n_inputs} features"
+            )
+    for i, (layer, offsets) in enumerate(zip(plan.layers, budgets.offsets, strict=True)):
+        name = layer_name(layer.id, layer.is_constant)
+        k = f"k{layer.id}"
+        kept = [w[i] for w in budgets.widths]
+        lines.append(
+            f"# node {layer.id}: {layer.role} {layer.activation}, {_neurons(layer)}; "
+            f"{_reads(layer, inp)}"
+        )
+        lines.append(f"{k} = widths[{i}]")
+        optional = min(kept) == 0
+        body = []
+        if layer.is_constant:
+            body.append(f"pre = self.{name}[:{k}].expand(x.shape[0], -1)")
+        else:
+            sized = []
+            for s, at in zip(layer.sources, offsets, strict=True):
+                if s == inp:
+                    cols = f"{at or ''}:{at + n_in}" if len(layer.sources) > 1 else ""
+                else:
+                    cols = f":k{s}" if at == 0 else f"{at}:{at} + k{s}"
+                always = s == inp or all(w[index[s]] > 0 for w in budgets.widths if w[i] > 0)
+                weight = f"self.{name}.weight[:{k}, {cols}]" if cols else f"self.{name}.weight[:{k}]"
+                sized.append((s, weight, always))
+            # torch.mm then one bias add: faster than F.linear's fused bias for narrow layers
+            first = next((x for x in sized if x[2]), None)
+            if first is None:
+                body.append(f"pre = self.{name}.bias[:{k}].expand(x.shape[0], -1)")
+            else:
+                body.append(f"pre = torch.mm(h{first[0]}, {first[1]}.t())")
+            for s, weight, always in sized:
+                if first is not None and s == first[0]:
+                    continue
+                add = f"pre = pre + torch.mm(h{s}, {weight}.t())"
+                body += [add] if always else [f"if k{s} > 0:  # node {s} is kept", f"    {add}"]
+            if first is not None:  # in place: pre is a fresh product here
+                body.append(f"pre = pre.add_(self.{name}.bias[:{k}])")
+        value = ACTIVATION_CODE[layer.activation].format("pre")
+        if layer.role == "output":
+            lines += body
+            lines.append(f"return {value}  # node {layer.id}: output")
+        elif optional:
+            lines.append(f"h{layer.id} = x  # a placeholder where node {layer.id} is skipped ({k} == 0)")
+            lines.append(f"if {k} > 0:")
+            lines += [f"    {line}" for line in body]
+            lines.append(f"    h{layer.id} = {value}")
+        else:
+            lines += body
+            lines.append(f"h{layer.id} = {value}")
+    return lines
+
+
 def render_python(
     plan: ExportPlan,
     *,
@@ -288,6 +414,7 @@ def render_python(
     outputs: str = "raw outputs",
     impute: bool = False,
     table: bool = False,
+    budgets: BudgetPlan | None = None,
 ) -> str:
     """Return the source of a standalone module file computing ``plan``'s network.
 
@@ -299,6 +426,8 @@ def render_python(
         outputs: what the outputs are, for the docstring (e.g. "logits").
         impute: the module fills NaN features from a ``feature_fill`` buffer first.
         table: the task was a table: the docstring points to ``preprocess.py``.
+        budgets: the budgeted plan (its ``plan`` is ``plan``): the class's
+            ``forward(x, budget=1.0)`` runs the level ``budget`` selects.
 
     Returns:
         Python source that imports only torch.
@@ -314,7 +443,9 @@ def render_python(
     missing = {layer.activation for layer in plan.layers} - ACTIVATION_CODE.keys()
     if missing:
         raise KeyError(f"no source for activation(s) {sorted(missing)} in ACTIVATION_CODE")
-    uses_functional = any("F." in ACTIVATION_CODE[layer.activation] for layer in plan.layers)
+    uses_functional = budgets is not None or any(
+        "F." in ACTIVATION_CODE[layer.activation] for layer in plan.layers
+    )
     head = _HEADER.format(
         title=_docstring_text(title),
         version=__version__,
@@ -339,9 +470,10 @@ def render_python(
             "the sequence, carrying a state of STATE_SIZE values (STATE_LAYOUT)."
             if plan.is_recurrent
             else ""
-        ),
-        usage=_usage(plan),
-        state_constants=_state_constants(plan),
+        )
+        + (_BUDGET_NOTE if budgets is not None else ""),
+        usage=_usage(plan) + (_BUDGET_USAGE if budgets is not None else ""),
+        state_constants=_state_constants(plan) if budgets is None else _budget_constants(budgets),
     )
     if plan.is_recurrent:
         size = plan.state_size
@@ -357,6 +489,18 @@ def render_python(
             '        """Return one step from raw x (B, n_inputs): outputs and the new state."""',
             *(f"        {line}" for line in _step_lines(plan, impute)),
             *_SEQUENCE_FORWARD.rstrip("\n").split("\n"),
+        ]
+    elif budgets is not None:
+        shape = (
+            f"        Input: (B, {plan.n_inputs}) raw features and a budget in (0, 1]. "
+            f"Output: (B, {plan.n_outputs}).",
+        )
+        body = [
+            *_LEVEL.rstrip("\n").split("\n"),
+            "",
+            "    def forward(self, x: torch.Tensor, budget: float = 1.0) -> torch.Tensor:",
+            '        """Return the outputs of the sub-network ``budget`` selects, for raw x (B, n_inputs)."""',
+            *(f"        {line}" for line in _budget_forward_lines(budgets, impute)),
         ]
     else:
         shape = (
@@ -379,6 +523,15 @@ def render_python(
         "    def __init__(self) -> None:",
         "        super().__init__()",
         *(f"        {line}" for line in _init_lines(plan, impute)),
+        *(
+            [
+                "        # The budget levels (see LEVEL_FLOPS and LEVEL_WIDTHS).",
+                "        self.level_flops = LEVEL_FLOPS",
+                "        self.level_widths = LEVEL_WIDTHS",
+            ]
+            if budgets is not None
+            else []
+        ),
         *body,
     ]
     return head + "\n" + "\n".join(cls) + "\n" + _LOAD

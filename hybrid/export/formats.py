@@ -23,6 +23,17 @@ in plain code and ``torchscript`` is a scripted loop over a traced step (both ta
 ``state``, outputs ``y``, ``final_state``), whose ``state`` input is required
 (zeros to start). The sidecar's ``state`` says what S is.
 
+With ``budgets`` (feed-forward genomes; :mod:`hybrid.export.budgets`), ``python``
+and ``torchscript`` write one module whose ``forward(x, budget=1.0)`` runs only the
+sub-network ``budget`` selects (every level of the budget chain is in the file, on
+views of the full weights); ``pt2`` and ``onnx`` write one file per listed budget,
+``<stem>.b<budget><suffix>`` (``model.b0.25.onnx``), each that budget's plain
+sub-network. The sidecar (``<name>.json`` of the requested name) then has
+``budgets`` (per listed budget: ``budget``, ``level``, ``removed``, ``flops``,
+``flops_share``, ``n_parameters``, ``file`` for per-budget formats, and the scores
+a run export adds) and ``budget_levels`` (``count``, ``flops`` of every level,
+``min_budget``, ``rule``). Without budgets nothing changes.
+
 An export of a table task (the sidecar has an ``encoding``) also writes
 ``preprocess.py`` beside the module: a copy of :mod:`hybrid.tasks.preprocess`
 with the run's encoding, whose ``encode(rows)`` turns raw rows (text categories,
@@ -43,9 +54,11 @@ import json
 import logging
 import os
 import pprint
+import sys
 import tempfile
+import uuid
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,11 +67,13 @@ import numpy as np
 import torch
 from torch._higher_order_ops import scan
 
-from genomes import GATE_KINDS, Genome
+from genomes import GATE_KINDS, Genome, GenomeError
+from genomes.budgets import check_budgets
 from genomes.serialize import atomic_write
 
 from .. import __version__
 from ..errors import HybridError
+from .budgets import BudgetedNet, BudgetPlan, budget_file_tag, level_plan, plan_budgets
 from .codegen import render_python
 from .module import ExportedNet, RecurrentExportedNet, exported_net
 from .plan import ExportPlan, plan_export
@@ -115,11 +130,13 @@ def _example(plan: ExportPlan) -> torch.Tensor:
     return torch.zeros(2, plan.n_inputs)
 
 
-def _write_python(
-    net: ExportedNet, plan: ExportPlan, path: Path, sidecar: Mapping[str, Any]
-) -> list[Path]:
-    weights = path.with_name(f"{path.stem}.state_dict.pt")
-    _save_bytes(weights, lambda f: torch.save(net.state_dict(), f))
+def _python_source(
+    net: ExportedNet,
+    plan: ExportPlan,
+    weights: str,
+    sidecar: Mapping[str, Any],
+    budgets: BudgetPlan | None = None,
+) -> str:
     task = sidecar.get("task") or {}
     run = sidecar.get("run") or {}
     run_name = run.get("name") if isinstance(run, Mapping) else run
@@ -129,17 +146,64 @@ def _write_python(
         title += f" of run {run_name!r}"
     if task.get("name"):
         title += f", task {task['name']!r}"
-    source = render_python(
+    return render_python(
         plan,
-        weights=weights.name,
+        weights=weights,
         title=title + ".",
         class_labels=sidecar.get("class_labels") or (),
         outputs="logits" if task.get("kind") == "classification" else "raw outputs",
         impute=net.imputes,
         table=bool(sidecar.get("encoding")),
+        budgets=budgets,
     )
-    atomic_write(path, source)
+
+
+def _write_python(
+    net: ExportedNet, plan: ExportPlan, path: Path, sidecar: Mapping[str, Any]
+) -> list[Path]:
+    weights = path.with_name(f"{path.stem}.state_dict.pt")
+    _save_bytes(weights, lambda f: torch.save(net.state_dict(), f))
+    atomic_write(path, _python_source(net, plan, weights.name, sidecar))
     return [path, weights]
+
+
+def _write_budgeted_python(
+    net: BudgetedNet, budgets: BudgetPlan, path: Path, sidecar: Mapping[str, Any]
+) -> list[Path]:
+    """Write the budgeted module's source and weights (``forward(x, budget=1.0)``)."""
+    weights = path.with_name(f"{path.stem}.state_dict.pt")
+    _save_bytes(weights, lambda f: torch.save(net.state_dict(), f))
+    atomic_write(path, _python_source(net, budgets.plan, weights.name, sidecar, budgets))
+    return [path, weights]
+
+
+def _write_budgeted_torchscript(
+    net: BudgetedNet, budgets: BudgetPlan, path: Path, sidecar: Mapping[str, Any]
+) -> list[Path]:
+    """Script the generated budgeted class (the python format's) with the weights; save it.
+
+    ``torch.jit.script`` reads the class's source, so the source is written to a
+    temporary file and imported from there while scripting.
+    """
+    name = f"_hybrid_budgeted_{uuid.uuid4().hex}"
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / f"{name}.py"
+        source.write_text(_python_source(net, budgets.plan, "unused", sidecar, budgets))
+        spec = importlib.util.spec_from_file_location(name, source)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+            model = module.ExportedNet()
+            model.load_state_dict(net.state_dict())
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit: asked for
+                scripted = torch.jit.script(model.eval())
+                _save_bytes(path, lambda f: torch.jit.save(scripted, f))
+        finally:
+            del sys.modules[name]
+    return [path]
 
 
 def _write_torchscript(
@@ -382,6 +446,8 @@ def export_genome(
     fmt: str = "python",
     gate: str = "sigmoid",
     sidecar: Mapping[str, Any] | None = None,
+    budgets: Sequence[float] | None = None,
+    budget_metrics: Sequence[Mapping[str, Any]] | None = None,
 ) -> ExportResult:
     """Export ``genome`` as a module file of format ``fmt``, plus its JSON sidecar.
 
@@ -394,13 +460,26 @@ def export_genome(
         sidecar: facts to record in the sidecar (JSON-ready, numpy allowed). Its
             ``feature_mean`` and ``feature_std`` (if given) are also built into the
             module, which then takes raw features.
+        budgets: None (the default: today's export, unchanged), or budgets in
+            (0, 1], strictly increasing, of a feed-forward genome
+            (:mod:`hybrid.export.budgets`). ``python`` and ``torchscript`` write
+            one module whose ``forward(x, budget=1.0)`` runs the sub-network
+            ``budget`` selects (every level is in it); ``pt2`` and ``onnx`` write
+            one file per budget, ``<stem>.b<budget><suffix>`` (e.g.
+            ``model.b0.25.onnx``), computing that budget's sub-network. The sidecar's
+            ``budgets`` describes each listed budget's level.
+        budget_metrics: with ``budgets``, one mapping per budget merged into its
+            sidecar entry (e.g. ``val_metric``, ``test_metric``).
 
     Returns:
-        What was written.
+        What was written. With budgets in ``pt2``/``onnx``, ``path`` is the
+        largest budget's file; ``n_parameters`` is the full network's.
 
     Raises:
         ExportError: for an unknown format or gate, a suffix that does not match,
-            statistics or labels that do not fit the genome, or a missing extra.
+            statistics or labels that do not fit the genome, a missing extra,
+            budgets that are not in (0, 1] and strictly increasing, or budgets for
+            a recurrent genome.
     """
     path = Path(out_path)
     if fmt not in FORMATS:
@@ -412,6 +491,8 @@ def export_genome(
         raise ExportError(f"{path}: a {fmt} export should end in {suffix!r}")
     sidecar = dict(sidecar or {})
     _check_sidecar(genome, sidecar, path)
+    if budgets is not None:
+        return _export_budgets(genome, path, fmt, gate, sidecar, budgets, budget_metrics)
     plan = plan_export(genome, gate)
     try:
         net = exported_net(
@@ -425,6 +506,21 @@ def export_genome(
     net.eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     files = writer(net, plan, path, sidecar)
+    return _finish(net, plan, fmt, gate, path, files, sidecar)
+
+
+def _finish(
+    net: ExportedNet,
+    plan: ExportPlan,
+    fmt: str,
+    gate: str,
+    path: Path,
+    files: list[Path],
+    sidecar: dict[str, Any],
+    extra: Mapping[str, Any] | None = None,
+    main: Path | None = None,
+) -> ExportResult:
+    """Write ``preprocess.py`` (tables) and the sidecar ``<path>.json``; return the result."""
     if sidecar.get("encoding"):
         pre = path.with_name(PREPROCESS_FILE)
         atomic_write(pre, preprocess_source(sidecar["encoding"]))
@@ -448,6 +544,7 @@ def export_genome(
             + (" at every step" if plan.is_recurrent else "")
             + ("; NaN features are replaced by feature_fill (null: none) before" if net.imputes else "")
             + ("; raw table rows become features with preprocess.encode(rows)" if sidecar.get("encoding") else "")
+            + ((extra or {}).get("input_note") or "")
         ),
         **({"state": state_info(plan, fmt)} if plan.is_recurrent else {}),
         "feature_mean": net.feature_mean.tolist(),
@@ -456,7 +553,89 @@ def export_genome(
         "class_labels": list(sidecar.get("class_labels") or []),
         "hybrid_version": __version__,
         "torch_version": torch.__version__,
+        **{k: v for k, v in (extra or {}).items() if k != "input_note"},
     }
     side = path.with_name(path.name + ".json")
     atomic_write(side, json.dumps(info, indent=1, default=_jsonable) + "\n")
-    return ExportResult(fmt, path, (*files, side), plan.n_parameters, info)
+    return ExportResult(fmt, main or path, (*files, side), plan.n_parameters, info)
+
+
+def _export_budgets(
+    genome: Genome,
+    path: Path,
+    fmt: str,
+    gate: str,
+    sidecar: dict[str, Any],
+    budgets: Sequence[float],
+    budget_metrics: Sequence[Mapping[str, Any]] | None,
+) -> ExportResult:
+    """``export_genome`` with budgets (see there): the budgeted module or one file per budget."""
+    try:
+        listed = check_budgets(budgets)
+    except GenomeError as exc:
+        raise ExportError(f"{path}: {exc}") from None
+    if budget_metrics is not None and len(budget_metrics) != len(listed):
+        raise ExportError(
+            f"{path}: budget_metrics should have {len(listed)} entries (one per budget), "
+            f"got {len(budget_metrics)}"
+        )
+    if genome.is_recurrent or genome.state_size:
+        raise ExportError(
+            f"{path}: budgets are for feed-forward genomes; this genome has recurrent edges "
+            "(export it without budgets)"
+        )
+    try:
+        bp = plan_budgets(genome, gate)
+    except GenomeError as exc:
+        raise ExportError(f"{path}: {exc}") from None
+    stats = (sidecar.get("feature_mean"), sidecar.get("feature_std"), sidecar.get("feature_fill"))
+    try:
+        net = BudgetedNet(bp, *stats, listed=listed).eval()
+    except ValueError as exc:
+        raise ExportError(f"{path}: {exc}") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    full = bp.level_flops[0]
+    entries = []
+    files: list[Path] = []
+    for i, b in enumerate(listed):
+        index = bp.level(b)
+        level = bp.levels[index]
+        entry: dict[str, Any] = {
+            "budget": b,
+            "level": index,
+            "removed": level.removed,
+            "flops": level.flops,
+            "flops_share": level.flops / full if full else 1.0,
+            "n_parameters": level.n_parameters,
+        }
+        if fmt in _PER_BUDGET:
+            one = path.with_name(f"{path.stem}.{budget_file_tag(b)}{path.suffix}")
+            plan = level_plan(genome, level, gate)
+            files += FORMATS[fmt][1](exported_net(plan, *stats).eval(), plan, one, sidecar)
+            entry["file"] = one.name
+        entries.append({**entry, **dict(budget_metrics[i] if budget_metrics else {})})
+    if fmt not in _PER_BUDGET:
+        writer = _write_budgeted_python if fmt == "python" else _write_budgeted_torchscript
+        files = writer(net, bp, path, sidecar)
+        note = "; forward(x, budget=1.0) runs the sub-network that budget (0, 1] selects"
+    else:
+        note = "; each file computes one budget's sub-network (budgets[i].file)"
+    extra = {
+        "input_note": note,
+        "budgets": entries,
+        "budget_levels": {
+            "count": len(bp.levels),
+            "flops": list(bp.level_flops),
+            "min_budget": bp.chain.min_budget,
+            "rule": (
+                "a budget b selects the level with the fewest removed neurons whose flops "
+                "<= b x flops[0] (the smallest level when none): genomes.budgets"
+            ),
+        },
+    }
+    main = files[0] if fmt not in _PER_BUDGET else path.with_name(entries[-1]["file"])
+    return _finish(net, bp.plan, fmt, gate, path, files, sidecar, extra, main)
+
+
+#: Formats that write one file per budget (the others: one module taking ``budget``).
+_PER_BUDGET = ("pt2", "onnx")

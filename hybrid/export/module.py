@@ -327,6 +327,7 @@ def to_module(
     *,
     feature_mean: Sequence[float] | np.ndarray | None = None,
     feature_std: Sequence[float] | np.ndarray | None = None,
+    budgets: bool | Sequence[float] | None = None,
 ) -> ExportedNet:
     """Return ``genome``'s function as a plain module, gates folded into the weights.
 
@@ -340,12 +341,19 @@ def to_module(
         gate: gate kind whose deterministic values are folded.
         feature_mean: per-feature training mean (default 0).
         feature_std: per-feature training standard deviation (default 1).
+        budgets: None or False for the plain module; True, or the budgets (in
+            (0, 1], strictly increasing) the module is meant for, for a
+            :class:`hybrid.export.budgets.BudgetedNet` of a feed-forward genome,
+            whose ``forward(x, budget=1.0)`` runs only the sub-network ``budget``
+            selects (``genomes.budgets``); any budget in (0, 1] may be passed.
 
     Returns:
         An :class:`ExportedNet` in eval mode, on the CPU, float32.
 
     Raises:
-        ValueError: for an unknown gate kind or malformed statistics.
+        ValueError: for an unknown gate kind or malformed statistics;
+            ``GenomeError`` (a ValueError) for budgets that are not in (0, 1] and
+            strictly increasing, or budgets for a recurrent genome.
 
     Shape:
         Input: (B, n_inputs) raw features. Output: (B, n_outputs). Recurrent:
@@ -359,4 +367,11 @@ def to_module(
         >>> sum(p.numel() for p in net.parameters()) == active_structure(g).n_parameters
         True
     """
-    return exported_net(plan_export(genome, gate), feature_mean, feature_std).eval()
+    if budgets is None or budgets is False:
+        return exported_net(plan_export(genome, gate), feature_mean, feature_std).eval()
+    from genomes.budgets import check_budgets
+
+    from .budgets import BudgetedNet, plan_budgets
+
+    listed = () if budgets is True else check_budgets(budgets)
+    return BudgetedNet(plan_budgets(genome, gate), feature_mean, feature_std, listed=listed).eval()

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genomes import Genome, active_structure, gate_value, state_layout
+from genomes import ActiveStructure, Genome, active_structure, gate_value, state_layout
 
 __all__ = ["ExportPlan", "LayerPlan", "StatePlan", "plan_export"]
 
@@ -196,12 +196,17 @@ class ExportPlan:
         return next(layer.width for layer in self.layers if layer.id == node)
 
 
-def plan_export(genome: Genome, gate: str = "sigmoid") -> ExportPlan:
+def plan_export(
+    genome: Genome, gate: str = "sigmoid", structure: ActiveStructure | None = None
+) -> ExportPlan:
     """Return the gate-free plan of ``genome``'s function under deterministic gates.
 
     Args:
         genome: a valid genome (only read).
         gate: gate kind, ``"sigmoid"`` or ``"hard_concrete"``.
+        structure: the live structure to keep; default ``active_structure(genome,
+            gate)``. A budget level's structure (``genomes.BudgetLevel.structure``,
+            feed-forward genomes) gives that sub-network's plan.
 
     Returns:
         The plan; ``plan.n_parameters == active_structure(genome, gate).n_parameters``.
@@ -216,7 +221,8 @@ def plan_export(genome: Genome, gate: str = "sigmoid") -> ExportPlan:
         >>> plan_export(g).n_parameters  # 3*4 + 4 + 4*2 + 2
         26
     """
-    structure = active_structure(genome, gate)
+    if structure is None:
+        structure = active_structure(genome, gate)
     g = genome.graph
     kept = {n: np.flatnonzero(mask) for n, mask in structure.neurons.items()}
     # Per-neuron scale each node's output carries: its neuron gates (input gates

@@ -12,6 +12,12 @@ What is read, each through :class:`hybrid.rundir.RunDir`'s checked readers::
     lineage.sqlite     any other genome with stored weights, by id, and
                        its record's metrics (hybrid.lineage.open)
 
+With ``budgets`` (a feed-forward genome's budgeted export, :mod:`hybrid.export.budgets`)
+the task's data is loaded too (``hybrid.tasks.load_task`` with the run's config and
+seed: the same splits the search scored) and every listed budget's sub-network is
+scored on the validation split (and on the test split when the genome's metrics
+hold a ``test_metric``), with the run's metric.
+
 Default output: ``best/model.<suffix>`` for the champion, ``exports/genome_<id>.<suffix>``
 for another genome.
 """
@@ -19,10 +25,15 @@ for another genome.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from genomes import Genome, state_size
+import numpy as np
+import torch
+
+from genomes import Genome, GenomeError, state_size
+from genomes.budgets import check_budgets
 
 from ..errors import RunDirError
 from ..rundir import RunDir, open_run_dir
@@ -90,6 +101,7 @@ def export_run(
     genome: str | int = "best",
     fmt: str = "python",
     out: str | os.PathLike[str] | None = None,
+    budgets: Sequence[float] | None = None,
 ) -> ExportResult:
     """Export a genome of the run in ``run_dir`` (the champion by default).
 
@@ -104,6 +116,11 @@ def export_run(
         out: the file to write, or a folder for the default file name
             (``model.<suffix>`` for the champion, ``genome_<id>.<suffix>``
             otherwise); default ``run_dir/best/`` or ``run_dir/exports/``.
+        budgets: budgets in (0, 1], strictly increasing, for a budgeted export of
+            a feed-forward genome (see :func:`hybrid.export.export_genome`); the
+            sidecar's ``budgets`` entries then also hold ``metric``,
+            ``val_metric`` and, when the genome's metrics have one,
+            ``test_metric``, each the sub-network's on the run's split.
 
     Returns:
         What was written.
@@ -111,14 +128,22 @@ def export_run(
     Raises:
         RunDirError: if a file of the run is missing or malformed, an entry leads
             outside the folder, or the task does not fit the genome.
-        ExportError: for an unknown format or statistics that do not fit.
+        ExportError: for an unknown format or statistics that do not fit, bad
+            budgets, budgets for a recurrent genome or a sequence task.
+        DataError: the task's data cannot be loaded (budgets only).
         LineageError: for a genome id the lineage does not hold with weights.
     """
     run = open_run_dir(run_dir)
     if fmt not in FORMATS:
         raise ExportError(f"{run.path}: format should be one of {sorted(FORMATS)}, got {fmt!r}")
     genome_id = _genome_id(genome)
-    gate = run.load_config().training.gate
+    if budgets is not None:
+        try:
+            budgets = check_budgets(budgets)
+        except GenomeError as exc:
+            raise ExportError(f"{run.path}: {exc}") from None
+    config = run.load_config()
+    gate = config.training.gate
     task = run.read_task()
     if genome_id is None:
         chosen, metrics = _best(run)
@@ -152,7 +177,51 @@ def export_run(
         sidecar["encoding"] = encoding
         sidecar["feature_fill"] = input_fill(encoding)
     path = _out_path(run, out, default_id, FORMATS[fmt][0])
-    return export_genome(chosen, path, fmt, gate, sidecar)
+    if budgets is None:
+        return export_genome(chosen, path, fmt, gate, sidecar)
+    if chosen.is_recurrent or chosen.state_size or task.sequence:
+        raise ExportError(
+            f"{path}: budgets are for feed-forward genomes on row tasks; genome {genome_id} "
+            + ("has recurrent edges" if chosen.is_recurrent or chosen.state_size else "is of a sequence task")
+        )
+    scores = _budget_scores(run, config, chosen, gate, budgets, "test_metric" in metrics)
+    return export_genome(chosen, path, fmt, gate, sidecar, budgets, scores)
+
+
+def _budget_scores(
+    run: RunDir, config: Any, genome: Genome, gate: str, budgets: Sequence[float], test: bool
+) -> list[dict[str, Any]]:
+    """Return each budget's ``metric``, ``val_metric`` (and ``test_metric``) on the run's splits.
+
+    The sub-network is the budgeted module's (:class:`hybrid.export.budgets.BudgetedNet`)
+    on the task's standardised features, scored by ``hybrid.metrics.metric_score``.
+    """
+    from ..metrics import metric_for_loss, metric_score
+    from ..tasks import load_task
+
+    data = load_task(config.task, config.run.seed)
+    if (data.n_inputs, data.n_outputs) != (genome.n_inputs, genome.n_outputs):
+        raise RunDirError(
+            f"{run.path}: the task's data has {data.n_inputs} inputs / {data.n_outputs} outputs "
+            f"but the genome {genome.n_inputs} / {genome.n_outputs}"
+        )
+    name = metric_for_loss(config.task.metric, config.training.loss)
+    try:
+        net = to_module(genome, gate, budgets=budgets)
+    except GenomeError as exc:
+        raise ExportError(f"{run.path}: {exc}") from None
+    splits = [("val_metric", data.X_val, data.y_val)]
+    if test:
+        splits.append(("test_metric", data.X_test, data.y_test))
+    out = []
+    for b in budgets:
+        entry: dict[str, Any] = {"metric": name}
+        for key, X, y in splits:
+            with torch.no_grad():
+                pred = net(torch.from_numpy(np.array(X, np.float32)), b).numpy()
+            entry[key] = metric_score(name, np.asarray(y), pred)
+        out.append(entry)
+    return out
 
 
 def run_module(run_dir: str | os.PathLike[str]) -> ExportedNet:

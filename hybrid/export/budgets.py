@@ -1,0 +1,359 @@
+"""Budgeted export: one exported network whose cost is dialled at call time (issue 17).
+
+A feed-forward genome's budget chain (:func:`genomes.budgets.budget_chain`) removes
+hidden neurons one at a time, each node's in its ``order``, last first; so at every
+level a node keeps a *prefix* of its live neurons in that order. The budgeted plan
+(:func:`plan_budgets`) is the full network's export plan with every hidden node's
+neurons stored in that order (rows of its layer, columns of its consumers), plus one
+row of kept widths per distinct FLOPs count of the chain (``chain.levels()``). A
+level then runs on *views* of the full weights: layer ``d`` at a level computes::
+
+    h_d = act_d(sum over kept sources s of  x_s[:, :k_s] @ W_d[:k_d, block_s][:, :k_s].T
+                + b_d[:k_d])
+
+where ``k`` are the level's widths (0: the node is skipped). Nothing is copied or
+duplicated, so the file holds exactly the full network's parameters, and a smaller
+budget really multiplies smaller matrices.
+
+The level of a budget ``b`` in (0, 1] is ``BudgetChain.select``'s: the first level
+(fewest removals) whose FLOPs are at most ``b x`` the full network's (tolerance
+``1e-9 x max(1, limit)``), or the chain's last level when none is;
+:meth:`BudgetPlan.level` implements it with a binary search on the levels' FLOPs, as
+do the modules (:class:`BudgetedNet` and the generated source of
+:mod:`hybrid.export.codegen`). Every level is baked: ``chain.levels()`` (the first
+level of each distinct FLOPs count; at most one per live hidden neuron, and a level
+costs one row of ints) and, when removals at the chain's tail save no FLOPs, the
+chain's last level (what ``select`` gives below ``min_budget``). So the rule holds
+exactly for every budget.
+
+Budgets are for feed-forward genomes: a recurrent one is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from genomes import Genome
+from genomes.budgets import BudgetChain, BudgetLevel, budget_chain, check_budget, neuron_order
+
+from ..activations import TORCH_ACTIVATIONS
+from .module import ExportedNet, _stats
+from .plan import ExportPlan, LayerPlan, plan_export
+
+__all__ = [
+    "BudgetPlan",
+    "BudgetedNet",
+    "budget_file_tag",
+    "fold_standardisation",
+    "level_plan",
+    "plan_budgets",
+    "select_level",
+]
+
+
+def select_level(level_flops: Sequence[int], budget: float) -> int:
+    """Return the index of the level ``budget`` selects among non-increasing FLOPs.
+
+    ``BudgetChain.select``'s rule: the first level with ``flops <= limit + 1e-9 x
+    max(1, limit)``, ``limit = budget x level_flops[0]``; the last level if none.
+    ``budget`` is not checked here.
+    """
+    limit = budget * float(level_flops[0])
+    limit = limit + 1e-9 * max(1.0, limit)
+    lo, hi = 0, len(level_flops)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if level_flops[mid] <= limit:
+            hi = mid
+        else:
+            lo = mid + 1
+    return min(lo, len(level_flops) - 1)
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """The full network in importance order, and every level's kept widths.
+
+    Attributes:
+        plan: the full network's plan; each hidden layer's ``neurons`` are in the
+            node's live order (most important first), its rows and its consumers'
+            column blocks permuted to match. It computes exactly what
+            ``plan_export(genome, gate)`` computes.
+        chain: the genome's budget chain.
+        levels: the chain's levels, one per distinct FLOPs count, full first
+            (``chain.levels()``), then the chain's last level when it is not the
+            last of those (removals that save no FLOPs: ``select`` gives it below
+            ``min_budget``).
+        widths: for every level, the kept neurons of every layer of ``plan``
+            (in ``plan.layers`` order; the output's is always its width; 0: skipped).
+    """
+
+    plan: ExportPlan
+    chain: BudgetChain
+    levels: tuple[BudgetLevel, ...]
+    widths: tuple[tuple[int, ...], ...]
+
+    @property
+    def level_flops(self) -> tuple[int, ...]:
+        """FLOPs per sample of every level: strictly decreasing but for a last pair that may tie."""
+        return tuple(level.flops for level in self.levels)
+
+    @property
+    def offsets(self) -> tuple[tuple[int, ...], ...]:
+        """For every layer, the first column of each source's block in its weight."""
+        out = []
+        for layer in self.plan.layers:
+            starts, at = [], 0
+            for s in layer.sources:
+                starts.append(at)
+                at += self.plan.width(s)
+            out.append(tuple(starts))
+        return tuple(out)
+
+    def level(self, budget: float) -> int:
+        """Return the index (into ``levels``) of the level ``budget`` selects.
+
+        Raises:
+            GenomeError: if ``budget`` is not in (0, 1] (one line).
+        """
+        return select_level(self.level_flops, check_budget(budget))
+
+
+def _permuted(
+    layer: LayerPlan, rows: np.ndarray, cols: np.ndarray, neurons: tuple[int, ...]
+) -> LayerPlan:
+    return replace(
+        layer,
+        neurons=neurons,
+        weight=np.ascontiguousarray(layer.weight[np.ix_(rows, cols)]),
+        bias=np.ascontiguousarray(layer.bias[rows]),
+    )
+
+
+def plan_budgets(genome: Genome, gate: str = "sigmoid") -> BudgetPlan:
+    """Return the budgeted plan of a feed-forward ``genome`` (see the module docstring).
+
+    Raises:
+        GenomeError: for a recurrent genome or a node whose ``order`` is not a
+            permutation (``budget_chain``'s one-line errors).
+        ValueError: for an unknown gate kind.
+    """
+    chain = budget_chain(genome, gate)
+    base = plan_export(genome, gate, chain.full.structure)
+    g = genome.graph
+    # Each live hidden node's neurons in its order; the output and input keep theirs.
+    order: dict[int, tuple[int, ...]] = {}
+    for layer in base.layers:
+        if layer.role == "hidden":
+            kept = set(layer.neurons)
+            order[layer.id] = tuple(
+                int(i) for i in neuron_order(g.nodes[layer.id]) if int(i) in kept
+            )
+        else:
+            order[layer.id] = layer.neurons
+    position = {
+        n: {i: p for p, i in enumerate(layer.neurons)}
+        for n, layer in ((la.id, la) for la in base.layers)
+    }
+    perm = {n: np.array([position[n][i] for i in order[n]], dtype=np.int64) for n in order}
+    perm[base.input_id] = np.arange(len(base.input_index), dtype=np.int64)
+    layers = []
+    for layer in base.layers:
+        cols, at = [], 0
+        for s in layer.sources:
+            cols.append(at + perm[s])
+            at += len(perm[s])
+        columns = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+        layers.append(_permuted(layer, perm[layer.id], columns, order[layer.id]))
+    plan = replace(base, layers=tuple(layers))
+    levels = tuple(chain.levels())
+    last = chain.level(len(chain.removals))
+    if last.removed != levels[-1].removed:
+        # select() gives the chain's LAST level below min_budget; levels() keeps the first
+        # of a run of equal FLOPs, so a tail of removals that save no FLOPs needs it too
+        levels += (last,)
+    widths = tuple(_widths(plan, level) for level in levels)
+    result = BudgetPlan(plan=plan, chain=chain, levels=levels, widths=widths)
+    _check(result)
+    return result
+
+
+def _widths(plan: ExportPlan, level: BudgetLevel) -> tuple[int, ...]:
+    """Return the level's kept width of every layer; check each keeps a prefix of its order."""
+    out = []
+    for layer in plan.layers:
+        mask = level.masks[layer.id] if layer.id in level.structure.neurons else None
+        if mask is None:
+            out.append(0)
+            continue
+        k = int(mask.sum())
+        kept = np.asarray(layer.neurons[:k], dtype=np.int64)
+        if k and not mask[kept].all():  # the chain's contract: a node keeps a prefix of its order
+            raise AssertionError(
+                f"node {layer.id}: the level keeps neurons that are not a prefix of its order"
+            )
+        out.append(k)
+    return tuple(out)
+
+
+def _check(bp: BudgetPlan) -> None:
+    """Assert every level's widths give the chain's FLOPs and parameter counts."""
+    plan = bp.plan
+    index = {layer.id: i for i, layer in enumerate(plan.layers)}
+    n_in = len(plan.input_index)
+    for level, widths in zip(bp.levels, bp.widths, strict=True):
+        weights = biases = 0
+        for layer, k in zip(plan.layers, widths, strict=True):
+            if not k:
+                continue
+            biases += k
+            for s in layer.sources:
+                weights += k * (n_in if s == plan.input_id else widths[index[s]])
+        assert 2 * weights == level.flops, "level widths disagree with the chain's FLOPs"
+        assert weights + biases == level.n_parameters, (
+            "level widths disagree with the chain's parameters"
+        )
+    flops = bp.level_flops
+    assert all(a > b for a, b in zip(flops[:-2], flops[1:-1], strict=True)), "FLOPs should decrease"
+    assert len(flops) < 2 or flops[-2] >= flops[-1], "FLOPs should decrease"
+
+
+def fold_standardisation(plan: ExportPlan, mean: np.ndarray, std: np.ndarray) -> ExportPlan:
+    """Return ``plan`` taking raw features: ``(x - mean) / std`` folded into the input blocks.
+
+    Every layer reading the input gets ``W' = W / std`` on the input's columns and
+    ``b' = b - W' @ mean`` (folded in float64), so ``W' x + b' = W (x - mean) / std + b``
+    with one matrix product and no elementwise pass over the batch. In float32 the
+    result differs from standardising first by rounding of order ``eps x |x| / std``,
+    the precision the raw float32 features carry anyway.
+    """
+    index = np.asarray(plan.input_index, dtype=np.int64)
+    m = np.asarray(mean, np.float64)[index]
+    s = np.asarray(std, np.float64)[index]
+    if not m.any() and (s == 1).all():
+        return plan
+    layers = []
+    for layer in plan.layers:
+        if plan.input_id not in layer.sources:
+            layers.append(layer)
+            continue
+        at = 0
+        for src in layer.sources[: layer.sources.index(plan.input_id)]:
+            at += plan.width(src)
+        w = layer.weight.astype(np.float64)
+        block = w[:, at : at + len(index)] / s
+        w[:, at : at + len(index)] = block
+        bias = layer.bias.astype(np.float64) - block @ m
+        layers.append(replace(layer, weight=w.astype(np.float32), bias=bias.astype(np.float32)))
+    return replace(plan, layers=tuple(layers))
+
+
+def level_plan(genome: Genome, level: BudgetLevel, gate: str = "sigmoid") -> ExportPlan:
+    """Return the plain export plan of one level's sub-network (what ``pt2``/``onnx`` write)."""
+    return plan_export(genome, gate, level.structure)
+
+
+def budget_file_tag(budget: float) -> str:
+    """Return the file-name tag of a budget: ``b0.25``, ``b1`` (shortest exact repr)."""
+    text = repr(float(budget))
+    return "b" + (text[:-2] if text.endswith(".0") else text)
+
+
+class BudgetedNet(ExportedNet):
+    """A feed-forward genome's function at any budget: ``forward(x, budget=1.0)``.
+
+    The layers are :class:`ExportedNet`'s for the budgeted plan (hidden neurons in
+    importance order; the ``state_dict`` keys are the same), and ``forward`` runs
+    the level ``budget`` selects on views of them: a smaller budget multiplies
+    smaller matrices and skips dropped nodes. The feature standardisation is
+    folded into the layers reading the input (:func:`fold_standardisation`): the
+    ``feature_mean`` / ``feature_std`` buffers record the statistics, but
+    ``forward`` does not apply them again (a pass over the batch that no budget
+    would shrink).
+
+    Args:
+        budgets: the budgeted plan (:func:`plan_budgets`).
+        feature_mean, feature_std, feature_fill: as for :class:`ExportedNet`.
+        listed: the budgets the export describes (``budgets`` attribute; any budget
+            in (0, 1] may be passed to ``forward``).
+
+    Shape:
+        Input: (B, n_inputs) raw features. Output: (B, n_outputs).
+    """
+
+    def __init__(
+        self,
+        budgets: BudgetPlan,
+        feature_mean: Sequence[float] | np.ndarray | None = None,
+        feature_std: Sequence[float] | np.ndarray | None = None,
+        feature_fill: Sequence[float | None] | None = None,
+        listed: Sequence[float] = (),
+    ) -> None:
+        n = budgets.plan.n_inputs
+        mean = _stats(feature_mean, n, 0.0, "feature_mean").numpy()
+        std = _stats(feature_std, n, 1.0, "feature_std").numpy()
+        plan = fold_standardisation(budgets.plan, mean, std)
+        super().__init__(plan, mean, std, feature_fill)
+        self.budgets = tuple(float(b) for b in listed)
+        self.level_flops = budgets.level_flops
+        self.level_widths = budgets.widths
+        self._offsets = budgets.offsets
+        self._index = {layer.id: i for i, layer in enumerate(budgets.plan.layers)}
+        self._summary += (
+            f"budget levels: {len(self.level_flops)}, FLOPs {self.level_flops[0]} full "
+            f"to {self.level_flops[-1]} smallest",
+        )
+
+    def level(self, budget: float) -> int:
+        """Return the index of the level ``budget`` selects.
+
+        Raises:
+            ValueError: if ``budget`` is not a number in (0, 1] (one line).
+        """
+        if (
+            isinstance(budget, bool)
+            or not isinstance(budget, int | float)
+            or not 0.0 < budget <= 1.0
+        ):
+            raise ValueError(f"budget should be in (0, 1], got {budget!r}")
+        return select_level(self.level_flops, float(budget))
+
+    def forward(self, x: torch.Tensor, budget: float = 1.0) -> torch.Tensor:  # type: ignore[override]
+        """Return the outputs of the sub-network ``budget`` selects, for raw features ``x``.
+
+        Raises:
+            ValueError: if ``budget`` is not in (0, 1].
+
+        Shape:
+            x: (B, n_inputs) -> (B, n_outputs)
+        """
+        widths = self.level_widths[self.level(budget)]
+        if self._impute:
+            x = torch.where(torch.isnan(x), self.feature_fill, x)
+        # no standardisation pass: it is folded into the layers reading the input
+        values = {self._input_id: x[:, self.input_index] if self._select else x}
+        for (node, name, sources, activation), offsets, k in zip(
+            self._steps, self._offsets, widths, strict=True
+        ):
+            if not k:
+                continue
+            module = getattr(self, name)
+            pre = None
+            if sources:
+                for s, at in zip(sources, offsets, strict=True):
+                    h = values.get(s)
+                    if h is None:  # skipped at this level
+                        continue
+                    w = module.weight[:k, at : at + h.shape[1]]
+                    pre = torch.mm(h, w.t()) if pre is None else pre + torch.mm(h, w.t())
+                pre = (
+                    module.bias[:k].expand(x.shape[0], -1) if pre is None else pre + module.bias[:k]
+                )
+            else:
+                pre = module[:k].expand(x.shape[0], -1)
+            values[node] = TORCH_ACTIVATIONS[activation](pre)
+        return values[self._output_id]
