@@ -95,6 +95,7 @@ class BudgetTable:
     ``b x full`` (``select``'s tolerance).
 
     Attributes:
+        chains: each member's ``BudgetChain``.
         keep: ``[P, L + 1, G]`` bool, whether each of the member's gates (``_gate_table``
             columns) keeps its value at each entry (edges and inputs: always).
         flops: ``[P, L]`` float64 FLOPs of each distinct level (padding: -1).
@@ -130,6 +131,7 @@ class BudgetTable:
         self.n_levels = torch.as_tensor([len(lv) for lv, _ in entries], dtype=torch.long, device=dev)
         self.full = torch.as_tensor([float(c.full.flops) for c in chains], dtype=torch.float64, device=dev)
         self.min_budget = torch.as_tensor([c.min_budget for c in chains], dtype=torch.float64, device=dev)
+        self.chains = tuple(chains)
 
     def entries(self, budgets: torch.Tensor) -> torch.Tensor:
         """Return the entry ``chain.select(b)`` is, for one budget per member.

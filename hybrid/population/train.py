@@ -56,6 +56,7 @@ __all__ = [
     "class_weights",
     "distill_losses",
     "engine_metrics",
+    "engine_scores",
     "evaluate_engine",
     "evaluate_population",
     "fold_metrics",
@@ -394,9 +395,17 @@ def evaluate_engine(
 
 
 def _evaluate(
-    engine: PopulationEngine, X: torch.Tensor, y: torch.Tensor, loss: str, keep_outputs: bool
+    engine: PopulationEngine,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    loss: str,
+    keep_outputs: bool,
+    scale: torch.Tensor | None = None,
 ) -> tuple[list[float], list[float | None], np.ndarray | None]:
-    """:func:`evaluate_engine`, and with ``keep_outputs`` every member's outputs (P, N, n_out), float64."""
+    """:func:`evaluate_engine`, and with ``keep_outputs`` every member's outputs (P, N, n_out), float64.
+
+    ``scale``: gate-value factors (budgets, :meth:`PopulationEngine.budget_scale`).
+    """
     n = X.shape[0]
     total = torch.zeros(engine.n_members, dtype=torch.float64, device=X.device)
     correct = torch.zeros(engine.n_members, dtype=torch.long, device=X.device)
@@ -404,7 +413,7 @@ def _evaluate(
     with torch.no_grad():
         for start in range(0, n, EVAL_CHUNK):
             xb, yb = X[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
-            out = engine.forward(xb)
+            out = engine.forward(xb) if scale is None else engine.forward(xb, scale=scale)
             chunk = task_losses(out, yb, loss)
             total = chunk.double() if n <= EVAL_CHUNK else total + chunk.double() * xb.shape[0] / n
             if loss == "cross_entropy":
@@ -436,18 +445,7 @@ def engine_metrics(
     loss is the MSE); any other metric reads every member's outputs off the same
     chunked pass and scores them with ``sklearn.metrics``, member by member.
     """
-    cheap = metric in (None, "accuracy", "mse")
-    values, accuracy, outputs = _evaluate(engine, X, y, loss, keep_outputs=not cheap)
-    if metric == "accuracy":
-        scores: list[float | None] = list(accuracy)
-    elif metric == "mse":
-        scores = list(values)
-    elif metric is None:
-        scores = [None] * len(values)
-    else:
-        assert outputs is not None
-        y_np = y.detach().cpu().numpy()
-        scores = [_score(metric, y_np, o) for o in outputs]
+    values, accuracy, scores = engine_scores(engine, X, y, loss, metric)
     out = []
     for g, v, a, s in zip(genomes, values, accuracy, scores, strict=True):
         live = active_structure(g, gate)
@@ -462,6 +460,34 @@ def engine_metrics(
             )
         )
     return out
+
+
+def engine_scores(
+    engine: PopulationEngine,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    loss: str,
+    metric: str | None,
+    scale: torch.Tensor | None = None,
+) -> tuple[list[float], list[float | None], list[float | None]]:
+    """Return every member's ``(mean loss, accuracy or None, metric score or None)`` in one pass.
+
+    The scores of :func:`engine_metrics`; ``scale`` runs each member at a budget
+    (:meth:`PopulationEngine.budget_scale`).
+    """
+    cheap = metric in (None, "accuracy", "mse")
+    values, accuracy, outputs = _evaluate(engine, X, y, loss, not cheap, scale)
+    if metric == "accuracy":
+        scores: list[float | None] = list(accuracy)
+    elif metric == "mse":
+        scores = list(values)
+    elif metric is None:
+        scores = [None] * len(values)
+    else:
+        assert outputs is not None
+        y_np = y.detach().cpu().numpy()
+        scores = [_score(metric, y_np, o) for o in outputs]
+    return values, accuracy, scores
 
 
 def fold_metrics(
