@@ -86,18 +86,22 @@ def budget_scores(
         X, y = _data(genomes, X, y, train_config, device)
         engine = PopulationEngine(genomes, train_config.gate, device=X.device, dtype=X.dtype)
         metric = metric_for_loss(train_config.metric, train_config.loss)
-        chains = engine.budget_table.chains
-        per_budget = []
+        table = engine.budget_table
+        per_budget, per_flops = [], []
+        rows = torch.arange(engine.n_members, device=engine.device)
         for b in levels:
-            scale = engine.budget_scale([b] * engine.n_members)
+            entries = table.entries(torch.full((engine.n_members,), b, dtype=torch.float64, device=engine.device))
+            per_flops.append(table.entry_flops[rows, entries].tolist())
+            scale = engine.entry_scale(entries)
             per_budget.append(engine_scores(engine, X, y, train_config.loss, metric, scale)[2])
+        min_budget = table.min_budget.tolist()
     finally:
         if threads is not None:
             torch.set_num_threads(before)
     out = []
-    for m, chain in enumerate(chains):
+    for m in range(len(genomes)):
         scores = tuple(float(s[m]) for s in per_budget)  # type: ignore[arg-type]
-        flops = tuple(int(chain.select(b).flops) for b in levels)
-        fits = [0.0 if b < chain.min_budget else s for b, s in zip(levels, scores, strict=True)]
+        flops = tuple(int(f[m]) for f in per_flops)
+        fits = [0.0 if b < min_budget[m] else s for b, s in zip(levels, scores, strict=True)]
         out.append(BudgetScores(budgets=levels, flops=flops, scores=scores, auc=sum(fits) / len(fits)))
     return out

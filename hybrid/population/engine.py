@@ -99,6 +99,8 @@ class BudgetTable:
         keep: ``[P, L + 1, G]`` bool, whether each of the member's gates (``_gate_table``
             columns) keeps its value at each entry (edges and inputs: always).
         flops: ``[P, L]`` float64 FLOPs of each distinct level (padding: -1).
+        entry_flops: ``[P, L + 1]`` int64 FLOPs of each entry (entry ``n_levels[m]``: the
+            smallest level; entries past it: padding).
         n_levels: ``[P]`` distinct levels of each member (its smallest entry's index).
         full: ``[P]`` float64 FLOPs of the full network.
         min_budget: ``[P]`` float64 ``BudgetChain.min_budget``.
@@ -109,8 +111,10 @@ class BudgetTable:
         chains = [budget_chain(g, engine.gate) for g in engine.genomes]
         entries = []
         for chain in chains:
-            levels = chain.levels()
-            entries.append((levels, chain.level(len(chain.removals))))
+            # every level once (BudgetChain.levels() and min_budget would build them twice)
+            every = [chain.level(k) for k in range(len(chain.removals) + 1)]
+            firsts = [lv for k, lv in enumerate(every) if k == 0 or lv.flops != every[k - 1].flops]
+            entries.append((firsts, every[-1]))
         p = lay.n_members
         n_max = max(len(lv) for lv, _ in entries)
         width = engine._gate_table.shape[1]
@@ -129,8 +133,17 @@ class BudgetTable:
         self.keep = torch.as_tensor(keep, device=dev)
         self.flops = torch.as_tensor(flops, dtype=torch.float64, device=dev)
         self.n_levels = torch.as_tensor([len(lv) for lv, _ in entries], dtype=torch.long, device=dev)
-        self.full = torch.as_tensor([float(c.full.flops) for c in chains], dtype=torch.float64, device=dev)
-        self.min_budget = torch.as_tensor([c.min_budget for c in chains], dtype=torch.float64, device=dev)
+        full = [float(lv[0].flops) for lv, _ in entries]
+        smallest = [float(s.flops) for _, s in entries]
+        self.full = torch.as_tensor(full, dtype=torch.float64, device=dev)
+        # BudgetChain.min_budget: the smallest level's share of the full FLOPs (1.0 if none)
+        shares = [1.0 if f == 0 else s / f for f, s in zip(full, smallest, strict=True)]
+        self.min_budget = torch.as_tensor(shares, dtype=torch.float64, device=dev)
+        entry_flops = np.zeros((p, n_max + 1), np.int64)
+        entry_flops[:, :n_max] = np.maximum(flops, 0)
+        entry_flops[np.arange(p), [len(lv) for lv, _ in entries]] = smallest
+        #: FLOPs of each entry's level (``[P, L + 1]``; entry ``n_levels``: the smallest).
+        self.entry_flops = torch.as_tensor(entry_flops, device=dev)
         self.chains = tuple(chains)
 
     def entries(self, budgets: torch.Tensor) -> torch.Tensor:

@@ -230,3 +230,53 @@ def test_a_recurrent_genome_is_refused_a_budget():
     assert g.is_recurrent
     with pytest.raises(GenomeError, match="feed-forward"):
         GenomeNet(g)(torch.zeros(2, 2), budget=0.5)
+
+
+@settings(max_examples=6)
+@given(populations_strategy(n_inputs=3, n_outputs=2, size=st.integers(1, 3)), SEEDS)
+def test_budget_scores_are_each_sub_networks_metric_and_flops(pop, seed):
+    from hybrid.budgets import budget_scores
+    from hybrid.train import TrainConfig
+
+    pop = _ordered(pop, seed)
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(30, 3, generator=gen)
+    budgets = (0.05, 0.3, 0.6, 1.0)
+    for loss, y in (
+        ("cross_entropy", torch.randint(0, 2, (30,), generator=gen)),
+        ("mse", torch.randn(30, 2, generator=gen)),
+    ):
+        metric = "accuracy" if loss == "cross_entropy" else "mse"
+        got = budget_scores(pop, X, y, TrainConfig(loss=loss, metric=metric), budgets, threads=1)
+        for genome, scores in zip(pop, got, strict=True):
+            chain = budget_chain(genome, "sigmoid")
+            net = GenomeNet(genome).eval()
+            assert scores.budgets == budgets
+            assert scores.flops == tuple(chain.select(b).flops for b in budgets)
+            want = []
+            for b in budgets:
+                out = net(X, budget=b).detach()
+                want.append(
+                    float((out.argmax(-1) == y).float().mean())
+                    if loss == "cross_entropy"
+                    else float(((out - y) ** 2).mean())
+                )
+            assert np.allclose(scores.scores, want, rtol=1e-5, atol=1e-6)
+            fits = [
+                0.0 if b < chain.min_budget else s
+                for b, s in zip(budgets, scores.scores, strict=True)
+            ]
+            assert scores.auc == pytest.approx(sum(fits) / len(fits))
+
+
+def test_budget_scores_refuse_bad_budgets_in_one_line():
+    from hybrid.budgets import budget_scores
+    from hybrid.train import TrainConfig
+
+    genome = _chain_genome()
+    for bad in ([0.5, 0.2], [], [0.0, 1.0]):
+        with pytest.raises(GenomeError) as info:
+            budget_scores(
+                [genome], torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), TrainConfig(), bad
+            )
+        assert "budgets" in str(info.value) and "\n" not in str(info.value)
