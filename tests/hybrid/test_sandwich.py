@@ -272,3 +272,25 @@ def test_bad_budget_config_is_one_line_naming_the_key(text, match):
     with pytest.raises(ConfigError, match=match) as info:
         loads_config(text)
     assert "\n" not in str(info.value)
+
+
+def test_a_failing_member_leaves_the_others_bit_for_bit():
+    X, y = _blobs(1, 40)
+    pop = _population(1, 2)
+    broken = pop[1].copy()
+    broken.graph.nodes[broken.output_id]["bias"] = np.full(2, np.nan, np.float32)
+    config = TrainConfig(steps=4, batch_size=16, budgets="sandwich")
+    batches = minibatch_indices(40, 16, 4, torch.Generator().manual_seed(0))
+    runs = []
+    for second in (pop[1], broken):
+        engine = PopulationEngine([pop[0], second])
+        results = train_engine(
+            engine, X, y, config, batches, budget_generator=torch.Generator().manual_seed(2)
+        )
+        runs.append((engine.write_back(), results))
+    (healthy, ok), (mixed, failed) = runs
+    assert [r.status for r in ok] == ["ok", "ok"]
+    assert (failed[1].status, failed[1].steps) == ("failed", 0)
+    assert failed[0] == ok[0]
+    assert mixed[0] == healthy[0]
+    assert mixed[1] == broken  # a failed member keeps the parameters of before its failing step
