@@ -20,6 +20,7 @@ from genomes.budgets import budget_chain
 from hybrid.batches import minibatch_indices
 from hybrid.config import loads_config
 from hybrid.errors import ConfigError
+from hybrid.gates import draw_gate_noise
 from hybrid.metrics import task_loss
 from hybrid.net import GenomeNet, write_back
 from hybrid.population import PopulationEngine, train_engine, train_population
@@ -39,7 +40,7 @@ def _ordered(genome: Genome, seed: int) -> Genome:
     return g
 
 
-def _reference(genome: Genome, X, y, config: TrainConfig, batches, budget_seed: int):
+def _reference(genome: Genome, X, y, config: TrainConfig, batches, budget_seed: int, noise=None):
     """The sandwich rule on one GenomeNet in float64, written out step by step."""
     chain = budget_chain(genome, config.gate)
     lo = chain.min_budget
@@ -56,7 +57,8 @@ def _reference(genome: Genome, X, y, config: TrainConfig, batches, budget_seed: 
     losses = []
     for t in range(batches.shape[0]):
         xb, yb = X[batches[t]], y[batches[t]]
-        out = net(xb)
+        nz = None if noise is None else noise[t]
+        out = net(xb, nz)
         task = task_loss(out, yb, config.loss)
         loss = task + config.penalty * net.penalty() if config.penalty else task
         target = out.detach()
@@ -65,7 +67,7 @@ def _reference(genome: Genome, X, y, config: TrainConfig, batches, budget_seed: 
             for k in range(config.budget_samples)
         ]
         for mask in masks:
-            sub = net(xb, masks=mask)
+            sub = net(xb, nz, masks=mask)
             if not config.distill:
                 loss = loss + task_loss(sub, yb, config.loss)
             elif config.loss == "cross_entropy":
@@ -85,11 +87,18 @@ def _reference(genome: Genome, X, y, config: TrainConfig, batches, budget_seed: 
 @settings(max_examples=6)
 @given(
     genomes_strategy(n_inputs=3, n_outputs=2, max_mutations=6),
-    st.sampled_from([("cross_entropy", True), ("cross_entropy", False), ("mse", True)]),
+    st.sampled_from(
+        [
+            ("cross_entropy", True, "sigmoid"),
+            ("cross_entropy", False, "sigmoid"),
+            ("mse", True, "sigmoid"),
+            ("cross_entropy", True, "hard_concrete"),
+        ]
+    ),
     st.integers(0, 2**16),
 )
 def test_a_sandwich_step_equals_the_genomenet_reference(genome, setting, seed):
-    loss, distill = setting
+    loss, distill, gate = setting
     genome = _ordered(genome, seed)
     gen = torch.Generator().manual_seed(seed)
     X = torch.randn(24, 3, generator=gen, dtype=F64)
@@ -107,13 +116,23 @@ def test_a_sandwich_step_equals_the_genomenet_reference(genome, setting, seed):
         budgets="sandwich",
         budget_samples=2,
         distill=distill,
+        gate=gate,
     )
     batches = minibatch_indices(24, 8, 6, torch.Generator().manual_seed(seed))
-    engine = PopulationEngine([genome], "sigmoid", dtype=F64)
+    engine = PopulationEngine([genome], gate, dtype=F64)
+    noise = None
+    if gate == "hard_concrete":  # every pass of a step shares its noise row
+        noise = draw_gate_noise(engine.n_gates, 6, torch.Generator().manual_seed(seed + 2)).to(F64)
     result = train_engine(
-        engine, X, y, config, batches, budget_generator=torch.Generator().manual_seed(seed + 1)
+        engine,
+        X,
+        y,
+        config,
+        batches,
+        noise=noise,
+        budget_generator=torch.Generator().manual_seed(seed + 1),
     )[0]
-    ref, ref_loss = _reference(genome, X, y, config, batches, seed + 1)
+    ref, ref_loss = _reference(genome, X, y, config, batches, seed + 1, noise)
     assert result.status == "ok"
     assert result.train_loss == pytest.approx(ref_loss, rel=1e-9, abs=1e-12)
     for (label, a), (_, b) in zip(
