@@ -14,6 +14,11 @@ never changed); :func:`write_back` is the separate step that returns a new genom
 holding the trained values. ``genomes.evaluate`` is the numpy oracle it is tested
 against.
 
+Budgets (issue 17, :mod:`genomes.budgets`): ``forward(x, budget=b)`` runs the
+sub-network ``b`` selects on the genome's budget chain, a removed neuron computing 0
+(its gate value times its mask: ``h_j = mask_j * g(gate_j) * a_j``), as the population
+engine does; ``masks=`` gives the masks directly.
+
 Frozen genes (a grafted module's nodes and edges, ``frozen`` attribute set): computed
 like any other; their parameters have ``requires_grad=False`` (same keys), and the
 write-back (:func:`with_values`) keeps the genome's own arrays for them, bit for bit.
@@ -125,6 +130,8 @@ class GenomeNet(nn.Module):
         self.n_inputs = genome.n_inputs
         self.n_outputs = genome.n_outputs
         self._structure = genome.structure_key()
+        self._genome = genome  # read (budget chains) only, never changed
+        self._chain: Any = None
         self._input = genome.input_id
         self._output = genome.output_id
         self.nodes = nn.ParameterDict()
@@ -229,8 +236,37 @@ class GenomeNet(nn.Module):
         return open_probability(self.gate_logits(), self.gate).sum()
 
     # ---------------------------------------------------------------- forward
+    def budget_masks(self, budget: float) -> dict[int, np.ndarray]:
+        """Return the kept-neuron masks of ``budget`` on the genome's budget chain.
+
+        The chain is the one of the genome the net was built from (its gates as
+        built), made once.
+
+        Raises:
+            GenomeError: for a budget outside (0, 1] or a recurrent genome.
+        """
+        from genomes.budgets import budget_chain
+
+        if self._chain is None:
+            self._chain = budget_chain(self._genome, self.gate)
+        return self._chain.select(budget).masks
+
+    def _masked(self, gates: dict[str, torch.Tensor], masks: Mapping[int, Any]) -> dict[str, torch.Tensor]:
+        """Return ``gates`` with each hidden node's gate values times its mask."""
+        out = dict(gates)
+        for n, _, _, gate_key, _ in self._plan:
+            if gate_key is not None and n in masks:
+                m = torch.as_tensor(np.asarray(masks[n]), device=gates[gate_key].device)
+                out[gate_key] = gates[gate_key] * m.to(gates[gate_key].dtype)
+        return out
+
     def forward(
-        self, x: torch.Tensor, noise: torch.Tensor | None = None, state: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        state: torch.Tensor | None = None,
+        budget: float | None = None,
+        masks: Mapping[int, Any] | None = None,
     ) -> Any:
         """Return the genome's output for a batch, or outputs and final state for sequences.
 
@@ -245,6 +281,9 @@ class GenomeNet(nn.Module):
                 time step.
             state: the initial state of a sequence, ``(B, state_size)``, laid out as
                 ``genome.state_layout()``; zeros when None.
+            budget: run the sub-network this budget in (0, 1] selects
+                (:meth:`budget_masks`); feed-forward genomes only.
+            masks: ``{hidden node: bool [width]}``, kept neurons (instead of ``budget``).
 
         Returns:
             ``(B, n_outputs)`` for a 2-D batch; ``(outputs (B, T, n_outputs), final
@@ -258,6 +297,17 @@ class GenomeNet(nn.Module):
             x: (B, n_inputs), noise: (n_gates,) -> (B, n_outputs);
             x: (B, T, n_inputs), state: (B, S) -> ((B, T, n_outputs), (B, S))
         """
+        if budget is not None or masks is not None:
+            if budget is not None and masks is not None:
+                raise ValueError("give budget or masks, not both")
+            if x.dim() != 2 or x.shape[1] != self.n_inputs or state is not None:
+                raise ValueError(
+                    f"budgets run a feed-forward batch (B, {self.n_inputs}) without state, got "
+                    f"{tuple(x.shape)}"
+                )
+            if masks is None:
+                masks = self.budget_masks(budget)  # type: ignore[arg-type]
+            return self._step(x, self._masked(self.gate_values(noise), masks), {})[self._output]
         if x.dim() == 2 and x.shape[1] == self.n_inputs and state is None:
             return self._step(x, self.gate_values(noise), {})[self._output]
         if x.dim() != 3 or x.shape[2] != self.n_inputs:

@@ -52,6 +52,9 @@ class TrainConfig:
     metric: str | None = None  # the validation/test metric (``hybrid.metrics.METRICS``); None: the loss's default
     class_weight: str = "none"  # "balanced": classes weigh equally in the training loss (cross_entropy only)
     train_gates: bool = True  # False: weights and biases train, the gates (so the structure) stay put
+    budgets: str = "off"  # "sandwich": train every budget of the chain at once (issue 17); off: the full net only
+    budget_samples: int = 2  # sandwich: random budgets per step besides the full and the smallest
+    distill: bool = True  # sandwich: smaller budgets learn the full net's outputs (in-place distillation)
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or self.lr <= 0:
@@ -77,6 +80,14 @@ class TrainConfig:
                 "train.class_weight should be 'none', or 'balanced' with cross_entropy, got "
                 f"{self.class_weight!r} with loss {self.loss!r}"
             )
+        if self.budgets not in ("off", "sandwich"):
+            raise ConfigError(f"train.budgets should be 'off' or 'sandwich', got {self.budgets!r}")
+        if isinstance(self.budget_samples, bool) or not isinstance(self.budget_samples, int) or not (
+            0 <= self.budget_samples <= 64
+        ):
+            raise ConfigError(f"train.budget_samples should be an integer in [0, 64], got {self.budget_samples!r}")
+        if not isinstance(self.distill, bool):
+            raise ConfigError(f"train.distill should be true or false, got {self.distill!r}")
         if self.metric is not None:
             kind = "classification" if self.loss == "cross_entropy" else "regression"
             try:

@@ -94,6 +94,7 @@ class Config(Section):
                 "expected 'none' or 'auto' for a regression task (there are no classes to balance)",
             )
         self._check_mode()
+        self._check_budgets()
         if self.evolution.elitism >= self.evolution.population:
             raise KeyedError(
                 "evolution.elitism",
@@ -183,6 +184,30 @@ class Config(Section):
                 "expected a rate > 0 (or add_node_bottleneck / add_edge_bottleneck) with evolution.mode = 'grow'",
             )
 
+    def _check_budgets(self) -> None:
+        """Budgets (issue 17) are for feed-forward networks: no recurrent start, no sequence task."""
+        if self.training.budgets == "off":
+            return
+        if self.genome.recurrent:
+            raise KeyedError(
+                "training.budgets",
+                self.training.budgets,
+                "expected 'off' with genome.recurrent = true (budgets are for feed-forward networks)",
+            )
+        if self.mutation.add_recurrent_edge > 0:
+            raise KeyedError(
+                "mutation.add_recurrent_edge",
+                self.mutation.add_recurrent_edge,
+                "expected 0 with training.budgets = 'sandwich' (budgets are for feed-forward networks)",
+            )
+        spec = TASKS.get(self.task.name)  # type: ignore[arg-type]
+        if spec is not None and spec.sequence:
+            raise KeyedError(
+                "training.budgets",
+                self.training.budgets,
+                f"expected 'off' for the sequence task {self.task.name!r} (budgets are for feed-forward networks)",
+            )
+
     def mutation_config(self) -> MutationConfig:
         """Return the ``genomes.MutationConfig`` the mutation operators read."""
         m = self.mutation
@@ -212,9 +237,10 @@ class Config(Section):
 
     def train_kwargs(self) -> dict[str, Any]:
         """Return the ``TrainConfig`` fields: steps, batch_size, lr, weight_decay, penalty, gate,
-        loss, ``task.metric`` as ``metric``, and ``class_weight`` ("auto" resolved)."""
+        loss, budgets, budget_samples, distill, ``task.metric`` as ``metric``, and ``class_weight`` ("auto" resolved)."""
         t = self.training
         keys = ("steps", "batch_size", "lr", "weight_decay", "penalty", "gate", "loss")
+        keys += ("budgets", "budget_samples", "distill")
         weight = t.class_weight
         if weight == "auto":
             weight = "balanced" if self.task.metric in CLASS_BALANCED_METRICS else "none"

@@ -194,6 +194,24 @@ class TrainingConfig(Section):
         description="steps between two applications of the rule (the batched engine repacks the "
         "population then); the per-step probabilities are compounded over them",
     )
+    budgets: Literal["off", "sandwich"] = Field(
+        "off",
+        description="sandwich: each step also trains the smallest budget and budget_samples random ones "
+        "(slimmable networks), so one trained network runs at many costs; off: the full network only "
+        "(feed-forward tasks only)",
+    )
+    budget_samples: int = Field(
+        2,
+        ge=0,
+        le=64,
+        description="sandwich: random budgets per step besides the full and the smallest; each is one "
+        "more forward and backward pass (2: the sandwich rule's four passes in all)",
+    )
+    distill: bool = Field(
+        True,
+        description="sandwich: smaller budgets learn the full network's outputs (in-place distillation) "
+        "rather than the labels",
+    )
 
 
 class EvolutionConfig(Section):

@@ -13,6 +13,13 @@ training-mode hard-concrete gates is one row of ``draw_gate_noise(n_gates, ...)`
 whose member slices follow ``hybrid.gates.gate_layout`` (so a one-member population
 draws exactly what ``GenomeNet`` draws).
 
+Budgets (issue 17, :mod:`genomes.budgets`): ``forward(..., scale=)`` multiplies every
+gate value by a factor before folding, so a budget mask on a hidden neuron folds
+exactly like its gate (``h_j = mask_j * g(gate_j) * a_j``: the columns that read a
+removed neuron become zero). :meth:`PopulationEngine.budget_scale` builds that factor
+for one budget per member from each member's budget chain (built once per engine).
+Without ``scale`` the code path is exactly the one of before budgets existed.
+
 Frozen genes (grafted modules) are computed like any other; ``engine.frozen`` flags
 their entries for the optimiser (None when the population has none, so populations
 without modules run exactly the code they ran before frozen genes existed).
@@ -27,13 +34,14 @@ import torch
 import torch.nn.functional as F
 
 from genomes import Genome, GenomeError
+from genomes.budgets import budget_chain, check_budget
 
 from ..gates import check_gate_kind, gate_values, open_probability
 from ..net import members_from_flat
 from .layout import Layout, pack
 from .program import GraphProgram, graph_apply
 
-__all__ = ["PackedGates", "PopulationEngine"]
+__all__ = ["BudgetTable", "PackedGates", "PopulationEngine"]
 
 #: Per-sample multiply-adds one bucket's kernel launches are worth, by device type:
 #: a GPU does far more arithmetic per launch, so it pads more to launch less.
@@ -74,6 +82,79 @@ class PackedGates:
         probs = open_probability(self.gates, self.gate)
         padded = torch.cat([probs, probs.new_zeros(1)])
         return padded[self._gate_table].sum(1)
+
+
+class BudgetTable:
+    """Every member's budget levels as gate-scale rows: budgets to masks without Python per step.
+
+    For member ``m`` the entries are the chain's distinct levels
+    (``BudgetChain.levels()``, full network first) and, last, the smallest level
+    (``BudgetChain.level(len(removals))``, what a budget below ``min_budget``
+    selects), so that entry ``k`` of a budget ``b`` is exactly
+    ``chain.select(b)``: ``k`` counts the distinct levels whose FLOPs exceed
+    ``b x full`` (``select``'s tolerance).
+
+    Attributes:
+        chains: each member's ``BudgetChain``.
+        keep: ``[P, L + 1, G]`` bool, whether each of the member's gates (``_gate_table``
+            columns) keeps its value at each entry (edges and inputs: always).
+        flops: ``[P, L]`` float64 FLOPs of each distinct level (padding: -1).
+        entry_flops: ``[P, L + 1]`` int64 FLOPs of each entry (entry ``n_levels[m]``: the
+            smallest level; entries past it: padding).
+        n_levels: ``[P]`` distinct levels of each member (its smallest entry's index).
+        full: ``[P]`` float64 FLOPs of the full network.
+        min_budget: ``[P]`` float64 ``BudgetChain.min_budget``.
+    """
+
+    def __init__(self, engine: PopulationEngine) -> None:
+        lay = engine.layout
+        chains = [budget_chain(g, engine.gate) for g in engine.genomes]
+        entries = []
+        for chain in chains:
+            # every level once (BudgetChain.levels() and min_budget would build them twice)
+            every = [chain.level(k) for k in range(len(chain.removals) + 1)]
+            firsts = [lv for k, lv in enumerate(every) if k == 0 or lv.flops != every[k - 1].flops]
+            entries.append((firsts, every[-1]))
+        p = lay.n_members
+        n_max = max(len(lv) for lv, _ in entries)
+        width = engine._gate_table.shape[1]
+        keep = np.ones((p, n_max + 1, width), bool)
+        flops = np.full((p, n_max), -1.0)
+        for m, ((levels, smallest), mem) in enumerate(zip(entries, lay.members, strict=True)):
+            flops[m, : len(levels)] = [lv.flops for lv in levels]
+            rows = [*levels] + [smallest] * (n_max + 1 - len(levels))
+            g0 = mem.gates[0]
+            for node, start in zip(mem.gate_nodes, mem.gate, strict=True):
+                if engine.genomes[m].graph.nodes[node]["role"] != "hidden":
+                    continue
+                mask = np.stack([lv.masks[node] for lv in rows])
+                keep[m, :, start - g0 : start - g0 + mask.shape[1]] = mask
+        dev = engine.device
+        self.keep = torch.as_tensor(keep, device=dev)
+        self.flops = torch.as_tensor(flops, dtype=torch.float64, device=dev)
+        self.n_levels = torch.as_tensor([len(lv) for lv, _ in entries], dtype=torch.long, device=dev)
+        full = [float(lv[0].flops) for lv, _ in entries]
+        smallest = [float(s.flops) for _, s in entries]
+        self.full = torch.as_tensor(full, dtype=torch.float64, device=dev)
+        # BudgetChain.min_budget: the smallest level's share of the full FLOPs (1.0 if none)
+        shares = [1.0 if f == 0 else s / f for f, s in zip(full, smallest, strict=True)]
+        self.min_budget = torch.as_tensor(shares, dtype=torch.float64, device=dev)
+        entry_flops = np.zeros((p, n_max + 1), np.int64)
+        entry_flops[:, :n_max] = np.maximum(flops, 0)
+        entry_flops[np.arange(p), [len(lv) for lv, _ in entries]] = smallest
+        #: FLOPs of each entry's level (``[P, L + 1]``; entry ``n_levels``: the smallest).
+        self.entry_flops = torch.as_tensor(entry_flops, device=dev)
+        self.chains = tuple(chains)
+
+    def entries(self, budgets: torch.Tensor) -> torch.Tensor:
+        """Return the entry ``chain.select(b)`` is, for one budget per member.
+
+        Shape:
+            budgets: (P,) float64 in (0, 1] -> (P,) int64
+        """
+        limit = budgets.to(torch.float64) * self.full
+        over = self.flops > (limit + 1e-9 * limit.clamp_min(1.0)).unsqueeze(1)
+        return over.sum(1)
 
 
 class PopulationEngine(PackedGates):
@@ -145,6 +226,7 @@ class PopulationEngine(PackedGates):
         table = starts[:, None] + np.arange(width)[None, :]
         table = np.where(np.arange(width)[None, :] < sizes[:, None], table, len(lay.gates))
         self._gate_table = torch.as_tensor(table, **idx)
+        self._budget_table: BudgetTable | None = None
         self.frozen: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         if lay.has_frozen:
             self.frozen = tuple(
@@ -190,7 +272,11 @@ class PopulationEngine(PackedGates):
 
     # ---------------------------------------------------------------- function
     def forward(
-        self, x: torch.Tensor, noise: torch.Tensor | None = None, training: bool = False
+        self,
+        x: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        training: bool = False,
+        scale: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Return every member's output for the shared batch ``x``.
 
@@ -198,17 +284,21 @@ class PopulationEngine(PackedGates):
             x: inputs, on the engine's device.
             noise: uniform noise for training-mode hard-concrete gates.
             training: use training-mode gates.
+            scale: a factor on every gate value (:meth:`budget_scale`: 0 on the
+                neurons a budget removes, 1 elsewhere); None: none.
 
         Raises:
             ValueError: if ``x`` does not have ``n_inputs`` columns.
 
         Shape:
-            x: (B, n_inputs); noise: (n_gates,) -> (P, B, n_outputs)
+            x: (B, n_inputs); noise: (n_gates,); scale: (n_gates,) -> (P, B, n_outputs)
         """
         lay = self.layout
         if x.dim() != 2 or x.shape[1] != lay.n_inputs:
             raise ValueError(f"inputs should have shape (B, {lay.n_inputs}), got {tuple(x.shape)}")
         values = self.gate_values(noise, training)
+        if scale is not None:
+            values = values * scale
         values = torch.cat(
             [values, values.new_zeros(1)]
         )  # index n_gates: a closed gate for padding
@@ -219,6 +309,65 @@ class PopulationEngine(PackedGates):
         return out.view(lay.n_members, lay.n_outputs, -1).transpose(1, 2)
 
     __call__ = forward
+
+    # ----------------------------------------------------------------- budgets
+    @property
+    def budget_table(self) -> BudgetTable:
+        """Every member's budget chain as gate-scale rows (built on first use, then kept).
+
+        Raises:
+            GenomeError: if a member's neuron ``order`` is not a permutation.
+        """
+        if self._budget_table is None:
+            self._budget_table = BudgetTable(self)
+        return self._budget_table
+
+    def budget_scale(self, budgets: Sequence[float] | torch.Tensor) -> torch.Tensor:
+        """Return the gate-value factor that runs member ``m`` at ``budgets[m]``.
+
+        Member ``m`` computes ``genomes.evaluate(genome, x, gate, budget=budgets[m])``
+        when ``forward`` gets this ``scale``: the masks of ``chain.select(b)`` on its
+        hidden neurons' gates, 1 on every other gate.
+
+        Raises:
+            GenomeError: for a budget outside (0, 1] or not one per member.
+
+        Shape:
+            budgets: (P,) -> (n_gates,)
+        """
+        if isinstance(budgets, torch.Tensor):
+            b = budgets.to(self.device, torch.float64).reshape(-1)
+            if not bool(((b > 0) & (b <= 1)).all()):
+                raise GenomeError(f"budgets should be in (0, 1], got {b.tolist()}")
+        else:
+            b = torch.tensor(
+                [check_budget(v, f"budgets[{m}]") for m, v in enumerate(budgets)],
+                dtype=torch.float64,
+                device=self.device,
+            )
+        if b.numel() != self.n_members:
+            raise GenomeError(f"budgets should give one budget per member ({self.n_members}), got {b.numel()}")
+        return self.entry_scale(self.budget_table.entries(b))
+
+    def entry_scale(self, entries: torch.Tensor) -> torch.Tensor:
+        """Return the gate-value factor for one :class:`BudgetTable` entry per member.
+
+        Shape:
+            entries: (P,) int64 -> (n_gates,)
+        """
+        table = self.budget_table
+        rows = table.keep[torch.arange(self.n_members, device=self.device), entries]
+        scale = torch.ones(self.n_gates + 1, dtype=self.dtype, device=self.device)
+        scale[self._gate_table] = rows.to(self.dtype)
+        return scale[:-1]
+
+    def smallest_scale(self) -> torch.Tensor:
+        """Return the gate-value factor that runs every member at its chain's smallest level.
+
+        Shape:
+            -> (n_gates,)
+        """
+        return self.entry_scale(self.budget_table.n_levels)
 
     # -------------------------------------------------------------- write back
     def write_back(self) -> list[Genome]:

@@ -13,6 +13,17 @@ generator). A member whose loss turns NaN/inf is marked failed at that step and
 frozen (parameters of before the failing step); the others go on bit for bit as
 if it had not failed. One host synchronisation per step (did any member fail?).
 
+Budgets (issue 17): with ``config.budgets = "sandwich"`` every step trains several
+sub-networks of each member at once, the "sandwich rule" of slimmable networks (Yu &
+Huang 2019, "Universally Slimmable Networks and Improved Training Techniques"): the
+full network on the labels (with the penalty), the smallest level of its budget chain
+and ``config.budget_samples`` budgets drawn uniformly in ``[min_budget, 1)`` per member,
+each on the full network's detached outputs (in-place distillation, ``config.distill``)
+or on the labels; the per-member loss is the sum of the passes' losses, one optimiser
+step. The program keeps one pass's buffers, so each pass is backpropagated at once and
+the gradients are summed. The budgets come from their own generator (seeded from the
+training generator after everything else is drawn), all up front.
+
 Hard-concrete noise: one row of ``draw_gate_noise(engine.n_gates, steps, ...)`` per
 step, member slices in :func:`hybrid.gates.gate_layout` order. A member of a larger
 population therefore sees other noise than it would alone (tests hold the engine
@@ -27,7 +38,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+import genomes.budgets as genome_budgets
 from genomes import Genome, active_structure
 
 from ..batches import minibatch_indices
@@ -41,7 +54,9 @@ __all__ = [
     "StepGuard",
     "Trained",
     "class_weights",
+    "distill_losses",
     "engine_metrics",
+    "engine_scores",
     "evaluate_engine",
     "evaluate_population",
     "fold_metrics",
@@ -99,6 +114,56 @@ class StepGuard:
         optimizer.step(grads, None if self.all_active else self.active)
         self.losses[t] = task.detach()
 
+    def step_passes(
+        self,
+        t: int,
+        passes: Sequence[Any],
+        params: Sequence[torch.Tensor],
+        optimizer: BatchedAdamW,
+    ) -> None:
+        """Take step ``t`` on the sum of several passes' losses, each backpropagated at once.
+
+        ``passes[0]()`` runs the first pass and returns ``(loss (P,), task (P,))``
+        (the task losses to record); each later one returns its loss (P,). A pass's
+        gradient is taken before the next pass runs (the engine keeps one pass's
+        buffers), and the sum is what the optimiser steps on. A member whose summed
+        loss is not finite fails as in :meth:`step`; the step's gradients are then
+        taken again without it, so the others step exactly as if it had not failed.
+        """
+        grads, total, task = self._pass_grads(passes, params)
+        bad = self.active & ~torch.isfinite(total)
+        if self.all_active and bool(bad.any()):  # one host sync per step
+            self.all_active = False
+            self.active = self.active & ~bad
+            grads, _, _ = self._pass_grads(passes, params)
+        self.done = torch.where(bad, t, self.done)
+        self.failed_loss = torch.where(bad, total, self.failed_loss)
+        self.active = self.active & ~bad
+        optimizer.step(grads, None if self.all_active else self.active)
+        self.losses[t] = task
+
+    def _pass_grads(
+        self, passes: Sequence[Any], params: Sequence[torch.Tensor]
+    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Run the passes; return the summed gradients, the summed losses and the task losses."""
+        grads: list[torch.Tensor] = []
+        total = task = self.zero
+        for k, run in enumerate(passes):
+            if k == 0:
+                loss, task = run()
+                task = task.detach()
+            else:
+                loss = run()
+            total = total + loss.detach()
+            s = loss.sum() if self.all_active else torch.where(self.active, loss, self.zero).sum()
+            g = torch.autograd.grad(s, params)
+            if k == 0:  # a copy: the program may hand back reused buffers
+                grads = [gi.clone() for gi in g]
+            else:
+                for acc, gi in zip(grads, g, strict=True):
+                    acc.add_(gi)
+        return grads, total, task
+
     def results(self) -> list[TrainResult]:
         """One ``TrainResult`` per member (``metrics`` None)."""
         return _results(self.losses.cpu(), self.done.cpu(), self.failed_loss.cpu())
@@ -114,6 +179,7 @@ def train_engine(
     lrs: Sequence[float] | torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
     folds: tuple[torch.Tensor, torch.Tensor] | None = None,
+    budget_generator: torch.Generator | None = None,
 ) -> list[TrainResult]:
     """Train ``engine.params`` in place on the given minibatch schedule: the one training loop.
 
@@ -130,12 +196,15 @@ def train_engine(
         folds: K-fold fitness (:mod:`hybrid.folds`): ``(fold id of each row of X, fold
             id of each member)``; a member learns only from the rows outside its
             fold (its loss is the mean over those rows of each shared minibatch).
+        budget_generator: source of the sandwich budgets (``config.budgets ==
+            "sandwich"``; drawn once, up front).
 
     Returns:
         One ``TrainResult`` per member, ``metrics`` None.
 
     Raises:
-        ValueError: for hard-concrete gates without noise or a generator, or bad ``lrs``.
+        ValueError: for hard-concrete gates without noise or a generator, sandwich
+            budgets without a budget generator, or bad ``lrs``.
 
     Shape:
         X: (N, n_inputs); y: (N,) or (N, n_out); batches: (steps, B); noise: (steps, n_gates);
@@ -165,19 +234,28 @@ def train_engine(
         fold_of, member_fold = folds[0].to(dev)[batches], folds[1].to(dev).view(p, 1)
         if steps and bool((fold_of == fold_of[:1]).all()):
             fixed_mask = fold_of[0].view(1, -1) != member_fold
+    sandwich = None
+    if config.budgets == "sandwich":
+        if budget_generator is None:
+            raise ValueError("training.budgets = 'sandwich' needs a budget_generator, got None")
+        sandwich = _Sandwich(engine, steps, config.budget_samples, budget_generator)
     for t_ in params:
         t_.requires_grad_(True)
     engine.program.reuse_grad_buffers = True  # the optimiser consumes each gradient at once
     try:
         for t in range(steps):
             idx = batches[t]
-            out = engine.forward(X[idx], None if noise is None else noise[t], training=True)
             w = None if sample_w is None else sample_w[idx]
-            if fold_of is None:
-                task = task_losses(out, y[idx], config.loss, None, w)
-            else:  # a member never learns from its own fold's rows
+            mask = None
+            if fold_of is not None:  # a member never learns from its own fold's rows
                 mask = fixed_mask if fixed_mask is not None else fold_of[t].view(1, -1) != member_fold
-                task = task_losses(out, y[idx], config.loss, mask, w)
+            if sandwich is not None:
+                nz = None if noise is None else noise[t]
+                passes = sandwich.passes(t, X[idx], y[idx], nz, config, mask, w)
+                guard.step_passes(t, passes, params, optimizer)
+                continue
+            out = engine.forward(X[idx], None if noise is None else noise[t], training=True)
+            task = task_losses(out, y[idx], config.loss, mask, w)
             loss = task + config.penalty * engine.penalty() if config.penalty else task
             guard.step(t, loss, task, params, optimizer)
     finally:
@@ -185,6 +263,93 @@ def train_engine(
         for t_ in params:
             t_.requires_grad_(False)
     return guard.results()
+
+
+class _Sandwich:
+    """The sandwich rule's passes of each step: full, smallest, ``samples`` random budgets."""
+
+    def __init__(
+        self, engine: PopulationEngine, steps: int, samples: int, generator: torch.Generator
+    ) -> None:
+        self.engine = engine
+        table = engine.budget_table
+        u = torch.rand(steps, samples, engine.n_members, generator=generator, dtype=torch.float64)
+        lo = table.min_budget.cpu()
+        # uniform in [min_budget, 1): never 1.0 itself (that is the full pass)
+        self.budgets = (lo + u * (1.0 - lo)).to(engine.device)
+        self.smallest = engine.smallest_scale()
+
+    def passes(
+        self,
+        t: int,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        noise: torch.Tensor | None,
+        config: TrainConfig,
+        mask: torch.Tensor | None,
+        weights: torch.Tensor | None,
+    ) -> list[Any]:
+        """Return step ``t``'s passes for :meth:`StepGuard.step_passes` (full pass first)."""
+        engine, table = self.engine, self.engine.budget_table
+        full: dict[str, torch.Tensor] = {}
+
+        def run_full() -> tuple[torch.Tensor, torch.Tensor]:
+            out = engine.forward(x, noise, training=True)
+            task = task_losses(out, y, config.loss, mask, weights)
+            full["out"] = out.detach()
+            loss = task + config.penalty * engine.penalty() if config.penalty else task
+            return loss, task
+
+        def run_sub(scale_of: Any) -> Any:
+            def run() -> torch.Tensor:
+                out = engine.forward(x, noise, training=True, scale=scale_of())
+                if config.distill:
+                    return distill_losses(out, full["out"], config.loss, mask, weights)
+                return task_losses(out, y, config.loss, mask, weights)
+
+            return run
+
+        subs = [run_sub(lambda: self.smallest)]
+        for k in range(self.budgets.shape[1]):
+            # no validation here: the budgets are in range by construction (no host sync)
+            subs.append(run_sub(lambda k=k: engine.entry_scale(table.entries(self.budgets[t, k]))))
+        return [run_full, *subs]
+
+
+def distill_losses(
+    out: torch.Tensor,
+    target: torch.Tensor,
+    loss: str,
+    mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Return each member's mean distillation loss against its own (detached) full outputs.
+
+    In-place distillation (Yu & Huang 2019): ``cross_entropy`` is the soft cross-entropy
+    ``-sum softmax(target) * log_softmax(out)`` (KL divergence up to the target's
+    entropy, a constant: the same gradient), ``mse`` the squared error to ``target``.
+    Samples are reduced as :func:`task_losses` reduces them (``mask``: a member's own
+    samples; ``weights``: ``sum(w * l) / sum(w)``).
+
+    Shape:
+        out, target: (P, B, n_out); mask: (P, B) bool; weights: (B,) -> (P,)
+    """
+    p, b = out.shape[:2]
+    if loss == "cross_entropy":
+        per = -(torch.softmax(target, -1) * torch.log_softmax(out, -1)).sum(-1)
+    else:
+        per = F.mse_loss(out, target, reduction="none").mean(2)
+    zero = torch.zeros((), dtype=per.dtype, device=per.device)
+    if weights is None and mask is None:
+        return per.mean(1)
+    w = torch.ones(1, b, dtype=per.dtype, device=per.device) if weights is None else weights.to(per.dtype).view(1, b)
+    w = w.expand(p, b)
+    if mask is not None:
+        w = torch.where(mask, w, zero)
+    total = torch.where(w > 0, per * w, zero).sum(1)
+    if weights is None:
+        return total / w.sum(1).clamp_min(1.0)
+    return total / w.sum(1).clamp_min(torch.finfo(per.dtype).tiny)
 
 
 def class_weights(y: torch.Tensor) -> torch.Tensor:
@@ -230,9 +395,17 @@ def evaluate_engine(
 
 
 def _evaluate(
-    engine: PopulationEngine, X: torch.Tensor, y: torch.Tensor, loss: str, keep_outputs: bool
+    engine: PopulationEngine,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    loss: str,
+    keep_outputs: bool,
+    scale: torch.Tensor | None = None,
 ) -> tuple[list[float], list[float | None], np.ndarray | None]:
-    """:func:`evaluate_engine`, and with ``keep_outputs`` every member's outputs (P, N, n_out), float64."""
+    """:func:`evaluate_engine`, and with ``keep_outputs`` every member's outputs (P, N, n_out), float64.
+
+    ``scale``: gate-value factors (budgets, :meth:`PopulationEngine.budget_scale`).
+    """
     n = X.shape[0]
     total = torch.zeros(engine.n_members, dtype=torch.float64, device=X.device)
     correct = torch.zeros(engine.n_members, dtype=torch.long, device=X.device)
@@ -240,7 +413,7 @@ def _evaluate(
     with torch.no_grad():
         for start in range(0, n, EVAL_CHUNK):
             xb, yb = X[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
-            out = engine.forward(xb)
+            out = engine.forward(xb) if scale is None else engine.forward(xb, scale=scale)
             chunk = task_losses(out, yb, loss)
             total = chunk.double() if n <= EVAL_CHUNK else total + chunk.double() * xb.shape[0] / n
             if loss == "cross_entropy":
@@ -272,18 +445,7 @@ def engine_metrics(
     loss is the MSE); any other metric reads every member's outputs off the same
     chunked pass and scores them with ``sklearn.metrics``, member by member.
     """
-    cheap = metric in (None, "accuracy", "mse")
-    values, accuracy, outputs = _evaluate(engine, X, y, loss, keep_outputs=not cheap)
-    if metric == "accuracy":
-        scores: list[float | None] = list(accuracy)
-    elif metric == "mse":
-        scores = list(values)
-    elif metric is None:
-        scores = [None] * len(values)
-    else:
-        assert outputs is not None
-        y_np = y.detach().cpu().numpy()
-        scores = [_score(metric, y_np, o) for o in outputs]
+    values, accuracy, scores = engine_scores(engine, X, y, loss, metric)
     out = []
     for g, v, a, s in zip(genomes, values, accuracy, scores, strict=True):
         live = active_structure(g, gate)
@@ -298,6 +460,34 @@ def engine_metrics(
             )
         )
     return out
+
+
+def engine_scores(
+    engine: PopulationEngine,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    loss: str,
+    metric: str | None,
+    scale: torch.Tensor | None = None,
+) -> tuple[list[float], list[float | None], list[float | None]]:
+    """Return every member's ``(mean loss, accuracy or None, metric score or None)`` in one pass.
+
+    The scores of :func:`engine_metrics`; ``scale`` runs each member at a budget
+    (:meth:`PopulationEngine.budget_scale`).
+    """
+    cheap = metric in (None, "accuracy", "mse")
+    values, accuracy, outputs = _evaluate(engine, X, y, loss, not cheap, scale)
+    if metric == "accuracy":
+        scores: list[float | None] = list(accuracy)
+    elif metric == "mse":
+        scores = list(values)
+    elif metric is None:
+        scores = [None] * len(values)
+    else:
+        assert outputs is not None
+        y_np = y.detach().cpu().numpy()
+        scores = [_score(metric, y_np, o) for o in outputs]
+    return values, accuracy, scores
 
 
 def fold_metrics(
@@ -481,14 +671,26 @@ def train_population(
     engine = PopulationEngine(genomes, config.gate, device=X.device, dtype=X.dtype)
     batches = minibatch_indices(X.shape[0], config.batch_size, config.steps, generator)
     fold_t = None if folds is None else _fold_tensors(folds, X.shape[0], len(genomes), X.device)
+    noise = None
     if noise_columns is not None and config.gate == "hard_concrete":
         first, end, total = noise_columns
         assert end - first == engine.n_gates, (noise_columns, engine.n_gates)
         noise = draw_gate_noise(total, config.steps, generator)[:, first:end].to(X.device)
-        results = train_engine(engine, X, y, config, batches, lrs=lrs, noise=noise, folds=fold_t)
-    else:
-        results = train_engine(engine, X, y, config, batches, generator, lrs, folds=fold_t)
+    elif config.gate == "hard_concrete":
+        noise = draw_gate_noise(engine.n_gates, batches.shape[0], generator, device=X.device)
+    budget_gen = None
+    if config.budgets == "sandwich":  # after the batches and the noise: "off" draws nothing more
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        budget_gen = torch.Generator().manual_seed(seed)
+    results = train_engine(
+        engine, X, y, config, batches, lrs=lrs, noise=noise, folds=fold_t, budget_generator=budget_gen
+    )
     trained = engine.write_back()
+    if config.budgets == "sandwich":  # drop ranks follow the trained importances
+        trained = [
+            genome_budgets.assign_orders(g, config.gate, neurons=False, nodes=True)  # type: ignore[attr-defined]
+            for g in trained
+        ]
     if fold_t is None:
         metrics = engine_metrics(engine, trained, X, y, config.gate, config.loss)
     else:
