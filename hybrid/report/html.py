@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -120,6 +121,36 @@ def _shortlist(finished: BestMetrics | None) -> list[int]:
     return [] if finished is None else [e.id for e in finished.shortlist]
 
 
+def _budget_curve(lin: Lineage) -> dict[str, Any] | None:
+    """The champion's ``budget_curve`` from ``best/metrics.json`` (champion objective "budget_auc"), or None."""
+    path = lin.run.best_metrics_path
+    try:
+        curve = json.loads(path.read_text()).get("budget_curve") if path.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return curve if isinstance(curve, dict) and isinstance(curve.get("scores"), list) else None
+
+
+def _budget_section(curve: dict[str, Any], metric: str, gid: int) -> list[str]:
+    """The report's budget section: the champion's metric vs its share of FLOPs, and the figures."""
+    rows = "".join(
+        f"<tr><td class=num>{_e(b)}</td><td class=num>{_e(f)}</td><td class=num>{_e(f'{s:.1%}')}</td>"
+        f"<td class=num>{'n/a' if v is None else _e(f'{v:.4f}')}</td></tr>"
+        for b, f, s, v in zip(curve.get("budgets", []), curve.get("flops", []), curve.get("share", []),
+                              curve.get("scores", []), strict=False)  # fmt: skip
+        if isinstance(s, (int, float))
+    )
+    head = f"<tr><th>budget</th><th>FLOPs/sample</th><th>share of FLOPs</th><th>{_e(metric)}</th></tr>"
+    return [
+        "<h2>One network, many budgets</h2>",
+        f"<p class=note>The champion (genome {_e(gid)}) was chosen on the mean of its {_e(curve.get('split', 'validation'))} "
+        f"{_e(metric)} over these budgets (budget AUC), each budget the largest sub-network within that share "
+        "of the full network's FLOPs.</p><div class=grid>",
+        f"<figure>{_img(plots.budget_plot(curve, metric), f'{metric} vs share of FLOPs')}</figure>",
+        f"<figure><table>{head}{rows}</table></figure></div>",
+    ]
+
+
 def _champion_png(lin: Lineage, gid: int) -> bytes:
     from ..draw import draw_genome
 
@@ -168,6 +199,9 @@ def build_report(lin: Lineage) -> str:
         "<h2>The champion</h2>",
         _img(_champion_png(lin, best.id), f"genome {best.id}"),  # _img escapes the alt text
     ]
+    curve = _budget_curve(lin) if finished is not None else None
+    if curve is not None and finished is not None:
+        body.extend(_budget_section(curve, metric, finished.genome_id))
     return (
         f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>hybrid run {name}</title>"
         f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n"
