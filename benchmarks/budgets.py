@@ -117,7 +117,9 @@ class HybridSeed:
     scored_by: str  # "budget_scores" or "closed gates"
 
 
-def _config(seed: int, runs_dir: Path, generations: int, quick: bool, notes: list[str]) -> Config:
+def _config(
+    seed: int, runs_dir: Path, generations: int, quick: bool, notes: list[str], sandwich: bool = True
+) -> Config:
     """digits.toml with a generation cap, sandwich training and the budget-AUC champion (where known)."""
     base = {
         "run.seed": seed,
@@ -129,7 +131,7 @@ def _config(seed: int, runs_dir: Path, generations: int, quick: bool, notes: lis
         "evolution.time_budget_s": 1e9,  # the cap decides, not the clock
         **({"evolution.population": QUICK_POPULATION} if quick else {}),
     }
-    wanted = {"training.budgets": "sandwich", "selection.champion_objective": "budget_auc"}
+    wanted = {"training.budgets": "sandwich" if sandwich else "off", "selection.champion_objective": "budget_auc"}
     for key, value in list(wanted.items()):
         try:
             load_config(CONFIG, {**base, key: value})
@@ -171,10 +173,10 @@ def score_budgets(genome: Genome, X: np.ndarray, y: np.ndarray, tc: TrainConfig,
 
 
 def run_hybrid(
-    seed: int, runs_dir: Path, generations: int, quick: bool, notes: list[str]
+    seed: int, runs_dir: Path, generations: int, quick: bool, notes: list[str], sandwich: bool = True
 ) -> tuple[HybridSeed, Genome]:
     """Run one search and score its champion on the test split at every budget; return it with the champion."""
-    config = _config(seed, runs_dir, generations, quick, notes)
+    config = _config(seed, runs_dir, generations, quick, notes, sandwich)
     t0 = time.perf_counter()
     result = Search.start(config, overwrite=True).run()
     wall = time.perf_counter() - t0
@@ -342,8 +344,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(machine, flush=True)
     for seed in args.seeds:
         t0 = time.perf_counter()
-        hy, champion = run_hybrid(seed, runs_dir, generations, quick, notes)
-        config = _config(seed, runs_dir, generations, quick, notes)
+        hy, champion = run_hybrid(seed, runs_dir, generations, quick, notes, args.sandwich)
+        config = _config(seed, runs_dir, generations, quick, notes, args.sandwich)
         task = load_task(config.task, seed)
         targets = [s * hy.full_flops for s in SHARES]
         fixed_widths = [width_for(t) for t in targets]
@@ -456,6 +458,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2 3 4; quick 0 1)")
     p.add_argument("--generations", type=int, default=None, help="the search's generation cap")
     p.add_argument("--mlp-steps", type=int, default=None, help="steps of each fixed MLP and of the slimmable one")
+    p.add_argument("--no-sandwich", dest="sandwich", action="store_false",
+                   help="train the search's members at full budget only (training.budgets = 'off'): the ablation")  # fmt: skip
     p.add_argument("--repeats", type=int, default=200, help="timed export forwards per budget")
     p.add_argument("--out", type=Path, default=None, help="JSON of every figure (default benchmarks/budgets.json; "
                    "quick: a temporary folder); the plot goes next to it (.png)")  # fmt: skip

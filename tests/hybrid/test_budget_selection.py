@@ -175,6 +175,23 @@ def test_budget_curves_score_the_split_the_rule_reads_and_only_under_budget_auc(
     assert rec["budgets"] == [0.5, 1.0] and rec["share"][-1] == 1.0 and rec["auc"] == got.auc[0]
 
 
+def test_with_the_engines_budget_scores_the_full_budget_scores_as_the_search_does(tmp_path: Path) -> None:
+    pytest.importorskip("hybrid.budgets")  # the engines' budgeted pass (issue 17)
+    from hybrid.backends import evaluate_members
+    from hybrid.train import TrainConfig
+
+    cfg = _config(tmp_path, **{"selection.champion_objective": "budget_auc", "selection.budgets": [0.5, 1.0]})
+    task = load_task(cfg.task, 0)
+    tc = TrainConfig(**cfg.train_kwargs())
+    genomes = [Genome.minimal(2, 2, np.random.default_rng(s), InnovationTracker(), hidden=[4]) for s in (1, 2)]
+    got = budget_curves([Champion(i, 0, 0.0, 1, 0, 0.0, g) for i, g in enumerate(genomes)], task, tc, cfg.selection)
+    assert got is not None
+    for i, ev in enumerate(evaluate_members(genomes, task.X_val, task.y_val, tc)):
+        curve = got.curves[i]
+        assert curve.budgets == (0.5, 1.0) and curve.scores[-1] == pytest.approx(ev.score, abs=1e-6)
+        assert curve.flops[0] <= curve.flops[1] == ev.flops
+
+
 # ------------------------------------------------------------- end to end
 @pytest.mark.skipif(not _HOOKED, reason="hybrid/search.py does not call budget_curves yet (see docs/_parts/search.md)")
 def test_a_budget_auc_search_picks_the_best_auc_and_writes_its_curve(tmp_path: Path, stub: list) -> None:
