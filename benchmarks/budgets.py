@@ -293,7 +293,7 @@ def export_timing(genome: Genome, gate: str, repeats: int) -> dict[str, Any]:
     how = ""
     if "budgets" in params:
         module = to_module(genome, gate, budgets=[0.25, 1.0])
-        fns = {b: (lambda b=b: module(x, budget=b)) for b in ("0.25", "1")}
+        fns = {b: (lambda b=b: module(x, budget=float(b))) for b in ("0.25", "1")}
         how = "to_module(genome, gate, budgets=[0.25, 1.0]); forward(x, budget=b)"
     else:
         try:
