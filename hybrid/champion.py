@@ -146,8 +146,8 @@ def budget_curves(
     (:func:`hybrid.budgets.budget_scores`).
 
     Raises:
-        ConfigError: the task or metric cannot be scored by budget (see
-            :func:`check_budget_objective`; a run the start-up check let through).
+        ConfigError: a sequence task (a run that bypassed the start-up check,
+            :func:`check_budget_objective`).
     """
     if selection.champion_objective != "budget_auc":
         return None
