@@ -82,7 +82,11 @@ def _lineage_table(steps: list[Step], metric: str, sign: float = 1.0) -> str:
 
 
 def _facts(
-    lin: Lineage, gens: list[GenerationRecord], best: GenomeRecord, finished: BestMetrics | None
+    lin: Lineage,
+    gens: list[GenerationRecord],
+    best: GenomeRecord,
+    finished: BestMetrics | None,
+    curve: dict[str, Any] | None = None,
 ) -> str:
     try:
         planned = lin.run.load_config().evolution.generations
@@ -110,6 +114,8 @@ def _facts(
         champ += f"; test {_e(finished.metric)} {test}"
         if finished.shortlist:
             how = "its score on the selection split" if finished.selection_metric is not None else "validation"
+            if curve is not None:
+                how = f"its budget AUC on {_e(curve.get('split', 'validation'))} (see below)"
             champ += (f"<br>chosen by {_e(finished.selected_by)} from a short list of {len(finished.shortlist)} "
                       f"genomes (the run's Pareto front) on {how}")
     parts.append(champ)
@@ -128,7 +134,20 @@ def _budget_curve(lin: Lineage) -> dict[str, Any] | None:
         curve = json.loads(path.read_text()).get("budget_curve") if path.is_file() else None
     except (OSError, ValueError, AttributeError):
         return None
-    return curve if isinstance(curve, dict) and isinstance(curve.get("scores"), list) else None
+    if not isinstance(curve, dict):
+        return None
+
+    def numbers(key: str, none_ok: bool = False) -> bool:
+        v = curve.get(key)
+        return isinstance(v, list) and all(
+            (x is None and none_ok) or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in v
+        )
+
+    keys = ("budgets", "flops", "share", "scores")
+    ok = all(numbers(k, k == "scores") for k in keys) and len({len(curve[k]) for k in keys}) == 1
+    auc = curve.get("auc")
+    ok = ok and (auc is None or (isinstance(auc, (int, float)) and not isinstance(auc, bool)))
+    return curve if ok else None  # a malformed (handed-over) file: no section rather than a broken page
 
 
 def _budget_section(curve: dict[str, Any], metric: str, gid: int) -> list[str]:
@@ -178,10 +197,11 @@ def build_report(lin: Lineage) -> str:
     folded = ancestry(lin, best.id)
     every = ancestry(lin, best.id, fold=False)
     n_folded = sum(s.elites for s in folded)
+    curve = _budget_curve(lin) if finished is not None else None
     name = html.escape(lin.run.path.name)
     body = [
         f"<h1>hybrid run: {name}</h1>",
-        _facts(lin, gens, best, finished),
+        _facts(lin, gens, best, finished, curve),
         "<h2>Fitness and size</h2><div class=grid>",
         f"<figure>{_img(plots.fitness_plot(gens, metric, sign), 'fitness per generation')}</figure>",
         f"<figure>{_img(plots.size_plot(gens, records), 'size per generation')}</figure></div>",
@@ -199,7 +219,6 @@ def build_report(lin: Lineage) -> str:
         "<h2>The champion</h2>",
         _img(_champion_png(lin, best.id), f"genome {best.id}"),  # _img escapes the alt text
     ]
-    curve = _budget_curve(lin) if finished is not None else None
     if curve is not None and finished is not None:
         body.extend(_budget_section(curve, metric, finished.genome_id))
     return (

@@ -196,7 +196,8 @@ def budget_plot(curve: dict[str, Any], metric: str) -> bytes:
     share = np.array(curve.get("share", []), dtype=float)
     scores = np.array([np.nan if v is None else v for v in curve.get("scores", [])], dtype=float)
     budgets = list(curve.get("budgets", []))
-    ax.plot(share, scores, "o-", color="tab:blue", ms=5, label=f"champion (AUC {curve.get('auc', float('nan')):.4f})")
+    auc = curve.get("auc")
+    ax.plot(share, scores, "o-", color="tab:blue", ms=5, label=f"champion (AUC {float('nan') if auc is None else auc:.4f})")
     ax.plot([0, 1], [0, 1], alpha=0)  # keep the whole (0, 1] share axis in view
     for x, y, b in zip(share, scores, budgets, strict=False):
         if np.isfinite(y):

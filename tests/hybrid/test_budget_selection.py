@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import hybrid.lineage
 import hybrid.search
 from genomes import Genome, InnovationTracker
 from genomes.complexity import active_structure
@@ -27,6 +28,7 @@ from hybrid.champion import budget_curves, check_budget_objective, curve_record
 from hybrid.config import loads_config
 from hybrid.errors import ConfigError
 from hybrid.report import write_report
+from hybrid.report.html import _budget_curve
 from hybrid.search import Search
 from hybrid.shortlist import choose
 from hybrid.state import Champion
@@ -190,6 +192,23 @@ def test_with_the_engines_budget_scores_the_full_budget_scores_as_the_search_doe
         curve = got.curves[i]
         assert curve.budgets == (0.5, 1.0) and curve.scores[-1] == pytest.approx(ev.score, abs=1e-6)
         assert curve.flops[0] <= curve.flops[1] == ev.flops
+
+
+def test_the_report_shows_a_written_curve_and_skips_a_malformed_one(tmp_path: Path) -> None:
+    result = Search.start(_config(tmp_path, **{"evolution.generations": 1})).run()
+    path = result.run_dir / "best" / "metrics.json"
+    m = json.loads(path.read_text())
+    scores = _Scores((0.5, 1.0), (10, 20), (0.75, 0.5), 0.625)
+    m["budget_curve"] = curve_record(scores, 20, "validation") | {"split": "<b>validation</b>"}
+    path.write_text(json.dumps(m))
+    page = write_report(result.run_dir).read_text()
+    assert "accuracy vs share of FLOPs" in page and "its budget AUC on &lt;b&gt;validation" in page
+    assert "<b>validation</b>" not in page  # every value from the run folder is escaped
+    assert "<td class=num>50.0%</td><td class=num>0.7500</td>" in page
+    for key, bad in (("scores", ["x", 0.5]), ("flops", [10]), ("auc", "high"), ("budgets", None)):
+        path.write_text(json.dumps(m | {"budget_curve": m["budget_curve"] | {key: bad}}))
+        with hybrid.lineage.open(result.run_dir) as lin:
+            assert _budget_curve(lin) is None, key  # no section rather than a broken page
 
 
 # ------------------------------------------------------------- end to end
