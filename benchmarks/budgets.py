@@ -323,6 +323,11 @@ def export_timing(genome: Genome, gate: str, repeats: int) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------- main
+def _over(hybrid_seed: dict[str, Any], share: float) -> bool:
+    """True if the champion's level at ``share`` is above ``share`` x its full FLOPs (below its min budget)."""
+    return hybrid_seed["flops"][f"{share:g}"] > share * hybrid_seed["full_flops"] * (1 + 1e-9)
+
+
 def _pct(x: float) -> str:
     return "n/a" if x != x else f"{100 * x:.1f}"
 
@@ -382,6 +387,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "notes": notes,
         "seeds": per_seed,
         "export_timing": timing,
+        "machine_end": machine_line(torch.get_num_threads()),  # the load average after the run
     }
 
 
@@ -393,15 +399,24 @@ def table(doc: dict[str, Any]) -> str:
         "| slimmable test % | gap (slimmable - hybrid) |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    over_any = []
     for k, s in enumerate(SHARES):
         h = median([d["hybrid"]["test"][f"{s:g}"] for d in seeds])
         hf = median([d["hybrid"]["flops"][f"{s:g}"] for d in seeds])
+        over = sum(_over(d["hybrid"], s) for d in seeds)
+        over_any.append(over)
         f = median([d["fixed"]["test"][k] for d in seeds])
         ff = median([d["fixed"]["flops"][k] for d in seeds])
         sl = median([d["slimmable"]["test"][k] for d in seeds])
-        rows.append(f"| {s:.2f} | {hf:,.0f} | {_pct(h)} | {ff:,.0f} | {_pct(f)} | {_gap(f, h)} | {_pct(sl)} "
+        mark = f" ({over}/{len(seeds)} over)" if over else ""
+        rows.append(f"| {s:.2f} | {hf:,.0f} | {_pct(h)}{mark} | {ff:,.0f} | {_pct(f)} | {_gap(f, h)} | {_pct(sl)} "
                     f"| {_gap(sl, h)} |")  # fmt: skip
     lines = ["\n".join(rows), ""]
+    if any(over_any):
+        mins = ", ".join(f"{min(d['hybrid']['flops'].values()) / d['hybrid']['full_flops']:.2f}" for d in seeds)
+        lines.append(f"- (k/n over): in k of n seeds the champion's smallest sub-network is above this budget (its "
+                     f"smallest FLOPs share per seed: {mins}): the row shows that smallest level's accuracy and FLOPs, "
+                     "and budget_auc counted the budget as 0")  # fmt: skip
     for arm in ("hybrid", "slimmable"):
         ok = [d["monotone"][arm][0] for d in seeds]
         total = seeds[0]["monotone"][arm][1]
@@ -424,7 +439,9 @@ def table(doc: dict[str, Any]) -> str:
     else:
         lines.append(f"- export timing: {t.get('note', 'n/a')}")
     lines += [f"- note: {n}" for n in doc["notes"]]
-    lines.append(f"- {len(seeds)} seed(s); {doc['machine']}")
+    lines.append(f"- {len(seeds)} seed(s); at the start: {doc['machine']}")
+    if "machine_end" in doc:
+        lines.append(f"- at the end: {doc['machine_end']}")
     return "\n".join(lines)
 
 
@@ -464,7 +481,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=None, help="JSON of every figure (default benchmarks/budgets.json; "
                    "quick: a temporary folder); the plot goes next to it (.png)")  # fmt: skip
     p.add_argument("--runs-dir", type=Path, default=None, help="where searches write (default: a temp folder)")
+    p.add_argument("--from-json", type=Path, default=None, metavar="JSON",
+                   help="print the table and redraw the plot of an earlier --out file (runs nothing)")  # fmt: skip
     args = p.parse_args(argv)
+    if args.from_json is not None:
+        doc = json.loads(args.from_json.read_text())
+        print(table(doc))
+        plot(doc, args.from_json.with_suffix(".png"))
+        print(f"wrote {args.from_json.with_suffix('.png')}")
+        return
     if args.seeds is None:
         args.seeds = [0, 1] if args.quick else [0, 1, 2, 3, 4]
     out = args.out or (
