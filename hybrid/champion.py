@@ -3,23 +3,48 @@
 The champion is the best genome of any generation by validation metric, ties going
 to the smaller network (active parameters). It is scored on the held-out test split
 exactly once, when the search stops, and written to ``best/``.
+
+With ``selection.champion_objective = "budget_auc"`` (issue 17: one trained network,
+many budgets) the short list is scored once more at each of ``selection.budgets``
+(:func:`budget_curves`, the population engine with budget masks): the champion rule
+then reads each entry's *budget AUC*, the mean of its metric over those budgets, and
+the chosen one's curve (budgets, FLOPs, scores) is written to ``best/metrics.json`` as
+``budget_curve``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genomes import Genome, from_dict, to_dict
 
 from .backends import evaluate_members
+from .errors import ConfigError
 from .metrics import METRICS, Metrics, metric_for_loss, metric_value
 from .rundir import RunDir
 from .tasks import Task
 from .train import TrainConfig
 
-__all__ = ["SearchResult", "ShortlistEntry", "champion_record", "is_better", "score_champion"]
+if TYPE_CHECKING:
+    from .budgets import BudgetScores
+    from .config import Config
+    from .config._sections import SelectionConfig
+    from .state import Champion
+
+__all__ = [
+    "BudgetCurves",
+    "SearchResult",
+    "ShortlistEntry",
+    "budget_curves",
+    "champion_record",
+    "check_budget_objective",
+    "curve_record",
+    "is_better",
+    "score_champion",
+]
 
 
 @dataclass(frozen=True)
@@ -35,6 +60,7 @@ class ShortlistEntry:
     val_fitness: float
     selection_fitness: float | None
     active_params: int
+    budget_auc: float | None = None  # under champion_objective "budget_auc" (NaN: not finite)
 
 
 @dataclass(frozen=True)
@@ -58,6 +84,103 @@ class SearchResult:
     selected_by: str = "best"
     final_steps: int = 0
     selection_metric: float | None = None
+    budget_auc: float | None = None
+
+
+@dataclass(frozen=True)
+class BudgetCurves:
+    """Every short-list entry's metric at each budget, on the split the champion rule reads.
+
+    Attributes:
+        split: "selection" (the task has a selection split) or "validation".
+        curves: each entry's :class:`hybrid.budgets.BudgetScores` by genome id.
+    """
+
+    split: str
+    curves: Mapping[int, BudgetScores]
+
+    @property
+    def auc(self) -> dict[int, float]:
+        """Each entry's budget AUC by id (what :func:`hybrid.shortlist.choose` reads)."""
+        return {i: float(c.auc) for i, c in self.curves.items()}
+
+
+def check_budget_objective(config: Config, task: Task, where: str) -> None:
+    """Refuse ``selection.champion_objective = "budget_auc"`` where it means nothing: one line.
+
+    Raises:
+        ConfigError: a sequence task (budgets are for feed-forward networks), or a
+            lower-is-better metric (a budget below the smallest network scores 0, the
+            worst only for a higher-is-better metric).
+    """
+    objective = config.selection.champion_objective
+    if objective != "budget_auc":
+        return
+    if task.sequence:
+        raise ConfigError(
+            f"{where}: selection.champion_objective: expected 'metric' for the sequence task {task.name!r} "
+            f"(budgets are for feed-forward networks), got {objective!r}"
+        )
+    kw = config.train_kwargs()
+    name = metric_for_loss(kw["metric"], kw["loss"])
+    if not METRICS[name].greater_is_better:
+        raise ConfigError(
+            f"{where}: selection.champion_objective: expected 'metric' with task.metric = {name!r} "
+            f"(budget_auc averages a higher-is-better metric such as accuracy or r2), got {objective!r}"
+        )
+
+
+def budget_curves(
+    entries: Sequence[Champion],
+    task: Task,
+    config: TrainConfig,
+    selection: SelectionConfig,
+    *,
+    device: str | None = None,
+    threads: int | None = None,
+) -> BudgetCurves | None:
+    """Score every entry at each of ``selection.budgets``; None unless the objective is "budget_auc".
+
+    The split is the one the champion rule reads: the selection split if the task has
+    one, else validation. One population-engine pass per budget
+    (:func:`hybrid.budgets.budget_scores`).
+
+    Raises:
+        ConfigError: a sequence task (a run that bypassed the start-up check,
+            :func:`check_budget_objective`).
+    """
+    if selection.champion_objective != "budget_auc":
+        return None
+    if task.sequence:
+        raise ConfigError(
+            f"task {task.name!r}: selection.champion_objective: expected 'metric' for a sequence task "
+            "(budgets are for feed-forward networks), got 'budget_auc'"
+        )
+    from .budgets import budget_scores
+
+    split = "selection" if task.X_sel is not None else "validation"
+    X, y = (task.X_sel, task.y_sel) if task.X_sel is not None else (task.X_val, task.y_val)
+    genomes = [c.genome for c in entries]
+    scored = budget_scores(genomes, X, y, config, tuple(selection.budgets), device=device, threads=threads)
+    return BudgetCurves(split=split, curves={c.id: s for c, s in zip(entries, scored, strict=True)})
+
+
+def curve_record(curve: BudgetScores, full_flops: int, split: str) -> dict[str, Any]:
+    """Return a budget curve as ``best/metrics.json`` holds it (``budget_curve``).
+
+    ``flops`` are FLOPs per sample at each budget; ``share`` is each one over
+    ``full_flops`` (the full network's); ``scores`` the metric's real values.
+    """
+    flops = [int(f) for f in curve.flops]
+    return {
+        "split": split,
+        "budgets": [float(b) for b in curve.budgets],
+        "flops": flops,
+        "share": [f / full_flops if full_flops > 0 else 1.0 for f in flops],
+        "scores": [float(v) for v in curve.scores],
+        "auc": float(curve.auc),
+        "full_flops": int(full_flops),
+    }
 
 
 def is_better(metric: float, size: int, champion: dict[str, Any] | None) -> bool:
@@ -96,6 +219,8 @@ def score_champion(
     final_steps: int = 0,
     genome: Genome | None = None,
     shortlist: list[ShortlistEntry] | None = None,
+    budget_curve: BudgetScores | None = None,
+    budget_split: str = "validation",
 ) -> SearchResult:
     """Score the champion on the test split; write ``best/genome.json`` and ``best/metrics.json``.
 
@@ -117,6 +242,11 @@ def score_champion(
         shortlist: the entries the champion was chosen from, written to
             ``metrics.json`` with their real validation and selection metrics; the
             chosen one's selection metric is ``selection_metric``.
+        budget_curve: the chosen genome's scores at each budget (champion objective
+            "budget_auc"), written to ``metrics.json`` as ``budget_curve`` (with
+            ``champion_objective``); the curve of the genome as chosen, before any
+            final fit. None: neither key is written.
+        budget_split: the split ``budget_curve`` was scored on.
     """
     genome = from_dict(champion["genome"]) if genome is None else genome
     if task.sequence:  # a recurrent engine over the held-out sequences (zero initial state)
@@ -151,6 +281,11 @@ def score_champion(
     }
     if epsilon is not None:
         metrics["epsilon"] = epsilon
+    budget_auc = None
+    if budget_curve is not None:
+        metrics["champion_objective"] = "budget_auc"
+        metrics["budget_curve"] = curve_record(budget_curve, int(champion["flops"]), budget_split)
+        budget_auc = metrics["budget_curve"]["auc"]
     selection_metric = None
     if shortlist:
         metrics["shortlist"] = [_entry(name, e) for e in shortlist]
@@ -174,16 +309,20 @@ def score_champion(
         selected_by=selected_by,
         final_steps=final_steps,
         selection_metric=selection_metric,
+        budget_auc=budget_auc,
     )
 
 
 def _entry(name: str, e: ShortlistEntry) -> dict[str, Any]:
     """One short-list entry as ``metrics.json`` holds it: real metric values (NaN: None)."""
     sel = e.selection_fitness
-    return {
+    out = {
         "id": e.id,
         "generation": e.generation,
         "val_metric": metric_value(name, e.val_fitness),
         "selection_metric": None if sel is None or sel != sel else metric_value(name, sel),
         "active_parameters": e.active_params,
     }
+    if e.budget_auc is not None:
+        out["budget_auc"] = None if e.budget_auc != e.budget_auc else float(e.budget_auc)
+    return out

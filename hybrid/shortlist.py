@@ -17,6 +17,12 @@ champion rule to the entries' scores on that split instead: data the search neve
 ranked a genome on, so the winner of ~1,000 validation scores is not believed on the
 strength of the very score it won with.
 
+With ``selection.champion_objective = "budget_auc"`` (issue 17) the rule reads each
+entry's *budget AUC* instead: the mean of its metric at each of ``selection.budgets``
+(:func:`hybrid.champion.budget_curves`, on the selection split if there is one, else
+validation), so the champion is the entry that stays good when its cost is dialled
+down, not only the best at full cost.
+
 The functions are pure: the front is a function of the state, so a resumed run
 keeps the same front as the uninterrupted one.
 """
@@ -24,7 +30,7 @@ keeps the same front as the uninterrupted one.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from .state import Champion
 
@@ -92,6 +98,7 @@ def choose(
     rule: str,
     epsilon: float,
     selection: Mapping[int, float] | None = None,
+    auc: Mapping[int, float] | None = None,
 ) -> Champion:
     """Return the champion ``rule`` picks from the short list.
 
@@ -104,6 +111,12 @@ def choose(
             better). When given, the rule reads these scores, and ties on them go to
             the higher validation fitness; entries without a finite selection
             score are left out (unless none has one: then validation decides).
+        auc: each entry's budget AUC by id (``selection.champion_objective =
+            "budget_auc"``: the mean of its metric over the budgets; higher is
+            better). When given, the rule reads these instead, ties going to the
+            higher selection score, then the higher validation fitness; entries
+            without a finite AUC are left out (unless none has one: then the
+            scores above decide).
 
     Raises:
         ValueError: ``front`` is empty, ``rule`` is unknown or ``epsilon`` negative.
@@ -111,14 +124,35 @@ def choose(
     entries = list(front)
     if rule not in ("best", "smallest_within"):
         raise ValueError(f"rule should be 'best' or 'smallest_within', got {rule!r}")
+    if auc is not None:
+        ranked = [c for c in entries if math.isfinite(auc.get(c.id, math.nan))]
+        if ranked:
+            sel = {} if selection is None else selection
+
+            def second(c: Champion) -> float:
+                s = sel.get(c.id, math.nan)
+                return s if math.isfinite(s) else -math.inf
+
+            return _pick(ranked, rule, epsilon, lambda c: auc[c.id], lambda c: (-second(c), -c.metric))
     scored = [c for c in entries if selection is not None and math.isfinite(selection.get(c.id, math.nan))]
     if not scored:
         return choose_within(entries, epsilon if rule == "smallest_within" else 0.0)
     assert selection is not None
-    top = max(selection[c.id] for c in scored)
+    return _pick(scored, rule, epsilon, lambda c: selection[c.id], lambda c: (-c.metric,))
+
+
+def _pick(
+    entries: list[Champion],
+    rule: str,
+    epsilon: float,
+    score: Callable[[Champion], float],
+    ties: Callable[[Champion], tuple[float, ...]],
+) -> Champion:
+    """Apply ``rule`` to ``score`` (higher is better); ``ties`` orders equal scores (lowest first)."""
     if rule == "best":
-        return min(scored, key=lambda c: (-selection[c.id], -c.metric, c.active_params, c.id))
+        return min(entries, key=lambda c: (-score(c), *ties(c), c.active_params, c.id))
     if epsilon < 0:
         raise ValueError(f"epsilon should be >= 0, got {epsilon}")
-    within = [c for c in scored if selection[c.id] >= top - epsilon - 1e-12]
-    return min(within, key=lambda c: (c.active_params, -selection[c.id], -c.metric, c.id))
+    top = max(score(c) for c in entries)
+    within = [c for c in entries if score(c) >= top - epsilon - 1e-12]
+    return min(within, key=lambda c: (c.active_params, -score(c), *ties(c), c.id))

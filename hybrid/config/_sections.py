@@ -316,7 +316,7 @@ class SpeciationConfig(Section):
 
 
 class SelectionConfig(Section):
-    """``[selection]``: how parents are chosen."""
+    """``[selection]``: how parents are chosen, and the final champion."""
 
     method: Literal["tournament", "nsga2"] = Field(
         "tournament",
@@ -335,6 +335,32 @@ class SelectionConfig(Section):
         description="smallest_within's slack, in metric units: 0.005 is one validation sample in 200, about "
         "the noise of a 200-sample split's accuracy; at most 1 (an accuracy's whole range)",
     )
+    champion_objective: Literal["metric", "budget_auc"] = Field(
+        "metric",
+        description="what the champion rule reads: metric = the task metric at full cost; budget_auc = the mean "
+        "of the task metric at each of selection.budgets (the area under the accuracy-vs-budget curve; "
+        "feed-forward tasks with a higher-is-better metric; train with training.budgets = 'sandwich')",
+    )
+    budgets: Annotated[tuple[float, ...], BeforeValidator(as_tuple)] = Field(
+        (0.25, 0.5, 0.75, 1.0),
+        description="the budgets (shares of the full network's FLOPs) budget_auc scores each candidate at: "
+        "strictly increasing, each in (0, 1]",
+    )
+
+    @field_validator("budgets", mode="before")
+    @classmethod
+    def _budgets(cls, v: object) -> object:
+        v = as_tuple(v)
+        if not isinstance(v, tuple):
+            raise ValueError("expected a list of budgets in (0, 1], such as [0.25, 0.5, 0.75, 1.0]")
+        if not v:
+            raise ValueError("expected at least one budget")
+        for b in v:
+            if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0.0 < b <= 1.0:  # NaN fails too
+                raise ValueError(f"expected every budget to be a number in (0, 1], got {b!r}")
+        if any(a >= b for a, b in zip(v[:-1], v[1:], strict=False)):
+            raise ValueError("expected strictly increasing budgets")
+        return tuple(float(b) for b in v)
 
 
 class MutationSection(Section):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -81,7 +82,11 @@ def _lineage_table(steps: list[Step], metric: str, sign: float = 1.0) -> str:
 
 
 def _facts(
-    lin: Lineage, gens: list[GenerationRecord], best: GenomeRecord, finished: BestMetrics | None
+    lin: Lineage,
+    gens: list[GenerationRecord],
+    best: GenomeRecord,
+    finished: BestMetrics | None,
+    curve: dict[str, Any] | None = None,
 ) -> str:
     try:
         planned = lin.run.load_config().evolution.generations
@@ -109,6 +114,8 @@ def _facts(
         champ += f"; test {_e(finished.metric)} {test}"
         if finished.shortlist:
             how = "its score on the selection split" if finished.selection_metric is not None else "validation"
+            if curve is not None:
+                how = f"its budget AUC on {_e(curve.get('split', 'validation'))} (see below)"
             champ += (f"<br>chosen by {_e(finished.selected_by)} from a short list of {len(finished.shortlist)} "
                       f"genomes (the run's Pareto front) on {how}")
     parts.append(champ)
@@ -118,6 +125,49 @@ def _facts(
 def _shortlist(finished: BestMetrics | None) -> list[int]:
     """Ids of the short list the champion was chosen from (empty for older or unfinished runs)."""
     return [] if finished is None else [e.id for e in finished.shortlist]
+
+
+def _budget_curve(lin: Lineage) -> dict[str, Any] | None:
+    """The champion's ``budget_curve`` from ``best/metrics.json`` (champion objective "budget_auc"), or None."""
+    path = lin.run.best_metrics_path
+    try:
+        curve = json.loads(path.read_text()).get("budget_curve") if path.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(curve, dict):
+        return None
+
+    def numbers(key: str, none_ok: bool = False) -> bool:
+        v = curve.get(key)
+        return isinstance(v, list) and all(
+            (x is None and none_ok) or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in v
+        )
+
+    keys = ("budgets", "flops", "share", "scores")
+    ok = all(numbers(k, k == "scores") for k in keys) and len({len(curve[k]) for k in keys}) == 1
+    auc = curve.get("auc")
+    ok = ok and (auc is None or (isinstance(auc, (int, float)) and not isinstance(auc, bool)))
+    return curve if ok else None  # a malformed (handed-over) file: no section rather than a broken page
+
+
+def _budget_section(curve: dict[str, Any], metric: str, gid: int) -> list[str]:
+    """The report's budget section: the champion's metric vs its share of FLOPs, and the figures."""
+    rows = "".join(
+        f"<tr><td class=num>{_e(b)}</td><td class=num>{_e(f)}</td><td class=num>{_e(f'{s:.1%}')}</td>"
+        f"<td class=num>{'n/a' if v is None else _e(f'{v:.4f}')}</td></tr>"
+        for b, f, s, v in zip(curve.get("budgets", []), curve.get("flops", []), curve.get("share", []),
+                              curve.get("scores", []), strict=False)  # fmt: skip
+        if isinstance(s, (int, float))
+    )
+    head = f"<tr><th>budget</th><th>FLOPs/sample</th><th>share of FLOPs</th><th>{_e(metric)}</th></tr>"
+    return [
+        "<h2>One network, many budgets</h2>",
+        f"<p class=note>The champion (genome {_e(gid)}) was chosen on the mean of its {_e(curve.get('split', 'validation'))} "
+        f"{_e(metric)} over these budgets (budget AUC), each budget the largest sub-network within that share "
+        "of the full network's FLOPs.</p><div class=grid>",
+        f"<figure>{_img(plots.budget_plot(curve, metric), f'{metric} vs share of FLOPs')}</figure>",
+        f"<figure><table>{head}{rows}</table></figure></div>",
+    ]
 
 
 def _champion_png(lin: Lineage, gid: int) -> bytes:
@@ -147,10 +197,11 @@ def build_report(lin: Lineage) -> str:
     folded = ancestry(lin, best.id)
     every = ancestry(lin, best.id, fold=False)
     n_folded = sum(s.elites for s in folded)
+    curve = _budget_curve(lin) if finished is not None else None
     name = html.escape(lin.run.path.name)
     body = [
         f"<h1>hybrid run: {name}</h1>",
-        _facts(lin, gens, best, finished),
+        _facts(lin, gens, best, finished, curve),
         "<h2>Fitness and size</h2><div class=grid>",
         f"<figure>{_img(plots.fitness_plot(gens, metric, sign), 'fitness per generation')}</figure>",
         f"<figure>{_img(plots.size_plot(gens, records), 'size per generation')}</figure></div>",
@@ -168,6 +219,8 @@ def build_report(lin: Lineage) -> str:
         "<h2>The champion</h2>",
         _img(_champion_png(lin, best.id), f"genome {best.id}"),  # _img escapes the alt text
     ]
+    if curve is not None and finished is not None:
+        body.extend(_budget_section(curve, metric, finished.genome_id))
     return (
         f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>hybrid run {name}</title>"
         f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n"

@@ -13,7 +13,15 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from ..lineage import GenerationRecord, GenomeRecord, Step
 
-__all__ = ["fitness_plot", "lineage_plot", "pareto_front", "pareto_plot", "size_plot", "species_plot"]
+__all__ = [
+    "budget_plot",
+    "fitness_plot",
+    "lineage_plot",
+    "pareto_front",
+    "pareto_plot",
+    "size_plot",
+    "species_plot",
+]
 
 _SIZE = (7.5, 3.6)
 
@@ -174,4 +182,35 @@ def lineage_plot(steps: Sequence[Step], metric: str, sign: float = 1.0) -> bytes
             ax.axvline(s.record.generation, color="gray", alpha=0.25, lw=4)
     ax.set_title("champion's ancestry (grey bars: generations where the structure changed)")
     ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def budget_plot(curve: dict[str, Any], metric: str) -> bytes:
+    """Plot the champion's metric against its share of the full network's FLOPs, one point per budget.
+
+    ``curve`` is ``best/metrics.json``'s ``budget_curve`` (``share``, ``scores``,
+    ``budgets``, ``auc``, ``split``); each point is labelled with its budget.
+    """
+    fig = Figure(figsize=_SIZE)
+    ax = fig.add_subplot()
+    share = np.array(curve.get("share", []), dtype=float)
+    scores = np.array([np.nan if v is None else v for v in curve.get("scores", [])], dtype=float)
+    budgets = list(curve.get("budgets", []))
+    auc = curve.get("auc")
+    ax.plot(share, scores, "o-", color="tab:blue", ms=5, label=f"champion (AUC {float('nan') if auc is None else auc:.4f})")
+    ax.plot([0, 1], [0, 1], alpha=0)  # keep the whole (0, 1] share axis in view
+    for x, y, b in zip(share, scores, budgets, strict=False):
+        if np.isfinite(y):
+            ax.annotate(f"{b:g}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7, color="#555")
+    ax.set_xlim(0, 1.05)
+    finite = scores[np.isfinite(scores)]
+    if finite.size:
+        lo, hi = float(finite.min()), float(finite.max())
+        pad = max(0.02, 0.1 * (hi - lo))
+        ax.set_ylim(lo - pad, hi + pad)
+    ax.set_xlabel("share of the full network's FLOPs")
+    ax.set_ylabel(f"{curve.get('split', 'validation')} {metric}")
+    ax.set_title(f"{metric} vs share of FLOPs (budget labels: the budget asked for)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
     return _png(fig)

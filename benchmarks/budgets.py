@@ -1,0 +1,509 @@
+"""One trained network, many budgets (issue 17): hybrid vs fixed and slimmable MLPs on digits.
+
+On hybrid's own seeded train/validation/test split of digits (sklearn ``load_digits``),
+for each seed, with torch threads set to 1:
+
+1. **hybrid**: a search from ``configs/digits.toml`` with a generation cap instead of
+   the time budget, ``[training] budgets = "sandwich"`` and ``[selection]
+   champion_objective = "budget_auc"``; its champion's test accuracy at every budget
+   (``hybrid.budgets.budget_scores`` on the test split: one budgeted pass per budget),
+   its FLOPs there, and the search's training member-steps (every trained member x
+   ``training.steps``, from the lineage). A tree without those keys runs without them
+   (said in the output); without ``hybrid.budgets`` the budgets are scored by closing
+   the removed neurons' gates (the same sub-networks, ``genomes.budgets``).
+2. **fixed MLPs**: one hidden layer, plain torch, trained *separately* for each share
+   of 25/50/75/100% of the hybrid champion's full FLOPs (width ``h`` with
+   ``2 (64 h + 10 h)`` closest to the target), the config's activation, AdamW with its
+   lr, weight decay and batch size, :data:`MLP_STEPS` steps each
+   (:func:`quality.train_mlps`).
+3. **slimmable MLP**: one hidden layer as wide as the 100% fixed MLP; prefix widths;
+   each step the sandwich rule (the full width, the 25% width and 2 random widths
+   between), the smaller widths distilled in place from the full width's detached
+   predictions (soft cross-entropy); the same steps, lr, batch size.
+
+Prints one table (medians over seeds): budget share, FLOPs, hybrid test %, fixed MLP
+test %, gap (fixed - hybrid), slimmable test %, gap (slimmable - hybrid); the
+monotonicity count over a finer grid (budget pairs whose test accuracy does not fall
+as the budget grows / all pairs, budgets 0.10..1.00 by 0.05); each arm's total
+training steps; and the export timing (the python export's forward at budget 0.25 vs
+1.0 on a batch of 1,024, threads 1, median of repeats). Writes every per-seed figure to
+``--out`` (JSON) and the plot next to it (``.png``).
+
+    PYTHONPATH=. python benchmarks/budgets.py --quick          # a couple of minutes
+    PYTHONPATH=. python benchmarks/budgets.py                  # 5 seeds
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from quality import machine_line, median, train_mlps
+from torch import nn
+
+import hybrid.lineage
+from genomes import Genome
+from genomes.budgets import budget_chain
+from hybrid.config import Config, load_config
+from hybrid.errors import ConfigError
+from hybrid.search import Search
+from hybrid.tasks import Task, load_task
+from hybrid.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "configs" / "digits.toml"
+#: The budgets of the table, and the finer grid of the monotonicity count.
+SHARES = (0.25, 0.5, 0.75, 1.0)
+GRID = tuple(round(0.1 + 0.05 * k, 2) for k in range(19))
+#: Steps of each fixed MLP and of the slimmable MLP (full mode; quick: QUICK_MLP_STEPS).
+MLP_STEPS = 2000
+QUICK_MLP_STEPS = 500
+#: The hybrid search's generation cap (full mode; quick: QUICK_GENERATIONS, smaller population).
+GENERATIONS = 30
+QUICK_GENERATIONS = 4
+QUICK_POPULATION = 12
+#: The sandwich rule's random widths per step (besides the largest and the smallest).
+SLIM_SAMPLES = 2
+N_IN, N_OUT = 64, 10
+
+
+def mlp_flops(h: int) -> int:
+    """FLOPs per sample of a 64-h-10 MLP: 2 per multiply-add of its weights (as hybrid counts)."""
+    return 2 * (N_IN * h + h * N_OUT)
+
+
+def width_for(target: float) -> int:
+    """The hidden width whose FLOPs are closest to ``target`` (at least 1)."""
+    return max(1, int(round(target / mlp_flops(1))))
+
+
+def width_within(target: float) -> int:
+    """The widest hidden layer whose FLOPs are at most ``target`` (at least 1: the smallest level)."""
+    return max(1, int(math.floor(target / mlp_flops(1) + 1e-9)))
+
+
+def monotone_pairs(scores: list[float]) -> tuple[int, int]:
+    """Return (pairs i < j with scores[j] >= scores[i], all pairs)."""
+    n = len(scores)
+    ok = sum(scores[j] >= scores[i] - 1e-12 for i in range(n) for j in range(i + 1, n))
+    return ok, n * (n - 1) // 2
+
+
+# ------------------------------------------------------------------- hybrid
+@dataclass
+class HybridSeed:
+    """One hybrid search's champion, scored on the test split at every budget."""
+
+    full_flops: int
+    flops: dict[str, int]  # budget -> FLOPs of the selected level
+    test: dict[str, float]  # budget -> test accuracy
+    member_steps: int
+    passes_per_step: int  # forward-backward passes per member-step (sandwich: 2 + budget_samples)
+    generations: int
+    wall_s: float
+    objective: str  # the champion objective the run recorded
+    sandwich: bool
+    scored_by: str  # "budget_scores" or "closed gates"
+
+
+def _config(
+    seed: int, runs_dir: Path, generations: int, quick: bool, notes: list[str], sandwich: bool = True
+) -> Config:
+    """digits.toml with a generation cap, sandwich training and the budget-AUC champion (where known)."""
+    base = {
+        "run.seed": seed,
+        "run.runs_dir": str(runs_dir),
+        "run.name": f"budgets-s{seed}",
+        "run.threads": 1,
+        "run.device": "cpu",
+        "evolution.generations": generations,
+        "evolution.time_budget_s": 1e9,  # the cap decides, not the clock
+        **({"evolution.population": QUICK_POPULATION} if quick else {}),
+    }
+    wanted = {"training.budgets": "sandwich" if sandwich else "off", "selection.champion_objective": "budget_auc"}
+    for key, value in list(wanted.items()):
+        try:
+            load_config(CONFIG, {**base, key: value})
+        except ConfigError as exc:
+            note = f"{key} = {value!r} is not known to this tree ({str(exc).split(': ', 1)[-1]}): run without it"
+            if note not in notes:
+                notes.append(note)
+            del wanted[key]
+    return load_config(CONFIG, {**base, **wanted})
+
+
+def _closed_copy(genome: Genome, masks: dict[int, np.ndarray]) -> Genome:
+    """A copy whose removed hidden neurons have exactly closed gates (the masked network)."""
+    g = genome.copy()
+    for n, keep in masks.items():
+        a = g.graph.nodes[n]
+        if a["role"] == "hidden" and not keep.all():
+            logits = np.array(a["gate"], dtype=np.float64, copy=True)
+            logits[~keep] = -1e4
+            a["gate"] = logits
+    return g
+
+
+def score_budgets(genome: Genome, X: np.ndarray, y: np.ndarray, tc: TrainConfig, budgets: tuple[float, ...]):
+    """Return (scores, flops, how) of ``genome`` at each budget on (X, y)."""
+    try:
+        from hybrid.budgets import budget_scores
+    except ImportError:
+        budget_scores = None
+    if budget_scores is not None:
+        (s,) = budget_scores([genome], X, y, tc, budgets, device="cpu", threads=1)
+        return [float(v) for v in s.scores], [int(f) for f in s.flops], "budget_scores"
+    from hybrid.backends import evaluate_members
+
+    chain = budget_chain(genome, tc.gate)
+    levels = [chain.select(b) for b in budgets]
+    evals = evaluate_members([_closed_copy(genome, lv.masks) for lv in levels], X, y, tc, device="cpu")
+    return [float(e.score) for e in evals], [lv.flops for lv in levels], "closed gates"
+
+
+def run_hybrid(
+    seed: int, runs_dir: Path, generations: int, quick: bool, notes: list[str], sandwich: bool = True
+) -> tuple[HybridSeed, Genome]:
+    """Run one search and score its champion on the test split at every budget; return it with the champion."""
+    config = _config(seed, runs_dir, generations, quick, notes, sandwich)
+    t0 = time.perf_counter()
+    result = Search.start(config, overwrite=True).run()
+    wall = time.perf_counter() - t0
+    task = load_task(config.task, seed)
+    tc = TrainConfig(**config.train_kwargs())
+    from hybrid.rundir import open_run_dir
+
+    run = open_run_dir(result.run_dir)
+    genome = run.read_best_genome()
+    metrics = json.loads(run.best_metrics_path.read_text())
+    with hybrid.lineage.open(result.run_dir) as lin:
+        trained = len(lin.records())
+    budgets = tuple(sorted(set(SHARES) | set(GRID)))
+    scores, flops, how = score_budgets(genome, task.X_test, task.y_test, tc, budgets)
+    sandwich = getattr(config.training, "budgets", "off") == "sandwich"
+    asked = getattr(config.selection, "champion_objective", "metric")
+    objective = metrics.get("champion_objective", "metric")
+    if asked != objective:
+        note = (f"selection.champion_objective = {asked!r} is configured but this tree's search chose by "
+                f"{objective!r} (hybrid/search.py does not call hybrid.champion.budget_curves)")  # fmt: skip
+        if note not in notes:
+            notes.append(note)
+    samples = int(getattr(config.training, "budget_samples", 2))
+    return HybridSeed(
+        full_flops=budget_chain(genome, tc.gate).full.flops,
+        flops={f"{b:g}": f for b, f in zip(budgets, flops, strict=True)},
+        test={f"{b:g}": s for b, s in zip(budgets, scores, strict=True)},
+        member_steps=trained * config.training.steps + metrics.get("final_steps", 0),
+        passes_per_step=2 + samples if sandwich else 1,
+        generations=result.generations,
+        wall_s=wall,
+        objective=objective,
+        sandwich=sandwich,
+        scored_by=how,
+    ), genome
+
+
+# --------------------------------------------------------------- slimmable
+class Slimmable(nn.Module):
+    """A 64-H-10 MLP whose forward runs the first ``w`` hidden neurons only (prefix widths)."""
+
+    def __init__(self, width: int, act: type[nn.Module]) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(N_IN, width)
+        self.out = nn.Linear(width, N_OUT)
+        self.act = act()
+
+    def forward(self, x: torch.Tensor, w: int) -> torch.Tensor:
+        h = self.act(nn.functional.linear(x, self.hidden.weight[:w], self.hidden.bias[:w]))
+        return nn.functional.linear(h, self.out.weight[:, :w], self.out.bias)
+
+
+def train_slimmable(task: Task, config: Config, width: int, smallest: int, steps: int, seed: int) -> Slimmable:
+    """Train a slimmable MLP with the sandwich rule and in-place distillation; return it.
+
+    Each step: the full width on the labels, then the smallest and ``SLIM_SAMPLES``
+    random widths in [smallest, width] on the full width's detached softmax (soft
+    cross-entropy); one AdamW step on the summed gradients.
+    """
+    from quality import _ACTIVATIONS
+
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = Slimmable(width, _ACTIVATIONS.get(config.genome.activation, nn.ReLU))
+    tr = config.training
+    opt = torch.optim.AdamW(
+        [
+            {"params": [net.hidden.weight, net.out.weight], "weight_decay": tr.weight_decay},
+            {"params": [net.hidden.bias, net.out.bias], "weight_decay": 0.0},
+        ],
+        lr=tr.lr,
+    )
+    X = torch.tensor(np.asarray(task.X_train, dtype=np.float32))
+    y = torch.tensor(np.asarray(task.y_train)).long()
+    n, bs = len(X), tr.batch_size
+    order, pos = torch.randperm(n, generator=gen), 0
+    for _ in range(steps):
+        if bs >= n:
+            xb, yb = X, y
+        else:
+            if pos + bs > n:
+                order, pos = torch.randperm(n, generator=gen), 0
+            idx = order[pos : pos + bs]
+            pos += bs
+            xb, yb = X[idx], y[idx]
+        opt.zero_grad(set_to_none=True)
+        full = net(xb, width)
+        nn.functional.cross_entropy(full, yb).backward()
+        soft = full.detach().softmax(1)
+        widths = [smallest] + [int(w) for w in rng.integers(smallest, width + 1, SLIM_SAMPLES)]
+        for w in widths:
+            out = net(xb, w)
+            (-(soft * out.log_softmax(1)).sum(1).mean()).backward()
+        opt.step()
+    return net
+
+
+def slim_scores(net: Slimmable, task: Task, widths: list[int]) -> list[float]:
+    """Test accuracy of ``net`` at each width."""
+    Xt = torch.tensor(np.asarray(task.X_test, dtype=np.float32))
+    with torch.no_grad():
+        return [float((net(Xt, w).argmax(1).numpy() == task.y_test).mean()) for w in widths]
+
+
+# ------------------------------------------------------------------- export
+def export_timing(genome: Genome, gate: str, repeats: int) -> dict[str, Any]:
+    """Median seconds per batch of 1,024 of the python export at budget 0.25 and 1.0 (threads 1)."""
+    from hybrid.export import to_module
+
+    x = torch.randn(1024, N_IN)
+    params = inspect.signature(to_module).parameters
+    fns: dict[str, Any] = {}
+    how = ""
+    if "budgets" in params:
+        module = to_module(genome, gate, budgets=[0.25, 1.0])
+        fns = {b: (lambda b=b: module(x, budget=float(b))) for b in ("0.25", "1")}
+        how = "to_module(genome, gate, budgets=[0.25, 1.0]); forward(x, budget=b)"
+    else:
+        try:
+            from genomes.budgets import sub_genome
+
+            mods = {b: to_module(sub_genome(genome, float(b), gate), gate) for b in ("0.25", "1")}
+            how = "to_module(sub_genome(genome, b, gate), gate) (this tree's export has no budgets=)"
+        except NotImplementedError:  # the sub-network as the export builds it: removed neurons' gates closed
+            chain = budget_chain(genome, gate)
+            mods = {b: to_module(_closed_copy(genome, chain.select(float(b)).masks), gate) for b in ("0.25", "1")}
+            how = ("to_module of the genome with the removed neurons' gates closed (this tree has neither "
+                   "export budgets= nor sub_genome; the export keeps only live neurons, so the same sub-network)")  # fmt: skip
+        fns = {b: (lambda m=m: m(x)) for b, m in mods.items()}
+    out: dict[str, Any] = {"how": how}
+    with torch.no_grad():
+        for b, f in fns.items():
+            for _ in range(10):
+                f()
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                f()
+                times.append(time.perf_counter() - t0)
+            out[b] = statistics.median(times)
+    out["speedup"] = out["1"] / out["0.25"]
+    return out
+
+
+# --------------------------------------------------------------------- main
+def _over(hybrid_seed: dict[str, Any], share: float) -> bool:
+    """True if the champion's level at ``share`` is above ``share`` x its full FLOPs (below its min budget)."""
+    return hybrid_seed["flops"][f"{share:g}"] > share * hybrid_seed["full_flops"] * (1 + 1e-9)
+
+
+def _pct(x: float) -> str:
+    return "n/a" if x != x else f"{100 * x:.1f}"
+
+
+def _gap(a: float, b: float) -> str:
+    return "n/a" if a != a or b != b else f"{100 * (a - b):+.1f}"
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    quick = args.quick
+    generations = args.generations or (QUICK_GENERATIONS if quick else GENERATIONS)
+    steps = args.mlp_steps or (QUICK_MLP_STEPS if quick else MLP_STEPS)
+    runs_dir = args.runs_dir or Path(tempfile.mkdtemp(prefix="hybrid-budgets-runs-"))
+    notes: list[str] = []
+    timing: dict[str, Any] = {"note": "no seed ran"}
+    per_seed: list[dict[str, Any]] = []
+    machine = machine_line(torch.get_num_threads())
+    print(machine, flush=True)
+    for seed in args.seeds:
+        t0 = time.perf_counter()
+        hy, champion = run_hybrid(seed, runs_dir, generations, quick, notes, args.sandwich)
+        config = _config(seed, runs_dir, generations, quick, notes, args.sandwich)
+        task = load_task(config.task, seed)
+        targets = [s * hy.full_flops for s in SHARES]
+        fixed_widths = [width_for(t) for t in targets]
+        fixed = [test for _, test in train_mlps(task, [(h,) for h in fixed_widths], steps, config, seed)]
+        top, low = fixed_widths[-1], fixed_widths[0]
+        slim = train_slimmable(task, config, top, low, steps, seed)
+        slim_table = slim_scores(slim, task, fixed_widths)
+        slim_grid = slim_scores(slim, task, [width_within(b * mlp_flops(top)) for b in GRID])
+        hy_grid = [hy.test[f"{b:g}"] for b in GRID]
+        per_seed.append({
+            "seed": seed,
+            "hybrid": asdict(hy),
+            "fixed": {"widths": fixed_widths, "flops": [mlp_flops(h) for h in fixed_widths], "test": fixed,
+                      "steps": steps * len(fixed_widths)},
+            "slimmable": {"width": top, "smallest": low, "widths": fixed_widths, "test": slim_table,
+                          "grid_test": slim_grid, "steps": steps, "passes_per_step": 2 + SLIM_SAMPLES},
+            "monotone": {"hybrid": monotone_pairs(hy_grid), "slimmable": monotone_pairs(slim_grid)},
+            "wall_s": time.perf_counter() - t0,
+        })  # fmt: skip
+        print(f"seed {seed}: hybrid {[_pct(hy.test[f'{s:g}']) for s in SHARES]} at {hy.full_flops} FLOPs "
+              f"({hy.generations} generations, {hy.wall_s:.0f} s, objective {hy.objective}, scored by "
+              f"{hy.scored_by}); fixed {[_pct(v) for v in fixed]}; slimmable {[_pct(v) for v in slim_table]}",
+              flush=True)  # fmt: skip
+        if seed == args.seeds[0]:
+            gate = TrainConfig(**config.train_kwargs()).gate
+            timing = export_timing(champion, gate, args.repeats)
+    return {
+        "command": " ".join(sys.argv),
+        "machine": machine,
+        "torch_threads": torch.get_num_threads(),
+        "quick": quick,
+        "generations": generations,
+        "mlp_steps": steps,
+        "notes": notes,
+        "seeds": per_seed,
+        "export_timing": timing,
+        "machine_end": machine_line(torch.get_num_threads()),  # the load average after the run
+    }
+
+
+def table(doc: dict[str, Any]) -> str:
+    """Return the markdown table and the lines under it (medians over seeds)."""
+    seeds = doc["seeds"]
+    rows = [
+        "| budget share | hybrid FLOPs | hybrid test % | fixed MLP FLOPs | fixed MLP test % | gap (fixed - hybrid) "
+        "| slimmable test % | gap (slimmable - hybrid) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    over_any = []
+    for k, s in enumerate(SHARES):
+        h = median([d["hybrid"]["test"][f"{s:g}"] for d in seeds])
+        hf = median([d["hybrid"]["flops"][f"{s:g}"] for d in seeds])
+        over = sum(_over(d["hybrid"], s) for d in seeds)
+        over_any.append(over)
+        f = median([d["fixed"]["test"][k] for d in seeds])
+        ff = median([d["fixed"]["flops"][k] for d in seeds])
+        sl = median([d["slimmable"]["test"][k] for d in seeds])
+        mark = f" ({over}/{len(seeds)} over)" if over else ""
+        rows.append(f"| {s:.2f} | {hf:,.0f} | {_pct(h)}{mark} | {ff:,.0f} | {_pct(f)} | {_gap(f, h)} | {_pct(sl)} "
+                    f"| {_gap(sl, h)} |")  # fmt: skip
+    lines = ["\n".join(rows), ""]
+    if any(over_any):
+        mins = ", ".join(f"{min(d['hybrid']['flops'].values()) / d['hybrid']['full_flops']:.2f}" for d in seeds)
+        lines.append(f"- (k/n over): in k of n seeds the champion's smallest sub-network is above this budget (its "
+                     f"smallest FLOPs share per seed: {mins}): the row shows that smallest level's accuracy and FLOPs, "
+                     "and budget_auc counted the budget as 0")  # fmt: skip
+    for arm in ("hybrid", "slimmable"):
+        ok = [d["monotone"][arm][0] for d in seeds]
+        total = seeds[0]["monotone"][arm][1]
+        lines.append(f"- monotone budget pairs, {arm} (budgets 0.10..1.00 by 0.05): median {median(ok):.0f} / {total} "
+                     f"(per seed: {', '.join(map(str, ok))})")  # fmt: skip
+    hs = median([d["hybrid"]["member_steps"] for d in seeds])
+    pp = seeds[0]["hybrid"]["passes_per_step"]
+    lines.append(f"- training steps: hybrid search {hs:,.0f} member-steps ({pp} forward-backward passes each); "
+                 f"fixed MLPs {seeds[0]['fixed']['steps']:,} steps (4 nets); slimmable {seeds[0]['slimmable']['steps']:,} "
+                 f"steps ({seeds[0]['slimmable']['passes_per_step']} passes each)")  # fmt: skip
+    hy0 = seeds[0]["hybrid"]
+    lines.append(f"- hybrid: {median([d['hybrid']['generations'] for d in seeds]):.0f} generations, champion objective "
+                 f"{hy0['objective']!r}, sandwich training {'on' if hy0['sandwich'] else 'off'}, budgets scored by "
+                 f"{hy0['scored_by']}; median search {median([d['hybrid']['wall_s'] for d in seeds]):.0f} s")  # fmt: skip
+    t = doc["export_timing"]
+    if "speedup" in t:
+        lines.append(f"- export (python, batch 1,024, threads 1, seed {seeds[0]['seed']}'s champion): budget 0.25 "
+                     f"{1e6 * t['0.25']:.0f} us, budget 1.0 {1e6 * t['1']:.0f} us per batch: {t['speedup']:.2f}x "
+                     f"({t['how']})")  # fmt: skip
+    else:
+        lines.append(f"- export timing: {t.get('note', 'n/a')}")
+    lines += [f"- note: {n}" for n in doc["notes"]]
+    lines.append(f"- {len(seeds)} seed(s); at the start: {doc['machine']}")
+    if "machine_end" in doc:
+        lines.append(f"- at the end: {doc['machine_end']}")
+    return "\n".join(lines)
+
+
+def plot(doc: dict[str, Any], path: Path) -> None:
+    """Test accuracy vs share of the hybrid champion's FLOPs: hybrid and slimmable on the grid, fixed MLPs."""
+    from matplotlib.figure import Figure
+
+    seeds = doc["seeds"]
+    fig = Figure(figsize=(7.5, 4.2))
+    ax = fig.add_subplot()
+    share = lambda d, key: np.array(key(d), dtype=float)  # noqa: E731
+    hg = np.median([[d["hybrid"]["test"][f"{b:g}"] for b in GRID] for d in seeds], axis=0)
+    hf = np.median([[d["hybrid"]["flops"][f"{b:g}"] / d["hybrid"]["full_flops"] for b in GRID] for d in seeds], axis=0)
+    ax.plot(hf, 100 * hg, "o-", ms=3, label="hybrid champion (one network)")
+    sg = np.median([d["slimmable"]["grid_test"] for d in seeds], axis=0)
+    ax.plot(GRID, 100 * sg, "s-", ms=3, label="slimmable MLP (one network)")
+    fs = np.median([share(d, lambda d: d["fixed"]["flops"]) / d["hybrid"]["full_flops"] for d in seeds], axis=0)
+    ft = np.median([d["fixed"]["test"] for d in seeds], axis=0)
+    ax.plot(fs, 100 * ft, "D", ms=6, color="black", label="fixed MLPs (one network each)")
+    ax.set_xlabel("share of the hybrid champion's full FLOPs")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"digits: accuracy vs cost (median of {len(seeds)} seed(s))")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="2 seeds, 4 generations of 12, 500 MLP steps")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2 3 4; quick 0 1)")
+    p.add_argument("--generations", type=int, default=None, help="the search's generation cap")
+    p.add_argument("--mlp-steps", type=int, default=None, help="steps of each fixed MLP and of the slimmable one")
+    p.add_argument("--no-sandwich", dest="sandwich", action="store_false",
+                   help="train the search's members at full budget only (training.budgets = 'off'): the ablation")  # fmt: skip
+    p.add_argument("--repeats", type=int, default=200, help="timed export forwards per budget")
+    p.add_argument("--out", type=Path, default=None, help="JSON of every figure (default benchmarks/budgets.json; "
+                   "quick: a temporary folder); the plot goes next to it (.png)")  # fmt: skip
+    p.add_argument("--runs-dir", type=Path, default=None, help="where searches write (default: a temp folder)")
+    p.add_argument("--from-json", type=Path, default=None, metavar="JSON",
+                   help="print the table and redraw the plot of an earlier --out file (runs nothing)")  # fmt: skip
+    args = p.parse_args(argv)
+    if args.from_json is not None:
+        doc = json.loads(args.from_json.read_text())
+        print(table(doc))
+        plot(doc, args.from_json.with_suffix(".png"))
+        print(f"wrote {args.from_json.with_suffix('.png')}")
+        return
+    if args.seeds is None:
+        args.seeds = [0, 1] if args.quick else [0, 1, 2, 3, 4]
+    out = args.out or (
+        Path(tempfile.mkdtemp(prefix="hybrid-budgets-")) / "budgets.json" if args.quick else ROOT / "benchmarks" / "budgets.json"
+    )
+    doc = run(args)
+    text = table(doc)
+    print(text)
+    doc["table"] = text
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    plot(doc, out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
