@@ -37,7 +37,13 @@ import torch
 from genomes import Genome
 
 from .backends import evaluate_members, open_cluster, train_one
-from .champion import SearchResult, ShortlistEntry, score_champion
+from .champion import (
+    SearchResult,
+    ShortlistEntry,
+    budget_curves,
+    check_budget_objective,
+    score_champion,
+)
 from .checkpoint import STATE_FILE, checkpoint_path, load_latest_checkpoint
 from .config import Config, resolve_device
 from .errors import DataError, NoChampionError, RunDirError
@@ -160,6 +166,7 @@ class Search:
         config.mutation_config()
         task = load_task(config.task, config.run.seed, accelerated=device.startswith("cuda"))
         check_sequence_config(config, task, f"run {config.run.name!r}")
+        check_budget_objective(config, task, f"run {config.run.name!r}")
         load_phases(config, task)  # every phase's data loads before the folder exists
         check_fit(load_modules(config), task, config)  # the module library's entries, hash-checked
         splits = [("the validation split", task.y_val), ("the test split", task.y_test)]
@@ -310,7 +317,10 @@ class Search:
         entries = tuple({c.id: c for c in (*self.state.shortlist, champion)}.values())
         best_val = max(c.metric for c in entries)
         scores = self._selection_scores(entries)
-        chosen = choose(entries, sel.champion, sel.epsilon, scores)
+        curves = budget_curves(
+            entries, self.task, self.train_config, sel, device=self.device, threads=self.config.run.threads
+        )
+        chosen = choose(entries, sel.champion, sel.epsilon, scores, None if curves is None else curves.auc)
         epsilon = sel.epsilon if sel.champion == "smallest_within" else None
         genome = self._final_fit(chosen) if steps > 0 else None
         return score_champion(
@@ -328,9 +338,18 @@ class Search:
             final_steps=steps,
             genome=genome,
             shortlist=[
-                ShortlistEntry(c.id, c.generation, c.metric, None if scores is None else scores[c.id], c.active_params)
+                ShortlistEntry(
+                    c.id,
+                    c.generation,
+                    c.metric,
+                    None if scores is None else scores[c.id],
+                    c.active_params,
+                    None if curves is None else curves.auc[c.id],
+                )
                 for c in entries
             ],
+            budget_curve=None if curves is None else curves.curves[chosen.id],
+            budget_split="validation" if curves is None else curves.split,
         )
 
     def _selection_scores(self, entries: Sequence[Champion]) -> dict[int, float] | None:

@@ -6,7 +6,6 @@ here: these tests check the choice and what is written, not the engine.
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import sys
@@ -37,7 +36,6 @@ from tests.hybrid.tiny import tiny_toml
 
 _GENOME = Genome.minimal(2, 2, np.random.default_rng(0), InnovationTracker(), hidden=[2])
 #: Search._finish scores the short list by budget (the hook the search module needs).
-_HOOKED = "budget_curves" in inspect.getsource(hybrid.search.Search._finish)
 
 
 def _c(i: int, metric: float, size: int) -> Champion:
@@ -178,7 +176,6 @@ def test_budget_curves_score_the_split_the_rule_reads_and_only_under_budget_auc(
 
 
 def test_with_the_engines_budget_scores_the_full_budget_scores_as_the_search_does(tmp_path: Path) -> None:
-    pytest.importorskip("hybrid.budgets", exc_type=ImportError)  # the engines' budgeted pass (issue 17)
     from hybrid.backends import evaluate_members
     from hybrid.train import TrainConfig
 
@@ -212,7 +209,6 @@ def test_the_report_shows_a_written_curve_and_skips_a_malformed_one(tmp_path: Pa
 
 
 # ------------------------------------------------------------- end to end
-@pytest.mark.skipif(not _HOOKED, reason="hybrid/search.py does not call budget_curves yet (see docs/_parts/search.md)")
 def test_a_budget_auc_search_picks_the_best_auc_and_writes_its_curve(tmp_path: Path, stub: list) -> None:
     cfg = _config(tmp_path, **{"selection.champion_objective": "budget_auc"})
     result = Search.start(cfg).run()
@@ -231,7 +227,6 @@ def test_a_budget_auc_search_picks_the_best_auc_and_writes_its_curve(tmp_path: P
     assert "accuracy vs share of FLOPs" in write_report(result.run_dir).read_text()
 
 
-@pytest.mark.skipif(not _HOOKED, reason="hybrid/search.py does not call budget_curves yet (see docs/_parts/search.md)")
 def test_the_default_objective_writes_no_curve_and_never_scores_by_budget(tmp_path: Path, stub: list) -> None:
     result = Search.start(_config(tmp_path)).run()
     m = json.loads((result.run_dir / "best" / "metrics.json").read_text())
