@@ -68,7 +68,21 @@ def budgeted(draw: Any, max_mutations: int = 10) -> tuple[Genome, str, np.random
     kind = draw(st.sampled_from(GATE_KINDS))
     grown = draw(grown_genomes(gate=kind, max_mutations=max_mutations))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    return with_random_orders(grown.genome, rng), kind, rng
+    genome = grown.genome
+    if draw(st.booleans()):  # a direct input -> output edge: the chain's step 0 (skip edges)
+        genome = with_direct_edge(genome, grown.tracker, rng)
+    return with_random_orders(genome, rng), kind, rng
+
+
+def with_direct_edge(genome: Genome, tracker: InnovationTracker, rng: np.random.Generator) -> Genome:
+    """Return a copy with an open, enabled input -> output edge (as evolved champions keep)."""
+    child = genome.copy()
+    g, i, o = child.graph, child.input_id, child.output_id
+    if g.has_edge(i, o):  # there already (enabled or not): leave it
+        return child
+    w = rng.normal(size=(g.nodes[o]["width"], g.nodes[i]["width"]))
+    g.add_edge(i, o, **edge_attrs(tracker.edge(i, o), w, 3.0))
+    return child.validate()
 
 
 def _x(genome: Genome, rng: np.random.Generator) -> np.ndarray:
@@ -106,7 +120,8 @@ def test_the_selected_level_fits_the_budget_unless_it_is_the_smallest(drawn, b):
     # only a node with a drop rank loses its last neuron to a removal
     ranked = set(drop_order(genome))
     for n in genome.hidden_nodes():
-        removed, live = sum(1 for m, _ in chain.removals if m == n), int(chain.full.masks[n].sum())
+        removed = sum(1 for k, m, _ in chain.removals if k == "neuron" and m == n)
+        live = int(chain.full.masks[n].sum())
         assert removed < live or (n in ranked and removed == live) or live == 0
 
 
@@ -122,7 +137,32 @@ def test_masks_cover_every_node_input_and_output_whole(drawn, b):
             assert masks[n].all()
 
 
-def test_a_chain_removes_neurons_in_order_then_drops_nodes():
+def test_a_direct_edge_goes_first_then_widths_shrink_in_order():
+    # the worked example: input (4) -> h (3) -> output (2) plus a direct input -> output edge
+    rng = np.random.default_rng(0)
+    g = Genome.minimal(4, 2, rng, InnovationTracker(), hidden=(3,))
+    h = g.hidden_nodes()[0]
+    g.graph.add_edge(0, 1, **edge_attrs(99, rng.normal(size=(2, 4)), 3.0))  # the linear path
+    g.graph.nodes[h]["order"] = np.array([2, 0, 1])
+    g.graph.nodes[h]["drop"] = 0  # ranked, but the only path left: never dropped
+    chain = budget_chain(g.validate())
+    # 0 -> h (12 products) would leave h unreached; 0 -> 1 (8) goes; h -> 1 (6) is the only path
+    assert chain.removals == (("edge", 0, 1), ("neuron", h, 1), ("neuron", h, 0))
+    assert [lv.flops for lv in chain.levels()] == [52, 36, 24, 12]
+    assert chain.level(1).edges_off == {(0, 1)} and chain.full.edges_off == frozenset()
+    assert (0, 1) not in chain.level(1).structure.edges
+    assert chain.select(0.25).flops <= 0.25 * 52 and chain.min_budget == pytest.approx(12 / 52)
+    sub = sub_genome(g, 0.9)
+    assert not sub.graph.has_edge(0, 1) and sub.graph.nodes[h]["width"] == 3
+    x = rng.normal(size=(5, 4))
+    for b in (1.0, 0.9, 0.5, 0.1):
+        np.testing.assert_allclose(
+            evaluate(g, x, budget=b), evaluate(sub_genome(g, b).validate(), x), rtol=0, atol=1e-12
+        )
+    assert not np.allclose(evaluate(g, x, budget=0.9), evaluate(g, x))  # the edge mattered
+
+
+def test_an_edge_drop_that_cuts_a_node_off_kills_it():
     rng = np.random.default_rng(0)
     g = Genome.minimal(2, 1, rng, InnovationTracker(), hidden=(4,))
     h = g.hidden_nodes()[0]
@@ -130,17 +170,28 @@ def test_a_chain_removes_neurons_in_order_then_drops_nodes():
     g.graph.nodes[h]["order"] = np.array([2, 0, 3, 1])
     g.graph.nodes[h]["drop"] = 0
     chain = budget_chain(g.validate())
-    assert chain.removals == ((h, 1), (h, 3), (h, 0), (h, 2))
-    # flops: 2 * (4*2 + 1*4 + 1*2) = 28, then 4 fewer per neuron, 4 at the end
-    assert [lv.flops for lv in chain.levels()] == [28, 22, 16, 10, 4]
-    assert chain.select(1.0).removed == 0 and chain.select(0.79).removed == 1
-    assert chain.select(0.5).masks[h].tolist() == [False, False, True, False]
-    assert chain.select(0.01).removed == 4 and chain.min_budget == pytest.approx(4 / 28)
-    sub = sub_genome(g, 0.5)
-    assert sub.graph.nodes[h]["width"] == 1 and "order" not in sub.graph.nodes[h]
-    assert sub.graph.nodes[h]["drop"] == 0
+    # h -> 1 (4 products) outweighs 0 -> 1 (2) and the direct edge still reaches the output
+    assert chain.removals == (("edge", h, 1),)
+    assert [lv.flops for lv in chain.levels()] == [28, 4]
+    assert not chain.level(1).masks[h].any()  # no longer live
     smallest = sub_genome(g, 0.1)
     assert smallest.hidden_nodes() == [] and list(smallest.graph.edges) == [(0, 1)]
+
+
+def test_without_a_skip_edge_a_chain_removes_neurons_in_order():
+    rng = np.random.default_rng(0)
+    g = Genome.minimal(2, 1, rng, InnovationTracker(), hidden=(4,))
+    h = g.hidden_nodes()[0]
+    g.graph.nodes[h]["order"] = np.array([2, 0, 3, 1])
+    g.graph.nodes[h]["drop"] = 0  # the only path: never dropped whole
+    chain = budget_chain(g.validate())
+    assert chain.removals == (("neuron", h, 1), ("neuron", h, 3), ("neuron", h, 0))
+    assert [lv.flops for lv in chain.levels()] == [24, 18, 12, 6]
+    assert chain.select(1.0).removed == 0 and chain.select(0.79).removed == 1
+    assert chain.select(0.5).masks[h].tolist() == [True, False, True, False]
+    assert chain.select(0.01).removed == 3 and chain.min_budget == pytest.approx(6 / 24)
+    sub = sub_genome(g, 0.5)
+    assert sub.graph.nodes[h]["width"] == 2 and "order" in sub.graph.nodes[h]
 
 
 # ---------------------------------------------------------- the sub-network
@@ -190,9 +241,11 @@ def test_a_constant_node_keeps_its_closed_path_so_the_sub_genome_is_valid():
     g.graph.add_edge(h2, 1, **edge_attrs(t.edge(h2, 1), rng.normal(size=(2, 2)), 3.0))
     g.validate()
     x = rng.normal(size=(5, 2))
+    # step 0 drops h2 -> 1 (h2 computes a constant: nothing reaches it), so h2 goes below 1.0
+    assert budget_chain(g, "hard_concrete").removals[0] == ("edge", h2, 1)
     for b in (1.0, 0.6, 0.3):
         sub = sub_genome(g, b, "hard_concrete").validate()
-        assert sub.graph.has_edge(0, h2)  # kept, closed: it adds exactly 0
+        assert sub.graph.has_edge(0, h2) == (b == 1.0)  # kept, closed: it adds exactly 0
         np.testing.assert_allclose(
             evaluate(g, x, "hard_concrete", budget=b),
             evaluate(sub, x, "hard_concrete"),
