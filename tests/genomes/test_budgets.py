@@ -74,7 +74,9 @@ def budgeted(draw: Any, max_mutations: int = 10) -> tuple[Genome, str, np.random
     return with_random_orders(genome, rng), kind, rng
 
 
-def with_direct_edge(genome: Genome, tracker: InnovationTracker, rng: np.random.Generator) -> Genome:
+def with_direct_edge(
+    genome: Genome, tracker: InnovationTracker, rng: np.random.Generator
+) -> Genome:
     """Return a copy with an open, enabled input -> output edge (as evolved champions keep)."""
     child = genome.copy()
     g, i, o = child.graph, child.input_id, child.output_id
