@@ -25,7 +25,7 @@ The level of a budget ``b`` in (0, 1] is ``BudgetChain.select``'s: the first lev
 :meth:`BudgetPlan.level` implements it with a binary search on the levels' FLOPs, as
 do the modules (:class:`BudgetedNet` and the generated source of
 :mod:`hybrid.export.codegen`). Every level is baked: ``chain.levels()`` (the first
-level of each distinct FLOPs count; at most one per live hidden neuron, and a level
+level of each distinct FLOPs count; at most one per removal, and a level
 costs one row of ints) and, when removals at the chain's tail save no FLOPs, the
 chain's last level (what ``select`` gives below ``min_budget``). So the rule holds
 exactly for every budget.

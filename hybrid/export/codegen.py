@@ -296,11 +296,11 @@ input (weight / feature_std, bias - weight @ feature_mean / feature_std): the
 buffers record the statistics, ``forward`` does not apply them again.
 
 One network, many budgets: ``forward(x, budget)`` runs only the sub-network that
-``budget`` in (0, 1] selects: the level with the fewest removed neurons whose FLOPs
-are at most ``budget x`` the full network's (the smallest level below that). Hidden
-neurons are stored most important first, so a level multiplies the leading rows
-and columns of each weight (views, no copies) and skips dropped nodes and the
-products of the skip edges a level drops."""
+``budget`` in (0, 1] selects: the level with the fewest removals (skip edges, then
+neurons) whose FLOPs are at most ``budget x`` the full network's (the smallest level
+below that). Hidden neurons are stored most important first, so a level multiplies
+the leading rows and columns of each weight (views, no copies) and skips dropped
+nodes and the products of the skip edges a level drops."""
 
 _BUDGET_USAGE = "\n    y = model(x, budget=0.25)  # the sub-network within a quarter of the FLOPs"
 
