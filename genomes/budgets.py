@@ -12,11 +12,13 @@ then hidden neurons, one at a time from the live network
 
 0. skip edges go first, one at a time, largest FLOPs first (ties: topological position
    of the destination, then of the source): a *skip edge* is an enabled edge with an
-   open gate, live in the current sub-network, whose removal leaves the output reached
-   from the input and every node that still feeds the output reached from the input
-   (the check of step 2, applied to an edge); an edge that fails the check when its
-   turn comes is kept. A node that stops feeding the output because of an edge drop
-   is no longer live (its neurons compute nothing that reaches the output);
+   open gate, live in the current sub-network, that *bypasses* other nodes (its
+   destination is still reached from its source through live edges without it) and
+   whose removal leaves the output reached from the input and every node that still
+   feeds the output reached from the input (the check of step 2, applied to an edge);
+   an edge that fails either test when its turn comes is kept. A bypassed edge's
+   removal leaves every live node live (its source still feeds its destination), so
+   step 0 never takes a node out: only the shortcut's block of FLOPs;
 1. widths shrink together: at every step the neuron removed is the last kept one of
    the node whose kept share ``kept / live width`` is largest (ties: droppable nodes
    first in drop order, then the other nodes by id), never a node's first neuron;
@@ -27,6 +29,11 @@ then hidden neurons, one at a time from the live network
 
 Step 0 exists because evolved networks often keep a direct ``input -> output`` edge
 (a linear path): without it the smallest sub-network would still pay for that edge.
+The bypass test keeps step 0 to shortcuts: without it, any edge whose loss the check
+allows would qualify, e.g. a hidden node's only edge into the output while another
+path reaches it, or a 128x128 layer-to-layer edge whose destination also reads the
+input, so step 0 would tear whole branches and layers out, largest first, before any
+width shrinks (and leave step 2's drop order nothing to do).
 The chain's removals are ``("edge", src, dst)`` and ``("neuron", node, index)``.
 
 A removed neuron computes 0: ``h_j = mask_j * g(gate_j) * a_j``, and a removed edge
@@ -360,23 +367,21 @@ def budget_chain(genome: Genome, gate: str = "sigmoid") -> BudgetChain:
     position = _positions(genome)
     full = _structure(genome, kept, gate, position, open_edges)
     width = {n: int(m.sum()) for n, m in full.neurons.items()}
-    current = set(full.edges)
+    current = nx.DiGraph(full.edges)
     for s, d in sorted(
         full.edges, key=lambda e: (-width[e[0]] * width[e[1]], position[e[1]], position[e[0]])
     ):
-        if (s, d) not in current:  # no longer live: an earlier drop cut it off
+        if not current.has_edge(s, d):  # no longer live: an earlier drop cut it off
             continue
+        current.remove_edge(s, d)
         trial = [e for e in open_edges if e != (s, d)]
-        if _drop_allowed(genome, kept, None, gate, trial):
+        if nx.has_path(current, s, d) and _drop_allowed(genome, kept, None, gate, trial):
             open_edges = trial
             removals.append(("edge", s, d))
-            current = set(_structure(genome, kept, gate, position, open_edges).edges)
-    if removals:  # nodes that no longer feed the output are not live: nothing to shrink
-        live = _structure(genome, kept, gate, position, open_edges).neurons
-        live_order = {n: v for n, v in live_order.items() if n in live}
-        for n in genome.hidden_nodes():
-            if n not in live:
-                kept[n][:] = False
+            current = nx.DiGraph(_structure(genome, kept, gate, position, open_edges).edges)
+        else:
+            current.add_edge(s, d)
+    # (a bypassed edge's removal leaves every live node live: live_order stands)
     count = {n: len(v) for n, v in live_order.items()}
     # 1. widths shrink together, never below one neuron
     while True:

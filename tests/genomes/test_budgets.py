@@ -164,7 +164,7 @@ def test_a_direct_edge_goes_first_then_widths_shrink_in_order():
     assert not np.allclose(evaluate(g, x, budget=0.9), evaluate(g, x))  # the edge mattered
 
 
-def test_an_edge_drop_that_cuts_a_node_off_kills_it():
+def test_only_edges_that_bypass_other_nodes_are_skip_edges():
     rng = np.random.default_rng(0)
     g = Genome.minimal(2, 1, rng, InnovationTracker(), hidden=(4,))
     h = g.hidden_nodes()[0]
@@ -172,12 +172,41 @@ def test_an_edge_drop_that_cuts_a_node_off_kills_it():
     g.graph.nodes[h]["order"] = np.array([2, 0, 3, 1])
     g.graph.nodes[h]["drop"] = 0
     chain = budget_chain(g.validate())
-    # h -> 1 (4 products) outweighs 0 -> 1 (2) and the direct edge still reaches the output
-    assert chain.removals == (("edge", h, 1),)
-    assert [lv.flops for lv in chain.levels()] == [28, 4]
-    assert not chain.level(1).masks[h].any()  # no longer live
-    smallest = sub_genome(g, 0.1)
-    assert smallest.hidden_nodes() == [] and list(smallest.graph.edges) == [(0, 1)]
+    # h -> 1 (4 products) outweighs 0 -> 1 (2), and the check alone would let it go (the
+    # direct edge still reaches the output), but it bypasses nothing: h stays; 0 -> 1 goes
+    assert chain.removals == (("edge", 0, 1), ("neuron", h, 1), ("neuron", h, 3), ("neuron", h, 0))
+    assert [lv.flops for lv in chain.levels()] == [28, 24, 18, 12, 6]
+    assert chain.select(0.5).masks[h].tolist() == [True, False, True, False]
+    smallest = sub_genome(g, 0.01)
+    assert list(smallest.graph.edges) == [(0, h), (h, 1)] and smallest.graph.nodes[h]["width"] == 1
+
+
+def test_parallel_branches_and_layers_survive_step_0():
+    # input -> a -> b -> output, shortcuts input -> b, a -> output and input -> output;
+    # a parallel branch input -> c -> output: only the three shortcuts go in step 0
+    rng = np.random.default_rng(3)
+    t = InnovationTracker()
+    g = Genome.minimal(5, 2, rng, t, hidden=(6, 6))
+    a, b = g.hidden_nodes()
+    c = t.named_node("c")
+    g.graph.add_node(c, **node_attrs("hidden", 3, "tanh", bias=np.zeros(3)))
+    for s, d in ((0, b), (a, 1), (0, 1), (0, c), (c, 1)):
+        shape = (g.graph.nodes[d]["width"], g.graph.nodes[s]["width"])
+        g.graph.add_edge(s, d, **edge_attrs(t.edge(s, d), rng.normal(size=shape), 3.0))
+    chain = budget_chain(g.validate())
+    edges = [r[1:] for r in chain.removals if r[0] == "edge"]
+    assert edges == [(0, b), (a, 1), (0, 1)]  # by FLOPs: 30, 12, 10 (ties: dst, then src)
+    assert all(r[0] == "neuron" for r in chain.removals[3:])
+    level = chain.level(3)
+    assert set(level.structure.neurons) == {0, a, b, c, 1}  # every node still live
+    x = rng.normal(size=(4, 5))
+    for budget in (0.95, 0.6, 0.2):
+        np.testing.assert_allclose(
+            evaluate(g, x, budget=budget),
+            evaluate(sub_genome(g, budget).validate(), x),
+            rtol=0,
+            atol=1e-12,
+        )
 
 
 def test_without_a_skip_edge_a_chain_removes_neurons_in_order():
@@ -243,11 +272,10 @@ def test_a_constant_node_keeps_its_closed_path_so_the_sub_genome_is_valid():
     g.graph.add_edge(h2, 1, **edge_attrs(t.edge(h2, 1), rng.normal(size=(2, 2)), 3.0))
     g.validate()
     x = rng.normal(size=(5, 2))
-    # step 0 drops h2 -> 1 (h2 computes a constant: nothing reaches it), so h2 goes below 1.0
-    assert budget_chain(g, "hard_concrete").removals[0] == ("edge", h2, 1)
+    assert all(r[0] == "neuron" for r in budget_chain(g, "hard_concrete").removals)
     for b in (1.0, 0.6, 0.3):
         sub = sub_genome(g, b, "hard_concrete").validate()
-        assert sub.graph.has_edge(0, h2) == (b == 1.0)  # kept, closed: it adds exactly 0
+        assert sub.graph.has_edge(0, h2)  # kept, closed: it adds exactly 0
         np.testing.assert_allclose(
             evaluate(g, x, "hard_concrete", budget=b),
             evaluate(sub, x, "hard_concrete"),

@@ -173,23 +173,24 @@ def test_level_selection_is_the_chains_and_monotone(genome, gate, data):
 def test_below_min_budget_the_chains_last_level_is_chosen_even_when_it_saves_no_flops():
     # Dropping node 5 (rank 0) leaves node 2 feeding nothing; the chain then still
     # drops node 2 (rank 1), a removal that saves no FLOPs: select() gives that last level.
-    # Node 7 computes a constant (its input edge is closed): while it feeds the output no
-    # edge may go, so step 0 (skip edges) keeps 5 -> 1 and drops only 7 -> 1.
+    # The output stays reached through node 7 (a parallel branch: no edge is a shortcut,
+    # so step 0, skip edges, removes nothing).
     from genomes.genome import node_attrs
 
-    gate = "hard_concrete"
+    gate = "sigmoid"
     rng = np.random.default_rng(0)
     t = InnovationTracker()
     g = Genome.minimal(1, 1, rng, t).copy()
     for n, width, rank in ((2, 3, 1), (5, 2, 0), (7, 1, None)):
         g.graph.add_node(n, **node_attrs("hidden", width, "tanh", bias=rng.normal(0, 0.5, width)))
         g.graph.nodes[n]["drop"] = rank
-    for s, d, gate_logit in ((0, 2, 3.0), (2, 5, 3.0), (5, 1, 3.0), (0, 7, -8.0), (7, 1, 3.0)):
+    for s, d in ((0, 2), (2, 5), (5, 1), (0, 7), (7, 1)):
         shape = (g.graph.nodes[d]["width"], g.graph.nodes[s]["width"])
-        g.graph.add_edge(s, d, **edge_attrs(t.edge(s, d), rng.normal(0, 1, shape), gate_logit))
+        g.graph.add_edge(s, d, **edge_attrs(t.edge(s, d), rng.normal(0, 1, shape)))
+    g.graph.remove_edge(0, 1)
     g = g.validate()
     chain = budget_chain(g, gate)
-    assert chain.removals[0] == ("edge", 7, 1)
+    assert all(r[0] == "neuron" for r in chain.removals)
     assert chain.level(len(chain.removals)).flops == chain.level(len(chain.removals) - 1).flops
     net = to_module(g, gate, budgets=True)
     bp = plan_budgets(g, gate)

@@ -63,8 +63,7 @@ def _reference(genome: Genome, X, y, config: TrainConfig, batches, budget_seed: 
         loss = task + config.penalty * net.penalty() if config.penalty else task
         target = out.detach()
         levels = [smallest] + [
-            chain.select(float(lo + u[t, k, 0] * (1 - lo)))
-            for k in range(config.budget_samples)
+            chain.select(float(lo + u[t, k, 0] * (1 - lo))) for k in range(config.budget_samples)
         ]
         for level in levels:  # a level: its neuron masks and its dropped skip edges
             sub = net(xb, nz, masks=level.masks, edges_off=level.edges_off)
