@@ -362,7 +362,8 @@ def budget_chain(genome: Genome, gate: str = "sigmoid") -> BudgetChain:
         return (0, r, n) if r is not None else (1, 0, n)
 
     removals: list[tuple[str, int, int]] = []
-    # 0. skip edges go first, largest FLOPs first, where the graph allows
+    # 0. skip edges go first, largest FLOPs first: an edge that bypasses other nodes
+    #    (its dst still reached from its src without it), where the graph allows
     open_edges = _open_edges(genome, gate)
     position = _positions(genome)
     full = _structure(genome, kept, gate, position, open_edges)
@@ -371,7 +372,7 @@ def budget_chain(genome: Genome, gate: str = "sigmoid") -> BudgetChain:
     for s, d in sorted(
         full.edges, key=lambda e: (-width[e[0]] * width[e[1]], position[e[1]], position[e[0]])
     ):
-        if not current.has_edge(s, d):  # no longer live: an earlier drop cut it off
+        if not current.has_edge(s, d):  # defensive: a bypassed drop keeps the others live
             continue
         current.remove_edge(s, d)
         trial = [e for e in open_edges if e != (s, d)]
@@ -413,9 +414,9 @@ def sub_genome(genome: Genome, budget: float, gate: str = "sigmoid") -> Genome:
 
     Removed neurons are cut from their nodes and dropped skip edges are removed;
     hidden nodes and edges that no longer feed the output (or keep no neuron) are
-    removed. The result computes exactly
-    what ``genome`` computes with the budget's masks applied (``genomes.evaluate``
-    with ``budget=``). Orders and drop ranks of the kept nodes are kept.
+    removed. The result computes exactly what ``genome`` computes with the budget's
+    masks applied and its dropped edges skipped (``genomes.evaluate`` with
+    ``budget=``). Orders and drop ranks of the kept nodes are kept.
 
     Every kept hidden node keeps exactly its masked neurons (the closed ones go
     too), and every disabled, closed or dead edge goes, so the result's
