@@ -6,9 +6,19 @@ identity), and may carry a **drop rank** (node attribute ``drop``: an int, or ab
 None for a node that is never dropped whole). The hidden nodes with a drop rank,
 sorted by (rank, id), are the genome's *drop order*.
 
-A **budget chain** is the sequence of sub-networks obtained by removing hidden neurons
-one at a time from the live network (:func:`genomes.active_structure`):
+A **budget chain** is the sequence of sub-networks obtained by removing skip edges,
+then hidden neurons, one at a time from the live network
+(:func:`genomes.active_structure`):
 
+0. skip edges go first, one at a time, largest FLOPs first (ties: topological position
+   of the destination, then of the source): a *skip edge* is an enabled edge with an
+   open gate, live in the current sub-network, that *bypasses* other nodes (its
+   destination is still reached from its source through live edges without it) and
+   whose removal leaves the output reached from the input and every node that still
+   feeds the output reached from the input (the check of step 2, applied to an edge);
+   an edge that fails either test when its turn comes is kept. A bypassed edge's
+   removal leaves every live node live (its source still feeds its destination), so
+   step 0 never takes a node out: only the shortcut's block of FLOPs;
 1. widths shrink together: at every step the neuron removed is the last kept one of
    the node whose kept share ``kept / live width`` is largest (ties: droppable nodes
    first in drop order, then the other nodes by id), never a node's first neuron;
@@ -17,8 +27,18 @@ one at a time from the live network (:func:`genomes.active_structure`):
    still feeds the output is reached from the input (a drop never leaves a node
    computing a constant); a node that fails the check is kept (at one neuron).
 
-A removed neuron computes 0: ``h_j = mask_j * g(gate_j) * a_j``. Removing neurons
-never adds FLOPs, so ``flops(level)`` is non-increasing along the chain. ``budget`` in
+Step 0 exists because evolved networks often keep a direct ``input -> output`` edge
+(a linear path): without it the smallest sub-network would still pay for that edge.
+The bypass test keeps step 0 to shortcuts: without it, any edge whose loss the check
+allows would qualify, e.g. a hidden node's only edge into the output while another
+path reaches it, or a 128x128 layer-to-layer edge whose destination also reads the
+input, so step 0 would tear whole branches and layers out, largest first, before any
+width shrinks (and leave step 2's drop order nothing to do).
+The chain's removals are ``("edge", src, dst)`` and ``("neuron", node, index)``.
+
+A removed neuron computes 0: ``h_j = mask_j * g(gate_j) * a_j``, and a removed edge
+contributes nothing (``BudgetLevel.edges_off``). Removing neurons or edges never adds
+FLOPs, so ``flops(level)`` is non-increasing along the chain. ``budget`` in
 (0, 1] selects the level with the fewest removals whose FLOPs are at most ``budget x``
 the full network's; a budget below the smallest level's share selects the smallest
 level (``BudgetChain.min_budget`` says where that is). A larger budget therefore never
@@ -117,19 +137,23 @@ class BudgetLevel:
     """One sub-network of a chain.
 
     Attributes:
-        removed: neurons removed from the full live network (0: the full network).
+        removed: removals (edges and neurons) applied to the full live network (0:
+            the full network).
         flops: FLOPs per sample of the sub-network (``ActiveStructure.flops``).
         structure: the sub-network's live structure (its ``neurons`` masks are the
-            kept neurons of every live node).
+            kept neurons of every live node; its ``edges`` exclude ``edges_off``).
         masks: for every node of the genome, a bool mask [width] of the neurons it
             keeps (input and output: all True; a hidden node that is not live: all
             False). Engines multiply hidden activations by these masks.
+        edges_off: the ``(src, dst)`` edges the chain has dropped by this level
+            (step 0): each contributes nothing. Engines multiply their edge gates by 0.
     """
 
     removed: int
     flops: int
     structure: ActiveStructure
     masks: dict[int, np.ndarray] = field(repr=False)
+    edges_off: frozenset[tuple[int, int]] = frozenset()
 
     @property
     def n_parameters(self) -> int:
@@ -144,16 +168,17 @@ class BudgetChain:
     Attributes:
         genome: the genome the chain was built for.
         gate: the gate kind its deterministic gates were read under.
-        removals: ``(node, neuron index)`` in removal order.
+        removals: in removal order, ``("edge", src, dst)`` (a skip edge dropped, step
+            0) or ``("neuron", node, index)`` (a hidden neuron removed, steps 1-2).
     """
 
     genome: Genome
     gate: str
-    removals: tuple[tuple[int, int], ...]
+    removals: tuple[tuple[str, int, int], ...]
 
     @cached_property
     def full(self) -> BudgetLevel:
-        """The full network (no neuron removed)."""
+        """The full network (nothing removed)."""
         return self.level(0)
 
     @cached_property
@@ -184,8 +209,14 @@ class BudgetChain:
         g = self.genome.graph
         base, position, open_edges = self._base
         kept = {n: m.copy() for n, m in base.items()}
-        for n, i in self.removals[:removed]:
-            kept[n][i] = False
+        off = set()
+        for kind, a, b in self.removals[:removed]:
+            if kind == "edge":
+                off.add((a, b))
+            else:
+                kept[a][b] = False
+        if off:
+            open_edges = [e for e in open_edges if e not in off]
         structure = _structure(self.genome, kept, self.gate, position, open_edges)
         masks = {}
         for n, a in g.nodes(data=True):
@@ -195,7 +226,13 @@ class BudgetChain:
                 masks[n] = structure.neurons[n].copy()
             else:
                 masks[n] = np.zeros(int(a["width"]), bool)
-        return BudgetLevel(removed=removed, flops=structure.flops, structure=structure, masks=masks)
+        return BudgetLevel(
+            removed=removed,
+            flops=structure.flops,
+            structure=structure,
+            masks=masks,
+            edges_off=frozenset(off),
+        )
 
     def select(self, budget: float) -> BudgetLevel:
         """Return the level with the fewest removals within ``budget x`` the full FLOPs.
@@ -274,11 +311,23 @@ def _structure(
     return ActiveStructure(neurons=neurons, edges=edges, input=inp, output=out)
 
 
-def _drop_allowed(genome: Genome, kept: dict[int, np.ndarray], node: int, gate: str) -> bool:
-    """True if removing ``node``'s last neuron leaves every live node reached from the input."""
+def _drop_allowed(
+    genome: Genome,
+    kept: dict[int, np.ndarray],
+    node: int | None,
+    gate: str,
+    open_edges: list[tuple[int, int]] | None = None,
+) -> bool:
+    """True if removing ``node``'s last neuron leaves every live node reached from the input.
+
+    ``open_edges``: the edges that may carry values (default: every open enabled
+    edge); ``node`` None checks the sub-network as ``kept`` and ``open_edges`` give it
+    (an edge drop: pass the open edges without it).
+    """
     trial = dict(kept)
-    trial[node] = np.zeros_like(kept[node])
-    s = _structure(genome, trial, gate)
+    if node is not None:
+        trial[node] = np.zeros_like(kept[node])
+    s = _structure(genome, trial, gate, open_edges=open_edges)
     live = nx.DiGraph(s.edges)
     live.add_node(s.input)  # the input may have no live edge (its gates all closed)
     reach = nx.descendants(live, s.input)
@@ -312,7 +361,28 @@ def budget_chain(genome: Genome, gate: str = "sigmoid") -> BudgetChain:
         r = ranks[n]
         return (0, r, n) if r is not None else (1, 0, n)
 
-    removals: list[tuple[int, int]] = []
+    removals: list[tuple[str, int, int]] = []
+    # 0. skip edges go first, largest FLOPs first: an edge that bypasses other nodes
+    #    (its dst still reached from its src without it), where the graph allows
+    open_edges = _open_edges(genome, gate)
+    position = _positions(genome)
+    full = _structure(genome, kept, gate, position, open_edges)
+    width = {n: int(m.sum()) for n, m in full.neurons.items()}
+    current = nx.DiGraph(full.edges)
+    for s, d in sorted(
+        full.edges, key=lambda e: (-width[e[0]] * width[e[1]], position[e[1]], position[e[0]])
+    ):
+        if not current.has_edge(s, d):  # defensive: a bypassed drop keeps the others live
+            continue
+        current.remove_edge(s, d)
+        trial = [e for e in open_edges if e != (s, d)]
+        if nx.has_path(current, s, d) and _drop_allowed(genome, kept, None, gate, trial):
+            open_edges = trial
+            removals.append(("edge", s, d))
+            current = nx.DiGraph(_structure(genome, kept, gate, position, open_edges).edges)
+        else:
+            current.add_edge(s, d)
+    # (a bypassed edge's removal leaves every live node live: live_order stands)
     count = {n: len(v) for n, v in live_order.items()}
     # 1. widths shrink together, never below one neuron
     while True:
@@ -323,14 +393,14 @@ def budget_chain(genome: Genome, gate: str = "sigmoid") -> BudgetChain:
         count[n] -= 1
         i = live_order[n][count[n]]
         kept[n][i] = False
-        removals.append((n, i))
+        removals.append(("neuron", n, i))
     # 2. droppable nodes go whole, in drop order, where the graph allows
     for n in sorted((m for m in live_order if ranks[m] is not None), key=tie):
-        if not kept[n].any() or not _drop_allowed(genome, kept, n, gate):
+        if not kept[n].any() or not _drop_allowed(genome, kept, n, gate, open_edges):
             continue
         i = live_order[n][0]
         kept[n][i] = False
-        removals.append((n, i))
+        removals.append(("neuron", n, i))
     return BudgetChain(genome=genome, gate=gate, removals=tuple(removals))
 
 
@@ -342,10 +412,11 @@ def budget_masks(genome: Genome, budget: float, gate: str = "sigmoid") -> dict[i
 def sub_genome(genome: Genome, budget: float, gate: str = "sigmoid") -> Genome:
     """Return the sub-network ``budget`` selects as a genome of its own.
 
-    Removed neurons are cut from their nodes; hidden nodes and edges that no longer
-    feed the output (or keep no neuron) are removed. The result computes exactly
-    what ``genome`` computes with the budget's masks applied (``genomes.evaluate``
-    with ``budget=``). Orders and drop ranks of the kept nodes are kept.
+    Removed neurons are cut from their nodes and dropped skip edges are removed;
+    hidden nodes and edges that no longer feed the output (or keep no neuron) are
+    removed. The result computes exactly what ``genome`` computes with the budget's
+    masks applied and its dropped edges skipped (``genomes.evaluate`` with
+    ``budget=``). Orders and drop ranks of the kept nodes are kept.
 
     Every kept hidden node keeps exactly its masked neurons (the closed ones go
     too), and every disabled, closed or dead edge goes, so the result's
@@ -380,13 +451,16 @@ def level_genome(chain: BudgetChain, level: BudgetLevel) -> Genome:
         n for n in level.structure.neurons if g.nodes[n]["role"] != "hidden" or level.masks[n].any()
     }
     kept |= {inp, out}
-    removed_by_budget = {n for n, _ in chain.removals[: level.removed]}
+    removed_by_budget = {n for kind, n, _ in chain.removals[: level.removed] if kind == "neuron"}
     dropped = {n for n in removed_by_budget if not level.masks[n].any()}
     keep_edges = {(s, d) for s, d in level.structure.edges if s in kept and d in kept}
     current = nx.DiGraph()
     current.add_nodes_from(kept)
     current.add_edges_from(keep_edges)
     active = genome.active_graph()
+    if level.edges_off:  # a dropped edge never comes back as a path's edge
+        active = active.copy()
+        active.remove_edges_from(level.edges_off)
     for n in genome.topological_order():
         if n not in kept or n == inp:
             continue

@@ -13,8 +13,9 @@ nodes ``genome.state_layout()`` names, concatenated in that order.
 
 With a ``budget`` (``genomes.budgets``; feed-forward genomes only) every hidden
 node's ``h`` is multiplied by its kept-neuron mask at that budget,
-``h_j = mask_j * g(gate_j) * a_j``: a removed neuron computes 0. Without one nothing
-is multiplied (the computation is bit for bit what it was before budgets).
+``h_j = mask_j * g(gate_j) * a_j``: a removed neuron computes 0, and an edge the
+budget's level drops (``BudgetLevel.edges_off``) contributes nothing. Without one
+nothing is multiplied (the computation is bit for bit what it was before budgets).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 
 from ._errors import GenomeError
 from .activations import activate
-from .budgets import budget_masks
+from .budgets import budget_chain
 from .gates import gate_value
 from .genome import Genome
 
@@ -56,7 +57,8 @@ def evaluate(
         gate: gate kind, ``"sigmoid"`` or ``"hard_concrete"`` (deterministic values).
         dtype: the float type to compute in (float64 makes a sharp reference).
         budget: a budget in (0, 1] (``genomes.budgets``): compute the sub-network it
-            selects (hidden neurons multiplied by ``budget_masks``); None: all of it.
+            selects (hidden neurons multiplied by ``budget_masks``, the level's
+            dropped edges skipped); None: all of it.
 
     Returns:
         Outputs of shape ``(B, n_outputs)`` or ``(B, T, n_outputs)``.
@@ -118,7 +120,9 @@ def evaluate_sequence(
     state = np.asarray(state, dtype=dtype)
     if state.shape != (b, size):
         raise GenomeError(f"state should have shape ({b}, {size}), got {state.shape}")
-    masks = None if budget is None else _hidden_masks(genome, budget, gate, dtype)
+    masks, off = (
+        (None, frozenset()) if budget is None else _hidden_masks(genome, budget, gate, dtype)
+    )
     order, incoming, recurrent = _wiring(genome)
     previous: dict[int, np.ndarray] = {}
     start = 0
@@ -127,17 +131,22 @@ def evaluate_sequence(
         start += w
     outputs = np.empty((b, steps, genome.n_outputs), dtype)
     for t in range(steps):
-        values, _ = _step(genome, order, incoming, recurrent, x[:, t], previous, gate, dtype, masks)
+        values, _ = _step(
+            genome, order, incoming, recurrent, x[:, t], previous, gate, dtype, masks, off
+        )
         outputs[:, t] = values[genome.output_id]
         previous = {n: values[n] for n, _ in layout}
     final = np.concatenate([previous[n] for n, _ in layout], axis=1) if layout else state
     return outputs, final
 
 
-def _hidden_masks(genome: Genome, budget: float, gate: str, dtype: type) -> dict[int, np.ndarray]:
-    """Return every hidden node's budget mask as 0/1 values of ``dtype``."""
-    masks = budget_masks(genome, budget, gate)
-    return {n: masks[n].astype(dtype) for n in genome.hidden_nodes()}
+def _hidden_masks(
+    genome: Genome, budget: float, gate: str, dtype: type
+) -> tuple[dict[int, np.ndarray], frozenset[tuple[int, int]]]:
+    """Return every hidden node's budget mask as 0/1 values of ``dtype``, and the dropped edges."""
+    level = budget_chain(genome, gate).select(budget)
+    masks = {n: level.masks[n].astype(dtype) for n in genome.hidden_nodes()}
+    return masks, level.edges_off
 
 
 def _wiring(genome: Genome) -> tuple[list[int], dict[int, list[int]], dict[int, list[int]]]:
@@ -190,10 +199,12 @@ def _step(
     gate: str,
     dtype: type,
     masks: dict[int, np.ndarray] | None = None,
+    off: frozenset[tuple[int, int]] = frozenset(),
 ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
     """One time step: return ``(h, a)`` of every node (after and before neuron gates).
 
-    ``masks`` (hidden node -> 0/1 [width]) multiply the hidden ``h`` when given.
+    ``masks`` (hidden node -> 0/1 [width]) multiply the hidden ``h`` when given;
+    the feed-forward edges in ``off`` are skipped.
     """
     g = genome.graph
     b = xt.shape[0]
@@ -207,6 +218,8 @@ def _step(
             continue
         pre = np.broadcast_to(a["bias"].astype(dtype), (b, a["width"])).copy()
         for s in incoming[n]:
+            if off and (s, n) in off:
+                continue
             pre += _edge_term(g.edges[s, n], values[s], gate, dtype)
         for s in recurrent.get(n, ()):
             pre += _edge_term(g.edges[s, n], previous[s], gate, dtype)

@@ -5,16 +5,22 @@ with the population engine (one pass over the data per budget for the whole
 population, the budgets as gate masks: :meth:`PopulationEngine.budget_scale`) and
 scores it with the task metric the search ranks by (``TrainConfig.metric``, or the
 loss's default). A budget ``b`` runs the level ``genomes.budgets.budget_chain(genome,
-gate).select(b)``: the sub-network with the fewest removed neurons whose FLOPs are at
-most ``b`` times the full network's (the smallest level when none is that small).
+gate).select(b)``: the sub-network with the fewest removals (skip edges, then
+neurons) whose FLOPs are at most ``b`` times the full network's (the smallest level
+when none is that small).
 
 The summary is the mean score over the budgets (``auc``: the area under the
 score-budget curve on the budgets given), a budget below the member's
-``min_budget`` (no sub-network fits it) scoring 0.0 there.
+``min_budget`` (no sub-network fits it) scoring the metric's worst value there: 0.0
+for a higher-is-better metric (accuracy, r2, ...), ``inf`` for a lower-is-better one
+(log loss, mse, ...), so an infeasible budget never helps. ``auc`` is meant for
+higher-is-better metrics (an accuracy-like area); the search's ``budget_auc``
+objective refuses lower-is-better metrics.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +30,7 @@ import torch
 from genomes import Genome
 from genomes.budgets import check_budgets
 
-from .metrics import metric_for_loss
+from .metrics import METRICS, metric_for_loss
 from .population.engine import PopulationEngine
 from .population.train import _data, engine_scores
 from .train import TrainConfig
@@ -41,7 +47,8 @@ class BudgetScores:
         flops: FLOPs per sample of the level each budget selects.
         scores: the task metric at each budget (of the level it selects).
         auc: mean of ``scores`` over the budgets, a budget below the network's
-            ``min_budget`` counting 0.0.
+            ``min_budget`` counting the metric's worst value (0.0 if higher is
+            better, ``inf`` if lower is better: the ``auc`` is then ``inf``).
     """
 
     budgets: tuple[float, ...]
@@ -98,10 +105,11 @@ def budget_scores(
     finally:
         if threads is not None:
             torch.set_num_threads(before)
+    worst = 0.0 if METRICS[metric].greater_is_better else math.inf
     out = []
     for m in range(len(genomes)):
         scores = tuple(float(s[m]) for s in per_budget)  # type: ignore[arg-type]
         flops = tuple(int(f[m]) for f in per_flops)
-        fits = [0.0 if b < min_budget[m] else s for b, s in zip(levels, scores, strict=True)]
+        fits = [worst if b < min_budget[m] else s for b, s in zip(levels, scores, strict=True)]
         out.append(BudgetScores(budgets=levels, flops=flops, scores=scores, auc=sum(fits) / len(fits)))
     return out

@@ -16,8 +16,9 @@ against.
 
 Budgets (issue 17, :mod:`genomes.budgets`): ``forward(x, budget=b)`` runs the
 sub-network ``b`` selects on the genome's budget chain, a removed neuron computing 0
-(its gate value times its mask: ``h_j = mask_j * g(gate_j) * a_j``), as the population
-engine does; ``masks=`` gives the masks directly.
+(its gate value times its mask: ``h_j = mask_j * g(gate_j) * a_j``) and a dropped skip
+edge adding nothing (its gate value times 0), as the population engine does;
+``masks=`` (and ``edges_off=``) give a level directly.
 
 Frozen genes (a grafted module's nodes and edges, ``frozen`` attribute set): computed
 like any other; their parameters have ``requires_grad=False`` (same keys), and the
@@ -26,7 +27,7 @@ write-back (:func:`with_values`) keeps the genome's own arrays for them, bit for
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -236,8 +237,8 @@ class GenomeNet(nn.Module):
         return open_probability(self.gate_logits(), self.gate).sum()
 
     # ---------------------------------------------------------------- forward
-    def budget_masks(self, budget: float) -> dict[int, np.ndarray]:
-        """Return the kept-neuron masks of ``budget`` on the genome's budget chain.
+    def budget_level(self, budget: float) -> Any:
+        """Return the ``genomes.budgets.BudgetLevel`` ``budget`` selects on the genome's chain.
 
         The chain is the one of the genome the net was built from (its gates as
         built), made once.
@@ -249,15 +250,33 @@ class GenomeNet(nn.Module):
 
         if self._chain is None:
             self._chain = budget_chain(self._genome, self.gate)
-        return self._chain.select(budget).masks
+        return self._chain.select(budget)
 
-    def _masked(self, gates: dict[str, torch.Tensor], masks: Mapping[int, Any]) -> dict[str, torch.Tensor]:
-        """Return ``gates`` with each hidden node's gate values times its mask."""
+    def budget_masks(self, budget: float) -> dict[int, np.ndarray]:
+        """Return the kept-neuron masks of ``budget`` (``budget_level(budget).masks``).
+
+        Raises:
+            GenomeError: for a budget outside (0, 1] or a recurrent genome.
+        """
+        return self.budget_level(budget).masks
+
+    def _masked(
+        self,
+        gates: dict[str, torch.Tensor],
+        masks: Mapping[int, Any],
+        edges_off: Collection[tuple[int, int]] = (),
+    ) -> dict[str, torch.Tensor]:
+        """Return ``gates`` with each hidden node's gate values times its mask, dropped edges' times 0."""
         out = dict(gates)
         for n, _, _, gate_key, _ in self._plan:
             if gate_key is not None and n in masks:
                 m = torch.as_tensor(np.asarray(masks[n]), device=gates[gate_key].device)
                 out[gate_key] = gates[gate_key] * m.to(gates[gate_key].dtype)
+        for s, d in edges_off:
+            key = _edge_key(s, d, "gate")
+            if key not in out:
+                raise ValueError(f"edges_off names ({s}, {d}), which is not an enabled edge of the net")
+            out[key] = out[key] * 0
         return out
 
     def forward(
@@ -267,6 +286,7 @@ class GenomeNet(nn.Module):
         state: torch.Tensor | None = None,
         budget: float | None = None,
         masks: Mapping[int, Any] | None = None,
+        edges_off: Collection[tuple[int, int]] | None = None,
     ) -> Any:
         """Return the genome's output for a batch, or outputs and final state for sequences.
 
@@ -282,8 +302,11 @@ class GenomeNet(nn.Module):
             state: the initial state of a sequence, ``(B, state_size)``, laid out as
                 ``genome.state_layout()``; zeros when None.
             budget: run the sub-network this budget in (0, 1] selects
-                (:meth:`budget_masks`); feed-forward genomes only.
+                (:meth:`budget_level`: its masks and dropped edges); feed-forward
+                genomes only.
             masks: ``{hidden node: bool [width]}``, kept neurons (instead of ``budget``).
+            edges_off: ``(src, dst)`` edges that add nothing (with ``masks``: a level's
+                ``edges_off``; None: none).
 
         Returns:
             ``(B, n_outputs)`` for a 2-D batch; ``(outputs (B, T, n_outputs), final
@@ -297,17 +320,19 @@ class GenomeNet(nn.Module):
             x: (B, n_inputs), noise: (n_gates,) -> (B, n_outputs);
             x: (B, T, n_inputs), state: (B, S) -> ((B, T, n_outputs), (B, S))
         """
-        if budget is not None or masks is not None:
-            if budget is not None and masks is not None:
-                raise ValueError("give budget or masks, not both")
+        if budget is not None or masks is not None or edges_off is not None:
+            if budget is not None and (masks is not None or edges_off is not None):
+                raise ValueError("give budget or masks (and edges_off), not both")
             if x.dim() != 2 or x.shape[1] != self.n_inputs or state is not None:
                 raise ValueError(
                     f"budgets run a feed-forward batch (B, {self.n_inputs}) without state, got "
                     f"{tuple(x.shape)}"
                 )
-            if masks is None:
-                masks = self.budget_masks(budget)  # type: ignore[arg-type]
-            return self._step(x, self._masked(self.gate_values(noise), masks), {})[self._output]
+            if budget is not None:
+                level = self.budget_level(budget)
+                masks, edges_off = level.masks, level.edges_off
+            gates = self._masked(self.gate_values(noise), masks or {}, edges_off or ())
+            return self._step(x, gates, {})[self._output]
         if x.dim() == 2 and x.shape[1] == self.n_inputs and state is None:
             return self._step(x, self.gate_values(noise), {})[self._output]
         if x.dim() != 3 or x.shape[2] != self.n_inputs:

@@ -1,8 +1,10 @@
 """Budgeted export: one exported network whose cost is dialled at call time (issue 17).
 
-A feed-forward genome's budget chain (:func:`genomes.budgets.budget_chain`) removes
-hidden neurons one at a time, each node's in its ``order``, last first; so at every
-level a node keeps a *prefix* of its live neurons in that order. The budgeted plan
+A feed-forward genome's budget chain (:func:`genomes.budgets.budget_chain`) first
+drops skip edges (e.g. a direct ``input -> output`` edge), then removes hidden neurons
+one at a time, each node's in its ``order``, last first; so at every level a node
+keeps a *prefix* of its live neurons in that order, and a layer reads a subset of its
+sources. The budgeted plan
 (:func:`plan_budgets`) is the full network's export plan with every hidden node's
 neurons stored in that order (rows of its layer, columns of its consumers), plus one
 row of kept widths per distinct FLOPs count of the chain (``chain.levels()``). A
@@ -11,7 +13,9 @@ level then runs on *views* of the full weights: layer ``d`` at a level computes:
     h_d = act_d(sum over kept sources s of  x_s[:, :k_s] @ W_d[:k_d, block_s][:, :k_s].T
                 + b_d[:k_d])
 
-where ``k`` are the level's widths (0: the node is skipped). Nothing is copied or
+where ``k`` are the level's widths (0: the node is skipped) and a source is kept
+unless its node is skipped or the level drops the edge ``s -> d``
+(``BudgetLevel.edges_off``: that block's product is not computed). Nothing is copied or
 duplicated, so the file holds exactly the full network's parameters, and a smaller
 budget really multiplies smaller matrices.
 
@@ -21,7 +25,7 @@ The level of a budget ``b`` in (0, 1] is ``BudgetChain.select``'s: the first lev
 :meth:`BudgetPlan.level` implements it with a binary search on the levels' FLOPs, as
 do the modules (:class:`BudgetedNet` and the generated source of
 :mod:`hybrid.export.codegen`). Every level is baked: ``chain.levels()`` (the first
-level of each distinct FLOPs count; at most one per live hidden neuron, and a level
+level of each distinct FLOPs count; at most one per removal, and a level
 costs one row of ints) and, when removals at the chain's tail save no FLOPs, the
 chain's last level (what ``select`` gives below ``min_budget``). So the rule holds
 exactly for every budget.
@@ -90,12 +94,15 @@ class BudgetPlan:
             ``min_budget``).
         widths: for every level, the kept neurons of every layer of ``plan``
             (in ``plan.layers`` order; the output's is always its width; 0: skipped).
+        edges_off: for every level, the ``(src, dst)`` edges of ``plan`` it drops
+            (``BudgetLevel.edges_off``; their blocks are not multiplied).
     """
 
     plan: ExportPlan
     chain: BudgetChain
     levels: tuple[BudgetLevel, ...]
     widths: tuple[tuple[int, ...], ...]
+    edges_off: tuple[frozenset[tuple[int, int]], ...] = ()
 
     @property
     def level_flops(self) -> tuple[int, ...]:
@@ -177,7 +184,8 @@ def plan_budgets(genome: Genome, gate: str = "sigmoid") -> BudgetPlan:
         # of a run of equal FLOPs, so a tail of removals that save no FLOPs needs it too
         levels += (last,)
     widths = tuple(_widths(plan, level) for level in levels)
-    result = BudgetPlan(plan=plan, chain=chain, levels=levels, widths=widths)
+    edges_off = tuple(level.edges_off for level in levels)
+    result = BudgetPlan(plan=plan, chain=chain, levels=levels, widths=widths, edges_off=edges_off)
     _check(result)
     return result
 
@@ -205,14 +213,15 @@ def _check(bp: BudgetPlan) -> None:
     plan = bp.plan
     index = {layer.id: i for i, layer in enumerate(plan.layers)}
     n_in = len(plan.input_index)
-    for level, widths in zip(bp.levels, bp.widths, strict=True):
+    for level, widths, off in zip(bp.levels, bp.widths, bp.edges_off, strict=True):
         weights = biases = 0
         for layer, k in zip(plan.layers, widths, strict=True):
             if not k:
                 continue
             biases += k
             for s in layer.sources:
-                weights += k * (n_in if s == plan.input_id else widths[index[s]])
+                if (s, layer.id) not in off:
+                    weights += k * (n_in if s == plan.input_id else widths[index[s]])
         assert 2 * weights == level.flops, "level widths disagree with the chain's FLOPs"
         assert weights + biases == level.n_parameters, (
             "level widths disagree with the chain's parameters"
@@ -269,7 +278,7 @@ class BudgetedNet(ExportedNet):
     The layers are :class:`ExportedNet`'s for the budgeted plan (hidden neurons in
     importance order; the ``state_dict`` keys are the same), and ``forward`` runs
     the level ``budget`` selects on views of them: a smaller budget multiplies
-    smaller matrices and skips dropped nodes. The feature standardisation is
+    smaller matrices and skips dropped nodes and dropped skip edges. The feature standardisation is
     folded into the layers reading the input (:func:`fold_standardisation`): the
     ``feature_mean`` / ``feature_std`` buffers record the statistics, but
     ``forward`` does not apply them again (a pass over the batch that no budget
@@ -301,6 +310,7 @@ class BudgetedNet(ExportedNet):
         self.budgets = tuple(float(b) for b in listed)
         self.level_flops = budgets.level_flops
         self.level_widths = budgets.widths
+        self.level_edges_off = budgets.edges_off
         self._offsets = budgets.offsets
         self._index = {layer.id: i for i, layer in enumerate(budgets.plan.layers)}
         self._summary += (
@@ -331,7 +341,9 @@ class BudgetedNet(ExportedNet):
         Shape:
             x: (B, n_inputs) -> (B, n_outputs)
         """
-        widths = self.level_widths[self.level(budget)]
+        at_level = self.level(budget)
+        widths = self.level_widths[at_level]
+        off = self.level_edges_off[at_level]
         if self._impute:
             x = torch.where(torch.isnan(x), self.feature_fill, x)
         # no standardisation pass: it is folded into the layers reading the input
@@ -346,7 +358,7 @@ class BudgetedNet(ExportedNet):
             if sources:
                 for s, at in zip(sources, offsets, strict=True):
                     h = values.get(s)
-                    if h is None:  # skipped at this level
+                    if h is None or (off and (s, node) in off):  # skipped at this level
                         continue
                     w = module.weight[:k, at : at + h.shape[1]]
                     pre = torch.mm(h, w.t()) if pre is None else pre + torch.mm(h, w.t())

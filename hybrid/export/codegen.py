@@ -296,10 +296,11 @@ input (weight / feature_std, bias - weight @ feature_mean / feature_std): the
 buffers record the statistics, ``forward`` does not apply them again.
 
 One network, many budgets: ``forward(x, budget)`` runs only the sub-network that
-``budget`` in (0, 1] selects: the level with the fewest removed neurons whose FLOPs
-are at most ``budget x`` the full network's (the smallest level below that). Hidden
-neurons are stored most important first, so a level multiplies the leading rows
-and columns of each weight (views, no copies) and skips dropped nodes."""
+``budget`` in (0, 1] selects: the level with the fewest removals (skip edges, then
+neurons) whose FLOPs are at most ``budget x`` the full network's (the smallest level
+below that). Hidden neurons are stored most important first, so a level multiplies
+the leading rows and columns of each weight (views, no copies) and skips dropped
+nodes and the products of the skip edges a level drops."""
 
 _BUDGET_USAGE = "\n    y = model(x, budget=0.25)  # the sub-network within a quarter of the FLOPs"
 
@@ -323,11 +324,17 @@ _LEVEL = '''
 '''
 
 
+def _optional_edges(budgets: BudgetPlan) -> list[tuple[int, int]]:
+    """Return the plan's edges some level drops (``BudgetPlan.edges_off``), by layer then source."""
+    off = set().union(*budgets.edges_off) if budgets.edges_off else set()
+    return [(s, layer.id) for layer in budgets.plan.layers for s in layer.sources if (s, layer.id) in off]
+
+
 def _budget_constants(budgets: BudgetPlan) -> str:
-    """Return the LAYERS / LEVEL_FLOPS / LEVEL_WIDTHS lines of a budgeted file."""
+    """Return the LAYERS / LEVEL_FLOPS / LEVEL_WIDTHS (/ EDGES / LEVEL_EDGES) lines of a budgeted file."""
     layers = [layer.id for layer in budgets.plan.layers]
     rows = pprint.pformat([list(w) for w in budgets.widths], width=96, compact=True)
-    return (
+    text = (
         "#: Genome node of each layer, in the order of LEVEL_WIDTHS' columns (output last).\n"
         f"LAYERS = {layers}\n"
         "#: FLOPs per sample of each budget level, full network first (never increasing).\n"
@@ -335,13 +342,31 @@ def _budget_constants(budgets: BudgetPlan) -> str:
         "#: Kept neurons of each layer at each level (0: the node is skipped).\n"
         f"LEVEL_WIDTHS = {rows}\n"
     )
+    edges = _optional_edges(budgets)
+    if edges:
+        on = [[e not in off for e in edges] for off in budgets.edges_off]
+        text += (
+            "#: (source, layer) edges that some levels drop (skip edges).\n"
+            f"EDGES = {edges}\n"
+            "#: Whether each of EDGES is computed at each level.\n"
+            f"LEVEL_EDGES = {pprint.pformat(on, width=96, compact=True)}\n"
+        )
+    return text
 
 
 def _budget_forward_lines(budgets: BudgetPlan, impute: bool) -> list[str]:
     """Return the body of a budgeted plan's ``forward(x, budget)``: one block per node."""
     plan = budgets.plan
     index = {layer.id: i for i, layer in enumerate(plan.layers)}
-    lines = ["widths = self.level_widths[self.level(budget)]"]
+    flags = {e: j for j, e in enumerate(_optional_edges(budgets))}
+    if flags:
+        lines = [
+            "at_level = self.level(budget)",
+            "widths = self.level_widths[at_level]",
+            "edges = self.level_edges[at_level]  # which of EDGES are computed",
+        ]
+    else:
+        lines = ["widths = self.level_widths[self.level(budget)]"]
     if impute:
         lines.append("x = torch.where(torch.isnan(x), self.feature_fill, x)")
     lines.append("# (x - feature_mean) / feature_std is folded into the weights of the layers reading x")
@@ -374,20 +399,22 @@ def _budget_forward_lines(budgets: BudgetPlan, impute: bool) -> list[str]:
                     cols = f"{at or ''}:{at + n_in}" if len(layer.sources) > 1 else ""
                 else:
                     cols = f":k{s}" if at == 0 else f"{at}:{at} + k{s}"
-                always = s == inp or all(w[index[s]] > 0 for w in budgets.widths if w[i] > 0)
+                src_kept = s == inp or all(w[index[s]] > 0 for w in budgets.widths if w[i] > 0)
+                flag = flags.get((s, layer.id))
+                conds = ([] if src_kept else [f"k{s} > 0"]) + ([] if flag is None else [f"edges[{flag}]"])
                 weight = f"self.{name}.weight[:{k}, {cols}]" if cols else f"self.{name}.weight[:{k}]"
-                sized.append((s, weight, always))
+                sized.append((s, weight, not conds, " and ".join(conds)))
             # torch.mm then one bias add: faster than F.linear's fused bias for narrow layers
             first = next((x for x in sized if x[2]), None)
             if first is None:
                 body.append(f"pre = self.{name}.bias[:{k}].expand(x.shape[0], -1)")
             else:
                 body.append(f"pre = torch.mm(h{first[0]}, {first[1]}.t())")
-            for s, weight, always in sized:
+            for s, weight, always, cond in sized:
                 if first is not None and s == first[0]:
                     continue
                 add = f"pre = pre + torch.mm(h{s}, {weight}.t())"
-                body += [add] if always else [f"if k{s} > 0:  # node {s} is kept", f"    {add}"]
+                body += [add] if always else [f"if {cond}:  # node {s} -> {layer.id} is kept", f"    {add}"]
             if first is not None:  # in place: pre is a fresh product here
                 body.append(f"pre = pre.add_(self.{name}.bias[:{k}])")
         value = ACTIVATION_CODE[layer.activation].format("pre")
@@ -528,6 +555,7 @@ def render_python(
                 "        # The budget levels (see LEVEL_FLOPS and LEVEL_WIDTHS).",
                 "        self.level_flops = LEVEL_FLOPS",
                 "        self.level_widths = LEVEL_WIDTHS",
+                *(["        self.level_edges = LEVEL_EDGES"] if _optional_edges(budgets) else []),
             ]
             if budgets is not None
             else []

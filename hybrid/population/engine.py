@@ -16,7 +16,8 @@ draws exactly what ``GenomeNet`` draws).
 Budgets (issue 17, :mod:`genomes.budgets`): ``forward(..., scale=)`` multiplies every
 gate value by a factor before folding, so a budget mask on a hidden neuron folds
 exactly like its gate (``h_j = mask_j * g(gate_j) * a_j``: the columns that read a
-removed neuron become zero). :meth:`PopulationEngine.budget_scale` builds that factor
+removed neuron become zero), and a skip edge the budget's level drops
+(``BudgetLevel.edges_off``) gets factor 0 on its edge gate (its block adds nothing). :meth:`PopulationEngine.budget_scale` builds that factor
 for one budget per member from each member's budget chain (built once per engine).
 Without ``scale`` the code path is exactly the one of before budgets existed.
 
@@ -97,7 +98,8 @@ class BudgetTable:
     Attributes:
         chains: each member's ``BudgetChain``.
         keep: ``[P, L + 1, G]`` bool, whether each of the member's gates (``_gate_table``
-            columns) keeps its value at each entry (edges and inputs: always).
+            columns) keeps its value at each entry (inputs: always; an edge: unless
+            the level drops it, ``BudgetLevel.edges_off``).
         flops: ``[P, L]`` float64 FLOPs of each distinct level (padding: -1).
         entry_flops: ``[P, L + 1]`` int64 FLOPs of each entry (entry ``n_levels[m]``: the
             smallest level; entries past it: padding).
@@ -129,6 +131,10 @@ class BudgetTable:
                     continue
                 mask = np.stack([lv.masks[node] for lv in rows])
                 keep[m, :, start - g0 : start - g0 + mask.shape[1]] = mask
+            if any(lv.edges_off for lv in rows):
+                at = mem.edge_gate - g0
+                for k, e in enumerate(mem.edges):
+                    keep[m, :, at + k] = [e not in lv.edges_off for lv in rows]
         dev = engine.device
         self.keep = torch.as_tensor(keep, device=dev)
         self.flops = torch.as_tensor(flops, dtype=torch.float64, device=dev)
@@ -327,7 +333,8 @@ class PopulationEngine(PackedGates):
 
         Member ``m`` computes ``genomes.evaluate(genome, x, gate, budget=budgets[m])``
         when ``forward`` gets this ``scale``: the masks of ``chain.select(b)`` on its
-        hidden neurons' gates, 1 on every other gate.
+        hidden neurons' gates, 0 on the gates of the edges it drops, 1 on every other
+        gate.
 
         Raises:
             GenomeError: for a budget outside (0, 1] or not one per member.

@@ -68,7 +68,23 @@ def budgeted(draw: Any, max_mutations: int = 10) -> tuple[Genome, str, np.random
     kind = draw(st.sampled_from(GATE_KINDS))
     grown = draw(grown_genomes(gate=kind, max_mutations=max_mutations))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    return with_random_orders(grown.genome, rng), kind, rng
+    genome = grown.genome
+    if draw(st.booleans()):  # a direct input -> output edge: the chain's step 0 (skip edges)
+        genome = with_direct_edge(genome, grown.tracker, rng)
+    return with_random_orders(genome, rng), kind, rng
+
+
+def with_direct_edge(
+    genome: Genome, tracker: InnovationTracker, rng: np.random.Generator
+) -> Genome:
+    """Return a copy with an open, enabled input -> output edge (as evolved champions keep)."""
+    child = genome.copy()
+    g, i, o = child.graph, child.input_id, child.output_id
+    if g.has_edge(i, o):  # there already (enabled or not): leave it
+        return child
+    w = rng.normal(size=(g.nodes[o]["width"], g.nodes[i]["width"]))
+    g.add_edge(i, o, **edge_attrs(tracker.edge(i, o), w, 3.0))
+    return child.validate()
 
 
 def _x(genome: Genome, rng: np.random.Generator) -> np.ndarray:
@@ -106,7 +122,8 @@ def test_the_selected_level_fits_the_budget_unless_it_is_the_smallest(drawn, b):
     # only a node with a drop rank loses its last neuron to a removal
     ranked = set(drop_order(genome))
     for n in genome.hidden_nodes():
-        removed, live = sum(1 for m, _ in chain.removals if m == n), int(chain.full.masks[n].sum())
+        removed = sum(1 for k, m, _ in chain.removals if k == "neuron" and m == n)
+        live = int(chain.full.masks[n].sum())
         assert removed < live or (n in ranked and removed == live) or live == 0
 
 
@@ -122,7 +139,32 @@ def test_masks_cover_every_node_input_and_output_whole(drawn, b):
             assert masks[n].all()
 
 
-def test_a_chain_removes_neurons_in_order_then_drops_nodes():
+def test_a_direct_edge_goes_first_then_widths_shrink_in_order():
+    # the worked example: input (4) -> h (3) -> output (2) plus a direct input -> output edge
+    rng = np.random.default_rng(0)
+    g = Genome.minimal(4, 2, rng, InnovationTracker(), hidden=(3,))
+    h = g.hidden_nodes()[0]
+    g.graph.add_edge(0, 1, **edge_attrs(99, rng.normal(size=(2, 4)), 3.0))  # the linear path
+    g.graph.nodes[h]["order"] = np.array([2, 0, 1])
+    g.graph.nodes[h]["drop"] = 0  # ranked, but the only path left: never dropped
+    chain = budget_chain(g.validate())
+    # 0 -> h (12 products) would leave h unreached; 0 -> 1 (8) goes; h -> 1 (6) is the only path
+    assert chain.removals == (("edge", 0, 1), ("neuron", h, 1), ("neuron", h, 0))
+    assert [lv.flops for lv in chain.levels()] == [52, 36, 24, 12]
+    assert chain.level(1).edges_off == {(0, 1)} and chain.full.edges_off == frozenset()
+    assert (0, 1) not in chain.level(1).structure.edges
+    assert chain.select(0.25).flops <= 0.25 * 52 and chain.min_budget == pytest.approx(12 / 52)
+    sub = sub_genome(g, 0.9)
+    assert not sub.graph.has_edge(0, 1) and sub.graph.nodes[h]["width"] == 3
+    x = rng.normal(size=(5, 4))
+    for b in (1.0, 0.9, 0.5, 0.1):
+        np.testing.assert_allclose(
+            evaluate(g, x, budget=b), evaluate(sub_genome(g, b).validate(), x), rtol=0, atol=1e-12
+        )
+    assert not np.allclose(evaluate(g, x, budget=0.9), evaluate(g, x))  # the edge mattered
+
+
+def test_only_edges_that_bypass_other_nodes_are_skip_edges():
     rng = np.random.default_rng(0)
     g = Genome.minimal(2, 1, rng, InnovationTracker(), hidden=(4,))
     h = g.hidden_nodes()[0]
@@ -130,17 +172,57 @@ def test_a_chain_removes_neurons_in_order_then_drops_nodes():
     g.graph.nodes[h]["order"] = np.array([2, 0, 3, 1])
     g.graph.nodes[h]["drop"] = 0
     chain = budget_chain(g.validate())
-    assert chain.removals == ((h, 1), (h, 3), (h, 0), (h, 2))
-    # flops: 2 * (4*2 + 1*4 + 1*2) = 28, then 4 fewer per neuron, 4 at the end
-    assert [lv.flops for lv in chain.levels()] == [28, 22, 16, 10, 4]
+    # h -> 1 (4 products) outweighs 0 -> 1 (2), and the check alone would let it go (the
+    # direct edge still reaches the output), but it bypasses nothing: h stays; 0 -> 1 goes
+    assert chain.removals == (("edge", 0, 1), ("neuron", h, 1), ("neuron", h, 3), ("neuron", h, 0))
+    assert [lv.flops for lv in chain.levels()] == [28, 24, 18, 12, 6]
+    assert chain.select(0.5).masks[h].tolist() == [True, False, True, False]
+    smallest = sub_genome(g, 0.01)
+    assert list(smallest.graph.edges) == [(0, h), (h, 1)] and smallest.graph.nodes[h]["width"] == 1
+
+
+def test_parallel_branches_and_layers_survive_step_0():
+    # input -> a -> b -> output, shortcuts input -> b, a -> output and input -> output;
+    # a parallel branch input -> c -> output: only the three shortcuts go in step 0
+    rng = np.random.default_rng(3)
+    t = InnovationTracker()
+    g = Genome.minimal(5, 2, rng, t, hidden=(6, 6))
+    a, b = g.hidden_nodes()
+    c = t.named_node("c")
+    g.graph.add_node(c, **node_attrs("hidden", 3, "tanh", bias=np.zeros(3)))
+    for s, d in ((0, b), (a, 1), (0, 1), (0, c), (c, 1)):
+        shape = (g.graph.nodes[d]["width"], g.graph.nodes[s]["width"])
+        g.graph.add_edge(s, d, **edge_attrs(t.edge(s, d), rng.normal(size=shape), 3.0))
+    chain = budget_chain(g.validate())
+    edges = [r[1:] for r in chain.removals if r[0] == "edge"]
+    assert edges == [(0, b), (a, 1), (0, 1)]  # by FLOPs: 30, 12, 10 (ties: dst, then src)
+    assert all(r[0] == "neuron" for r in chain.removals[3:])
+    level = chain.level(3)
+    assert set(level.structure.neurons) == {0, a, b, c, 1}  # every node still live
+    x = rng.normal(size=(4, 5))
+    for budget in (0.95, 0.6, 0.2):
+        np.testing.assert_allclose(
+            evaluate(g, x, budget=budget),
+            evaluate(sub_genome(g, budget).validate(), x),
+            rtol=0,
+            atol=1e-12,
+        )
+
+
+def test_without_a_skip_edge_a_chain_removes_neurons_in_order():
+    rng = np.random.default_rng(0)
+    g = Genome.minimal(2, 1, rng, InnovationTracker(), hidden=(4,))
+    h = g.hidden_nodes()[0]
+    g.graph.nodes[h]["order"] = np.array([2, 0, 3, 1])
+    g.graph.nodes[h]["drop"] = 0  # the only path: never dropped whole
+    chain = budget_chain(g.validate())
+    assert chain.removals == (("neuron", h, 1), ("neuron", h, 3), ("neuron", h, 0))
+    assert [lv.flops for lv in chain.levels()] == [24, 18, 12, 6]
     assert chain.select(1.0).removed == 0 and chain.select(0.79).removed == 1
-    assert chain.select(0.5).masks[h].tolist() == [False, False, True, False]
-    assert chain.select(0.01).removed == 4 and chain.min_budget == pytest.approx(4 / 28)
+    assert chain.select(0.5).masks[h].tolist() == [True, False, True, False]
+    assert chain.select(0.01).removed == 3 and chain.min_budget == pytest.approx(6 / 24)
     sub = sub_genome(g, 0.5)
-    assert sub.graph.nodes[h]["width"] == 1 and "order" not in sub.graph.nodes[h]
-    assert sub.graph.nodes[h]["drop"] == 0
-    smallest = sub_genome(g, 0.1)
-    assert smallest.hidden_nodes() == [] and list(smallest.graph.edges) == [(0, 1)]
+    assert sub.graph.nodes[h]["width"] == 2 and "order" in sub.graph.nodes[h]
 
 
 # ---------------------------------------------------------- the sub-network
@@ -190,6 +272,7 @@ def test_a_constant_node_keeps_its_closed_path_so_the_sub_genome_is_valid():
     g.graph.add_edge(h2, 1, **edge_attrs(t.edge(h2, 1), rng.normal(size=(2, 2)), 3.0))
     g.validate()
     x = rng.normal(size=(5, 2))
+    assert all(r[0] == "neuron" for r in budget_chain(g, "hard_concrete").removals)
     for b in (1.0, 0.6, 0.3):
         sub = sub_genome(g, b, "hard_concrete").validate()
         assert sub.graph.has_edge(0, h2)  # kept, closed: it adds exactly 0

@@ -1,9 +1,11 @@
 """Budgets in the engines (issue 17): masked gates held to GenomeNet and a numpy reference.
 
 A budget ``b`` runs the sub-network ``genomes.budgets.budget_chain(genome).select(b)``
-picks: a removed neuron computes 0. The numpy reference is ``genomes.evaluate`` on a
-copy of the genome whose removed neurons' outgoing weight columns are zero (a neuron
-that outputs 0 and a neuron nobody reads compute the same function).
+picks: a removed neuron computes 0, a dropped skip edge adds nothing. The numpy
+reference is ``genomes.evaluate`` on a copy of the genome whose removed neurons'
+outgoing weight columns, and dropped edges' weights, are zero (a neuron that outputs
+0 and a neuron nobody reads compute the same function). About half the members get a
+direct input -> output edge, so the chain's step 0 (skip edges) runs.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from genomes import (
     NotApplicable,
     evaluate,
 )
-from genomes.budgets import budget_chain
+from genomes.budgets import BudgetLevel, budget_chain
+from genomes.genome import edge_attrs
 from hybrid.net import GenomeNet, write_back
 from hybrid.population import PopulationEngine
 from tests.strategies import mutation_config, populations_strategy
@@ -40,11 +43,17 @@ BUDGETS = st.floats(0.01, 1.0)
 
 
 def _ordered(pop: list[Genome], seed: int) -> list[Genome]:
-    """Copies with random neuron orders and random drop ranks on some hidden nodes."""
+    """Copies with random neuron orders, random drop ranks on some hidden nodes, and
+    (half of them) a direct input -> output edge."""
     rng = np.random.default_rng(seed)
     out = []
     for genome in pop:
         g = genome.copy()
+        i, o = g.input_id, g.output_id
+        if rng.random() < 0.5 and not g.graph.has_edge(i, o):
+            w = rng.normal(size=(g.graph.nodes[o]["width"], g.graph.nodes[i]["width"]))
+            top = max((a["innovation"] for _, _, a in g.graph.edges(data=True)), default=0)
+            g.graph.add_edge(i, o, **edge_attrs(top + 1, w, 2.0))
         for n in g.hidden_nodes():
             a = g.graph.nodes[n]
             a["order"] = rng.permutation(int(a["width"])).astype(np.int64)
@@ -58,14 +67,16 @@ def _ordered(pop: list[Genome], seed: int) -> list[Genome]:
     return out
 
 
-def _reference(genome: Genome, masks: dict[int, np.ndarray]) -> Genome:
-    """The genome with every removed hidden neuron's outgoing weight columns zeroed."""
+def _reference(genome: Genome, level: BudgetLevel) -> Genome:
+    """The genome with every removed hidden neuron's outgoing columns, and dropped edge, zeroed."""
     g = genome.copy()
     for s, d in g.active_graph().edges:
-        if g.graph.nodes[s]["role"] == "hidden":
-            w = np.array(g.graph.edges[s, d]["weight"], copy=True)
-            w[:, ~masks[s]] = 0.0
-            g.graph.edges[s, d]["weight"] = w
+        w = np.array(g.graph.edges[s, d]["weight"], copy=True)
+        if (s, d) in level.edges_off:
+            w[:] = 0.0
+        elif g.graph.nodes[s]["role"] == "hidden":
+            w[:, ~level.masks[s]] = 0.0
+        g.graph.edges[s, d]["weight"] = w
     return g
 
 
@@ -95,11 +106,11 @@ def test_budgeted_forward_equals_genomenet_and_numpy_for_every_member(pop, gate,
         x = _inputs(pop, seed, dtype)
         out = engine(x, scale=engine.budget_scale(budgets))
         for m, (genome, b) in enumerate(zip(pop, budgets, strict=True)):
-            masks = budget_chain(genome, gate).select(b).masks
+            level = budget_chain(genome, gate).select(b)
             net = GenomeNet(genome, gate).eval().to(dtype)
             _close(out[m], net(x, budget=b).detach(), tol)
-            _close(out[m], net(x, masks=masks).detach(), tol)
-            ref = evaluate(_reference(genome, masks), x.double().numpy(), gate)
+            _close(out[m], net(x, masks=level.masks, edges_off=level.edges_off).detach(), tol)
+            ref = evaluate(_reference(genome, level), x.double().numpy(), gate)
             _close(out[m].double(), torch.from_numpy(ref), tol)
             if HAS_BUDGETED_EVALUATE:  # the genomes helper's oracle, once it is in the tree
                 ref = evaluate(genome, x.double().numpy(), gate, budget=b)
@@ -199,6 +210,30 @@ def test_budget_table_entries_are_what_select_picks():
     assert torch.equal(smallest, engine.budget_scale([chain.min_budget / 2, chain.min_budget / 2]))
 
 
+def test_a_dropped_skip_edge_gets_a_zero_edge_gate_in_the_engine_and_the_net():
+    # digits-like shapes, small: input (8) -> h (3) -> output (4) plus a direct 8 -> 4 edge
+    rng = np.random.default_rng(2)
+    g = Genome.minimal(8, 4, rng, InnovationTracker(), hidden=[3], activation="tanh")
+    g.graph.add_edge(0, 1, **edge_attrs(99, rng.normal(size=(4, 8)), 2.0))
+    chain = budget_chain(g.validate(), "sigmoid")
+    assert chain.removals[0] == ("edge", 0, 1)
+    engine = PopulationEngine([g], "sigmoid")
+    mem = engine.layout.members[0]
+    k = mem.edges.index((0, 1))
+    x = torch.randn(6, 8, generator=torch.Generator().manual_seed(0))
+    net = GenomeNet(g).eval()
+    for b in (1.0, 0.9, 0.25):
+        level = chain.select(b)
+        scale = engine.budget_scale([b])
+        assert float(scale[mem.edge_gate + k]) == (0.0 if (0, 1) in level.edges_off else 1.0)
+        want = torch.from_numpy(evaluate(g, x.double().numpy(), budget=b))
+        _close(engine(x, scale=scale)[0].double(), want, 1e-5)
+        _close(net(x, budget=b).double(), want, 1e-5)
+    assert chain.select(0.25).flops <= 0.25 * chain.full.flops
+    with pytest.raises(ValueError, match=r"edges_off names \(1, 0\)"):
+        net(x, masks={}, edges_off=[(1, 0)])
+
+
 def test_no_scale_is_todays_path_and_a_one_scale_changes_nothing():
     genome = _chain_genome(1)
     engine = PopulationEngine([genome], "sigmoid")
@@ -275,8 +310,9 @@ def test_budget_scores_are_each_sub_networks_metric_and_flops(pop, seed):
                     else float(((out - y) ** 2).mean())
                 )
             assert np.allclose(scores.scores, want, rtol=1e-5, atol=1e-6)
+            worst = 0.0 if metric == "accuracy" else np.inf  # mse: lower is better
             fits = [
-                0.0 if b < chain.min_budget else s
+                worst if b < chain.min_budget else s
                 for b, s in zip(budgets, scores.scores, strict=True)
             ]
             assert scores.auc == pytest.approx(sum(fits) / len(fits))

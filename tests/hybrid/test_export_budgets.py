@@ -1,8 +1,10 @@
 """Budgeted export (issue 17): one exported network, the cost dialled at call time.
 
 The oracle is the genome with the budget's masks applied: a copy whose removed
-neurons have a gate logit of -inf (deterministic gate exactly 0 under both gate
-kinds, so ``h_j = 0``), evaluated in float64 by ``genomes.evaluate``. One test
+neurons, and dropped skip edges, have a gate logit of -inf (deterministic gate
+exactly 0 under both gate kinds, so ``h_j = 0``), evaluated in float64 by
+``genomes.evaluate``. About half the drawn genomes get a direct input -> output edge
+(the chain's step 0 drops it). One test
 checks that this masked genome IS the level's sub-network (same live structure,
 same function as the level's own plain export).
 """
@@ -24,6 +26,7 @@ from hypothesis import strategies as st
 
 from genomes import GATE_KINDS, Genome, InnovationTracker, active_structure, evaluate, load, save
 from genomes.budgets import budget_chain
+from genomes.genome import edge_attrs
 from hybrid.cli import main
 from hybrid.config import dump_config, loads_config
 from hybrid.errors import HybridError
@@ -44,10 +47,18 @@ HIDDEN = genomes_strategy(gate=st.sampled_from(GATE_KINDS)).filter(
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 
 
-def with_orders(genome: Genome, seed: int) -> Genome:
-    """Return a copy with a random neuron order and drop rank (or none) on every hidden node."""
+def with_orders(genome: Genome, seed: int, direct: bool | None = None) -> Genome:
+    """Return a copy with a random neuron order and drop rank (or none) on every hidden node.
+
+    ``direct``: add an open input -> output edge where there is none (None: half the seeds).
+    """
     rng = np.random.default_rng(seed)
     g = genome.copy()
+    i, o = g.input_id, g.output_id
+    if (rng.random() < 0.5 if direct is None else direct) and not g.graph.has_edge(i, o):
+        w = rng.normal(size=(g.graph.nodes[o]["width"], g.graph.nodes[i]["width"]))
+        top = max((a["innovation"] for _, _, a in g.graph.edges(data=True)), default=0)
+        g.graph.add_edge(i, o, **edge_attrs(top + 1, w, 2.0))
     for n in g.hidden_nodes():
         a = g.graph.nodes[n]
         a["order"] = rng.permutation(int(a["width"]))
@@ -56,12 +67,14 @@ def with_orders(genome: Genome, seed: int) -> Genome:
 
 
 def masked(genome: Genome, budget: float, gate: str) -> Genome:
-    """Return ``genome`` with every neuron the budget removes closed exactly (gate logit -inf)."""
-    masks = budget_chain(genome, gate).select(budget).masks
+    """Return ``genome`` with every neuron and edge the budget removes closed exactly (logit -inf)."""
+    level = budget_chain(genome, gate).select(budget)
     g = genome.copy()
     for n in g.hidden_nodes():
         a = g.graph.nodes[n]
-        a["gate"] = np.where(masks[n], a["gate"], -np.inf).astype(np.float32)
+        a["gate"] = np.where(level.masks[n], a["gate"], -np.inf).astype(np.float32)
+    for e in level.edges_off:
+        g.graph.edges[e]["gate"] = np.float32(-np.inf)
     return g
 
 
@@ -160,28 +173,33 @@ def test_level_selection_is_the_chains_and_monotone(genome, gate, data):
 def test_below_min_budget_the_chains_last_level_is_chosen_even_when_it_saves_no_flops():
     # Dropping node 5 (rank 0) leaves node 2 feeding nothing; the chain then still
     # drops node 2 (rank 1), a removal that saves no FLOPs: select() gives that last level.
-    from genomes.genome import edge_attrs, node_attrs
+    # The output stays reached through node 7 (a parallel branch: no edge is a shortcut,
+    # so step 0, skip edges, removes nothing).
+    from genomes.genome import node_attrs
 
+    gate = "sigmoid"
     rng = np.random.default_rng(0)
     t = InnovationTracker()
     g = Genome.minimal(1, 1, rng, t).copy()
-    for n, width, rank in ((2, 3, 1), (5, 2, 0)):
+    for n, width, rank in ((2, 3, 1), (5, 2, 0), (7, 1, None)):
         g.graph.add_node(n, **node_attrs("hidden", width, "tanh", bias=rng.normal(0, 0.5, width)))
         g.graph.nodes[n]["drop"] = rank
-    for s, d in ((0, 2), (2, 5), (5, 1)):
+    for s, d in ((0, 2), (2, 5), (5, 1), (0, 7), (7, 1)):
         shape = (g.graph.nodes[d]["width"], g.graph.nodes[s]["width"])
         g.graph.add_edge(s, d, **edge_attrs(t.edge(s, d), rng.normal(0, 1, shape)))
+    g.graph.remove_edge(0, 1)
     g = g.validate()
-    chain = budget_chain(g, "sigmoid")
+    chain = budget_chain(g, gate)
+    assert all(r[0] == "neuron" for r in chain.removals)
     assert chain.level(len(chain.removals)).flops == chain.level(len(chain.removals) - 1).flops
-    net = to_module(g, "sigmoid", budgets=True)
-    bp = plan_budgets(g, "sigmoid")
-    for b in (1e-6, chain.min_budget, 0.5, 1.0):
+    net = to_module(g, gate, budgets=True)
+    bp = plan_budgets(g, gate)
+    for b in (1e-6, chain.min_budget, 0.5, 0.9, 1.0):
         assert bp.levels[net.level(b)].removed == chain.select(b).removed
         x = inputs(g)
         with torch.no_grad():
             out = net(torch.from_numpy(x), b).numpy()
-        np.testing.assert_allclose(out, reference(g, b, "sigmoid", x), rtol=TOL, atol=TOL)
+        np.testing.assert_allclose(out, reference(g, b, gate, x), rtol=TOL, atol=TOL)
 
 
 def test_a_small_budget_really_shrinks_the_work():
@@ -198,6 +216,39 @@ def test_a_small_budget_really_shrinks_the_work():
         4,
     )
     assert "LEVEL_WIDTHS = [[32, 4], [31, 4]," in source and "self.node2.weight[:k2]" in source
+
+
+def test_a_direct_edge_is_dropped_so_a_quarter_budget_fits(tmp_path):
+    # digits-like, small: input (24) -> h (6) -> output (5) plus a direct 24 -> 5 edge
+    rng = np.random.default_rng(0)
+    genome = Genome.minimal(24, 5, rng, InnovationTracker(), hidden=[6], activation="tanh")
+    genome = with_orders(genome, 1, direct=True).validate()
+    chain = budget_chain(genome, "sigmoid")
+    assert chain.removals[0] == ("edge", genome.input_id, genome.output_id)
+    assert chain.select(0.25).flops <= 0.25 * chain.full.flops
+    bp = plan_budgets(genome, "sigmoid")
+    assert bp.edges_off[0] == frozenset() and all(bp.edges_off[1:])
+    py = export_genome(genome, tmp_path / "m.py", "python", budgets=[0.25, 1])
+    ts = export_genome(genome, tmp_path / "m.pt", "torchscript", budgets=[0.25, 1])
+    source = py.path.read_text()
+    assert "EDGES = [(0, 1)]" in source and "if edges[0]:" in source
+    assert [e["flops"] for e in py.sidecar["budgets"]][0] <= 0.25 * chain.full.flops
+    models = [
+        to_module(genome, budgets=True),
+        import_file(py.path, "direct_edge").load(),
+        torch.jit.load(ts.path),
+    ]
+    x = inputs(genome)
+    with torch.no_grad():
+        for model in models:
+            for b in (0.1, 0.25, 0.6, 0.95, 1.0):
+                got = model(torch.from_numpy(x), b).numpy()
+                want = reference(genome, b, "sigmoid", x)
+                np.testing.assert_allclose(got, want, rtol=TOL, atol=TOL, err_msg=f"{b}")
+    # without a droppable edge the file carries no edge flags (the lean path)
+    plain = Genome.minimal(24, 5, rng, InnovationTracker(), hidden=[6])
+    text = export_genome(plain, tmp_path / "p.py", "python", budgets=[1]).path.read_text()
+    assert "EDGES =" not in text and "edges[" not in text and "level_edges" not in text
 
 
 # ------------------------------------------------------------------- pt2 and onnx
@@ -346,8 +397,6 @@ def make_run(tmp_path: Path, recurrent: bool = False) -> Path:
     t = InnovationTracker()
     g = Genome.minimal(13, 3, rng, t, hidden=[12, 6], activation="tanh")
     if recurrent:
-        from genomes.genome import edge_attrs
-
         g.graph.add_edge(
             2, 2, **edge_attrs(t.edge(2, 2), rng.normal(0, 0.3, (12, 12)), recurrent=True)
         )

@@ -51,7 +51,7 @@ def _reference(genome: Genome, X, y, config: TrainConfig, batches, budget_seed: 
         generator=torch.Generator().manual_seed(budget_seed),
         dtype=F64,
     )
-    smallest = chain.level(len(chain.removals)).masks
+    smallest = chain.level(len(chain.removals))
     net = GenomeNet(genome, config.gate).to(F64)
     opt = optimizer(net, config)
     losses = []
@@ -62,12 +62,11 @@ def _reference(genome: Genome, X, y, config: TrainConfig, batches, budget_seed: 
         task = task_loss(out, yb, config.loss)
         loss = task + config.penalty * net.penalty() if config.penalty else task
         target = out.detach()
-        masks = [smallest] + [
-            chain.select(float(lo + u[t, k, 0] * (1 - lo))).masks
-            for k in range(config.budget_samples)
+        levels = [smallest] + [
+            chain.select(float(lo + u[t, k, 0] * (1 - lo))) for k in range(config.budget_samples)
         ]
-        for mask in masks:
-            sub = net(xb, nz, masks=mask)
+        for level in levels:  # a level: its neuron masks and its dropped skip edges
+            sub = net(xb, nz, masks=level.masks, edges_off=level.edges_off)
             if not config.distill:
                 loss = loss + task_loss(sub, yb, config.loss)
             elif config.loss == "cross_entropy":
