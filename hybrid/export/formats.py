@@ -29,7 +29,7 @@ sub-network ``budget`` selects (every level of the budget chain is in the file, 
 views of the full weights); ``pt2`` and ``onnx`` write one file per listed budget,
 ``<stem>.b<budget><suffix>`` (``model.b0.25.onnx``), each that budget's plain
 sub-network. The sidecar (``<name>.json`` of the requested name) then has
-``budgets`` (per listed budget: ``budget``, ``level``, ``removed``, ``flops``,
+``budgets`` (per listed budget: ``budget``, ``level``, ``removed`` (removals: skip edges and neurons), ``flops``,
 ``flops_share``, ``n_parameters``, ``file`` for per-budget formats, and the scores
 a run export adds) and ``budget_levels`` (``count``, ``flops`` of every level,
 ``min_budget``, ``rule``). Without budgets nothing changes.
@@ -628,7 +628,7 @@ def _export_budgets(
             "flops": list(bp.level_flops),
             "min_budget": bp.chain.min_budget,
             "rule": (
-                "a budget b selects the level with the fewest removed neurons whose flops "
+                "a budget b selects the level with the fewest removals (skip edges, then neurons) whose flops "
                 "<= b x flops[0] (the smallest level when none): genomes.budgets"
             ),
         },
