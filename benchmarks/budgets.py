@@ -236,7 +236,7 @@ def train_slimmable(task: Task, config: Config, width: int, smallest: int, steps
     random widths in [smallest, width] on the full width's detached softmax (soft
     cross-entropy); one AdamW step on the summed gradients.
     """
-    from quality import _ACTIVATIONS
+    from quality import _ACTIVATIONS, minibatches
 
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -250,19 +250,7 @@ def train_slimmable(task: Task, config: Config, width: int, smallest: int, steps
         ],
         lr=tr.lr,
     )
-    X = torch.tensor(np.asarray(task.X_train, dtype=np.float32))
-    y = torch.tensor(np.asarray(task.y_train)).long()
-    n, bs = len(X), tr.batch_size
-    order, pos = torch.randperm(n, generator=gen), 0
-    for _ in range(steps):
-        if bs >= n:
-            xb, yb = X, y
-        else:
-            if pos + bs > n:
-                order, pos = torch.randperm(n, generator=gen), 0
-            idx = order[pos : pos + bs]
-            pos += bs
-            xb, yb = X[idx], y[idx]
+    for xb, yb in minibatches(task, tr.batch_size, steps, gen):
         opt.zero_grad(set_to_none=True)
         full = net(xb, width)
         nn.functional.cross_entropy(full, yb).backward()

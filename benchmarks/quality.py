@@ -334,6 +334,23 @@ def _mlp(n_in: int, hidden: tuple[int, ...], n_out: int, act: type[nn.Module]) -
     return nn.Sequential(*layers)
 
 
+def minibatches(task: Task, batch_size: int, steps: int, gen: torch.Generator):
+    """Yield ``steps`` (X, y) minibatches of the training split: reshuffled epochs, full batch if it fits."""
+    X = torch.tensor(np.asarray(task.X_train, dtype=np.float32))
+    y = torch.tensor(np.asarray(task.y_train)).long()
+    n = len(X)
+    order, pos = torch.randperm(n, generator=gen), 0
+    for _ in range(steps):
+        if batch_size >= n:
+            yield X, y
+            continue
+        if pos + batch_size > n:
+            order, pos = torch.randperm(n, generator=gen), 0
+        idx = order[pos : pos + batch_size]
+        pos += batch_size
+        yield X[idx], y[idx]
+
+
 def train_mlps(
     task: Task, grid: list[tuple[int, ...]], steps: int, config, seed: int
 ) -> list[tuple[float, float]]:
@@ -357,20 +374,7 @@ def train_mlps(
         lr=tr.lr,
         foreach=True,
     )
-    X = torch.tensor(np.array(task.X_train, dtype=np.float32))
-    y = torch.tensor(np.array(task.y_train)).long()
-    n, bs = len(X), tr.batch_size
-    order = torch.randperm(n, generator=gen)
-    pos = 0
-    for _ in range(steps):
-        if bs >= n:
-            xb, yb = X, y
-        else:
-            if pos + bs > n:
-                order, pos = torch.randperm(n, generator=gen), 0
-            idx = order[pos : pos + bs]
-            pos += bs
-            xb, yb = X[idx], y[idx]
+    for xb, yb in minibatches(task, tr.batch_size, steps, gen):
         loss = sum(nn.functional.cross_entropy(net(xb), yb) for net in nets)
         opt.zero_grad(set_to_none=True)
         loss.backward()

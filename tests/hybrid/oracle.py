@@ -81,3 +81,18 @@ def engine_and_oracles(pop, X: torch.Tensor, y: torch.Tensor, config: TrainConfi
         loss = train_net(net, X, y, config, batches)
         oracles.append((loss, write_back(genome, net)))
     return engine, results, engine.write_back(), oracles
+
+
+def grads_as_genomes(engine, grads: tuple[torch.Tensor, ...]) -> list:
+    """Write gradients back as if they were values (same layout): genomes holding ``grads``.
+
+    ``engine``: a population or recurrent engine (``params``, ``write_back``).
+    """
+    saved = [p.detach().clone() for p in engine.params]
+    for p, g in zip(engine.params, grads, strict=True):
+        p.data.copy_(g)
+    try:
+        return engine.write_back()
+    finally:
+        for p, s in zip(engine.params, saved, strict=True):
+            p.data.copy_(s)

@@ -33,6 +33,7 @@ from genomes.budgets import BudgetLevel, budget_chain
 from genomes.genome import edge_attrs
 from hybrid.net import GenomeNet, write_back
 from hybrid.population import PopulationEngine
+from tests.hybrid.oracle import grads_as_genomes
 from tests.strategies import mutation_config, populations_strategy
 
 SEEDS = st.integers(0, 2**16)
@@ -134,18 +135,6 @@ def test_budget_one_is_the_unbudgeted_network_bit_for_bit(pop, seed):
         assert torch.equal(net(x, budget=1.0), net(x))
 
 
-def _grads_as_genomes(engine: PopulationEngine, grads: tuple[torch.Tensor, ...]) -> list[Genome]:
-    """Write gradients back as if they were values (same layout)."""
-    saved = [p.detach().clone() for p in engine.params]
-    for p, g in zip(engine.params, grads, strict=True):
-        p.data.copy_(g)
-    try:
-        return engine.write_back()
-    finally:
-        for p, s in zip(engine.params, saved, strict=True):
-            p.data.copy_(s)
-
-
 @settings(max_examples=10)
 @given(
     populations_strategy(size=st.integers(1, 4)),
@@ -167,7 +156,7 @@ def test_budgeted_gradients_equal_genomenet_for_every_member(pop, budgets, seed)
     for p in engine.params:
         p.requires_grad_(True)
     loss = (engine(x, scale=engine.budget_scale(budgets)) * proj).sum()
-    grads = _grads_as_genomes(engine, torch.autograd.grad(loss, engine.params))
+    grads = grads_as_genomes(engine, torch.autograd.grad(loss, engine.params))
     for m, (genome, b) in enumerate(zip(pop, budgets, strict=True)):
         net = GenomeNet(genome, "sigmoid").to(torch.float64)
         (net(x, budget=b) * proj[m]).sum().backward()

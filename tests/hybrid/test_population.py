@@ -14,6 +14,7 @@ from hybrid.net import GenomeNet, write_back
 from hybrid.population import PopulationEngine, pack
 from hybrid.population.plan import ladder
 from hybrid.population.program import GraphProgram, graph_apply
+from tests.hybrid.oracle import grads_as_genomes
 from tests.strategies import populations_strategy
 
 SEEDS = st.integers(0, 2**16)
@@ -53,18 +54,6 @@ def test_training_gates_equal_genomenet_given_the_same_noise(pop, seed):
         _close(out[m], net(x, noise[start:end]).detach())
 
 
-def _grads_as_genomes(engine: PopulationEngine, grads: tuple[torch.Tensor, ...]) -> list[Genome]:
-    """Write gradients back as if they were values (same layout)."""
-    saved = [p.detach().clone() for p in engine.params]
-    for p, g in zip(engine.params, grads, strict=True):
-        p.data.copy_(g)
-    try:
-        return engine.write_back()
-    finally:
-        for p, s in zip(engine.params, saved, strict=True):
-            p.data.copy_(s)
-
-
 @settings(max_examples=30)
 @given(populations_strategy(), SEEDS)
 def test_gradients_equal_genomenet_for_every_member(pop, seed):
@@ -76,7 +65,7 @@ def test_gradients_equal_genomenet_for_every_member(pop, seed):
     for p in engine.params:
         p.requires_grad_(True)
     loss = (engine(x) * proj).sum() + engine.penalty().sum()
-    grads = _grads_as_genomes(engine, torch.autograd.grad(loss, engine.params))
+    grads = grads_as_genomes(engine, torch.autograd.grad(loss, engine.params))
     for m, genome in enumerate(pop):
         net = GenomeNet(genome, "sigmoid")
         ((net(x) * proj[m]).sum() + net.penalty()).backward()

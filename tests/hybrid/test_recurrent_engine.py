@@ -34,6 +34,7 @@ from hybrid.population.sequence import (
     train_sequence_population,
 )
 from hybrid.train import TrainConfig
+from tests.hybrid.oracle import grads_as_genomes
 from tests.strategies import grown_genomes
 
 SEEDS = st.integers(0, 2**16)
@@ -152,17 +153,6 @@ def _net_outputs(
 
 
 # ------------------------------------------------------------------ gradients
-def _grads_as_genomes(engine: RecurrentEngine, grads: tuple[torch.Tensor, ...]) -> list[Genome]:
-    """Write gradients back as if they were values (same layout)."""
-    saved = [p.detach().clone() for p in engine.params]
-    for p, g in zip(engine.params, grads, strict=True):
-        p.data.copy_(g)
-    try:
-        return engine.write_back()
-    finally:
-        for p, s in zip(engine.params, saved, strict=True):
-            p.data.copy_(s)
-
 
 def _check_gradients(pop: list[Genome], gate: str, seed: int) -> None:
     x = torch.tensor(_sequences(pop[0], seed), dtype=torch.float32)
@@ -176,7 +166,7 @@ def _check_gradients(pop: list[Genome], gate: str, seed: int) -> None:
         p.requires_grad_(True)
     out, _ = engine(x, noise, training=noise is not None)
     loss = (out * proj).sum() + engine.penalty().sum()
-    grads = _grads_as_genomes(engine, torch.autograd.grad(loss, engine.params))
+    grads = grads_as_genomes(engine, torch.autograd.grad(loss, engine.params))
     for m, genome in enumerate(pop):
         net = GenomeNet(genome, gate).train(noise is not None)
         start, end = engine.gate_range(m)
