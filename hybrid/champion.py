@@ -5,7 +5,7 @@ to the smaller network (active parameters). It is scored on the held-out test sp
 exactly once, when the search stops, and written to ``best/``.
 
 With ``selection.champion_objective = "budget_auc"`` (issue 17: one trained network,
-many budgets) the short list is scored once more at each of ``selection.budgets``
+many budgets) the short list is scored once more at each of ``selection.auc_budgets``
 (:func:`budget_curves`, the population engine with budget masks): the champion rule
 then reads each entry's *budget AUC*, the mean of its metric over those budgets, and
 the chosen one's curve (budgets, FLOPs, scores) is written to ``best/metrics.json`` as
@@ -139,7 +139,7 @@ def budget_curves(
     device: str | None = None,
     threads: int | None = None,
 ) -> BudgetCurves | None:
-    """Score every entry at each of ``selection.budgets``; None unless the objective is "budget_auc".
+    """Score every entry at each of ``selection.auc_budgets``; None unless the objective is "budget_auc".
 
     The split is the one the champion rule reads: the selection split if the task has
     one, else validation. One population-engine pass per budget
@@ -161,7 +161,7 @@ def budget_curves(
     split = "selection" if task.X_sel is not None else "validation"
     X, y = (task.X_sel, task.y_sel) if task.X_sel is not None else (task.X_val, task.y_val)
     genomes = [c.genome for c in entries]
-    scored = budget_scores(genomes, X, y, config, tuple(selection.budgets), device=device, threads=threads)
+    scored = budget_scores(genomes, X, y, config, tuple(selection.auc_budgets), device=device, threads=threads)
     return BudgetCurves(split=split, curves={c.id: s for c, s in zip(entries, scored, strict=True)})
 
 

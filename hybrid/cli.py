@@ -205,7 +205,7 @@ def _rule(config: Any, final_steps: int) -> str:
     sel = config.selection
     rule = f"smallest_within {sel.epsilon:g}" if sel.champion == "smallest_within" else "best"
     if sel.champion_objective == "budget_auc":
-        rule += f" budget AUC over {', '.join(f'{b:g}' for b in sel.budgets)}"
+        rule += f" budget AUC over {', '.join(f'{b:g}' for b in sel.auc_budgets)}"
     return rule + (f", then {final_steps} steps on train+validation" if final_steps else "")
 
 

@@ -18,7 +18,7 @@ ranked a genome on, so the winner of ~1,000 validation scores is not believed on
 strength of the very score it won with.
 
 With ``selection.champion_objective = "budget_auc"`` (issue 17) the rule reads each
-entry's *budget AUC* instead: the mean of its metric at each of ``selection.budgets``
+entry's *budget AUC* instead: the mean of its metric at each of ``selection.auc_budgets``
 (:func:`hybrid.champion.budget_curves`, on the selection split if there is one, else
 validation), so the champion is the entry that stays good when its cost is dialled
 down, not only the best at full cost.

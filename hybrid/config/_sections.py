@@ -338,16 +338,16 @@ class SelectionConfig(Section):
     champion_objective: Literal["metric", "budget_auc"] = Field(
         "metric",
         description="what the champion rule reads: metric = the task metric at full cost; budget_auc = the mean "
-        "of the task metric at each of selection.budgets (the area under the accuracy-vs-budget curve; "
+        "of the task metric at each of selection.auc_budgets (the area under the accuracy-vs-budget curve; "
         "feed-forward tasks with a higher-is-better metric; train with training.budgets = 'sandwich')",
     )
-    budgets: Annotated[tuple[float, ...], BeforeValidator(as_tuple)] = Field(
+    auc_budgets: Annotated[tuple[float, ...], BeforeValidator(as_tuple)] = Field(
         (0.25, 0.5, 0.75, 1.0),
         description="the budgets (shares of the full network's FLOPs) budget_auc scores each candidate at: "
         "strictly increasing, each in (0, 1]",
     )
 
-    @field_validator("budgets", mode="before")
+    @field_validator("auc_budgets", mode="before")
     @classmethod
     def _budgets(cls, v: object) -> object:
         v = as_tuple(v)

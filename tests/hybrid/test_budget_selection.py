@@ -87,9 +87,9 @@ def stub(monkeypatch: pytest.MonkeyPatch) -> list:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ([0.5, 0.25], "selection.budgets: got [0.5, 0.25], expected strictly increasing budgets"),
+        ([0.5, 0.25], "selection.auc_budgets: got [0.5, 0.25], expected strictly increasing budgets"),
         ([0.5, 0.5], "expected strictly increasing budgets"),
-        ([0, 1], "selection.budgets: got [0, 1], expected every budget to be a number in (0, 1], got 0"),
+        ([0, 1], "selection.auc_budgets: got [0, 1], expected every budget to be a number in (0, 1], got 0"),
         ([0.5, 1.5], "got 1.5"),
         ([], "expected at least one budget"),
         ([True], "got True"),
@@ -98,15 +98,15 @@ def stub(monkeypatch: pytest.MonkeyPatch) -> list:
 )
 def test_bad_budgets_are_refused_in_one_line_naming_the_key(tmp_path: Path, value: Any, message: str) -> None:
     with pytest.raises(ConfigError) as err:
-        _config(tmp_path, **{"selection.budgets": value})
+        _config(tmp_path, **{"selection.auc_budgets": value})
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_the_objective_defaults_to_the_metric_and_takes_budget_auc(tmp_path: Path) -> None:
     sel = _config(tmp_path).selection
-    assert (sel.champion_objective, sel.budgets) == ("metric", (0.25, 0.5, 0.75, 1.0))
-    sel = _config(tmp_path, **{"selection.champion_objective": "budget_auc", "selection.budgets": [0.1, 1]}).selection
-    assert (sel.champion_objective, sel.budgets) == ("budget_auc", (0.1, 1.0))
+    assert (sel.champion_objective, sel.auc_budgets) == ("metric", (0.25, 0.5, 0.75, 1.0))
+    sel = _config(tmp_path, **{"selection.champion_objective": "budget_auc", "selection.auc_budgets": [0.1, 1]}).selection
+    assert (sel.champion_objective, sel.auc_budgets) == ("budget_auc", (0.1, 1.0))
     with pytest.raises(ConfigError, match=r"selection.champion_objective: got 'auc', expected 'metric' or 'budget_auc'"):
         _config(tmp_path, **{"selection.champion_objective": "auc"})
 
@@ -158,7 +158,7 @@ def test_the_auc_choice_is_within_epsilon_of_the_best_auc_and_nothing_smaller_is
 
 # -------------------------------------------------------------- the curves
 def test_budget_curves_score_the_split_the_rule_reads_and_only_under_budget_auc(tmp_path: Path, stub: list) -> None:
-    cfg = _config(tmp_path, **{"selection.champion_objective": "budget_auc", "selection.budgets": [0.5, 1.0]})
+    cfg = _config(tmp_path, **{"selection.champion_objective": "budget_auc", "selection.auc_budgets": [0.5, 1.0]})
     task = load_task(cfg.task, 0)
     from hybrid.train import TrainConfig
 
@@ -179,7 +179,7 @@ def test_with_the_engines_budget_scores_the_full_budget_scores_as_the_search_doe
     from hybrid.backends import evaluate_members
     from hybrid.train import TrainConfig
 
-    cfg = _config(tmp_path, **{"selection.champion_objective": "budget_auc", "selection.budgets": [0.5, 1.0]})
+    cfg = _config(tmp_path, **{"selection.champion_objective": "budget_auc", "selection.auc_budgets": [0.5, 1.0]})
     task = load_task(cfg.task, 0)
     tc = TrainConfig(**cfg.train_kwargs())
     genomes = [Genome.minimal(2, 2, np.random.default_rng(s), InnovationTracker(), hidden=[4]) for s in (1, 2)]
