@@ -54,6 +54,7 @@ class TrainConfig:
     train_gates: bool = True  # False: weights and biases train, the gates (so the structure) stay put
     budgets: str = "off"  # "sandwich": train every budget of the chain at once (issue 17); off: the full net only
     budget_samples: int = 2  # sandwich: random budgets per step besides the full and the smallest
+    budget_min: float = 0.25  # sandwich: the smallest budget trained (0: the chain's smallest level)
     distill: bool = True  # sandwich: smaller budgets learn the full net's outputs (in-place distillation)
 
     def __post_init__(self) -> None:
@@ -86,6 +87,10 @@ class TrainConfig:
             0 <= self.budget_samples <= 64
         ):
             raise ConfigError(f"train.budget_samples should be an integer in [0, 64], got {self.budget_samples!r}")
+        if isinstance(self.budget_min, bool) or not isinstance(self.budget_min, (int, float)) or not (
+            0.0 <= self.budget_min < 1.0
+        ):
+            raise ConfigError(f"train.budget_min should be a number in [0, 1), got {self.budget_min!r}")
         if not isinstance(self.distill, bool):
             raise ConfigError(f"train.distill should be true or false, got {self.distill!r}")
         if self.metric is not None:

@@ -207,6 +207,13 @@ class TrainingConfig(Section):
         description="sandwich: random budgets per step besides the full and the smallest; each is one "
         "more forward and backward pass (2: the sandwich rule's four passes in all)",
     )
+    budget_min: float = Field(
+        0.25,
+        ge=0.0,
+        lt=1.0,
+        description="sandwich: the smallest budget trained; the random ones are drawn in [budget_min, 1) "
+        "(slimmable networks' 0.25x width; 0: down to the chain's smallest level, one neuron per node)",
+    )
     distill: bool = Field(
         True,
         description="sandwich: smaller budgets learn the full network's outputs (in-place distillation) "

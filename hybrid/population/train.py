@@ -16,8 +16,9 @@ if it had not failed. One host synchronisation per step (did any member fail?).
 Budgets (issue 17): with ``config.budgets = "sandwich"`` every step trains several
 sub-networks of each member at once, the "sandwich rule" of slimmable networks (Yu &
 Huang 2019, "Universally Slimmable Networks and Improved Training Techniques"): the
-full network on the labels (with the penalty), the smallest level of its budget chain
-and ``config.budget_samples`` budgets drawn uniformly in ``[min_budget, 1)`` per member,
+full network on the labels (with the penalty), the level ``config.budget_min`` selects
+(0: the chain's smallest level) and ``config.budget_samples`` budgets drawn uniformly in
+``[max(min_budget, budget_min), 1)`` per member,
 each on the full network's detached outputs (in-place distillation, ``config.distill``)
 or on the labels; the per-member loss is the sum of the passes' losses, one optimiser
 step. The program keeps one pass's buffers, so each pass is backpropagated at once and
@@ -238,7 +239,7 @@ def train_engine(
     if config.budgets == "sandwich":
         if budget_generator is None:
             raise ValueError("training.budgets = 'sandwich' needs a budget_generator, got None")
-        sandwich = _Sandwich(engine, steps, config.budget_samples, budget_generator)
+        sandwich = _Sandwich(engine, steps, config.budget_samples, budget_generator, config.budget_min)
     for t_ in params:
         t_.requires_grad_(True)
     engine.program.reuse_grad_buffers = True  # the optimiser consumes each gradient at once
@@ -269,15 +270,21 @@ class _Sandwich:
     """The sandwich rule's passes of each step: full, smallest, ``samples`` random budgets."""
 
     def __init__(
-        self, engine: PopulationEngine, steps: int, samples: int, generator: torch.Generator
+        self,
+        engine: PopulationEngine,
+        steps: int,
+        samples: int,
+        generator: torch.Generator,
+        floor: float = 0.0,
     ) -> None:
         self.engine = engine
         table = engine.budget_table
         u = torch.rand(steps, samples, engine.n_members, generator=generator, dtype=torch.float64)
-        lo = table.min_budget.cpu()
-        # uniform in [min_budget, 1): never 1.0 itself (that is the full pass)
+        lo = table.min_budget.cpu().clamp(min=floor)
+        # uniform in [max(min_budget, floor), 1): never 1.0 itself (that is the full pass)
         self.budgets = (lo + u * (1.0 - lo)).to(engine.device)
-        self.smallest = engine.smallest_scale()
+        # the smallest pass: the level budget ``floor`` selects (the chain's smallest below min_budget)
+        self.smallest = engine.budget_scale([floor] * engine.n_members) if floor > 0 else engine.smallest_scale()
 
     def passes(
         self,

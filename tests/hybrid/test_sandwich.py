@@ -1,7 +1,8 @@
 """Sandwich training (issue 17): the engine's step held to a hand-written GenomeNet loop.
 
-Each step: the full network on the labels, the smallest level of the budget chain and
-``budget_samples`` budgets drawn uniformly in [min_budget, 1), each on the full
+Each step: the full network on the labels, the level ``budget_min`` selects (0: the
+smallest level of the budget chain) and ``budget_samples`` budgets drawn uniformly in
+[max(min_budget, budget_min), 1), each on the full
 network's detached outputs (``distill``) or on the labels; the sum of the losses,
 one AdamW step.
 """
@@ -43,7 +44,8 @@ def _ordered(genome: Genome, seed: int) -> Genome:
 def _reference(genome: Genome, X, y, config: TrainConfig, batches, budget_seed: int, noise=None):
     """The sandwich rule on one GenomeNet in float64, written out step by step."""
     chain = budget_chain(genome, config.gate)
-    lo = chain.min_budget
+    floor = config.budget_min
+    lo = max(chain.min_budget, floor)
     u = torch.rand(
         batches.shape[0],
         config.budget_samples,
@@ -51,7 +53,7 @@ def _reference(genome: Genome, X, y, config: TrainConfig, batches, budget_seed: 
         generator=torch.Generator().manual_seed(budget_seed),
         dtype=F64,
     )
-    smallest = chain.level(len(chain.removals))
+    smallest = chain.select(floor) if floor > 0 else chain.level(len(chain.removals))
     net = GenomeNet(genome, config.gate).to(F64)
     opt = optimizer(net, config)
     losses = []
@@ -94,9 +96,10 @@ def _reference(genome: Genome, X, y, config: TrainConfig, batches, budget_seed: 
             ("cross_entropy", True, "hard_concrete"),
         ]
     ),
+    st.sampled_from([0.0, 0.25, 0.6]),
     st.integers(0, 2**16),
 )
-def test_a_sandwich_step_equals_the_genomenet_reference(genome, setting, seed):
+def test_a_sandwich_step_equals_the_genomenet_reference(genome, setting, floor, seed):
     loss, distill, gate = setting
     genome = _ordered(genome, seed)
     gen = torch.Generator().manual_seed(seed)
@@ -114,6 +117,7 @@ def test_a_sandwich_step_equals_the_genomenet_reference(genome, setting, seed):
         loss=loss,
         budgets="sandwich",
         budget_samples=2,
+        budget_min=floor,
         distill=distill,
         gate=gate,
     )
@@ -172,7 +176,7 @@ def test_sandwich_training_makes_the_smallest_budget_work():
     pop = _population(3)
     accuracy = {}
     for mode in ("off", "sandwich"):
-        config = TrainConfig(steps=100, batch_size=64, lr=0.02, budgets=mode)
+        config = TrainConfig(steps=100, batch_size=64, lr=0.02, budgets=mode, budget_min=0.0)
         engine = PopulationEngine(pop)
         batches = minibatch_indices(200, 64, 100, torch.Generator().manual_seed(3))
         train_engine(
@@ -247,6 +251,8 @@ def test_sandwich_needs_a_budget_generator():
         ),
         ({"budget_samples": True}, r"train\.budget_samples"),
         ({"distill": "yes"}, r"train\.distill should be true or false"),
+        ({"budget_min": 1.0}, r"train\.budget_min should be a number in \[0, 1\), got 1\.0"),
+        ({"budget_min": -0.1}, r"train\.budget_min should be a number in \[0, 1\), got -0\.1"),
     ],
 )
 def test_bad_train_config_is_one_line(kwargs, match):
