@@ -268,6 +268,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
             f"(best validation on the short list {_num(finished.best_val_metric)}; "
             f"validation - test {_gap(finished.val_metric, finished.test_metric, finished.metric)}), "
             f"chosen by {finished.selected_by}"
+            + (" budget AUC" if config.selection.champion_objective == "budget_auc" else "")
             + (" on the selection split" if finished.selection_metric is not None else "")
         )
     else:
