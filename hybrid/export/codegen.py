@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import inspect
 import pprint
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -309,19 +310,16 @@ _LEVEL = '''
         """Return the index of the level ``budget`` selects (a row of LEVEL_WIDTHS)."""
         if not (budget > 0.0 and budget <= 1.0):
             raise ValueError("budget should be in (0, 1], got " + str(budget))
-        flops = self.level_flops
-        limit = budget * float(flops[0])
-        limit = limit + 1e-9 * max(1.0, limit)
-        lo = 0
-        hi = len(flops)
-        while lo < hi:  # the first level within the limit (FLOPs never increase)
-            mid = (lo + hi) // 2
-            if flops[mid] <= limit:
-                hi = mid
-            else:
-                lo = mid + 1
-        return min(lo, len(flops) - 1)
+        return select_level(self.level_flops, budget)
 '''
+
+
+def _select_level_source() -> str:
+    """``hybrid.export.budgets.select_level`` as the generated file defines it (it runs without hybrid)."""
+    from .budgets import select_level  # budgets imports this module's neighbours: import at use
+
+    return inspect.getsource(select_level).replace("Sequence[int]", "list[int]")
+
 
 
 def _optional_edges(budgets: BudgetPlan) -> list[tuple[int, int]]:
@@ -351,7 +349,7 @@ def _budget_constants(budgets: BudgetPlan) -> str:
             "#: Whether each of EDGES is computed at each level.\n"
             f"LEVEL_EDGES = {pprint.pformat(on, width=96, compact=True)}\n"
         )
-    return text
+    return text + "\n\n" + _select_level_source()
 
 
 def _budget_forward_lines(budgets: BudgetPlan, impute: bool) -> list[str]:
