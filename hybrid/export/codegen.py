@@ -22,9 +22,9 @@ neurons from views of the full weights. The class compiles with
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
-import inspect
 import pprint
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
