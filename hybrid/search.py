@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from genomes import Genome
+from genomes.modules import ModuleSpec
 
 from .backends import evaluate_members, open_cluster, train_one
 from .champion import (
@@ -100,7 +101,15 @@ class Search:
             :class:`~hybrid.state.SearchState`; :meth:`run` replaces it).
     """
 
-    def __init__(self, config: Config, run: RunDir, task: Task, state: SearchState, device: str | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        run: RunDir,
+        task: Task,
+        state: SearchState,
+        device: str | None = None,
+        modules: tuple[ModuleSpec, ...] | None = None,
+    ) -> None:
         self.config = config
         self.run_dir = run
         self.task = task
@@ -111,7 +120,7 @@ class Search:
         #: ``task.schedule``'s phases: ``(first generation, task)``; empty without a schedule.
         self.phases = load_phases(config, task)
         #: The library entries ``mutation.insert_module`` grafts (``[modules]``), hash-checked.
-        self.modules = load_modules(config)
+        self.modules = load_modules(config) if modules is None else modules
 
     @property
     def final_task(self) -> Task:
@@ -196,7 +205,8 @@ class Search:
     def _begin(cls, config: Config, run: RunDir, task: Task, device: str) -> Search:
         """Return a search at generation 0 (deterministic from the seed: a restart replays it)."""
         run.write_task(task.info())
-        search = cls(config, run, task, initial_state(config, task, load_modules(config)), device)
+        modules = load_modules(config)  # read and hash-checked once: generation 0's grafts and breeding's
+        search = cls(config, run, task, initial_state(config, task, modules), device, modules)
         if search.modules:
             write_pins(run, search.modules)
         search.lineage.set_meta({"seed": config.run.seed, "task": task.name, "gate": config.training.gate})
