@@ -2,8 +2,8 @@
 
 Only the *live* structure counts: neurons whose deterministic gate is open (not
 exactly 0), enabled edges (feed-forward or recurrent) whose gate is open, and nodes
-that still have such a path to the output (a recurrent edge counts as a path: its
-source feeds the output one step later). FLOPs are per sample and time step. That is exactly the structure an exported module
+that still have such a path to the output or to an exit head (``genomes.adaptive``; a
+recurrent edge counts as a path: its source feeds the output one step later). FLOPs are per sample and time step. That is exactly the structure an exported module
 keeps, so ``ActiveStructure.n_parameters`` equals the exported parameter count.
 With ``sigmoid`` gates nothing is ever exactly closed, so everything enabled counts.
 """
@@ -34,12 +34,14 @@ class ActiveStructure:
             in the same order.
         input: id of the input node.
         output: id of the output node.
+        skips: live nodes with a skip gate (``genomes.adaptive``), sorted.
     """
 
     neurons: dict[int, np.ndarray]
     edges: list[tuple[int, int]]
     input: int
     output: int
+    skips: tuple[int, ...] = ()
 
     @property
     def n_weights(self) -> int:
@@ -47,15 +49,24 @@ class ActiveStructure:
         return sum(int(self.neurons[d].sum()) * int(self.neurons[s].sum()) for s, d in self.edges)
 
     @property
+    def n_skip(self) -> int:
+        """Parameters of the live skip gates: a bias each and one weight per live source neuron."""
+        return sum(1 + sum(int(self.neurons[s].sum()) for s, d in self.edges if d == n) for n in self.skips)
+
+    @property
     def n_parameters(self) -> int:
-        """Live weights plus the biases of live hidden and output neurons."""
+        """Live weights, the biases of live hidden, output and exit neurons, and live skip gates."""
         biases = sum(int(m.sum()) for n, m in self.neurons.items() if n != self.input)
-        return self.n_weights + biases
+        return self.n_weights + biases + self.n_skip
 
     @property
     def flops(self) -> int:
-        """Floating-point operations per sample: 2 per multiply-add of live weights."""
-        return 2 * self.n_weights
+        """Floating-point operations per sample: 2 per multiply-add of live weights and skip gates.
+
+        With skip gates (``genomes.adaptive``) this is the cost of running every node
+        and every gate: ``AdaptivePlan.full_flops``.
+        """
+        return 2 * self.n_weights + 2 * (self.n_skip - len(self.skips))
 
 
 def active_structure(genome: Genome, gate: str = "sigmoid") -> ActiveStructure:
@@ -64,7 +75,7 @@ def active_structure(genome: Genome, gate: str = "sigmoid") -> ActiveStructure:
     inp, out = genome.input_id, genome.output_id
     kept: dict[int, np.ndarray] = {}
     for n, a in g.nodes(data=True):
-        if a["role"] == "output":
+        if a["role"] in ("output", "exit"):
             kept[n] = np.ones(a["width"], bool)
         else:
             kept[n] = gate_value(a["gate"], gate, np.float32) != 0
@@ -74,6 +85,9 @@ def active_structure(genome: Genome, gate: str = "sigmoid") -> ActiveStructure:
         if gate_value(g.edges[s, d]["gate"], gate, np.float32) != 0 and kept[s].any() and kept[d].any():
             candidates.add_edge(s, d)
     live = nx.ancestors(candidates, out) | {out}
+    for n, a in g.nodes(data=True):  # exit heads (genomes.adaptive) are sinks like the output
+        if a["role"] == "exit" and candidates.in_degree(n):
+            live |= nx.ancestors(candidates, n) | {n}
     order = {n: i for i, n in enumerate(genome.topological_order())}
     recurrent = {(s, d) for s, d, r in g.edges(data="recurrent") if r}
     edges = sorted(
@@ -83,4 +97,5 @@ def active_structure(genome: Genome, gate: str = "sigmoid") -> ActiveStructure:
     neurons = {n: kept[n] for n in live}
     if inp not in neurons:
         neurons[inp] = kept[inp]
-    return ActiveStructure(neurons=neurons, edges=edges, input=inp, output=out)
+    skips = tuple(sorted(n for n in live if g.nodes[n].get("skip") is not None))
+    return ActiveStructure(neurons=neurons, edges=edges, input=inp, output=out, skips=skips)

@@ -16,6 +16,11 @@ node's ``h`` is multiplied by its kept-neuron mask at that budget,
 ``h_j = mask_j * g(gate_j) * a_j``: a removed neuron computes 0, and an edge the
 budget's level drops (``BudgetLevel.edges_off``) contributes nothing. Without one
 nothing is multiplied (the computation is bit for bit what it was before budgets).
+
+A hidden node with a per-input skip gate (``genomes.adaptive``) is multiplied by its
+deterministic decision ``z_j = 1[s_j >= 0]`` per sample; exit heads are computed but
+do not change the output (``genomes.adaptive.evaluate_adaptive`` applies the exit
+rule).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import numpy as np
 
 from ._errors import GenomeError
 from .activations import activate
+from .adaptive import skip_logit
 from .budgets import budget_chain
 from .gates import gate_value
 from .genome import Genome
@@ -229,6 +235,8 @@ def _step(
             out = out * gate_value(a["gate"], gate, dtype)
             if masks is not None:
                 out = out * masks[n]
+            if a.get("skip") is not None:  # a per-input skip gate (genomes.adaptive)
+                out = out * (skip_logit(genome, n, values, gate, dtype) >= 0)[:, None].astype(dtype)
         values[n] = out
     return values, pre_gate
 

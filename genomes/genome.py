@@ -21,7 +21,7 @@ from .innovation import InnovationTracker
 
 __all__ = ["ROLES", "Genome"]
 
-ROLES = ("input", "hidden", "output")
+ROLES = ("input", "hidden", "output", "exit")
 
 #: Gate logit given to new gates: open (sigmoid 0.95; hard-concrete exactly 1 at eval).
 DEFAULT_GATE_INIT = 3.0
@@ -232,9 +232,12 @@ class Genome:
         return depth
 
     def n_parameters(self) -> int:
-        """Return the number of weights and biases (every node and enabled edge)."""
-        total = sum(int(a["weight"].size) for _, _, a in self.graph.edges(data=True) if a["enabled"])
-        total += sum(int(a["width"]) for _, a in self.graph.nodes(data=True) if a["role"] != "input")
+        """Return the number of weights and biases (every node and enabled edge), skip gates included."""
+        g = self.graph
+        total = sum(int(a["weight"].size) for _, _, a in g.edges(data=True) if a["enabled"])
+        total += sum(int(a["width"]) for _, a in g.nodes(data=True) if a["role"] != "input")
+        total += sum(1 for _, a in g.nodes(data=True) if a.get("skip") is not None)
+        total += sum(int(a["skip"].size) for _, _, a in g.edges(data=True) if a["enabled"] and a.get("skip") is not None)
         return total
 
     def frozen_nodes(self) -> list[int]:
@@ -267,7 +270,9 @@ class Genome:
         """Return a hashable summary of the structure (ids, widths, activations, edges, grafts).
 
         Node entries end with the budget order (None when absent or the identity) and
-        the drop rank (None when absent).
+        the drop rank (None when absent), then, on adaptive genes only
+        (``genomes.adaptive``), an exit's threshold or ``"skip"`` on a skip-gated node
+        (so a genome without them has the key it always had).
         """
         nodes = tuple(
             (
@@ -279,6 +284,7 @@ class Genome:
                 _module_key(module_of(a)),
                 order_key(a),
                 drop_key(a),
+                *_adaptive_key(a),
             )
             for n, a in sorted(self.graph.nodes(data=True))
         )
@@ -326,6 +332,7 @@ class Genome:
         reach = nx.descendants(active, inp)
         if out not in reach:
             raise GenomeError(f"output node {out} should be reachable from input node {inp} by enabled edges")
+        _check_adaptive_genome(self)
         feeds = nx.ancestors(active, out)
         for n in self.hidden_nodes():
             if n not in reach or n not in feeds:
@@ -343,9 +350,13 @@ class Genome:
             b = other.graph.nodes[n]
             if not (_same_bits(a["bias"], b["bias"]) and _same_bits(a["gate"], b["gate"])):
                 return False
+            if not _same_optional(a.get("skip"), b.get("skip")):
+                return False
         for s, d, a in self.graph.edges(data=True):
             b = other.graph.edges[s, d]
             if not (_same_bits(a["weight"], b["weight"]) and _same_bits(a["gate"], b["gate"])):
+                return False
+            if not _same_optional(a.get("skip"), b.get("skip")):
                 return False
         return True
 
@@ -387,9 +398,13 @@ class Genome:
         for n, a in sorted(self.graph.nodes(data=True)):
             yield f"node {n} bias", a["bias"]
             yield f"node {n} gate", a["gate"]
+            if a.get("skip") is not None:
+                yield f"node {n} skip", a["skip"]
         for s, d, a in sorted(self.graph.edges(data=True)):
             yield f"edge {s}->{d} weight", a["weight"]
             yield f"edge {s}->{d} gate", a["gate"]
+            if a.get("skip") is not None:
+                yield f"edge {s}->{d} skip", a["skip"]
 
 
 # ---------------------------------------------------------------------- helpers
@@ -404,8 +419,12 @@ def node_attrs(
     module: dict[str, Any] | None = None,
     order: Any = None,
     drop: int | None = None,
+    threshold: float = 1.0,
 ) -> dict[str, Any]:
     """Return a node attribute dict with float32 arrays (zeros / ``gate_init`` by default).
+
+    An ``exit`` node (``genomes.adaptive``) gets zero gates like the output node and
+    holds ``threshold``.
 
     ``frozen`` and ``module`` mark a grafted module's node (see ``genomes.modules``);
     ``module`` is copied. ``order`` (a permutation of ``range(width)``) and ``drop``
@@ -418,7 +437,7 @@ def node_attrs(
         bias = np.zeros(width, np.float32)
     if gate is None:
         gate = np.full(width, 0.0 if role == "output" else gate_init, np.float32)
-    if role == "output":
+    if role in ("output", "exit"):
         gate = np.zeros(width, np.float32)
     out = {
         "role": role,
@@ -432,6 +451,8 @@ def node_attrs(
     set_order(out, order)
     if drop is not None:
         out["drop"] = int(drop)
+    if role == "exit":
+        out["threshold"] = float(threshold)
     return out
 
 
@@ -495,6 +516,19 @@ def drop_key(attrs: dict[str, Any]) -> int | None:
     return None if r is None else int(r)
 
 
+def _adaptive_key(a: dict[str, Any]) -> tuple:
+    """The adaptive part of a node's structure key: empty unless it is an exit or skip-gated."""
+    if a["role"] == "exit":
+        return (float(a.get("threshold", 1.0)),)
+    return ("skip",) if a.get("skip") is not None else ()
+
+
+def _same_optional(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return _same_bits(a, b)
+
+
 def _module_key(m: dict[str, Any] | None) -> tuple | None:
     return None if m is None else (m.get("name"), m.get("hash"), m.get("graft"))
 
@@ -534,10 +568,52 @@ def _check_node(n: Any, a: dict[str, Any]) -> None:
             raise GenomeError(f"{where}: {key} should be a float32 array of shape ({w},), got {_describe(arr)}")
     if a["role"] == "input" and np.any(a["bias"] != 0):
         raise GenomeError(f"{where}: input node bias is unused and should be zero")
-    if a["role"] == "output" and np.any(a["gate"] != 0):
-        raise GenomeError(f"{where}: output node gate is unused and should be zero")
+    if a["role"] in ("output", "exit") and np.any(a["gate"] != 0):
+        raise GenomeError(f"{where}: {a['role']} node gate is unused and should be zero")
     _check_graft_attrs(where, a)
     _check_budget_attrs(where, a)
+    _check_adaptive_attrs(where, a)
+
+
+def _check_adaptive_genome(genome: Genome) -> None:
+    """Check the genome-wide rules of exits and skip gates (``genomes.adaptive``)."""
+    g = genome.graph
+    exits = [n for n, r in g.nodes(data="role") if r == "exit"]
+    skips = [n for n, a in g.nodes(data=True) if a.get("skip") is not None]
+    if not exits and not skips:
+        return
+    for n in exits:
+        if g.in_degree(n) != 1:
+            raise GenomeError(f"exit node {n} should have exactly one incoming edge, has {g.in_degree(n)}")
+        if g.nodes[n]["width"] != genome.n_outputs:
+            raise GenomeError(f"exit node {n}: width should be n_outputs ({genome.n_outputs}), got {g.nodes[n]['width']}")
+    if exits and genome.n_outputs < 2:
+        raise GenomeError(f"exit nodes need a classifier (n_outputs >= 2), got n_outputs = {genome.n_outputs}")
+    if genome.is_recurrent:
+        raise GenomeError("exit nodes and skip gates are for feed-forward genomes; this one has recurrent edges")
+    for n, a in g.nodes(data=True):
+        if a.get("order") is not None or a.get("drop") is not None:
+            raise GenomeError(f"node {n}: budget attributes cannot be mixed with exit nodes or skip gates")
+        if is_frozen(a):
+            raise GenomeError(f"node {n}: grafted modules cannot be mixed with exit nodes or skip gates")
+
+
+def _check_adaptive_attrs(where: str, a: dict[str, Any]) -> None:
+    """Check an exit's ``threshold`` and a node's ``skip`` (``genomes.adaptive``)."""
+    if a["role"] == "exit":
+        t = a.get("threshold")
+        if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, float, np.integer, np.floating)):
+            raise GenomeError(f"{where}: exit threshold should be a number in (0, 1], got {t!r:.40}")
+        if not 0.0 < float(t) <= 1.0:
+            raise GenomeError(f"{where}: exit threshold should be in (0, 1], got {float(t)!r}")
+    elif "threshold" in a:
+        raise GenomeError(f"{where}: threshold is for exit nodes only, got one on the {a['role']} node")
+    skip = a.get("skip")
+    if skip is not None:
+        if a["role"] != "hidden":
+            raise GenomeError(f"{where}: a skip gate is for hidden nodes only, got one on the {a['role']} node")
+        if not isinstance(skip, np.ndarray) or skip.dtype != np.float32 or skip.shape != (1,):
+            raise GenomeError(f"{where}: skip should be a float32 array of shape (1,), got {_describe(skip)}")
 
 
 def _check_budget_attrs(where: str, a: dict[str, Any]) -> None:
@@ -626,6 +702,20 @@ def _check_edge(s: Any, d: Any, a: dict[str, Any], ns: dict[str, Any], nd: dict[
             raise GenomeError(f"{where}: an edge into frozen node {d} should not be recurrent")
     elif frozen:
         raise GenomeError(f"{where}: a frozen edge should go into a frozen node, node {d} is not frozen")
+    skip = a.get("skip")
+    if nd.get("skip") is not None and not a["recurrent"]:
+        shape1 = (ns["width"],)
+        if not isinstance(skip, np.ndarray) or skip.dtype != np.float32 or skip.shape != shape1:
+            raise GenomeError(
+                f"{where}: an edge into skip-gated node {d} should carry skip, a float32 array of shape "
+                f"{shape1}, got {_describe(skip)}"
+            )
+    elif skip is not None:
+        raise GenomeError(f"{where}: skip is only on feed-forward edges into a skip-gated node")
+    if nd["role"] == "exit" and (a["recurrent"] or not a["enabled"] or ns["role"] != "hidden"):
+        raise GenomeError(f"{where}: an exit's edge should be enabled, feed-forward and from a hidden node")
+    if ns["role"] == "exit":
+        raise GenomeError(f"{where}: no edge may leave an exit node")
 
 
 def _describe(x: Any) -> str:

@@ -19,6 +19,11 @@ identity) and ``"drop": int`` (written only when set). A genome without them is
 still written as version 2, byte for byte what it was, so only files that need the
 new keys carry the new version (an older reader refuses them instead of silently
 losing the orders). Version 1 and 2 files load as before.
+
+Version 4 added the adaptive genes (``genomes.adaptive``): an exit node (role
+``"exit"``) holds ``"threshold": float``; a skip-gated hidden node ``"skip"`` (an
+array of shape [1]) and every feed-forward edge into it ``"skip"`` (shape
+[width_src]). Only a genome with adaptive genes is written as version 4.
 """
 
 from __future__ import annotations
@@ -48,10 +53,12 @@ __all__ = [
 ]
 
 FORMAT = "hybrid.genome"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 #: Versions ``from_dict`` reads (1: before grafted modules; its genes are unfrozen;
-#: 2: before budget orders).
-READ_VERSIONS = (1, 2, 3)
+#: 2: before budget orders; 3: before adaptive genes).
+READ_VERSIONS = (1, 2, 3, 4)
+#: The version written for a genome with budget attributes and no adaptive genes.
+BUDGET_VERSION = 3
 #: The version written for a genome without budget orders or drop ranks.
 PLAIN_VERSION = 2
 #: Largest node id or innovation number read back: 2**53 is the last integer that
@@ -146,6 +153,10 @@ def _node_dict(n: int, a: dict[str, Any]) -> dict[str, Any]:
         out["order"] = list(order)
     if a.get("drop") is not None:
         out["drop"] = int(a["drop"])
+    if a["role"] == "exit":
+        out["threshold"] = float(a["threshold"])
+    if a.get("skip") is not None:
+        out["skip"] = encode_array(a["skip"])
     return out
 
 
@@ -161,6 +172,8 @@ def _edge_dict(s: int, d: int, a: dict[str, Any]) -> dict[str, Any]:
     }
     if a.get("frozen", False):
         out["frozen"] = True
+    if a.get("skip") is not None:
+        out["skip"] = encode_array(a["skip"])
     return out
 
 
@@ -170,7 +183,8 @@ def to_dict(genome: Genome) -> dict[str, Any]:
     nodes = [_node_dict(n, a) for n, a in sorted(g.nodes(data=True))]
     edges = [_edge_dict(s, d, a) for s, d, a in sorted(g.edges(data=True))]
     budgets = any("order" in nd or "drop" in nd for nd in nodes)
-    version = FORMAT_VERSION if budgets else PLAIN_VERSION
+    adaptive = any("threshold" in nd or "skip" in nd for nd in nodes)
+    version = FORMAT_VERSION if adaptive else BUDGET_VERSION if budgets else PLAIN_VERSION
     return {"format": FORMAT, "version": version, "meta": genome.meta, "nodes": nodes, "edges": edges}
 
 
@@ -285,6 +299,12 @@ def from_dict(data: Any) -> Genome:
         drop = _get_drop(nd, f"{where} (node {nid})")
         if drop is not None:
             a["drop"] = drop
+        if "threshold" in nd:
+            a["threshold"] = float(_get(nd, "threshold", f"{where} (node {nid})", (int, float)))
+        elif a["role"] == "exit":
+            raise GenomeError(f"{where} (node {nid}): missing key 'threshold' (an exit node holds one)")
+        if nd.get("skip") is not None:
+            a["skip"] = decode_array(nd["skip"], (1,), f"{where} (node {nid}).skip")
     for k, ed in enumerate(_get(data, "edges", "genome", list)):
         where = f"genome.edges[{k}]"
         s, d = _get(ed, "src", where, int), _get(ed, "dst", where, int)
@@ -306,6 +326,8 @@ def from_dict(data: Any) -> Genome:
             gate=np.float32(decode_array(gate, (), f"{named}.gate")),
             frozen=_get_frozen(ed, named),
         )
+        if ed.get("skip") is not None:
+            g.edges[s, d]["skip"] = decode_array(ed["skip"], (shape[1],), f"{named}.skip")
     return Genome(g, meta=meta).validate()
 
 

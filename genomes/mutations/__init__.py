@@ -17,6 +17,7 @@ import numpy as np
 from ..config import MutationConfig, MutationRecord
 from ..genome import Genome
 from ..innovation import InnovationTracker
+from .adaptive import add_exit, add_skip
 from .growth import EXACT_SPLITS, add_edge, add_node, add_recurrent_edge, widen
 from .perturb import mutate_activation, perturb_weights, reset_gates
 from .pruning import prune_edge, prune_neurons, remove_node
@@ -30,8 +31,10 @@ __all__ = [
     "PERTURBATION",
     "PRUNING",
     "add_edge",
+    "add_exit",
     "add_node",
     "add_recurrent_edge",
+    "add_skip",
     "mutate_activation",
     "perturb_weights",
     "prune_edge",
@@ -57,13 +60,15 @@ MUTATIONS: dict[str, MutationFn] = {
     "mutate_activation": mutate_activation,
     "reset_gates": reset_gates,
     "add_recurrent_edge": add_recurrent_edge,
+    "add_exit": add_exit,
+    "add_skip": add_skip,
 }
 
 #: Growth and skip mutations: function preserving under the deterministic gates.
-GROWTH: tuple[str, ...] = ("add_node", "widen", "add_edge", "add_recurrent_edge")
+GROWTH: tuple[str, ...] = ("add_node", "widen", "add_edge", "add_recurrent_edge", "add_exit", "add_skip")
 #: Operators that draw nothing from the generator while their rate is 0, so a run that
 #: never asks for them is the run it was before they existed.
-OPT_IN: tuple[str, ...] = ("add_recurrent_edge",)
+OPT_IN: tuple[str, ...] = ("add_recurrent_edge", "add_exit", "add_skip")
 #: Pruning: function preserving when what they remove is closed (hard-concrete gates).
 PRUNING: tuple[str, ...] = ("prune_neurons", "prune_edge", "remove_node")
 #: Perturbation: same structure, new values.
