@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from genomes import Genome, from_dict, to_dict
 
+from .adaptive import adaptive_record
 from .backends import evaluate_members
 from .errors import ConfigError
 from .metrics import METRICS, Metrics, metric_for_loss, metric_value
@@ -281,6 +282,11 @@ def score_champion(
     }
     if epsilon is not None:
         metrics["epsilon"] = epsilon
+    if not task.sequence:  # exit heads and skip gates (issue 16): the test split's per-input costs
+        adaptive = adaptive_record(genome, task.X_test, task.y_test if task.kind == "classification" else None, config.gate)
+        if adaptive is not None:
+            metrics["average_flops"] = adaptive["average_flops"]
+            metrics["adaptive"] = adaptive
     budget_auc = None
     if budget_curve is not None:
         metrics["champion_objective"] = "budget_auc"

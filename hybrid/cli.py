@@ -8,6 +8,7 @@ traceback means a bug. Ctrl-C stops a search after its last complete generation
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -271,9 +272,32 @@ def _cmd_status(args: argparse.Namespace) -> int:
             + (" budget AUC" if config.selection.champion_objective == "budget_auc" else "")
             + (" on the selection split" if finished.selection_metric is not None else "")
         )
+        adaptive = _adaptive_line(run)
+        if adaptive:
+            print(adaptive)
     else:
         print(f"not finished: `hybrid resume {run.path}` continues it")
     return 0
+
+
+def _adaptive_line(run: Any) -> str | None:
+    """The champion's per-input cost on the test split (exit heads, skip gates: issue 16), or None."""
+    try:
+        rec = json.loads(run.best_metrics_path.read_text()).get("adaptive")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(rec, dict) or not isinstance(rec.get("exits"), list):
+        return None
+    shares = ", ".join(
+        f"{'output' if e.get('node') == 'output' else 'exit ' + str(e.get('node'))} {float(e.get('share', 0)):.0%}"
+        for e in rec["exits"]
+        if isinstance(e, dict)
+    )
+    return (
+        f"adaptive: {float(rec.get('average_flops', 0)):.0f} FLOPs per test input on average "
+        f"(full path {rec.get('full_path_flops')}); inputs leave at {shares}; "
+        f"{rec.get('gate_patterns')} distinct gate patterns"
+    )
 
 
 def _scores(val: float | None, selection: float | None) -> str:

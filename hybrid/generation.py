@@ -263,7 +263,9 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
     metric = {i: _metric(task, r, e) for i, r, e in zip(ids, results, evals, strict=True)}
     ok = [i for i in ids if metric[i] != FAILED_METRIC]
     size = {i: (e.active_parameters if i in ok else FAILED_SIZE) for i, e in zip(ids, evals, strict=True)}
-    cands = {i: Candidate(i, metric[i], size[i]) for i in ids}
+    average = {i: _average_flops(e) for i, e in zip(ids, evals, strict=True) if i in ok}
+    cost = size if cfg.selection.cost == "parameters" else {i: average.get(i, FAILED_SIZE) for i in ids}
+    cands = {i: Candidate(i, metric[i], cost[i]) for i in ids}
     lamarck = cfg.training.inheritance == "lamarckian"
     parents = {
         m.id: (t if lamarck and r.status == "ok" else m.genome)
@@ -293,6 +295,9 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
         ),
     )
     stats = _stats(g, best_id, ok, metric, size, champion, len(ids), species, state.threshold)
+    if any(e.average_flops is not None for e in evals):  # adaptive genes (issue 16): FLOPs per input
+        stats["average_flops"] = {str(i): average[i] for i in ok}
+        stats["best_average_flops"] = average.get(best_id)
     species_of = {i: s.id for s in species for i in s.members}
     rows = tuple(
         GenomeRow(
@@ -457,6 +462,12 @@ def _metric(task: Task, result: TrainResult, ev: Metrics) -> float:
     if fit is None:  # no metric asked for: today's defaults
         return float(ev.accuracy) if task.kind == "classification" else -float(ev.loss)
     return float(fit) if math.isfinite(fit) else FAILED_METRIC
+
+
+def _average_flops(ev: Metrics) -> float:
+    """A member's FLOPs per input on the validation split: averaged under the exit rule (adaptive
+    genes, issue 16), else its full path's."""
+    return float(ev.flops if ev.average_flops is None else ev.average_flops)
 
 
 def _beats(metric: float, size: int, champion: Champion | None) -> bool:

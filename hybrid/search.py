@@ -173,7 +173,9 @@ class Search:
         TrainConfig(**config.train_kwargs())  # the settings each step derives: checked now, not mid-run
         config.distance_config()
         config.mutation_config()
-        task = load_task(config.task, config.run.seed, accelerated=device.startswith("cuda"))
+        adaptive = config.mutation.add_exit > 0 or config.mutation.add_skip > 0
+        # "auto" folds stay off for adaptive genes: thresholds are fitted on one validation split
+        task = load_task(config.task, config.run.seed, accelerated=device.startswith("cuda") and not adaptive)
         check_sequence_config(config, task, f"run {config.run.name!r}")
         check_budget_objective(config, task, f"run {config.run.name!r}")
         load_phases(config, task)  # every phase's data loads before the folder exists

@@ -28,7 +28,9 @@ def randomise(genome: Genome, rng: np.random.Generator, scale: float = 1.0) -> G
         if a.get("skip") is not None:
             a["skip"] = rng.normal(0.0, 0.5, size=1).astype(np.float32)
     for _, _, a in child.graph.edges(data=True):
-        a["weight"] = (scale * rng.normal(size=a["weight"].shape) / np.sqrt(a["weight"].shape[1])).astype(np.float32)
+        a["weight"] = (
+            scale * rng.normal(size=a["weight"].shape) / np.sqrt(a["weight"].shape[1])
+        ).astype(np.float32)
         a["gate"] = np.float32(rng.normal(1.0, 1.5))
         if a.get("skip") is not None:
             a["skip"] = rng.normal(size=a["skip"].shape).astype(np.float32)

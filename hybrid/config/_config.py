@@ -95,6 +95,7 @@ class Config(Section):
             )
         self._check_mode()
         self._check_budgets()
+        self._check_adaptive()
         if self.evolution.elitism >= self.evolution.population:
             raise KeyedError(
                 "evolution.elitism",
@@ -116,7 +117,10 @@ class Config(Section):
                 f"expected a logit that opens gates under training.gate = {self.training.gate!r} "
                 "(hard-concrete gates are exactly closed below about -2.4: new structure could never pass)",
             )
-        if self.selection.tournament_size > self.evolution.population and self.evolution.mode == "search":
+        if (
+            self.selection.tournament_size > self.evolution.population
+            and self.evolution.mode == "search"
+        ):
             raise KeyedError(
                 "selection.tournament_size",
                 self.selection.tournament_size,
@@ -176,8 +180,15 @@ class Config(Section):
             ("evolution.crossover_rate", evo.crossover_rate, 0.0),
         ):
             if got != want:
-                raise KeyedError(key, got, f"expected {want} with evolution.mode = 'grow' (one network, no copies)")
-        if not any(getattr(m, k) > 0 for k in ("grow_bottleneck", "add_node_bottleneck", "add_edge_bottleneck")):
+                raise KeyedError(
+                    key,
+                    got,
+                    f"expected {want} with evolution.mode = 'grow' (one network, no copies)",
+                )
+        if not any(
+            getattr(m, k) > 0
+            for k in ("grow_bottleneck", "add_node_bottleneck", "add_edge_bottleneck")
+        ):
             raise KeyedError(
                 "mutation.grow_bottleneck",
                 m.grow_bottleneck,
@@ -206,6 +217,56 @@ class Config(Section):
                 "training.budgets",
                 self.training.budgets,
                 f"expected 'off' for the sequence task {self.task.name!r} (budgets are for feed-forward networks)",
+            )
+
+    def _check_adaptive(self) -> None:
+        """Exit heads and skip gates (issue 16) are for feed-forward networks; exits for classifiers."""
+        m, kind = self.mutation, self.task.kind
+        if self.selection.cost == "average_flops" and self.selection.method != "nsga2":
+            raise KeyedError(
+                "selection.cost",
+                "average_flops",
+                "expected selection.method = 'nsga2' (cost is nsga2's second objective)",
+            )
+        on = [k for k in ("add_exit", "add_skip") if getattr(m, k) > 0]
+        if not on:
+            return
+        key = f"mutation.{on[0]}"
+        value = getattr(m, on[0])
+        if m.add_exit > 0 and kind != "classification":
+            raise KeyedError(
+                "mutation.add_exit",
+                m.add_exit,
+                "expected 0 for a regression task (exit heads stop on a class's confidence)",
+            )
+        spec = TASKS.get(self.task.name)  # type: ignore[arg-type]
+        if (
+            self.genome.recurrent
+            or m.add_recurrent_edge > 0
+            or (spec is not None and spec.sequence)
+        ):
+            raise KeyedError(
+                key,
+                value,
+                "expected 0 for recurrent networks or sequence tasks (exit heads and skip gates are for feed-forward networks)",
+            )
+        if self.training.budgets != "off":
+            raise KeyedError(
+                key,
+                value,
+                "expected 0 with training.budgets = 'sandwich' (budgets and adaptive genes do not mix)",
+            )
+        if m.insert_module > 0:
+            raise KeyedError(
+                key,
+                value,
+                "expected 0 with mutation.insert_module > 0 (grafted modules and adaptive genes do not mix)",
+            )
+        if isinstance(self.task.folds, int):
+            raise KeyedError(
+                key,
+                value,
+                "expected 0 with task.folds set (K-fold fitness does not fit thresholds per fold)",
             )
 
     def mutation_config(self) -> MutationConfig:
@@ -237,14 +298,20 @@ class Config(Section):
 
     def train_kwargs(self) -> dict[str, Any]:
         """Return the ``TrainConfig`` fields: steps, batch_size, lr, weight_decay, penalty, gate,
-        loss, budgets, budget_samples, budget_min, distill, ``task.metric`` as ``metric``, and ``class_weight`` ("auto" resolved)."""
+        loss, budgets, budget_samples, budget_min, distill, exit_weight, skip_target, skip_penalty,
+        threshold_tolerance, ``task.metric`` as ``metric``, and ``class_weight`` ("auto" resolved)."""
         t = self.training
         keys = ("steps", "batch_size", "lr", "weight_decay", "penalty", "gate", "loss")
         keys += ("budgets", "budget_samples", "budget_min", "distill")
+        keys += ("exit_weight", "skip_target", "skip_penalty", "threshold_tolerance")
         weight = t.class_weight
         if weight == "auto":
             weight = "balanced" if self.task.metric in CLASS_BALANCED_METRICS else "none"
-        return {**{k: getattr(t, k) for k in keys}, "metric": self.task.metric, "class_weight": weight}
+        return {
+            **{k: getattr(t, k) for k in keys},
+            "metric": self.task.metric,
+            "class_weight": weight,
+        }
 
 
 #: Metrics that weigh every class equally: ``class_weight = "auto"`` trains for them with

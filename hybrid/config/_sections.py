@@ -219,6 +219,34 @@ class TrainingConfig(Section):
         description="sandwich: smaller budgets learn the full network's outputs (in-place distillation) "
         "rather than the labels",
     )
+    exit_weight: float = Field(
+        0.5,
+        ge=0.0,
+        le=100.0,
+        description="exit heads (mutation.add_exit): each exit's cross-entropy weighs this much next to the "
+        "output's 1 (BranchyNet's weighted sum of exit losses); 0 trains the exits not at all",
+    )
+    skip_target: float = Field(
+        0.7,
+        ge=0.0,
+        le=1.0,
+        description="skip gates (mutation.add_skip): the execution rate each gated node is pulled towards "
+        "(ConvNet-AIG's target rate t: the share of inputs for which the node runs)",
+    )
+    skip_penalty: float = Field(
+        1.0,
+        ge=0.0,
+        le=100.0,
+        description="skip gates: weight of ConvNet-AIG's target-rate loss, the mean over gated nodes of "
+        "(skip_target - execution rate)^2; 0: only the task loss moves the gates",
+    )
+    threshold_tolerance: float = Field(
+        0.005,
+        ge=0.0,
+        le=1.0,
+        description="exit heads: thresholds are fitted on the validation split to the cheapest setting whose "
+        "accuracy is within this share of the full path's (0.005: half a point)",
+    )
 
 
 class EvolutionConfig(Section):
@@ -330,6 +358,11 @@ class SelectionConfig(Section):
         description="tournament within species on fitness; nsga2 on (metric, active parameters)",
     )
     tournament_size: int = Field(3, ge=2, description="mild pressure: 3 keeps diversity")
+    cost: Literal["parameters", "average_flops"] = Field(
+        "parameters",
+        description="nsga2's second objective: parameters = active parameters; average_flops = FLOPs per "
+        "input averaged over the validation split (what exit heads and skip gates save)",
+    )
     champion: Literal["best", "smallest_within"] = Field(
         "best",
         description="final champion: best = highest validation metric (then smallest); smallest_within = "
@@ -404,6 +437,16 @@ class MutationSection(Section):
         "(function-preserving; feed-forward tasks): 0 = the search never uses the library",
         0.0,
     )
+    add_exit: float = rate(
+        "attach an early-exit head to a hidden node (zero weights: function-preserving; feed-forward "
+        "classification): inputs the head is sure of stop there",
+        0.0,
+    )
+    add_skip: float = rate(
+        "give a hidden node a per-input skip gate (opened with margin: function-preserving; feed-forward): "
+        "it learns to skip the node for inputs that do not need it",
+        0.0,
+    )
     bottleneck_batch: int = Field(
         512,
         ge=8,
@@ -472,7 +515,7 @@ class MutationSection(Section):
         names = ("add_node", "widen", "add_edge", "prune_neurons", "prune_edge", "remove_node",
                  "perturb_weights", "mutate_activation", "reset_gates",
                  "add_recurrent_edge", "grow_bottleneck", "add_node_bottleneck",
-                 "add_edge_bottleneck", "insert_module")  # fmt: skip
+                 "add_edge_bottleneck", "insert_module", "add_exit", "add_skip")  # fmt: skip
         return {n: getattr(self, n) for n in names}
 
 

@@ -170,6 +170,38 @@ def _budget_section(curve: dict[str, Any], metric: str, gid: int) -> list[str]:
     ]
 
 
+def _adaptive_section(
+    lin: Lineage, gens: list[Any], records: list[Any], champion: int, metric: str, sign: float
+) -> list[str]:
+    """Exit heads and skip gates (issue 16): metric vs average FLOPs per input, and where inputs leave.
+
+    Empty for a run without adaptive genes (no generation recorded ``average_flops``).
+    """
+    average: dict[int, float] = {}
+    for gen in gens:
+        for k, v in dict(gen.stats.get("average_flops") or {}).items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                average[int(k)] = float(v)
+    if not average:
+        return []
+    points = [(r.id, r.generation, average[r.id], r.val_metric) for r in records
+              if r.id in average and r.val_metric is not None and r.status != "failed"]  # fmt: skip
+    out = [
+        "<h2>Compute that adapts to each input</h2>",
+        "<p class=note>Exit heads stop an input at the first exit sure enough of its class (thresholds fitted on "
+        "the validation split); skip gates skip a node per input. Cost is FLOPs per input, averaged.</p><div class=grid>",
+        f"<figure>{_img(plots.adaptive_plot(points, champion, metric, sign), f'{metric} vs average FLOPs per input')}</figure>",
+    ]
+    try:
+        adaptive = json.loads(lin.run.best_metrics_path.read_text()).get("adaptive")
+    except (OSError, ValueError, AttributeError):
+        adaptive = None
+    if isinstance(adaptive, dict) and isinstance(adaptive.get("exits"), list):
+        out.append(f"<figure>{_img(plots.exit_plot(adaptive), 'share of test inputs leaving at each exit')}</figure>")
+    out.append("</div>")
+    return out
+
+
 def _champion_png(lin: Lineage, gid: int) -> bytes:
     from ..draw import draw_genome
 
@@ -221,6 +253,7 @@ def build_report(lin: Lineage) -> str:
     ]
     if curve is not None and finished is not None:
         body.extend(_budget_section(curve, metric, finished.genome_id))
+    body.extend(_adaptive_section(lin, gens, records, best.id, metric, sign))
     return (
         f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>hybrid run {name}</title>"
         f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n"

@@ -14,7 +14,9 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from ..lineage import GenerationRecord, GenomeRecord, Step
 
 __all__ = [
+    "adaptive_plot",
     "budget_plot",
+    "exit_plot",
     "fitness_plot",
     "lineage_plot",
     "pareto_front",
@@ -213,4 +215,56 @@ def budget_plot(curve: dict[str, Any], metric: str) -> bytes:
     ax.set_title(f"{metric} vs share of FLOPs (budget labels: the budget asked for)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
+    return _png(fig)
+
+
+def adaptive_plot(
+    points: Sequence[tuple[int, int, float, float]], champion: int | None, metric: str, sign: float = 1.0
+) -> bytes:
+    """Scatter every genome's validation metric against its average FLOPs per input, with the front.
+
+    ``points`` are ``(genome id, generation, average FLOPs, val_metric)`` (issue 16:
+    FLOPs averaged over the validation split under the exit rule); the champion is a star.
+    """
+    fig = Figure(figsize=(7.5, 4.2))
+    ax = fig.add_subplot()
+    if points:
+        ids, gens, flops, vals = zip(*points, strict=True)
+        sc = ax.scatter(flops, [sign * v for v in vals], c=gens, cmap="viridis", s=12, alpha=0.6, linewidths=0)
+        fig.colorbar(sc, ax=ax, label="generation", pad=0.01)
+        front, best = [], -np.inf
+        for p in sorted(points, key=lambda p: (p[2], -p[3])):
+            if p[3] > best:
+                front.append(p)
+                best = p[3]
+        ax.step([p[2] for p in front], [sign * p[3] for p in front], where="post", color="tab:red", lw=1.5,
+                marker="o", ms=4, label=f"front ({len(front)} genomes)")
+        mine = [p for p in points if p[0] == champion]
+        if mine:
+            ax.scatter([mine[-1][2]], [sign * mine[-1][3]], marker="*", s=220, c="gold", edgecolors="black", zorder=5,
+                       label=f"champion {champion}")
+        if min(flops) > 0 and max(flops) / min(flops) > 30:
+            _log_axis(ax, "x")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlabel("average FLOPs per input (validation, exit rule)")
+    ax.set_ylabel(f"validation {metric}")
+    ax.set_title(f"{metric} vs average FLOPs per input, {len(points)} genomes")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def exit_plot(adaptive: dict[str, Any]) -> bytes:
+    """Bar chart of the share of test inputs that leave at each exit (and at the output)."""
+    fig = Figure(figsize=_SIZE)
+    ax = fig.add_subplot()
+    exits = [e for e in adaptive.get("exits", []) if isinstance(e, dict)]
+    labels = [f"exit {e['node']}" if e.get("node") != "output" else "output" for e in exits]
+    shares = [float(e.get("share", 0.0)) for e in exits]
+    ax.bar(range(len(shares)), shares, color=["tab:blue"] * (len(shares) - 1) + ["tab:gray"])
+    ax.set_xticks(range(len(shares)), labels, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share of test inputs")
+    ax.set_title(f"where inputs leave (average {adaptive.get('average_flops', float('nan')):.0f} FLOPs of "
+                 f"{adaptive.get('full_path_flops', 0)} on the full path)")
+    ax.grid(alpha=0.3, axis="y")
     return _png(fig)

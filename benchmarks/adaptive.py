@@ -1,0 +1,316 @@
+"""Compute that adapts to each input (issue 16): accuracy against average FLOPs on digits.
+
+On hybrid's own seeded train/validation/test split of digits, for each seed, torch
+threads 1, one table and one plot side by side from one run:
+
+1. **adaptive**: a search from ``configs/digits.toml`` with a generation cap,
+   ``mutation.add_exit`` and ``mutation.add_skip`` on, and NSGA-II on (validation
+   accuracy, average FLOPs per validation input: ``selection.cost =
+   "average_flops"``). Its front is every genome of the run on the validation Pareto
+   front of (accuracy, average FLOPs); each front genome is scored on the test split
+   by the numpy reference (``genomes.adaptive.evaluate_adaptive``: exact per-input FLOPs,
+   the thresholds fitted on validation during the search).
+2. **hybrid, not adaptive**: the same search without adaptive genes (NSGA-II on
+   accuracy and active parameters, as ``digits.toml`` ships); its front is the
+   validation Pareto front of (accuracy, FLOPs).
+3. **fixed MLPs**: plain torch, one hidden layer of widths 2-64 and two layers of
+   widths 4-32, trained separately (``quality.train_mlps``).
+
+Each arm is read as a step function of cost: at a FLOPs budget ``F``, the arm's model
+with the best *validation* accuracy among those whose validation cost is at most
+``F``; the table shows that model's *test* accuracy (median over seeds), so no arm
+picks on test. The adaptive champion's 50% check: its test accuracy with the shared
+threshold (fitted on validation) whose validation average is at most half its
+full-path FLOPs, against its full-path test accuracy. Distinct gate patterns (exit
+taken x skip decisions) on the test split are counted for the adaptive champion.
+
+    PYTHONPATH=. python benchmarks/adaptive.py --quick     # a few minutes
+    PYTHONPATH=. python benchmarks/adaptive.py             # 5 seeds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from quality import machine_line, median, train_mlps
+
+import hybrid.lineage
+from genomes import Genome
+from genomes.adaptive import THRESHOLD_GRID, evaluate_adaptive, is_adaptive
+from hybrid.config import Config, load_config
+from hybrid.search import Search
+from hybrid.tasks import Task, load_task
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "configs" / "digits.toml"
+BUDGETS = (600, 800, 1000, 1200, 1600, 2000, 2400)
+GENERATIONS = 40
+QUICK_GENERATIONS = 5
+QUICK_POPULATION = 12
+MLP_STEPS = 2000
+QUICK_MLP_STEPS = 400
+WIDTHS_1 = (2, 4, 8, 16, 32, 64)
+WIDTHS_2 = (4, 8, 16, 32)
+#: The adaptive arm's settings on top of digits.toml.
+ADAPTIVE = {
+    "mutation.add_exit": 0.1,
+    "mutation.add_skip": 0.05,
+    "selection.cost": "average_flops",
+    "genome.hidden": [8, 16],
+}
+
+
+def mlp_flops(hidden: tuple[int, ...], n_in: int = 64, n_out: int = 10) -> int:
+    """FLOPs per sample of a plain MLP: 2 per multiply-add of its weights (as hybrid counts)."""
+    widths = (n_in, *hidden, n_out)
+    return 2 * sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
+
+
+def config_for(arm: str, seed: int, runs_dir: Path, generations: int, quick: bool) -> Config:
+    base: dict[str, Any] = {
+        "run.seed": seed,
+        "run.runs_dir": str(runs_dir),
+        "run.name": f"adaptive-{arm}-s{seed}",
+        "run.threads": 1,
+        "run.device": "cpu",
+        "evolution.generations": generations,
+        "evolution.time_budget_s": 1e9,
+        **({"evolution.population": QUICK_POPULATION} if quick else {}),
+    }
+    if arm == "adaptive":
+        base.update(ADAPTIVE)
+    return load_config(CONFIG, base)
+
+
+def pareto(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The points no other beats on both validation accuracy (higher) and validation cost (lower)."""
+    front, best = [], -np.inf
+    for p in sorted(points, key=lambda p: (p["val_cost"], -p["val_acc"], p["id"])):
+        if p["val_acc"] > best:
+            front.append(p)
+            best = p["val_acc"]
+    return front
+
+
+def test_point(genome: Genome, task: Task, gate: str) -> tuple[float, float]:
+    """(test accuracy, average test FLOPs) under the exit rule (a plain genome: its FLOPs)."""
+    r = evaluate_adaptive(genome, np.asarray(task.X_test, np.float64), gate)
+    return float((r.outputs.argmax(-1) == task.y_test).mean()), float(r.flops.mean())
+
+
+def half_cost_check(genome: Genome, task: Task, gate: str) -> dict[str, Any] | None:
+    """The champion at half its full-path FLOPs: a validation-fitted shared threshold, scored on test."""
+    if not is_adaptive(genome):
+        return None
+    Xv, Xt = (np.asarray(a, np.float64) for a in (task.X_val, task.X_test))
+    rv = evaluate_adaptive(genome, Xv, gate)
+    full = rv.plan.full_flops
+    best = None
+    for q in THRESHOLD_GRID:
+        r = evaluate_adaptive(genome, Xv, gate, thresholds=np.full(len(rv.plan.exits), q))
+        if r.flops.mean() <= 0.5 * full:
+            acc = float((r.outputs.argmax(-1) == task.y_val).mean())
+            if best is None or acc > best[1]:
+                best = (q, acc)
+    rt = evaluate_adaptive(genome, Xt, gate)
+    full_acc = float((rt.output.argmax(-1) == task.y_test).mean())
+    out: dict[str, Any] = {
+        "full_path_flops": int(full),
+        "full_path_test": full_acc,
+        "exits": len(rv.plan.exits),
+    }
+    if best is None:
+        out.update(threshold=None, half_test=None, half_flops=None)
+        return out
+    rh = evaluate_adaptive(genome, Xt, gate, thresholds=np.full(len(rv.plan.exits), best[0]))
+    out.update(
+        threshold=best[0],
+        half_test=float((rh.outputs.argmax(-1) == task.y_test).mean()),
+        half_flops=float(rh.flops.mean()),
+    )
+    return out
+
+
+def gate_patterns(genome: Genome, task: Task, gate: str) -> int:
+    r = evaluate_adaptive(genome, np.asarray(task.X_test, np.float64), gate)
+    cols = [r.exit] + [r.runs[k].astype(np.int64) for k in sorted(r.runs)]
+    return len({tuple(c) for c in np.stack(cols, 1)})
+
+
+def run_arm(arm: str, seed: int, runs_dir: Path, generations: int, quick: bool) -> dict[str, Any]:
+    config = config_for(arm, seed, runs_dir, generations, quick)
+    t0 = time.perf_counter()
+    result = Search.start(config, overwrite=True).run()
+    wall = time.perf_counter() - t0
+    task = load_task(config.task, seed)
+    gate = config.training.gate
+    points = []
+    with hybrid.lineage.open(result.run_dir) as lin:
+        average: dict[int, float] = {}
+        for gen in lin.generations():
+            for k, v in dict(gen.stats.get("average_flops") or {}).items():
+                average[int(k)] = float(v)
+        for r in lin.records():
+            if r.status == "failed" or r.val_metric is None or not r.has_weights:
+                continue
+            cost = average.get(r.id, float(r.flops) if r.flops is not None else None)
+            if cost is not None:
+                points.append({"id": r.id, "val_acc": float(r.val_metric), "val_cost": float(cost)})
+        front = pareto(points)
+        for p in front:
+            genome = lin.genome(p["id"])
+            p["test_acc"], p["test_cost"] = test_point(genome, task, gate)
+            p["adaptive"] = is_adaptive(genome)
+    from hybrid.rundir import open_run_dir
+
+    champion = open_run_dir(result.run_dir).read_best_genome()
+    out: dict[str, Any] = {
+        "front": front,
+        "wall_s": wall,
+        "generations": result.generations,
+        "champion": {"test": result.test_metric, "flops": result.flops, "id": result.champion_id},
+    }
+    if arm == "adaptive":
+        out["half"] = half_cost_check(champion, task, gate)
+        out["gate_patterns"] = gate_patterns(champion, task, gate)
+        out["champion"]["test_avg_flops"] = test_point(champion, task, gate)[1]
+    return out
+
+
+def run_mlps(seed: int, steps: int) -> list[dict[str, Any]]:
+    config = load_config(CONFIG, {"run.seed": seed})
+    task = load_task(config.task, seed)
+    grid = [(w,) for w in WIDTHS_1] + [(w, w) for w in WIDTHS_2]
+    scores = train_mlps(task, grid, steps, config, seed)
+    return [
+        {
+            "hidden": list(h),
+            "val_acc": v,
+            "test_acc": t,
+            "val_cost": float(mlp_flops(h)),
+            "test_cost": float(mlp_flops(h)),
+        }
+        for h, (v, t) in zip(grid, scores, strict=True)
+    ]
+
+
+def at_budget(models: list[dict[str, Any]], budget: float) -> float | None:
+    """Test accuracy of the model with the best validation accuracy among those within ``budget``."""
+    within = [m for m in models if m["val_cost"] <= budget]
+    if not within:
+        return None
+    return max(within, key=lambda m: (m["val_acc"], -m["val_cost"]))["test_acc"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="2 seeds, short runs")
+    ap.add_argument("--seeds", type=int, nargs="*", default=None)
+    ap.add_argument("--generations", type=int, default=None)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "adaptive.json")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    seeds = args.seeds if args.seeds else ([0, 1] if args.quick else [0, 1, 2, 3, 4])
+    gens = args.generations or (QUICK_GENERATIONS if args.quick else GENERATIONS)
+    steps = QUICK_MLP_STEPS if args.quick else MLP_STEPS
+    print(machine_line(1), flush=True)
+    per_seed: dict[str, list[Any]] = {"adaptive": [], "hybrid": [], "mlp": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            for arm in ("adaptive", "hybrid"):
+                res = run_arm(arm, seed, Path(tmp), gens, args.quick)
+                per_seed[arm].append(res)
+                print(f"seed {seed} {arm}: {len(res['front'])} front genomes, {res['generations']} generations, "
+                      f"{res['wall_s']:.0f} s, champion test {res['champion']['test']:.4f}", flush=True)  # fmt: skip
+            per_seed["mlp"].append(run_mlps(seed, steps))
+    print(machine_line(1))
+    print(
+        f"\ndigits, median test accuracy (%) over seeds {seeds}; each arm's best-validation model within the budget"
+    )
+    print(
+        f"{'avg FLOPs <=':>12} | {'adaptive':>8} | {'hybrid':>8} | {'fixed MLP':>9} | {'adaptive - MLP':>14}"
+    )
+    rows = []
+    for b in BUDGETS:
+        vals = {}
+        for arm in ("adaptive", "hybrid", "mlp"):
+            runs = [r["front"] if arm != "mlp" else r for r in per_seed[arm]]
+            got = [at_budget(m, b) for m in runs]
+            vals[arm] = (
+                median([100 * g for g in got if g is not None])
+                if all(g is not None for g in got)
+                else None
+            )
+        gap = (
+            None
+            if vals["adaptive"] is None or vals["mlp"] is None
+            else vals["adaptive"] - vals["mlp"]
+        )
+        rows.append({"budget": b, **vals, "gap": gap})
+
+        def f(v: float | None) -> str:
+            return "   n/a" if v is None else f"{v:6.1f}"
+
+        print(
+            f"{b:>12} | {f(vals['adaptive']):>8} | {f(vals['hybrid']):>8} | {f(vals['mlp']):>9} | {f(gap):>14}"
+        )
+    halves = [r["half"] for r in per_seed["adaptive"] if r.get("half")]
+    if halves:
+        print("\nadaptive champion at half its full-path FLOPs (threshold fitted on validation):")
+        for s, h in zip(seeds, halves, strict=False):
+            print(f"  seed {s}: {h['exits']} exits, full path {h['full_path_flops']} FLOPs {100 * h['full_path_test']:.1f}%"
+                  + ("" if h["half_test"] is None else
+                     f"; at q={h['threshold']}: {100 * h['half_test']:.1f}% at {h['half_flops']:.0f} FLOPs"))  # fmt: skip
+    print(
+        "gate patterns on test (adaptive champion):",
+        [r.get("gate_patterns") for r in per_seed["adaptive"]],
+    )
+    args.out.write_text(
+        json.dumps(
+            {"seeds": seeds, "generations": gens, "table": rows, "per_seed": per_seed}, indent=1
+        )
+    )
+    _plot(per_seed, args.out.with_suffix(".png"))
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    return 0
+
+
+def _plot(per_seed: dict[str, list[Any]], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 4.5))
+    ax = fig.add_subplot()
+    for arm, colour in (("adaptive", "tab:red"), ("hybrid", "tab:blue"), ("mlp", "tab:gray")):
+        xs, ys = [], []
+        for b in np.geomspace(300, 10000, 40):
+            got = [at_budget(r["front"] if arm != "mlp" else r, b) for r in per_seed[arm]]
+            if all(g is not None for g in got):
+                xs.append(b)
+                ys.append(100 * float(np.median(got)))
+        ax.step(
+            xs,
+            ys,
+            where="post",
+            color=colour,
+            label={"mlp": "fixed MLPs", "hybrid": "hybrid (not adaptive)"}.get(arm, arm),
+        )
+    ax.axvspan(600, 2400, color="0.9", zorder=0)
+    ax.set_xscale("log")
+    ax.set_xlabel("average FLOPs per input (validation cost)")
+    ax.set_ylabel("median test accuracy (%)")
+    ax.set_title("digits: accuracy vs average FLOPs per input")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Exit heads and skip gates in the search (issue 16): config, NSGA-II on average FLOPs, records.
+
+The engines' oracle tests live in test_adaptive_engine.py, test_net_adaptive.py and
+test_export_adaptive.py; here: what a user configures and what a run writes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import hybrid.lineage
+from genomes.adaptive import evaluate_adaptive, is_adaptive
+from hybrid.adaptive import adaptive_record
+from hybrid.cli import main
+from hybrid.config import loads_config
+from hybrid.errors import ConfigError
+from hybrid.report import write_report
+from hybrid.search import Search
+from hybrid.tasks import load_task
+from tests.adaptive_cases import adaptive_genome
+from tests.hybrid.tiny import tiny_toml
+
+
+def _config(tmp_path: Path, **overrides: Any):
+    text = tiny_toml(tmp_path, generations=3, steps=10)
+    return loads_config(text, source="tiny.toml", overrides={"run.name": "a", **overrides})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"selection.cost": "average_flops"},
+            "selection.cost: got 'average_flops', expected selection.method = 'nsga2'",
+        ),
+        (
+            {"selection.method": "nsga2", "selection.cost": "flops"},
+            "selection.cost: got 'flops', expected 'parameters' or",
+        ),
+        (
+            {
+                "mutation.add_exit": 0.1,
+                "task.name": None,
+                "task.path": "d.csv",
+                "task.kind": "regression",
+                "task.target": "y",
+                "task.n_samples": None,
+            },
+            "mutation.add_exit: got 0.1, expected 0 for a regression task",
+        ),
+        (
+            {"mutation.add_skip": 0.1, "mutation.add_recurrent_edge": 0.1},
+            "mutation.add_skip: got 0.1, expected 0 for recurrent",
+        ),
+        (
+            {"mutation.add_exit": 0.1, "training.budgets": "sandwich"},
+            "expected 0 with training.budgets = 'sandwich'",
+        ),
+        ({"mutation.add_exit": 0.1, "task.folds": 3}, "expected 0 with task.folds set"),
+        ({"mutation.add_exit": 1.5}, "mutation.add_exit: got 1.5"),
+    ],
+)
+def test_bad_adaptive_settings_are_refused_in_one_line_naming_the_key(
+    tmp_path: Path, overrides: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        _config(tmp_path, **overrides)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_adaptive_settings_default_off_and_resolve(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    assert (cfg.mutation.add_exit, cfg.mutation.add_skip, cfg.selection.cost) == (
+        0.0,
+        0.0,
+        "parameters",
+    )
+    cfg = _config(
+        tmp_path,
+        **{
+            "mutation.add_exit": 0.2,
+            "selection.method": "nsga2",
+            "selection.cost": "average_flops",
+        },
+    )
+    kw = cfg.train_kwargs()
+    assert (
+        kw["exit_weight"],
+        kw["skip_target"],
+        kw["skip_penalty"],
+        kw["threshold_tolerance"],
+    ) == (0.5, 0.7, 1.0, 0.005)
+    assert cfg.mutation.rates()["add_exit"] == 0.2
+
+
+def test_the_record_counts_where_inputs_leave_and_what_they_cost() -> None:
+    g = adaptive_genome(3)
+    X = np.random.default_rng(0).normal(size=(64, 4))
+    y = np.random.default_rng(1).integers(0, 3, 64)
+    rec = adaptive_record(g, X, y, "sigmoid")
+    r = evaluate_adaptive(g, X)
+    assert rec is not None
+    assert rec["average_flops"] == pytest.approx(r.flops.mean())
+    assert sum(e["share"] for e in rec["exits"]) == pytest.approx(1.0)
+    assert [e["node"] for e in rec["exits"][:-1]] == list(r.plan.exits)
+    assert rec["accuracy"] == pytest.approx((r.outputs.argmax(1) == y).mean())
+    assert 1 <= rec["gate_patterns"] <= 64
+    assert adaptive_record(adaptive_genome(3, exits=0, skips=0), X, y, "sigmoid") is None
+
+
+def test_an_adaptive_search_grows_exits_and_skip_gates_and_records_their_cost(
+    tmp_path: Path, capsys
+) -> None:
+    cfg = _config(
+        tmp_path,
+        **{
+            "mutation.add_exit": 0.6,
+            "mutation.add_skip": 0.4,
+            "selection.method": "nsga2",
+            "selection.cost": "average_flops",
+            "evolution.generations": 4,
+            "training.gate": "sigmoid",
+        },
+    )
+    result = Search.start(cfg, overwrite=True).run()
+    with hybrid.lineage.open(result.run_dir) as lin:
+        gens = lin.generations()
+        adaptive_ids = [
+            r.id for r in lin.records() if r.has_weights and is_adaptive(lin.genome(r.id))
+        ]
+        assert adaptive_ids, "no member grew an exit head or a skip gate"
+        recorded = {int(k) for gen in gens for k in (gen.stats.get("average_flops") or {})}
+        assert set(adaptive_ids) <= recorded | {r.id for r in lin.records() if r.status == "failed"}
+        genome = lin.genome(adaptive_ids[-1])
+        task = load_task(cfg.task, cfg.run.seed)
+        gen_of = {r.id: r.generation for r in lin.records()}
+        avg = dict(gens[gen_of[adaptive_ids[-1]]].stats["average_flops"])[str(adaptive_ids[-1])]
+        # the recorded average is the reference's on the validation split, thresholds as written back
+        ref = evaluate_adaptive(genome, np.asarray(task.X_val, np.float64), cfg.training.gate)
+        assert avg == pytest.approx(float(ref.flops.mean()), rel=1e-9)
+    metrics = json.loads((result.run_dir / "best" / "metrics.json").read_text())
+    if "adaptive" in metrics:  # the champion has adaptive genes
+        assert metrics["average_flops"] == metrics["adaptive"]["average_flops"]
+        assert main(["status", str(result.run_dir)]) == 0
+        assert "FLOPs per test input on average" in capsys.readouterr().out
+    page = write_report(result.run_dir).read_text()
+    assert "Compute that adapts to each input" in page
