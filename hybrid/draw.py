@@ -25,7 +25,7 @@ from .lineage.records import Structure
 
 __all__ = ["draw_genome", "drawing_graph", "layout"]
 
-_ROLE_COLOURS = {"input": "#7fb3d5", "hidden": "#f5b041", "output": "#82e0aa"}
+_ROLE_COLOURS = {"input": "#7fb3d5", "hidden": "#f5b041", "output": "#82e0aa", "exit": "#c39bd3"}
 _EDGE_COLOUR = (0.2, 0.2, 0.25)
 #: Opacity of closed or dead structure: visible, but clearly out of the function.
 _FADED = 0.15
@@ -47,10 +47,11 @@ def drawing_graph(source: Genome | Structure, gate: str = "sigmoid") -> nx.DiGra
     else:
         live = active_structure(source, gate)
         for n, a in source.graph.nodes(data=True):
-            is_out = a["role"] == "output"
+            is_out = a["role"] in ("output", "exit")
             n_open = a["width"] if is_out else int((gate_value(a["gate"], gate) != 0).sum())
             g.add_node(
-                n, role=a["role"], width=a["width"], activation=a["activation"], open=n_open, live=n in live.neurons
+                n, role=a["role"], width=a["width"], activation=a["activation"], open=n_open, live=n in live.neurons,
+                skip=a.get("skip") is not None,
             )
         live_edges = set(live.edges)
         for s, d, a in source.graph.edges(data=True):
@@ -177,7 +178,8 @@ def draw_genome(
 
 
 def _label(n: int, a: dict) -> str:
-    head = {"input": f"{n} in", "output": f"{n} out"}.get(a["role"], str(n))
+    head = {"input": f"{n} in", "output": f"{n} out", "exit": f"{n} exit"}.get(a["role"], str(n))
+    head += " skip" if a.get("skip") else ""  # a per-input skip gate (issue 16)
     width = f"{a['open']}/{a['width']}" if a["open"] != a["width"] else str(a["width"])
     act = "" if a["role"] == "input" or a["activation"] == "identity" else a["activation"] + "\n"
     return f"{head}\n{act}w={width}"

@@ -35,7 +35,7 @@ _RECORD_COLUMNS = (
     "id, generation, parents, operators, species, status, train_loss, val_loss, val_metric, "
     "active_params, flops, n_parameters, weights IS NOT NULL AS has_weights"
 )
-_ROLES = ("input", "hidden", "output")
+_ROLES = ("input", "hidden", "output", "exit")
 
 
 class LineageError(HybridError):
