@@ -63,6 +63,7 @@ def _config(tmp_path: Path, **overrides: Any):
         ),
         ({"mutation.add_exit": 0.1, "task.folds": 3}, "expected 0 with task.folds set"),
         ({"mutation.add_exit": 1.5}, "mutation.add_exit: got 1.5"),
+        ({"mutation.add_skip": 0.1, "mutation.grow_bottleneck": 0.1}, "expected 0 with mutation.grow_bottleneck > 0"),
     ],
 )
 def test_bad_adaptive_settings_are_refused_in_one_line_naming_the_key(
