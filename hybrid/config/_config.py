@@ -262,6 +262,11 @@ class Config(Section):
                 value,
                 "expected 0 with mutation.insert_module > 0 (grafted modules and adaptive genes do not mix)",
             )
+        grow = [k for k in ("grow_bottleneck", "add_node_bottleneck", "add_edge_bottleneck") if getattr(m, k) > 0]
+        if grow:
+            raise KeyedError(
+                key, value, f"expected 0 with mutation.{grow[0]} > 0 (bottleneck growth reads the plain engine's statistics)"
+            )
         if isinstance(self.task.folds, int):
             raise KeyedError(
                 key,
