@@ -330,6 +330,7 @@ def evaluate_adaptive(
         for k, v in enumerate(thr):
             check_threshold(float(v), f"thresholds[{k}]")
     values, runs = _full_path(genome, x, gate, dtype)
+    runs = {n: z for n, z in runs.items() if n in plan.skip_flops}  # live skip-gated nodes only
     b = x.shape[0]
     heads = np.stack([values[e] for e in plan.exits]) if plan.exits else np.zeros((0, b, genome.n_outputs), dtype)
     output = values[genome.output_id]
