@@ -516,7 +516,9 @@ class GenomeNet(nn.Module):
         if x.dim() != 2 or x.shape[1] != self.n_inputs:
             raise ValueError(f"inputs should have shape (B, {self.n_inputs}), got {tuple(x.shape)}")
         z: dict[int, torch.Tensor] = {}
-        values = self._step(x, self.gate_values(noise), {}, self._skip_noise(x, skip_noise), z)
+        values = self._step(
+            x, self.gate_values(noise), {}, self._skip_noise(x, skip_noise), z, True
+        )
         return values[self._output], [values[e] for e in self._exits], z
 
     def _skip_noise(self, x: torch.Tensor, skip_noise: torch.Tensor | None) -> torch.Tensor | None:
@@ -562,14 +564,18 @@ class GenomeNet(nn.Module):
         previous: dict[int, torch.Tensor],
         skip_noise: torch.Tensor | None = None,
         decisions: dict[int, torch.Tensor] | None = None,
+        exits: bool = False,
     ) -> dict[int, torch.Tensor]:
         """Return every node's ``h`` at one time step (``previous``: the state nodes' last ``h``).
 
         ``skip_noise``: training-mode logistic noise (None: deterministic skip
-        decisions); ``decisions``, when given, receives each skip node's ``z``.
+        decisions); ``decisions``, when given, receives each skip node's ``z``;
+        ``exits``: compute the exit heads too (nothing reads them but the caller).
         """
         values = {self._input: x * gates[_node_key(self._input, "gate")]}
         for n, activation, bias_key, gate_key, incoming in self._plan:
+            if not exits and n in self._thresholds:
+                continue
             pre = self.nodes[bias_key]
             for s, weight_key, edge_gate_key in incoming:
                 pre = pre + gates[edge_gate_key] * nn.functional.linear(
@@ -723,7 +729,7 @@ class GenomeNet(nn.Module):
             recurrent = ", ".join(f"{s}(t-1)" for s, _, _ in self._recurrent.get(n, ()))
             note = " [skip gate]" if n in self._skips else ""
             if n in self._thresholds:
-                note = f" [exit, threshold {self._thresholds[n]:g}]"
+                note = f" [threshold {self._thresholds[n]:g}]"
             lines.append(
                 f"{self._labels[n]} <- {srcs}" + (f", {recurrent}" if recurrent else "") + note
             )

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from genomes import Genome, GenomeError, InnovationTracker, active_structure, evaluate
+from genomes import (
+    Genome,
+    GenomeError,
+    InnovationTracker,
+    active_structure,
+    evaluate,
+    open_probability,
+)
 from genomes.activations import activate
 from genomes.adaptive import evaluate_adaptive, exit_nodes, skip_logit, skip_nodes, with_thresholds
 from genomes.gates import GATE_KINDS, gate_value
@@ -274,6 +281,14 @@ def test_parameters_and_write_back_carry_the_skip_arrays_and_keep_thresholds():
         assert f"n{e}_bias" in net.nodes and f"n{e}_gate" not in net.nodes  # no neuron gate
         (src,) = active.predecessors(e)
         assert f"e{src}_{e}_weight" in net.edges and f"e{src}_{e}_gate" in net.gate_keys
+    # The structure penalty: input and hidden neuron gates and every enabled edge's gate.
+    graph = g.graph
+    logits = [graph.nodes[g.input_id]["gate"], *(graph.nodes[n]["gate"] for n in g.hidden_nodes())]
+    logits += [np.atleast_1d(graph.edges[e]["gate"]) for e in g.enabled_edges()]
+    assert net.n_gates == sum(v.size for v in logits)
+    assert net.penalty().item() == pytest.approx(
+        open_probability(np.concatenate(logits), "sigmoid").sum(), rel=1e-12
+    )
     n = skip_nodes(g)[0]
     (s, *_) = active.predecessors(n)
     with torch.no_grad():
@@ -358,5 +373,17 @@ def test_repr_names_exits_and_skip_gates():
     g = adaptive_genome(3)
     text = repr(GenomeNet(g))
     for e in exit_nodes(g):
-        assert f"{e}: exit[{g.n_outputs}]" in text and "threshold 0.6" in text
+        assert f"{e}: exit[{g.n_outputs}]" in text and f"{e} (threshold 0.6)" in text
     assert "[skip gate]" in text and "skip gates: " + ", ".join(map(str, skip_nodes(g))) in text
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_infer_and_forward_match_cpu():
+    g = adaptive_genome(3)
+    x = torch.tensor(inputs(g, 3), dtype=torch.float32)
+    net = GenomeNet(g).eval()
+    cpu = net.infer(x)
+    gpu = GenomeNet(g).eval().cuda().infer(x.cuda())
+    torch.testing.assert_close(gpu[0].cpu(), cpu[0])
+    assert torch.equal(gpu[1].cpu(), cpu[1]) and torch.equal(gpu[2].cpu(), cpu[2])
+    torch.testing.assert_close(GenomeNet(g).eval().cuda()(x.cuda()).cpu(), net(x))
