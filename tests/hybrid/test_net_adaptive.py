@@ -7,6 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from genomes import (
     Genome,
@@ -132,6 +134,24 @@ def test_infer_is_evaluate_adaptive(seed, kind):
         np.testing.assert_array_equal(stage.numpy(), r64.exit)
 
 
+@settings(max_examples=15)
+@given(st.integers(0, 2**32 - 1), st.sampled_from(GATE_KINDS), st.sampled_from([0.6, 0.9]))
+def test_infer_is_evaluate_adaptive_for_any_seed(seed, kind, q):
+    g = adaptive_genome(seed)
+    if exit_nodes(g):
+        g = with_thresholds(g, q)
+    x = inputs(g, seed % 1000, batch=16)
+    r = evaluate_adaptive(g, x, kind)
+    net = GenomeNet(g, kind).double().eval()
+    out, flops, stage = net.infer(torch.tensor(x))
+    np.testing.assert_allclose(out.numpy(), r.outputs, rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(flops.numpy(), r.flops)
+    np.testing.assert_array_equal(stage.numpy(), r.exit)
+    np.testing.assert_allclose(
+        net(torch.tensor(x)).detach().numpy(), r.output, rtol=1e-10, atol=1e-10
+    )
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_infer_computes_each_node_only_for_the_samples_that_run_it(seed, monkeypatch):
     # Record the rows every activation is applied to: stage k's nodes see only the
@@ -153,11 +173,11 @@ def test_infer_computes_each_node_only_for_the_samples_that_run_it(seed, monkeyp
     monkeypatch.setattr(net_module, "TORCH_ACTIVATIONS", table)
     GenomeNet(g).eval().infer(torch.tensor(x, dtype=torch.float32))
     want: list[int] = []
-    for k, st in enumerate(r.plan.stages):
+    for k, stage in enumerate(r.plan.stages):
         reached = r.exit >= k
         if not reached.any():
             break
-        for n in st.nodes:
+        for n in stage.nodes:
             want.append(int((reached & r.runs[n]).sum()) if n in r.runs else int(reached.sum()))
         want.append(int(reached.sum()))  # the exit's head, or the output node
     assert seen == want
