@@ -633,7 +633,8 @@ class GenomeNet(nn.Module):
 
         Raises:
             ValueError: for inputs of the wrong shape.
-            GenomeError: for thresholds of the wrong length or outside (0, 1].
+            GenomeError: for thresholds of the wrong length or outside (0, 1], or a
+                genome with recurrent edges.
 
         Shape:
             x: (B, n_inputs) -> (B, n_outputs), (B,), (B,)
@@ -803,8 +804,8 @@ def with_values(
     Returns:
         A copy with those arrays (float32 copies) in place; everything not named
         (disabled and recurrent edges, unused biases and gates, exit thresholds,
-        ``meta``) and every
-        frozen node's and edge's arrays (grafted modules: never trained) unchanged.
+        ``meta``) and every frozen node's and edge's arrays (grafted modules: never
+        trained) unchanged.
     """
     child = genome.copy()
     graph = child.graph
