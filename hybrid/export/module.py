@@ -121,6 +121,11 @@ class ExportedNet(nn.Module):
                 "the plan is of a recurrent genome: "
                 "build a RecurrentExportedNet (exported_net does)"
             )
+        if plan.is_adaptive and type(self).__name__ != "AdaptiveNet":
+            raise ValueError(
+                "the plan has exit heads or skip gates (genomes.adaptive): build a "
+                "hybrid.export.adaptive.AdaptiveNet (to_module and export_genome do)"
+            )
         self.n_inputs, self.n_outputs = plan.n_inputs, plan.n_outputs
         fill = _fill(feature_fill, plan.n_inputs)
         self._impute = fill is not None
@@ -368,6 +373,12 @@ def to_module(
         True
     """
     if budgets is None or budgets is False:
+        from genomes.adaptive import is_adaptive
+
+        if is_adaptive(genome):
+            from .adaptive import AdaptiveNet, plan_adaptive
+
+            return AdaptiveNet(plan_adaptive(genome, gate), feature_mean, feature_std).eval()
         return exported_net(plan_export(genome, gate), feature_mean, feature_std).eval()
     from genomes.budgets import check_budgets
 
