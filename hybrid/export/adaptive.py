@@ -106,17 +106,25 @@ def plan_adaptive(
             that is not an exit (one line).
     """
     if thresholds is not None:
-        genome = with_thresholds(genome, dict(thresholds) if isinstance(thresholds, Mapping) else thresholds)
+        genome = with_thresholds(
+            genome, dict(thresholds) if isinstance(thresholds, Mapping) else thresholds
+        )
     ap = adaptive_plan(genome, gate)
     plan = plan_export(genome, gate)
     layers = {layer.id: layer for layer in plan.layers}
     staged = [n for st in ap.stages for n in st.nodes] + [plan.output_id]
-    assert sorted(staged) == sorted(layers), "the stages and the export plan disagree on the live nodes"
-    assert {e.id for e in plan.exits} == set(ap.exits), "the stages and the export plan disagree on the exits"
+    assert sorted(staged) == sorted(layers), (
+        "the stages and the export plan disagree on the live nodes"
+    )
+    assert {e.id for e in plan.exits} == set(ap.exits), (
+        "the stages and the export plan disagree on the exits"
+    )
     for layer in (*plan.layers, *plan.exits):
         assert 2 * layer.weight.size == ap.node_flops[layer.id], f"node {layer.id}: FLOPs disagree"
     for part in plan.skips:
-        assert 2 * part.weight.size == ap.skip_flops[part.node], f"skip gate {part.node}: FLOPs disagree"
+        assert 2 * part.weight.size == ap.skip_flops[part.node], (
+            f"skip gate {part.node}: FLOPs disagree"
+        )
     g = genome.graph
     return AdaptiveExport(
         plan=plan,
@@ -202,7 +210,12 @@ class AdaptiveNet(ExportedNet):
         self._later = _read_later(adaptive)
         self._summary += (
             "exits (stage order): "
-            + (", ".join(f"{e}>={q:g}" for e, q in zip(adaptive.exits, adaptive.thresholds, strict=True)) or "none")
+            + (
+                ", ".join(
+                    f"{e}>={q:g}" for e, q in zip(adaptive.exits, adaptive.thresholds, strict=True)
+                )
+                or "none"
+            )
             + "; skip gates: "
             + (", ".join(str(n) for n in sorted(self._skipped)) or "none"),
         )
@@ -373,7 +386,9 @@ def adaptive_init_lines(ad: AdaptiveExport) -> list[str]:
             f"# node {head.id}: exit head reading node {head.sources[0]}, tried at stage "
             f"{order[head.id]} (threshold {ad.thresholds[order[head.id]]!r})"
         )
-        lines.append(f"self.{layer_name(head.id, False)} = nn.Linear({head.weight.shape[1]}, {head.width})")
+        lines.append(
+            f"self.{layer_name(head.id, False)} = nn.Linear({head.weight.shape[1]}, {head.width})"
+        )
     for part in ad.plan.skips:
         lines.append(f"# skip gate of node {part.node}: the node runs where this logit >= 0")
         lines.append(f"self.{skip_name(part.node)} = nn.Linear({part.weight.size}, 1)")
@@ -399,10 +414,14 @@ def adaptive_forward_lines(ad: AdaptiveExport, impute: bool) -> list[str]:
     if plan.keeps_all_inputs:
         lines.append(f"h{inp} = x  # node {inp}: input, {n_in} features")
     else:
-        lines.append(f"h{inp} = x[:, self.input_index]  # node {inp}: input, {n_in} of {plan.n_inputs} features")
+        lines.append(
+            f"h{inp} = x[:, self.input_index]  # node {inp}: input, {n_in} of {plan.n_inputs} features"
+        )
     last = len(ad.stages) - 1
     for k, stage in enumerate(ad.stages):
-        ends = f"exit {stage.exit}" if stage.exit is not None else f"the output node {plan.output_id}"
+        ends = (
+            f"exit {stage.exit}" if stage.exit is not None else f"the output node {plan.output_id}"
+        )
         nodes = ", ".join(str(n) for n in stage.nodes) or "none"
         lines.append(f"# stage {k}: nodes {nodes}; then {ends}")
         lines.append("n = rows.shape[0]")
@@ -414,7 +433,7 @@ def adaptive_forward_lines(ad: AdaptiveExport, impute: bool) -> list[str]:
                 lines.append(f"h{node} = {_value(layer, expr, 'n')}")
                 lines.append(f"cost = cost + {ad.node_flops[node]}")
                 continue
-            lines.append(f"#   skip gate: computed only for the samples whose gate logit is >= 0")
+            lines.append("#   skip gate: computed only for the samples whose gate logit is >= 0")
             if expr:
                 lines.append(f"in{node} = {expr}")
                 lines.append(f"on{node} = self.{skip_name(node)}(in{node})[:, 0] >= 0")
@@ -445,8 +464,12 @@ def adaptive_forward_lines(ad: AdaptiveExport, impute: bool) -> list[str]:
         lines.append(f"cost = cost + {ad.node_flops[e]}")
         lines.append(f"done = confidence(logits) >= {ad.thresholds[k]!r}")
         lines.append("stop = torch.nonzero(done)[:, 0]")
-        lines.append("out = out.index_copy(0, rows.index_select(0, stop), logits.index_select(0, stop))")
-        lines.append("flops = flops.index_copy(0, rows.index_select(0, stop), cost.index_select(0, stop))")
+        lines.append(
+            "out = out.index_copy(0, rows.index_select(0, stop), logits.index_select(0, stop))"
+        )
+        lines.append(
+            "flops = flops.index_copy(0, rows.index_select(0, stop), cost.index_select(0, stop))"
+        )
         lines.append("keep = torch.nonzero(~done)[:, 0]")
         lines.append("rows = rows.index_select(0, keep)")
         lines.append("cost = cost.index_select(0, keep)")
@@ -488,4 +511,3 @@ def adaptive_constants(ad: AdaptiveExport) -> str:
         "#: FLOPs per sample of running every node, gate and head.\n"
         f"FULL_FLOPS = {ad.full_flops}\n" + ADAPTIVE_FUNCTIONS
     )
-
