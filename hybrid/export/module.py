@@ -116,16 +116,11 @@ class ExportedNet(nn.Module):
         feature_fill: Sequence[float | None] | None = None,
     ) -> None:
         super().__init__()
-        if plan.is_recurrent and not isinstance(self, RecurrentExportedNet):
-            raise ValueError(
-                "the plan is of a recurrent genome: "
-                "build a RecurrentExportedNet (exported_net does)"
-            )
-        if plan.is_adaptive and type(self).__name__ != "AdaptiveNet":
-            raise ValueError(
-                "the plan has exit heads or skip gates (genomes.adaptive): build a "
-                "hybrid.export.adaptive.AdaptiveNet (to_module and export_genome do)"
-            )
+        if (plan.is_recurrent and not isinstance(self, RecurrentExportedNet)) or (
+            plan.is_adaptive and type(self).__name__ != "AdaptiveNet"
+        ):
+            # (5 lines, as before issue 16: the exported files' debug info holds line numbers)
+            raise ValueError(_wrong_class(plan))
         self.n_inputs, self.n_outputs = plan.n_inputs, plan.n_outputs
         fill = _fill(feature_fill, plan.n_inputs)
         self._impute = fill is not None
@@ -309,6 +304,16 @@ class RecurrentExportedNet(ExportedNet):
         if not outputs:
             return x.new_zeros(x.shape[0], 0, self.n_outputs), state
         return torch.stack(outputs, dim=1), state
+
+
+def _wrong_class(plan: ExportPlan) -> str:
+    """Return why ``ExportedNet`` (or this subclass) cannot run ``plan``."""
+    if plan.is_recurrent:
+        return "the plan is of a recurrent genome: build a RecurrentExportedNet (exported_net does)"
+    return (
+        "the plan has exit heads or skip gates (genomes.adaptive): build a "
+        "hybrid.export.adaptive.AdaptiveNet (to_module and export_genome do)"
+    )
 
 
 def exported_net(
