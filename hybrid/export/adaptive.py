@@ -31,7 +31,6 @@ parameters.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -57,9 +56,13 @@ __all__ = [
 ]
 
 
-def skip_name(node: int) -> str:
-    """Return the attribute name of node ``node``'s skip gate (``node5_skip``)."""
-    return f"node{node}_skip"
+def skip_name(node: int, constant: bool = False) -> str:
+    """Return the attribute name of node ``node``'s skip gate.
+
+    ``node5_skip`` (an ``nn.Linear(in, 1)``), or ``node5_skip_bias`` (a bias-only
+    ``nn.Parameter`` [1]) for a constant node's gate, which reads nothing.
+    """
+    return f"node{node}_skip_bias" if constant else f"node{node}_skip"
 
 
 @dataclass(frozen=True)
@@ -197,9 +200,11 @@ class AdaptiveNet(ExportedNet):
                 linear.bias.copy_(torch.from_numpy(head.bias))
             self.add_module(layer_name(head.id, False), linear)
         for part in plan.skips:
-            with warnings.catch_warnings():  # a constant node's gate has no weights to initialise
-                warnings.simplefilter("ignore", UserWarning)
-                linear = nn.Linear(part.weight.size, 1)
+            if not part.weight.size:  # a constant node's gate: its bias alone
+                bias = nn.Parameter(torch.from_numpy(part.bias.copy()))
+                self.register_parameter(skip_name(part.node, True), bias)
+                continue
+            linear = nn.Linear(part.weight.size, 1)
             with torch.no_grad():
                 linear.weight.copy_(torch.from_numpy(part.weight).reshape(1, -1))
                 linear.bias.copy_(torch.from_numpy(part.bias))
@@ -236,9 +241,9 @@ class AdaptiveNet(ExportedNet):
 
     def _gate(self, node: int, inp: torch.Tensor | None, n: int) -> torch.Tensor:
         """Return the skip gate's ``s >= 0`` per running sample."""
-        gate = getattr(self, skip_name(node))
-        s = gate.bias.expand(n) if inp is None else gate(inp)[:, 0]
-        return s >= 0
+        if inp is None:
+            return getattr(self, skip_name(node, True)).expand(n) >= 0
+        return getattr(self, skip_name(node))(inp)[:, 0] >= 0
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         if self._impute:
@@ -391,7 +396,12 @@ def adaptive_init_lines(ad: AdaptiveExport) -> list[str]:
         )
     for part in ad.plan.skips:
         lines.append(f"# skip gate of node {part.node}: the node runs where this logit >= 0")
-        lines.append(f"self.{skip_name(part.node)} = nn.Linear({part.weight.size}, 1)")
+        if part.weight.size:
+            lines.append(f"self.{skip_name(part.node)} = nn.Linear({part.weight.size}, 1)")
+        else:
+            lines.append(
+                f"self.{skip_name(part.node, True)} = nn.Parameter(torch.zeros(1))  # no live input"
+            )
     return lines
 
 
@@ -438,7 +448,7 @@ def adaptive_forward_lines(ad: AdaptiveExport, impute: bool) -> list[str]:
                 lines.append(f"in{node} = {expr}")
                 lines.append(f"on{node} = self.{skip_name(node)}(in{node})[:, 0] >= 0")
             else:
-                lines.append(f"on{node} = self.{skip_name(node)}.bias.expand(n) >= 0")
+                lines.append(f"on{node} = self.{skip_name(node, True)}.expand(n) >= 0")
             lines.append(f"run{node} = torch.nonzero(on{node})[:, 0]")
             sub = f"in{node}.index_select(0, run{node})" if expr else ""
             lines.append(

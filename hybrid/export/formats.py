@@ -34,6 +34,18 @@ sub-network. The sidecar (``<name>.json`` of the requested name) then has
 a run export adds) and ``budget_levels`` (``count``, ``flops`` of every level,
 ``min_budget``, ``rule``). Without budgets nothing changes.
 
+An adaptive genome (exit heads and skip gates, ``genomes.adaptive``;
+:mod:`hybrid.export.adaptive`) exports its per-input control flow in ``python`` and
+``torchscript`` (``forward(x)`` stops each sample at the first exit sure enough,
+runs a skip-gated node only where its gate opens; ``forward_flops(x)`` returns
+``(outputs, flops)``). ``pt2`` and ``onnx`` have static graphs: they compute every
+path for every sample and select each sample's output (same outputs, full cost),
+and are written only when asked for with ``all_paths=True`` (``hybrid export
+--all-paths``). ``thresholds`` overrides the exits' thresholds. The sidecar then has
+``adaptive``: ``exits`` (stage order), ``thresholds``, ``skip_gates``, ``stages``,
+``control_flow`` (``"data-dependent"`` or ``"all-paths"``), ``full_flops``,
+``rule`` and ``flops``.
+
 An export of a table task (the sidecar has an ``encoding``) also writes
 ``preprocess.py`` beside the module: a copy of :mod:`hybrid.tasks.preprocess`
 with the run's encoding, whose ``encode(rows)`` turns raw rows (text categories,

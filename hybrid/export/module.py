@@ -351,7 +351,10 @@ def to_module(
         gate: gate kind whose deterministic values are folded.
         feature_mean: per-feature training mean (default 0).
         feature_std: per-feature training standard deviation (default 1).
-        budgets: None or False for the plain module; True, or the budgets (in
+        budgets: None or False for the plain module (an adaptive genome, with
+            exits or skip gates, gives a :class:`hybrid.export.adaptive.AdaptiveNet`:
+            ``forward`` stops early per sample, ``forward_flops`` also returns each
+            sample's FLOPs); True, or the budgets (in
             (0, 1], strictly increasing) the module is meant for, for a
             :class:`hybrid.export.budgets.BudgetedNet` of a feed-forward genome,
             whose ``forward(x, budget=1.0)`` runs only the sub-network ``budget``
@@ -363,7 +366,7 @@ def to_module(
     Raises:
         ValueError: for an unknown gate kind or malformed statistics;
             ``GenomeError`` (a ValueError) for budgets that are not in (0, 1] and
-            strictly increasing, or budgets for a recurrent genome.
+            strictly increasing, or budgets for a recurrent or adaptive genome.
 
     Shape:
         Input: (B, n_inputs) raw features. Output: (B, n_outputs). Recurrent:
@@ -390,4 +393,9 @@ def to_module(
     from .budgets import BudgetedNet, plan_budgets
 
     listed = () if budgets is True else check_budgets(budgets)
+    from genomes import GenomeError
+    from genomes.adaptive import is_adaptive
+
+    if is_adaptive(genome):
+        raise GenomeError("budgets are for genomes without exits or skip gates (genomes.adaptive)")
     return BudgetedNet(plan_budgets(genome, gate), feature_mean, feature_std, listed=listed).eval()

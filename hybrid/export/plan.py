@@ -31,6 +31,14 @@ its value is ``act(bias)`` whatever the input. It is kept as a bias-only layer
 rather than folded into the biases downstream, so the parameter count still equals
 ``active_structure(...).n_parameters`` and the bias stays trainable.
 
+An *adaptive* genome (``genomes.adaptive``) keeps its live exit heads
+(``ExportPlan.exits``: layers of role ``"exit"``, reading one hidden node) and the
+skip gates of its live hidden nodes (``ExportPlan.skips``: a weight over the same
+input as the node's layer, gates folded as for the layer, and the gate's bias);
+``layers`` stays the hidden and output nodes, output last, and the parameter count
+includes heads and gates (``ActiveStructure.n_parameters`` does). How they run is
+:mod:`hybrid.export.adaptive`'s.
+
 The plan is plain numpy (float32 arrays, folded in float64); the torch module
 (:mod:`hybrid.export.module`) and the generated source
 (:mod:`hybrid.export.codegen`) are both built from it.

@@ -170,7 +170,9 @@ def test_a_skip_gated_node_with_no_live_input_runs_all_or_nothing(tmp_path):
     model = import_file(
         export_genome(g, tmp_path / "m.py", "python", sidecar=stats()).path, "const"
     )
-    for m in (net, model.load()):
+    assert f"node{n}_skip_bias" in net.state_dict()  # a bias-only gate
+    ts = torch.jit.load(export_genome(g, tmp_path / "m.pt", "torchscript", sidecar=stats()).path)
+    for m in (net, model.load(), ts):
         with torch.no_grad():
             out, flops = m.forward_flops(torch.from_numpy(raw))
         np.testing.assert_allclose(out.numpy(), r.outputs, rtol=TOL, atol=TOL)
