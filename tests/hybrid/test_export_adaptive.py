@@ -343,3 +343,24 @@ def test_the_command_line_exports_all_paths_and_a_threshold(tmp_path, capsys):
     assert info["adaptive"]["control_flow"] == "data-dependent"
     result = export_run(run, out=tmp_path / "api", threshold=0.75)
     assert result.sidecar["adaptive"]["thresholds"] == [0.75] * len(info["adaptive"]["exits"])
+
+
+def test_closed_inputs_missing_features_and_hard_concrete_gates(tmp_path):
+    g = adaptive_genome(3)
+    g.graph.nodes[g.input_id]["gate"][1] = -1e4  # input feature 1 closed under both gate kinds
+    raw = raw_rows(3)
+    raw[::5, 2] = np.nan  # filled with feature_fill[2]
+    fill = [None, None, 0.75, None]
+    filled = np.where(np.isnan(raw), np.array([0, 0, 0.75, 0], np.float32), raw)
+    for gate in ("sigmoid", "hard_concrete"):
+        assert len(plan_export(g, gate).input_index) == 3
+        x = (filled.astype(np.float64) - MEAN) / STD
+        r = evaluate_adaptive(g, x, gate)
+        side = {**stats(), "feature_fill": fill}
+        res = export_genome(g, tmp_path / f"{gate}.py", "python", gate, sidecar=side)
+        ts = export_genome(g, tmp_path / f"{gate}.pt", "torchscript", gate, sidecar=side)
+        for net in (import_file(res.path, f"fill_{gate}").load(), torch.jit.load(ts.path)):
+            with torch.no_grad():
+                out, flops = net.forward_flops(torch.from_numpy(raw))
+            np.testing.assert_allclose(out.numpy(), r.outputs, rtol=TOL, atol=TOL)
+            np.testing.assert_array_equal(flops.numpy(), r.flops)
