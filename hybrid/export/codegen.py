@@ -474,9 +474,14 @@ def render_python(
     Raises:
         KeyError: for an activation with no entry in ``ACTIVATION_CODE``.
         ValueError: for a class label with no Python literal (NaN, inf, not a
-            string or number).
+            string or number), or an adaptive plan without ``adaptive``.
     """
     from . import adaptive as adaptive_source  # it imports this module: import at use
+
+    if plan.is_adaptive and adaptive is None:
+        raise ValueError(
+            "the plan has exit heads or skip gates: pass adaptive=plan_adaptive(genome, gate)"
+        )
 
     missing = {layer.activation for layer in (*plan.layers, *plan.exits)} - ACTIVATION_CODE.keys()
     if missing:

@@ -23,7 +23,14 @@ from genomes.adaptive import adaptive_plan, evaluate_adaptive, exit_nodes, skip_
 from hybrid import __version__
 from hybrid.cli import main
 from hybrid.config import dump_config, loads_config
-from hybrid.export import ExportError, export_genome, export_run, plan_export, to_module
+from hybrid.export import (
+    ExportError,
+    export_genome,
+    export_run,
+    plan_export,
+    render_python,
+    to_module,
+)
 from hybrid.export.adaptive import AdaptiveNet, plan_adaptive
 from hybrid.export.module import ExportedNet
 from tests.adaptive_cases import adaptive_genome
@@ -255,9 +262,14 @@ def test_thresholds_can_be_overridden_and_are_checked(tmp_path):
         plan_adaptive(g, thresholds=2.0)
 
 
-def test_an_adaptive_plan_is_refused_by_the_plain_module():
+def test_an_adaptive_plan_is_refused_by_the_plain_module_and_source():
+    plan = plan_export(adaptive_genome(0))
     with pytest.raises(ValueError, match="AdaptiveNet"):
-        ExportedNet(plan_export(adaptive_genome(0)))
+        ExportedNet(plan)
+    with pytest.raises(ValueError, match="adaptive=plan_adaptive"):
+        render_python(plan, weights="w.pt", title="t")
+    with pytest.raises(GenomeError, match="budgets"):
+        to_module(adaptive_genome(0), budgets=True)
 
 
 # ------------------------------------------------------------------ plain genomes
