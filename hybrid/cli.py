@@ -77,6 +77,16 @@ def _parser() -> argparse.ArgumentParser:
         "write one module whose forward(x, budget) runs that budget's sub-network; pt2/onnx "
         "write one file per budget (model.b0.25.onnx); the sidecar scores each",
     )
+    exp.add_argument(
+        "--all-paths",
+        action="store_true",
+        help="allow pt2/onnx for a genome with exits or skip gates: every sample then computes "
+        "every path (same outputs, full cost); python/torchscript stop early per sample",
+    )
+    exp.add_argument(
+        "--threshold",
+        help="one exit threshold in (0, 1] for every exit head, instead of the genome's own",
+    )
 
     from .library.commands import add_modules_arguments
 
@@ -356,7 +366,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
         except ValueError:
             raise HybridError(f"genome: got {args.genome!r}, expected an integer id or 'best'") from None
     budgets = None if args.budgets is None else _export_budgets(args.budgets)
-    result = export_run(args.run_dir, genome, args.fmt, _export_out(args.out), budgets)
+    threshold = None if args.threshold is None else _export_threshold(args.threshold)
+    result = export_run(
+        args.run_dir, genome, args.fmt, _export_out(args.out), budgets, args.all_paths, threshold
+    )
     for path in result.files:
         print(path)
     print(f"{result.format}: {result.n_parameters} parameters")
@@ -368,7 +381,27 @@ def _cmd_export(args: argparse.Namespace) -> int:
             f"budget {entry['budget']:g}: {entry['flops']} FLOPs ({entry['flops_share']:.1%}), "
             f"{entry['n_parameters']} parameters{scores}"
         )
+    adaptive = result.sidecar.get("adaptive")
+    if adaptive:
+        print(
+            f"adaptive ({adaptive['control_flow']}): exits {adaptive['exits']} at thresholds "
+            f"{adaptive['thresholds']}, skip gates {adaptive['skip_gates']}; full path "
+            f"{adaptive['full_flops']} FLOPs"
+        )
     return 0
+
+
+def _export_threshold(text: str) -> float:
+    """Parse ``export --threshold``: a number in (0, 1]."""
+    from genomes import GenomeError
+    from genomes.adaptive import check_threshold
+
+    try:
+        return check_threshold(float(text), "--threshold")
+    except GenomeError as exc:
+        raise HybridError(str(exc)) from None
+    except ValueError:  # float("x")
+        raise HybridError(f"--threshold should be a number in (0, 1], got {text!r}") from None
 
 
 def _export_budgets(text: str) -> list[float]:

@@ -7,19 +7,26 @@ A recurrent genome exports a module over time (``RecurrentExportedNet``:
 ``forward(x (B, T, F), state=None) -> (outputs, final_state)``). A feed-forward
 genome exported with ``budgets`` (issue 17, :mod:`hybrid.export.budgets`) gives a
 ``BudgetedNet``: ``forward(x, budget=1.0)`` runs only the sub-network the budget
-selects.
+selects. An adaptive genome (exit heads and skip gates, issue 16,
+:mod:`hybrid.export.adaptive`) gives an ``AdaptiveNet``: ``forward(x)`` stops each
+sample at the first sure exit and runs a skip-gated node only where its gate opens;
+``forward_flops(x)`` also returns each sample's FLOPs.
 Importing this package imports torch (``import hybrid`` does not import it).
 """
 
+from .adaptive import AdaptiveExport, AdaptiveNet, AllPathsNet, plan_adaptive
 from .budgets import BudgetedNet, BudgetPlan, plan_budgets
 from .codegen import ACTIVATION_CODE, render_python
 from .formats import FORMATS, SIDECAR_FORMAT, ExportError, ExportResult, export_genome, state_info
 from .module import ExportedNet, RecurrentExportedNet, exported_net, to_module
-from .plan import ExportPlan, LayerPlan, StatePlan, plan_export
+from .plan import ExportPlan, LayerPlan, SkipPlan, StatePlan, plan_export
 from .run import export_run, run_module
 
 __all__ = [
     "ACTIVATION_CODE",
+    "AdaptiveExport",
+    "AdaptiveNet",
+    "AllPathsNet",
     "BudgetPlan",
     "BudgetedNet",
     "FORMATS",
@@ -30,10 +37,12 @@ __all__ = [
     "ExportedNet",
     "LayerPlan",
     "RecurrentExportedNet",
+    "SkipPlan",
     "StatePlan",
     "export_genome",
     "export_run",
     "exported_net",
+    "plan_adaptive",
     "plan_budgets",
     "plan_export",
     "render_python",

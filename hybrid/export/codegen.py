@@ -18,6 +18,12 @@ A budgeted export (``budgets``: :class:`hybrid.export.budgets.BudgetPlan`) has
 ``LEVEL_FLOPS``, and each node is one commented block computing only its kept
 neurons from views of the full weights. The class compiles with
 ``torch.jit.script`` (the ``torchscript`` format scripts it).
+
+An adaptive export (``adaptive``: :class:`hybrid.export.adaptive.AdaptiveExport`)
+has ``forward(x)`` and ``forward_flops(x) -> (outputs, flops)``, which runs the
+stages with data-dependent control flow (one commented block per node, exit and
+skip gate; the FLOPs are integer constants of the plan). It also compiles with
+``torch.jit.script``.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from .module import gate_name, layer_name
 from .plan import ExportPlan, LayerPlan
 
 if TYPE_CHECKING:
+    from .adaptive import AdaptiveExport
     from .budgets import BudgetPlan
 
 __all__ = ["ACTIVATION_CODE", "render_python"]
@@ -440,6 +447,7 @@ def render_python(
     impute: bool = False,
     table: bool = False,
     budgets: BudgetPlan | None = None,
+    adaptive: AdaptiveExport | None = None,
 ) -> str:
     """Return the source of a standalone module file computing ``plan``'s network.
 
@@ -453,6 +461,9 @@ def render_python(
         table: the task was a table: the docstring points to ``preprocess.py``.
         budgets: the budgeted plan (its ``plan`` is ``plan``): the class's
             ``forward(x, budget=1.0)`` runs the level ``budget`` selects.
+        adaptive: the adaptive plan (its ``plan`` is ``plan``): the class runs
+            exits and skip gates with data-dependent control flow and has
+            ``forward_flops(x)``.
 
     Returns:
         Python source that imports only torch.
@@ -463,9 +474,16 @@ def render_python(
     Raises:
         KeyError: for an activation with no entry in ``ACTIVATION_CODE``.
         ValueError: for a class label with no Python literal (NaN, inf, not a
-            string or number).
+            string or number), or an adaptive plan without ``adaptive``.
     """
-    missing = {layer.activation for layer in plan.layers} - ACTIVATION_CODE.keys()
+    from . import adaptive as adaptive_source  # it imports this module: import at use
+
+    if plan.is_adaptive and adaptive is None:
+        raise ValueError(
+            "the plan has exit heads or skip gates: pass adaptive=plan_adaptive(genome, gate)"
+        )
+
+    missing = {layer.activation for layer in (*plan.layers, *plan.exits)} - ACTIVATION_CODE.keys()
     if missing:
         raise KeyError(f"no source for activation(s) {sorted(missing)} in ACTIVATION_CODE")
     uses_functional = budgets is not None or any(
@@ -496,9 +514,18 @@ def render_python(
             if plan.is_recurrent
             else ""
         )
-        + (_BUDGET_NOTE if budgets is not None else ""),
-        usage=_usage(plan) + (_BUDGET_USAGE if budgets is not None else ""),
-        state_constants=_state_constants(plan) if budgets is None else _budget_constants(budgets),
+        + (_BUDGET_NOTE if budgets is not None else "")
+        + (adaptive_source.ADAPTIVE_NOTE if adaptive is not None else ""),
+        usage=_usage(plan)
+        + (_BUDGET_USAGE if budgets is not None else "")
+        + (adaptive_source.ADAPTIVE_USAGE if adaptive is not None else ""),
+        state_constants=(
+            _budget_constants(budgets)
+            if budgets is not None
+            else adaptive_source.adaptive_constants(adaptive)
+            if adaptive is not None
+            else _state_constants(plan)
+        ),
     )
     if plan.is_recurrent:
         size = plan.state_size
@@ -527,6 +554,22 @@ def render_python(
             '        """Return the outputs of the sub-network ``budget`` selects, for raw x (B, n_inputs)."""',
             *(f"        {line}" for line in _budget_forward_lines(budgets, impute)),
         ]
+    elif adaptive is not None:
+        shape = (
+            f"        Input: (B, {plan.n_inputs}) raw features. Output: (B, {plan.n_outputs}), each "
+            "sample's output under the exit rule.",
+        )
+        body = [
+            "",
+            "    def forward(self, x: torch.Tensor) -> torch.Tensor:",
+            '        """Return the outputs for raw features ``x`` of shape (B, n_inputs)."""',
+            "        return self.forward_flops(x)[0]",
+            "",
+            "    @torch.jit.export",
+            "    def forward_flops(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:",
+            '        """Return the outputs (B, n_outputs) and the FLOPs each sample ran (B,) int64."""',
+            *(f"        {line}" for line in adaptive_source.adaptive_forward_lines(adaptive, impute)),
+        ]
     else:
         shape = (
             f"        Input: (B, {plan.n_inputs}) raw features. Output: (B, {plan.n_outputs}).",
@@ -548,6 +591,10 @@ def render_python(
         "    def __init__(self) -> None:",
         "        super().__init__()",
         *(f"        {line}" for line in _init_lines(plan, impute)),
+        *(
+            f"        {line}"
+            for line in (adaptive_source.adaptive_init_lines(adaptive) if adaptive is not None else [])
+        ),
         *(
             [
                 "        # The budget levels (see LEVEL_FLOPS and LEVEL_WIDTHS).",

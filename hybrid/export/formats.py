@@ -34,6 +34,18 @@ sub-network. The sidecar (``<name>.json`` of the requested name) then has
 a run export adds) and ``budget_levels`` (``count``, ``flops`` of every level,
 ``min_budget``, ``rule``). Without budgets nothing changes.
 
+An adaptive genome (exit heads and skip gates, ``genomes.adaptive``;
+:mod:`hybrid.export.adaptive`) exports its per-input control flow in ``python`` and
+``torchscript`` (``forward(x)`` stops each sample at the first exit sure enough,
+runs a skip-gated node only where its gate opens; ``forward_flops(x)`` returns
+``(outputs, flops)``). ``pt2`` and ``onnx`` have static graphs: they compute every
+path for every sample and select each sample's output (same outputs, full cost),
+and are written only when asked for with ``all_paths=True`` (``hybrid export
+--all-paths``). ``thresholds`` overrides the exits' thresholds. The sidecar then has
+``adaptive``: ``exits`` (stage order), ``thresholds``, ``skip_gates``, ``stages``,
+``control_flow`` (``"data-dependent"`` or ``"all-paths"``), ``full_flops``,
+``rule`` and ``flops``.
+
 An export of a table task (the sidecar has an ``encoding``) also writes
 ``preprocess.py`` beside the module: a copy of :mod:`hybrid.tasks.preprocess`
 with the run's encoding, whose ``encode(rows)`` turns raw rows (text categories,
@@ -68,11 +80,13 @@ import torch
 from torch._higher_order_ops import scan
 
 from genomes import GATE_KINDS, Genome, GenomeError
+from genomes.adaptive import exit_nodes, is_adaptive
 from genomes.budgets import check_budgets
 from genomes.serialize import atomic_write
 
 from .. import __version__
 from ..errors import HybridError
+from .adaptive import AdaptiveExport, AdaptiveNet, AllPathsNet, adaptive_info, plan_adaptive
 from .budgets import BudgetedNet, BudgetPlan, budget_file_tag, level_plan, plan_budgets
 from .codegen import render_python
 from .module import ExportedNet, RecurrentExportedNet, exported_net
@@ -136,6 +150,7 @@ def _python_source(
     weights: str,
     sidecar: Mapping[str, Any],
     budgets: BudgetPlan | None = None,
+    adaptive: AdaptiveExport | None = None,
 ) -> str:
     task = sidecar.get("task") or {}
     run = sidecar.get("run") or {}
@@ -155,6 +170,7 @@ def _python_source(
         impute=net.imputes,
         table=bool(sidecar.get("encoding")),
         budgets=budgets,
+        adaptive=adaptive,
     )
 
 
@@ -180,15 +196,20 @@ def _write_budgeted_python(
 def _write_budgeted_torchscript(
     net: BudgetedNet, budgets: BudgetPlan, path: Path, sidecar: Mapping[str, Any]
 ) -> list[Path]:
-    """Script the generated budgeted class (the python format's) with the weights; save it.
+    """Script the generated budgeted class (the python format's) with the weights; save it."""
+    return _write_scripted(net, _python_source(net, budgets.plan, "unused", sidecar, budgets), path)
+
+
+def _write_scripted(net: torch.nn.Module, text: str, path: Path) -> list[Path]:
+    """Script the generated class of ``text`` (python format source) holding ``net``'s weights; save it.
 
     ``torch.jit.script`` reads the class's source, so the source is written to a
     temporary file and imported from there while scripting.
     """
-    name = f"_hybrid_budgeted_{uuid.uuid4().hex}"
+    name = f"_hybrid_scripted_{uuid.uuid4().hex}"
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / f"{name}.py"
-        source.write_text(_python_source(net, budgets.plan, "unused", sidecar, budgets))
+        source.write_text(text)
         spec = importlib.util.spec_from_file_location(name, source)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
@@ -448,6 +469,8 @@ def export_genome(
     sidecar: Mapping[str, Any] | None = None,
     budgets: Sequence[float] | None = None,
     budget_metrics: Sequence[Mapping[str, Any]] | None = None,
+    all_paths: bool = False,
+    thresholds: float | Mapping[int, float] | None = None,
 ) -> ExportResult:
     """Export ``genome`` as a module file of format ``fmt``, plus its JSON sidecar.
 
@@ -470,6 +493,14 @@ def export_genome(
             ``budgets`` describes each listed budget's level.
         budget_metrics: with ``budgets``, one mapping per budget merged into its
             sidecar entry (e.g. ``val_metric``, ``test_metric``).
+        all_paths: for an adaptive genome (exits or skip gates,
+            :mod:`hybrid.export.adaptive`) in ``pt2`` or ``onnx``: write the
+            module that computes every path for every sample and selects each
+            sample's output (same outputs, full cost). Without it those formats
+            refuse an adaptive genome. ``python`` and ``torchscript`` always run
+            the data-dependent control flow (a sample computes only what it reaches).
+        thresholds: exit thresholds to export instead of the genome's: one value
+            in (0, 1] for every exit, or values by exit node id.
 
     Returns:
         What was written. With budgets in ``pt2``/``onnx``, ``path`` is the
@@ -478,8 +509,10 @@ def export_genome(
     Raises:
         ExportError: for an unknown format or gate, a suffix that does not match,
             statistics or labels that do not fit the genome, a missing extra,
-            budgets that are not in (0, 1] and strictly increasing, or budgets for
-            a recurrent genome.
+            budgets that are not in (0, 1] and strictly increasing, budgets for
+            a recurrent or adaptive genome, an adaptive genome in ``pt2``/``onnx``
+            without ``all_paths``, or thresholds outside (0, 1] or for a genome
+            without exits.
     """
     path = Path(out_path)
     if fmt not in FORMATS:
@@ -491,6 +524,12 @@ def export_genome(
         raise ExportError(f"{path}: a {fmt} export should end in {suffix!r}")
     sidecar = dict(sidecar or {})
     _check_sidecar(genome, sidecar, path)
+    if is_adaptive(genome) or thresholds is not None:
+        if budgets is not None:
+            raise ExportError(
+                f"{path}: budgets are for genomes without exits or skip gates; export it without budgets"
+            )
+        return _export_adaptive(genome, path, fmt, gate, sidecar, all_paths, thresholds)
     if budgets is not None:
         return _export_budgets(genome, path, fmt, gate, sidecar, budgets, budget_metrics)
     plan = plan_export(genome, gate)
@@ -639,3 +678,54 @@ def _export_budgets(
 
 #: Formats that write one file per budget (the others: one module taking ``budget``).
 _PER_BUDGET = ("pt2", "onnx")
+
+#: Formats with static graphs: an adaptive genome exports every path (``all_paths``).
+_ALL_PATHS = ("pt2", "onnx")
+
+
+def _export_adaptive(
+    genome: Genome,
+    path: Path,
+    fmt: str,
+    gate: str,
+    sidecar: dict[str, Any],
+    all_paths: bool,
+    thresholds: float | Mapping[int, float] | None,
+) -> ExportResult:
+    """``export_genome`` of an adaptive genome (see there and :mod:`hybrid.export.adaptive`)."""
+    if fmt in _ALL_PATHS and not all_paths:
+        raise ExportError(
+            f"{path}: format {fmt!r} has no data-dependent control flow, so an adaptive genome "
+            "(exits or skip gates) would compute every path for every sample; ask for it with "
+            "all_paths=True (hybrid export --all-paths), or use python or torchscript"
+        )
+    if thresholds is not None and not exit_nodes(genome):
+        raise ExportError(f"{path}: thresholds given, but the genome has no exit nodes")
+    if genome.is_recurrent:
+        raise ExportError(f"{path}: exits and skip gates are for feed-forward genomes")
+    try:
+        ad = plan_adaptive(genome, gate, thresholds)
+    except GenomeError as exc:
+        raise ExportError(f"{path}: {exc}") from None
+    stats = (sidecar.get("feature_mean"), sidecar.get("feature_std"), sidecar.get("feature_fill"))
+    try:
+        net = AdaptiveNet(ad, *stats).eval()
+    except ValueError as exc:
+        raise ExportError(f"{path}: {exc}") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "python":
+        weights = path.with_name(f"{path.stem}.state_dict.pt")
+        _save_bytes(weights, lambda f: torch.save(net.state_dict(), f))
+        atomic_write(path, _python_source(net, ad.plan, weights.name, sidecar, adaptive=ad))
+        files = [path, weights]
+    elif fmt == "torchscript":
+        files = _write_scripted(net, _python_source(net, ad.plan, "unused", sidecar, adaptive=ad), path)
+    else:
+        files = FORMATS[fmt][1](AllPathsNet(net).eval(), ad.plan, path, sidecar)  # type: ignore[arg-type]
+    flow = "all-paths" if fmt in _ALL_PATHS else "data-dependent"
+    note = (
+        "; forward(x) returns each sample's output under the exit rule"
+        + ("; forward_flops(x) also each sample's FLOPs" if flow == "data-dependent" else "")
+    )
+    extra = {"input_note": note, "adaptive": adaptive_info(ad, flow)}
+    return _finish(net, ad.plan, fmt, gate, path, files, sidecar, extra)

@@ -116,11 +116,11 @@ class ExportedNet(nn.Module):
         feature_fill: Sequence[float | None] | None = None,
     ) -> None:
         super().__init__()
-        if plan.is_recurrent and not isinstance(self, RecurrentExportedNet):
-            raise ValueError(
-                "the plan is of a recurrent genome: "
-                "build a RecurrentExportedNet (exported_net does)"
-            )
+        if (plan.is_recurrent and not isinstance(self, RecurrentExportedNet)) or (
+            plan.is_adaptive and type(self).__name__ != "AdaptiveNet"
+        ):
+            # (5 lines, as before issue 16: the exported files' debug info holds line numbers)
+            raise ValueError(_wrong_class(plan))
         self.n_inputs, self.n_outputs = plan.n_inputs, plan.n_outputs
         fill = _fill(feature_fill, plan.n_inputs)
         self._impute = fill is not None
@@ -306,6 +306,16 @@ class RecurrentExportedNet(ExportedNet):
         return torch.stack(outputs, dim=1), state
 
 
+def _wrong_class(plan: ExportPlan) -> str:
+    """Return why ``ExportedNet`` (or this subclass) cannot run ``plan``."""
+    if plan.is_recurrent:
+        return "the plan is of a recurrent genome: build a RecurrentExportedNet (exported_net does)"
+    return (
+        "the plan has exit heads or skip gates (genomes.adaptive): build a "
+        "hybrid.export.adaptive.AdaptiveNet (to_module and export_genome do)"
+    )
+
+
 def exported_net(
     plan: ExportPlan,
     feature_mean: Sequence[float] | np.ndarray | None = None,
@@ -341,7 +351,10 @@ def to_module(
         gate: gate kind whose deterministic values are folded.
         feature_mean: per-feature training mean (default 0).
         feature_std: per-feature training standard deviation (default 1).
-        budgets: None or False for the plain module; True, or the budgets (in
+        budgets: None or False for the plain module (an adaptive genome, with
+            exits or skip gates, gives a :class:`hybrid.export.adaptive.AdaptiveNet`:
+            ``forward`` stops early per sample, ``forward_flops`` also returns each
+            sample's FLOPs); True, or the budgets (in
             (0, 1], strictly increasing) the module is meant for, for a
             :class:`hybrid.export.budgets.BudgetedNet` of a feed-forward genome,
             whose ``forward(x, budget=1.0)`` runs only the sub-network ``budget``
@@ -353,7 +366,7 @@ def to_module(
     Raises:
         ValueError: for an unknown gate kind or malformed statistics;
             ``GenomeError`` (a ValueError) for budgets that are not in (0, 1] and
-            strictly increasing, or budgets for a recurrent genome.
+            strictly increasing, or budgets for a recurrent or adaptive genome.
 
     Shape:
         Input: (B, n_inputs) raw features. Output: (B, n_outputs). Recurrent:
@@ -368,10 +381,21 @@ def to_module(
         True
     """
     if budgets is None or budgets is False:
+        from genomes.adaptive import is_adaptive
+
+        if is_adaptive(genome):
+            from .adaptive import AdaptiveNet, plan_adaptive
+
+            return AdaptiveNet(plan_adaptive(genome, gate), feature_mean, feature_std).eval()
         return exported_net(plan_export(genome, gate), feature_mean, feature_std).eval()
     from genomes.budgets import check_budgets
 
     from .budgets import BudgetedNet, plan_budgets
 
     listed = () if budgets is True else check_budgets(budgets)
+    from genomes import GenomeError
+    from genomes.adaptive import is_adaptive
+
+    if is_adaptive(genome):
+        raise GenomeError("budgets are for genomes without exits or skip gates (genomes.adaptive)")
     return BudgetedNet(plan_budgets(genome, gate), feature_mean, feature_std, listed=listed).eval()

@@ -31,6 +31,14 @@ its value is ``act(bias)`` whatever the input. It is kept as a bias-only layer
 rather than folded into the biases downstream, so the parameter count still equals
 ``active_structure(...).n_parameters`` and the bias stays trainable.
 
+An *adaptive* genome (``genomes.adaptive``) keeps its live exit heads
+(``ExportPlan.exits``: layers of role ``"exit"``, reading one hidden node) and the
+skip gates of its live hidden nodes (``ExportPlan.skips``: a weight over the same
+input as the node's layer, gates folded as for the layer, and the gate's bias);
+``layers`` stays the hidden and output nodes, output last, and the parameter count
+includes heads and gates (``ActiveStructure.n_parameters`` does). How they run is
+:mod:`hybrid.export.adaptive`'s.
+
 The plan is plain numpy (float32 arrays, folded in float64); the torch module
 (:mod:`hybrid.export.module`) and the generated source
 (:mod:`hybrid.export.codegen`) are both built from it.
@@ -44,7 +52,7 @@ import numpy as np
 
 from genomes import ActiveStructure, Genome, active_structure, gate_value, state_layout
 
-__all__ = ["ExportPlan", "LayerPlan", "StatePlan", "plan_export"]
+__all__ = ["ExportPlan", "LayerPlan", "SkipPlan", "StatePlan", "plan_export"]
 
 
 @dataclass(frozen=True)
@@ -129,6 +137,34 @@ class StatePlan:
 
 
 @dataclass(frozen=True)
+class SkipPlan:
+    """The skip gate of a live hidden node (``genomes.adaptive``), gates folded in.
+
+    The gate's logit reads the same input as the node's layer (the kept neurons of
+    its sources, concatenated in ``LayerPlan.sources`` order)::
+
+        s = bias + weight . cat(sources)     # the node runs where s >= 0
+
+    Each source's block is ``g(gate_e) * skip_e * g_src`` on the source's kept
+    neurons (input gates for the input node), so ``s`` equals the genome's ``s_j``.
+
+    Attributes:
+        node: the genome node id.
+        weight: float32 [sum of the sources' kept widths].
+        bias: float32 [1], the gate's bias ``c_j``.
+    """
+
+    node: int
+    weight: np.ndarray
+    bias: np.ndarray
+
+    @property
+    def n_parameters(self) -> int:
+        """Weights plus the bias."""
+        return int(self.weight.size + self.bias.size)
+
+
+@dataclass(frozen=True)
 class ExportPlan:
     """The gate-free network an export writes, in topological order.
 
@@ -144,6 +180,9 @@ class ExportPlan:
             plan.
         genome_state_size: ``genomes.state_size(genome)``, the width of the
             genome's own state (>= ``state_size``); 0 for a feed-forward genome.
+        exits: the live exit heads (``genomes.adaptive``), by node id: layers of
+            role ``"exit"`` (identity, one source). Empty without exits.
+        skips: the skip gates of live hidden nodes, by node id. Empty without.
     """
 
     gate: str
@@ -154,6 +193,8 @@ class ExportPlan:
     layers: tuple[LayerPlan, ...]
     state: tuple[StatePlan, ...] = ()
     genome_state_size: int = 0
+    exits: tuple[LayerPlan, ...] = ()
+    skips: tuple[SkipPlan, ...] = ()
 
     @property
     def output_id(self) -> int:
@@ -167,8 +208,13 @@ class ExportPlan:
 
     @property
     def n_parameters(self) -> int:
-        """Weights plus biases of all layers."""
-        return sum(layer.n_parameters for layer in self.layers)
+        """Weights plus biases of all layers, exit heads and skip gates."""
+        return sum(part.n_parameters for part in (*self.layers, *self.exits, *self.skips))
+
+    @property
+    def is_adaptive(self) -> bool:
+        """True if the plan has a live exit head or skip gate (``genomes.adaptive``)."""
+        return bool(self.exits or self.skips)
 
     @property
     def is_recurrent(self) -> bool:
@@ -239,22 +285,35 @@ def plan_export(
     recurrent = [(s, d) for s, d in structure.edges if g.edges[s, d]["recurrent"]]
     rec_sources = {n: sorted(s for s, d in recurrent if d == n) for n in structure.neurons}
     order = [n for n in genome.topological_order() if n in structure.neurons]
-    layers = []
+    layers: list[LayerPlan] = []
+    skips: list[SkipPlan] = []
     for n in order:
         if n == structure.input:
             continue
         rows = kept[n]
         parts = [np.zeros((len(rows), 0))]
+        skip_parts = [np.zeros(0)]
         for s in sources[n]:
             e = g.edges[s, n]
             cols = kept[s]
             w = e["weight"].astype(np.float64)[np.ix_(rows, cols)]
             parts.append(w * gate_value(e["gate"], gate, np.float64) * scale[s][cols])
+            if e.get("skip") is not None:
+                v = e["skip"].astype(np.float64)[cols]
+                skip_parts.append(v * gate_value(e["gate"], gate, np.float64) * scale[s][cols])
         for s in rec_sources[n]:  # reads the state, which already carries s's neuron gates
             e = g.edges[s, n]
             w = e["weight"].astype(np.float64)[np.ix_(rows, kept[s])]
             parts.append(w * gate_value(e["gate"], gate, np.float64))
         a = g.nodes[n]
+        if a.get("skip") is not None:
+            skips.append(
+                SkipPlan(
+                    node=int(n),
+                    weight=np.concatenate(skip_parts).astype(np.float32),
+                    bias=np.asarray(a["skip"], np.float32).reshape(1).copy(),
+                )
+            )
         layers.append(
             LayerPlan(
                 id=int(n),
@@ -269,13 +328,16 @@ def plan_export(
             )
         )
     layout = state_layout(genome)
+    exits = sorted((layer for layer in layers if layer.role == "exit"), key=lambda layer: layer.id)
     plan = ExportPlan(
         gate=gate,
         n_inputs=genome.n_inputs,
         n_outputs=genome.n_outputs,
         input_id=int(structure.input),
         input_index=tuple(int(i) for i in kept[structure.input]),
-        layers=tuple(layers),
+        layers=tuple(layer for layer in layers if layer.role != "exit"),
+        exits=tuple(exits),
+        skips=tuple(sorted(skips, key=lambda part: part.node)),
         state=_state_plan(layout, {s for s, _ in recurrent}, kept, scale),
         genome_state_size=sum(width for _, width in layout),
     )

@@ -102,6 +102,8 @@ def export_run(
     fmt: str = "python",
     out: str | os.PathLike[str] | None = None,
     budgets: Sequence[float] | None = None,
+    all_paths: bool = False,
+    threshold: float | None = None,
 ) -> ExportResult:
     """Export a genome of the run in ``run_dir`` (the champion by default).
 
@@ -121,6 +123,11 @@ def export_run(
             sidecar's ``budgets`` entries then also hold ``metric``,
             ``val_metric`` and, when the genome's metrics have one,
             ``test_metric``, each the sub-network's on the run's split.
+        all_paths: allow ``pt2``/``onnx`` for an adaptive genome (exits or skip
+            gates): every sample computes every path (see
+            :func:`hybrid.export.export_genome`).
+        threshold: one exit threshold in (0, 1] for every exit, instead of the
+            genome's own (adaptive genomes with exits only).
 
     Returns:
         What was written.
@@ -178,7 +185,9 @@ def export_run(
         sidecar["feature_fill"] = input_fill(encoding)
     path = _out_path(run, out, default_id, FORMATS[fmt][0])
     if budgets is None:
-        return export_genome(chosen, path, fmt, gate, sidecar)
+        return export_genome(
+            chosen, path, fmt, gate, sidecar, all_paths=all_paths, thresholds=threshold
+        )
     if chosen.is_recurrent or chosen.state_size or task.sequence:
         raise ExportError(
             f"{path}: budgets are for feed-forward genomes on row tasks; genome {genome_id} "
