@@ -667,3 +667,80 @@ def test_graphml_keeps_roles_thresholds_and_skip_gates(tmp_path):
     assert h.nodes[h2]["skip"] == pytest.approx(0.1)
     back = nx.read_graphml(tmp_path / "g.graphml")
     assert back.nodes["50"]["role"] == EXIT
+
+
+@pytest.mark.parametrize("name", ["prune_neurons", "prune_edge", "remove_node"])
+@settings(max_examples=20)
+@given(seed=SEEDS)
+def test_pruning_closed_structure_keeps_an_adaptive_genomes_function(name, seed):
+    rng = np.random.default_rng(seed)
+    g = adaptive_genome(seed % 1000, exits=2, skips=3)
+    for _, a in g.graph.nodes(data=True):
+        if a["role"] == "hidden":
+            a["gate"] = np.where(rng.random(a["width"]) < 0.4, -8.0, a["gate"]).astype(np.float32)
+    for _, _, a in g.graph.edges(data=True):
+        if rng.random() < 0.3:
+            a["gate"] = np.float32(-8.0)
+    config = MutationConfig(gate="hard_concrete")
+    try:
+        child, record = MUTATIONS[name](g, rng, _tracker_for(g), config)
+    except NotApplicable:
+        return
+    child.validate()
+    if not record.args["closed"]:
+        return
+    x = _x(g, seed)
+    ok = _safe(g, x, "hard_concrete")
+    np.testing.assert_allclose(
+        evaluate(child, x, "hard_concrete")[ok], evaluate(g, x, "hard_concrete")[ok], atol=1e-9
+    )
+
+
+def test_prune_closed_folds_a_constant_node_into_a_skip_gates_bias():
+    g, t = _hand()
+    h1, h2 = g.hidden_nodes()
+    g.graph.add_edge(g.input_id, h2, **edge_attrs(t.edge(g.input_id, h2), np.ones((2, 4))))
+    g.graph.edges[g.input_id, h2]["skip"] = np.array([1.0, -1.0, 0.5, 0.0], np.float32)
+    g.graph.edges[g.input_id, h1]["gate"] = np.float32(-8.0)  # h1 is now a constant
+    g.graph.nodes[h1]["bias"] = np.array([0.5, 1.0, -1.0], np.float32)
+    g.graph.nodes[h1]["activation"] = "identity"
+    g.validate()
+    pruned, record = prune_closed(g, "hard_concrete")
+    pruned.validate()
+    assert record.args["folded"] == [h1] and h1 not in pruned.graph and 50 not in pruned.graph
+    assert pruned.graph.nodes[h2]["skip"][0] != g.graph.nodes[h2]["skip"][0]
+    x = _x(g, 3, 64)
+    assert (
+        0 < evaluate_adaptive(g, x, "hard_concrete").runs[h2].mean() < 1
+    )  # the gate decides per input
+    np.testing.assert_allclose(
+        evaluate(pruned, x, "hard_concrete"), evaluate(g, x, "hard_concrete"), atol=1e-5
+    )
+
+
+def test_perturb_weights_perturbs_skip_arrays_too():
+    g, t = _hand()
+    h1, h2 = g.hidden_nodes()
+    child, record = MUTATIONS["perturb_weights"](
+        g, np.random.default_rng(0), t, MutationConfig(perturb_fraction=1.0)
+    )
+    assert {f"node {h2} skip", f"edge {h1}->{h2} skip"} <= set(record.args["arrays"])
+    assert child.graph.nodes[h2]["skip"][0] != g.graph.nodes[h2]["skip"][0]
+    assert (child.graph.edges[h1, h2]["skip"] != g.graph.edges[h1, h2]["skip"]).all()
+    child.validate()
+
+
+@pytest.mark.parametrize("name", sorted(MUTATIONS))
+def test_no_operator_shares_an_adaptive_array_with_its_parent(name):
+    g, t = _hand()
+    g = randomise_adaptive(g, np.random.default_rng(1))
+    g.graph.nodes[g.hidden_nodes()[0]]["gate"][0] = -8.0  # something for the pruning operators
+    config = MutationConfig(perturb_fraction=1.0, gate="hard_concrete")
+    parent = [a for _, a in g.iter_arrays() if isinstance(a, np.ndarray)]
+    for seed in range(3):
+        try:
+            child, _ = MUTATIONS[name](g, np.random.default_rng(seed), t, config)
+        except NotApplicable:
+            continue
+        for label, a in child.iter_arrays():
+            assert not any(np.shares_memory(a, p) for p in parent), label
