@@ -30,6 +30,8 @@ from genomes import (
     evaluate,
     from_dict,
     harvest,
+    load,
+    save,
     to_dict,
     to_graphml,
 )
@@ -270,6 +272,14 @@ def test_json_round_trip_of_an_adaptive_genome_is_bit_exact(seed):
     ]
 
 
+def test_an_adaptive_genome_file_loads_back_equal(tmp_path):
+    g, _ = _hand()
+    save(g, tmp_path / "g.json")
+    back = load(tmp_path / "g.json")
+    assert back == g and back.graph.nodes[50]["threshold"] == 0.8
+    assert json.loads((tmp_path / "g.json").read_text())["version"] == 4
+
+
 def test_plain_and_budget_genomes_keep_their_versions():
     rng = np.random.default_rng(0)
     g = Genome.minimal(3, 2, rng, InnovationTracker(), hidden=(3,))
@@ -317,6 +327,10 @@ def _break_budget(g, t):
     g.graph.nodes[g.hidden_nodes()[1]]["drop"] = 0
 
 
+def _break_order(g, t):
+    g.graph.nodes[g.hidden_nodes()[0]]["order"] = np.array([2, 0, 1])
+
+
 def _break_threshold(g, t):
     g.graph.nodes[50]["threshold"] = 1.5
 
@@ -335,6 +349,7 @@ INVALID = {
     "edge into a skip node without skip": (_break_edge_skip, "should carry skip"),
     "adaptive and recurrent": (_break_recurrent, "feed-forward"),
     "adaptive and a drop rank": (_break_budget, "budget attributes cannot be mixed"),
+    "adaptive and a neuron order": (_break_order, "budget attributes cannot be mixed"),
     "threshold above 1": (_break_threshold, r"threshold should be in \(0, 1\]"),
     "edge out of an exit": (_break_exit_out_edge, "no edge may leave an exit"),
 }
