@@ -18,7 +18,9 @@ exit node's ``threshold`` with its node gene (exits match exits by id), a node's
 ``skip`` bias with its node gene and an edge's ``skip`` vector with its edge gene.
 The fitter parent decides which nodes are skip-gated, so a matching gene whose
 ``skip`` is present in one parent only (or of another shape) counts as a shape
-mismatch and comes from ``fitter``.
+mismatch and comes from ``fitter``. Budget attributes and adaptive genes never mix:
+a node gene taken from ``other`` into an adaptive child leaves its ``order`` and
+``drop`` behind.
 
 Genes of grafted modules (a node carrying ``module``, a ``frozen`` edge, in either
 parent) always come from the fitter parent: a frozen copy and a trainable copy of
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .adaptive import is_adaptive
 from .config import MutationConfig, MutationRecord
 from .genome import Genome, is_frozen, module_of, set_order
 
@@ -65,6 +68,7 @@ def crossover(
     child = fitter.copy()
     cg, og = child.graph, other.graph
     matched = from_other = mismatch = grafted = 0
+    adaptive = is_adaptive(fitter)
     for n, a in sorted(cg.nodes(data=True)):
         if n not in og or og.nodes[n]["role"] != a["role"]:
             continue
@@ -83,10 +87,11 @@ def crossover(
                 a["skip"] = b["skip"].copy()
             if a["role"] == "exit":
                 a["threshold"] = float(b["threshold"])
-            set_order(a, None if b.get("order") is None else np.array(b["order"], np.int64))
-            a.pop("drop", None)
-            if b.get("drop") is not None:
-                a["drop"] = int(b["drop"])
+            if not adaptive:  # an adaptive child takes no budget attributes
+                set_order(a, None if b.get("order") is None else np.array(b["order"], np.int64))
+                a.pop("drop", None)
+                if b.get("drop") is not None:
+                    a["drop"] = int(b["drop"])
     _unique_drop_ranks(child)
     by_innovation = {a["innovation"]: (s, d) for s, d, a in og.edges(data=True)}
     for s, d, a in sorted(cg.edges(data=True), key=lambda t: t[2]["innovation"]):

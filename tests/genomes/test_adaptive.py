@@ -759,3 +759,25 @@ def test_no_operator_shares_an_adaptive_array_with_its_parent(name):
             continue
         for label, a in child.iter_arrays():
             assert not any(np.shares_memory(a, p) for p in parent), label
+
+
+def test_crossover_of_an_adaptive_fitter_with_a_budget_genome_takes_no_budget_attributes():
+    g, _ = _hand()
+    budget = g.copy()
+    budget.graph.remove_node(50)
+    _, h2 = budget.hidden_nodes()
+    budget.graph.nodes[h2].pop("skip")
+    for s in budget.graph.predecessors(h2):
+        budget.graph.edges[s, h2].pop("skip")
+    for n in budget.hidden_nodes():
+        budget.graph.nodes[n]["order"] = np.arange(budget.graph.nodes[n]["width"])[::-1].copy()
+        budget.graph.nodes[n]["drop"] = n
+    budget.validate()
+    for seed in range(5):
+        child, record = crossover(g, budget, np.random.default_rng(seed), MutationConfig())
+        child.validate()
+        assert record.args["from_other"] >= 1
+        assert all(
+            a.get("order") is None and a.get("drop") is None
+            for _, a in child.graph.nodes(data=True)
+        )
