@@ -67,6 +67,7 @@ import networkx as nx
 import numpy as np
 
 from ._errors import GenomeError
+from .adaptive import is_adaptive
 from .complexity import ActiveStructure, active_structure
 from .gates import gate_value, open_probability
 from .genome import Genome, is_frozen, set_order
@@ -338,11 +339,16 @@ def budget_chain(genome: Genome, gate: str = "sigmoid") -> BudgetChain:
     """Return the budget chain of a feed-forward genome under the gate kind ``gate``.
 
     Raises:
-        GenomeError: for a recurrent genome, or a node whose ``order`` is not a
+        GenomeError: for a recurrent genome, an adaptive one (exit nodes or skip
+            gates, ``genomes.adaptive``), or a node whose ``order`` is not a
             permutation of its neurons.
     """
     if genome.is_recurrent:
         raise GenomeError("budgets are for feed-forward genomes; this genome has recurrent edges")
+    if is_adaptive(genome):
+        raise GenomeError(
+            "budgets cannot be mixed with exit nodes or skip gates; this genome has them"
+        )
     g = genome.graph
     kept = _live_kept(genome, gate)
     ranks = {n: drop_rank(g.nodes[n]) for n in genome.hidden_nodes()}
@@ -537,10 +543,15 @@ def assign_orders(
         The new genome. Orders never change the function without a budget.
 
     Raises:
-        GenomeError: for a recurrent genome.
+        GenomeError: for a recurrent genome, or an adaptive one (exit nodes or skip
+            gates, ``genomes.adaptive``).
     """
     if genome.is_recurrent:
         raise GenomeError("budgets are for feed-forward genomes; this genome has recurrent edges")
+    if is_adaptive(genome):
+        raise GenomeError(
+            "budgets cannot be mixed with exit nodes or skip gates; this genome has them"
+        )
     child = genome.copy()
     cg = child.graph
     hidden = genome.hidden_nodes()

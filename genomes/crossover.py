@@ -13,6 +13,15 @@ with its other values. Drop ranks must stay unique: when the mix makes two nodes
 share one, the child's ranks are renumbered 0, 1, ... in their (rank, id) order,
 which keeps the drop order they define.
 
+Adaptive genes (``genomes.adaptive``) travel with their node and edge genes: an
+exit node's ``threshold`` with its node gene (exits match exits by id), a node's
+``skip`` bias with its node gene and an edge's ``skip`` vector with its edge gene.
+The fitter parent decides which nodes are skip-gated, so a matching gene whose
+``skip`` is present in one parent only (or of another shape) counts as a shape
+mismatch and comes from ``fitter``. Budget attributes and adaptive genes never mix:
+a node gene taken from ``other`` into an adaptive child leaves its ``order`` and
+``drop`` behind.
+
 Genes of grafted modules (a node carrying ``module``, a ``frozen`` edge, in either
 parent) always come from the fitter parent: a frozen copy and a trainable copy of
 one module gene never mix, and a frozen gene is passed on bit for bit.
@@ -22,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .adaptive import is_adaptive
 from .config import MutationConfig, MutationRecord
 from .genome import Genome, is_frozen, module_of, set_order
 
@@ -58,6 +68,7 @@ def crossover(
     child = fitter.copy()
     cg, og = child.graph, other.graph
     matched = from_other = mismatch = grafted = 0
+    adaptive = is_adaptive(fitter)
     for n, a in sorted(cg.nodes(data=True)):
         if n not in og or og.nodes[n]["role"] != a["role"]:
             continue
@@ -65,17 +76,22 @@ def crossover(
         matched += 1
         if module_of(a) is not None or module_of(b) is not None:
             grafted += 1
-        elif b["width"] != a["width"]:
+        elif b["width"] != a["width"] or not _same_shape(a.get("skip"), b.get("skip")):
             mismatch += 1
         elif rng.random() < 0.5:
             from_other += 1
             a["activation"] = b["activation"]
             a["bias"] = b["bias"].copy()
             a["gate"] = b["gate"].copy()
-            set_order(a, None if b.get("order") is None else np.array(b["order"], np.int64))
-            a.pop("drop", None)
-            if b.get("drop") is not None:
-                a["drop"] = int(b["drop"])
+            if b.get("skip") is not None:
+                a["skip"] = b["skip"].copy()
+            if a["role"] == "exit":
+                a["threshold"] = float(b["threshold"])
+            if not adaptive:  # an adaptive child takes no budget attributes
+                set_order(a, None if b.get("order") is None else np.array(b["order"], np.int64))
+                a.pop("drop", None)
+                if b.get("drop") is not None:
+                    a["drop"] = int(b["drop"])
     _unique_drop_ranks(child)
     by_innovation = {a["innovation"]: (s, d) for s, d, a in og.edges(data=True)}
     for s, d, a in sorted(cg.edges(data=True), key=lambda t: t[2]["innovation"]):
@@ -85,17 +101,28 @@ def crossover(
         matched += 1
         if is_frozen(a) or is_frozen(b):
             grafted += 1
-        elif b["weight"].shape != a["weight"].shape:
+        elif b["weight"].shape != a["weight"].shape or not _same_shape(
+            a.get("skip"), b.get("skip")
+        ):
             mismatch += 1
         elif rng.random() < 0.5:
             from_other += 1
             a["weight"] = b["weight"].copy()
             a["gate"] = np.float32(b["gate"])
+            if b.get("skip") is not None:
+                a["skip"] = b["skip"].copy()
     args = {"matched": matched, "from_other": from_other, "shape_mismatch": mismatch}
     if grafted:
         args["grafted"] = grafted
     record = MutationRecord("crossover", args)
     return child, record
+
+
+def _same_shape(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    """Return whether two optional arrays are both absent or both present with one shape."""
+    if a is None or b is None:
+        return a is None and b is None
+    return a.shape == b.shape
 
 
 def _unique_drop_ranks(genome: Genome) -> None:

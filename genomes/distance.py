@@ -12,6 +12,12 @@ genome is *excess* if its number is above the other genome's highest, else
 ``|dW|`` per entry. The input and output nodes always match and count only
 through their widths.
 
+Adaptive genes (``genomes.adaptive``): an exit node is a node gene like a hidden
+one (its edge an edge gene), and a skip gate is a gene of its own, numbered by its
+node's id (``("skip", id)``): present in one genome only, it is disjoint or excess.
+Skip vectors do not enter ``Wbar`` (it compares weights only). A genome without
+adaptive genes has the genes it always had.
+
 Matching genes of different shapes (one parent widened or pruned a node) still
 match: the width term charges the size difference, and the weight term compares
 the overlapping top-left block of the two matrices (``widen`` appends neurons, so
@@ -32,7 +38,12 @@ __all__ = ["distance"]
 def _genes(genome: Genome) -> dict[tuple[str, int], object]:
     """Return ``{("node", id) | ("edge", innovation): key}`` for the aligned genes."""
     g = genome.graph
-    genes: dict[tuple[str, int], object] = {("node", n): n for n in genome.hidden_nodes()}
+    genes: dict[tuple[str, int], object] = {
+        ("node", n): n for n, r in g.nodes(data="role") if r in ("hidden", "exit")
+    }
+    for n, a in g.nodes(data=True):
+        if a.get("skip") is not None:
+            genes[("skip", n)] = n
     for s, d, inv in g.edges(data="innovation"):
         genes[("edge", int(inv))] = (s, d)
     return genes

@@ -288,7 +288,8 @@ def harvest(
 
     Raises:
         GenomeError: one line naming the nodes, when an id is unknown or the input
-            node, the set is not connected by enabled feed-forward edges, it is fed
+            node, the set holds an exit node or a skip-gated node
+            (``genomes.adaptive``), the set is not connected by enabled feed-forward edges, it is fed
             by more than one outside node (or none), a recurrent edge touches it,
             a node is not reachable from the source, or ``mean``/``scale`` are given
             for a source that is not the input node.
@@ -302,6 +303,11 @@ def harvest(
     bad = [n for n in chosen if n not in g or n == inp]
     if bad:
         raise GenomeError(f"{where}: node {bad[0]} is {'the input node' if bad[0] == inp else 'not in the genome'}")
+    adaptive = [n for n in chosen if g.nodes[n]["role"] == "exit" or g.nodes[n].get("skip") is not None]
+    if adaptive:
+        n = adaptive[0]
+        what = "an exit node" if g.nodes[n]["role"] == "exit" else "skip-gated (a module has no skip gates)"
+        raise GenomeError(f"{where}: node {n} is {what}")
     members = set(chosen)
     source = _harvest_source(genome, members, where)
     order = [n for n in genome.topological_order() if n in members]
@@ -448,11 +454,14 @@ def insert_module(
         frozen, adapted)`` (``nodes``: the module's node ids by local id).
 
     Raises:
-        NotApplicable: no free (host, consumer) pair.
+        NotApplicable: no free (host, consumer) pair, or the genome has exit nodes
+            or skip gates (``genomes.adaptive``).
         GenomeError: ``mean``/``scale`` of the wrong shape, or not given together.
     """
     g = genome.graph
     where = f"insert_module {spec.name!r}"
+    if any(a["role"] == "exit" or a.get("skip") is not None for _, a in g.nodes(data=True)):
+        raise NotApplicable(f"{where}: grafted modules cannot be mixed with exit nodes or skip gates")
     if mean is not None or scale is not None:
         mean, scale = _as_standardisation(mean, scale, genome.n_inputs, where)
     digest = spec.content_hash()

@@ -14,6 +14,18 @@ only as a whole, when its out-edges are closed (then nothing of it reaches the
 output) or its input is (then it is a constant, folded into its consumer). The
 node that feeds a graft (its host or stitch) keeps its closed neurons, so every
 frozen weight matrix that stays is unchanged.
+
+Adaptive genes (``genomes.adaptive``): an exit keeps its source live, so a node
+dies only when neither the output nor an exit reads it through open gates; an exit
+goes when its source dies or is folded (a constant node's head could never learn),
+or when its edge is closed (its logits would be a constant). A constant node's
+contribution to a skip gate is folded into that gate's bias, and a folded node's
+own skip gate (constant too) into its value. A node live only through an exit (its
+every path to the output closed) is removed with its exits, since the genome must
+keep each hidden node on a path to the output. A closed edge into a skip-gated node
+contributes nothing to the gate, and closed neurons nothing to any ``skip``
+vector, so their entries go with them: the output's function, per-input skip
+decisions included, is kept, and so are the surviving exits' logits.
 """
 
 from __future__ import annotations
@@ -58,18 +70,29 @@ def prune_closed(genome: Genome, gate: str) -> tuple[Genome, MutationRecord | No
     folded: list[int] = []
     # Fold constant nodes (live but unreachable from the input) into downstream biases.
     for n in order:
-        if n == inp or n not in live.neurons or n in reach:
+        if n == inp or n not in live.neurons or n in reach or h.nodes[n]["role"] == "exit":
             continue
         a = h.nodes[n]
         value = activate(a["activation"], a["bias"].astype(np.float64))
         value = value * gate_value(a["gate"], gate)
+        if a.get("skip") is not None and float(a["skip"][0]) < 0:
+            value = value * 0.0  # its gate's logit is a constant too: closed
         for s, d in live_edges:
             if s == n:
                 e = h.edges[s, d]
                 contrib = gate_value(e["gate"], gate) * (e["weight"].astype(np.float64) @ value)
                 h.nodes[d]["bias"] = (h.nodes[d]["bias"] + contrib).astype(np.float32)
+                if e.get("skip") is not None:
+                    c = float(gate_value(e["gate"], gate)) * float(
+                        e["skip"].astype(np.float64) @ value
+                    )
+                    h.nodes[d]["skip"] = (h.nodes[d]["skip"] + c).astype(np.float32)
         folded.append(n)
-    keep_nodes = (set(live.neurons) & (reach | {inp})) | {inp, out}
+    feeds = nx.ancestors(live_graph, out)  # live only through an exit: goes (with the exit)
+    keep_nodes = (set(live.neurons) & (reach | {inp}) & feeds) | {inp, out}
+    for s, d in live_edges:  # an exit stays with its source (not if its edge is closed)
+        if h.nodes[d]["role"] == "exit" and s in keep_nodes:
+            keep_nodes.add(d)
     for n in list(h.nodes):
         if n not in keep_nodes:
             h.remove_node(n)
@@ -100,6 +123,8 @@ def prune_closed(genome: Genome, gate: str) -> tuple[Genome, MutationRecord | No
             h.edges[s, n]["weight"] = h.edges[s, n]["weight"][mask, :].copy()
         for d in h.successors(n):
             h.edges[n, d]["weight"] = h.edges[n, d]["weight"][:, mask].copy()
+            if h.edges[n, d].get("skip") is not None:
+                h.edges[n, d]["skip"] = h.edges[n, d]["skip"][mask].copy()
     if not (removed_nodes or folded or removed_edges or removed_neurons):
         return child, None
     record = MutationRecord(

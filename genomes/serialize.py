@@ -390,7 +390,9 @@ def to_graphml(genome: Genome, path: str | os.PathLike[str] | None = None) -> nx
     ``frozen = True``; a frozen edge ``frozen = True`` (absent keys: unset, so a
     genome without modules writes what it always did). A node with a budget order
     adds ``order`` (its permutation as space-separated ints), one with a drop rank
-    ``drop``.
+    ``drop``. Adaptive genes (``genomes.adaptive``): an exit node (role ``"exit"``)
+    adds its ``threshold``, a skip-gated node ``skip`` (its gate's bias), and an edge
+    into one ``skip_norm``.
     """
     h = nx.DiGraph()
     for n, a in genome.graph.nodes(data=True):
@@ -405,6 +407,10 @@ def to_graphml(genome: Genome, path: str | os.PathLike[str] | None = None) -> nx
             extra["order"] = " ".join(str(i) for i in order)
         if a.get("drop") is not None:
             extra["drop"] = int(a["drop"])
+        if a["role"] == "exit":
+            extra["threshold"] = float(a["threshold"])
+        if a.get("skip") is not None:
+            extra["skip"] = float(a["skip"][0])
         h.add_node(int(n), role=a["role"], width=int(a["width"]), activation=a["activation"], **extra)
     for s, d, a in genome.graph.edges(data=True):
         h.add_edge(
@@ -415,6 +421,7 @@ def to_graphml(genome: Genome, path: str | os.PathLike[str] | None = None) -> nx
             recurrent=bool(a["recurrent"]),
             weight_norm=float(np.linalg.norm(a["weight"])),
             **({"frozen": True} if a.get("frozen", False) else {}),
+            **({"skip_norm": float(np.linalg.norm(a["skip"]))} if a.get("skip") is not None else {}),
         )
     if path is not None:
         import io

@@ -59,7 +59,10 @@ OPEN_LOGITS = (-2.0, 6.0)
 #: Feed-forward genomes unless asked (``recurrent=True`` adds the opt-in operators,
 #: ``add_recurrent_edge``, three times as likely as the rest).
 _OPS = tuple(op for op in sorted(MUTATIONS) + list(GROWTH) if op not in OPT_IN)
-_RECURRENT_OPS = _OPS + OPT_IN * 3
+_RECURRENT_OPS = _OPS + ("add_recurrent_edge",) * 3
+#: ``adaptive=True`` adds exit heads and skip gates (``genomes.adaptive``), each
+#: twice as likely as the rest (on a recurrent genome they do not apply).
+ADAPTIVE_OPS: tuple[str, ...] = ("add_exit", "add_skip")
 
 
 @dataclass(frozen=True)
@@ -79,10 +82,12 @@ def mutation_config(gate: str = "sigmoid") -> MutationConfig:
 def randomise(genome: Genome, rng: np.random.Generator, closed_share: float = 0.2) -> Genome:
     """Return a copy of ``genome`` with every array drawn as training might leave it.
 
-    Weights ~ N(0, s^2 / fan_in) with a per-edge scale ``s`` in [0.5, 1.5]; hidden
-    and output biases ~ N(0, 0.5^2) (the input bias and output gates stay zero);
-    each gate logit is closed (``CLOSED_LOGITS``) with probability ``closed_share``,
-    else drawn from ``OPEN_LOGITS``.
+    Weights ~ N(0, s^2 / fan_in) with a per-edge scale ``s`` in [0.5, 1.5]; hidden,
+    output and exit biases ~ N(0, 0.5^2) (the input bias and the output and exit
+    gates stay zero); each gate logit is closed (``CLOSED_LOGITS``) with probability
+    ``closed_share``, else drawn from ``OPEN_LOGITS``. Skip gates
+    (``genomes.adaptive``): biases ~ N(1, 1), edge ``skip`` vectors ~ N(0, 0.5^2), so
+    they open for some inputs and close for others.
     """
     child = genome.copy()
     _randomise_in_place(child, rng, closed_share)
@@ -98,13 +103,17 @@ def _randomise_in_place(genome: Genome, rng: np.random.Generator, closed_share: 
     for _, a in genome.graph.nodes(data=True):
         if a["role"] != "input":
             a["bias"] = rng.normal(0.0, 0.5, a["width"]).astype(np.float32)
-        if a["role"] != "output":
+        if a["role"] in ("input", "hidden"):
             a["gate"] = logits(a["width"])
+        if a.get("skip") is not None:
+            a["skip"] = rng.normal(1.0, 1.0, 1).astype(np.float32)
     for _, _, a in genome.graph.edges(data=True):
         fan_in = a["weight"].shape[1]
         scale = rng.uniform(0.5, 1.5) / np.sqrt(fan_in)
         a["weight"] = rng.normal(0.0, scale, a["weight"].shape).astype(np.float32)
         a["gate"] = logits(1)[0]
+        if a.get("skip") is not None:
+            a["skip"] = rng.normal(0.0, 0.5, a["skip"].shape).astype(np.float32)
 
 
 def _draw(value: Any, draw: Any) -> Any:
@@ -121,13 +130,17 @@ def _grow(
     max_mutations: int,
     trained: bool,
     recurrent: bool = False,
+    adaptive: bool = False,
 ) -> Genome:
     """Apply a drawn sequence of mutations (retraining in between when ``trained``)."""
     closed_share = draw(st.sampled_from([0.0, 0.2, 0.5]))
+    ops = _RECURRENT_OPS if recurrent else _OPS
+    if adaptive:
+        ops = ops + ADAPTIVE_OPS * 2
     count = draw(st.integers(0, max_mutations))  # spread: a bare list favours short ones
     steps = draw(
         st.lists(
-            st.tuples(st.sampled_from(_RECURRENT_OPS if recurrent else _OPS), st.booleans()),
+            st.tuples(st.sampled_from(ops), st.booleans()),
             min_size=count,
             max_size=count,
         )
@@ -155,11 +168,14 @@ def grown_genomes(
     gate: str | st.SearchStrategy[str] = "sigmoid",
     trained: bool = True,
     recurrent: bool = False,
+    adaptive: bool = False,
 ) -> GrownGenome:
     """Draw a :class:`GrownGenome`: a genome plus the tracker and config that grew it.
 
     Use it when a test applies more operators to the drawn genome (the tracker
-    keeps innovation numbers consistent). Arguments as for ``genomes_strategy``.
+    keeps innovation numbers consistent). Arguments as for ``genomes_strategy``;
+    ``adaptive=True`` also draws ``add_exit`` and ``add_skip`` (exit heads need
+    ``n_outputs >= 2``; skip gates a hidden node).
     """
     n_in, n_out = _draw(n_inputs, draw), _draw(n_outputs, draw)
     kind = _draw(gate, draw)
@@ -170,7 +186,7 @@ def grown_genomes(
     tracker = InnovationTracker()
     config = mutation_config(kind)
     genome = Genome.minimal(n_in, n_out, rng, tracker, hidden=hidden, activation=activation)
-    genome = _grow(draw, genome, rng, tracker, config, max_mutations, trained, recurrent)
+    genome = _grow(draw, genome, rng, tracker, config, max_mutations, trained, recurrent, adaptive)
     return GrownGenome(genome, tracker, config)
 
 

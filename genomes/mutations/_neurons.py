@@ -39,9 +39,11 @@ def append_neurons(
     """Append ``added`` neurons to ``node`` in place (``genome`` must be a private copy).
 
     New incoming rows are LeCun normal (zeros when ``rng`` is None), new outgoing
-    columns zero (so the new neurons feed nothing yet), new biases zero and new gate
-    logits ``gate_init``. A budget ``order`` gets the new neurons at its end (least
-    important).
+    columns zero (so the new neurons feed nothing yet; an exit head's columns
+    included), new biases zero and new gate logits ``gate_init``. The ``skip``
+    vector of every out-edge into a skip-gated node (``genomes.adaptive``) grows
+    with zeros too, so the new neurons do not move any skip gate. A budget
+    ``order`` gets the new neurons at its end (least important).
     """
     g = genome.graph
     a = g.nodes[node]
@@ -62,13 +64,17 @@ def append_neurons(
         w = e["weight"]
         cols = np.zeros((w.shape[0], added), np.float32)
         e["weight"] = np.concatenate([w, cols], axis=1)
+        if e.get("skip") is not None:
+            e["skip"] = np.concatenate([e["skip"], np.zeros(added, np.float32)])
 
 
 def keep_neurons(genome: Genome, node: int, keep: np.ndarray) -> None:
     """Keep only the neurons at sorted indices ``keep`` of ``node``, in place.
 
     Slices the node's bias and gate, the rows of every incoming matrix and the
-    columns of every outgoing one (``genome`` must be a private copy). A budget
+    columns of every outgoing one (an exit head's included), and the entries of
+    every outgoing ``skip`` vector (``genomes.adaptive``); ``genome`` must be a
+    private copy. A budget
     ``order`` keeps the kept neurons in their relative order, renumbered.
     """
     g = genome.graph
@@ -85,6 +91,8 @@ def keep_neurons(genome: Genome, node: int, keep: np.ndarray) -> None:
     for _, d in g.out_edges(node):
         e = g.edges[node, d]
         e["weight"] = e["weight"][:, keep].copy()
+        if e.get("skip") is not None:
+            e["skip"] = e["skip"][keep].copy()
 
 
 def restrict_order(order: np.ndarray, keep: np.ndarray) -> np.ndarray:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._errors import NotApplicable
 from ..adaptive import EXIT, SKIP_INIT
+from ..complexity import active_structure
 from ..config import MutationConfig, MutationRecord
 from ..genome import Genome, edge_attrs, is_frozen, node_attrs
 from ..innovation import InnovationTracker
-from .._errors import NotApplicable
 from ._neurons import choose
 
 __all__ = ["add_exit", "add_skip"]
@@ -24,7 +25,11 @@ __all__ = ["add_exit", "add_skip"]
 def add_exit(
     genome: Genome, rng: np.random.Generator, tracker: InnovationTracker, config: MutationConfig
 ) -> tuple[Genome, MutationRecord]:
-    """Attach an exit head (zero weights, threshold 1) to a hidden node that has none.
+    """Attach an exit head (zero weights, threshold 1) to a live hidden node that has none.
+
+    Only nodes live under the deterministic gates of ``config.gate`` (some neuron
+    open, a path of open gates to the output) are sources: a head on a dead node
+    would read a constant and could never learn.
 
     The head node's id is ``tracker.named_node(f"exit_of_{src}")`` and its edge's
     innovation ``tracker.edge(src, head)``: the same head added twice in one
@@ -32,7 +37,7 @@ def add_exit(
 
     Raises:
         NotApplicable: for a genome with fewer than 2 outputs, recurrent edges or
-            grafted modules, or when every hidden node already has an exit.
+            grafted modules, or when every live hidden node already has an exit.
     """
     g = genome.graph
     if genome.n_outputs < 2 or genome.is_recurrent or genome.frozen_nodes():
@@ -40,9 +45,10 @@ def add_exit(
     if any(a.get("order") is not None or a.get("drop") is not None for _, a in g.nodes(data=True)):
         raise NotApplicable("add_exit: exits cannot be mixed with budget attributes")
     taken = {next(iter(g.predecessors(n))) for n, r in g.nodes(data="role") if r == EXIT}
-    sources = [n for n in genome.hidden_nodes() if n not in taken]
+    live = active_structure(genome, config.gate).neurons
+    sources = [n for n in genome.hidden_nodes() if n not in taken and n in live and live[n].any()]
     if not sources:
-        raise NotApplicable("add_exit: every hidden node already has an exit head")
+        raise NotApplicable("add_exit: every live hidden node already has an exit head")
     src = choose(rng, sources)
     child = genome.copy()
     head = tracker.named_node(f"exit_of_{src}")

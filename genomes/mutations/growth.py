@@ -12,6 +12,7 @@ import networkx as nx
 import numpy as np
 
 from .._errors import NotApplicable
+from ..adaptive import EXIT, is_adaptive
 from ..config import MutationConfig, MutationRecord
 from ..genome import Genome, edge_attrs, is_frozen, node_attrs
 from ..innovation import InnovationTracker
@@ -38,7 +39,15 @@ def add_node(
     ``k`` gets ``config.new_node_activation`` if it can carry a linear map exactly
     (``identity``: width ``r``; ``relu``: width ``2r`` via ``relu(z) - relu(-z) = z``);
     any other activation falls back to ``relu``. ``k``'s bias is zero; the old edge
-    is disabled (kept as a gene).
+    is disabled (kept as a gene, its ``skip`` with it).
+
+    Adaptive genes (``genomes.adaptive``): an exit's edge is never split (an exit
+    reads its source directly). When ``j`` has a skip gate, the new edge ``k -> j``
+    carries ``skip`` too; if the old edge's ``skip`` vector ``v`` is not zero, ``k``
+    gets ``copies`` more neurons that carry ``v . h_i`` (incoming row ``v / c``,
+    outgoing weight columns zero, so they feed ``j``'s gate only), and ``k -> j``'s
+    ``skip`` reads them with ``g(gate_e) / c^2`` (``[+, -]`` for ``relu``), so ``s_j``
+    is unchanged exactly; every other entry of ``k -> j``'s ``skip`` is zero.
 
     Args:
         genome: a valid genome (not modified).
@@ -47,7 +56,8 @@ def add_node(
         config: gate kind, ``gate_init``, ``new_node_activation``, ``max_new_node_width``.
 
     Returns:
-        The child and ``add_node(src, dst, node, width, activation, rank, truncated)``.
+        The child and ``add_node(src, dst, node, width, activation, rank, truncated)``
+        (plus ``skip_neurons``, the neurons added for ``j``'s skip gate, when any).
 
     Raises:
         NotApplicable: no enabled non-recurrent edge with finite weights (frozen
@@ -64,7 +74,10 @@ def add_node(
     candidates = [
         e
         for e in genome.enabled_edges()
-        if np.isfinite(g.edges[e]["weight"]).all() and not is_frozen(g.edges[e])
+        if np.isfinite(g.edges[e]["weight"]).all()
+        and not is_frozen(g.edges[e])
+        and g.nodes[e[1]]["role"] != EXIT
+        and np.isfinite(g.edges[e].get("skip", 0.0)).all()
     ]
     if not candidates:
         raise NotApplicable("add_node: no enabled non-recurrent unfrozen edge with finite weights to split")
@@ -99,12 +112,28 @@ def add_node(
         w_ik = np.concatenate([w_ik, -w_ik], axis=0)
         w_kj = np.concatenate([w_kj, -w_kj], axis=1)
 
+    skip_kj = None
+    extra = 0
+    if g.nodes[dst].get("skip") is not None:
+        v = e["skip"].astype(np.float64)
+        if v.any():
+            rows = v[None, :] / c
+            signs = np.array([1.0]) if copies == 1 else np.array([1.0, -1.0])
+            w_ik = np.concatenate([w_ik, signs[:, None] * rows], axis=0)
+            w_kj = np.concatenate([w_kj, np.zeros((w_j, copies))], axis=1)
+            skip_kj = np.concatenate([np.zeros(copies * rank), signs * (g_e / (c * c))])
+            extra = copies
+        else:
+            skip_kj = np.zeros(copies * rank)
+
     child = genome.copy()
     cg = child.graph
-    width = copies * rank
+    width = copies * rank + extra
     cg.add_node(k, **node_attrs("hidden", width, activation, gate_init=config.gate_init))
     cg.add_edge(src, k, **edge_attrs(tracker.edge(src, k), w_ik.astype(np.float32), config.gate_init))
     cg.add_edge(k, dst, **edge_attrs(tracker.edge(k, dst), w_kj.astype(np.float32), config.gate_init))
+    if skip_kj is not None:
+        cg.edges[k, dst]["skip"] = skip_kj.astype(np.float32)
     cg.edges[src, dst]["enabled"] = False
     record = MutationRecord(
         "add_node",
@@ -118,6 +147,8 @@ def add_node(
             "truncated": rank < min(w_i, w_j),
         },
     )
+    if extra:
+        record.args["skip_neurons"] = extra
     return child, record
 
 
@@ -170,7 +201,9 @@ def add_edge(
     a frozen node (a grafted module's inputs are fixed), and no cycle may close through the non-recurrent edges (enabled or not). Pairs that
     already have an edge (a disabled one included) are skipped: re-enabling an old
     edge would change the function. Zero weights keep the function; the gradient
-    with respect to them is not zero, so the edge can learn.
+    with respect to them is not zero, so the edge can learn. Exit nodes
+    (``genomes.adaptive``) are neither source nor destination (an exit has exactly
+    its one edge); an edge into a skip-gated node gets a zero ``skip`` vector.
 
     Args:
         genome: a valid genome (not modified).
@@ -186,8 +219,10 @@ def add_edge(
     """
     g = genome.graph
     ff = genome.feedforward_graph()
-    sources = sorted(n for n, r in g.nodes(data="role") if r != "output")
-    dests = sorted(n for n, a in g.nodes(data=True) if a["role"] != "input" and not is_frozen(a))
+    sources = sorted(n for n, r in g.nodes(data="role") if r not in ("output", EXIT))
+    dests = sorted(
+        n for n, a in g.nodes(data=True) if a["role"] not in ("input", EXIT) and not is_frozen(a)
+    )
     pairs = []
     for s in sources:
         blocked = nx.ancestors(ff, s) | {s}  # d -> ... -> s would close a cycle
@@ -199,6 +234,8 @@ def add_edge(
     shape = (int(g.nodes[dst]["width"]), int(g.nodes[src]["width"]))
     innovation = tracker.edge(src, dst)
     child.graph.add_edge(src, dst, **edge_attrs(innovation, np.zeros(shape, np.float32), config.gate_init))
+    if g.nodes[dst].get("skip") is not None:
+        child.graph.edges[src, dst]["skip"] = np.zeros(shape[1], np.float32)
     return child, MutationRecord("add_edge", {"src": int(src), "dst": int(dst), "innovation": innovation})
 
 
@@ -224,9 +261,12 @@ def add_recurrent_edge(
         The child and ``add_recurrent_edge(src, dst, innovation)``.
 
     Raises:
-        NotApplicable: every allowed pair is already connected.
+        NotApplicable: every allowed pair is already connected, or the genome has
+            exit nodes or skip gates (``genomes.adaptive``: feed-forward only).
     """
     g = genome.graph
+    if is_adaptive(genome):
+        raise NotApplicable("add_recurrent_edge: exit nodes and skip gates are for feed-forward genomes")
     sources = sorted(g.nodes)
     dests = sorted(n for n, a in g.nodes(data=True) if a["role"] != "input" and not is_frozen(a))
     pairs = [(s, d) for s in sources for d in dests if not g.has_edge(s, d)]

@@ -28,7 +28,11 @@ def perturb_weights(
     ``config.perturb_fraction`` (at least one always is) and gets noise of std
     ``config.perturb_std * rms(array)``; an all-zero array uses the LeCun scale
     ``1 / sqrt(fan_in)`` (weights) or 1 (biases) instead. Arrays holding NaN or inf
-    are left alone, and so are frozen edges and nodes (grafted modules).
+    are left alone, and so are frozen edges and nodes (grafted modules). Skip gates
+    (``genomes.adaptive``) are trained values like weights, so their arrays are
+    candidates too: a node's ``skip`` bias and an enabled edge's ``skip`` vector
+    (all-zero: scale ``1 / sqrt(len)``). An exit head's weights and bias are ordinary
+    edge weights and node biases.
 
     Args:
         genome: a valid genome (not modified).
@@ -48,9 +52,13 @@ def perturb_weights(
     for s, d, a in sorted(g.edges(data=True)):
         if a["enabled"] and not is_frozen(a) and np.isfinite(a["weight"]).all():
             targets.append((f"edge {s}->{d} weight", (s, d), "weight"))
+            if a.get("skip") is not None and np.isfinite(a["skip"]).all():
+                targets.append((f"edge {s}->{d} skip", (s, d), "skip"))
     for n, a in sorted(g.nodes(data=True)):
         if a["role"] != "input" and not is_frozen(a) and np.isfinite(a["bias"]).all():
             targets.append((f"node {n} bias", (n,), "bias"))
+        if a.get("skip") is not None and np.isfinite(a["skip"]).all():
+            targets.append((f"node {n} skip", (n,), "skip"))
     if not targets:
         raise NotApplicable("perturb_weights: no finite weight or bias array")
     picked = np.flatnonzero(rng.random(len(targets)) < config.perturb_fraction)
@@ -64,7 +72,7 @@ def perturb_weights(
         arr = attrs[attr].astype(np.float64)
         scale = float(np.sqrt(np.mean(arr**2)))
         if scale == 0.0:
-            scale = 1.0 / np.sqrt(arr.shape[1]) if attr == "weight" else 1.0
+            scale = 1.0 / np.sqrt(arr.shape[-1]) if attr in ("weight", "skip") else 1.0
         attrs[attr] = (arr + rng.normal(0.0, config.perturb_std * scale, arr.shape)).astype(np.float32)
         labels.append(label)
     return child, MutationRecord("perturb_weights", {"arrays": labels, "std": config.perturb_std})
@@ -111,8 +119,10 @@ def reset_gates(
     """Set one node's neuron gates, or one edge's gate, back to ``config.gate_init``.
 
     Candidates are the input and hidden nodes and the edges whose gate logits are
-    not all ``gate_init`` already (the output node has no gates), frozen ones
-    (grafted modules) excepted; this reopens structure that training closed.
+    not all ``gate_init`` already (the output node and exit nodes have no gates),
+    frozen ones (grafted modules) excepted; this reopens structure that training
+    closed. Skip gates (``genomes.adaptive``) are not gates in this sense and are
+    left alone.
 
     Args:
         genome: a valid genome (not modified).
@@ -131,7 +141,7 @@ def reset_gates(
     targets: list[tuple[int, ...]] = [
         (n,)
         for n, a in sorted(g.nodes(data=True))
-        if a["role"] != "output" and not is_frozen(a) and not (a["gate"] == init).all()
+        if a["role"] in ("input", "hidden") and not is_frozen(a) and not (a["gate"] == init).all()
     ]
     targets += [
         (s, d) for s, d, a in sorted(g.edges(data=True)) if not is_frozen(a) and not a["gate"] == init

@@ -13,6 +13,7 @@ import numpy as np
 
 from .._errors import NotApplicable
 from ..activations import activate
+from ..adaptive import EXIT
 from ..config import MutationConfig, MutationRecord
 from ..gates import gate_value
 from ..genome import Genome, edge_attrs, is_frozen, module_of
@@ -33,6 +34,8 @@ def prune_neurons(
     smallest ``gate * ||outgoing weights||`` go from a random node of width > 1
     (this changes the function). A node always keeps at least one neuron. Frozen
     nodes and the nodes feeding them (a graft's host or stitch) are never touched.
+    The removed neurons' columns of an exit head and entries of outgoing ``skip``
+    vectors (``genomes.adaptive``) go with them.
 
     Args:
         genome: a valid genome (not modified).
@@ -121,6 +124,11 @@ def prune_edge(
     with it, provided they all belong to that graft (its module nodes and stitch);
     this is how a useless graft dies.
 
+    An exit's edge (``genomes.adaptive``) is never removed: a new exit head has zero
+    weights, so it would always be the weakest edge and die at once; exits go with
+    their source node (``remove_node``, ``prune_closed``). An edge into a skip-gated
+    node takes its ``skip`` vector with it.
+
     Args:
         genome: a valid genome (not modified).
         rng: picks among closed edges.
@@ -140,7 +148,7 @@ def prune_edge(
     removable = []
     dead_graft: dict[tuple[int, int], list[int]] = {}
     for s, d, a in sorted(g.edges(data=True), key=lambda t: t[2]["innovation"]):
-        if not a["enabled"] or is_frozen(a):
+        if not a["enabled"] or is_frozen(a) or g.nodes[d]["role"] == EXIT:
             continue
         if not a["recurrent"]:
             h.remove_edge(s, d)
@@ -231,6 +239,14 @@ def remove_node(
     with these values and keeps its innovation; a new one gets ``tracker.edge``.
     The node's bias is dropped.
 
+    Adaptive genes (``genomes.adaptive``): the node's exit heads are removed with it
+    (an exit has no other source). A reconnecting edge into a skip-gated node ``s``
+    carries the same linear stand-in for the removed path's part of ``s``'s gate::
+
+        skip_ps = g_ns * (skip_ns * g_n * act'(0)) @ W_pn * g_pn / g(gate_init)
+
+    (zero when the node was closed).
+
     Args:
         genome: a valid genome (not modified).
         rng: picks the node.
@@ -239,7 +255,8 @@ def remove_node(
 
     Returns:
         The child and ``remove_node(node, closed, reconnected)`` (closed: all its
-        neurons were closed; reconnected: ``[[p, s], ...]``).
+        neurons were closed; reconnected: ``[[p, s], ...]``), plus ``exits``, the
+        exit heads removed with it, when there were any.
 
     Raises:
         NotApplicable: no removable hidden node, or reconnection is blocked by recurrent edges.
@@ -252,7 +269,8 @@ def remove_node(
     node = choose(rng, closed or hidden)
     active = genome.active_graph()
     preds = sorted(p for p in active.predecessors(node) if p != node)
-    succs = sorted(s for s in active.successors(node) if s != node)
+    exits = sorted(s for s in g.successors(node) if g.nodes[s]["role"] == EXIT)
+    succs = sorted(s for s in active.successors(node) if s != node and s not in exits)
     c = gate_scalar(config.gate_init, config.gate)
     a = g.nodes[node]
     mid = gate_value(a["gate"], config.gate) * _slope_at_zero(a["activation"])
@@ -260,6 +278,7 @@ def remove_node(
     child = genome.copy()
     cg = child.graph
     cg.remove_node(node)
+    cg.remove_nodes_from(exits)
     reconnected: list[list[int]] = []
 
     def connect(p: int, s: int) -> None:
@@ -278,6 +297,16 @@ def remove_node(
             w = np.zeros_like(w)
         innovation = old["innovation"] if old is not None else tracker.edge(p, s)
         cg.add_edge(p, s, **edge_attrs(innovation, w.astype(np.float32), config.gate_init))
+        if cg.nodes[s].get("skip") is not None:
+            v = np.zeros(int(g.nodes[p]["width"]))
+            if e_out.get("skip") is not None and c != 0.0:
+                v = (
+                    gate_scalar(e_out["gate"], config.gate)
+                    * gate_scalar(e_in["gate"], config.gate)
+                    * (e_out["skip"].astype(np.float64) * mid)
+                    @ e_in["weight"].astype(np.float64)
+                ) / c
+            cg.edges[p, s]["skip"] = np.where(np.isfinite(v), v, 0.0).astype(np.float32)
         reconnected.append([int(p), int(s)])
 
     inp, out = child.input_id, child.output_id
@@ -294,7 +323,7 @@ def remove_node(
                 connect(p, s)
     if not _connected(_topology(child), inp, out, child.hidden_nodes()):
         raise NotApplicable(f"remove_node: recurrent edges block reconnecting around node {node}")
-    record = MutationRecord(
-        "remove_node", {"node": int(node), "closed": node in closed, "reconnected": reconnected}
-    )
-    return child, record
+    args: dict = {"node": int(node), "closed": node in closed, "reconnected": reconnected}
+    if exits:
+        args["exits"] = [int(x) for x in exits]
+    return child, MutationRecord("remove_node", args)

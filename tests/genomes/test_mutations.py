@@ -53,7 +53,7 @@ def test_registry_groups_cover_every_operator_once():
 
 @pytest.mark.parametrize("name", sorted(MUTATIONS))
 @settings(max_examples=60)
-@given(grown=grown_genomes(gate=st.sampled_from(GATE_KINDS)), seed=SEEDS)
+@given(grown=grown_genomes(gate=st.sampled_from(GATE_KINDS), adaptive=True), seed=SEEDS)
 def test_operator_returns_valid_child_and_leaves_parent_untouched(name, grown, seed):
     parent = grown.genome
     before = to_dict(parent)
@@ -105,7 +105,7 @@ def test_operator_never_shares_arrays_with_its_parent(name):
 # --------------------------------------------------------------- properties
 @settings(max_examples=300)
 @given(
-    grown=grown_genomes(gate=st.sampled_from(GATE_KINDS), max_mutations=4),
+    grown=grown_genomes(gate=st.sampled_from(GATE_KINDS), max_mutations=4, adaptive=True),
     steps=st.lists(st.sampled_from(sorted(MUTATIONS) + ["crossover"]), max_size=12),
     seed=SEEDS,
 )
