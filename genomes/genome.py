@@ -594,7 +594,7 @@ def _check_adaptive_genome(genome: Genome) -> None:
     for n, a in g.nodes(data=True):
         if a.get("order") is not None or a.get("drop") is not None:
             raise GenomeError(f"node {n}: budget attributes cannot be mixed with exit nodes or skip gates")
-        if is_frozen(a):
+        if is_frozen(a) or module_of(a) is not None:
             raise GenomeError(f"node {n}: grafted modules cannot be mixed with exit nodes or skip gates")
 
 

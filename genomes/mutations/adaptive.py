@@ -40,7 +40,7 @@ def add_exit(
             grafted modules, or when every live hidden node already has an exit.
     """
     g = genome.graph
-    if genome.n_outputs < 2 or genome.is_recurrent or genome.frozen_nodes():
+    if genome.n_outputs < 2 or genome.is_recurrent or genome.grafts():
         raise NotApplicable("add_exit: exits need a feed-forward classifier without grafted modules")
     if any(a.get("order") is not None or a.get("drop") is not None for _, a in g.nodes(data=True)):
         raise NotApplicable("add_exit: exits cannot be mixed with budget attributes")
@@ -69,7 +69,7 @@ def add_skip(
             attributes, or when every hidden node has a skip gate already.
     """
     g = genome.graph
-    if genome.is_recurrent or genome.frozen_nodes():
+    if genome.is_recurrent or genome.grafts():
         raise NotApplicable("add_skip: skip gates need a feed-forward genome without grafted modules")
     if any(a.get("order") is not None or a.get("drop") is not None for _, a in g.nodes(data=True)):
         raise NotApplicable("add_skip: skip gates cannot be mixed with budget attributes")
