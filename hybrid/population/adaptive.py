@@ -168,7 +168,9 @@ class AdaptiveEngine:
                     f"expected {g0.n_inputs} and {g0.n_outputs} like member 0"
                 )
             if genome.is_recurrent:
-                raise GenomeError(f"member {i} has recurrent edges: the adaptive engine is feed-forward only")
+                raise GenomeError(
+                    f"member {i} has recurrent edges: the adaptive engine is feed-forward only"
+                )
             if genome.frozen_nodes() or genome.frozen_edges():
                 raise GenomeError(
                     f"member {i} has frozen genes (grafted modules): the adaptive engine cannot hold them fixed"
@@ -186,7 +188,9 @@ class AdaptiveEngine:
         self._mems = mems
         p = len(mems)
         n_lv = max(m.n_levels for m in mems)
-        widths = [self.n_inputs] + [max(m.used[lv] if lv < m.n_levels else 0 for m in mems) for lv in range(1, n_lv)]
+        widths = [self.n_inputs] + [
+            max(m.used[lv] if lv < m.n_levels else 0 for m in mems) for lv in range(1, n_lv)
+        ]
         self._widths = widths
         w_vals: list[np.ndarray] = []
         b_vals: list[np.ndarray] = []
@@ -201,7 +205,7 @@ class AdaptiveEngine:
         sblocks: dict[tuple[int, int], list[np.ndarray]] = {}
         n_skip_lv = [0] * n_lv
         skip_slot: list[dict[int, int]] = []  # per member: skip node -> column within its level
-        for m, mem in enumerate(mems):
+        for mem in mems:
             slots: dict[int, int] = {}
             per_lv = [0] * n_lv
             for n in mem.skips:
@@ -221,7 +225,9 @@ class AdaptiveEngine:
         sbias = {lv: [] for lv in range(1, n_lv)}  # (member, skip column, flat skip bias index)
         in_gate = np.zeros((p, self.n_inputs), np.int64)
         out_rows = np.zeros((p, self.n_outputs), np.int64)  # index into all levels' rows
-        lv_start = np.concatenate([[0], np.cumsum(widths[1:])]).astype(np.int64)  # row offset of level l >= 1
+        lv_start = np.concatenate([[0], np.cumsum(widths[1:])]).astype(
+            np.int64
+        )  # row offset of level l >= 1
         exit_rows: list[list[np.ndarray]] = []
         skip_cols: list[list[int]] = []  # per member: its skips' columns in the concatenated z
         sk_start = np.concatenate([[0], np.cumsum(n_skip_lv)]).astype(np.int64)
@@ -263,7 +269,10 @@ class AdaptiveEngine:
                 if a["role"] == "output":
                     out_rows[m] = lv_start[lv - 1] + rows
             exit_rows.append(
-                [lv_start[mem.level[e] - 1] + mem.rows[e] + np.arange(self.n_outputs) for e in mem.exits]
+                [
+                    lv_start[mem.level[e] - 1] + mem.rows[e] + np.arange(self.n_outputs)
+                    for e in mem.exits
+                ]
             )
             skip_cols.append([int(sk_start[mem.level[n]] + skip_slot[m][n]) for n in mem.skips])
             for s, d in mem.ff_edges:
@@ -274,7 +283,9 @@ class AdaptiveEngine:
                 r_idx = mem.rows[d] + np.repeat(np.arange(rd), cs)
                 c_idx = mem.rows[s] + np.tile(np.arange(cs), rd)
                 flat = w_off + np.arange(rd * cs)
-                blocks.setdefault((k, lv), []).append(np.stack([np.full(rd * cs, m), c_idx, r_idx, flat]))
+                blocks.setdefault((k, lv), []).append(
+                    np.stack([np.full(rd * cs, m), c_idx, r_idx, flat])
+                )
                 w_vals.append(wt.reshape(-1))
                 w_member += [m] * (rd * cs)
                 w_gate.append(np.full(rd * cs, gidx[(s, d)]))
@@ -284,7 +295,9 @@ class AdaptiveEngine:
                     col = skip_slot[m][d]
                     flat = sw_off + np.arange(cs)
                     sblocks.setdefault((k, lv), []).append(
-                        np.stack([np.full(cs, m), mem.rows[s] + np.arange(cs), np.full(cs, col), flat])
+                        np.stack(
+                            [np.full(cs, m), mem.rows[s] + np.arange(cs), np.full(cs, col), flat]
+                        )
                     )
                     sw_vals.append(sk)
                     sw_member += [m] * cs
@@ -302,7 +315,8 @@ class AdaptiveEngine:
         self.skip_weights = torch.tensor(cat(sw_vals), **fl)
         self.skip_biases = torch.tensor(np.asarray(sb_vals, np.float32), **fl)
         self.members = tuple(
-            torch.as_tensor(np.asarray(x, np.int64), **idx) for x in (w_member, b_member, g_member, sw_member, sb_member)
+            torch.as_tensor(np.asarray(x, np.int64), **idx)
+            for x in (w_member, b_member, g_member, sw_member, sb_member)
         )
         self._gate_of = gate_of
         self._w_gate = torch.as_tensor(cat(w_gate, np.int64), **idx)
@@ -370,7 +384,7 @@ class AdaptiveEngine:
         n_exit = max((len(e) for e in self._exit_ids), default=0)
         total_rows = int(sum(widths[1:]))
         er = np.full((p, n_exit, self.n_outputs), total_rows, np.int64)  # total_rows: a zero column
-        for m, (genome, mem) in enumerate(zip(self.genomes, mems, strict=True)):
+        for m, mem in enumerate(mems):
             pos = {e: i for i, e in enumerate(mem.exits)}
             for j, e in enumerate(self._exit_ids[m]):
                 er[m, j] = exit_rows[m][pos[e]]
@@ -447,13 +461,19 @@ class AdaptiveEngine:
         if has_skip and training:
             if skip_noise is None:
                 if self.skip_generator is None:
-                    raise ValueError("training-mode skip gates need skip_noise or engine.skip_generator, got None")
+                    raise ValueError(
+                        "training-mode skip gates need skip_noise or engine.skip_generator, got None"
+                    )
                 skip_noise = torch.rand(
-                    (p, self.n_skips, b), generator=self.skip_generator, device=self.skip_generator.device
+                    (p, self.n_skips, b),
+                    generator=self.skip_generator,
+                    device=self.skip_generator.device,
                 )
             un = skip_noise.to(self.device, self.dtype)
             if tuple(un.shape) != (p, self.n_skips, b):
-                raise ValueError(f"skip_noise should have shape {(p, self.n_skips, b)}, got {tuple(un.shape)}")
+                raise ValueError(
+                    f"skip_noise should have shape {(p, self.n_skips, b)}, got {tuple(un.shape)}"
+                )
             un = torch.cat([un, un.new_full((p, 1, b), 0.5)], 1)
             u_all = un.gather(1, self._skip_inv.unsqueeze(2).expand(-1, -1, b))  # (P, sum S_l, B)
             u_lv = list(torch.split(u_all, self._n_skip_lv, 1))
@@ -462,7 +482,11 @@ class AdaptiveEngine:
         for lv in range(1, len(self._widths)):
             i = lv - 1
             pre = bext[self._bias[i]].unsqueeze(1).expand(p, b, -1)
-            s = sbext[self._skip_bias[i]].unsqueeze(1).expand(p, b, -1) if self._n_skip_lv[lv] else None
+            s = (
+                sbext[self._skip_bias[i]].unsqueeze(1).expand(p, b, -1)
+                if self._n_skip_lv[lv]
+                else None
+            )
             for k in range(lv):
                 blk = self._blocks.get((k, lv))
                 if blk is not None:
@@ -588,7 +612,9 @@ class AdaptiveEngine:
                     if n in pl.skip_flops:
                         cost[m, kk, col[n]] = pl.node_flops[n]
             q = self._fitted[m]
-            thr[m, :e] = [q if q is not None else current[m].graph.nodes[x]["threshold"] for x in pl.exits]
+            thr[m, :e] = [
+                q if q is not None else current[m].graph.nodes[x]["threshold"] for x in pl.exits
+            ]
         dev = self.device
         f64 = {"device": dev, "dtype": torch.float64}
         rule = (
@@ -603,7 +629,9 @@ class AdaptiveEngine:
         return rule
 
     @torch.no_grad()
-    def _stages(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, tuple]:
+    def _stages(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, tuple]:
         """Return ``(heads (P, E, B, n), output (P, B, n), stage_flops (P, E + 1, B), n_exits (P,), rule)``.
 
         Stage ``E`` (padding included) is the output's; heads are in each member's current plan order.
@@ -615,7 +643,9 @@ class AdaptiveEngine:
         slot, n_exits, base, cost = rule[:4]
         n_e = base.shape[1] - 1
         if n_e:
-            heads = all_heads.gather(1, slot[:, :n_e].view(self.n_members, n_e, 1, 1).expand(-1, -1, b, self.n_outputs))
+            heads = all_heads.gather(
+                1, slot[:, :n_e].view(self.n_members, n_e, 1, 1).expand(-1, -1, b, self.n_outputs)
+            )
         else:
             heads = all_heads.new_zeros(self.n_members, 0, b, self.n_outputs)
         per = base.unsqueeze(2).expand(-1, -1, b)
@@ -646,13 +676,19 @@ class AdaptiveEngine:
         p, n_e, b = heads.shape[0], heads.shape[1], x.shape[0]
         thr = rule[4]
         if thresholds is not None:
-            given = torch.as_tensor(np.asarray(thresholds, np.float64), device=self.device).reshape(p, -1)
+            given = torch.as_tensor(np.asarray(thresholds, np.float64), device=self.device).reshape(
+                p, -1
+            )
             if given.shape[1] < n_e:
-                raise GenomeError(f"thresholds should have shape ({p}, {n_e}), got {tuple(given.shape)}")
+                raise GenomeError(
+                    f"thresholds should have shape ({p}, {n_e}), got {tuple(given.shape)}"
+                )
             for m in range(p):
                 for k in range(int(n_exits[m])):
                     check_threshold(float(given[m, k]), f"thresholds[{m}, {k}]")
-            thr = torch.where(torch.arange(n_e, device=self.device) < n_exits.view(-1, 1), given[:, :n_e], thr)
+            thr = torch.where(
+                torch.arange(n_e, device=self.device) < n_exits.view(-1, 1), given[:, :n_e], thr
+            )
         if n_e:
             z = heads.to(torch.float64)
             conf = 1.0 / torch.exp(z - z.amax(-1, keepdim=True)).sum(-1)  # (P, E, B)
@@ -662,11 +698,15 @@ class AdaptiveEngine:
             stop = torch.zeros(p, b, dtype=torch.long, device=self.device)
         pick = torch.where(stop == n_exits.view(-1, 1), n_e, stop)  # row in [heads..., output]
         stacked = torch.cat([heads, out.unsqueeze(1)], 1)
-        outputs = stacked.gather(1, pick.view(p, 1, b, 1).expand(-1, -1, -1, self.n_outputs)).squeeze(1)
+        outputs = stacked.gather(
+            1, pick.view(p, 1, b, 1).expand(-1, -1, -1, self.n_outputs)
+        ).squeeze(1)
         flops = stage_flops.gather(1, pick.unsqueeze(1)).squeeze(1)
         return outputs, flops, stop.to(torch.long)
 
-    def fit_thresholds(self, X: torch.Tensor, y: torch.Tensor, tolerance: float) -> list[tuple[float, float, float]]:
+    def fit_thresholds(
+        self, X: torch.Tensor, y: torch.Tensor, tolerance: float
+    ) -> list[tuple[float, float, float]]:
         """Fit each member's shared exit threshold on ``(X, y)`` (``genomes.adaptive.fit_threshold``).
 
         The fitted value is kept for every exit of the member (used by :meth:`infer`
@@ -732,7 +772,10 @@ class AdaptiveEngine:
                 a = graph.edges[s, d]
                 shape = a["weight"].shape
                 size = shape[0] * shape[1]
-                vals2: dict[str, object] = {"weight": w[w_off : w_off + size].reshape(shape), "gate": g[gidx[(s, d)]]}
+                vals2: dict[str, object] = {
+                    "weight": w[w_off : w_off + size].reshape(shape),
+                    "gate": g[gidx[(s, d)]],
+                }
                 w_off += size
                 if a.get("skip") is not None:
                     vals2["skip"] = sw[sw_off : sw_off + shape[1]]
@@ -744,4 +787,3 @@ class AdaptiveEngine:
                     child.graph.nodes[e]["threshold"] = float(self._fitted[m])
             out.append(child)
         return out
-
