@@ -49,7 +49,10 @@ from ..activations import TORCH_ACTIVATIONS
 from ..gates import NOISE_EPS, check_gate_kind, gate_layout, gate_values, open_probability
 from ..net import with_values
 
-__all__ = ["AdaptiveEngine", "AdaptivePass", "skip_decisions"]
+__all__ = ["FIT_CHUNK", "AdaptiveEngine", "AdaptivePass", "skip_decisions"]
+
+#: Samples per pass when fitting thresholds (bounds the work buffers on large splits).
+FIT_CHUNK = 4096
 
 
 class AdaptivePass(NamedTuple):
@@ -718,9 +721,16 @@ class AdaptiveEngine:
         Shape:
             X: (N, n_inputs); y: (N,) class ids
         """
-        heads, out, stage_flops, n_exits, _ = self._stages(X)
+        parts = [self._stages(X[i : i + FIT_CHUNK]) for i in range(0, X.shape[0], FIT_CHUNK)]
+        n_exits = parts[0][3] if parts else torch.zeros(self.n_members, dtype=torch.long)
+        h, o, sf = (
+            np.concatenate(
+                [part[k].to("cpu", torch.float64).numpy() for part in parts],
+                axis=-2 if k < 2 else -1,
+            )
+            for k in range(3)
+        )
         y_np = y.detach().cpu().numpy()
-        h, o, sf = (t.detach().to("cpu", torch.float64).numpy() for t in (heads, out, stage_flops))
         fits = []
         n_e = h.shape[1]
         for m in range(self.n_members):
