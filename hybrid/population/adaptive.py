@@ -23,7 +23,7 @@ member after member, no padding), so autograd gives every gradient. With
     h_l   = z * g(gate_row) * a_l                     (exit / output rows: a_l)
 
 ``z = 1[s >= 0]`` at evaluation; in training the straight-through hard Gumbel of
-``genomes.adaptive``: ``z = hard + soft - soft.detach()`` with ``hard = 1[s + L >= 0]``,
+``genomes.adaptive``: ``z = hard + (soft - soft.detach())`` with ``hard = 1[s + L >= 0]``,
 ``soft = sigmoid(s + L)``, ``L = log u - log(1 - u)`` for uniform ``u`` (``skip_noise``,
 ``(P, S, B)`` in each member's ``skip_nodes`` order). Gate logits lie in
 :func:`hybrid.gates.gate_layout` order, member after member, so a one-member engine
@@ -97,7 +97,7 @@ def skip_decisions(s: torch.Tensor, u: torch.Tensor | None, training: bool) -> t
     t = s + (torch.log(u) - torch.log1p(-u))
     soft = torch.sigmoid(t)
     hard = (t >= 0).to(s.dtype)
-    return hard + soft - soft.detach()
+    return hard + (soft - soft.detach())  # forward exactly hard: soft - soft is 0
 
 
 class _Member:
@@ -397,6 +397,13 @@ class AdaptiveEngine:
         for m, k in enumerate(self._live_exits):
             hm[m, :k] = True
         self._head_mask = torch.as_tensor(hm, device=dev)
+        em = np.zeros((p, n_exit), bool)
+        for m, ids in enumerate(self._exit_ids):
+            em[m, : len(ids)] = True
+        self._exit_mask = torch.as_tensor(em, device=dev)
+        self._all_live = all(
+            k == len(e) for k, e in zip(self._live_exits, self._exit_ids, strict=True)
+        )
         n_s = max((len(s) for s in skip_cols), default=0)
         total_s = int(sum(n_skip_lv))
         sc = np.full((p, n_s), total_s, np.int64)  # total_s: a zero column
@@ -556,16 +563,25 @@ class AdaptiveEngine:
         noise: torch.Tensor | None = None,
         training: bool = False,
         skip_noise: torch.Tensor | None = None,
+        every_exit: bool = False,
     ) -> AdaptivePass:
         """Return the output, every live exit's logits and the skip decisions (the full path).
 
-        Arguments as :meth:`forward`.
+        Arguments as :meth:`forward`; ``every_exit``: ``heads`` also hold the exits
+        that are not live under the deterministic gates of the genomes the engine was
+        built from (after the live ones, by id; ``head_mask`` marks them too):
+        training reaches them, since training-mode gates may open their path.
         """
         rows, heads, z = self._run(x, noise, training, skip_noise)
         b = x.shape[0]
         out = rows.gather(2, self._out_rows.unsqueeze(1).expand(-1, b, -1))
+        if every_exit:
+            return AdaptivePass(out, heads, self._exit_mask, z, self._skip_mask)
         n_live = self._head_mask.shape[1]
-        return AdaptivePass(out, heads[:, :n_live], self._head_mask, z, self._skip_mask)
+        heads = heads[:, :n_live]
+        if not bool(self._all_live):  # a dead exit's slot after the live ones: zeros
+            heads = heads * self._head_mask.view(*self._head_mask.shape, 1, 1).to(heads.dtype)
+        return AdaptivePass(out, heads, self._head_mask, z, self._skip_mask)
 
     def penalty(self) -> torch.Tensor:
         """Return each member's structure penalty (sum of its gates' open probabilities).

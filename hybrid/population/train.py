@@ -297,12 +297,14 @@ def adaptive_losses(
     ``loss = task(output) + exit_weight * sum_k task(exit_k) + skip_penalty * mean_j
     (skip_target - mean_b z_j)^2 + penalty * penalty`` (a member without exits or skip
     gates: those terms are 0), training-mode gates and straight-through skip decisions.
+    Every exit counts, also one whose path the deterministic gates close (training-mode
+    gates may open it).
 
     Shape:
         x: (B, n_inputs); y: (B,) or (B, n_out); noise: (n_gates,); weights: (B,);
         skip_noise: (P, S, B) -> ((P,), (P,))
     """
-    run = engine.heads(x, noise, training=True, skip_noise=skip_noise)
+    run = engine.heads(x, noise, training=True, skip_noise=skip_noise, every_exit=True)
     task = task_losses(run.output, y, config.loss, None, weights)
     loss = task
     zero = torch.zeros((), dtype=task.dtype, device=task.device)
