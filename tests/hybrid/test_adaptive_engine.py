@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from genomes import Genome, InnovationTracker, evaluate
 from genomes.adaptive import evaluate_adaptive, exit_nodes, fit_threshold, is_adaptive, skip_nodes
+from hybrid.activations import torch_activate
 from hybrid.errors import ConfigError
 from hybrid.gates import NOISE_EPS, gate_layout, gate_values
 from hybrid.population import (
@@ -163,18 +164,7 @@ def _reference_loss(
             pre = pre + gv[(src, n)] * (h[src] @ w.T)
             if s is not None:
                 s = s + gv[(src, n)] * (h[src] @ leaf(("eskip", (src, n)), e["skip"]))
-        act = {
-            "identity": lambda t: t,
-            "relu": torch.relu,
-            "tanh": torch.tanh,
-            "sigmoid": torch.sigmoid,
-        }
-        if a["activation"] in act:
-            out = act[a["activation"]](pre)
-        else:
-            from hybrid.activations import torch_activate
-
-            out = torch_activate(a["activation"], pre)
+        out = torch_activate(a["activation"], pre)
         if a["role"] == "hidden":
             out = out * gv[n]
             if s is not None:
@@ -203,7 +193,10 @@ def _engine_grads(engine: AdaptiveEngine, *args) -> tuple[torch.Tensor, list[Gen
         p.requires_grad_(True)
     loss, _ = adaptive_losses(engine, *args)
     grads = torch.autograd.grad(loss.sum(), engine.params, allow_unused=True)
-    grads = tuple(torch.zeros_like(p) if gr is None else gr for p, gr in zip(engine.params, grads))
+    grads = tuple(
+        torch.zeros_like(p) if gr is None else gr
+        for p, gr in zip(engine.params, grads, strict=True)
+    )
     for p in engine.params:
         p.requires_grad_(False)
     return loss.detach(), grads_as_genomes(engine, grads)
