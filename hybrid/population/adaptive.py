@@ -8,7 +8,9 @@ taken per sample; a population without adaptive genes keeps running it (this
 engine is only built when some member is adaptive).
 
 Layout. Every node gets a *level*: the input 0, any other node ``1 + max`` of its
-enabled feed-forward sources' levels (1 without any). Level ``l`` of every member is
+enabled feed-forward sources' levels (1 without any), except the output node and the
+exit heads (they feed nothing), which all sit in the last level, so that members of
+different depths share their hidden levels' padding. Level ``l`` of every member is
 padded to ``R_l`` rows (each node: ``width`` consecutive rows; exits and the output
 node are rows too). For each pair of levels ``k < l`` that some member links, a dense
 block ``[P, R_k, R_l]`` is gathered from the flat trainable vectors (``weights``,
@@ -105,6 +107,7 @@ class _Member:
 
     def __init__(self, genome: Genome) -> None:
         g = genome.graph
+        self.genome = genome
         self.order = genome.topological_order()
         active = genome.active_graph()
         self.preds = {n: sorted(active.predecessors(n)) for n in self.order}
@@ -114,7 +117,26 @@ class _Member:
                 self.level[n] = 0
             else:
                 self.level[n] = 1 + max((self.level[p] for p in self.preds[n]), default=0)
-        self.n_levels = max(self.level.values()) + 1
+        #: The output node and exit heads that feed nothing: placed in the engine's last level.
+        self.sinks = [
+            n
+            for n in self.order
+            if g.nodes[n]["role"] in ("output", EXIT)
+            and not any(True for _ in active.successors(n))
+        ]
+        self.n_levels = max(v for n, v in self.level.items() if n not in self.sinks) + 2
+        self.gates = gate_layout(genome, self.order)
+        self.ff_edges = [e for e in genome.gated_edges() if not g.edges[e]["recurrent"]]
+        self.skips = skip_nodes(genome)
+        self.exits = sorted(n for n in self.order if g.nodes[n]["role"] == EXIT)
+
+    def place(self, last: int) -> None:
+        """Put the sinks in level ``last`` (every member's last level) and number the rows."""
+        g = self.genome.graph
+        for n in self.sinks:
+            assert last >= self.level[n], (last, self.level[n])
+            self.level[n] = last
+        self.n_levels = last + 1
         self.rows: dict[int, int] = {}  # node -> first row within its level
         used = [0] * self.n_levels
         for n in self.order:
@@ -122,10 +144,6 @@ class _Member:
             self.rows[n] = used[lv]
             used[lv] += int(g.nodes[n]["width"])
         self.used = used
-        self.gates = gate_layout(genome, self.order)
-        self.ff_edges = [e for e in genome.gated_edges() if not g.edges[e]["recurrent"]]
-        self.skips = skip_nodes(genome)
-        self.exits = sorted(n for n in self.order if g.nodes[n]["role"] == EXIT)
 
 
 class AdaptiveEngine:
@@ -191,6 +209,8 @@ class AdaptiveEngine:
         self._mems = mems
         p = len(mems)
         n_lv = max(m.n_levels for m in mems)
+        for mem in mems:
+            mem.place(n_lv - 1)
         widths = [self.n_inputs] + [
             max(m.used[lv] if lv < m.n_levels else 0 for m in mems) for lv in range(1, n_lv)
         ]
