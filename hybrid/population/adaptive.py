@@ -102,6 +102,11 @@ def skip_decisions(s: torch.Tensor, u: torch.Tensor | None, training: bool) -> t
     return hard + (soft - soft.detach())  # forward exactly hard: soft - soft is 0
 
 
+def _take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``values[index]`` for a 1-D ``values`` (``index_select``: its backward is a plain index_add)."""
+    return values.index_select(0, index.reshape(-1)).view(index.shape)
+
+
 class _Member:
     """Where one member's genes sit in the flat vectors and the level blocks (host side)."""
 
@@ -247,10 +252,15 @@ class AdaptiveEngine:
         skip_rows = {lv: [] for lv in range(1, n_lv)}  # (member, row, skip column in level)
         sbias = {lv: [] for lv in range(1, n_lv)}  # (member, skip column, flat skip bias index)
         in_gate = np.zeros((p, self.n_inputs), np.int64)
-        out_rows = np.zeros((p, self.n_outputs), np.int64)  # index into all levels' rows
+        out_rows = np.zeros((p, self.n_outputs), np.int64)  # index into the sink levels' rows
         lv_start = np.concatenate([[0], np.cumsum(widths[1:])]).astype(
             np.int64
         )  # row offset of level l >= 1
+        first = min(
+            mem.level[n] for mem in mems for n in mem.sinks + mem.exits + [mem.genome.output_id]
+        )
+        self._sink_level = first
+        lv_start = lv_start - lv_start[first - 1]  # rows from level ``first`` on
         exit_rows: list[list[np.ndarray]] = []
         skip_cols: list[list[int]] = []  # per member: its skips' columns in the concatenated z
         sk_start = np.concatenate([[0], np.cumsum(n_skip_lv)]).astype(np.int64)
@@ -362,6 +372,7 @@ class AdaptiveEngine:
         self._bias: list[torch.Tensor] = []
         self._row_gate: list[torch.Tensor] = []
         self._row_skip: list[torch.Tensor] = []
+        self._row_keep: list[torch.Tensor] = []
         self._skip_bias: list[torch.Tensor] = []
         self._acts: list[tuple[str, list[tuple[str, torch.Tensor]]]] = []
         for lv in range(1, n_lv):
@@ -382,7 +393,11 @@ class AdaptiveEngine:
                 sbt[m, col] = i
             self._bias.append(torch.as_tensor(bt, **idx))
             self._row_gate.append(torch.as_tensor(gt, **idx))
-            self._row_skip.append(torch.as_tensor(st, **idx))
+            onehot = np.zeros((p, n_skip_lv[lv] + 1, r), np.float64)
+            onehot[np.arange(p)[:, None], st, np.arange(r)[None, :]] = 1.0
+            # z per row = [z, 1] @ onehot: a bmm (its backward is one too, unlike a gather's)
+            self._row_skip.append(torch.as_tensor(onehot[:, :-1], **fl))
+            self._row_keep.append(torch.as_tensor(onehot[:, -1:], **fl))
             self._skip_bias.append(torch.as_tensor(sbt, **idx))
             counts = {name: sum(w for _, _, w in spans) for name, spans in act_rows[lv].items()}
             base = max(sorted(counts), key=lambda name: counts[name]) if counts else "identity"
@@ -405,7 +420,7 @@ class AdaptiveEngine:
             self._exit_ids.append(live + [e for e in mem.exits if e not in live])
             self._live_exits.append(len(live))
         n_exit = max((len(e) for e in self._exit_ids), default=0)
-        total_rows = int(sum(widths[1:]))
+        total_rows = int(sum(widths[first:]))
         er = np.full((p, n_exit, self.n_outputs), total_rows, np.int64)  # total_rows: a zero column
         for m, mem in enumerate(mems):
             pos = {e: i for i, e in enumerate(mem.exits)}
@@ -482,8 +497,8 @@ class AdaptiveEngine:
         x = x.to(self.device, self.dtype)
         gv = gate_values(self.gates, self.gate, noise, training)
         gext = torch.cat([gv, gv.new_zeros(1), gv.new_ones(1)])
-        weff = torch.cat([self.weights * gv[self._w_gate], gv.new_zeros(1)])
-        seff = torch.cat([self.skip_weights * gv[self._sw_gate], gv.new_zeros(1)])
+        weff = torch.cat([self.weights * gv.index_select(0, self._w_gate), gv.new_zeros(1)])
+        seff = torch.cat([self.skip_weights * gv.index_select(0, self._sw_gate), gv.new_zeros(1)])
         bext = torch.cat([self.biases, gv.new_zeros(1)])
         sbext = torch.cat([self.skip_biases, gv.new_zeros(1)])
         has_skip = self.n_skips > 0
@@ -511,33 +526,33 @@ class AdaptiveEngine:
         zs: list[torch.Tensor] = []
         for lv in range(1, len(self._widths)):
             i = lv - 1
-            pre = bext[self._bias[i]].unsqueeze(1).expand(p, b, -1)
+            pre = _take(bext, self._bias[i]).unsqueeze(1).expand(p, b, -1)
             s = (
-                sbext[self._skip_bias[i]].unsqueeze(1).expand(p, b, -1)
+                _take(sbext, self._skip_bias[i]).unsqueeze(1).expand(p, b, -1)
                 if self._n_skip_lv[lv]
                 else None
             )
             for k in range(lv):
                 blk = self._blocks.get((k, lv))
                 if blk is not None:
-                    pre = torch.baddbmm(pre, hs[k], weff[blk])
+                    pre = torch.baddbmm(pre, hs[k], _take(weff, blk))
                 sblk = self._sblocks.get((k, lv))
                 if sblk is not None:
-                    s = torch.baddbmm(s, hs[k], seff[sblk])
+                    s = torch.baddbmm(s, hs[k], _take(seff, sblk))
             base, others = self._acts[i]
             a = TORCH_ACTIVATIONS[base](pre)
             for name, mask in others:
                 a = torch.where(mask, TORCH_ACTIVATIONS[name](pre), a)
-            h = a * gext[self._row_gate[i]].unsqueeze(1)
+            h = a * _take(gext, self._row_gate[i]).unsqueeze(1)
             if s is not None:
                 z = skip_decisions(s, u_lv[lv].transpose(1, 2) if training else None, training)
                 zs.append(z)
-                zext = torch.cat([z, z.new_ones(p, b, 1)], 2)
-                h = h * zext.gather(2, self._row_skip[i].unsqueeze(1).expand(-1, b, -1))
+                h = h * torch.baddbmm(self._row_keep[i], z, self._row_skip[i])
             else:
                 zs.append(pre.new_zeros(p, b, 0))
             hs.append(h)
-        rows = torch.cat([*hs[1:], hs[0].new_zeros(p, b, 1)], 2)  # (P, B, rows + 1)
+        # the levels that hold an output or exit row (usually the last one alone), + a zero column
+        rows = torch.cat([*hs[self._sink_level :], hs[0].new_zeros(p, b, 1)], 2)
         ex = self._exit_rows
         if ex.shape[1]:
             heads = rows.gather(2, ex.view(p, 1, -1).expand(-1, b, -1)).view(p, b, ex.shape[1], -1)
