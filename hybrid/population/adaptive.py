@@ -151,25 +151,11 @@ class _Member:
         self.used = used
 
 
-class AdaptiveEngine:
-    """P feed-forward genomes (adaptive or not) run together, per-sample skip gates and exits.
+class _Part:
+    """Members of one depth (their level count), packed into one set of level blocks.
 
-    Args:
-        genomes: valid feed-forward genomes sharing ``n_inputs`` and ``n_outputs`` (only read).
-        gate: ``"sigmoid"`` or ``"hard_concrete"``.
-        device: where to run (default CPU).
-        dtype: float dtype of parameters and buffers.
-
-    Raises:
-        ValueError: for an unknown gate kind.
-        GenomeError: for an empty population, members of different widths, a member
-            with recurrent edges or with frozen genes (grafted modules).
-
-    Attributes:
-        weights, biases, gates, skip_weights, skip_biases: the trained flat vectors.
-        members: member index of every entry of each of them (same order).
-        skip_generator: where training-mode ``forward`` draws skip noise when none is
-            passed (None: it must be passed).
+    :class:`AdaptiveEngine` holds one part per depth so that a few deep members do not
+    pad every shallow member's blocks. Same arguments; ``genomes`` are already checked.
     """
 
     def __init__(
@@ -847,4 +833,303 @@ class AdaptiveEngine:
                 for e in mem.exits:
                     child.graph.nodes[e]["threshold"] = float(self._fitted[m])
             out.append(child)
+        return out
+
+
+class AdaptiveEngine:
+    """P feed-forward genomes (adaptive or not) run together, per-sample skip gates and exits.
+
+    Members are grouped by depth (their number of levels); each group is packed into
+    its own level blocks (:class:`_Part`) and runs as one batched computation; the
+    results come back in member order.
+
+    Args:
+        genomes: valid feed-forward genomes sharing ``n_inputs`` and ``n_outputs`` (only read).
+        gate: ``"sigmoid"`` or ``"hard_concrete"``.
+        device: where to run (default CPU).
+        dtype: float dtype of parameters and buffers.
+
+    Raises:
+        ValueError: for an unknown gate kind.
+        GenomeError: for an empty population, members of different widths, a member
+            with recurrent edges or with frozen genes (grafted modules).
+
+    Attributes:
+        skip_generator: where training-mode passes draw the skip noise when none is
+            given (None: it must be given).
+    """
+
+    def __init__(
+        self,
+        genomes: Sequence[Genome],
+        gate: str = "sigmoid",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.gate = check_gate_kind(gate)
+        self.device = torch.device(device if device is not None else "cpu")
+        self.dtype = dtype
+        self.genomes = tuple(genomes)
+        self.skip_generator: torch.Generator | None = None
+        if not self.genomes:
+            raise GenomeError("AdaptiveEngine needs at least one genome, got none")
+        g0 = self.genomes[0]
+        for i, genome in enumerate(self.genomes):
+            if (genome.n_inputs, genome.n_outputs) != (g0.n_inputs, g0.n_outputs):
+                raise GenomeError(
+                    f"member {i} has {genome.n_inputs} inputs and {genome.n_outputs} outputs, "
+                    f"expected {g0.n_inputs} and {g0.n_outputs} like member 0"
+                )
+            if genome.is_recurrent:
+                raise GenomeError(
+                    f"member {i} has recurrent edges: the adaptive engine is feed-forward only"
+                )
+            if genome.frozen_nodes() or genome.frozen_edges():
+                raise GenomeError(
+                    f"member {i} has frozen genes (grafted modules): the adaptive engine "
+                    "cannot hold them fixed"
+                )
+        self.n_inputs, self.n_outputs = g0.n_inputs, g0.n_outputs
+        depth: dict[int, list[int]] = {}
+        for m, genome in enumerate(self.genomes):
+            depth.setdefault(_Member(genome).n_levels, []).append(m)
+        groups = [depth[k] for k in sorted(depth)]
+        self._parts = [_Part([self.genomes[m] for m in ids], gate, device, dtype) for ids in groups]
+        self._ids = [torch.as_tensor(ids, dtype=torch.long, device=self.device) for ids in groups]
+        order = np.concatenate([np.asarray(ids, np.int64) for ids in groups])
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        self._order = [int(m) for m in order]
+        self._inverse = torch.as_tensor(inverse, device=self.device)
+        sizes = [sum(r.size for r in gate_layout(g)) for g in self.genomes]
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self._noise_index = [
+            torch.as_tensor(
+                np.concatenate([np.arange(offsets[m], offsets[m + 1]) for m in ids]),
+                dtype=torch.long,
+                device=self.device,
+            )
+            for ids in groups
+        ]
+        self._n_gates = int(offsets[-1])
+        self.n_skips = max(part.n_skips for part in self._parts)
+        self._n_exits = max(part._head_mask.shape[1] for part in self._parts)
+        self._n_every = max(part._exit_mask.shape[1] for part in self._parts)
+        mask = torch.zeros(self.n_members, self.n_skips, dtype=torch.bool, device=self.device)
+        for ids, part in zip(self._ids, self._parts, strict=True):
+            mask[ids, : part.n_skips] = part._skip_mask
+        self._skip_mask = mask
+
+    # ------------------------------------------------------------------- sizes
+    @property
+    def n_members(self) -> int:
+        """Number of members P."""
+        return len(self.genomes)
+
+    @property
+    def n_gates(self) -> int:
+        """Number of gates of all members (the width of a hard-concrete noise row)."""
+        return self._n_gates
+
+    @property
+    def params(self) -> tuple[torch.Tensor, ...]:
+        """Every trained tensor: each group's ``(weights, biases, gates, skip_weights, skip_biases)``."""
+        return tuple(t for part in self._parts for t in part.params)
+
+    def param_groups(self) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+        """Return ``(kind, tensor, member of each entry)`` of every trained tensor (``params`` order).
+
+        ``kind`` is ``"weights"``, ``"biases"``, ``"gates"``, ``"skip_weights"`` or
+        ``"skip_biases"``; member indices are the population's.
+        """
+        names = ("weights", "biases", "gates", "skip_weights", "skip_biases")
+        out = []
+        for ids, part in zip(self._ids, self._parts, strict=True):
+            for name, t, local in zip(names, part.params, part.members, strict=True):
+                out.append((name, t, ids[local] if local.numel() else local))
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"AdaptiveEngine(P={self.n_members}, in={self.n_inputs}, out={self.n_outputs}, "
+            f"gate={self.gate!r}, device={self.device}, groups={len(self._parts)}, "
+            f"skips={self.n_skips}, exits={self._n_exits})"
+        )
+
+    # ---------------------------------------------------------------- function
+    def _merge(self, parts: list[torch.Tensor], width: int | None = None) -> torch.Tensor:
+        """Concatenate the groups' per-member tensors (padding dim 1 to ``width``) in member order."""
+        if width is not None:
+            parts = [
+                t
+                if t.shape[1] == width
+                else torch.cat([t, t.new_zeros(t.shape[0], width - t.shape[1], *t.shape[2:])], 1)
+                for t in parts
+            ]
+        out = parts[0] if len(parts) == 1 else torch.cat(parts, 0)
+        return out if len(parts) == 1 else out.index_select(0, self._inverse)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        training: bool = False,
+        skip_noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Return every member's output node (skip gates applied, exits ignored): ``genomes.evaluate``.
+
+        Args:
+            x: inputs.
+            noise: uniform noise for training-mode hard-concrete gates (``gate_layout``
+                order, member after member).
+            training: training-mode gates and straight-through skip decisions.
+            skip_noise: uniform noise of the skip decisions (training), in each member's
+                ``skip_nodes`` order; None: drawn from ``skip_generator``.
+
+        Raises:
+            ValueError: for inputs of the wrong shape, or training without the noise it needs.
+
+        Shape:
+            x: (B, n_inputs); noise: (n_gates,); skip_noise: (P, S, B) -> (P, B, n_outputs)
+        """
+        return self.heads(x, noise, training, skip_noise).output
+
+    __call__ = forward
+
+    def heads(
+        self,
+        x: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        training: bool = False,
+        skip_noise: torch.Tensor | None = None,
+        every_exit: bool = False,
+    ) -> AdaptivePass:
+        """Return the output, every live exit's logits and the skip decisions (the full path).
+
+        Arguments as :meth:`forward`; ``every_exit``: ``heads`` also hold the exits
+        that are not live under the deterministic gates of the genomes the engine was
+        built from (after the live ones, by id; ``head_mask`` marks them too):
+        training reaches them, since training-mode gates may open their path.
+        """
+        if x.dim() != 2 or x.shape[1] != self.n_inputs:
+            raise ValueError(f"inputs should have shape (B, {self.n_inputs}), got {tuple(x.shape)}")
+        b = x.shape[0]
+        if training and self.n_skips:
+            if skip_noise is None:
+                if self.skip_generator is None:
+                    raise ValueError(
+                        "training-mode skip gates need skip_noise or engine.skip_generator, got None"
+                    )
+                gen = self.skip_generator
+                skip_noise = torch.rand(
+                    (self.n_members, self.n_skips, b), generator=gen, device=gen.device
+                )
+            skip_noise = skip_noise.to(self.device, self.dtype)
+            want = (self.n_members, self.n_skips, b)
+            if tuple(skip_noise.shape) != want:
+                raise ValueError(
+                    f"skip_noise should have shape {want}, got {tuple(skip_noise.shape)}"
+                )
+        runs = []
+        for ids, nidx, part in zip(self._ids, self._noise_index, self._parts, strict=True):
+            nz = None if noise is None else noise.to(self.device).index_select(0, nidx)
+            sn = None
+            if training and part.n_skips:
+                sn = skip_noise.index_select(0, ids)[:, : part.n_skips]  # type: ignore[union-attr]
+            runs.append(part.heads(x, nz, training, sn, every_exit))
+        e = self._n_every if every_exit else self._n_exits
+        return AdaptivePass(
+            self._merge([r.output for r in runs]),
+            self._merge([r.heads for r in runs], e),
+            self._merge([r.head_mask for r in runs], e),
+            self._merge([r.z for r in runs], self.n_skips),
+            self._skip_mask,
+        )
+
+    def penalty(self) -> torch.Tensor:
+        """Return each member's structure penalty (sum of its gates' open probabilities).
+
+        Shape:
+            (P,)
+        """
+        return self._merge([part.penalty() for part in self._parts])
+
+    def skip_rates(self, z: torch.Tensor) -> torch.Tensor:
+        """Return the share of samples each skip gate runs (0 on padding).
+
+        Shape:
+            z: (P, S, B) -> (P, S)
+        """
+        return torch.where(self._skip_mask, z.mean(2), z.new_zeros(()))
+
+    # ----------------------------------------------------------- the exit rule
+    @torch.no_grad()
+    def infer(
+        self, x: torch.Tensor, thresholds: torch.Tensor | np.ndarray | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return every member's outputs, FLOPs and stage under the exit rule (``evaluate_adaptive``).
+
+        Args:
+            x: inputs.
+            thresholds: one per live exit of each member, in its plan order (padding
+                ignored); None: the fitted ones (:meth:`fit_thresholds`), else the genomes'.
+
+        Raises:
+            GenomeError: for thresholds of the wrong shape or outside (0, 1].
+
+        Shape:
+            x: (B, n_inputs); thresholds: (P, E) -> outputs (P, B, n_out), flops (P, B) float64,
+            stage (P, B) int64
+        """
+        if x.dim() != 2 or x.shape[1] != self.n_inputs:
+            raise ValueError(f"inputs should have shape (B, {self.n_inputs}), got {tuple(x.shape)}")
+        given = None
+        if thresholds is not None:
+            given = np.asarray(
+                thresholds.detach().cpu() if isinstance(thresholds, torch.Tensor) else thresholds,
+                np.float64,
+            )
+            if given.ndim != 2 or given.shape[0] != self.n_members:
+                raise GenomeError(
+                    f"thresholds should have shape ({self.n_members}, E), got {given.shape}"
+                )
+        runs = [
+            part.infer(x, None if given is None else given[ids.cpu().numpy()])
+            for ids, part in zip(self._ids, self._parts, strict=True)
+        ]
+        return tuple(self._merge([r[k] for r in runs]) for k in range(3))  # type: ignore[return-value]
+
+    def fit_thresholds(
+        self, X: torch.Tensor, y: torch.Tensor, tolerance: float
+    ) -> list[tuple[float, float, float]]:
+        """Fit each member's shared exit threshold on ``(X, y)`` (``genomes.adaptive.fit_threshold``).
+
+        The fitted value is kept for every exit of the member (used by :meth:`infer`
+        and :meth:`write_back`); a member without live exits keeps its genome's.
+
+        Returns:
+            Per member ``(threshold, accuracy, mean FLOPs)``.
+
+        Shape:
+            X: (N, n_inputs); y: (N,) class ids
+        """
+        fits: list = [None] * self.n_members
+        for ids, part in zip(self._ids, self._parts, strict=True):
+            for m, fit in zip(ids.tolist(), part.fit_thresholds(X, y, tolerance), strict=True):
+                fits[m] = fit
+        return fits
+
+    def write_back(self) -> list[Genome]:
+        """Return new genomes holding each member's current values (and fitted thresholds).
+
+        Disabled edges, ``meta`` and everything the engine does not train come back
+        unchanged; untrained values bit for bit.
+
+        Raises:
+            GenomeError: if a genome's structure changed since packing.
+        """
+        out: list = [None] * self.n_members
+        for ids, part in zip(self._ids, self._parts, strict=True):
+            for m, genome in zip(ids.tolist(), part.write_back(), strict=True):
+                out[m] = genome
         return out

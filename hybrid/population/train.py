@@ -359,14 +359,17 @@ def train_adaptive(
         raise ValueError("hard_concrete gates need noise, got None")
     if engine.n_skips and skip_generator is None:
         raise ValueError("skip gates in training need a skip_generator, got None")
-    names = ("weights", "biases", "gates", "skip_weights", "skip_biases")
-    chosen = [k for k in range(5) if (k != 2 or config.train_gates) and engine.params[k].numel()]
-    params = [engine.params[k] for k in chosen]
+    chosen = [
+        (kind, t, members)
+        for kind, t, members in engine.param_groups()
+        if t.numel() and (kind != "gates" or config.train_gates)
+    ]
+    params = [t for _, t, _ in chosen]
     optimizer = BatchedAdamW(
         params,
-        [engine.members[k] for k in chosen],
+        [members for _, _, members in chosen],
         _lrs(lrs, config, p),
-        [names[k] == "weights" for k in chosen],
+        [kind == "weights" for kind, _, _ in chosen],
         config.weight_decay,
     )
     guard = StepGuard(p, steps, engine.dtype, X.device)
