@@ -389,3 +389,57 @@ def test_refusals() -> None:
         AdaptiveEngine([pop[0], _plain(0, n_inputs=5)])
     with pytest.raises(ConfigError, match="skip_target"):
         TrainConfig(skip_target=1.5)
+
+
+def test_training_reproduces_and_draws_skip_noise_last() -> None:
+    X, y = _task(4, 120)
+    config = TrainConfig(steps=8, batch_size=32)
+    skips = [adaptive_genome(4, exits=0, skips=2), _plain(4)]
+    exits = [adaptive_genome(4, exits=2, skips=0), _plain(4)]
+    runs = []
+    for pop in (skips, skips, exits, [_plain(4)]):
+        gen = torch.Generator().manual_seed(3)
+        out = train_population(pop, X, y, config, gen)
+        runs.append((out, int(torch.randint(0, 2**30, (1,), generator=gen))))
+    for a, b in zip(runs[0][0].genomes, runs[1][0].genomes, strict=True):
+        for (s, d, wa), (_, _, wb) in zip(
+            a.graph.edges(data="weight"), b.graph.edges(data="weight"), strict=True
+        ):
+            assert wa.tobytes() == wb.tobytes(), (s, d)
+    # without skip gates nothing more is drawn than for a plain population
+    assert runs[2][1] == runs[3][1] != runs[0][1]
+
+
+def test_skip_penalty_pulls_the_run_rate_to_the_target() -> None:
+    X, y = _task(5, 200)
+    genome = adaptive_genome(5, exits=0, skips=2)
+    rates = {}
+    for target in (0.1, 0.9):
+        config = TrainConfig(
+            steps=80, batch_size=64, lr=0.05, skip_target=target, skip_penalty=10.0
+        )
+        out = train_population([genome], X, y, config, torch.Generator().manual_seed(0))
+        engine = AdaptiveEngine(out.genomes)
+        run = engine.heads(torch.as_tensor(X))
+        rates[target] = float(engine.skip_rates(run.z).sum() / run.skip_mask.sum())
+    assert rates[0.1] < 0.3 and rates[0.9] > 0.7
+
+
+def test_a_failing_member_is_isolated() -> None:
+    X, y = _task(6, 100)
+    bad = adaptive_genome(6)
+    out_id = bad.output_id
+    bad.graph.nodes[out_id]["bias"] = np.full(3, np.inf, np.float32)
+    pop = [adaptive_genome(7), bad]
+    out = train_population(
+        pop,
+        X[:60],
+        y[:60],
+        TrainConfig(steps=5, batch_size=30),
+        torch.Generator().manual_seed(0),
+        X_val=X[60:],
+        y_val=y[60:],
+    )
+    assert [r.status for r in out.results] == ["ok", "failed"]
+    assert out.genomes[1] is bad and out.results[1].steps == 0
+    assert out.validation is not None and np.isfinite(out.validation[0].loss)
