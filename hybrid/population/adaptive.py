@@ -9,8 +9,9 @@ engine is only built when some member is adaptive).
 
 Layout. Every node gets a *level*: the input 0, any other node ``1 + max`` of its
 enabled feed-forward sources' levels (1 without any), except the output node and the
-exit heads (they feed nothing), which all sit in the last level, so that members of
-different depths share their hidden levels' padding. Level ``l`` of every member is
+exit heads (they feed nothing), which all sit in the last level. Members are grouped
+by their number of levels (a few deep members then do not pad every shallow member's
+blocks); each group is one batched computation. Level ``l`` of every member of a group is
 padded to ``R_l`` rows (each node: ``width`` consecutive rows; exits and the output
 node are rows too). For each pair of levels ``k < l`` that some member links, a dense
 block ``[P, R_k, R_l]`` is gathered from the flat trainable vectors (``weights``,

@@ -560,7 +560,7 @@ def _evaluate(
 
 
 def engine_metrics(
-    engine: PopulationEngine,
+    engine: PopulationEngine | AdaptiveEngine,
     genomes: Sequence[Genome],
     X: Any,
     y: Any,
@@ -571,7 +571,8 @@ def engine_metrics(
     """Return each member's :class:`Metrics` on ``(X, y)``: the package's one metrics function.
 
     ``genomes`` are the members as the engine holds them (sizes and FLOPs come from
-    their open gates, ``genomes.active_structure``). ``metric`` (a name in
+    their open gates, ``genomes.active_structure``). An :class:`AdaptiveEngine` is
+    scored under the exit rule (:func:`adaptive_metrics`). ``metric`` (a name in
     :data:`hybrid.metrics.METRICS`) sets ``Metrics.score``; None leaves it unset.
     ``accuracy`` and ``mse`` come from the pass that gives the loss (the mean task
     loss is the MSE); any other metric reads every member's outputs off the same
