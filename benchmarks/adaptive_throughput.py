@@ -104,7 +104,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()}")
-    print(f"{'P':>5} {'arm':<26} {'member-steps/s':>15} {'vs plain':>9}")
+    print(f"{'P':>5} {'arm':<36} {'member-steps/s':>15} {'vs plain':>9}")
     for p in (int(s) for s in args.sizes.split(",")):
         plain, adaptive = populations(p)
         n_exit = sum(1 for g in adaptive for _, r in g.graph.nodes(data="role") if r == "exit")
@@ -121,7 +121,7 @@ def main() -> None:
             ),
         ]
         for name, rate in rows:
-            print(f"{p:>5} {name:<26} {rate:>15.0f} {rate / base:>8.2f}x")
+            print(f"{p:>5} {name:<36} {rate:>15.0f} {rate / base:>8.2f}x")
     print(f"load average after {os.getloadavg()}")
 
 
