@@ -308,6 +308,10 @@ class Metrics:
         metric: the registry name of ``score`` (None where no metric was asked for:
             the training split).
         score: the ``metric`` value, real sign (log loss, MAE, MSE: lower is better).
+        average_flops: mean FLOPs per sample under the exit rule and skip gates
+            (``genomes.adaptive``; set for every member of a population that the
+            adaptive engine ran, plain members included: there it equals ``flops``);
+            None for populations without adaptive genes.
     """
 
     loss: float
@@ -316,6 +320,7 @@ class Metrics:
     flops: int
     metric: str | None = None
     score: float | None = None
+    average_flops: float | None = None
 
     @property
     def fitness(self) -> float | None:

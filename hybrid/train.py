@@ -34,6 +34,14 @@ from .metrics import LOSSES, Metrics, check_metric
 
 __all__ = ["LOSS_WINDOW", "TrainConfig", "TrainResult", "train_genome"]
 
+#: The adaptive settings and whether each is a share (in [0, 1]) or any number >= 0.
+ADAPTIVE_RANGES = (
+    ("exit_weight", False),
+    ("skip_target", True),
+    ("skip_penalty", False),
+    ("threshold_tolerance", True),
+)
+
 #: How many final steps ``TrainResult.train_loss`` averages (smooths minibatch noise).
 LOSS_WINDOW = 10
 
@@ -56,6 +64,11 @@ class TrainConfig:
     budget_samples: int = 2  # sandwich: random budgets per step besides the full and the smallest
     budget_min: float = 0.25  # sandwich: the smallest budget trained (0: the chain's smallest level)
     distill: bool = True  # sandwich: smaller budgets learn the full net's outputs (in-place distillation)
+    # Adaptive genomes (issue 16, ``genomes.adaptive``); a population without them ignores these.
+    exit_weight: float = 0.5  # weight of each exit head's task loss beside the output's
+    skip_target: float = 0.7  # share of samples each skip-gated node should run
+    skip_penalty: float = 1.0  # weight of the mean (skip_target - run rate)^2 over skip gates
+    threshold_tolerance: float = 0.005  # accuracy a fitted exit threshold may give up
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or self.lr <= 0:
@@ -93,6 +106,12 @@ class TrainConfig:
             raise ConfigError(f"train.budget_min should be a number in [0, 1), got {self.budget_min!r}")
         if not isinstance(self.distill, bool):
             raise ConfigError(f"train.distill should be true or false, got {self.distill!r}")
+        for name, unit in ADAPTIVE_RANGES:
+            v = getattr(self, name)
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+            if not ok or (unit and v > 1):
+                want = "in [0, 1]" if unit else ">= 0"
+                raise ConfigError(f"train.{name} should be a number {want}, got {v!r}")
         if self.metric is not None:
             kind = "classification" if self.loss == "cross_entropy" else "regression"
             try:

@@ -1,14 +1,17 @@
 """The population engine: P genomes trained in one computation per step.
 
 ``PopulationEngine`` packs a population into padded, level-bucketed tensors;
-``RecurrentEngine`` runs genomes with recurrent edges over sequences
-(:mod:`~hybrid.population.sequence` trains and evaluates it);
+``AdaptiveEngine`` runs populations with exit heads or per-input skip gates
+(:mod:`~hybrid.population.adaptive`); ``RecurrentEngine`` runs genomes with
+recurrent edges over sequences (:mod:`~hybrid.population.sequence` trains and
+evaluates it);
 ``train_population`` / ``evaluate_population`` are the one way the package trains
 and evaluates genomes (``hybrid.train.train_genome`` and
 ``hybrid.metrics.evaluate_genome`` are populations of one).
 """
 
 from .adam import BatchedAdamW
+from .adaptive import AdaptiveEngine, AdaptivePass
 from .engine import PopulationEngine, task_losses
 from .layout import Layout, pack
 from .recurrent import RecurrentEngine
@@ -20,19 +23,26 @@ from .sequence import (
 )
 from .train import (
     Trained,
+    adaptive_losses,
+    adaptive_metrics,
     engine_metrics,
     evaluate_engine,
     evaluate_population,
+    train_adaptive,
     train_engine,
     train_population,
 )
 
 __all__ = [
+    "AdaptiveEngine",
+    "AdaptivePass",
     "BatchedAdamW",
     "Layout",
     "PopulationEngine",
     "RecurrentEngine",
     "Trained",
+    "adaptive_losses",
+    "adaptive_metrics",
     "engine_metrics",
     "evaluate_sequence_engine",
     "evaluate_engine",
@@ -40,6 +50,7 @@ __all__ = [
     "pack",
     "sequence_metrics",
     "task_losses",
+    "train_adaptive",
     "train_engine",
     "train_population",
     "train_sequence_engine",

@@ -25,6 +25,17 @@ step. The program keeps one pass's buffers, so each pass is backpropagated at on
 the gradients are summed. The budgets come from their own generator (seeded from the
 training generator after everything else is drawn), all up front.
 
+Adaptive genomes (issue 16, ``genomes.adaptive``): a population with an exit head or
+a skip gate anywhere trains through :class:`~hybrid.population.adaptive.AdaptiveEngine`
+(:func:`train_adaptive`, same optimiser, minibatches and failure isolation); per
+member the loss is the output's task loss + ``exit_weight`` * the sum of its exits'
+task losses + ``skip_penalty`` * the mean over its skip gates of ``(skip_target -
+run rate)^2`` + ``penalty`` * penalty. The skip gates' uniform noise comes from a
+generator seeded from the training generator after everything else is drawn. With
+a validation split the exit thresholds are fitted on it and its metrics are those of
+the exit rule (``Metrics.average_flops``). A population without adaptive genes runs
+exactly the code it ran before.
+
 Hard-concrete noise: one row of ``draw_gate_noise(engine.n_gates, steps, ...)`` per
 step, member slices in :func:`hybrid.gates.gate_layout` order. A member of a larger
 population therefore sees other noise than it would alone (tests hold the engine
@@ -43,12 +54,15 @@ import torch.nn.functional as F
 
 import genomes.budgets as genome_budgets
 from genomes import Genome, active_structure
+from genomes.adaptive import exit_nodes, is_adaptive
 
 from ..batches import minibatch_indices
+from ..errors import ConfigError
 from ..gates import draw_gate_noise
 from ..metrics import Metrics, check_data, metric_for_loss, metric_score
 from ..train import LOSS_WINDOW, TrainConfig, TrainResult
 from .adam import BatchedAdamW
+from .adaptive import AdaptiveEngine
 from .engine import PopulationEngine, task_losses
 
 __all__ = [
@@ -61,6 +75,9 @@ __all__ = [
     "evaluate_engine",
     "evaluate_population",
     "fold_metrics",
+    "adaptive_losses",
+    "adaptive_metrics",
+    "train_adaptive",
     "train_engine",
     "train_population",
 ]
@@ -266,6 +283,114 @@ def train_engine(
     return guard.results()
 
 
+def adaptive_losses(
+    engine: AdaptiveEngine,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: TrainConfig,
+    noise: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    skip_noise: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return each member's training loss and its output's task loss on one minibatch.
+
+    ``loss = task(output) + exit_weight * sum_k task(exit_k) + skip_penalty * mean_j
+    (skip_target - mean_b z_j)^2 + penalty * penalty`` (a member without exits or skip
+    gates: those terms are 0), training-mode gates and straight-through skip decisions.
+    Every exit counts, also one whose path the deterministic gates close (training-mode
+    gates may open it).
+
+    Shape:
+        x: (B, n_inputs); y: (B,) or (B, n_out); noise: (n_gates,); weights: (B,);
+        skip_noise: (P, S, B) -> ((P,), (P,))
+    """
+    run = engine.heads(x, noise, training=True, skip_noise=skip_noise, every_exit=True)
+    task = task_losses(run.output, y, config.loss, None, weights)
+    loss = task
+    zero = torch.zeros((), dtype=task.dtype, device=task.device)
+    p, e = run.heads.shape[:2]
+    if e and config.exit_weight:
+        per = task_losses(run.heads.reshape(p * e, *run.heads.shape[2:]), y, config.loss, None, weights)
+        loss = loss + config.exit_weight * torch.where(run.head_mask, per.view(p, e), zero).sum(1)
+    if run.z.shape[1] and config.skip_penalty:
+        gap = (config.skip_target - run.z.mean(2)) ** 2
+        count = run.skip_mask.sum(1).clamp_min(1).to(task.dtype)
+        loss = loss + config.skip_penalty * torch.where(run.skip_mask, gap, zero).sum(1) / count
+    if config.penalty:
+        loss = loss + config.penalty * engine.penalty()
+    return loss, task
+
+
+def train_adaptive(
+    engine: AdaptiveEngine,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    config: TrainConfig,
+    batches: torch.Tensor,
+    noise: torch.Tensor | None = None,
+    skip_generator: torch.Generator | None = None,
+    lrs: Sequence[float] | torch.Tensor | None = None,
+) -> list[TrainResult]:
+    """Train an adaptive population in place: :func:`train_engine`'s loop with :func:`adaptive_losses`.
+
+    AdamW with decay on edge weights only (skip weights and biases: none), the
+    minibatches ``batches``, :class:`StepGuard` failure isolation.
+
+    Args:
+        engine: the packed population (its gate kind should be ``config.gate``).
+        X, y: the training split on the engine's device.
+        config: the settings.
+        batches: sample indices per step.
+        noise: hard-concrete noise, one row per step (needed for those gates).
+        skip_generator: source of the skip gates' uniform noise (drawn step by step,
+            ``(P, S, B)`` each); needed when a member has a skip gate.
+        lrs: learning rate per member (default ``config.lr``).
+
+    Returns:
+        One ``TrainResult`` per member, ``metrics`` None.
+
+    Raises:
+        ValueError: for hard-concrete gates without noise, skip gates without a
+            generator, or bad ``lrs``.
+    """
+    steps, p = batches.shape[0], engine.n_members
+    batches = batches.to(X.device)
+    if engine.gate == "hard_concrete" and noise is None:
+        raise ValueError("hard_concrete gates need noise, got None")
+    if engine.n_skips and skip_generator is None:
+        raise ValueError("skip gates in training need a skip_generator, got None")
+    chosen = [
+        (kind, t, members)
+        for kind, t, members in engine.param_groups()
+        if t.numel() and (kind != "gates" or config.train_gates)
+    ]
+    params = [t for _, t, _ in chosen]
+    optimizer = BatchedAdamW(
+        params,
+        [members for _, _, members in chosen],
+        _lrs(lrs, config, p),
+        [kind == "weights" for kind, _, _ in chosen],
+        config.weight_decay,
+    )
+    guard = StepGuard(p, steps, engine.dtype, X.device)
+    sample_w = class_weights(y).to(engine.dtype)[y] if config.class_weight == "balanced" else None
+    for t_ in params:
+        t_.requires_grad_(True)
+    engine.skip_generator = skip_generator
+    try:
+        for t in range(steps):
+            idx = batches[t]
+            w = None if sample_w is None else sample_w[idx]
+            nz = None if noise is None else noise[t]
+            loss, task = adaptive_losses(engine, X[idx], y[idx], config, nz, w)
+            guard.step(t, loss, task, params, optimizer)
+    finally:
+        engine.skip_generator = None
+        for t_ in params:
+            t_.requires_grad_(False)
+    return guard.results()
+
+
 class _Sandwich:
     """The sandwich rule's passes of each step: full, smallest, ``samples`` random budgets."""
 
@@ -435,7 +560,7 @@ def _evaluate(
 
 
 def engine_metrics(
-    engine: PopulationEngine,
+    engine: PopulationEngine | AdaptiveEngine,
     genomes: Sequence[Genome],
     X: Any,
     y: Any,
@@ -446,12 +571,15 @@ def engine_metrics(
     """Return each member's :class:`Metrics` on ``(X, y)``: the package's one metrics function.
 
     ``genomes`` are the members as the engine holds them (sizes and FLOPs come from
-    their open gates, ``genomes.active_structure``). ``metric`` (a name in
+    their open gates, ``genomes.active_structure``). An :class:`AdaptiveEngine` is
+    scored under the exit rule (:func:`adaptive_metrics`). ``metric`` (a name in
     :data:`hybrid.metrics.METRICS`) sets ``Metrics.score``; None leaves it unset.
     ``accuracy`` and ``mse`` come from the pass that gives the loss (the mean task
     loss is the MSE); any other metric reads every member's outputs off the same
     chunked pass and scores them with ``sklearn.metrics``, member by member.
     """
+    if isinstance(engine, AdaptiveEngine):
+        return adaptive_metrics(engine, genomes, X, y, gate, loss, metric)
     values, accuracy, scores = engine_scores(engine, X, y, loss, metric)
     out = []
     for g, v, a, s in zip(genomes, values, accuracy, scores, strict=True):
@@ -467,6 +595,60 @@ def engine_metrics(
             )
         )
     return out
+
+
+@torch.no_grad()
+def adaptive_metrics(
+    engine: AdaptiveEngine,
+    genomes: Sequence[Genome],
+    X: torch.Tensor,
+    y: torch.Tensor,
+    gate: str,
+    loss: str,
+    metric: str | None = None,
+) -> list[Metrics]:
+    """Return each member's :class:`Metrics` under the exit rule (:meth:`AdaptiveEngine.infer`).
+
+    Loss, accuracy and score are those of the exit-rule outputs with the engine's
+    thresholds (fitted, else the genomes'); ``average_flops`` is the mean FLOPs per
+    sample, ``flops`` the full path's (``ActiveStructure.flops``).
+    """
+    outs, costs = [], []
+    for start in range(0, X.shape[0], EVAL_CHUNK):
+        o, f, _ = engine.infer(X[start : start + EVAL_CHUNK])
+        outs.append(o)
+        costs.append(f)
+    out, cost = torch.cat(outs, 1), torch.cat(costs, 1)
+    values = task_losses(out, y, loss).double().tolist()
+    p = engine.n_members
+    accuracy: list[float | None] = [None] * p
+    if loss == "cross_entropy":
+        accuracy = (out.argmax(-1) == y).float().mean(1).tolist()
+    if metric == "accuracy":
+        scores: list[float | None] = list(accuracy)
+    elif metric == "mse":
+        scores = list(values)
+    elif metric is None:
+        scores = [None] * p
+    else:
+        o_np, y_np = out.detach().to("cpu", torch.float64).numpy(), y.detach().cpu().numpy()
+        scores = [_score(metric, y_np, o_np[m]) for m in range(p)]
+    average = cost.mean(1).tolist()
+    result = []
+    for m, g in enumerate(genomes):
+        live = active_structure(g, gate)
+        result.append(
+            Metrics(
+                loss=values[m],
+                accuracy=accuracy[m],
+                active_parameters=live.n_parameters,
+                flops=live.flops,
+                metric=metric,
+                score=scores[m],
+                average_flops=average[m],
+            )
+        )
+    return result
 
 
 def engine_scores(
@@ -596,8 +778,12 @@ def evaluate_population(
         DataError: if the data does not fit the genomes or the loss.
     """
     X, y = _data(genomes, X, y, config, device)
-    engine = PopulationEngine(genomes, config.gate, device=X.device, dtype=X.dtype)
     metric = metric_for_loss(config.metric, config.loss)
+    if any(is_adaptive(g) for g in genomes):
+        _check_adaptive(genomes, config, None)
+        adaptive = AdaptiveEngine(genomes, config.gate, device=X.device, dtype=X.dtype)
+        return adaptive_metrics(adaptive, genomes, X, y, config.gate, config.loss, metric)
+    engine = PopulationEngine(genomes, config.gate, device=X.device, dtype=X.dtype)
     return engine_metrics(engine, genomes, X, y, config.gate, config.loss, metric)
 
 
@@ -674,6 +860,11 @@ def train_population(
     Raises:
         DataError: if the data does not fit the genomes or the loss.
     """
+    if any(is_adaptive(g) for g in genomes):
+        _check_adaptive(genomes, config, folds)
+        return _train_adaptive_population(
+            genomes, X, y, config, generator, lrs, device, noise_columns, X_val, y_val
+        )
     X, y = _data(genomes, X, y, config, device)
     engine = PopulationEngine(genomes, config.gate, device=X.device, dtype=X.dtype)
     batches = minibatch_indices(X.shape[0], config.batch_size, config.steps, generator)
@@ -709,6 +900,79 @@ def train_population(
     if X_val is None:
         return Trained(out_genomes, out_results)
     return Trained(out_genomes, out_results, _validation(engine, trained, out_genomes, X_val, y_val, config))
+
+
+def _check_adaptive(genomes: Sequence[Genome], config: TrainConfig, folds: object) -> None:
+    """Refuse, in one line, what the adaptive path cannot run.
+
+    Raises:
+        ConfigError: for K-fold fitness, sandwich budgets, or exit heads with a
+            regression loss.
+    """
+    if folds is not None:
+        raise ConfigError(
+            "K-fold fitness (folds) is not supported with adaptive genomes (exit heads, skip "
+            "gates): use a validation split"
+        )
+    if config.budgets != "off":
+        raise ConfigError(
+            f"train.budgets = {config.budgets!r} is not supported with adaptive genomes "
+            "(exit heads, skip gates): use budgets = 'off'"
+        )
+    if config.loss != "cross_entropy" and any(exit_nodes(g) for g in genomes):
+        raise ConfigError(
+            f"train.loss = {config.loss!r}: exit heads need classes (cross_entropy), "
+            "a member has exit nodes"
+        )
+
+
+def _train_adaptive_population(
+    genomes: Sequence[Genome],
+    X: Any,
+    y: Any,
+    config: TrainConfig,
+    generator: torch.Generator,
+    lrs: Sequence[float] | None,
+    device: torch.device | str | None,
+    noise_columns: tuple[int, int, int] | None,
+    X_val: Any,
+    y_val: Any,
+) -> Trained:
+    """:func:`train_population` for a population with adaptive genes (thresholds fitted on validation)."""
+    X, y = _data(genomes, X, y, config, device)
+    engine = AdaptiveEngine(genomes, config.gate, device=X.device, dtype=X.dtype)
+    batches = minibatch_indices(X.shape[0], config.batch_size, config.steps, generator)
+    noise = None
+    if noise_columns is not None and config.gate == "hard_concrete":
+        first, end, total = noise_columns
+        assert end - first == engine.n_gates, (noise_columns, engine.n_gates)
+        noise = draw_gate_noise(total, config.steps, generator)[:, first:end].to(X.device)
+    elif config.gate == "hard_concrete":
+        noise = draw_gate_noise(engine.n_gates, batches.shape[0], generator, device=X.device)
+    skip_gen = None
+    if engine.n_skips:  # after the batches and the noise: a population without skips draws nothing more
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        skip_gen = torch.Generator().manual_seed(seed)
+    results = train_adaptive(engine, X, y, config, batches, noise, skip_gen, lrs)
+    Xv = yv = None
+    if X_val is not None:
+        Xv, yv = _data(genomes, X_val, y_val, config, engine.device)
+        if config.loss == "cross_entropy":
+            engine.fit_thresholds(Xv, yv, config.threshold_tolerance)
+    trained = engine.write_back()
+    metrics = adaptive_metrics(engine, trained, X, y, config.gate, config.loss)
+    out_genomes, out_results = member_outcomes(genomes, trained, results, metrics)
+    if Xv is None:
+        return Trained(out_genomes, out_results)
+    metric = metric_for_loss(config.metric, config.loss)
+    validation = adaptive_metrics(engine, trained, Xv, yv, config.gate, config.loss, metric)
+    kept = [m for m, (t, g) in enumerate(zip(trained, out_genomes, strict=True)) if t is not g]
+    if kept:  # a failed member returns its input genome, which the engine no longer holds
+        again = evaluate_population([out_genomes[m] for m in kept], Xv, yv, config)
+        for m, value in zip(kept, again, strict=True):
+            plain = value.average_flops is None  # a plain input genome: its cost is its flops
+            validation[m] = replace(value, average_flops=float(value.flops)) if plain else value
+    return Trained(out_genomes, out_results, validation)
 
 
 def member_outcomes(
