@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from genomes import Genome, GenomeError
+from genomes.adaptive import is_adaptive
 from genomes.budgets import budget_chain, check_budget
 
 from ..gates import check_gate_kind, gate_values, open_probability
@@ -205,6 +206,11 @@ class PopulationEngine(PackedGates):
                 raise GenomeError(
                     f"member {i} has recurrent edges: the feed-forward population engine cannot run "
                     "it (use hybrid.population.RecurrentEngine)"
+                )
+            if is_adaptive(genome):
+                raise GenomeError(
+                    f"member {i} has exit heads or skip gates: the population engine cannot run "
+                    "them (use hybrid.population.AdaptiveEngine)"
                 )
         if merge_macs is None:
             merge_macs = MERGE_MACS.get(self.device.type, MERGE_MACS["cuda"])
