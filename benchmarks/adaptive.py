@@ -52,7 +52,7 @@ from hybrid.tasks import Task, load_task
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "digits.toml"
 BUDGETS = (600, 800, 1000, 1200, 1600, 2000, 2400)
-GENERATIONS = 40
+GENERATIONS = 60
 QUICK_GENERATIONS = 5
 QUICK_POPULATION = 12
 MLP_STEPS = 2000
