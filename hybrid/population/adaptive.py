@@ -152,6 +152,31 @@ class _Member:
         self.used = used
 
 
+def _check_members(genomes: Sequence[Genome]) -> tuple[int, int]:
+    """Return the population's ``(n_inputs, n_outputs)``; refuse what the adaptive engine cannot run.
+
+    Raises:
+        GenomeError: for no genome, members of different widths, a member with
+            recurrent edges or with frozen genes (grafted modules).
+    """
+    if not genomes:
+        raise GenomeError("AdaptiveEngine needs at least one genome, got none")
+    g0 = genomes[0]
+    for i, genome in enumerate(genomes):
+        if (genome.n_inputs, genome.n_outputs) != (g0.n_inputs, g0.n_outputs):
+            raise GenomeError(
+                f"member {i} has {genome.n_inputs} inputs and {genome.n_outputs} outputs, "
+                f"expected {g0.n_inputs} and {g0.n_outputs} like member 0"
+            )
+        if genome.is_recurrent:
+            raise GenomeError(f"member {i} has recurrent edges: the adaptive engine is feed-forward only")
+        if genome.frozen_nodes() or genome.frozen_edges():
+            raise GenomeError(
+                f"member {i} has frozen genes (grafted modules): the adaptive engine cannot hold them fixed"
+            )
+    return g0.n_inputs, g0.n_outputs
+
+
 class _Part:
     """Members of one depth (their level count), packed into one set of level blocks.
 
@@ -171,24 +196,7 @@ class _Part:
         self.dtype = dtype
         self.genomes = tuple(genomes)
         self.skip_generator: torch.Generator | None = None
-        if not self.genomes:
-            raise GenomeError("AdaptiveEngine needs at least one genome, got none")
-        g0 = self.genomes[0]
-        for i, genome in enumerate(self.genomes):
-            if (genome.n_inputs, genome.n_outputs) != (g0.n_inputs, g0.n_outputs):
-                raise GenomeError(
-                    f"member {i} has {genome.n_inputs} inputs and {genome.n_outputs} outputs, "
-                    f"expected {g0.n_inputs} and {g0.n_outputs} like member 0"
-                )
-            if genome.is_recurrent:
-                raise GenomeError(
-                    f"member {i} has recurrent edges: the adaptive engine is feed-forward only"
-                )
-            if genome.frozen_nodes() or genome.frozen_edges():
-                raise GenomeError(
-                    f"member {i} has frozen genes (grafted modules): the adaptive engine cannot hold them fixed"
-                )
-        self.n_inputs, self.n_outputs = g0.n_inputs, g0.n_outputs
+        self.n_inputs, self.n_outputs = _check_members(self.genomes)
         self._structures = [g.structure_key() for g in self.genomes]
         self._build()
         self._fitted: list[float | None] = [None] * self.n_members
@@ -872,25 +880,7 @@ class AdaptiveEngine:
         self.dtype = dtype
         self.genomes = tuple(genomes)
         self.skip_generator: torch.Generator | None = None
-        if not self.genomes:
-            raise GenomeError("AdaptiveEngine needs at least one genome, got none")
-        g0 = self.genomes[0]
-        for i, genome in enumerate(self.genomes):
-            if (genome.n_inputs, genome.n_outputs) != (g0.n_inputs, g0.n_outputs):
-                raise GenomeError(
-                    f"member {i} has {genome.n_inputs} inputs and {genome.n_outputs} outputs, "
-                    f"expected {g0.n_inputs} and {g0.n_outputs} like member 0"
-                )
-            if genome.is_recurrent:
-                raise GenomeError(
-                    f"member {i} has recurrent edges: the adaptive engine is feed-forward only"
-                )
-            if genome.frozen_nodes() or genome.frozen_edges():
-                raise GenomeError(
-                    f"member {i} has frozen genes (grafted modules): the adaptive engine "
-                    "cannot hold them fixed"
-                )
-        self.n_inputs, self.n_outputs = g0.n_inputs, g0.n_outputs
+        self.n_inputs, self.n_outputs = _check_members(self.genomes)
         depth: dict[int, list[int]] = {}
         for m, genome in enumerate(self.genomes):
             depth.setdefault(_Member(genome).n_levels, []).append(m)

@@ -867,15 +867,8 @@ def train_population(
         )
     X, y = _data(genomes, X, y, config, device)
     engine = PopulationEngine(genomes, config.gate, device=X.device, dtype=X.dtype)
-    batches = minibatch_indices(X.shape[0], config.batch_size, config.steps, generator)
+    batches, noise = _batches_and_noise(engine.n_gates, X, config, generator, noise_columns)
     fold_t = None if folds is None else _fold_tensors(folds, X.shape[0], len(genomes), X.device)
-    noise = None
-    if noise_columns is not None and config.gate == "hard_concrete":
-        first, end, total = noise_columns
-        assert end - first == engine.n_gates, (noise_columns, engine.n_gates)
-        noise = draw_gate_noise(total, config.steps, generator)[:, first:end].to(X.device)
-    elif config.gate == "hard_concrete":
-        noise = draw_gate_noise(engine.n_gates, batches.shape[0], generator, device=X.device)
     budget_gen = None
     if config.budgets == "sandwich":  # after the batches and the noise: "off" draws nothing more
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
@@ -926,6 +919,24 @@ def _check_adaptive(genomes: Sequence[Genome], config: TrainConfig, folds: objec
         )
 
 
+def _batches_and_noise(
+    n_gates: int, X: torch.Tensor, config: TrainConfig, generator: torch.Generator, noise_columns: Any
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Draw the minibatch schedule, then the hard-concrete noise rows (this order: runs reproduce).
+
+    ``noise_columns`` ``(first, end, total)``: a shard's columns of the whole population's noise.
+    """
+    batches = minibatch_indices(X.shape[0], config.batch_size, config.steps, generator)
+    noise = None
+    if noise_columns is not None and config.gate == "hard_concrete":
+        first, end, total = noise_columns
+        assert end - first == n_gates, (noise_columns, n_gates)
+        noise = draw_gate_noise(total, config.steps, generator)[:, first:end].to(X.device)
+    elif config.gate == "hard_concrete":
+        noise = draw_gate_noise(n_gates, batches.shape[0], generator, device=X.device)
+    return batches, noise
+
+
 def _train_adaptive_population(
     genomes: Sequence[Genome],
     X: Any,
@@ -941,14 +952,7 @@ def _train_adaptive_population(
     """:func:`train_population` for a population with adaptive genes (thresholds fitted on validation)."""
     X, y = _data(genomes, X, y, config, device)
     engine = AdaptiveEngine(genomes, config.gate, device=X.device, dtype=X.dtype)
-    batches = minibatch_indices(X.shape[0], config.batch_size, config.steps, generator)
-    noise = None
-    if noise_columns is not None and config.gate == "hard_concrete":
-        first, end, total = noise_columns
-        assert end - first == engine.n_gates, (noise_columns, engine.n_gates)
-        noise = draw_gate_noise(total, config.steps, generator)[:, first:end].to(X.device)
-    elif config.gate == "hard_concrete":
-        noise = draw_gate_noise(engine.n_gates, batches.shape[0], generator, device=X.device)
+    batches, noise = _batches_and_noise(engine.n_gates, X, config, generator, noise_columns)
     skip_gen = None
     if engine.n_skips:  # after the batches and the noise: a population without skips draws nothing more
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
