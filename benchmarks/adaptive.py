@@ -9,7 +9,9 @@ threads 1, one table and one plot side by side from one run:
    "average_flops"``). Its front is every genome of the run on the validation Pareto
    front of (accuracy, average FLOPs); each front genome is scored on the test split
    by the numpy reference (``genomes.adaptive.evaluate_adaptive``: exact per-input FLOPs,
-   the thresholds fitted on validation during the search).
+   the thresholds fitted on validation during the search). The front is kept by a
+   reporter over every genome the run trained (the lineage keeps weights only for each
+   generation's champion and the last population).
 2. **hybrid, not adaptive**: the same search without adaptive genes (NSGA-II on
    accuracy and active parameters, as ``digits.toml`` ships); its front is the
    validation Pareto front of (accuracy, FLOPs).
@@ -42,10 +44,10 @@ import numpy as np
 import torch
 from quality import machine_line, median, train_mlps
 
-import hybrid.lineage
 from genomes import Genome
 from genomes.adaptive import THRESHOLD_GRID, evaluate_adaptive, is_adaptive
 from hybrid.config import Config, load_config
+from hybrid.reporters import Reporter
 from hybrid.search import Search
 from hybrid.tasks import Task, load_task
 
@@ -64,7 +66,7 @@ ADAPTIVE = {
     "mutation.add_exit": 0.1,
     "mutation.add_skip": 0.05,
     "selection.cost": "average_flops",
-    "genome.hidden": [8, 16],
+    "genome.hidden": [4, 16],
 }
 
 
@@ -145,30 +147,48 @@ def gate_patterns(genome: Genome, task: Task, gate: str) -> int:
     return len({tuple(c) for c in np.stack(cols, 1)})
 
 
+class FrontReporter(Reporter):
+    """Keeps every evaluated genome on the validation front of (accuracy, cost), with its weights.
+
+    The lineage keeps weights only for each generation's champion and the last
+    population; the front of a run is over every genome it trained (cost: the
+    generation's ``average_flops`` stat where recorded, else the row's FLOPs).
+    """
+
+    def __init__(self) -> None:
+        self.points: list[dict[str, Any]] = []
+
+    def on_generation(self, state: Any, report: Any) -> None:
+        average = dict(report.stats.get("average_flops") or {})
+        for row in report.genomes:
+            if row.status != "ok" or row.val_metric is None or row.flops is None:
+                continue
+            cost = float(average.get(str(row.id), row.flops))
+            self.points.append(
+                {
+                    "id": row.id,
+                    "val_acc": float(row.val_metric),
+                    "val_cost": cost,
+                    "genome": row.genome,
+                }
+            )
+        self.points = pareto(self.points)
+
+
 def run_arm(arm: str, seed: int, runs_dir: Path, generations: int, quick: bool) -> dict[str, Any]:
     config = config_for(arm, seed, runs_dir, generations, quick)
+    front_reporter = FrontReporter()
     t0 = time.perf_counter()
-    result = Search.start(config, overwrite=True).run()
+    result = Search.start(config, overwrite=True).run(reporters=[front_reporter])
     wall = time.perf_counter() - t0
     task = load_task(config.task, seed)
     gate = config.training.gate
-    points = []
-    with hybrid.lineage.open(result.run_dir) as lin:
-        average: dict[int, float] = {}
-        for gen in lin.generations():
-            for k, v in dict(gen.stats.get("average_flops") or {}).items():
-                average[int(k)] = float(v)
-        for r in lin.records():
-            if r.status == "failed" or r.val_metric is None or not r.has_weights:
-                continue
-            cost = average.get(r.id, float(r.flops) if r.flops is not None else None)
-            if cost is not None:
-                points.append({"id": r.id, "val_acc": float(r.val_metric), "val_cost": float(cost)})
-        front = pareto(points)
-        for p in front:
-            genome = lin.genome(p["id"])
-            p["test_acc"], p["test_cost"] = test_point(genome, task, gate)
-            p["adaptive"] = is_adaptive(genome)
+    front = []
+    for p in front_reporter.points:
+        genome = p.pop("genome")
+        p["test_acc"], p["test_cost"] = test_point(genome, task, gate)
+        p["adaptive"] = is_adaptive(genome)
+        front.append(p)
     from hybrid.rundir import open_run_dir
 
     champion = open_run_dir(result.run_dir).read_best_genome()
@@ -216,8 +236,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="*", default=None)
     ap.add_argument("--generations", type=int, default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "adaptive.json")
+    ap.add_argument(
+        "--hidden", default=None, help="the adaptive arm's start, e.g. 8,16 (default: ADAPTIVE's)"
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if args.hidden:
+        ADAPTIVE["genome.hidden"] = [int(w) for w in args.hidden.split(",")]
+    print(f"adaptive arm: digits.toml + {ADAPTIVE}")
     seeds = args.seeds if args.seeds else ([0, 1] if args.quick else [0, 1, 2, 3, 4])
     gens = args.generations or (QUICK_GENERATIONS if args.quick else GENERATIONS)
     steps = QUICK_MLP_STEPS if args.quick else MLP_STEPS
