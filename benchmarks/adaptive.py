@@ -288,13 +288,18 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{b:>12} | {f(vals['adaptive']):>8} | {f(vals['hybrid']):>8} | {f(vals['mlp']):>9} | {f(gap):>14}"
         )
-    halves = [r["half"] for r in per_seed["adaptive"] if r.get("half")]
-    if halves:
-        print("\nadaptive champion at half its full-path FLOPs (threshold fitted on validation):")
-        for s, h in zip(seeds, halves, strict=False):
-            print(f"  seed {s}: {h['exits']} exits, full path {h['full_path_flops']} FLOPs {100 * h['full_path_test']:.1f}%"
-                  + ("" if h["half_test"] is None else
-                     f"; at q={h['threshold']}: {100 * h['half_test']:.1f}% at {h['half_flops']:.0f} FLOPs"))  # fmt: skip
+    print("\nadaptive champion at half its full-path FLOPs (threshold fitted on validation):")
+    for s, r in zip(seeds, per_seed["adaptive"], strict=True):
+        h = r.get("half")
+        if h is None:
+            print(f"  seed {s}: no exit or skip gate (full path {r['champion']['flops']} FLOPs)")
+            continue
+        line = f"  seed {s}: {h['exits']} exits, full path {h['full_path_flops']} FLOPs {100 * h['full_path_test']:.1f}%"
+        if h["half_test"] is None:
+            line += "; no threshold reaches half its FLOPs on validation"
+        else:
+            line += f"; at q={h['threshold']}: {100 * h['half_test']:.1f}% at {h['half_flops']:.0f} FLOPs"
+        print(line)
     print(
         "gate patterns on test (adaptive champion):",
         [r.get("gate_patterns") for r in per_seed["adaptive"]],
