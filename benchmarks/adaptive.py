@@ -243,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     if args.hidden:
         ADAPTIVE["genome.hidden"] = [int(w) for w in args.hidden.split(",")]
+    for item in args.set:
+        key, value = item.split("=", 1)
+        ADAPTIVE[key] = json.loads(value)
+    arms = args.arms.split(",")
     print(f"adaptive arm: digits.toml + {ADAPTIVE}")
     seeds = args.seeds if args.seeds else ([0, 1] if args.quick else [0, 1, 2, 3, 4])
     gens = args.generations or (QUICK_GENERATIONS if args.quick else GENERATIONS)
@@ -251,12 +255,13 @@ def main(argv: list[str] | None = None) -> int:
     per_seed: dict[str, list[Any]] = {"adaptive": [], "hybrid": [], "mlp": []}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
-            for arm in ("adaptive", "hybrid"):
+            for arm in [a for a in ("adaptive", "hybrid") if a in arms]:
                 res = run_arm(arm, seed, Path(tmp), gens, args.quick)
                 per_seed[arm].append(res)
                 print(f"seed {seed} {arm}: {len(res['front'])} front genomes, {res['generations']} generations, "
                       f"{res['wall_s']:.0f} s, champion test {res['champion']['test']:.4f}", flush=True)  # fmt: skip
-            per_seed["mlp"].append(run_mlps(seed, steps))
+            if "mlp" in arms:
+                per_seed["mlp"].append(run_mlps(seed, steps))
     print(machine_line(1))
     print(
         f"\ndigits, median test accuracy (%) over seeds {seeds}; each arm's best-validation model within the budget"
@@ -272,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             got = [at_budget(m, b) for m in runs]
             vals[arm] = (
                 median([100 * g for g in got if g is not None])
-                if all(g is not None for g in got)
+                if got and all(g is not None for g in got)
                 else None
             )
         gap = (
@@ -323,7 +328,7 @@ def _plot(per_seed: dict[str, list[Any]], path: Path) -> None:
         xs, ys = [], []
         for b in np.geomspace(300, 10000, 40):
             got = [at_budget(r["front"] if arm != "mlp" else r, b) for r in per_seed[arm]]
-            if all(g is not None for g in got):
+            if got and all(g is not None for g in got):
                 xs.append(b)
                 ys.append(100 * float(np.median(got)))
         ax.step(
