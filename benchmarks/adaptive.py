@@ -236,6 +236,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="*", default=None)
     ap.add_argument("--generations", type=int, default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "adaptive.json")
+    ap.add_argument("--arms", default="adaptive,hybrid,mlp", help="which arms to run (comma list)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an extra config override of the adaptive arm (JSON value), e.g. training.exit_weight=1",
+    )
     ap.add_argument(
         "--hidden", default=None, help="the adaptive arm's start, e.g. 8,16 (default: ADAPTIVE's)"
     )
