@@ -42,7 +42,7 @@ from genomes import Genome
 from genomes.adaptive import Stage, adaptive_plan, with_thresholds
 
 from ..activations import TORCH_ACTIVATIONS
-from .codegen import ACTIVATION_CODE
+from .codegen import ACTIVATION_CODE, input_line
 from .module import ExportedNet, layer_name
 from .plan import ExportPlan, LayerPlan, plan_export
 
@@ -419,14 +419,7 @@ def adaptive_forward_lines(ad: AdaptiveExport, impute: bool) -> list[str]:
         "rows = torch.arange(x.shape[0], device=x.device)  # the samples still running (rows of x)",
         "cost = torch.zeros_like(rows)  # the FLOPs each running sample has spent",
     ]
-    inp = plan.input_id
-    n_in = len(plan.input_index)
-    if plan.keeps_all_inputs:
-        lines.append(f"h{inp} = x  # node {inp}: input, {n_in} features")
-    else:
-        lines.append(
-            f"h{inp} = x[:, self.input_index]  # node {inp}: input, {n_in} of {plan.n_inputs} features"
-        )
+    lines.append(input_line(plan))
     last = len(ad.stages) - 1
     for k, stage in enumerate(ad.stages):
         ends = (

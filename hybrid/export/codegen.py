@@ -177,18 +177,20 @@ def _init_lines(plan: ExportPlan, impute: bool) -> list[str]:
     return lines
 
 
+def input_line(plan: ExportPlan) -> str:
+    """The generated line that reads the input node's kept features off ``x``."""
+    inp, kept = plan.input_id, len(plan.input_index)
+    if plan.keeps_all_inputs:
+        return f"h{inp} = x  # node {inp}: input, {kept} features"
+    return f"h{inp} = x[:, self.input_index]  # node {inp}: input, {kept} of {plan.n_inputs} features"
+
+
 def _forward_lines(plan: ExportPlan, impute: bool) -> list[str]:
     lines = ["x = torch.where(torch.isnan(x), self.feature_fill, x)"] if impute else []
     lines.append("x = (x - self.feature_mean) / self.feature_std")
     inp = plan.input_id
     if any(inp in layer.sources for layer in plan.layers):
-        kept = len(plan.input_index)
-        if plan.keeps_all_inputs:
-            lines.append(f"h{inp} = x  # node {inp}: input, {kept} features")
-        else:
-            lines.append(
-                f"h{inp} = x[:, self.input_index]  # node {inp}: input, {kept} of {plan.n_inputs} features"
-            )
+        lines.append(input_line(plan))
     for layer in plan.layers:
         name = layer_name(layer.id, layer.is_constant)
         if layer.is_constant:
