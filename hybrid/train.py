@@ -37,6 +37,7 @@ __all__ = ["LOSS_WINDOW", "TrainConfig", "TrainResult", "train_genome"]
 #: The adaptive settings and whether each is a share (in [0, 1]) or any number >= 0.
 ADAPTIVE_RANGES = (
     ("exit_weight", False),
+    ("exit_distill", True),
     ("skip_target", True),
     ("skip_penalty", False),
     ("threshold_tolerance", True),
@@ -66,6 +67,7 @@ class TrainConfig:
     distill: bool = True  # sandwich: smaller budgets learn the full net's outputs (in-place distillation)
     # Adaptive genomes (issue 16, ``genomes.adaptive``); a population without them ignores these.
     exit_weight: float = 0.5  # weight of each exit head's task loss beside the output's
+    exit_distill: float = 0.0  # share of each exit's loss that learns the output's soft targets
     skip_target: float = 0.7  # share of samples each skip-gated node should run
     skip_penalty: float = 1.0  # weight of the mean (skip_target - run rate)^2 over skip gates
     threshold_tolerance: float = 0.005  # accuracy a fitted exit threshold may give up

@@ -226,6 +226,14 @@ class TrainingConfig(Section):
         description="exit heads (mutation.add_exit): each exit's cross-entropy weighs this much next to the "
         "output's 1 (BranchyNet's weighted sum of exit losses); 0 trains the exits not at all",
     )
+    exit_distill: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="exit heads: the share of each exit's loss that is self-distillation, the soft "
+        "cross-entropy to the output's detached predictions, rather than the labels (1: the exits "
+        "only learn to agree with the full path)",
+    )
     skip_target: float = Field(
         0.7,
         ge=0.0,

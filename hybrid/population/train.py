@@ -294,9 +294,12 @@ def adaptive_losses(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return each member's training loss and its output's task loss on one minibatch.
 
-    ``loss = task(output) + exit_weight * sum_k task(exit_k) + skip_penalty * mean_j
-    (skip_target - mean_b z_j)^2 + penalty * penalty`` (a member without exits or skip
-    gates: those terms are 0), training-mode gates and straight-through skip decisions.
+    ``loss = task(output) + exit_weight * sum_k exit_k + skip_penalty * mean_j
+    (skip_target - mean_b z_j)^2 + penalty * penalty`` with ``exit_k = (1 - exit_distill) *
+    task(exit_k) + exit_distill * distill(exit_k, output)`` (self-distillation: the exit
+    learns the output's detached soft targets, :func:`distill_losses`); a member without
+    exits or skip gates: those terms are 0. Training-mode gates and straight-through skip
+    decisions.
     Every exit counts, also one whose path the deterministic gates close (training-mode
     gates may open it).
 
@@ -310,7 +313,12 @@ def adaptive_losses(
     zero = torch.zeros((), dtype=task.dtype, device=task.device)
     p, e = run.heads.shape[:2]
     if e and config.exit_weight:
-        per = task_losses(run.heads.reshape(p * e, *run.heads.shape[2:]), y, config.loss, None, weights)
+        heads = run.heads.reshape(p * e, *run.heads.shape[2:])
+        per = task_losses(heads, y, config.loss, None, weights)
+        if config.exit_distill:
+            target = run.output.detach().unsqueeze(1).expand(p, e, *run.output.shape[1:])
+            soft = distill_losses(heads, target.reshape(heads.shape), config.loss, None, weights)
+            per = (1.0 - config.exit_distill) * per + config.exit_distill * soft
         loss = loss + config.exit_weight * torch.where(run.head_mask, per.view(p, e), zero).sum(1)
     if run.z.shape[1] and config.skip_penalty:
         gap = (config.skip_target - run.z.mean(2)) ** 2

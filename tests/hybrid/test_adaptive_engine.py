@@ -177,8 +177,11 @@ def _reference_loss(
         h[n] = out
     ce = torch.nn.functional.cross_entropy
     loss = ce(h[genome.output_id], y)
+    target = torch.softmax(h[genome.output_id].detach(), -1)
+    a = config.exit_distill
     for e in exit_nodes(genome):
-        loss = loss + config.exit_weight * ce(h[e], y)
+        soft = -(target * torch.log_softmax(h[e], -1)).sum(-1).mean()
+        loss = loss + config.exit_weight * ((1 - a) * ce(h[e], y) + a * soft)
     if z_of:
         loss = (
             loss
@@ -203,10 +206,16 @@ def _engine_grads(engine: AdaptiveEngine, *args) -> tuple[torch.Tensor, list[Gen
 
 
 @settings(max_examples=4)
-@given(seed=st.integers(0, 2**16), gate=st.sampled_from(GATES))
-def test_gradients_equal_reference_and_one_member_engines(seed: int, gate: str) -> None:
+@given(
+    seed=st.integers(0, 2**16),
+    gate=st.sampled_from(GATES),
+    distill=st.sampled_from([0.0, 0.4, 1.0]),
+)
+def test_gradients_equal_reference_and_one_member_engines(seed: int, gate: str, distill: float) -> None:
     pop = _population(seed, 3)
-    config = TrainConfig(gate=gate, exit_weight=0.7, skip_target=0.6, skip_penalty=2.0)
+    config = TrainConfig(
+        gate=gate, exit_weight=0.7, exit_distill=distill, skip_target=0.6, skip_penalty=2.0
+    )
     x = torch.tensor(_x(seed, 24), dtype=torch.float64)
     y = torch.as_tensor(np.random.default_rng(seed).integers(0, 3, 24))
     engine = AdaptiveEngine(pop, gate, dtype=torch.float64)

@@ -92,10 +92,11 @@ def test_adaptive_settings_default_off_and_resolve(tmp_path: Path) -> None:
     kw = cfg.train_kwargs()
     assert (
         kw["exit_weight"],
+        kw["exit_distill"],
         kw["skip_target"],
         kw["skip_penalty"],
         kw["threshold_tolerance"],
-    ) == (0.5, 0.7, 1.0, 0.005)
+    ) == (0.5, 0.0, 0.7, 1.0, 0.005)
     assert cfg.mutation.rates()["add_exit"] == 0.2
 
 
