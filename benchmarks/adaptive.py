@@ -21,9 +21,10 @@ threads 1, one table and one plot side by side from one run:
 Each arm is read as a step function of cost: at a FLOPs budget ``F``, the arm's model
 with the best *validation* accuracy among those whose validation cost is at most
 ``F``; the table shows that model's *test* accuracy (median over seeds), so no arm
-picks on test. The adaptive champion's 50% check: its test accuracy with the shared
-threshold (fitted on validation) whose validation average is at most half its
-full-path FLOPs, against its full-path test accuracy. Distinct gate patterns (exit
+picks on test. The adaptive champion's 50% check: its test accuracy with the most
+accurate shared threshold (fitted on validation, every exit confidence a candidate)
+whose validation average is at most half its full-path FLOPs, against its full-path
+test accuracy. Distinct gate patterns (exit
 taken x skip decisions) on the test split are counted for the adaptive champion.
 
     PYTHONPATH=. python benchmarks/adaptive.py --quick     # a few minutes
@@ -45,7 +46,8 @@ import torch
 from quality import machine_line, median, train_mlps
 
 from genomes import Genome
-from genomes.adaptive import THRESHOLD_GRID, evaluate_adaptive, is_adaptive
+from genomes.serialize import to_dict
+from genomes.adaptive import evaluate_adaptive, is_adaptive, threshold_for_flops
 from hybrid.config import Config, load_config
 from hybrid.reporters import Reporter
 from hybrid.search import Search
@@ -109,19 +111,18 @@ def test_point(genome: Genome, task: Task, gate: str) -> tuple[float, float]:
 
 
 def half_cost_check(genome: Genome, task: Task, gate: str) -> dict[str, Any] | None:
-    """The champion at half its full-path FLOPs: a validation-fitted shared threshold, scored on test."""
+    """The champion at half its full-path FLOPs: the validation-fitted shared threshold, scored on test.
+
+    ``genomes.adaptive.threshold_for_flops`` on validation: the most accurate threshold
+    (every exit confidence is a candidate) whose validation average is at most half
+    the full path's FLOPs; its test accuracy and test average FLOPs are reported.
+    """
     if not is_adaptive(genome):
         return None
     Xv, Xt = (np.asarray(a, np.float64) for a in (task.X_val, task.X_test))
     rv = evaluate_adaptive(genome, Xv, gate)
     full = rv.plan.full_flops
-    best = None
-    for q in THRESHOLD_GRID:
-        r = evaluate_adaptive(genome, Xv, gate, thresholds=np.full(len(rv.plan.exits), q))
-        if r.flops.mean() <= 0.5 * full:
-            acc = float((r.outputs.argmax(-1) == task.y_val).mean())
-            if best is None or acc > best[1]:
-                best = (q, acc)
+    best = threshold_for_flops(rv.heads, rv.output, task.y_val, rv.stage_flops, 0.5 * full)
     rt = evaluate_adaptive(genome, Xt, gate)
     full_acc = float((rt.output.argmax(-1) == task.y_test).mean())
     out: dict[str, Any] = {
@@ -135,6 +136,7 @@ def half_cost_check(genome: Genome, task: Task, gate: str) -> dict[str, Any] | N
     rh = evaluate_adaptive(genome, Xt, gate, thresholds=np.full(len(rv.plan.exits), best[0]))
     out.update(
         threshold=best[0],
+        half_val_flops=best[2],
         half_test=float((rh.outputs.argmax(-1) == task.y_test).mean()),
         half_flops=float(rh.flops.mean()),
     )
@@ -196,7 +198,12 @@ def run_arm(arm: str, seed: int, runs_dir: Path, generations: int, quick: bool) 
         "front": front,
         "wall_s": wall,
         "generations": result.generations,
-        "champion": {"test": result.test_metric, "flops": result.flops, "id": result.champion_id},
+        "champion": {
+            "test": result.test_metric,
+            "flops": result.flops,
+            "id": result.champion_id,
+            "genome": to_dict(champion),
+        },
     }
     if arm == "adaptive":
         out["half"] = half_cost_check(champion, task, gate)
@@ -311,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         if h["half_test"] is None:
             line += "; no threshold reaches half its FLOPs on validation"
         else:
-            line += f"; at q={h['threshold']}: {100 * h['half_test']:.1f}% at {h['half_flops']:.0f} FLOPs"
+            line += f"; at q={h['threshold']:.5g}: {100 * h['half_test']:.1f}% at {h['half_flops']:.0f} FLOPs"
         print(line)
     print(
         "gate patterns on test (adaptive champion):",

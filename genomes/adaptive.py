@@ -69,6 +69,7 @@ __all__ = [
     "exit_index",
     "exit_nodes",
     "fit_threshold",
+    "threshold_for_flops",
     "is_adaptive",
     "skip_logit",
     "skip_nodes",
@@ -432,4 +433,41 @@ def fit_threshold(
             best = (float(q), acc, cost)
     if best is None:  # no grid value keeps the accuracy: never exit
         return 1.0, full, float(np.asarray(stage_flops[-1], np.float64).mean())
+    return best
+
+
+def threshold_for_flops(
+    heads: np.ndarray,
+    output: np.ndarray,
+    y: np.ndarray,
+    stage_flops: np.ndarray,
+    max_flops: float,
+) -> tuple[float, float, float] | None:
+    """Return ``(threshold, accuracy, mean FLOPs)``: the most accurate shared threshold within a cost.
+
+    Dials an adaptive network to a compute budget after training: among every
+    threshold that changes a decision on these samples (each exit confidence they
+    reach, and :data:`THRESHOLD_GRID`), the one with the highest accuracy whose mean
+    FLOPs is at most ``max_flops``; ties go to the lower cost, then the larger
+    threshold. None when no threshold is that cheap (or there are no exits or samples).
+
+    Shape:
+        heads: (E, B, n_out); output: (B, n_out); y: (B,); stage_flops: (E + 1, B)
+    """
+    y = np.asarray(y).reshape(-1)
+    b = y.shape[0]
+    if heads.shape[0] == 0 or b == 0:
+        return None
+    conf = confidence(heads)
+    right = np.concatenate([np.asarray(heads).argmax(-1), np.asarray(output).argmax(-1)[None]]) == y[None]
+    costs = np.asarray(stage_flops, np.float64)
+    best: tuple[float, float, float] | None = None
+    for q in np.unique(np.concatenate([conf.reshape(-1), np.asarray(THRESHOLD_GRID)]))[::-1]:
+        stop = exit_index(conf, np.full(heads.shape[0], q))
+        cost = float(costs[stop, np.arange(b)].mean())
+        if cost > max_flops:
+            continue
+        acc = float(right[stop, np.arange(b)].mean())
+        if best is None or (acc, -cost) > (best[1], -best[2]):
+            best = (float(q), acc, cost)
     return best

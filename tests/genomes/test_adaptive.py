@@ -48,6 +48,7 @@ from genomes.adaptive import (
     is_adaptive,
     skip_logit,
     skip_nodes,
+    threshold_for_flops,
     with_thresholds,
 )
 from genomes.genome import edge_attrs, node_attrs
@@ -229,6 +230,50 @@ def test_fit_threshold_without_exits_is_the_full_path():
     output = np.eye(2)[[0, 1, 0]]
     q, acc, cost = fit_threshold(np.zeros((0, 3, 2)), output, y, np.array([[7, 7, 9]]), 0.01)
     assert (q, cost) == (1.0, 23 / 3) and acc == pytest.approx(2 / 3)
+
+
+def test_threshold_for_flops_is_the_most_accurate_within_the_cost():
+    heads = _conf_logits([0.55, 0.72, 0.97, 0.9995])[None]
+    y = np.array([1, 0, 1, 1])
+    output = np.eye(2)[y] * 5.0
+    stage_flops = np.array([[10] * 4, [100] * 4])
+    # the exact thresholds: 0.72 < q <= 0.97 exits samples 2, 3 (acc 1, cost 55)
+    q, acc, cost = threshold_for_flops(heads, output, y, stage_flops, 60.0)
+    assert (acc, cost) == (1.0, 55.0) and q == pytest.approx(0.97)
+    # within 50: q <= 0.72 (acc 3/4, 32.5) or q <= 0.55 (acc 3/4, 10): the cheaper, its largest q
+    q, acc, cost = threshold_for_flops(heads, output, y, stage_flops, 50.0)
+    assert (acc, cost) == (0.75, 10.0) and q == pytest.approx(0.55)
+    assert threshold_for_flops(heads, output, y, stage_flops, 9.9) is None
+    assert threshold_for_flops(np.zeros((0, 4, 2)), output, y, stage_flops[1:], 1e9) is None
+
+
+@settings(max_examples=40)
+@given(seed=SEEDS, exits=st.integers(1, 3), share=st.floats(0.05, 1.0))
+def test_threshold_for_flops_no_threshold_does_better(seed, exits, share):
+    rng = np.random.default_rng(seed)
+    b = 24
+    heads = rng.normal(size=(exits, b, 3)) * 3
+    output = rng.normal(size=(b, 3)) * 3
+    y = rng.integers(0, 3, b)
+    stage_flops = np.cumsum(rng.integers(1, 50, size=(exits + 1, b)), 0).astype(np.float64)
+    limit = share * stage_flops[-1].mean()
+    got = threshold_for_flops(heads, output, y, stage_flops, limit)
+    conf = confidence(heads)
+    right = np.concatenate([heads.argmax(-1), output.argmax(-1)[None]]) == y[None]
+    best = None
+    for q in np.linspace(1e-6, 1.0, 2001).tolist() + conf.reshape(-1).tolist():
+        stop = np.where((conf >= q).any(0), (conf >= q).argmax(0), exits)
+        cost = stage_flops[stop, np.arange(b)].mean()
+        if cost <= limit:
+            acc = right[stop, np.arange(b)].mean()
+            best = acc if best is None else max(best, acc)
+    if best is None:
+        assert got is None
+    else:
+        q, acc, cost = got
+        assert cost <= limit and acc == pytest.approx(best)
+        stop = np.where((conf >= q).any(0), (conf >= q).argmax(0), exits)
+        assert cost == pytest.approx(stage_flops[stop, np.arange(b)].mean())
 
 
 # ---------------------------------------------------------------- thresholds
