@@ -62,6 +62,7 @@ class ShortlistEntry:
     selection_fitness: float | None
     active_params: int
     budget_auc: float | None = None  # under champion_objective "budget_auc" (NaN: not finite)
+    average_flops: float | None = None  # FLOPs per validation input under selection.cost "average_flops"
 
 
 @dataclass(frozen=True)
@@ -331,4 +332,6 @@ def _entry(name: str, e: ShortlistEntry) -> dict[str, Any]:
     }
     if e.budget_auc is not None:
         out["budget_auc"] = None if e.budget_auc != e.budget_auc else float(e.budget_auc)
+    if e.average_flops is not None:
+        out["average_flops"] = float(e.average_flops)
     return out

@@ -266,6 +266,8 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
     average = {i: _average_flops(e) for i, e in zip(ids, evals, strict=True) if i in ok}
     cost = size if cfg.selection.cost == "parameters" else {i: average.get(i, FAILED_SIZE) for i in ids}
     cands = {i: Candidate(i, metric[i], cost[i]) for i in ids}
+    # the short list's cost is the selection's: FLOPs per input under "average_flops"
+    kept_average = average if cfg.selection.cost == "average_flops" else {}
     lamarck = cfg.training.inheritance == "lamarckian"
     parents = {
         m.id: (t if lamarck and r.status == "ok" else m.genome)
@@ -285,11 +287,13 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
     champion = None if new_phase else state.champion
     if best_id in ok and _beats(metric[best_id], size[best_id], champion):
         ev = evals[best]
-        champion = Champion(best_id, g, metric[best_id], size[best_id], ev.flops, ev.loss, trained[best])
+        champion = Champion(
+            best_id, g, metric[best_id], size[best_id], ev.flops, ev.loss, trained[best], kept_average.get(best_id)
+        )
     shortlist = update_front(
         () if new_phase else state.shortlist,
         (
-            Champion(m.id, g, metric[m.id], size[m.id], e.flops, e.loss, t)
+            Champion(m.id, g, metric[m.id], size[m.id], e.flops, e.loss, t, kept_average.get(m.id))
             for m, t, e in zip(state.members, trained, evals, strict=True)
             if m.id in ok
         ),

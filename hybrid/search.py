@@ -357,6 +357,7 @@ class Search:
                     None if scores is None else scores[c.id],
                     c.active_params,
                     None if curves is None else curves.auc[c.id],
+                    c.average_flops,
                 )
                 for c in entries
             ],

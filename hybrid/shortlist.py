@@ -1,8 +1,9 @@
 """The short list a final champion is chosen from: a capped Pareto front, and the choice.
 
 Every generation, every member with a finite validation score is offered to the
-front of (validation metric: higher is better, active parameters: fewer is
-better), kept with its trained weights in :class:`~hybrid.state.SearchState`. A
+front of (validation metric: higher is better, cost: lower is better; the cost is
+:attr:`~hybrid.state.Champion.cost`, the active parameters, or the FLOPs per
+validation input under the exit rule with ``selection.cost = "average_flops"``), kept with its trained weights in :class:`~hybrid.state.SearchState`. A
 generation's best member is always offered, so it is either on the front or
 dominated by an entry that is; the run's "best" champion (highest metric, then
 smallest) is never dominated and is always on it.
@@ -40,18 +41,14 @@ __all__ = ["SHORTLIST_CAP", "choose", "choose_within", "update_front"]
 SHORTLIST_CAP = 32
 
 
-def _key(c: Champion) -> tuple[float, int, int]:
-    """Order of the front: highest metric first, then fewest parameters, then lowest id."""
-    return (-c.metric, c.active_params, c.id)
+def _key(c: Champion) -> tuple[float, float, int]:
+    """Order of the front: highest metric first, then lowest cost, then lowest id."""
+    return (-c.metric, c.cost, c.id)
 
 
 def _dominates(a: Champion, b: Champion) -> bool:
     """Return True if ``a`` is at least as good as ``b`` on both objectives and better on one."""
-    return (
-        a.metric >= b.metric
-        and a.active_params <= b.active_params
-        and (a.metric > b.metric or a.active_params < b.active_params)
-    )
+    return a.metric >= b.metric and a.cost <= b.cost and (a.metric > b.metric or a.cost < b.cost)
 
 
 def update_front(
@@ -68,15 +65,15 @@ def update_front(
     pool = sorted({c.id: c for c in (*front, *candidates)}.values(), key=_key)
     kept: list[Champion] = []
     for c in pool:  # sorted: a dominating entry (or an equal one with a lower id) comes first
-        if not any(_dominates(k, c) or (k.metric, k.active_params) == (c.metric, c.active_params) for k in kept):
+        if not any(_dominates(k, c) or (k.metric, k.cost) == (c.metric, c.cost) for k in kept):
             kept.append(c)
     return tuple(kept[:cap])
 
 
 def choose_within(front: Iterable[Champion], epsilon: float) -> Champion:
-    """Return the smallest entry whose metric is within ``epsilon`` of the best metric.
+    """Return the cheapest entry (:attr:`Champion.cost`) whose metric is within ``epsilon`` of the best.
 
-    Ties on size go to the higher metric, then to the lower id. ``epsilon = 0``
+    Ties on cost go to the higher metric, then to the lower id. ``epsilon = 0``
     gives the best entry (the "best" rule's champion when the front holds it).
 
     Raises:
@@ -90,7 +87,7 @@ def choose_within(front: Iterable[Champion], epsilon: float) -> Champion:
     best = max(c.metric for c in entries)
     floor = best - epsilon - 1e-12  # 1.0 - 0.005 rounds below 0.995: a float's slack, not a rule
     within = [c for c in entries if c.metric >= floor]
-    return min(within, key=lambda c: (c.active_params, -c.metric, c.id))
+    return min(within, key=lambda c: (c.cost, -c.metric, c.id))
 
 
 def choose(
@@ -150,9 +147,9 @@ def _pick(
 ) -> Champion:
     """Apply ``rule`` to ``score`` (higher is better); ``ties`` orders equal scores (lowest first)."""
     if rule == "best":
-        return min(entries, key=lambda c: (-score(c), *ties(c), c.active_params, c.id))
+        return min(entries, key=lambda c: (-score(c), *ties(c), c.cost, c.id))
     if epsilon < 0:
         raise ValueError(f"epsilon should be >= 0, got {epsilon}")
     top = max(score(c) for c in entries)
     within = [c for c in entries if score(c) >= top - epsilon - 1e-12]
-    return min(within, key=lambda c: (c.active_params, -score(c), *ties(c), c.id))
+    return min(within, key=lambda c: (c.cost, -score(c), *ties(c), c.id))

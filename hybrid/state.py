@@ -44,10 +44,18 @@ class Champion:
     flops: int
     val_loss: float
     genome: Genome
+    #: FLOPs per validation input under the exit rule, kept when ``selection.cost =
+    #: "average_flops"``: the short list's cost then (None: the active parameters).
+    average_flops: float | None = None
+
+    @property
+    def cost(self) -> float:
+        """The short list's second objective: ``average_flops`` when kept, else ``active_params``."""
+        return float(self.active_params) if self.average_flops is None else self.average_flops
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-ready record (the form ``score_champion`` takes)."""
-        return {
+        d = {
             "id": self.id,
             "generation": self.generation,
             "metric": self.metric,
@@ -56,6 +64,9 @@ class Champion:
             "val_loss": self.val_loss,
             "genome": to_dict(self.genome),
         }
+        if self.average_flops is not None:  # a run selecting on parameters writes what it wrote
+            d["average_flops"] = self.average_flops
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Champion:
@@ -68,6 +79,7 @@ class Champion:
             flops=int(d["flops"]),
             val_loss=float(d["val_loss"]),
             genome=from_dict(d["genome"]),
+            average_flops=None if d.get("average_flops") is None else float(d["average_flops"]),
         )
 
 
@@ -217,6 +229,7 @@ class _ChampionDoc(_Doc):
     flops: int = Field(ge=0)
     val_loss: float = Field(allow_inf_nan=False)
     genome: dict[str, Any]
+    average_flops: float | None = Field(None, ge=0, allow_inf_nan=False)  # selection.cost = "average_flops"
 
 
 class _FoldDoc(_Doc):

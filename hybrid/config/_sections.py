@@ -368,13 +368,15 @@ class SelectionConfig(Section):
     tournament_size: int = Field(3, ge=2, description="mild pressure: 3 keeps diversity")
     cost: Literal["parameters", "average_flops"] = Field(
         "parameters",
-        description="nsga2's second objective: parameters = active parameters; average_flops = FLOPs per "
-        "input averaged over the validation split (what exit heads and skip gates save)",
+        description="nsga2's second objective and the short list's: parameters = active parameters; "
+        "average_flops = FLOPs per input averaged over the validation split (what exit heads and skip "
+        "gates save; smallest_within then picks the cheapest per input)",
     )
     champion: Literal["best", "smallest_within"] = Field(
         "best",
         description="final champion: best = highest validation metric (then smallest); smallest_within = "
-        "the smallest net on the short list within epsilon of the best validation metric",
+        "the smallest net on the short list within epsilon of the best validation metric (smallest by "
+        "selection.cost: active parameters, or average FLOPs per input)",
     )
     epsilon: float = Field(
         0.005,

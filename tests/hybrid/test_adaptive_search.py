@@ -160,7 +160,8 @@ def test_an_adaptive_run_cut_back_to_a_checkpoint_resumes_byte_identical(tmp_pat
     from genomes import load
 
     over = {"mutation.add_exit": 0.6, "mutation.add_skip": 0.5, "selection.method": "nsga2",
-            "selection.cost": "average_flops", "evolution.generations": 4}  # fmt: skip
+            "selection.cost": "average_flops", "evolution.generations": 4,
+            "selection.champion": "smallest_within", "selection.epsilon": 0.05}  # fmt: skip
     config = loads_config(tiny_toml(tmp_path, steps=10), source="t.toml", overrides={"run.name": "ref", **over})
     result = Search.start(config).run()
     ref, cut = tmp_path / "ref", tmp_path / "cut"
@@ -173,3 +174,25 @@ def test_an_adaptive_run_cut_back_to_a_checkpoint_resumes_byte_identical(tmp_pat
     assert stats[0] == stats[1] and '"average_flops"' in stats[0]  # skip noise and thresholds replay
     assert resumed.champion_id == result.champion_id and resumed.test_metric == result.test_metric
     assert load(cut / "best" / "genome.json") == load(ref / "best" / "genome.json")
+
+
+def test_with_average_flops_the_short_list_and_smallest_within_read_flops_per_input(
+    tmp_path: Path,
+) -> None:
+    over = {"mutation.add_exit": 0.6, "mutation.add_skip": 0.3, "selection.method": "nsga2",
+            "selection.cost": "average_flops", "evolution.generations": 4,
+            "selection.champion": "smallest_within", "selection.epsilon": 0.1}  # fmt: skip
+    config = loads_config(tiny_toml(tmp_path, steps=10), source="t.toml", overrides={"run.name": "r", **over})
+    result = Search.start(config).run()
+    stats = [json.loads(line) for line in (result.run_dir / "stats.jsonl").read_text().splitlines()]
+    average = {int(k): v for row in stats for k, v in (row.get("average_flops") or {}).items()}
+    with hybrid.lineage.open(result.run_dir) as lin:  # a generation with no adaptive member: full FLOPs
+        full = {r.id: r.flops for r in lin.records()}
+    average = {i: average.get(i, full[i]) for i in full}
+    metrics = json.loads((result.run_dir / "best" / "metrics.json").read_text())
+    entries = metrics["shortlist"]
+    assert entries and all(e["average_flops"] == pytest.approx(average[e["id"]]) for e in entries)
+    best = max(e["val_metric"] for e in entries)
+    within = [e for e in entries if e["val_metric"] >= best - 0.1 - 1e-12]
+    cheapest = min(within, key=lambda e: (e["average_flops"], -e["val_metric"], e["id"]))
+    assert result.champion_id == cheapest["id"]

@@ -50,6 +50,20 @@ def test_choose_within_takes_the_smallest_within_epsilon_then_the_higher_metric(
         choose_within([], 0.1)
 
 
+def test_with_average_flops_the_front_and_the_choice_read_flops_per_input_not_parameters() -> None:
+    # 0: fewest parameters but dear per input; 1: more parameters, cheap per input (exits)
+    a = Champion(0, 0, 0.99, 100, 2000, 0.0, _GENOME, average_flops=1900.0)
+    b = Champion(1, 0, 0.99, 300, 3000, 0.0, _GENOME, average_flops=900.0)
+    best = Champion(2, 0, 1.0, 400, 4000, 0.0, _GENOME, average_flops=3000.0)
+    front = update_front((), [a, b, best])
+    assert [c.id for c in front] == [2, 1]  # a is dominated per input
+    assert choose_within(front, 0.01).id == 1
+    assert (a.cost, b.cost, _c(3, 0.5, 42).cost) == (1900.0, 900.0, 42.0)
+    # without average FLOPs the same entries are ranked by parameters
+    plain = [Champion(c.id, 0, c.metric, c.active_params, c.flops, 0.0, _GENOME) for c in (a, b, best)]
+    assert choose_within(update_front((), plain), 0.01).id == 0
+
+
 @settings(max_examples=200, deadline=None)
 @given(POINTS, st.integers(1, 12), st.sampled_from([0.0, 0.005, 0.02, 0.1]))
 def test_the_choice_is_on_the_front_within_epsilon_and_nothing_smaller_is(
