@@ -19,7 +19,7 @@ from ..genome import Genome, edge_attrs, is_frozen, node_attrs
 from ..innovation import InnovationTracker
 from ._neurons import choose
 
-__all__ = ["add_exit", "add_skip", "reach_flops"]
+__all__ = ["add_exit", "add_skip"]
 
 
 def add_exit(
@@ -29,10 +29,7 @@ def add_exit(
 
     Only nodes live under the deterministic gates of ``config.gate`` (some neuron
     open, a path of open gates to the output) are sources: a head on a dead node
-    would read a constant and could never learn. A source is drawn with probability
-    inversely proportional to its *reach*: the FLOPs of its live in-edges and of every
-    live ancestor's (:func:`reach_flops`), so heads go where an early exit is cheap,
-    as BranchyNet and SDN place them.
+    would read a constant and could never learn.
 
     The head node's id is ``tracker.named_node(f"exit_of_{src}")`` and its edge's
     innovation ``tracker.edge(src, head)``: the same head added twice in one
@@ -52,9 +49,7 @@ def add_exit(
     sources = [n for n in genome.hidden_nodes() if n not in taken and n in live and live[n].any()]
     if not sources:
         raise NotApplicable("add_exit: every live hidden node already has an exit head")
-    reach = reach_flops(genome, config.gate)
-    weight = np.array([1.0 / max(reach[n], 1) for n in sources])
-    src = sources[int(rng.choice(len(sources), p=weight / weight.sum()))]
+    src = choose(rng, sources)
     child = genome.copy()
     head = tracker.named_node(f"exit_of_{src}")
     n_out, width = genome.n_outputs, int(g.nodes[src]["width"])
@@ -62,31 +57,6 @@ def add_exit(
     innovation = tracker.edge(src, head)
     child.graph.add_edge(src, head, **edge_attrs(innovation, np.zeros((n_out, width), np.float32), config.gate_init))
     return child, MutationRecord("add_exit", {"src": int(src), "exit": int(head), "innovation": innovation})
-
-
-def reach_flops(genome: Genome, gate: str) -> dict[int, int]:
-    """Return, for each live hidden node, the FLOPs of computing it: its live feed-forward
-    in-edges and those of every live hidden ancestor (``ActiveStructure``'s unit, 2 per
-    multiply-add of a kept weight)."""
-    live = active_structure(genome, gate)
-    kept = {n: int(m.sum()) for n, m in live.neurons.items()}
-    ff = [(s, d) for s, d in live.edges if not genome.graph.edges[s, d]["recurrent"]]
-    own: dict[int, int] = {}
-    parents: dict[int, list[int]] = {}
-    for s, d in ff:
-        own[d] = own.get(d, 0) + 2 * kept[s] * kept[d]
-        parents.setdefault(d, []).append(s)
-    hidden = [n for n in genome.hidden_nodes() if n in kept]
-    out: dict[int, int] = {}
-    for n in hidden:
-        seen, stack = {n}, [n]
-        while stack:
-            for p in parents.get(stack.pop(), []):
-                if p not in seen and p in own:
-                    seen.add(p)
-                    stack.append(p)
-        out[n] = sum(own.get(a, 0) for a in seen)
-    return out
 
 
 def add_skip(

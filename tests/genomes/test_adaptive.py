@@ -53,7 +53,6 @@ from genomes.adaptive import (
 )
 from genomes.genome import edge_attrs, node_attrs
 from genomes.mutations import add_exit, add_skip
-from genomes.mutations.adaptive import reach_flops
 from genomes.prune import prune_closed
 from tests.adaptive_cases import adaptive_genome
 from tests.adaptive_cases import randomise as randomise_adaptive
@@ -478,18 +477,6 @@ def test_add_exit_never_picks_a_dead_node():
         h1,
         h2,
     }
-
-
-def test_add_exit_draws_its_source_inversely_to_the_flops_of_reaching_it():
-    rng = np.random.default_rng(0)
-    t = InnovationTracker()
-    g = Genome.minimal(4, 3, rng, t, hidden=(3, 5))  # input(4) -> h1(3) -> h2(5) -> output(3)
-    h1, h2 = g.hidden_nodes()
-    assert reach_flops(g, "sigmoid") == {h1: 2 * 4 * 3, h2: 2 * 4 * 3 + 2 * 3 * 5}
-    picks = [add_exit(g, np.random.default_rng(s), t, MutationConfig())[1].args["src"] for s in range(400)]
-    share = picks.count(h1) / len(picks)
-    want = (1 / 24) / (1 / 24 + 1 / 54)  # 0.69
-    assert abs(share - want) < 0.08, share
 
 
 def test_add_exit_and_add_skip_refuse_what_they_cannot_take():
