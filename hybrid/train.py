@@ -66,7 +66,7 @@ class TrainConfig:
     budget_min: float = 0.25  # sandwich: the smallest budget trained (0: the chain's smallest level)
     distill: bool = True  # sandwich: smaller budgets learn the full net's outputs (in-place distillation)
     # Adaptive genomes (issue 16, ``genomes.adaptive``); a population without them ignores these.
-    exit_weight: float = 0.5  # weight of each exit head's task loss beside the output's
+    exit_weight: float = 1.0  # weight of each exit head's task loss beside the output's (BranchyNet: equal)
     exit_distill: float = 0.0  # share of each exit's loss that learns the output's soft targets
     skip_target: float = 0.7  # share of samples each skip-gated node should run
     skip_penalty: float = 1.0  # weight of the mean (skip_target - run rate)^2 over skip gates

@@ -220,7 +220,7 @@ class TrainingConfig(Section):
         "rather than the labels",
     )
     exit_weight: float = Field(
-        0.5,
+        1.0,
         ge=0.0,
         le=100.0,
         description="exit heads (mutation.add_exit): each exit's cross-entropy weighs this much next to the "

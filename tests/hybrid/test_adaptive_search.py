@@ -96,7 +96,7 @@ def test_adaptive_settings_default_off_and_resolve(tmp_path: Path) -> None:
         kw["skip_target"],
         kw["skip_penalty"],
         kw["threshold_tolerance"],
-    ) == (0.5, 0.0, 0.7, 1.0, 0.005)
+    ) == (1.0, 0.0, 0.7, 1.0, 0.005)
     assert cfg.mutation.rates()["add_exit"] == 0.2
 
 
