@@ -376,7 +376,7 @@ class SelectionConfig(Section):
         "best",
         description="final champion: best = highest validation metric (then smallest); smallest_within = "
         "the smallest net on the short list within epsilon of the best validation metric (smallest by "
-        "selection.cost: active parameters, or average FLOPs per input)",
+        "selection.cost, for both rules: active parameters, or average FLOPs per input)",
     )
     epsilon: float = Field(
         0.005,
