@@ -445,11 +445,13 @@ def threshold_for_flops(
 ) -> tuple[float, float, float] | None:
     """Return ``(threshold, accuracy, mean FLOPs)``: the most accurate shared threshold within a cost.
 
-    Dials an adaptive network to a compute budget after training: among every
-    threshold that changes a decision on these samples (each exit confidence they
-    reach, and :data:`THRESHOLD_GRID`), the one with the highest accuracy whose mean
-    FLOPs is at most ``max_flops``; ties go to the lower cost, then the larger
-    threshold. None when no threshold is that cheap (or there are no exits or samples).
+    Dials an adaptive network to a compute budget after training: among one
+    threshold per distinct set of decisions on these samples, the one with the
+    highest accuracy whose mean FLOPs is at most ``max_flops``; ties go to the lower
+    cost, then the larger threshold. None when no threshold is that cheap (or there
+    are no exits or samples). The candidates lie midway between consecutive distinct
+    confidences the samples reach (and 1.0), never on one: a float32 module that
+    computes a confidence a rounding error away takes the same decision.
 
     Shape:
         heads: (E, B, n_out); output: (B, n_out); y: (B,); stage_flops: (E + 1, B)
@@ -462,7 +464,10 @@ def threshold_for_flops(
     right = np.concatenate([np.asarray(heads).argmax(-1), np.asarray(output).argmax(-1)[None]]) == y[None]
     costs = np.asarray(stage_flops, np.float64)
     best: tuple[float, float, float] | None = None
-    for q in np.unique(np.concatenate([conf.reshape(-1), np.asarray(THRESHOLD_GRID)]))[::-1]:
+    levels = np.unique(conf.reshape(-1))  # ascending
+    below = np.concatenate([[levels[0] / 2], levels[:-1]])
+    candidates = np.concatenate([[1.0], (levels + below) / 2])  # descending: 1.0, then between levels
+    for q in np.unique(candidates)[::-1]:
         stop = exit_index(conf, np.full(heads.shape[0], q))
         cost = float(costs[stop, np.arange(b)].mean())
         if cost > max_flops:

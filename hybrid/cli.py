@@ -87,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
         "--threshold",
         help="one exit threshold in (0, 1] for every exit head, instead of the genome's own",
     )
+    exp.add_argument(
+        "--flops-share",
+        help="dial an adaptive network's cost: fit the exit threshold on the validation split to "
+        "the most accurate one whose average FLOPs per input is at most this share, in (0, 1], "
+        "of the full path's (e.g. 0.5)",
+    )
 
     from .library.commands import add_modules_arguments
 
@@ -367,8 +373,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
             raise HybridError(f"genome: got {args.genome!r}, expected an integer id or 'best'") from None
     budgets = None if args.budgets is None else _export_budgets(args.budgets)
     threshold = None if args.threshold is None else _export_threshold(args.threshold)
+    share = None if args.flops_share is None else _export_share(args.flops_share)
     result = export_run(
-        args.run_dir, genome, args.fmt, _export_out(args.out), budgets, args.all_paths, threshold
+        args.run_dir, genome, args.fmt, _export_out(args.out), budgets, args.all_paths, threshold, share
     )
     for path in result.files:
         print(path)
@@ -388,7 +395,25 @@ def _cmd_export(args: argparse.Namespace) -> int:
             f"{adaptive['thresholds']}, skip gates {adaptive['skip_gates']}; full path "
             f"{adaptive['full_flops']} FLOPs"
         )
+    dial = result.sidecar.get("dial")
+    if dial:
+        print(
+            f"dialled to {dial['flops_share']:g} of the full path: threshold {dial['threshold']:.6g}, "
+            f"{dial['val_average_flops']:.0f} FLOPs per validation input ({dial['val_flops_share']:.1%}), "
+            f"validation accuracy {dial['val_accuracy']:.4f}"
+        )
     return 0
+
+
+def _export_share(text: str) -> float:
+    """Parse ``export --flops-share``: a number in (0, 1]."""
+    try:
+        share = float(text)
+    except ValueError:
+        share = float("nan")
+    if not 0.0 < share <= 1.0:
+        raise HybridError(f"--flops-share should be a number in (0, 1], got {text!r}")
+    return share
 
 
 def _export_threshold(text: str) -> float:

@@ -104,6 +104,7 @@ def export_run(
     budgets: Sequence[float] | None = None,
     all_paths: bool = False,
     threshold: float | None = None,
+    flops_share: float | None = None,
 ) -> ExportResult:
     """Export a genome of the run in ``run_dir`` (the champion by default).
 
@@ -128,6 +129,12 @@ def export_run(
             :func:`hybrid.export.export_genome`).
         threshold: one exit threshold in (0, 1] for every exit, instead of the
             genome's own (adaptive genomes with exits only).
+        flops_share: dial an adaptive genome's cost: the shared exit threshold is
+            fitted on the run's validation split to the most accurate one whose
+            average FLOPs per input is at most this share, in (0, 1], of the full
+            path's (``genomes.adaptive.threshold_for_flops``); the sidecar's
+            ``dial`` records the threshold and its validation FLOPs and accuracy.
+            Not with ``threshold``.
 
     Returns:
         What was written.
@@ -184,6 +191,10 @@ def export_run(
         sidecar["encoding"] = encoding
         sidecar["feature_fill"] = input_fill(encoding)
     path = _out_path(run, out, default_id, FORMATS[fmt][0])
+    if flops_share is not None:
+        if threshold is not None:
+            raise ExportError(f"{run.path}: give an exit threshold or a FLOPs share to fit one, not both")
+        threshold, sidecar["dial"] = _dial(run, config, chosen, gate, flops_share, genome_id)
     if budgets is None:
         return export_genome(
             chosen, path, fmt, gate, sidecar, all_paths=all_paths, thresholds=threshold
@@ -195,6 +206,49 @@ def export_run(
         )
     scores = _budget_scores(run, config, chosen, gate, budgets, "test_metric" in metrics)
     return export_genome(chosen, path, fmt, gate, sidecar, budgets, scores)
+
+
+def _dial(
+    run: RunDir, config: Any, genome: Genome, gate: str, share: float, genome_id: int | None
+) -> tuple[float, dict[str, Any]]:
+    """Return the exit threshold that dials ``genome`` to ``share`` of its full path's FLOPs on
+    the run's validation split, and the sidecar's ``dial`` record."""
+    from genomes.adaptive import evaluate_adaptive, exit_nodes, threshold_for_flops
+
+    from ..tasks import load_task
+
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0.0 < share <= 1.0:
+        raise ExportError(f"{run.path}: the FLOPs share should be a number in (0, 1], got {share!r}")
+    if not exit_nodes(genome):
+        raise ExportError(
+            f"{run.path}: genome {genome_id} has no exit head, so its cost cannot be dialled "
+            "(grow exits with mutation.add_exit)"
+        )
+    data = load_task(config.task, config.run.seed)
+    X = np.asarray(data.X_val, np.float64)
+    if X.shape[1] != genome.n_inputs:
+        raise RunDirError(
+            f"{run.path}: the task's data has {X.shape[1]} inputs but genome {genome_id} {genome.n_inputs}"
+        )
+    r = evaluate_adaptive(genome, X, gate)
+    full = float(r.plan.full_flops)
+    fit = threshold_for_flops(r.heads, r.output, np.asarray(data.y_val), r.stage_flops, share * full)
+    if fit is None:
+        cheapest = float(r.stage_flops[0].mean()) / full
+        raise ExportError(
+            f"{run.path}: no exit threshold brings genome {genome_id} to {share:g} of its full path's "
+            f"{full:.0f} FLOPs on the validation split (the cheapest, every input at its first exit: "
+            f"{cheapest:.3g})"
+        )
+    q, accuracy, flops = fit
+    return q, {
+        "flops_share": float(share),
+        "threshold": q,
+        "val_average_flops": flops,
+        "val_flops_share": flops / full,
+        "val_accuracy": accuracy,
+        "full_flops": int(full),
+    }
 
 
 def _budget_scores(

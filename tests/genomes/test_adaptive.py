@@ -237,12 +237,14 @@ def test_threshold_for_flops_is_the_most_accurate_within_the_cost():
     y = np.array([1, 0, 1, 1])
     output = np.eye(2)[y] * 5.0
     stage_flops = np.array([[10] * 4, [100] * 4])
-    # the exact thresholds: 0.72 < q <= 0.97 exits samples 2, 3 (acc 1, cost 55)
-    q, acc, cost = threshold_for_flops(heads, output, y, stage_flops, 60.0)
-    assert (acc, cost) == (1.0, 55.0) and q == pytest.approx(0.97)
-    # within 50: q <= 0.72 (acc 3/4, 32.5) or q <= 0.55 (acc 3/4, 10): the cheaper, its largest q
+    # 0.72 < q <= 0.97 exits samples 2, 3 (acc 1, cost 55): q midway, 0.845
+    q60, acc, cost = threshold_for_flops(heads, output, y, stage_flops, 60.0)
+    assert (acc, cost) == (1.0, 55.0) and q60 == pytest.approx((0.72 + 0.97) / 2)
+    # within 50: q <= 0.72 (acc 3/4, 32.5) or q <= 0.55 (acc 3/4, 10): the cheaper, midway below 0.55
     q, acc, cost = threshold_for_flops(heads, output, y, stage_flops, 50.0)
-    assert (acc, cost) == (0.75, 10.0) and q == pytest.approx(0.55)
+    assert (acc, cost) == (0.75, 10.0) and q == pytest.approx(0.55 * 3 / 4)
+    # a larger budget buys nothing more accurate: the same cheapest setting
+    assert threshold_for_flops(heads, output, y, stage_flops, 100.0) == (q60, 1.0, 55.0)
     assert threshold_for_flops(heads, output, y, stage_flops, 9.9) is None
     assert threshold_for_flops(np.zeros((0, 4, 2)), output, y, stage_flops[1:], 1e9) is None
 

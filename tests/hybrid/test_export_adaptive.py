@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from genomes import GenomeError, active_structure, save
+from genomes import GenomeError, active_structure, load, save
 from genomes.adaptive import adaptive_plan, evaluate_adaptive, exit_nodes, skip_nodes
 from hybrid import __version__
 from hybrid.cli import main
@@ -376,3 +376,73 @@ def test_closed_inputs_missing_features_and_hard_concrete_gates(tmp_path):
                 out, flops = net.forward_flops(torch.from_numpy(raw))
             np.testing.assert_allclose(out.numpy(), r.outputs, rtol=TOL, atol=TOL)
             np.testing.assert_array_equal(flops.numpy(), r.flops)
+
+
+# --------------------------------------------------------- dialling the cost
+def make_wine_run(tmp_path: Path, seed: int = 0, exits: int = 2) -> Path:
+    """A run folder on wine (13 features, 3 classes) whose champion is a random adaptive genome."""
+    from hybrid.tasks import load_task
+
+    run = tmp_path / f"wine-run-{seed}-{exits}"
+    g = adaptive_genome(seed, n_inputs=13, n_outputs=3, exits=exits, skips=1)
+    g.meta["id"] = 5
+    save(g, run / "best" / "genome.json")
+    (run / "best" / "metrics.json").write_text(json.dumps({**METRICS, "genome_id": 5}))
+    config = loads_config('[run]\nseed = 1\n[task]\nname = "wine"\n[training]\ngate = "sigmoid"\n')
+    (run / "config.toml").write_text(dump_config(config))
+    data = load_task(config.task, 1)
+    task = {"name": "wine", "kind": "classification", "n_inputs": 13, "n_outputs": 3,
+            "feature_mean": [0.0] * 13, "feature_std": [1.0] * 13, "class_labels": [0, 1, 2]}  # fmt: skip
+    (run / "task.json").write_text(json.dumps(task))
+    assert data.X_val.shape[1] == 13
+    return run
+
+
+@pytest.mark.parametrize("share", [0.6, 0.8, 1.0])
+def test_a_flops_share_fits_the_most_accurate_threshold_within_it_on_validation(tmp_path, share):
+    from genomes.adaptive import threshold_for_flops
+    from hybrid.config import load_config
+    from hybrid.tasks import load_task
+
+    run = make_wine_run(tmp_path)
+    g = load(run / "best" / "genome.json")
+    if not exit_nodes(g):
+        pytest.skip("the factory grew no exit on this seed")
+    data = load_task(load_config(run / "config.toml").task, 1)
+    X = np.asarray(data.X_val, np.float64)
+    r = evaluate_adaptive(g, X)
+    want = threshold_for_flops(r.heads, r.output, data.y_val, r.stage_flops, share * r.plan.full_flops)
+    if want is None:
+        with pytest.raises(ExportError, match="no exit threshold"):
+            export_run(run, out=tmp_path / "o", flops_share=share)
+        return
+    result = export_run(run, out=tmp_path / "o", flops_share=share)
+    dial = result.sidecar["dial"]
+    assert (dial["threshold"], dial["val_accuracy"], dial["val_average_flops"]) == want
+    assert dial["val_average_flops"] <= share * dial["full_flops"]
+    assert result.sidecar["adaptive"]["thresholds"] == [want[0]] * len(exit_nodes(g))
+    # the written module runs at that cost: its per-input FLOPs on validation average to the fit's
+    net = import_file(result.path).load()
+    with torch.no_grad():
+        _, flops = net.forward_flops(torch.tensor(np.asarray(data.X_val), dtype=torch.float32))
+    assert float(flops.double().mean()) == pytest.approx(dial["val_average_flops"], rel=1e-6)
+
+
+def test_the_command_line_dials_and_refuses_bad_shares_in_one_line(tmp_path, capsys):
+    run = make_wine_run(tmp_path)
+    assert main(["export", str(run), "--flops-share", "1", "--out", str(tmp_path / "o")]) == 0
+    assert "dialled to 1 of the full path" in capsys.readouterr().out
+    bad = [
+        (["--flops-share", "0"], "(0, 1]"),
+        (["--flops-share", "1.5"], "(0, 1]"),
+        (["--flops-share", "half"], "'half'"),
+        (["--flops-share", "0.5", "--threshold", "0.9"], "not both"),
+        (["--flops-share", "0.0001"], "no exit threshold"),
+    ]
+    for argv, part in bad:
+        assert main(["export", str(run), *argv, "--out", str(tmp_path / "bad")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and part in err, err
+    plain = make_wine_run(tmp_path, exits=0)
+    assert main(["export", str(plain), "--flops-share", "0.5", "--out", str(tmp_path / "p")]) == 2
+    assert "no exit head" in capsys.readouterr().err
