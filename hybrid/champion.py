@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from genomes import Genome, from_dict, to_dict
+from genomes.adaptive import is_adaptive
 
 from .adaptive import adaptive_record
 from .backends import evaluate_members
@@ -42,6 +45,7 @@ __all__ = [
     "budget_curves",
     "champion_record",
     "check_budget_objective",
+    "dial_scores",
     "curve_record",
     "is_better",
     "score_champion",
@@ -125,6 +129,12 @@ def check_budget_objective(config: Config, task: Task, where: str) -> None:
         )
     kw = config.train_kwargs()
     name = metric_for_loss(kw["metric"], kw["loss"])
+    m = config.mutation
+    if (m.add_exit > 0 or m.add_skip > 0) and config.training.budgets == "off" and name != "accuracy":
+        raise ConfigError(
+            f"{where}: selection.champion_objective: expected 'metric' with task.metric = {name!r} and "
+            f"adaptive genes (an exit threshold is dialled to each budget by its accuracy), got {objective!r}"
+        )
     if not METRICS[name].greater_is_better:
         raise ConfigError(
             f"{where}: selection.champion_objective: expected 'metric' with task.metric = {name!r} "
@@ -163,8 +173,45 @@ def budget_curves(
     split = "selection" if task.X_sel is not None else "validation"
     X, y = (task.X_sel, task.y_sel) if task.X_sel is not None else (task.X_val, task.y_val)
     genomes = [c.genome for c in entries]
-    scored = budget_scores(genomes, X, y, config, tuple(selection.auc_budgets), device=device, threads=threads)
+    budgets = tuple(selection.auc_budgets)
+    if config.budgets == "off" and any(is_adaptive(g) for g in genomes):
+        scored = [dial_scores(g, X, y, config.gate, budgets) for g in genomes]
+    else:
+        scored = budget_scores(genomes, X, y, config, budgets, device=device, threads=threads)
     return BudgetCurves(split=split, curves={c.id: s for c, s in zip(entries, scored, strict=True)})
+
+
+def dial_scores(genome: Genome, X: Any, y: Any, gate: str, budgets: Sequence[float]) -> BudgetScores:
+    """An adaptive genome's accuracy when its exit threshold dials it to each budget (issue 16).
+
+    At budget ``b`` the shared threshold is :func:`genomes.adaptive.threshold_for_flops`'s
+    for ``b`` times the full path's FLOPs on ``(X, y)``: its accuracy and mean FLOPs.
+    A budget no threshold reaches (or, for a genome without exits, any budget below
+    its full path) scores 0, as a budget below a budget chain's smallest level does.
+    The budget AUC of an adaptive run (``training.budgets = "off"``) is the mean of these.
+    """
+    from genomes.adaptive import evaluate_adaptive, threshold_for_flops
+
+    from .budgets import BudgetScores
+
+    X = np.asarray(X, np.float64)
+    y = np.asarray(y).reshape(-1)
+    r = evaluate_adaptive(genome, X, gate)
+    full = float(r.plan.full_flops)
+    full_acc = float((r.output.argmax(-1) == y).mean()) if y.size else 0.0
+    flops, scores = [], []
+    for b in budgets:
+        fit = threshold_for_flops(r.heads, r.output, y, r.stage_flops, b * full)
+        if fit is not None:
+            flops.append(int(round(fit[2])))
+            scores.append(fit[1])
+        elif b >= 1.0:  # no exits: the full path is within a budget of 1
+            flops.append(int(full))
+            scores.append(full_acc)
+        else:
+            flops.append(0)
+            scores.append(0.0)
+    return BudgetScores(tuple(float(b) for b in budgets), tuple(flops), tuple(scores), float(np.mean(scores)))
 
 
 def curve_record(curve: BudgetScores, full_flops: int, split: str) -> dict[str, Any]:
