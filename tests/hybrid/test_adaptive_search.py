@@ -196,3 +196,48 @@ def test_with_average_flops_the_short_list_and_smallest_within_read_flops_per_in
     within = [e for e in entries if e["val_metric"] >= best - 0.1 - 1e-12]
     cheapest = min(within, key=lambda e: (e["average_flops"], -e["val_metric"], e["id"]))
     assert result.champion_id == cheapest["id"]
+
+
+# ------------------------------------------------- budget AUC by dialling the exits
+def test_dial_scores_are_the_dialled_accuracy_at_each_budget() -> None:
+    from genomes.adaptive import threshold_for_flops
+    from hybrid.champion import dial_scores
+
+    g = adaptive_genome(3)
+    X = np.random.default_rng(0).normal(size=(96, 4))
+    y = np.random.default_rng(1).integers(0, 3, 96)
+    budgets = (0.25, 0.5, 0.75, 1.0)
+    got = dial_scores(g, X, y, "sigmoid", budgets)
+    r = evaluate_adaptive(g, X)
+    for b, flops, score in zip(budgets, got.flops, got.scores, strict=True):
+        fit = threshold_for_flops(r.heads, r.output, y, r.stage_flops, b * r.plan.full_flops)
+        assert (score, flops) == ((0.0, 0) if fit is None else (fit[1], round(fit[2])))
+    assert got.auc == pytest.approx(np.mean(got.scores))
+    # a genome without exits cannot be dialled: 0 below its full path, its accuracy at 1
+    plain = dial_scores(adaptive_genome(3, exits=0, skips=0), X, y, "sigmoid", budgets)
+    full = float((evaluate_adaptive(adaptive_genome(3, exits=0, skips=0), X).output.argmax(-1) == y).mean())
+    assert plain.scores == (0.0, 0.0, 0.0, full) and plain.auc == pytest.approx(full / 4)
+
+
+def test_an_adaptive_run_chooses_the_champion_that_dials_best(tmp_path: Path) -> None:
+    over = {"mutation.add_exit": 0.6, "mutation.add_skip": 0.3, "selection.method": "nsga2",
+            "selection.cost": "average_flops", "evolution.generations": 4,
+            "selection.champion_objective": "budget_auc"}  # fmt: skip
+    config = loads_config(tiny_toml(tmp_path, steps=10), source="t.toml", overrides={"run.name": "r", **over})
+    result = Search.start(config).run()
+    metrics = json.loads((result.run_dir / "best" / "metrics.json").read_text())
+    listed = metrics["shortlist"]
+    top = max(e["budget_auc"] for e in listed)
+    assert metrics["budget_curve"]["auc"] == pytest.approx(top)
+    assert result.champion_id in {e["id"] for e in listed if e["budget_auc"] == top}
+    assert metrics["budget_curve"]["budgets"] == [0.25, 0.5, 0.75, 1.0]
+
+
+def test_budget_auc_with_adaptive_genes_needs_accuracy(tmp_path: Path) -> None:
+    over = {"mutation.add_exit": 0.6, "selection.champion_objective": "budget_auc",
+            "task.metric": "balanced_accuracy"}  # fmt: skip
+    config = loads_config(tiny_toml(tmp_path, steps=10), source="t.toml", overrides={"run.name": "r", **over})
+    with pytest.raises(ConfigError) as exc:
+        Search.start(config)
+    msg = str(exc.value)
+    assert "\n" not in msg and "selection.champion_objective" in msg and "'balanced_accuracy'" in msg
