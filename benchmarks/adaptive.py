@@ -46,8 +46,8 @@ import torch
 from quality import machine_line, median, train_mlps
 
 from genomes import Genome
-from genomes.serialize import to_dict
 from genomes.adaptive import evaluate_adaptive, is_adaptive, threshold_for_flops
+from genomes.serialize import to_dict
 from hybrid.config import Config, load_config
 from hybrid.reporters import Reporter
 from hybrid.search import Search
