@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .errors import HybridError
@@ -406,27 +406,29 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export_share(text: str) -> float:
-    """Parse ``export --flops-share``: a number in (0, 1]."""
-    try:
-        share = float(text)
-    except ValueError:
-        share = float("nan")
-    if not 0.0 < share <= 1.0:
-        raise HybridError(f"--flops-share should be a number in (0, 1], got {text!r}")
-    return share
+    """Parse ``export --flops-share``: a number in (0, 1] (a budget: ``genomes.budgets.check_budget``)."""
+    from genomes.budgets import check_budget
+
+    return _unit_interval(text, "--flops-share", check_budget)
 
 
 def _export_threshold(text: str) -> float:
     """Parse ``export --threshold``: a number in (0, 1]."""
-    from genomes import GenomeError
     from genomes.adaptive import check_threshold
 
+    return _unit_interval(text, "--threshold", check_threshold)
+
+
+def _unit_interval(text: str, flag: str, check: Callable[[object, str], float]) -> float:
+    """Parse a command-line number in (0, 1] with ``check``; one-line ``HybridError`` otherwise."""
+    from genomes import GenomeError
+
     try:
-        return check_threshold(float(text), "--threshold")
+        return check(float(text), flag)
     except GenomeError as exc:
         raise HybridError(str(exc)) from None
     except ValueError:  # float("x")
-        raise HybridError(f"--threshold should be a number in (0, 1], got {text!r}") from None
+        raise HybridError(f"{flag} should be a number in (0, 1], got {text!r}") from None
 
 
 def _export_budgets(text: str) -> list[float]:

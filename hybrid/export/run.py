@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from genomes import Genome, GenomeError, state_size
-from genomes.budgets import check_budgets
+from genomes.budgets import check_budget, check_budgets
 
 from ..errors import RunDirError
 from ..rundir import RunDir, open_run_dir
@@ -217,8 +217,10 @@ def _dial(
 
     from ..tasks import load_task
 
-    if isinstance(share, bool) or not isinstance(share, int | float) or not 0.0 < share <= 1.0:
-        raise ExportError(f"{run.path}: the FLOPs share should be a number in (0, 1], got {share!r}")
+    try:  # a share of the full FLOPs is a budget (genomes.budgets): the same check
+        share = check_budget(share, "flops_share")
+    except GenomeError as exc:
+        raise ExportError(f"{run.path}: {exc}") from None
     if not exit_nodes(genome):
         raise ExportError(
             f"{run.path}: genome {genome_id} has no exit head, so its cost cannot be dialled "

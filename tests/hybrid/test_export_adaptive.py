@@ -443,6 +443,9 @@ def test_the_command_line_dials_and_refuses_bad_shares_in_one_line(tmp_path, cap
         assert main(["export", str(run), *argv, "--out", str(tmp_path / "bad")]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and part in err, err
+    for share in (0, 1.5, True, "0.5"):  # the Python API checks what the command line parsed
+        with pytest.raises(ExportError, match="flops_share"):
+            export_run(run, out=tmp_path / "bad", flops_share=share)
     plain = make_wine_run(tmp_path, exits=0)
     assert main(["export", str(plain), "--flops-share", "0.5", "--out", str(tmp_path / "p")]) == 2
     assert "no exit head" in capsys.readouterr().err
