@@ -443,13 +443,16 @@ def threshold_for_flops(
     stage_flops: np.ndarray,
     max_flops: float,
 ) -> tuple[float, float, float] | None:
-    """Return ``(threshold, accuracy, mean FLOPs)``: the most accurate shared threshold within a cost.
+    """Return ``(threshold, accuracy, mean FLOPs)``: the shared threshold that spends a cost.
 
-    Dials an adaptive network to a compute budget after training: among one
-    threshold per distinct set of decisions on these samples, the one with the
-    highest accuracy whose mean FLOPs is at most ``max_flops``; ties go to the lower
-    cost, then the larger threshold. None when no threshold is that cheap (or there
-    are no exits or samples). The candidates lie midway between consecutive distinct
+    Dials an adaptive network to a compute budget after training, as MSDNet fits its
+    budgeted thresholds: among one threshold per distinct set of decisions on these
+    samples, the one whose mean FLOPs is the largest that is at most ``max_flops``
+    (ties to the larger threshold). It does not pick the most accurate setting below
+    the budget: on a few hundred samples, settings a sample or two apart in accuracy
+    are noise, while more compute on the samples that need it is, on fresh inputs,
+    the more accurate (measured in benchmarks/RESULTS.md). None when no threshold is
+    that cheap (or there are no exits or samples). The candidates lie midway between consecutive distinct
     confidences the samples reach (and 1.0), never on one: a float32 module that
     computes a confidence a rounding error away takes the same decision.
 
@@ -482,5 +485,5 @@ def threshold_for_flops(
     ok = np.flatnonzero(cost <= max_flops)
     if not ok.size:
         return None
-    i = ok[np.lexsort((-q[ok], cost[ok], -acc[ok]))[0]]  # most accurate, then cheapest, then largest q
+    i = ok[np.lexsort((q[ok], cost[ok]))[-1]]  # the most costly within the budget, then the largest q
     return float(q[i]), float(acc[i]), float(cost[i])

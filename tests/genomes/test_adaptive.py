@@ -232,7 +232,7 @@ def test_fit_threshold_without_exits_is_the_full_path():
     assert (q, cost) == (1.0, 23 / 3) and acc == pytest.approx(2 / 3)
 
 
-def test_threshold_for_flops_is_the_most_accurate_within_the_cost():
+def test_threshold_for_flops_spends_the_cost():
     heads = _conf_logits([0.55, 0.72, 0.97, 0.9995])[None]
     y = np.array([1, 0, 1, 1])
     output = np.eye(2)[y] * 5.0
@@ -240,18 +240,22 @@ def test_threshold_for_flops_is_the_most_accurate_within_the_cost():
     # 0.72 < q <= 0.97 exits samples 2, 3 (acc 1, cost 55): q midway, 0.845
     q60, acc, cost = threshold_for_flops(heads, output, y, stage_flops, 60.0)
     assert (acc, cost) == (1.0, 55.0) and q60 == pytest.approx((0.72 + 0.97) / 2)
-    # within 50: q <= 0.72 (acc 3/4, 32.5) or q <= 0.55 (acc 3/4, 10): the cheaper, midway below 0.55
+    # within 50: q <= 0.72 (acc 3/4, 32.5) or q <= 0.55 (acc 3/4, 10): the costlier, midway
+    # between 0.55 and 0.72
     q, acc, cost = threshold_for_flops(heads, output, y, stage_flops, 50.0)
-    assert (acc, cost) == (0.75, 10.0) and q == pytest.approx(0.55 * 3 / 4)
-    # a larger budget buys nothing more accurate: the same cheapest setting
-    assert threshold_for_flops(heads, output, y, stage_flops, 100.0) == (q60, 1.0, 55.0)
+    assert (acc, cost) == (0.75, 32.5) and q == pytest.approx((0.55 + 0.72) / 2)
+    # the whole budget: nobody exits (q = 1), though q60 is as accurate for less
+    assert threshold_for_flops(heads, output, y, stage_flops, 100.0) == (1.0, 1.0, 100.0)
+    # 0.97 < q <= 0.9995 exits sample 3 only (77.5): the largest cost within 99.9
+    q, acc, cost = threshold_for_flops(heads, output, y, stage_flops, 99.9)
+    assert (acc, cost) == (1.0, 77.5) and q == pytest.approx((0.97 + 0.9995) / 2)
     assert threshold_for_flops(heads, output, y, stage_flops, 9.9) is None
     assert threshold_for_flops(np.zeros((0, 4, 2)), output, y, stage_flops[1:], 1e9) is None
 
 
 @settings(max_examples=40)
 @given(seed=SEEDS, exits=st.integers(1, 3), share=st.floats(0.05, 1.0))
-def test_threshold_for_flops_no_threshold_does_better(seed, exits, share):
+def test_threshold_for_flops_no_threshold_spends_more(seed, exits, share):
     rng = np.random.default_rng(seed)
     b = 24
     heads = rng.normal(size=(exits, b, 3)) * 3
@@ -262,18 +266,18 @@ def test_threshold_for_flops_no_threshold_does_better(seed, exits, share):
     got = threshold_for_flops(heads, output, y, stage_flops, limit)
     conf = confidence(heads)
     right = np.concatenate([heads.argmax(-1), output.argmax(-1)[None]]) == y[None]
-    best = None
+    best = None  # (cost, q, accuracy) of the costliest setting within the limit, then the largest q
     for q in np.linspace(1e-6, 1.0, 2001).tolist() + conf.reshape(-1).tolist():
         stop = np.where((conf >= q).any(0), (conf >= q).argmax(0), exits)
         cost = stage_flops[stop, np.arange(b)].mean()
         if cost <= limit:
-            acc = right[stop, np.arange(b)].mean()
-            best = acc if best is None else max(best, acc)
+            here = (cost, q, right[stop, np.arange(b)].mean())
+            best = here if best is None or here[:2] > best[:2] else best
     if best is None:
         assert got is None
     else:
         q, acc, cost = got
-        assert cost <= limit and acc == pytest.approx(best)
+        assert cost == pytest.approx(best[0]) and acc == pytest.approx(best[2]) and cost <= limit
         stop = np.where((conf >= q).any(0), (conf >= q).argmax(0), exits)
         assert cost == pytest.approx(stage_flops[stop, np.arange(b)].mean())
 
