@@ -90,8 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument(
         "--flops-share",
         help="dial an adaptive network's cost: fit the exit threshold on the validation split to "
-        "the most accurate one whose average FLOPs per input is at most this share, in (0, 1], "
-        "of the full path's (e.g. 0.5)",
+        "the one that spends this share, in (0, 1], of the full path's FLOPs per input on average "
+        "(e.g. 0.5)",
     )
 
     from .library.commands import add_modules_arguments

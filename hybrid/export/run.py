@@ -130,9 +130,9 @@ def export_run(
         threshold: one exit threshold in (0, 1] for every exit, instead of the
             genome's own (adaptive genomes with exits only).
         flops_share: dial an adaptive genome's cost: the shared exit threshold is
-            fitted on the run's validation split to the most accurate one whose
-            average FLOPs per input is at most this share, in (0, 1], of the full
-            path's (``genomes.adaptive.threshold_for_flops``); the sidecar's
+            fitted on the run's validation split to the one that spends this
+            share, in (0, 1], of the full path's FLOPs per input: the largest
+            average at most that (``genomes.adaptive.threshold_for_flops``); the sidecar's
             ``dial`` records the threshold and its validation FLOPs and accuracy.
             Not with ``threshold``.
 
