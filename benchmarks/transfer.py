@@ -50,8 +50,8 @@ from quality import machine_line
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from genomes import evaluate
 from genomes.serialize import atomic_write
-from hybrid.backends import evaluate_members
 from hybrid.config import loads_config
 from hybrid.grafting import module_use
 from hybrid.library import Library, harvest_run
@@ -59,7 +59,6 @@ from hybrid.lineage.reader import Lineage
 from hybrid.rundir import open_run_dir
 from hybrid.search import Search
 from hybrid.tasks import load_task
-from hybrid.train import TrainConfig
 
 SPLIT_SEED = 0  # the source / held-out split is the same for every seed
 
@@ -135,8 +134,8 @@ def write_npz(path: Path, X: np.ndarray, y: np.ndarray, split: np.ndarray) -> No
     atomic_write(path, buf.getvalue())
 
 
-def run_config(text: str) -> Any:
-    return loads_config(text, source="benchmarks/transfer.py")
+def run_config(text: str, overrides: dict[str, Any] | None = None) -> Any:
+    return loads_config(text, source="benchmarks/transfer.py", overrides=overrides)
 
 
 def source_run(kind: str, X: np.ndarray, y: np.ndarray, Xh: np.ndarray, yh: np.ndarray, seed: int,
@@ -197,9 +196,13 @@ def champion_curve(run_dir: Path, seed: int) -> list[float]:
     with Lineage(run) as lin:
         ids = [g.champion for g in lin.generations()]
         genomes = {i: lin.genome(i) for i in set(ids)}
-    tc = TrainConfig(**config.train_kwargs())
-    scores = evaluate_members([genomes[i] for i in ids], task.X_test, task.y_test, tc)
-    return [float(m.score) for m in scores]
+    return [test_accuracy(genomes[i], task, config.training.gate) for i in ids]
+
+
+def test_accuracy(genome: Any, task: Any, gate: str) -> float:
+    """The genome's test accuracy by the numpy reference, whatever ``task.metric`` selects on."""
+    out = evaluate(genome, np.asarray(task.X_test, np.float64), gate)
+    return float((out.argmax(-1) == np.asarray(task.y_test)).mean())
 
 
 def target_run(target: str, with_library: bool, data: dict[str, Any], seed: int, work: Path,
@@ -210,16 +213,17 @@ def target_run(target: str, with_library: bool, data: dict[str, Any], seed: int,
                          champion=args.champion, epsilon=args.epsilon)
     if with_library:
         text += f'[modules]\nlibrary = "{library}"\nuse = {json.dumps(modules)}\nfrozen = {str(not args.trainable).lower()}\nstart = {args.start}\n'
-    cfg = run_config(text)
+    cfg = run_config(text, {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)})
     t0 = time.perf_counter()
     result = Search.start(cfg, overwrite=True).run()
     wall = time.perf_counter() - t0
     run = open_run_dir(result.run_dir)
+    task = load_task(cfg.task, seed)
     with Lineage(run) as lin:
         use = module_use(lin)
     per_gen = cfg.evolution.population * cfg.training.steps
     return {
-        "test": float(result.test_metric),
+        "test": test_accuracy(run.read_best_genome(), task, cfg.training.gate),
         "params": int(result.active_parameters),
         "generations": result.generations,
         "steps": per_gen * result.generations,
@@ -289,6 +293,8 @@ def main() -> int:
     p.add_argument("--start", type=float, default=0.0,
                    help="modules.start in the library arm: share of generation 0 that starts with a graft")
     p.add_argument("--trainable", action="store_true", help="grafts train with the network (modules.frozen = false)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override of both target arms (JSON value), e.g. task.metric=\"log_loss\"")
     p.add_argument("--quick", action="store_true", help="few steps and generations: a smoke run")
     p.add_argument("--out", type=Path, default=Path("benchmarks/transfer.json"))
     args = p.parse_args()
