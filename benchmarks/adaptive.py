@@ -30,6 +30,7 @@ taken x skip decisions) on the test split are counted for the adaptive champion.
 
     PYTHONPATH=. python benchmarks/adaptive.py --quick     # a few minutes
     PYTHONPATH=. python benchmarks/adaptive.py             # 5 seeds
+    PYTHONPATH=. python benchmarks/adaptive.py --from a.json b.json   # pool earlier runs
 """
 
 from __future__ import annotations
@@ -136,11 +137,16 @@ def half_cost_check(genome: Genome, task: Task, gate: str) -> dict[str, Any] | N
         out.update(threshold=None, half_test=None, half_flops=None)
         return out
     rh = evaluate_adaptive(genome, Xt, gate, thresholds=np.full(len(rv.plan.exits), best[0]))
+    # A cross-check, not a choice: the test curve itself read at half the FLOPs (the
+    # threshold that spends at most half on test), since a validation fit lands within
+    # a point or two of 50% on test, on either side.
+    on_test = threshold_for_flops(rt.heads, rt.output, task.y_test, rt.stage_flops, 0.5 * full)
     out.update(
         threshold=best[0],
         half_val_flops=best[2],
         half_test=float((rh.outputs.argmax(-1) == task.y_test).mean()),
         half_flops=float(rh.flops.mean()),
+        half_test_curve=None if on_test is None else on_test[1],
     )
     return out
 
@@ -256,8 +262,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--hidden", default=None, help="the adaptive arm's start, e.g. 8,16 (default: ADAPTIVE's)"
     )
+    ap.add_argument(
+        "--from",
+        dest="sources",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="tabulate and plot earlier outputs instead of running: files with the same seeds "
+        "give their arms to one another (a later file's arm wins), different seeds are pooled",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if args.sources:
+        seeds, gens, per_seed = merge_outputs(args.sources)
+        print(f"from {', '.join(map(str, args.sources))}")
+        return report(seeds, gens, per_seed, args.out)
     if args.hidden:
         ADAPTIVE["genome.hidden"] = [int(w) for w in args.hidden.split(",")]
     for item in args.set:
@@ -280,6 +300,37 @@ def main(argv: list[str] | None = None) -> int:
             if "mlp" in arms:
                 per_seed["mlp"].append(run_mlps(seed, steps))
     print(machine_line(1))
+    return report(seeds, gens, per_seed, args.out)
+
+
+def merge_outputs(paths: list[Path]) -> tuple[list[int], int, dict[str, list[Any]]]:
+    """Pool earlier outputs: ``(seeds, generations, per_seed)``, arms aligned with the seeds.
+
+    Files with the same seed list give their arms to one another (a later file's arm
+    replaces an earlier one's); different seed lists are concatenated. An arm must come
+    with every seed list or with none.
+    """
+    groups: dict[tuple[int, ...], dict[str, list[Any]]] = {}
+    gens = set()
+    for path in paths:
+        data = json.loads(path.read_text())
+        gens.add(data["generations"])
+        group = groups.setdefault(tuple(data["seeds"]), {})
+        group.update({arm: runs for arm, runs in data["per_seed"].items() if runs})
+    if len(gens) != 1:
+        raise SystemExit(f"--from: the files ran different generation caps {sorted(gens)}")
+    seeds = [s for key in groups for s in key]
+    per_seed: dict[str, list[Any]] = {}
+    for arm in ("adaptive", "hybrid", "mlp"):
+        have = [arm in g for g in groups.values()]
+        if any(have) and not all(have):
+            raise SystemExit(f"--from: arm {arm!r} is missing for some of the seeds {seeds}")
+        per_seed[arm] = [r for g in groups.values() for r in g.get(arm, [])]
+    return seeds, gens.pop(), per_seed
+
+
+def report(seeds: list[int], gens: int, per_seed: dict[str, list[Any]], out: Path) -> int:
+    """Print the table and the half-cost and gate-pattern lines; write ``out`` and its plot."""
     print(
         f"\ndigits, median test accuracy (%) over seeds {seeds}; each arm's best-validation model within the budget"
     )
@@ -311,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{b:>12} | {f(vals['adaptive']):>8} | {f(vals['hybrid']):>8} | {f(vals['mlp']):>9} | {f(gap):>14}"
         )
     print("\nadaptive champion at half its full-path FLOPs (threshold fitted on validation):")
+    drops: list[float] = []
     for s, r in zip(seeds, per_seed["adaptive"], strict=True):
         h = r.get("half")
         if h is None:
@@ -320,19 +372,29 @@ def main(argv: list[str] | None = None) -> int:
         if h["half_test"] is None:
             line += "; no threshold reaches half its FLOPs on validation"
         else:
-            line += f"; at q={h['threshold']:.5g}: {100 * h['half_test']:.1f}% at {h['half_flops']:.0f} FLOPs"
+            drop = 100 * (h["half_test"] - h["full_path_test"])
+            share = h["half_flops"] / h["full_path_flops"]
+            line += (f"; at q={h['threshold']:.5g}: {100 * h['half_test']:.1f}% ({drop:+.2f}) at "
+                     f"{h['half_flops']:.0f} FLOPs ({100 * share:.1f}% of its full path on test)")  # fmt: skip
+            drops.append(drop)
         print(line)
+    if drops:
+        print(f"  median change at half cost: {median(drops):+.2f} points ({len(drops)} of {len(seeds)} seeds dialable)")
+        curve = [100 * (r["half"]["half_test_curve"] - r["half"]["full_path_test"]) for r in per_seed["adaptive"]
+                 if (r.get("half") or {}).get("half_test_curve") is not None]  # fmt: skip
+        if curve:
+            print(f"  cross-check, the test curve read at 50%: median {median(curve):+.2f} points")
     print(
         "gate patterns on test (adaptive champion):",
         [r.get("gate_patterns") for r in per_seed["adaptive"]],
     )
-    args.out.write_text(
+    out.write_text(
         json.dumps(
             {"seeds": seeds, "generations": gens, "table": rows, "per_seed": per_seed}, indent=1
         )
     )
-    _plot(per_seed, args.out.with_suffix(".png"))
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    _plot(per_seed, out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0
 
 
