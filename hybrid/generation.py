@@ -163,7 +163,7 @@ def initial_state(config: Config, task: Task, modules: tuple[ModuleSpec, ...] = 
     rng = np.random.default_rng([config.run.seed, 0, 7])
     tracker = InnovationTracker()
     members = tuple(
-        Member(i, _initial_genome(config, task, rng, tracker, i), 0)
+        Member(i, _initial_genome(config, task, rng, tracker), 0)
         for i in range(config.evolution.population)
     )
     n_grafted = round(config.modules.start * len(members)) if modules else 0
@@ -191,19 +191,16 @@ def initial_state(config: Config, task: Task, modules: tuple[ModuleSpec, ...] = 
 
 
 def _initial_genome(
-    config: Config, task: Task, rng: np.random.Generator, tracker: InnovationTracker, index: int
+    config: Config, task: Task, rng: np.random.Generator, tracker: InnovationTracker
 ) -> Genome:
-    """Member ``index`` of generation 0: the minimal genome, with self-loops if ``genome.recurrent``.
-
-    Its hidden chain is ``genome.hidden``, or ``genome.starts[index % len(starts)]``.
-    """
+    """One member of generation 0: the minimal genome, with self-loops if ``genome.recurrent``."""
     gen = config.genome
     genome = Genome.minimal(
         task.n_inputs,
         task.n_outputs,
         rng,
         tracker,
-        hidden=gen.starts[index % len(gen.starts)] if gen.starts else gen.hidden,
+        hidden=gen.hidden,
         activation=gen.activation,
         gate_init=gen.gate_init,
     )

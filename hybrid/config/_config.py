@@ -102,24 +102,14 @@ class Config(Section):
                 self.evolution.elitism,
                 "expected fewer elites than evolution.population",
             )
-        if self.genome.starts and self.genome.hidden:
-            raise KeyedError(
-                "genome.starts",
-                [list(c) for c in self.genome.starts],
-                "expected genome.hidden unset beside it (starts lists every chain to start from)",
-            )
-        chains = [("genome.hidden", self.genome.hidden)] + [
-            (f"genome.starts[{i}]", c) for i, c in enumerate(self.genome.starts)
-        ]
-        for key, chain in chains:
-            for k, width in enumerate(chain):
-                if width > self.mutation.max_node_width:
-                    raise KeyedError(
-                        f"{key}[{k}]",
-                        width,
-                        f"expected at most mutation.max_node_width = {self.mutation.max_node_width} "
-                        "(no node may be wider; raise that too for a wider start)",
-                    )
+        for k, width in enumerate(self.genome.hidden):
+            if width > self.mutation.max_node_width:
+                raise KeyedError(
+                    f"genome.hidden[{k}]",
+                    width,
+                    f"expected at most mutation.max_node_width = {self.mutation.max_node_width} "
+                    "(no node may be wider; raise that too for a wider start)",
+                )
         if float(gate_value(self.genome.gate_init, self.training.gate)) == 0.0:
             raise KeyedError(
                 "genome.gate_init",

@@ -90,19 +90,6 @@ class GenomeConfig(Section):
         f"each at most {MAX_WIDTH} (and mutation.max_node_width): wider layers of a whole population "
         "run out of memory; at most 64 layers: a deeper plain chain does not train",
     )
-    starts: Annotated[
-        tuple[
-            Annotated[tuple[Annotated[int, Field(ge=1, le=MAX_WIDTH)], ...], BeforeValidator(as_tuple)],
-            ...,
-        ],
-        BeforeValidator(as_tuple),
-    ] = Field(
-        (),
-        max_length=64,
-        description="several hidden chains to start from instead of one (not with hidden), e.g. [[4, 16], [16]]: "
-        "member i of generation 0 starts from chain i mod len(starts), so the search begins at cheap and "
-        "at wide nets alike; each chain as hidden allows",
-    )
     activation: Activation = Field("relu", description="activation of the initial hidden nodes")
     recurrent: bool = Field(
         False,

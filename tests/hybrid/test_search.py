@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import networkx as nx
 import numpy as np
 import pytest
 
@@ -63,20 +62,6 @@ def test_different_seeds_give_different_runs(tmp_path: Path) -> None:
         for e in a.graph.edges
     )
     assert s1 != s2
-
-
-def test_starts_give_members_their_chains_in_turn_and_the_search_runs(tmp_path: Path) -> None:
-    config = loads_config(
-        tiny_toml(tmp_path, generations=2, steps=10),
-        source="tiny.toml",
-        overrides={"genome.hidden": [], "genome.starts": [[3, 5], [], [6]]},
-    )
-    task = load_task(config.task, config.run.seed)
-    members = initial_state(config, task).members
-    chains = [[g.node(n)["width"] for n in nx.topological_sort(g.graph) if n in g.hidden_nodes()] for g in (m.genome for m in members)]
-    assert chains == [[3, 5], [], [6]] * (len(members) // 3) + [[3, 5], [], [6]][: len(members) % 3]
-    result = Search.start(config).run()
-    assert result.generations == 2 and 0.0 <= result.test_metric <= 1.0
 
 
 def test_population_size_is_exact_every_generation(tmp_path: Path) -> None:
