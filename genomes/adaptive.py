@@ -452,9 +452,10 @@ def threshold_for_flops(
     the budget: on a few hundred samples, settings a sample or two apart in accuracy
     are noise, while more compute on the samples that need it is, on fresh inputs,
     the more accurate (measured in benchmarks/RESULTS.md). None when no threshold is
-    that cheap (or there are no exits or samples). The candidates lie midway between consecutive distinct
-    confidences the samples reach (and 1.0), never on one: a float32 module that
-    computes a confidence a rounding error away takes the same decision.
+    that cheap (or there are no exits or samples). The candidates lie midway between
+    consecutive distinct confidences the samples reach (and 1.0), never on one: a
+    float32 module that computes a confidence a rounding error away takes the same
+    decision.
 
     Shape:
         heads: (E, B, n_out); output: (B, n_out); y: (B,); stage_flops: (E + 1, B)

@@ -132,8 +132,9 @@ def export_run(
         flops_share: dial an adaptive genome's cost: the shared exit threshold is
             fitted on the run's validation split to the one that spends this
             share, in (0, 1], of the full path's FLOPs per input: the largest
-            average at most that (``genomes.adaptive.threshold_for_flops``); the sidecar's
-            ``dial`` records the threshold and its validation FLOPs and accuracy.
+            average at most that (``genomes.adaptive.threshold_for_flops``); the
+            sidecar's ``dial`` records the threshold and its validation FLOPs and
+            accuracy.
             Not with ``threshold``.
 
     Returns:
