@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from quality import machine_line, median, train_mlps
+from quality import config_override, machine_line, median, train_mlps
 
 from genomes import Genome
 from genomes.adaptive import evaluate_adaptive, is_adaptive, threshold_for_flops
@@ -256,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         "--set",
         action="append",
         default=[],
+        type=config_override,
         metavar="KEY=VALUE",
         help="an extra config override of the adaptive arm (JSON value), e.g. training.exit_weight=1",
     )
@@ -280,9 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         return report(seeds, gens, per_seed, args.out)
     if args.hidden:
         ADAPTIVE["genome.hidden"] = [int(w) for w in args.hidden.split(",")]
-    for item in args.set:
-        key, value = item.split("=", 1)
-        ADAPTIVE[key] = json.loads(value)
+    ADAPTIVE.update(args.set)
     arms = args.arms.split(",")
     print(f"adaptive arm: digits.toml + {ADAPTIVE}")
     seeds = args.seeds if args.seeds else ([0, 1] if args.quick else [0, 1, 2, 3, 4])

@@ -35,6 +35,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,6 +63,19 @@ TARGETS = {"spirals": (1.0, 300), "digits": (0.975, 1200), "breast_cancer": (0.9
 
 
 # ----------------------------------------------------------------- machine
+def config_override(item: str) -> tuple[str, Any]:
+    """Parse one ``--set KEY=VALUE`` (an argparse ``type``): the dotted key and its JSON value."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {item!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        raise argparse.ArgumentTypeError(
+            f"{item!r}: VALUE should be JSON, e.g. 0.5, [4, 16] or '\"text\"'"
+        ) from None
+
+
 def machine_line(threads: int) -> str:
     """Describe the machine, torch and the thread count (printed with every table)."""
     cpu = platform.processor() or platform.machine()

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from quality import machine_line
+from quality import config_override, machine_line
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
@@ -213,7 +213,7 @@ def target_run(target: str, with_library: bool, data: dict[str, Any], seed: int,
                          champion=args.champion, epsilon=args.epsilon)
     if with_library:
         text += f'[modules]\nlibrary = "{library}"\nuse = {json.dumps(modules)}\nfrozen = {str(not args.trainable).lower()}\nstart = {args.start}\n'
-    cfg = run_config(text, {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)})
+    cfg = run_config(text, dict(args.set))
     t0 = time.perf_counter()
     result = Search.start(cfg, overwrite=True).run()
     wall = time.perf_counter() - t0
@@ -293,7 +293,7 @@ def main() -> int:
     p.add_argument("--start", type=float, default=0.0,
                    help="modules.start in the library arm: share of generation 0 that starts with a graft")
     p.add_argument("--trainable", action="store_true", help="grafts train with the network (modules.frozen = false)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--set", action="append", default=[], type=config_override, metavar="KEY=VALUE",
                    help="a config override of both target arms (JSON value), e.g. task.metric=\"log_loss\"")
     p.add_argument("--quick", action="store_true", help="few steps and generations: a smoke run")
     p.add_argument("--out", type=Path, default=Path("benchmarks/transfer.json"))

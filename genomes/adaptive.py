@@ -482,9 +482,8 @@ def threshold_for_flops(
     q = np.unique(np.concatenate([[1.0], (levels + below) / 2]))  # 1.0, then midway between levels
     n = np.searchsorted(events[order], q, side="left")  # events below q: stages moved past
     cost = (costs[0].sum() + cum_cost[n]) / b
-    acc = (right[0].sum() + cum_right[n]) / b
     ok = np.flatnonzero(cost <= max_flops)
     if not ok.size:
         return None
     i = ok[np.lexsort((q[ok], cost[ok]))[-1]]  # the most costly within the budget, then the largest q
-    return float(q[i]), float(acc[i]), float(cost[i])
+    return float(q[i]), float((right[0].sum() + cum_right[n[i]]) / b), float(cost[i])
