@@ -249,7 +249,7 @@ class AdaptiveNet(ExportedNet):
         if self._impute:
             x = torch.where(torch.isnan(x), self.feature_fill, x)
         x = (x - self.feature_mean) / self.feature_std
-        return x[:, self.input_index] if self._select else x
+        return x.index_select(1, self.input_index) if self._select else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return each sample's output under the exit rule, for raw features ``x``.

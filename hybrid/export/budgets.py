@@ -347,7 +347,7 @@ class BudgetedNet(ExportedNet):
         if self._impute:
             x = torch.where(torch.isnan(x), self.feature_fill, x)
         # no standardisation pass: it is folded into the layers reading the input
-        values = {self._input_id: x[:, self.input_index] if self._select else x}
+        values = {self._input_id: x.index_select(1, self.input_index) if self._select else x}
         for (node, name, sources, activation), offsets, k in zip(
             self._steps, self._offsets, widths, strict=True
         ):

@@ -182,7 +182,7 @@ def input_line(plan: ExportPlan) -> str:
     inp, kept = plan.input_id, len(plan.input_index)
     if plan.keeps_all_inputs:
         return f"h{inp} = x  # node {inp}: input, {kept} features"
-    return f"h{inp} = x[:, self.input_index]  # node {inp}: input, {kept} of {plan.n_inputs} features"
+    return f"h{inp} = x.index_select(1, self.input_index)  # node {inp}: input, {kept} of {plan.n_inputs} features"
 
 
 def _forward_lines(plan: ExportPlan, impute: bool) -> list[str]:
@@ -221,7 +221,7 @@ def _step_lines(plan: ExportPlan, impute: bool) -> list[str]:
             lines.append(f"h{inp} = x  # node {inp}: input, {kept} features")
         else:
             lines.append(
-                f"h{inp} = x[:, self.input_index]"
+                f"h{inp} = x.index_select(1, self.input_index)"
                 f"  # node {inp}: input, {kept} of {plan.n_inputs} features"
             )
     for part in plan.state:
@@ -384,7 +384,7 @@ def _budget_forward_lines(budgets: BudgetPlan, impute: bool) -> list[str]:
             lines.append(f"h{inp} = x  # node {inp}: input, {n_in} features")
         else:
             lines.append(
-                f"h{inp} = x[:, self.input_index]  # node {inp}: input, {n_in} of {plan.n_inputs} features"
+                f"h{inp} = x.index_select(1, self.input_index)  # node {inp}: input, {n_in} of {plan.n_inputs} features"
             )
     for i, (layer, offsets) in enumerate(zip(plan.layers, budgets.offsets, strict=True)):
         name = layer_name(layer.id, layer.is_constant)

@@ -176,7 +176,7 @@ class ExportedNet(nn.Module):
         if self._impute:
             x = torch.where(torch.isnan(x), self.feature_fill, x)
         x = (x - self.feature_mean) / self.feature_std
-        values = {self._input_id: x[:, self.input_index] if self._select else x}
+        values = {self._input_id: x.index_select(1, self.input_index) if self._select else x}
         for node, name, sources, activation in self._steps:
             if not sources:
                 pre = getattr(self, name).expand(x.shape[0], -1)
@@ -249,7 +249,7 @@ class RecurrentExportedNet(ExportedNet):
         if self._impute:
             x = torch.where(torch.isnan(x), self.feature_fill, x)
         x = (x - self.feature_mean) / self.feature_std
-        values = {self._input_id: x[:, self.input_index] if self._select else x}
+        values = {self._input_id: x.index_select(1, self.input_index) if self._select else x}
         previous = {}
         if self._state:  # split, not slices: the ONNX exporter cannot take slices inside a Scan
             parts = torch.split(state, [width for _, width, _ in self._state], dim=1)
