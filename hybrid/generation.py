@@ -163,7 +163,7 @@ def initial_state(config: Config, task: Task, modules: tuple[ModuleSpec, ...] = 
     rng = np.random.default_rng([config.run.seed, 0, 7])
     tracker = InnovationTracker()
     members = tuple(
-        Member(i, _initial_genome(config, task, rng, tracker), 0)
+        Member(i, _initial_genome(config, task, rng, tracker, i), 0)
         for i in range(config.evolution.population)
     )
     n_grafted = round(config.modules.start * len(members)) if modules else 0
@@ -191,17 +191,21 @@ def initial_state(config: Config, task: Task, modules: tuple[ModuleSpec, ...] = 
 
 
 def _initial_genome(
-    config: Config, task: Task, rng: np.random.Generator, tracker: InnovationTracker
+    config: Config, task: Task, rng: np.random.Generator, tracker: InnovationTracker, i: int = 0
 ) -> Genome:
-    """One member of generation 0: the minimal genome, with self-loops if ``genome.recurrent``."""
+    """Member ``i`` of generation 0: the minimal genome, with self-loops if ``genome.recurrent``.
+
+    Its hidden nodes take ``genome.activation``, or, for a list, its ``i mod length``-th entry.
+    """
     gen = config.genome
+    activations = (gen.activation,) if isinstance(gen.activation, str) else gen.activation
     genome = Genome.minimal(
         task.n_inputs,
         task.n_outputs,
         rng,
         tracker,
         hidden=gen.hidden,
-        activation=gen.activation,
+        activation=activations[i % len(activations)],
         gate_init=gen.gate_init,
     )
     return _with_self_loops(genome, rng, tracker, gen.gate_init) if gen.recurrent else genome

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator
 
 from genomes import ACTIVATIONS, DistanceConfig, MutationConfig
 
@@ -14,6 +14,7 @@ __all__ = [
     "MAX_WIDTH",
     "MC",
     "Activation",
+    "Activations",
     "KeyedError",
     "Section",
     "as_tuple",
@@ -53,6 +54,20 @@ def _activation(v: str) -> str:
 
 #: An activation name from genomes.ACTIVATIONS.
 Activation = Annotated[str, AfterValidator(_activation)]
+
+
+def _one_or_more_activations(v: Any) -> str | tuple[str, ...]:
+    if isinstance(v, str):
+        return _activation(v)
+    if isinstance(v, list | tuple) and v and all(isinstance(a, str) for a in v):
+        return tuple(_activation(a) for a in v)
+    raise ValueError(
+        f"expected an activation name or a non-empty list of them ({', '.join(map(repr, ACTIVATIONS))})"
+    )
+
+
+#: One activation name, or a non-empty list of them (a tuple once validated).
+Activations = Annotated[str | tuple[str, ...], PlainValidator(_one_or_more_activations)]
 
 
 class Section(BaseModel):

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from ._base import DC, MAX_WIDTH, MC, Activation, Section, as_tuple, rate
+from ._base import DC, MAX_WIDTH, MC, Activation, Activations, Section, as_tuple, rate
 from ._task import TaskConfig
 
 __all__ = [
@@ -90,7 +90,12 @@ class GenomeConfig(Section):
         f"each at most {MAX_WIDTH} (and mutation.max_node_width): wider layers of a whole population "
         "run out of memory; at most 64 layers: a deeper plain chain does not train",
     )
-    activation: Activation = Field("relu", description="activation of the initial hidden nodes")
+    activation: Activations = Field(
+        "relu",
+        description="activation of the initial hidden nodes; a list spreads generation 0 over several: "
+        "member i's hidden nodes take the list's (i mod length)-th, so each gets an equal share of the "
+        "population and selection keeps what the task rewards (CPPN-NEAT's mixed activation set)",
+    )
     recurrent: bool = Field(
         False,
         description="give each initial hidden node a recurrent self-loop (LeCun-normal weights): an "

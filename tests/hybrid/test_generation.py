@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,19 @@ def test_step_from_equal_states_gives_equal_states_and_reports(tmp_path: Path) -
     a2, r2 = step(a_state, ctx)
     assert r2.generation == 1 and a2.generation == 2
     assert {m.id for m in a2.members}.isdisjoint(m.id for m in a_state.members)
+
+
+@pytest.mark.parametrize("activation", ["sin", ["tanh", "sin", "gauss"]])
+def test_generation_0_spreads_a_list_of_activations_over_the_members(tmp_path: Path, activation) -> None:
+    ctx = _context(tmp_path, **{"genome.activation": activation, "genome.hidden": [3, 2]})
+    names = [activation] if isinstance(activation, str) else activation
+    assert ctx.config.genome.activation == (activation if isinstance(activation, str) else tuple(activation))
+    s0 = initial_state(ctx.config, ctx.task)
+    for m in s0.members:  # member i: every hidden node takes the list's (i mod length)-th
+        g = m.genome
+        assert [g.graph.nodes[n]["activation"] for n in g.hidden_nodes()] == [names[m.id % len(names)]] * 2
+    shares = Counter(m.genome.graph.nodes[m.genome.hidden_nodes()[0]]["activation"] for m in s0.members)
+    assert max(shares.values()) - min(shares.values()) <= 1 and set(shares) == set(names)
 
 
 def test_step_leaves_its_input_state_as_it_was(tmp_path: Path) -> None:
