@@ -217,11 +217,13 @@ def run_hybrid(
 class Slimmable(nn.Module):
     """A 64-H-10 MLP whose forward runs the first ``w`` hidden neurons only (prefix widths)."""
 
-    def __init__(self, width: int, act: type[nn.Module]) -> None:
+    def __init__(self, width: int, act: str) -> None:
+        from quality import Activation
+
         super().__init__()
         self.hidden = nn.Linear(N_IN, width)
         self.out = nn.Linear(width, N_OUT)
-        self.act = act()
+        self.act = Activation(act)
 
     def forward(self, x: torch.Tensor, w: int) -> torch.Tensor:
         h = self.act(nn.functional.linear(x, self.hidden.weight[:w], self.hidden.bias[:w]))
@@ -235,12 +237,12 @@ def train_slimmable(task: Task, config: Config, width: int, smallest: int, steps
     random widths in [smallest, width] on the full width's detached softmax (soft
     cross-entropy); one AdamW step on the summed gradients.
     """
-    from quality import _ACTIVATIONS, minibatches
+    from quality import minibatches
 
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = Slimmable(width, _ACTIVATIONS.get(config.genome.activation, nn.ReLU))
+    net = Slimmable(width, config.genome.activation)  # budgets' configs name one activation
     tr = config.training
     opt = torch.optim.AdamW(
         [

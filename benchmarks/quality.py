@@ -42,8 +42,10 @@ import torch
 from torch import nn
 
 import hybrid.lineage
+from hybrid.activations import TORCH_ACTIVATIONS
 from hybrid.backends import evaluate_members
 from hybrid.config import load_config
+from hybrid.rundir import open_run_dir
 from hybrid.search import Search
 from hybrid.tasks import Task, load_task
 from hybrid.train import TrainConfig
@@ -278,6 +280,7 @@ class HybridResult:
     generations: int
     lineage_steps: int
     front: list[tuple[int, float, float]] = field(default_factory=list)  # (params, val, test)
+    activation: str = "relu"  # the champion's most common hidden activation
 
 
 def hybrid_config(task: str, seed: int, runs_dir: Path, threads: int, budget_s: float | None):
@@ -326,8 +329,18 @@ def run_hybrid(config, task: Task) -> HybridResult:
         for r, e in zip(front_recs, evals, strict=True)
     ]
     return HybridResult(
-        result.test_metric, result.active_parameters, wall, result.generations, steps, front
+        result.test_metric, result.active_parameters, wall, result.generations, steps, front,
+        champion_activation(open_run_dir(result.run_dir).read_best_genome(), config),
     )
+
+
+def champion_activation(genome, config) -> str:
+    """The activation a fixed MLP gets: the config's, or, when ``genome.activation`` lists
+    several (the search chooses), the champion's most common hidden activation."""
+    if isinstance(config.genome.activation, str):
+        return config.genome.activation
+    names = [genome.graph.nodes[n]["activation"] for n in genome.hidden_nodes()]
+    return max(sorted(set(names)), key=names.count) if names else config.genome.activation[0]
 
 
 # --------------------------------------------------------------- fixed MLPs
@@ -336,14 +349,22 @@ def mlp_params(n_in: int, hidden: tuple[int, ...], n_out: int) -> int:
     return sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
 
 
-_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
+class Activation(nn.Module):
+    """One of hybrid's activations (``hybrid.activations``) as a layer of a plain MLP."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return TORCH_ACTIVATIONS[self.name](x)
 
 
-def _mlp(n_in: int, hidden: tuple[int, ...], n_out: int, act: type[nn.Module]) -> nn.Sequential:
+def _mlp(n_in: int, hidden: tuple[int, ...], n_out: int, act: str) -> nn.Sequential:
     layers: list[nn.Module] = []
     widths = (n_in, *hidden)
     for a, b in zip(widths[:-1], widths[1:], strict=True):
-        layers += [nn.Linear(a, b), act()]
+        layers += [nn.Linear(a, b), Activation(act)]
     layers.append(nn.Linear(widths[-1], n_out))
     return nn.Sequential(*layers)
 
@@ -366,9 +387,11 @@ def minibatches(task: Task, batch_size: int, steps: int, gen: torch.Generator):
 
 
 def train_mlps(
-    task: Task, grid: list[tuple[int, ...]], steps: int, config, seed: int
+    task: Task, grid: list[tuple[int, ...]], steps: int, config, seed: int, activation: str | None = None
 ) -> list[tuple[float, float]]:
     """Train one plain torch MLP per grid entry for ``steps`` AdamW steps; return (val, test) each.
+
+    The hidden activation is ``activation``, else the config's (the first of a list).
 
     The nets share minibatches and one optimiser over the sum of their losses: their
     parameters are disjoint and AdamW is elementwise, so each net trains exactly as it
@@ -376,7 +399,8 @@ def train_mlps(
     """
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    act = _ACTIVATIONS.get(config.genome.activation, nn.ReLU)
+    listed = config.genome.activation
+    act = activation or (listed if isinstance(listed, str) else listed[0])
     nets = [_mlp(task.n_inputs, k, task.n_outputs, act) for k in grid]
     tr = config.training
     named = [(n, p) for net in nets for n, p in net.named_parameters()]
@@ -611,7 +635,7 @@ def run_task(name: str, seeds: list[int], args, runs_dir: Path) -> TaskReport:
         torch.set_num_threads(args.threads)
         t0 = time.perf_counter()
         grid = list(mlp)
-        for k, (_, test) in zip(grid, train_mlps(task, grid, h.lineage_steps, config, seed), strict=True):
+        for k, (_, test) in zip(grid, train_mlps(task, grid, h.lineage_steps, config, seed, h.activation), strict=True):
             mlp[k].append(test)
         print(f"  {name} seed {seed}: MLP grid done in {time.perf_counter() - t0:.0f} s", flush=True)
         if not args.no_neat:
