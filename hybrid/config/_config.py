@@ -102,6 +102,14 @@ class Config(Section):
                 self.evolution.elitism,
                 "expected fewer elites than evolution.population",
             )
+        listed = self.genome.activation
+        if not isinstance(listed, str) and len(listed) > self.evolution.population:
+            raise KeyedError(
+                "genome.activation",
+                list(listed),
+                f"expected at most evolution.population = {self.evolution.population} activations "
+                "(member i of generation 0 takes the (i mod length)-th: the rest would never be tried)",
+            )
         for k, width in enumerate(self.genome.hidden):
             if width > self.mutation.max_node_width:
                 raise KeyedError(

@@ -135,6 +135,10 @@ CASES: dict[str, tuple[str | bytes, str]] = {
     "unknown activation in a list": (_with("genome", 'activation = ["tanh", "swish"]'), "genome.activation"),
     "empty activation list": (_with("genome", "activation = []"), "genome.activation"),
     "activation as a number": (_with("genome", "activation = 3"), "genome.activation"),
+    "more activations than members": (
+        _with("genome", 'activation = ["tanh", "sin", "gauss"]') + "[evolution]\npopulation = 2\nelitism = 0\n",
+        "genome.activation",
+    ),
     "unknown mutation activation": (_with("mutation", 'activations = ["relu", "softmax"]'), "mutation.activations[1]"),
     "unknown gate": (_with("training", 'gate = "step"'), "training.gate"),
     "loss against the kind": (_with("training", 'loss = "mse"'), "training.loss"),
