@@ -102,7 +102,8 @@ def write_section(path: Path, name: str, text: str) -> None:
     old = path.read_text() if path.is_file() else "# Benchmarks: hybrid vs the alternatives\n\n"
     if start in old and end in old:
         pre, rest = old.split(start, 1)
-        new = pre + block + rest.split(end, 1)[1].lstrip("\n")
+        after = rest.split(end, 1)[1]
+        new = pre + block + (after[1:] if after.startswith("\n") else after)  # keeps the blank line after
     else:
         new = old.rstrip() + "\n\n" + block
     path.write_text(new)
@@ -599,7 +600,7 @@ def write_results(out: Path, reports: dict[str, TaskReport], mode: str, threads:
         "busy 2-core machine: compare them with each other, not with a quiet machine.",
         "",
         "Hybrid: the shipped `configs/<task>.toml`, champion scored once on the test split. Fixed "
-        "MLPs: plain torch `nn.Linear` stacks (the config's activation), AdamW with the config's lr, "
+        "MLPs: plain torch `nn.Linear` stacks (the config's activation; when it lists several, the champion's), AdamW with the config's lr, "
         "weight decay and batch size, trained for the champion's lineage step count "
         "(`training.steps` x genomes on its path to the root), final weights scored. neat-python "
         "2.x: pop 150, fitness = validation accuracy, the same wall-clock budget as that seed's "
