@@ -50,6 +50,7 @@ PARAM_KEYS = {
     "batch_size": "training.batch_size",
     "lr": "training.lr",
     "hidden": "genome.hidden",
+    "activation": "genome.activation",
     "gate": "training.gate",
     "penalty": "training.penalty",
     "time_budget_s": "evolution.time_budget_s",
@@ -75,6 +76,8 @@ _DOC_PARAMS = """
         lr: AdamW learning rate (``training.lr``).
         hidden: widths of the initial hidden chain; ``()`` wires input to output
             (``genome.hidden``).
+        activation: the hidden nodes' activation, or a list that generation 0's
+            members take in turn so the search chooses (``genome.activation``).
         gate: ``"sigmoid"`` or ``"hard_concrete"`` (``training.gate``).
         penalty: weight of the structure penalty (``training.penalty``).
         time_budget_s: stop after this many seconds (None: no limit).
@@ -123,6 +126,7 @@ class _HybridEstimator(BaseEstimator):
         batch_size: int = 256,
         lr: float = 0.01,
         hidden: tuple[int, ...] = (),
+        activation: str | tuple[str, ...] = "relu",
         gate: str = "sigmoid",
         penalty: float = 0.0,
         time_budget_s: float | None = None,
@@ -147,6 +151,7 @@ class _HybridEstimator(BaseEstimator):
         self.batch_size = batch_size
         self.lr = lr
         self.hidden = hidden
+        self.activation = activation
         self.gate = gate
         self.penalty = penalty
         self.time_budget_s = time_budget_s
@@ -174,7 +179,8 @@ class _HybridEstimator(BaseEstimator):
                 continue  # unset: the config's (or the default's) value
             if isinstance(value, np.generic):
                 value = value.item()
-            out[key] = tuple(value) if key == "genome.hidden" else value
+            listed = key in ("genome.hidden", "genome.activation") and isinstance(value, list | tuple)
+            out[key] = tuple(value) if listed else value
         return out
 
     def _search(self, X: np.ndarray, y: np.ndarray) -> None:

@@ -19,7 +19,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import check_estimator
 
 from hybrid.config import SECTIONS
-from hybrid.errors import InputError
+from hybrid.errors import ConfigError, InputError
 from hybrid.export import export_run
 from hybrid.sklearn import PARAM_KEYS, HybridClassifier, HybridRegressor
 
@@ -87,6 +87,17 @@ def test_labels_come_back_as_given_and_predictions_are_the_exported_modules(tmp_
     np.testing.assert_array_equal(clf.classes_[logits.argmax(axis=1)], clf.predict(X))
     ints = np.where(words == "setosa", -1, 7)  # integer labels, not 0..K-1
     assert set(HybridClassifier(**FAST).fit(X, ints).predict(X)) <= {-1, 7}
+
+
+def test_a_list_of_activations_reaches_generation_0(tmp_path: Path) -> None:
+    X, y = iris_words()
+    clf = HybridClassifier(**{**FAST, "population": 4}, hidden=(3,), activation=["tanh", "sin"],
+                           runs_dir=tmp_path).fit(X, y)  # fmt: skip
+    assert clf.get_params()["activation"] == ["tanh", "sin"]  # kept as given (sklearn's clone)
+    text = (Path(clf.run_dir_) / "config.toml").read_text()
+    assert 'activation = ["tanh", "sin"]' in text
+    with pytest.raises(ConfigError, match="genome.activation: got 'swish'"):
+        HybridClassifier(**FAST, activation="swish").fit(X, y)
 
 
 def test_a_dataframe_gives_feature_names_and_a_bad_column_is_named() -> None:
