@@ -245,12 +245,6 @@ class AdaptiveNet(ExportedNet):
             return getattr(self, skip_name(node, True)).expand(n) >= 0
         return getattr(self, skip_name(node))(inp)[:, 0] >= 0
 
-    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
-        if self._impute:
-            x = torch.where(torch.isnan(x), self.feature_fill, x)
-        x = (x - self.feature_mean) / self.feature_std
-        return x.index_select(1, self.input_index) if self._select else x
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return each sample's output under the exit rule, for raw features ``x``.
 

@@ -216,14 +216,7 @@ def _step_lines(plan: ExportPlan, impute: bool) -> list[str]:
     inp = plan.input_id
     reads_input = any(inp in layer.sources for layer in plan.layers)
     if reads_input or any(part.node == inp for part in plan.state):
-        kept = len(plan.input_index)
-        if plan.keeps_all_inputs:
-            lines.append(f"h{inp} = x  # node {inp}: input, {kept} features")
-        else:
-            lines.append(
-                f"h{inp} = x.index_select(1, self.input_index)"
-                f"  # node {inp}: input, {kept} of {plan.n_inputs} features"
-            )
+        lines.append(input_line(plan))
     for part in plan.state:
         lines.append(
             f"prev{part.node} = state[:, {part.offset}:{part.offset + part.width}]"
@@ -380,12 +373,7 @@ def _budget_forward_lines(budgets: BudgetPlan, impute: bool) -> list[str]:
     inp = plan.input_id
     n_in = len(plan.input_index)
     if any(inp in layer.sources for layer in plan.layers):
-        if plan.keeps_all_inputs:
-            lines.append(f"h{inp} = x  # node {inp}: input, {n_in} features")
-        else:
-            lines.append(
-                f"h{inp} = x.index_select(1, self.input_index)  # node {inp}: input, {n_in} of {plan.n_inputs} features"
-            )
+        lines.append(input_line(plan))
     for i, (layer, offsets) in enumerate(zip(plan.layers, budgets.offsets, strict=True)):
         name = layer_name(layer.id, layer.is_constant)
         k = f"k{layer.id}"

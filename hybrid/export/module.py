@@ -167,16 +167,24 @@ class ExportedNet(nn.Module):
         """Whether ``forward`` fills NaN features from the ``feature_fill`` buffer."""
         return self._impute
 
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the input node's values for raw features ``x``: filled, standardised, kept.
+
+        Shape:
+            x: (B, n_inputs) -> (B, kept features)
+        """
+        if self._impute:
+            x = torch.where(torch.isnan(x), self.feature_fill, x)
+        x = (x - self.feature_mean) / self.feature_std
+        return x.index_select(1, self.input_index) if self._select else x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the network's outputs for raw features ``x``.
 
         Shape:
             x: (B, n_inputs) -> (B, n_outputs)
         """
-        if self._impute:
-            x = torch.where(torch.isnan(x), self.feature_fill, x)
-        x = (x - self.feature_mean) / self.feature_std
-        values = {self._input_id: x.index_select(1, self.input_index) if self._select else x}
+        values = {self._input_id: self._prepare(x)}
         for node, name, sources, activation in self._steps:
             if not sources:
                 pre = getattr(self, name).expand(x.shape[0], -1)
@@ -246,10 +254,7 @@ class RecurrentExportedNet(ExportedNet):
             x: (B, n_inputs) raw features, state: (B, state_size)
             -> ((B, n_outputs), (B, state_size))
         """
-        if self._impute:
-            x = torch.where(torch.isnan(x), self.feature_fill, x)
-        x = (x - self.feature_mean) / self.feature_std
-        values = {self._input_id: x.index_select(1, self.input_index) if self._select else x}
+        values = {self._input_id: self._prepare(x)}
         previous = {}
         if self._state:  # split, not slices: the ONNX exporter cannot take slices inside a Scan
             parts = torch.split(state, [width for _, width, _ in self._state], dim=1)
