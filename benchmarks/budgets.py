@@ -242,7 +242,7 @@ def train_slimmable(task: Task, config: Config, width: int, smallest: int, steps
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = Slimmable(width, config.genome.activation)  # budgets' configs name one activation
+    net = Slimmable(width, config.genome.activations[0])
     tr = config.training
     opt = torch.optim.AdamW(
         [

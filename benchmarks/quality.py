@@ -338,10 +338,11 @@ def run_hybrid(config, task: Task) -> HybridResult:
 def champion_activation(genome, config) -> str:
     """The activation a fixed MLP gets: the config's, or, when ``genome.activation`` lists
     several (the search chooses), the champion's most common hidden activation."""
-    if isinstance(config.genome.activation, str):
-        return config.genome.activation
+    listed = config.genome.activations
     names = [genome.graph.nodes[n]["activation"] for n in genome.hidden_nodes()]
-    return max(sorted(set(names)), key=names.count) if names else config.genome.activation[0]
+    if len(listed) == 1 or not names:
+        return listed[0]
+    return max(sorted(set(names)), key=names.count)
 
 
 # --------------------------------------------------------------- fixed MLPs
@@ -400,8 +401,7 @@ def train_mlps(
     """
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    listed = config.genome.activation
-    act = activation or (listed if isinstance(listed, str) else listed[0])
+    act = activation or config.genome.activations[0]
     nets = [_mlp(task.n_inputs, k, task.n_outputs, act) for k in grid]
     tr = config.training
     named = [(n, p) for net in nets for n, p in net.named_parameters()]

@@ -191,14 +191,14 @@ def initial_state(config: Config, task: Task, modules: tuple[ModuleSpec, ...] = 
 
 
 def _initial_genome(
-    config: Config, task: Task, rng: np.random.Generator, tracker: InnovationTracker, i: int = 0
+    config: Config, task: Task, rng: np.random.Generator, tracker: InnovationTracker, i: int
 ) -> Genome:
     """Member ``i`` of generation 0: the minimal genome, with self-loops if ``genome.recurrent``.
 
     Its hidden nodes take ``genome.activation``, or, for a list, its ``i mod length``-th entry.
     """
     gen = config.genome
-    activations = (gen.activation,) if isinstance(gen.activation, str) else gen.activation
+    activations = gen.activations
     genome = Genome.minimal(
         task.n_inputs,
         task.n_outputs,

@@ -179,8 +179,7 @@ class _HybridEstimator(BaseEstimator):
                 continue  # unset: the config's (or the default's) value
             if isinstance(value, np.generic):
                 value = value.item()
-            listed = key in ("genome.hidden", "genome.activation") and isinstance(value, list | tuple)
-            out[key] = tuple(value) if listed else value
+            out[key] = tuple(value) if key == "genome.hidden" else value
         return out
 
     def _search(self, X: np.ndarray, y: np.ndarray) -> None:

@@ -102,8 +102,8 @@ class Config(Section):
                 self.evolution.elitism,
                 "expected fewer elites than evolution.population",
             )
-        listed = self.genome.activation
-        if not isinstance(listed, str) and len(listed) > self.evolution.population:
+        listed = self.genome.activations
+        if len(listed) > self.evolution.population:
             raise KeyedError(
                 "genome.activation",
                 list(listed),

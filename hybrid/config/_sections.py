@@ -109,6 +109,11 @@ class GenomeConfig(Section):
         "beyond it a float32 sigmoid is exactly 0 or 1 and its gradient 0, so training could never move the gate",
     )
 
+    @property
+    def activations(self) -> tuple[str, ...]:
+        """``activation`` as a tuple: generation 0's member i takes entry ``i mod length``."""
+        return (self.activation,) if isinstance(self.activation, str) else self.activation
+
 
 class TrainingConfig(Section):
     """``[training]``: the gradient phase every member gets each generation."""
