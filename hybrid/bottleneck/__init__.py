@@ -82,4 +82,5 @@ def bottleneck_settings(config: Config) -> Settings:
         max_new=m.bottleneck_max_new,
         max_node_width=m.max_node_width,
         new_node_activation=m.new_node_activation,
+        significance=m.bottleneck_significance,
     )

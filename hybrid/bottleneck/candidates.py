@@ -62,6 +62,8 @@ class Settings:
         max_new: at most this many new neurons per growth event.
         max_node_width: no node grows past this (the mutation config's cap).
         new_node_activation: activation of a new node.
+        significance: a growth is kept only if its line-batch drop is at least this many
+            standard errors of the per-row drops (0: no test).
     """
 
     numerical_threshold: float = 1e-6
@@ -69,6 +71,7 @@ class Settings:
     max_new: int = 4
     max_node_width: int = 256
     new_node_activation: str = "relu"
+    significance: float = 0.0
 
 
 @dataclass(frozen=True)

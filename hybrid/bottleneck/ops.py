@@ -17,13 +17,16 @@ exactly ``γ ω (σ(γ α b) - σ(0))`` (the ``σ(0)`` term goes into the consum
 sigmoid and gauss nodes keep the function at ``γ = 0`` too). ``γ`` is chosen on a
 held-out *line batch*: every grid value's child is scored in one engine pass, and the
 largest drop whose size is at least half its first-order prediction wins (Armijo's
-sufficient decrease, c = 1/2). When no grid value qualifies the candidate is not
+sufficient decrease, c = 1/2) and, with ``bottleneck_significance = k > 0``, whose drop
+is at least ``k`` standard errors of the per-row drops on the line batch (a paired
+z-test: a drop no larger than the batch's noise would not hold on other rows). When no grid value qualifies the candidate is not
 grown (gromo adds the neurons at ``γ = 0``; with zero fan-in and fan-out no gradient
 ever reaches them, so they would only cost parameters) and the next best is tried. The record carries ``γ``, the predicted
 first-order drop at ``γ`` (``predicted``; on the statistics batch), the realised drops
 on the statistics batch (``realised_stats``: the same rows as the prediction), the line
 batch (``realised``: the rows ``γ`` was chosen on) and held-out rows used for nothing
-else (``realised_val``), and TINY's gain (``tiny_gain``).
+else (``realised_val``), TINY's gain (``tiny_gain``) and the line batch's paired z
+statistic of the chosen drop (``z``).
 
 Statistics for a whole population come from one engine pass
 (:meth:`BottleneckGrowth.prime`); a genome not primed (a crossover child, or one an
@@ -48,7 +51,7 @@ from genomes.mutations._neurons import append_neurons
 
 from ..activations import torch_activate
 from ..population import PopulationEngine
-from ..population.engine import task_losses
+from ..population.engine import sample_losses
 from .candidates import Candidate, Settings, best_candidates
 from .stats import MemberStats, collect, node_input
 
@@ -258,15 +261,24 @@ class BottleneckGrowth:
         with torch.no_grad():
             out = engine.forward(x)
         losses, at = [], 0
-        for px, _ in parts:  # each part's mean loss, per child
+        for px, _ in parts:  # each part's per-row losses, per child
             n = len(px)
-            part = task_losses(out[:, at : at + n], y[at : at + n], d.loss) if n else None
+            part = sample_losses(out[:, at : at + n], y[at : at + n], d.loss) if n else None
             losses.append(None if part is None else part.double().cpu().numpy())
             at += n
-        line, val, on_stats = losses
+        line_rows, val, on_stats = losses
+        val = None if val is None else val.mean(1)
+        on_stats = on_stats.mean(1)
+        line = line_rows.mean(1)
         drops = line[0] - line
+        z = paired_z(line_rows[0] - line_rows)
         preds = np.array([predicted_drop(stats, cand, gm) for gm in GAMMAS])
-        ok = [i for i in range(1, len(GAMMAS)) if drops[i] > 0 and drops[i] >= ARMIJO * preds[i]]
+        need = self.settings.significance
+        ok = [
+            i
+            for i in range(1, len(GAMMAS))
+            if drops[i] > 0 and drops[i] >= ARMIJO * preds[i] and (need <= 0 or z[i] >= need)
+        ]
         best = max(ok, key=lambda i: drops[i]) if ok else int(np.argmax(drops[1:])) + 1
         figures = {
             "gamma": float(GAMMAS[best]),
@@ -275,6 +287,7 @@ class BottleneckGrowth:
             "realised_val": _short(val[0] - val[best]) if val is not None else None,
             "realised_stats": _short(on_stats[0] - on_stats[best]),
             "tiny_gain": _short(cand.gain),
+            "z": _short(min(z[best], 1e6)),
         }
         self.log.append({"kind": cand.kind, "grown": bool(ok), **figures})
         if not ok:  # zero-weight neurons would never learn (no gradient reaches them): grow nothing
@@ -303,6 +316,22 @@ class BottleneckGrowth:
     def operators(self, rates: dict[str, float]) -> dict[str, Callable[..., tuple[Genome, MutationRecord]]]:
         """Return the operators whose rate is positive, by name."""
         return {OPERATORS[k]: self.operator(k) for k in OPERATORS if rates.get(OPERATORS[k], 0.0) > 0.0}
+
+
+def paired_z(drops: np.ndarray) -> np.ndarray:
+    """Return each row's paired z statistic: mean / (standard error) of its per-sample drops.
+
+    ``inf`` for a positive mean with no spread, 0 for a non-positive one.
+
+    Shape:
+        drops: (children, rows) -> (children,)
+    """
+    n = drops.shape[1]
+    mean = drops.mean(1)
+    se = drops.std(1, ddof=1) / np.sqrt(n) if n > 1 else np.zeros_like(mean)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(se > 0, mean / np.where(se > 0, se, 1.0), np.where(mean > 0, np.inf, 0.0))
+    return z
 
 
 def _short(x: float) -> float:

@@ -490,6 +490,14 @@ class MutationSection(Section):
         description="new neurons need a singular value above this share of the largest (relative: "
         "the loss's sum/mean reduction does not change it)",
     )
+    bottleneck_significance: float = Field(
+        0.0,
+        ge=0.0,
+        le=10.0,
+        description="a bottleneck growth is kept only if its loss drop on the line batch is at least "
+        "this many standard errors of the per-row drops (a paired z-test; 2 ~ 2.5% false growth); "
+        "0: Armijo's sufficient decrease alone",
+    )
     new_node_activation: Activation = Field(
         MC.new_node_activation, description="activation of split nodes: relu splits exactly"
     )

@@ -424,19 +424,27 @@ def task_losses(
     """
     if weights is not None:
         return _weighted_losses(out, y, loss, mask, weights)
+    if mask is None and loss != "cross_entropy":
+        return F.mse_loss(out, y.expand_as(out), reduction="none").mean((1, 2))
+    per = sample_losses(out, y, loss)
+    if mask is None:
+        return per.mean(1)
+    count = mask.sum(1).clamp_min(1).to(per.dtype)  # an all-masked batch: loss 0, no gradient
+    return torch.where(mask, per, torch.zeros((), dtype=per.dtype, device=per.device)).sum(1) / count
+
+
+def sample_losses(out: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
+    """Return each member's task loss on each sample (``task_losses`` before the mean).
+
+    Shape:
+        out: (P, B, n_out); y: (B,) or (B, n_out) -> (P, B)
+    """
     p, b = out.shape[:2]
     if loss == "cross_entropy":
         # F.cross_entropy's values bit for bit; its 2-D nll_loss path is ~1.5x slower on CPU.
         logp = torch.log_softmax(out.transpose(1, 2), 1)  # (P, n_out, B): the engine's layout
-        per = -logp.gather(1, y.view(1, 1, b).expand(p, 1, b)).view(p, b)
-        if mask is None:
-            return per.mean(1)
-    else:
-        if mask is None:
-            return F.mse_loss(out, y.expand_as(out), reduction="none").mean((1, 2))
-        per = F.mse_loss(out, y.expand_as(out), reduction="none").mean(2)
-    count = mask.sum(1).clamp_min(1).to(per.dtype)  # an all-masked batch: loss 0, no gradient
-    return torch.where(mask, per, torch.zeros((), dtype=per.dtype, device=per.device)).sum(1) / count
+        return -logp.gather(1, y.view(1, 1, b).expand(p, 1, b)).view(p, b)
+    return F.mse_loss(out, y.expand_as(out), reduction="none").mean(2)
 
 
 def _weighted_losses(
@@ -444,11 +452,7 @@ def _weighted_losses(
 ) -> torch.Tensor:
     """:func:`task_losses` with per-sample weights: ``sum(w * l) / sum(w)`` per member."""
     p, b = out.shape[:2]
-    if loss == "cross_entropy":
-        logp = torch.log_softmax(out.transpose(1, 2), 1)
-        per = -logp.gather(1, y.view(1, 1, b).expand(p, 1, b)).view(p, b)
-    else:
-        per = F.mse_loss(out, y.expand_as(out), reduction="none").mean(2)
+    per = sample_losses(out, y, loss)
     w = weights.to(per.dtype).view(1, b).expand(p, b)
     zero = torch.zeros((), dtype=per.dtype, device=per.device)
     if mask is not None:

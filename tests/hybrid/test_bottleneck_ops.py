@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from genomes import Genome, InnovationTracker, NotApplicable, evaluate
 from hybrid.bottleneck import BottleneckGrowth, Data, Settings, materialize
-from hybrid.bottleneck.ops import GAMMAS, OPERATORS, predicted_drop
+from hybrid.bottleneck.ops import GAMMAS, OPERATORS, paired_z, predicted_drop
 from hybrid.metrics import task_loss
 from tests.strategies import mutation_config, randomise
 
@@ -95,11 +95,44 @@ def test_operators_record_amplitude_prediction_and_realised_drop():
         child.validate()
         assert rec.op == name
         assert rec.args["gamma"] in GAMMAS and rec.args["gamma"] > 0
-        for key in ("predicted", "realised", "realised_val", "realised_stats", "tiny_gain"):
+        for key in ("predicted", "realised", "realised_val", "realised_stats", "tiny_gain", "z"):
             assert key in rec.args
         # Armijo: at least half the predicted drop, on the line batch
         assert rec.args["realised"] >= 0.5 * rec.args["predicted"] > 0
         assert child.n_parameters() > genome.n_parameters()
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 200))
+def test_paired_z_is_the_mean_drop_over_its_standard_error(seed, n):
+    rng = np.random.default_rng(seed)
+    drops = rng.normal(rng.normal(), rng.uniform(0.1, 2.0), size=(3, n))
+    z = paired_z(drops)
+    for row, zi in zip(drops, z, strict=True):
+        assert zi == pytest.approx(row.mean() / (row.std(ddof=1) / np.sqrt(n)), rel=1e-9)
+    # no spread: a positive mean is certain, a zero one is nothing
+    assert list(paired_z(np.array([[0.5] * n, [0.0] * n]))) == [np.inf, 0.0]
+
+
+def test_significance_keeps_only_drops_beyond_the_line_batch_noise():
+    """The paired z-test is an extra condition: every kept growth passes it, and a bar no
+    drop reaches grows nothing where Armijo alone grows something."""
+    genome, tracker, config, growth = _problem(0, "relu", n=256)
+    rng = np.random.default_rng(0)
+    grown = {}
+    for need in (0.0, 2.0, 1e3):
+        growth = BottleneckGrowth(growth.data, replace(growth.settings, significance=need), growth.gate)
+        grown[need] = []
+        for kind in OPERATORS:
+            try:
+                _, rec = growth.operator(kind)(genome, rng, tracker, config)
+            except NotApplicable:
+                continue
+            assert rec.args["z"] >= need
+            grown[need].append(kind)
+    assert grown[0.0]  # Armijo alone grows on this problem
+    assert not grown[1e3]
+    assert set(grown[2.0]) <= set(grown[0.0])
 
 
 def test_primed_population_solves_like_one_genome_at_a_time():
