@@ -5,7 +5,9 @@ Runs the shipped ``configs/<task>_bottleneck.toml`` search (as ``growth.py``'s
 each value given, and prints one JSON line per run and per value (seeds pooled):
 test accuracy, live parameters, growth events and the share whose realised drop is
 positive on held-out rows (``positive_val``), on the line batch and on the statistics
-batch.
+batch. With ``--pairs``, also issue 15's informed-vs-blind pairs of each run's kept
+genomes (``growth_hybrid.pairs``: a pair exists where the bottleneck operator, with the
+same ``k``, grows something), as ``growth.py`` counts them.
 
     python benchmarks/growth_significance.py --task spirals --seeds 0 1 2 --values 0 2 3
 """
@@ -25,20 +27,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--task", choices=("digits", "spirals"), default="spirals")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--values", type=float, nargs="+", default=[0.0, 2.0, 3.0])
+    p.add_argument("--pairs", action="store_true", help="also the informed-vs-blind pairs (50 Adam steps)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     print(machine_line(1), flush=True)
     load = gh.load_config
     for value in args.values:
         gh.load_config = lambda path, over, v=value: load(path, {**over, "mutation.bottleneck_significance": v})
-        pooled = []
+        pooled, wins = [], {"pairs": 0, "wins": 0, "wins_val": 0}
         for seed in args.seeds:
             r = gh.run_config("search_bottleneck", args.task, seed)
             pooled += r["events"]
             row = {"significance": value, "task": args.task, "seed": seed, "test": r["accuracy"],
                    "params": r["params"], "wall_s": round(r["wall_s"], 1), **gh.event_summary(r["events"])}
+            if args.pairs:
+                row["pairs"] = gh.pairs(r["parents"], args.task, seed, "search_bottleneck")
+                wins = {k: wins[k] + row["pairs"][k] for k in wins}
             print(json.dumps(row), flush=True)
-        print(json.dumps({"significance": value, "task": args.task, "pooled": gh.event_summary(pooled)}), flush=True)
+        total = {"significance": value, "task": args.task, "pooled": gh.event_summary(pooled)}
+        print(json.dumps({**total, **({"pairs": wins} if args.pairs else {})}), flush=True)
     gh.load_config = load
     print(machine_line(1), flush=True)
 
