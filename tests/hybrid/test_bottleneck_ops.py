@@ -148,3 +148,15 @@ def test_primed_population_solves_like_one_genome_at_a_time():
             for a, b in zip(cands[kind], single[kind], strict=True):
                 np.testing.assert_allclose(a.omega, b.omega, rtol=1e-6, atol=1e-8)
                 assert a.gain == pytest.approx(b.gain, rel=1e-6)
+
+
+def test_config_significance_reaches_the_operators():
+    from pathlib import Path
+
+    from hybrid.bottleneck import bottleneck_settings
+    from hybrid.config import load_config
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "spirals_bottleneck.toml"
+    assert bottleneck_settings(load_config(path)).significance == 3.0
+    off = load_config(path, {"mutation.bottleneck_significance": 0.0})
+    assert bottleneck_settings(off).significance == 0.0
