@@ -273,11 +273,11 @@ class BottleneckGrowth:
         drops = line[0] - line
         z = paired_z(line_rows[0] - line_rows)
         preds = np.array([predicted_drop(stats, cand, gm) for gm in GAMMAS])
-        need = self.settings.significance
+        need = self.settings.significance  # 0: no test (a positive drop has z > 0)
         ok = [
             i
             for i in range(1, len(GAMMAS))
-            if drops[i] > 0 and drops[i] >= ARMIJO * preds[i] and (need <= 0 or z[i] >= need)
+            if drops[i] > 0 and drops[i] >= ARMIJO * preds[i] and z[i] >= need
         ]
         best = max(ok, key=lambda i: drops[i]) if ok else int(np.argmax(drops[1:])) + 1
         figures = {
@@ -329,9 +329,7 @@ def paired_z(drops: np.ndarray) -> np.ndarray:
     n = drops.shape[1]
     mean = drops.mean(1)
     se = drops.std(1, ddof=1) / np.sqrt(n) if n > 1 else np.zeros_like(mean)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(se > 0, mean / np.where(se > 0, se, 1.0), np.where(mean > 0, np.inf, 0.0))
-    return z
+    return np.divide(mean, se, out=np.where(mean > 0, np.inf, 0.0), where=se > 0)
 
 
 def _short(x: float) -> float:
