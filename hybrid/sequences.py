@@ -83,6 +83,11 @@ def check_sequence_config(config: Config, task: Task, where: str) -> None:
             f"{where}: training.class_weight: expected 'none' for the sequence task {task.name!r} "
             f"(not supported yet), got {config.training.class_weight!r}"
         )
+    if config.training.input_noise:
+        raise ConfigError(
+            f"{where}: training.input_noise: expected 0 for the sequence task {task.name!r} "
+            f"(not supported yet), got {config.training.input_noise}"
+        )
     if config.evolution.final_steps:  # (a selection split and K-fold: refused by the loader)
         raise ConfigError(
             f"{where}: evolution.final_steps: expected 0 for the sequence task {task.name!r} "

@@ -53,6 +53,7 @@ PARAM_KEYS = {
     "activation": "genome.activation",
     "gate": "training.gate",
     "penalty": "training.penalty",
+    "input_noise": "training.input_noise",
     "time_budget_s": "evolution.time_budget_s",
     "patience": "evolution.patience",
     "champion": "selection.champion",
@@ -80,6 +81,8 @@ _DOC_PARAMS = """
             members take in turn so the search chooses (``genome.activation``).
         gate: ``"sigmoid"`` or ``"hard_concrete"`` (``training.gate``).
         penalty: weight of the structure penalty (``training.penalty``).
+        input_noise: std of the Gaussian noise added to each training minibatch's
+            standardised inputs, a regulariser (``training.input_noise``; 0: off).
         time_budget_s: stop after this many seconds (None: no limit).
         patience: stop after this many generations without a better champion (None: never).
         champion: ``"best"`` or ``"smallest_within"`` (``selection.champion``).
@@ -129,6 +132,7 @@ class _HybridEstimator(BaseEstimator):
         activation: str | tuple[str, ...] = "relu",
         gate: str = "sigmoid",
         penalty: float = 0.0,
+        input_noise: float = 0.0,
         time_budget_s: float | None = None,
         patience: int | None = None,
         champion: str = "best",
@@ -154,6 +158,7 @@ class _HybridEstimator(BaseEstimator):
         self.activation = activation
         self.gate = gate
         self.penalty = penalty
+        self.input_noise = input_noise
         self.time_budget_s = time_budget_s
         self.patience = patience
         self.champion = champion

@@ -15,7 +15,9 @@ genome is returned unchanged with status ``"failed"``; nothing is raised.
 Randomness: one generator gives first the minibatch schedule
 (:func:`hybrid.batches.minibatch_indices`), then, for hard-concrete gates, all the
 gate noise at once (:func:`hybrid.gates.draw_gate_noise`, one row per step, laid
-out by :func:`hybrid.gates.gate_layout`). ``GenomeNet`` (:mod:`hybrid.net`) is the
+out by :func:`hybrid.gates.gate_layout`), then the seeds of any other stream the
+settings turn on (sandwich budgets, skip gates, input noise), each drawn only when
+used so that runs without it reproduce. ``GenomeNet`` (:mod:`hybrid.net`) is the
 single-genome ``nn.Module`` the engine is held to in the tests.
 """
 
@@ -61,6 +63,7 @@ class TrainConfig:
     metric: str | None = None  # the validation/test metric (``hybrid.metrics.METRICS``); None: the loss's default
     class_weight: str = "none"  # "balanced": classes weigh equally in the training loss (cross_entropy only)
     train_gates: bool = True  # False: weights and biases train, the gates (so the structure) stay put
+    input_noise: float = 0.0  # std of Gaussian noise added to each training minibatch's inputs (0: none)
     budgets: str = "off"  # "sandwich": train every budget of the chain at once (issue 17); off: the full net only
     budget_samples: int = 2  # sandwich: random budgets per step besides the full and the smallest
     budget_min: float = 0.25  # sandwich: the smallest budget trained (0: the chain's smallest level)
@@ -106,6 +109,9 @@ class TrainConfig:
             0.0 <= self.budget_min < 1.0
         ):
             raise ConfigError(f"train.budget_min should be a number in [0, 1), got {self.budget_min!r}")
+        v = self.input_noise
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 100.0:
+            raise ConfigError(f"train.input_noise should be a number in [0, 100], got {v!r}")
         if not isinstance(self.distill, bool):
             raise ConfigError(f"train.distill should be true or false, got {self.distill!r}")
         for name, unit in ADAPTIVE_RANGES:

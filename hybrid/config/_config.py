@@ -311,10 +311,10 @@ class Config(Section):
 
     def train_kwargs(self) -> dict[str, Any]:
         """Return the ``TrainConfig`` fields: steps, batch_size, lr, weight_decay, penalty, gate,
-        loss, budgets, budget_samples, budget_min, distill, exit_weight, exit_distill, skip_target,
-        skip_penalty, threshold_tolerance, ``task.metric`` as ``metric``, and ``class_weight`` ("auto" resolved)."""
+        loss, input_noise, budgets, budget_samples, budget_min, distill, exit_weight, exit_distill,
+        skip_target, skip_penalty, threshold_tolerance, ``task.metric`` as ``metric``, and ``class_weight`` ("auto" resolved)."""
         t = self.training
-        keys = ("steps", "batch_size", "lr", "weight_decay", "penalty", "gate", "loss")
+        keys = ("steps", "batch_size", "lr", "weight_decay", "penalty", "gate", "loss", "input_noise")
         keys += ("budgets", "budget_samples", "budget_min", "distill")
         keys += ("exit_weight", "exit_distill", "skip_target", "skip_penalty", "threshold_tolerance")
         weight = t.class_weight

@@ -153,6 +153,14 @@ class TrainingConfig(Section):
         description="weight of the structure penalty (open gates); off: it bends the fitted function, turn on to prune; "
         "at most 100: the task loss is of order 1, so 100 per open gate already closes every gate",
     )
+    input_noise: float = Field(
+        0.0,
+        ge=0.0,
+        le=100.0,
+        description="std of Gaussian noise added to each training minibatch's inputs, in the units of the "
+        "standardised inputs (training with noise is a Tikhonov regulariser: Bishop 1995); validation, "
+        "test and exports see clean inputs; 0: off; at most 100 (beyond it the inputs are all noise)",
+    )
     gate: Literal["sigmoid", "hard_concrete"] = Field(
         "sigmoid", description="sigmoid = soft gates; hard_concrete = L0 gates that close exactly"
     )

@@ -198,6 +198,7 @@ def train_engine(
     noise: torch.Tensor | None = None,
     folds: tuple[torch.Tensor, torch.Tensor] | None = None,
     budget_generator: torch.Generator | None = None,
+    input_generator: torch.Generator | None = None,
 ) -> list[TrainResult]:
     """Train ``engine.params`` in place on the given minibatch schedule: the one training loop.
 
@@ -216,13 +217,16 @@ def train_engine(
             fold (its loss is the mean over those rows of each shared minibatch).
         budget_generator: source of the sandwich budgets (``config.budgets ==
             "sandwich"``; drawn once, up front).
+        input_generator: source of the input noise (``config.input_noise`` > 0; one
+            ``(B, n_inputs)`` draw per step, shared by all members like the minibatch).
 
     Returns:
         One ``TrainResult`` per member, ``metrics`` None.
 
     Raises:
         ValueError: for hard-concrete gates without noise or a generator, sandwich
-            budgets without a budget generator, or bad ``lrs``.
+            budgets without a budget generator, input noise without an input
+            generator, or bad ``lrs``.
 
     Shape:
         X: (N, n_inputs); y: (N,) or (N, n_out); batches: (steps, B); noise: (steps, n_gates);
@@ -257,6 +261,7 @@ def train_engine(
         if budget_generator is None:
             raise ValueError("training.budgets = 'sandwich' needs a budget_generator, got None")
         sandwich = _Sandwich(engine, steps, config.budget_samples, budget_generator, config.budget_min)
+    inputs = _Inputs(X, config, input_generator)
     for t_ in params:
         t_.requires_grad_(True)
     engine.program.reuse_grad_buffers = True  # the optimiser consumes each gradient at once
@@ -269,10 +274,10 @@ def train_engine(
                 mask = fixed_mask if fixed_mask is not None else fold_of[t].view(1, -1) != member_fold
             if sandwich is not None:
                 nz = None if noise is None else noise[t]
-                passes = sandwich.passes(t, X[idx], y[idx], nz, config, mask, w)
+                passes = sandwich.passes(t, inputs(idx), y[idx], nz, config, mask, w)
                 guard.step_passes(t, passes, params, optimizer)
                 continue
-            out = engine.forward(X[idx], None if noise is None else noise[t], training=True)
+            out = engine.forward(inputs(idx), None if noise is None else noise[t], training=True)
             task = task_losses(out, y[idx], config.loss, mask, w)
             loss = task + config.penalty * engine.penalty() if config.penalty else task
             guard.step(t, loss, task, params, optimizer)
@@ -338,6 +343,7 @@ def train_adaptive(
     noise: torch.Tensor | None = None,
     skip_generator: torch.Generator | None = None,
     lrs: Sequence[float] | torch.Tensor | None = None,
+    input_generator: torch.Generator | None = None,
 ) -> list[TrainResult]:
     """Train an adaptive population in place: :func:`train_engine`'s loop with :func:`adaptive_losses`.
 
@@ -353,13 +359,14 @@ def train_adaptive(
         skip_generator: source of the skip gates' uniform noise (drawn step by step,
             ``(P, S, B)`` each); needed when a member has a skip gate.
         lrs: learning rate per member (default ``config.lr``).
+        input_generator: source of the input noise (as in :func:`train_engine`).
 
     Returns:
         One ``TrainResult`` per member, ``metrics`` None.
 
     Raises:
         ValueError: for hard-concrete gates without noise, skip gates without a
-            generator, or bad ``lrs``.
+            generator, input noise without an input generator, or bad ``lrs``.
     """
     steps, p = batches.shape[0], engine.n_members
     batches = batches.to(X.device)
@@ -382,6 +389,7 @@ def train_adaptive(
     )
     guard = StepGuard(p, steps, engine.dtype, X.device)
     sample_w = class_weights(y).to(engine.dtype)[y] if config.class_weight == "balanced" else None
+    inputs = _Inputs(X, config, input_generator)
     for t_ in params:
         t_.requires_grad_(True)
     engine.skip_generator = skip_generator
@@ -390,13 +398,44 @@ def train_adaptive(
             idx = batches[t]
             w = None if sample_w is None else sample_w[idx]
             nz = None if noise is None else noise[t]
-            loss, task = adaptive_losses(engine, X[idx], y[idx], config, nz, w)
+            loss, task = adaptive_losses(engine, inputs(idx), y[idx], config, nz, w)
             guard.step(t, loss, task, params, optimizer)
     finally:
         engine.skip_generator = None
         for t_ in params:
             t_.requires_grad_(False)
     return guard.results()
+
+
+class _Inputs:
+    """A step's minibatch inputs, ``X[idx]``, plus ``config.input_noise`` times standard normal noise.
+
+    The noise is drawn on the CPU from ``generator`` (so a run reproduces on any
+    device) and moved to ``X``'s device.
+    """
+
+    def __init__(self, X: torch.Tensor, config: TrainConfig, generator: torch.Generator | None) -> None:
+        if config.input_noise and generator is None:
+            raise ValueError(f"training.input_noise = {config.input_noise} needs an input_generator, got None")
+        self.X, self.sigma = X, float(config.input_noise)
+        self.generator = generator if self.sigma else None
+
+    def __call__(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.X[idx]
+        if self.generator is None:
+            return x
+        noise = torch.randn(tuple(x.shape), generator=self.generator, dtype=x.dtype)
+        return x + self.sigma * noise.to(x.device)
+
+
+def _child_generator(generator: torch.Generator) -> torch.Generator:
+    """Return a CPU generator seeded by one draw from ``generator`` (a separate stream)."""
+    return torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+
+
+def _input_generator(config: TrainConfig, generator: torch.Generator) -> torch.Generator | None:
+    """The input-noise stream: drawn last from ``generator``, and only with ``input_noise`` on."""
+    return _child_generator(generator) if config.input_noise else None
 
 
 class _Sandwich:
@@ -879,10 +918,18 @@ def train_population(
     fold_t = None if folds is None else _fold_tensors(folds, X.shape[0], len(genomes), X.device)
     budget_gen = None
     if config.budgets == "sandwich":  # after the batches and the noise: "off" draws nothing more
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        budget_gen = torch.Generator().manual_seed(seed)
+        budget_gen = _child_generator(generator)
     results = train_engine(
-        engine, X, y, config, batches, lrs=lrs, noise=noise, folds=fold_t, budget_generator=budget_gen
+        engine,
+        X,
+        y,
+        config,
+        batches,
+        lrs=lrs,
+        noise=noise,
+        folds=fold_t,
+        budget_generator=budget_gen,
+        input_generator=_input_generator(config, generator),
     )
     trained = engine.write_back()
     if config.budgets == "sandwich":  # drop ranks follow the trained importances
@@ -963,9 +1010,8 @@ def _train_adaptive_population(
     batches, noise = _batches_and_noise(engine.n_gates, X, config, generator, noise_columns)
     skip_gen = None
     if engine.n_skips:  # after the batches and the noise: a population without skips draws nothing more
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        skip_gen = torch.Generator().manual_seed(seed)
-    results = train_adaptive(engine, X, y, config, batches, noise, skip_gen, lrs)
+        skip_gen = _child_generator(generator)
+    results = train_adaptive(engine, X, y, config, batches, noise, skip_gen, lrs, _input_generator(config, generator))
     Xv = yv = None
     if X_val is not None:
         Xv, yv = _data(genomes, X_val, y_val, config, engine.device)

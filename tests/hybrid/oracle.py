@@ -39,18 +39,22 @@ def train_net(
     config: TrainConfig,
     batches: torch.Tensor,
     noise: torch.Tensor | None = None,
+    inputs: torch.Tensor | None = None,
 ) -> float:
     """Train ``net`` in place; return the mean task loss of the last ``LOSS_WINDOW`` steps.
 
+    ``inputs``: what each step trains on instead of ``X[batches[t]]`` (noisy minibatches).
+
     Shape:
-        X: (N, n_inputs); batches: (steps, B); noise: (steps, net.n_gates) or None.
+        X: (N, n_inputs); batches: (steps, B); noise: (steps, net.n_gates) or None;
+        inputs: (steps, B, n_inputs) or None.
     """
     opt = optimizer(net, config)
     net.train()
     losses = []
     for t in range(batches.shape[0]):
         idx = batches[t]
-        out = net(X[idx], None if noise is None else noise[t])
+        out = net(X[idx] if inputs is None else inputs[t], None if noise is None else noise[t])
         task = task_loss(out, y[idx], config.loss)
         loss = task + config.penalty * net.penalty() if config.penalty else task
         opt.zero_grad(set_to_none=True)

@@ -36,6 +36,8 @@ def _npz_task(kind: str = "classification") -> str:
 CASES: dict[str, tuple[str, dict, list[str], str]] = {
     "toml syntax": ("[task\n", {}, [], "not valid TOML"),
     "lr above its bound": (XOR + "[training]\nlr = 40.0\n", {}, [], "training.lr"),
+    "input noise negative": (XOR + "[training]\ninput_noise = -0.1\n", {}, [], "training.input_noise"),
+    "input noise not a number": (XOR + '[training]\ninput_noise = "a"\n', {}, [], "training.input_noise"),
     "hidden too wide": (XOR + "[genome]\nhidden = [65536]\n", {}, [], "genome.hidden[0]"),
     "unknown key": (XOR + "[training]\nepochs = 3\n", {}, [], "unknown key 'training.epochs'"),
     "seed flag negative": (XOR, {}, ["--seed", "-5"], "run.seed"),

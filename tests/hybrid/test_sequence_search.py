@@ -141,6 +141,7 @@ def test_parity_runs_per_sequence_targets_with_masks(tmp_path: Path, metric: str
         ("training.engine", '"loop"', "training.engine: expected 'batched'"),
         ("task.selection_fraction", "0.1", "task.selection_fraction = 0.1"),
         ("evolution.final_steps", "10", "evolution.final_steps: expected 0"),
+        ("training.input_noise", "0.5", "training.input_noise: expected 0"),
         ("training.class_weight", '"balanced"', "training.class_weight: expected 'none'"),
     ],
 )
