@@ -124,7 +124,8 @@ def test_shards_train_as_the_whole_population_trains(pop, data) -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(30, pop[0].n_inputs)).astype(np.float32)
     y = rng.integers(0, pop[0].n_outputs, 30)
-    config = TrainConfig(steps=5, batch_size=8, lr=0.02, penalty=0.05, gate="hard_concrete")
+    noise = data.draw(st.sampled_from([0.0, 0.3]))  # input noise: one stream, drawn after the gate noise
+    config = TrainConfig(steps=5, batch_size=8, lr=0.02, penalty=0.05, gate="hard_concrete", input_noise=noise)
     Xv = rng.normal(size=(9, pop[0].n_inputs)).astype(np.float32)
     yv = rng.integers(0, pop[0].n_outputs, 9)
     whole, whole_results, whole_val = train_population(

@@ -134,3 +134,23 @@ def test_the_engine_refuses_noise_without_its_stream():
     batches = minibatch_indices(X.shape[0], 4, 2, torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="input_noise = 0.1 needs an input_generator"):
         train_engine(PopulationEngine(pop, "sigmoid"), X, y, config, batches)
+
+
+def test_adaptive_populations_train_on_noisy_inputs_reproducibly():
+    from tests.adaptive_cases import adaptive_genome
+
+    pop = [adaptive_genome(5, exits=1, skips=1), adaptive_genome(6, exits=1, skips=0)]
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(60, pop[0].n_inputs)).astype(np.float32)
+    y = rng.integers(0, pop[0].n_outputs, 60)
+
+    def run(sigma: float) -> tuple[list[Genome], int]:
+        gen = torch.Generator().manual_seed(5)
+        config = TrainConfig(steps=8, batch_size=16, input_noise=sigma)
+        out = train_population(pop, X, y, config, gen)
+        return out.genomes, int(torch.randint(0, 2**30, (1,), generator=gen))
+
+    (clean, after_clean), (noisy, after_noisy) = run(0.0), run(0.7)
+    assert run(0.7)[0] == noisy
+    assert all(a != b for a, b in zip(clean, noisy, strict=True))
+    assert after_clean != after_noisy  # the noise stream's seed is one more draw, made only when on
