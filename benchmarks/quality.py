@@ -397,7 +397,9 @@ def train_mlps(
 
     The nets share minibatches and one optimiser over the sum of their losses: their
     parameters are disjoint and AdamW is elementwise, so each net trains exactly as it
-    would alone (one step per net per step), only with less Python overhead.
+    would alone (one step per net per step), only with less Python overhead. With the
+    config's ``training.input_noise`` on, each minibatch gets that Gaussian noise, as
+    hybrid's members do: the baselines train with the regulariser the search uses.
     """
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -414,6 +416,8 @@ def train_mlps(
         foreach=True,
     )
     for xb, yb in minibatches(task, tr.batch_size, steps, gen):
+        if tr.input_noise:
+            xb = xb + tr.input_noise * torch.randn(xb.shape, generator=gen)
         loss = sum(nn.functional.cross_entropy(net(xb), yb) for net in nets)
         opt.zero_grad(set_to_none=True)
         loss.backward()
