@@ -36,7 +36,7 @@ def _data(genome: Genome, seed: int, n: int = 20) -> tuple[torch.Tensor, torch.T
 
 def _noisy_inputs(X: torch.Tensor, batches: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
     """The inputs each step trains on: one seed from ``generator``, then a normal draw per step."""
-    stream = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+    stream = _stream(generator)
     return torch.stack([X[idx] + sigma * torch.randn((len(idx), X.shape[1]), generator=stream) for idx in batches])
 
 
