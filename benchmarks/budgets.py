@@ -235,9 +235,10 @@ def train_slimmable(task: Task, config: Config, width: int, smallest: int, steps
 
     Each step: the full width on the labels, then the smallest and ``SLIM_SAMPLES``
     random widths in [smallest, width] on the full width's detached softmax (soft
-    cross-entropy); one AdamW step on the summed gradients.
+    cross-entropy); one AdamW step on the summed gradients. The minibatches carry the
+    config's input noise, as hybrid's members' and the fixed MLPs' do.
     """
-    from quality import minibatches
+    from quality import training_minibatches
 
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -251,7 +252,7 @@ def train_slimmable(task: Task, config: Config, width: int, smallest: int, steps
         ],
         lr=tr.lr,
     )
-    for xb, yb in minibatches(task, tr.batch_size, steps, gen):
+    for xb, yb in training_minibatches(task, tr, steps, gen):
         opt.zero_grad(set_to_none=True)
         full = net(xb, width)
         nn.functional.cross_entropy(full, yb).backward()

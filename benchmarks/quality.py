@@ -388,6 +388,17 @@ def minibatches(task: Task, batch_size: int, steps: int, gen: torch.Generator):
         yield X[idx], y[idx]
 
 
+def training_minibatches(task: Task, training, steps: int, gen: torch.Generator):
+    """:func:`minibatches` of ``training.batch_size`` rows plus ``training.input_noise`` Gaussian noise.
+
+    The baselines train with the regulariser the search's members use (none at 0).
+    """
+    for xb, yb in minibatches(task, training.batch_size, steps, gen):
+        if training.input_noise:
+            xb = xb + training.input_noise * torch.randn(xb.shape, generator=gen)
+        yield xb, yb
+
+
 def train_mlps(
     task: Task, grid: list[tuple[int, ...]], steps: int, config, seed: int, activation: str | None = None
 ) -> list[tuple[float, float]]:
@@ -415,9 +426,7 @@ def train_mlps(
         lr=tr.lr,
         foreach=True,
     )
-    for xb, yb in minibatches(task, tr.batch_size, steps, gen):
-        if tr.input_noise:
-            xb = xb + tr.input_noise * torch.randn(xb.shape, generator=gen)
+    for xb, yb in training_minibatches(task, tr, steps, gen):
         loss = sum(nn.functional.cross_entropy(net(xb), yb) for net in nets)
         opt.zero_grad(set_to_none=True)
         loss.backward()

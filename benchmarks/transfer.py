@@ -74,6 +74,7 @@ batch_size = 128
 lr = 0.005
 gate = "hard_concrete"
 penalty = {penalty}
+input_noise = {noise}
 [evolution]
 population = 16
 generations = {generations}
@@ -156,7 +157,7 @@ def source_run(kind: str, X: np.ndarray, y: np.ndarray, Xh: np.ndarray, yh: np.n
     name = f"source_{kind}_s{seed}"
     cfg = run_config(SOURCE.format(path=path, steps=args.source_steps, generations=args.source_generations,
                                    seed=seed, name=name, runs=work / "runs", penalty=args.source_penalty,
-                                   method=args.source_method,
+                                   method=args.source_method, noise=args.source_noise,
                                    prune="" if args.source_prune is None else
                                    f"[mutation]\nprune_neurons = {args.source_prune}\nremove_node = {args.source_prune}\n"))
     t0 = time.perf_counter()
@@ -283,6 +284,8 @@ def main() -> int:
     p.add_argument("--source-generations", type=int, default=12)
     p.add_argument("--source-penalty", type=float, default=0.0,
                    help="source runs' L0 penalty: 0 keeps every feature neuron the module could offer")
+    p.add_argument("--source-noise", type=float, default=0.0,
+                   help="source runs' training.input_noise (the modules then learn on noisy pixels)")
     p.add_argument("--source-method", default="tournament", choices=["tournament", "nsga2"],
                    help="source runs' selection: tournament = accuracy only, no size pressure")
     p.add_argument("--source-prune", type=float, default=None,
