@@ -446,19 +446,18 @@ def optuna_budget(
     """
     if quick:
         return QUICK_OPTUNA_S, "--quick"
-    if shipped_budget:
-        hybrid = []
     walls = {
         r["variant"]: r["wall_s"]
         for r in hybrid
-        if r["task"] == task and r["seed"] == seed and r["status"] == "ok"
+        if r["task"] == task and r["seed"] == seed and r["status"] == "ok" and not shipped_budget
     }
     for v in BUDGET_FROM:
         if v in walls:
             return walls[v], f"hybrid {v} wall time"
     file, task_overrides = TASKS[task]
     shipped = load_config(CONFIGS / file, task_overrides).evolution.time_budget_s
-    return shipped, "evolution.time_budget_s (no hybrid wall time)"
+    why = "--optuna-budget shipped" if shipped_budget else "no hybrid wall time"
+    return shipped, f"evolution.time_budget_s ({why})"
 
 
 # ------------------------------------------------------------------- report
