@@ -42,11 +42,14 @@ def params(kept: int, hidden: int, n_out: int = 10) -> int:
     return kept * hidden + hidden + hidden * n_out + n_out
 
 
-def train(x, y, seed: int, hidden: int, lr: float, wd: float, smoothing: float, steps: int = 2500, batch: int = 256):
-    """Return a ``kept -> hidden -> 10`` relu MLP trained on (x, y)."""
+def train(
+    x, y, seed: int, hidden: int, lr: float, wd: float, smoothing: float, steps: int = 2500, batch: int = 256,
+    noise: float = 0.0, n_out: int = 10,
+):
+    """Return a ``kept -> hidden -> n_out`` relu MLP trained on (x, y) (``noise``: input noise std)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    net = nn.Sequential(nn.Linear(x.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, 10))
+    net = nn.Sequential(nn.Linear(x.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, n_out))
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=wd)
     xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(y).long()
     n = len(xt)
@@ -58,7 +61,8 @@ def train(x, y, seed: int, hidden: int, lr: float, wd: float, smoothing: float, 
             order, pos = torch.randperm(n, generator=gen), 0
         idx = order[pos : pos + batch]
         pos += batch
-        loss = nn.functional.cross_entropy(net(xt[idx]), yt[idx], label_smoothing=smoothing)
+        xb = xt[idx] if not noise else xt[idx] + noise * torch.randn((len(idx), xt.shape[1]), generator=gen)
+        loss = nn.functional.cross_entropy(net(xb), yt[idx], label_smoothing=smoothing)
         opt.zero_grad()
         loss.backward()
         opt.step()

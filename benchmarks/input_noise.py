@@ -4,8 +4,8 @@
 training minibatch's standardised inputs. This script runs, for each seed and each
 sigma, the search of a shipped config (``--config``, with ``--set KEY=VALUE``
 overrides, e.g. ``selection.champion="smallest_within"``) and, as the control, fixed
-one-hidden-layer relu MLPs (plain torch, ``--mlp-hidden`` widths, AdamW with a
-cosine schedule, 2,500 steps of 256 rows) trained with the same noise on the same
+one-hidden-layer relu MLPs (plain torch, ``--mlp-hidden`` widths, the recipe of
+``digits_ceiling.py``: AdamW with a cosine schedule, 2,500 steps of 256 rows) trained with the same noise on the same
 split: the MLPs say how much of a change is the regulariser alone. One table, medians
 over seeds, each seed's figures beside them.
 
@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from digits_ceiling import accuracy, train
 from quality import machine_line
-from torch import nn
 
 from hybrid.config import load_config
 from hybrid.search import Search
@@ -57,27 +55,14 @@ def search_row(config_path: Path, overrides: dict, sigma: float, seed: int, runs
     return {"test": result.test_metric, "params": result.active_parameters, "wall_s": time.perf_counter() - t0}
 
 
-def mlp_test(config_path: Path, sigma: float, seed: int, hidden: int, steps: int = 2500) -> float:
-    """Test accuracy of a ``n_inputs -> hidden -> n_classes`` relu MLP trained with input noise ``sigma``."""
+def mlp_test(config_path: Path, sigma: float, seed: int, hidden: int) -> float:
+    """Test accuracy of a ``n_inputs -> hidden -> n_classes`` relu MLP trained with input noise ``sigma``.
+
+    :func:`digits_ceiling.train`'s recipe (AdamW, lr 5e-3, decay 1e-4, cosine, 2,500 steps of 256 rows).
+    """
     task = load_task(load_config(config_path).task, seed)
-    X = torch.tensor(np.asarray(task.X_train), dtype=torch.float32)
-    y = torch.tensor(task.y_train).long()
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    net = nn.Sequential(nn.Linear(X.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, task.n_outputs))
-    opt = torch.optim.AdamW(net.parameters(), lr=5e-3, weight_decay=1e-4)
-    for t in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = 5e-3 * 0.5 * (1 + math.cos(math.pi * t / steps))
-        idx = torch.randint(len(X), (256,), generator=gen)
-        xb = X[idx] + sigma * torch.randn((len(idx), X.shape[1]), generator=gen)
-        loss = nn.functional.cross_entropy(net(xb), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        Xt = torch.tensor(np.asarray(task.X_test), dtype=torch.float32)
-        return float((net(Xt).argmax(1).numpy() == task.y_test).mean())
+    net = train(task.X_train, task.y_train, seed, hidden, 5e-3, 1e-4, 0.0, noise=sigma, n_out=task.n_outputs)
+    return accuracy(net, task.X_test, task.y_test)
 
 
 def main(argv: list[str] | None = None) -> None:
