@@ -5,8 +5,11 @@ Buffers are neuron-major ``[rows, B]`` and made once per batch size: activations
 ``ga`` (turned into gradients of pre-activations in place), the gathered bucket
 inputs ``x`` (kept for the backward), one chunk's input gradients ``gx`` and, for
 activations whose derivative needs the pre-activation (gelu, sin, gauss,
-softplus), a copy of those rows ``zs``. Relu, tanh, sigmoid and identity need no
-copy: the pre-activation buffer of a standard step is gone.
+softplus), a copy of those rows ``zs`` (and a scratch ``zt`` of the same rows, so
+no backward allocates: on the CPU a fresh tensor above glibc's trim threshold is
+page-faulted in on every call, which made sin's backward ten times its forward).
+Relu, tanh, sigmoid and identity need no copy: the pre-activation buffer of a
+standard step is gone.
 
 A level's groups run in *chunks* of consecutive groups whose rows and gathered
 columns fit ``CHUNK_BYTES`` (about a core's L2 cache): one gather, one scatter,
@@ -43,7 +46,7 @@ CHUNK_BYTES = 1 << 19
 
 
 _Fwd = Callable[[torch.Tensor, torch.Tensor], None]
-_Bwd = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor], None]
+_Bwd = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None], None]
 
 
 def _gauss_fwd(z: torch.Tensor, a: torch.Tensor) -> None:
@@ -51,16 +54,17 @@ def _gauss_fwd(z: torch.Tensor, a: torch.Tensor) -> None:
     a.neg_().exp_()
 
 
-def _gauss_bwd(g: torch.Tensor, z: torch.Tensor, a: torch.Tensor) -> None:
+def _gauss_bwd(g: torch.Tensor, z: torch.Tensor, a: torch.Tensor, t: torch.Tensor | None) -> None:
     g.mul_(a).mul_(z).mul_(-2.0)
 
 
-def _sin_bwd(g: torch.Tensor, z: torch.Tensor, a: torch.Tensor) -> None:
-    g.mul_(torch.cos(z))
+def _sin_bwd(g: torch.Tensor, z: torch.Tensor, a: torch.Tensor, t: torch.Tensor) -> None:
+    g.mul_(torch.cos(z, out=t))
 
 
-# Activation forward (z -> out a) and backward (grad_a, z, a -> grad_z written over
-# grad_a), by id; the backward kernels are the ones autograd uses for these ops.
+# Activation forward (z -> out a) and backward (grad_a, z, a, scratch t of z's shape ->
+# grad_z written over grad_a), by id; the backward kernels are the ones autograd uses
+# for these ops. Neither allocates.
 # Identity needs no op either way. The activations in ``FROM_OUTPUT`` differentiate
 # from their output alone, so they run in place on the activation buffer (no
 # pre-activation is kept); the others keep a copy of their pre-activations.
@@ -71,16 +75,16 @@ _FORWARD: dict[str, _Fwd] = {
     "gelu": lambda z, a: aten.gelu.out(z, approximate="tanh", out=a),
     "sin": lambda z, a: torch.sin(z, out=a),
     "gauss": _gauss_fwd,
-    "softplus": lambda z, a: a.copy_(F.softplus(z)),
+    "softplus": lambda z, a: aten.softplus.out(z, 1, 20, out=a),
 }
 _BACKWARD: dict[str, _Bwd] = {
-    "relu": lambda g, z, a: aten.threshold_backward.grad_input(g, a, 0, grad_input=g),
-    "tanh": lambda g, z, a: aten.tanh_backward.grad_input(g, a, grad_input=g),
-    "sigmoid": lambda g, z, a: aten.sigmoid_backward.grad_input(g, a, grad_input=g),
-    "gelu": lambda g, z, a: aten.gelu_backward.grad_input(g, z, approximate="tanh", grad_input=g),
+    "relu": lambda g, z, a, t: aten.threshold_backward.grad_input(g, a, 0, grad_input=g),
+    "tanh": lambda g, z, a, t: aten.tanh_backward.grad_input(g, a, grad_input=g),
+    "sigmoid": lambda g, z, a, t: aten.sigmoid_backward.grad_input(g, a, grad_input=g),
+    "gelu": lambda g, z, a, t: aten.gelu_backward.grad_input(g, z, approximate="tanh", grad_input=g),
     "sin": _sin_bwd,
     "gauss": _gauss_bwd,
-    "softplus": lambda g, z, a: aten.softplus_backward.grad_input(g, z, 1, 20, grad_input=g),
+    "softplus": lambda g, z, a, t: aten.softplus_backward.grad_input(g, z, 1, 20, grad_input=g),
 }
 FROM_OUTPUT = {ACTIVATION_IDS[k] for k in ("relu", "tanh", "sigmoid")}
 FORWARD_BY_ID = {ACTIVATION_IDS[k]: f for k, f in _FORWARD.items()}
@@ -177,8 +181,9 @@ class _Chunk:
         for act, s, e in level_runs(groups):
             keep = act not in FROM_OUTPUT  # its backward needs the pre-activation
             z = buf.zs[buf.n_zs : buf.n_zs + e - s] if keep else None
+            t = buf.zt[buf.n_zs : buf.n_zs + e - s] if keep else None
             buf.n_zs += (e - s) if keep else 0
-            self.runs.append((FORWARD_BY_ID[act], BACKWARD_BY_ID[act], z, buf.a[s:e], buf.ga[s:e]))
+            self.runs.append((FORWARD_BY_ID[act], BACKWARD_BY_ID[act], z, t, buf.a[s:e], buf.ga[s:e]))
 
     def forward_ops(self, xt: torch.Tensor) -> list[Callable[[], object]]:
         """Return the chunk's forward: gather, matmuls, activations in place."""
@@ -192,7 +197,7 @@ class _Chunk:
                     ops.append(partial(g.zin.addmm_, g.win, xt))
             else:
                 ops.append(partial(torch.addmm, g.bias, g.win, xt, out=g.z))
-        for fwd, _, z, a_run, _ in self.runs:
+        for fwd, _, z, _, a_run, _ in self.runs:
             if z is not None:
                 ops.append(partial(z.copy_, a_run))
             ops.append(partial(fwd, a_run if z is None else z, a_run))
@@ -200,7 +205,7 @@ class _Chunk:
 
     def backward_ops(self, buf: Buffers) -> list[Callable[[], object]]:
         """Return the chunk's backward: activations in place, bias sums, matmuls, scatter."""
-        ops: list[Callable[[], object]] = [partial(bwd, g, z, a) for _, bwd, z, a, g in self.runs]
+        ops: list[Callable[[], object]] = [partial(bwd, g, z, a, t) for _, bwd, z, t, a, g in self.runs]
         ops.append(partial(torch.sum, self.ga, 1, out=self.gbias))
         x_rows = buf.xt.t()
         for g in self.groups:
@@ -232,6 +237,7 @@ class Buffers:
         self.a = torch.zeros(rows + 1, batch, **opts)  # row `rows` is the zero row
         self.ga = torch.empty(rows + 1, batch, **opts)
         self.zs = torch.empty(prog.n_saved_rows, batch, **opts)  # kept pre-activations
+        self.zt = torch.empty_like(self.zs)  # scratch for their backward (no allocation per step)
         self.n_zs = 0
         self.x = torch.empty(prog.n_cols, batch, **opts)  # gathered inputs, kept for backward
         self.gx = torch.empty(max(gather + [1]), batch, **opts)
