@@ -125,10 +125,13 @@ def method(name: str):
     return run
 
 
-def pairs(parents: list[Any], task_name: str, seed: int, method: str, steps: int = 50) -> dict[str, Any]:
+def pairs(
+    parents: list[Any], task_name: str, seed: int, method: str, steps: int = 50, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Informed vs blind children of the same parents (see the module docstring), grown and
-    trained with the settings of ``method``'s config (the run the parents come from)."""
-    config = load_config(CONFIGS / CONFIG[method].format(task=task_name), {"run.seed": seed})
+    trained with the settings of ``method``'s config (the run the parents come from), with
+    ``overrides`` (dotted config keys) on top."""
+    config = load_config(CONFIGS / CONFIG[method].format(task=task_name), {"run.seed": seed, **(overrides or {})})
     task = load_task(config.task, seed)
     rng = np.random.default_rng(seed)
     mc = config.mutation_config()

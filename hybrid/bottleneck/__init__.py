@@ -83,4 +83,6 @@ def bottleneck_settings(config: Config) -> Settings:
         max_node_width=m.max_node_width,
         new_node_activation=m.new_node_activation,
         significance=m.bottleneck_significance,
+        split=m.bottleneck_split,
+        amplitude=m.bottleneck_amplitude,
     )

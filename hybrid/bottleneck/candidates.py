@@ -64,6 +64,13 @@ class Settings:
         new_node_activation: activation of a new node.
         significance: a growth is kept only if its line-batch drop is at least this many
             standard errors of the per-row drops (0: no test).
+        split: how the amplitude ``γ`` is shared by new neurons' fan-in and fan-out:
+            ``"tiny"`` scales both by ``γ`` (TINY's and gromo's ``γ ω σ(γ α b)``);
+            ``"balanced"`` gives the fan-in unit scale (each new neuron's
+            pre-activation has standard deviation 1 on the statistics batch) and the
+            fan-out the whole amplitude (see :mod:`.ops`).
+        amplitude: which ``γ`` of those that pass is grown: ``"largest_drop"`` or
+            ``"smallest_passing"`` (the smallest grid value that passes).
     """
 
     numerical_threshold: float = 1e-6
@@ -72,6 +79,8 @@ class Settings:
     max_node_width: int = 256
     new_node_activation: str = "relu"
     significance: float = 0.0
+    split: str = "tiny"
+    amplitude: str = "largest_drop"
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,8 @@ class Candidate:
         gain: TINY's first-order gain.
         activation: the new neurons' activation (widen: the node's; node: the setting).
         consumers: ``(node, first row in omega)`` of each node the new neurons feed.
+        fan_in_scale: with the ``"balanced"`` split, each new neuron's fan-in scale
+            ``c`` (``[k]``): fan-in ``c α``, fan-out ``(γ² / c) ω``; None: TINY's split.
     """
 
     kind: str
@@ -101,6 +112,7 @@ class Candidate:
     gain: float
     activation: str = "identity"
     consumers: tuple[tuple[int, int], ...] = field(default_factory=tuple)
+    fan_in_scale: np.ndarray | None = None
 
 
 def _pad_stack(mats: Sequence[torch.Tensor], shape: tuple[int, int]) -> torch.Tensor:

@@ -14,9 +14,18 @@ The new parameters are TINY's (:mod:`.candidates`) scaled by an amplitude ``γ``
 (fan-in and fan-out both by ``γ``; an edge's weight by ``γ``), written so that the
 genome's gates are compensated: the change to each consumer's pre-activation is
 exactly ``γ ω (σ(γ α b) - σ(0))`` (the ``σ(0)`` term goes into the consumer's bias, so
-sigmoid and gauss nodes keep the function at ``γ = 0`` too). ``γ`` is chosen on a
+sigmoid and gauss nodes keep the function at ``γ = 0`` too). With
+``bottleneck_split = "balanced"`` the same first-order change ``γ² ω σ'(0) α b`` is
+split the other way: each new neuron's fan-in is ``c α``, with ``c`` giving its
+pre-activation unit standard deviation on the statistics batch, and its fan-out
+``(γ² / c) ω``, so the change is ``(γ² / c) ω (σ(c α b) - σ(0))``. For relu (positively
+homogeneous) that is the same function; for smooth activations the new neurons start
+as nonlinear features at the scale of a fresh layer's instead of deep in their linear
+range with both factors tiny, a saddle that Adam's per-weight steps of size ``lr``
+wash the solved directions out of. ``γ`` is chosen on a
 held-out *line batch*: every grid value's child is scored in one engine pass, and the
-largest drop whose size is at least half its first-order prediction wins (Armijo's
+largest drop (``bottleneck_amplitude = "largest_drop"``; ``"smallest_passing"``: the
+smallest ``γ``) whose size is at least half its first-order prediction wins (Armijo's
 sufficient decrease, c = 1/2) and, with ``bottleneck_significance = k > 0``, whose drop
 is at least ``k`` standard errors of the per-row drops on the line batch (a paired
 z-test: a drop no larger than the batch's noise would not hold on other rows). When no grid value qualifies the candidate is not
@@ -38,7 +47,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -55,7 +64,7 @@ from ..population.engine import sample_losses
 from .candidates import Candidate, Settings, best_candidates
 from .stats import MemberStats, collect, node_input
 
-__all__ = ["GAMMAS", "OPERATORS", "BottleneckGrowth", "Data", "materialize"]
+__all__ = ["GAMMAS", "OPERATORS", "BottleneckGrowth", "Data", "balanced", "materialize"]
 
 #: The operator of each candidate kind (their names are the config's mutation rates).
 OPERATORS = {"widen": "grow_bottleneck", "node": "add_node_bottleneck", "edge": "add_edge_bottleneck"}
@@ -116,7 +125,7 @@ def materialize(
         w = (gamma * cand.omega / g_new).astype(np.float32)
         cg.add_edge(cand.src, cand.dst, **edge_attrs(tracker.edge(cand.src, cand.dst), w, config.gate_init))
         return child
-    alpha = gamma * cand.alpha
+    alpha, out_scale = _split(cand, gamma)
     n = alpha.shape[0]
     offset = float(activate(cand.activation, np.zeros(1))[0])  # σ(0)
     if cand.kind == "widen":
@@ -144,11 +153,39 @@ def materialize(
     for j, at in cand.consumers:
         e = fan_out[j]
         wj = int(cg.nodes[j]["width"])
-        omega = gamma * cand.omega[at : at + wj]  # [w_j, n]: the change each neuron makes
+        omega = out_scale * cand.omega[at : at + wj]  # [w_j, n]: the change each neuron makes
         e["weight"][:, -n:] = (omega / (_gate(e["gate"], config.gate) * g_k[None, :])).astype(np.float32)
         if offset:
             cg.nodes[j]["bias"] = (cg.nodes[j]["bias"] - omega @ np.full(n, offset)).astype(np.float32)
     return child
+
+
+def _split(cand: Candidate, gamma: float) -> tuple[np.ndarray, float | np.ndarray]:
+    """Return a neuron candidate's fan-in at ``gamma`` and its fan-out's factor (by neuron)."""
+    assert cand.alpha is not None
+    if cand.fan_in_scale is None:  # TINY's: γ α and γ ω
+        return gamma * cand.alpha, gamma
+    c = cand.fan_in_scale
+    return c[:, None] * cand.alpha, gamma * gamma / c
+
+
+def _fan_in_rows(stats: MemberStats, cand: Candidate) -> torch.Tensor:
+    """The statistics batch's input ``b`` of a neuron candidate (features x rows, ones last)."""
+    if cand.kind == "widen":
+        rows, scale, _ = node_input(stats, cand.src)
+        return stats.H[rows] * torch.as_tensor(scale)[:, None]
+    return stats.H[np.concatenate([stats.feature_rows(cand.src), [stats.one]])]
+
+
+def balanced(stats: MemberStats, cand: Candidate) -> Candidate:
+    """Return ``cand`` with the balanced split: each new neuron's fan-in scaled to unit
+    pre-activation standard deviation on the statistics batch (a neuron whose
+    pre-activation is constant there keeps scale 1). Edges are returned as they are."""
+    if cand.kind == "edge" or cand.alpha is None:
+        return cand
+    sd = (torch.as_tensor(cand.alpha) @ _fan_in_rows(stats, cand)).std(1).double().numpy()
+    c = np.where(sd > 1e-12, 1.0 / np.maximum(sd, 1e-12), 1.0)
+    return replace(cand, fan_in_scale=c)
 
 
 def predicted_drop(stats: MemberStats, cand: Candidate, gamma: float) -> float:
@@ -162,14 +199,10 @@ def predicted_drop(stats: MemberStats, cand: Candidate, gamma: float) -> float:
     if cand.kind == "edge":
         delta = gamma * torch.as_tensor(cand.omega) @ stats.H[stats.feature_rows(cand.src)]
     else:
-        if cand.kind == "widen":
-            rows, scale, _ = node_input(stats, cand.src)
-            b = stats.H[rows] * torch.as_tensor(scale)[:, None]
-        else:
-            b = stats.H[np.concatenate([stats.feature_rows(cand.src), [stats.one]])]
-        z = gamma * torch.as_tensor(cand.alpha) @ b
+        alpha, out_scale = _split(cand, gamma)
+        z = torch.as_tensor(alpha) @ _fan_in_rows(stats, cand)
         a = torch_activate(cand.activation, z) - torch_activate(cand.activation, torch.zeros(()))
-        delta = gamma * torch.as_tensor(cand.omega) @ a
+        delta = (torch.as_tensor(cand.omega) * torch.as_tensor(out_scale)) @ a
     cols = np.concatenate([stats.target_rows(j) for j, _ in cand.consumers])
     return float(-(stats.dz[cols] * delta).sum(0).mean())
 
@@ -250,6 +283,8 @@ class BottleneckGrowth:
     def _line_search(
         self, genome: Genome, cand: Candidate, stats: MemberStats, tracker: InnovationTracker, config: MutationConfig
     ) -> tuple[Genome, dict[str, float]]:
+        if self.settings.split == "balanced":
+            cand = balanced(stats, cand)
         children = [materialize(genome, cand, gm, tracker, config, stats) for gm in GAMMAS]
         d = self.data
         engine = PopulationEngine(children, gate=self.gate, device=self.device)
@@ -279,7 +314,12 @@ class BottleneckGrowth:
             for i in range(1, len(GAMMAS))
             if drops[i] > 0 and drops[i] >= ARMIJO * preds[i] and z[i] >= need
         ]
-        best = max(ok, key=lambda i: drops[i]) if ok else int(np.argmax(drops[1:])) + 1
+        if not ok:
+            best = int(np.argmax(drops[1:])) + 1
+        elif self.settings.amplitude == "smallest_passing":
+            best = min(ok)
+        else:
+            best = max(ok, key=lambda i: drops[i])
         figures = {
             "gamma": float(GAMMAS[best]),
             "predicted": _short(preds[best]),

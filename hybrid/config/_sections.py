@@ -506,6 +506,17 @@ class MutationSection(Section):
         "this many standard errors of the per-row drops (a paired z-test; 2 ~ 2.5% false growth); "
         "0: Armijo's sufficient decrease alone",
     )
+    bottleneck_split: Literal["tiny", "balanced"] = Field(
+        "tiny",
+        description="how a bottleneck growth's amplitude is shared: tiny = fan-in and fan-out both "
+        "scaled by it (TINY, gromo); balanced = the new neurons' fan-in at unit pre-activation scale, "
+        "the fan-out carrying the amplitude (the same first-order change; for relu the same function)",
+    )
+    bottleneck_amplitude: Literal["largest_drop", "smallest_passing"] = Field(
+        "largest_drop",
+        description="which amplitude of those that pass the line search is grown: the one with the "
+        "largest drop, or the smallest (a new neuron enters at the least amplitude that provably helps)",
+    )
     new_node_activation: Activation = Field(
         MC.new_node_activation, description="activation of split nodes: relu splits exactly"
     )

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from genomes import Genome, InnovationTracker, NotApplicable, evaluate
 from hybrid.bottleneck import BottleneckGrowth, Data, Settings, materialize
-from hybrid.bottleneck.ops import GAMMAS, OPERATORS, paired_z, predicted_drop
+from hybrid.bottleneck.ops import GAMMAS, OPERATORS, balanced, paired_z, predicted_drop
 from hybrid.metrics import task_loss
 from tests.strategies import mutation_config, randomise
 
@@ -49,20 +49,27 @@ def _loss(genome: Genome, x: np.ndarray, y: np.ndarray, gate: str) -> float:
     seed=st.integers(0, 2**32 - 1),
     activation=st.sampled_from(["relu", "tanh", "sigmoid", "gauss", "identity"]),
     gate=st.sampled_from(["sigmoid", "hard_concrete"]),
+    split=st.sampled_from(["tiny", "balanced"]),
 )
-def test_amplitude_zero_keeps_the_function(seed, activation, gate):
+def test_amplitude_zero_keeps_the_function(seed, activation, gate, split):
     genome, tracker, config, growth = _problem(seed, activation, gate)
     stats, cands = growth.candidates(genome)
     x = growth.data.x_stats.astype(np.float64)
     for kind in KINDS:
         for cand in cands[kind][:2]:
+            if split == "balanced":
+                cand = balanced(stats, cand)
             child = materialize(genome, cand, 0.0, tracker, config, stats).validate()
             np.testing.assert_allclose(evaluate(child, x, gate=gate), evaluate(genome, x, gate=gate), atol=1e-6)
 
 
 @settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), activation=st.sampled_from(["relu", "tanh", "sigmoid", "identity"]))
-def test_small_amplitude_drop_matches_the_first_order_prediction(seed, activation):
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    activation=st.sampled_from(["relu", "tanh", "sigmoid", "identity"]),
+    split=st.sampled_from(["tiny", "balanced"]),
+)
+def test_small_amplitude_drop_matches_the_first_order_prediction(seed, activation, split):
     genome, tracker, config, growth = _problem(seed, activation)
     stats, cands = growth.candidates(genome)
     d = growth.data
@@ -70,6 +77,8 @@ def test_small_amplitude_drop_matches_the_first_order_prediction(seed, activatio
     checked = 0
     for kind in KINDS:
         for cand in cands[kind][:1]:
+            if split == "balanced":
+                cand = balanced(stats, cand)
             gamma = 1e-3 if kind == "edge" else 1e-2  # neurons change z by ~γ², an edge by γ
             pred = predicted_drop(stats, cand, gamma)
             if abs(pred) < 1e-9:
@@ -82,6 +91,72 @@ def test_small_amplitude_drop_matches_the_first_order_prediction(seed, activatio
             assert drop == pytest.approx(pred, rel=0.03, abs=5e-8), (kind, drop, pred)
             checked += 1
     assert checked or not any(cands.values())
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    activation=st.sampled_from(["relu", "identity"]),
+    gamma=st.sampled_from(GAMMAS[1:]),
+)
+def test_balanced_split_is_the_same_function_for_homogeneous_activations(seed, activation, gamma):
+    """relu(c z) = c relu(z) for c > 0: fan-in c α with fan-out (γ²/c) ω is TINY's γ α, γ ω."""
+    genome, tracker, config, growth = _problem(seed, activation)
+    stats, cands = growth.candidates(genome)
+    x = growth.data.x_stats.astype(np.float64)
+    checked = 0
+    for kind in ("widen", "node"):
+        for cand in cands[kind][:2]:
+            bal = balanced(stats, cand)
+            assert bal.fan_in_scale is not None and np.all(bal.fan_in_scale > 0)
+            tiny = materialize(genome, cand, gamma, tracker, config, stats)
+            other = materialize(genome, bal, gamma, tracker, config, stats)
+            np.testing.assert_allclose(evaluate(other, x, gate="sigmoid"), evaluate(tiny, x, gate="sigmoid"),
+                                       rtol=1e-4, atol=1e-5)  # fmt: skip
+            assert predicted_drop(stats, bal, gamma) == pytest.approx(predicted_drop(stats, cand, gamma), rel=1e-6, abs=1e-12)
+            checked += 1
+    assert checked or not (cands["widen"] or cands["node"])
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), activation=st.sampled_from(["relu", "tanh", "sigmoid", "gauss"]))
+def test_balanced_fan_in_gives_unit_pre_activation_spread(seed, activation):
+    import torch
+
+    from hybrid.bottleneck.ops import _fan_in_rows
+
+    genome, _, _, growth = _problem(seed, activation)
+    stats, cands = growth.candidates(genome)
+    for kind in ("widen", "node"):
+        for cand in cands[kind][:2]:
+            bal = balanced(stats, cand)
+            z = torch.as_tensor(bal.fan_in_scale[:, None] * bal.alpha) @ _fan_in_rows(stats, bal)
+            sd = z.std(1).numpy()
+            assert np.all((np.abs(sd - 1.0) < 1e-6) | (bal.fan_in_scale == 1.0)), sd
+    assert balanced(stats, cands["edge"][0]) is cands["edge"][0] if cands["edge"] else True
+
+
+def test_smallest_passing_amplitude_grows_the_least_gamma_that_passes():
+    genome, tracker, config, growth = _problem(0, "tanh", n=256)
+    chosen = {}
+    for rule in ("largest_drop", "smallest_passing"):
+        g = BottleneckGrowth(growth.data, replace(growth.settings, amplitude=rule), growth.gate)
+        stats, cands = g.candidates(genome)
+        cand = cands["widen"][0]
+        _, figures = g.line_search(genome, cand, stats, tracker, config)
+        assert figures["realised"] >= 0.5 * figures["predicted"] > 0  # Armijo either way
+        chosen[rule] = figures["gamma"]
+    assert chosen["smallest_passing"] <= chosen["largest_drop"]
+    # nothing smaller passes: every grid value below the chosen one fails Armijo on the line batch
+    g = BottleneckGrowth(growth.data, replace(growth.settings, amplitude="smallest_passing"), growth.gate)
+    stats, cands = g.candidates(genome)
+    cand = cands["widen"][0]
+    d = growth.data
+    base = _loss(genome, d.x_line, d.y_line, "sigmoid")
+    for gm in GAMMAS[1 : GAMMAS.index(chosen["smallest_passing"])]:
+        child = materialize(genome, cand, gm, tracker, config, stats)
+        drop = base - _loss(child, d.x_line, d.y_line, "sigmoid")
+        assert not (drop > 0 and drop >= 0.5 * predicted_drop(stats, cand, gm)), gm
 
 
 def test_operators_record_amplitude_prediction_and_realised_drop():
@@ -158,5 +233,8 @@ def test_config_significance_reaches_the_operators():
 
     path = Path(__file__).resolve().parents[2] / "configs" / "spirals_bottleneck.toml"
     assert bottleneck_settings(load_config(path)).significance == 3.0
+    over = {"mutation.bottleneck_split": "balanced", "mutation.bottleneck_amplitude": "smallest_passing"}
+    s = bottleneck_settings(load_config(path, over))
+    assert (s.split, s.amplitude) == ("balanced", "smallest_passing")
     off = load_config(path, {"mutation.bottleneck_significance": 0.0})
     assert bottleneck_settings(off).significance == 0.0
