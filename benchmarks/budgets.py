@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from quality import machine_line, median, train_mlps
+from quality import config_override, machine_line, median, train_mlps
 from torch import nn
 
 import hybrid.lineage
@@ -117,9 +117,16 @@ class HybridSeed:
 
 
 def _config(
-    seed: int, runs_dir: Path, generations: int, quick: bool, notes: list[str], sandwich: bool = True
+    seed: int,
+    runs_dir: Path,
+    generations: int,
+    quick: bool,
+    notes: list[str],
+    sandwich: bool = True,
+    overrides: dict[str, Any] | None = None,
 ) -> Config:
-    """digits.toml with a generation cap, sandwich training and the budget-AUC champion (where known)."""
+    """digits.toml with a generation cap, sandwich training and the budget-AUC champion (where
+    known), then ``overrides`` (``--set``)."""
     base = {
         "run.seed": seed,
         "run.runs_dir": str(runs_dir),
@@ -139,7 +146,7 @@ def _config(
             if note not in notes:
                 notes.append(note)
             del wanted[key]
-    return load_config(CONFIG, {**base, **wanted})
+    return load_config(CONFIG, {**base, **wanted, **(overrides or {})})
 
 
 def _closed_copy(genome: Genome, masks: dict[int, np.ndarray]) -> Genome:
@@ -172,10 +179,16 @@ def score_budgets(genome: Genome, X: np.ndarray, y: np.ndarray, tc: TrainConfig,
 
 
 def run_hybrid(
-    seed: int, runs_dir: Path, generations: int, quick: bool, notes: list[str], sandwich: bool = True
+    seed: int,
+    runs_dir: Path,
+    generations: int,
+    quick: bool,
+    notes: list[str],
+    sandwich: bool = True,
+    overrides: dict[str, Any] | None = None,
 ) -> tuple[HybridSeed, Genome]:
     """Run one search and score its champion on the test split at every budget; return it with the champion."""
-    config = _config(seed, runs_dir, generations, quick, notes, sandwich)
+    config = _config(seed, runs_dir, generations, quick, notes, sandwich, overrides)
     t0 = time.perf_counter()
     result = Search.start(config, overwrite=True).run()
     wall = time.perf_counter() - t0
@@ -350,8 +363,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(machine, flush=True)
     for seed in args.seeds:
         t0 = time.perf_counter()
-        hy, champion = run_hybrid(seed, runs_dir, generations, quick, notes, args.sandwich)
-        config = _config(seed, runs_dir, generations, quick, notes, args.sandwich)
+        over = dict(args.set)
+        hy, champion = run_hybrid(seed, runs_dir, generations, quick, notes, args.sandwich, over)
+        config = _config(seed, runs_dir, generations, quick, notes, args.sandwich, over)
         task = load_task(config.task, seed)
         targets = [s * hy.full_flops for s in SHARES]
         fixed_widths = [width_for(t) for t in targets]
@@ -484,6 +498,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-sandwich", dest="sandwich", action="store_false",
                    help="train the search's members at full budget only (training.budgets = 'off'): the ablation")  # fmt: skip
     p.add_argument("--repeats", type=int, default=200, help="timed export forwards per budget")
+    p.add_argument("--set", action="append", default=[], type=config_override, metavar="KEY=VALUE",
+                   help="a config override for the search (JSON value), e.g. evolution.final_steps=2000")  # fmt: skip
     p.add_argument("--out", type=Path, default=None, help="JSON of every figure (default benchmarks/budgets.json; "
                    "quick: a temporary folder); the plot goes next to it (.png)")  # fmt: skip
     p.add_argument("--runs-dir", type=Path, default=None, help="where searches write (default: a temp folder)")
