@@ -4,8 +4,11 @@ On hybrid's own seeded train/validation/test split of digits (sklearn ``load_dig
 for each seed, with torch threads set to 1:
 
 1. **hybrid**: a search from ``configs/digits.toml`` with a generation cap instead of
-   the time budget, ``[training] budgets = "sandwich"`` and ``[selection]
-   champion_objective = "budget_auc"``; its champion's test accuracy at every budget
+   the time budget, ``[training] budgets = "sandwich"``, ``[selection]
+   champion_objective = "budget_auc"`` and ``evolution.final_steps`` = the MLPs' steps
+   (the chosen champion trained that many more sandwich steps on train + validation,
+   as users of any tuner do after the choice; ``--set evolution.final_steps=0`` for
+   none); its champion's test accuracy at every budget
    (``hybrid.budgets.budget_scores`` on the test split: one budgeted pass per budget),
    its FLOPs there, and the search's training member-steps (every trained member x
    ``training.steps``, from the lineage). A tree without those keys runs without them
@@ -15,7 +18,8 @@ for each seed, with torch threads set to 1:
    of 25/50/75/100% of the hybrid champion's full FLOPs (width ``h`` with
    ``2 (64 h + 10 h)`` closest to the target), the config's activation, AdamW with its
    lr, weight decay and batch size, :data:`MLP_STEPS` steps each
-   (:func:`quality.train_mlps`).
+   (:func:`quality.train_mlps`), on train + validation when the search has a final fit
+   (they use validation for nothing, so they get the rows the champion's final fit gets).
 3. **slimmable MLP**: one hidden layer as wide as the 100% fixed MLP; prefix widths;
    each step the sandwich rule (the full width, the 25% width and 2 random widths
    between), the smaller widths distilled in place from the full width's detached
@@ -42,7 +46,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +151,15 @@ def _config(
                 notes.append(note)
             del wanted[key]
     return load_config(CONFIG, {**base, **wanted, **(overrides or {})})
+
+
+def with_validation_in_train(task: Task) -> Task:
+    """``task`` with its validation rows appended to the training split (the rows a final fit uses)."""
+    return replace(
+        task,
+        X_train=np.concatenate([task.X_train, task.X_val]),
+        y_train=np.concatenate([task.y_train, task.y_val]),
+    )
 
 
 def _closed_copy(genome: Genome, masks: dict[int, np.ndarray]) -> Genome:
@@ -363,15 +376,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(machine, flush=True)
     for seed in args.seeds:
         t0 = time.perf_counter()
-        over = dict(args.set)
+        over = {"evolution.final_steps": steps, **dict(args.set)}
         hy, champion = run_hybrid(seed, runs_dir, generations, quick, notes, args.sandwich, over)
         config = _config(seed, runs_dir, generations, quick, notes, args.sandwich, over)
         task = load_task(config.task, seed)
         targets = [s * hy.full_flops for s in SHARES]
         fixed_widths = [width_for(t) for t in targets]
-        fixed = [test for _, test in train_mlps(task, [(h,) for h in fixed_widths], steps, config, seed)]
+        # With a final fit the champion trains on train + validation at the end; the MLPs, which
+        # use validation for nothing, then train on the same rows (scored on test alike).
+        mlp_task = with_validation_in_train(task) if config.evolution.final_steps else task
+        note = "evolution.final_steps > 0: the fixed and slimmable MLPs train on train + validation, as the champion's final fit does"
+        if config.evolution.final_steps and note not in notes:
+            notes.append(note)
+        fixed = [test for _, test in train_mlps(mlp_task, [(h,) for h in fixed_widths], steps, config, seed)]
         top, low = fixed_widths[-1], fixed_widths[0]
-        slim = train_slimmable(task, config, top, low, steps, seed)
+        slim = train_slimmable(mlp_task, config, top, low, steps, seed)
         slim_table = slim_scores(slim, task, fixed_widths)
         slim_grid = slim_scores(slim, task, [width_within(b * mlp_flops(top)) for b in GRID])
         hy_grid = [hy.test[f"{b:g}"] for b in GRID]
