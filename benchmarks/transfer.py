@@ -6,7 +6,9 @@ One fixed, stratified split of sklearn's 1,797 digits: a *source* part (60%) and
 1. **Source runs** on the source part (80% train, 20% validation): ``even_odd`` (the
    digit's parity, 2 classes), ``ge5`` (digit >= 5, 2 classes) and ``digits04`` (digits
    0-4 only, 5 classes); accuracy-only selection and no L0 penalty (a module is meant to
-   offer features, not to be small). Each champion's widest hidden node read from the
+   offer features, not to be small); 16 members x 30 generations x 200 steps
+   (``--source-generations``; 12 before session 14: a library's modules should be
+   trained as well as the sources allow, and their steps are not the target's). Each champion's widest hidden node read from the
    input goes into a module library (``hybrid.library``) as one entry, harvested as
    ``hybrid modules add --nodes`` does.
 2. **Target runs**, the same search without and with the library
@@ -30,7 +32,7 @@ population, member-steps); wall time; grafts made and champions descending from 
 Source runs' steps and wall are reported apart.
 
     python benchmarks/transfer.py --quick --seeds 0          # a few minutes
-    python benchmarks/transfer.py                             # seeds 0-4: ~9 min on 2 cores
+    python benchmarks/transfer.py                             # seeds 0-4: ~15 min on 2 cores
 """
 
 from __future__ import annotations
@@ -281,7 +283,7 @@ def main() -> int:
     p.add_argument("--generations", type=int, default=30, help="target generations")
     p.add_argument("--rate", type=float, default=0.3, help="mutation.insert_module in the library arm")
     p.add_argument("--source-steps", type=int, default=200)
-    p.add_argument("--source-generations", type=int, default=12)
+    p.add_argument("--source-generations", type=int, default=30)
     p.add_argument("--source-penalty", type=float, default=0.0,
                    help="source runs' L0 penalty: 0 keeps every feature neuron the module could offer")
     p.add_argument("--source-noise", type=float, default=0.0,
