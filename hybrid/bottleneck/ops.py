@@ -39,7 +39,8 @@ statistic of the chosen drop (``z``).
 
 Statistics for a whole population come from one engine pass
 (:meth:`BottleneckGrowth.prime`); a genome not primed (a crossover child, or one an
-earlier operator changed) gets its own pass.
+earlier operator changed) gets its own pass. A genome's candidates of a kind are solved
+when an operator of that kind first asks for them.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ __all__ = ["GAMMAS", "OPERATORS", "BottleneckGrowth", "Data", "balanced", "mater
 
 #: The operator of each candidate kind (their names are the config's mutation rates).
 OPERATORS = {"widen": "grow_bottleneck", "node": "add_node_bottleneck", "edge": "add_edge_bottleneck"}
+KINDS = tuple(OPERATORS)
 
 #: Amplitudes tried by the line search (0: add the structure with zero weights).
 GAMMAS = (0.0, *(2.0**k for k in range(-6, 4)))  # 0: the parent's loss, the reference
@@ -232,29 +234,45 @@ class BottleneckGrowth:
         self.seconds = {"statistics": 0.0, "line_search": 0.0}
 
     def prime(self, genomes: Sequence[Genome]) -> None:
-        """Solve every genome's candidates from one statistics pass (batched)."""
+        """Collect every genome's statistics in one pass (batched).
+
+        Candidates are solved later, per genome and kind, when an operator asks for them
+        (:meth:`candidates`): most members draw no bottleneck operator in a generation,
+        and a kind whose rate is 0 is never drawn, so solving every kind for every
+        member up front cost more than the statistics pass itself (a digits search with
+        input noise: 41% of its wall time, edges solved at rate 0 included).
+        """
         todo = [g for g in genomes if not g.is_recurrent and self._lookup(g) is None]
         if not todo:
             return
         d = self.data
         with self._timed("statistics"):
             stats = collect(todo, d.x_stats, d.y_stats, loss=d.loss, gate=self.gate, device=self.device)
-            for gnm, st, cands in zip(todo, stats, best_candidates(stats, self.settings), strict=True):
-                self._cache[id(gnm)] = (gnm, st, cands)
+            for gnm, st in zip(todo, stats, strict=True):
+                self._cache[id(gnm)] = (gnm, st, {})
 
     def _lookup(self, genome: Genome) -> tuple[MemberStats, dict[str, list[Candidate]]] | None:
         hit = self._cache.get(id(genome))
         return None if hit is None or hit[0] is not genome else hit[1:]
 
-    def candidates(self, genome: Genome) -> tuple[MemberStats, dict[str, list[Candidate]]]:
-        """Return the genome's statistics and candidates (one pass if not primed)."""
+    def candidates(
+        self, genome: Genome, kinds: Sequence[str] = KINDS
+    ) -> tuple[MemberStats, dict[str, list[Candidate]]]:
+        """Return the genome's statistics and its candidates of ``kinds``, best first (a
+        statistics pass if not primed; each kind solved once, on first asking)."""
         if genome.is_recurrent:
             raise NotApplicable("bottleneck growth: recurrent genomes are not supported")
         if self._lookup(genome) is None:
             self.prime([genome])
         hit = self._lookup(genome)
         assert hit is not None
-        return hit
+        stats, cands = hit
+        missing = [k for k in kinds if k not in cands]
+        if missing:
+            with self._timed("statistics"):
+                (solved,) = best_candidates([stats], self.settings, missing)
+            cands.update(solved)
+        return stats, {k: cands[k] for k in kinds}
 
     @contextmanager
     def _timed(self, key: str) -> Iterator[None]:
@@ -341,8 +359,8 @@ class BottleneckGrowth:
         def op(
             genome: Genome, rng: np.random.Generator, tracker: InnovationTracker, config: MutationConfig
         ) -> tuple[Genome, MutationRecord]:
-            stats, cands = self.candidates(genome)
-            for cand in cands.get(kind, [])[:TRIES]:
+            stats, cands = self.candidates(genome, (kind,))
+            for cand in cands[kind][:TRIES]:
                 try:
                     child, figures = self.line_search(genome, cand, stats, tracker, config)
                 except NotApplicable:
