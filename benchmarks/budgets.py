@@ -191,17 +191,9 @@ def score_budgets(genome: Genome, X: np.ndarray, y: np.ndarray, tc: TrainConfig,
     return [float(e.score) for e in evals], [lv.flops for lv in levels], "closed gates"
 
 
-def run_hybrid(
-    seed: int,
-    runs_dir: Path,
-    generations: int,
-    quick: bool,
-    notes: list[str],
-    sandwich: bool = True,
-    overrides: dict[str, Any] | None = None,
-) -> tuple[HybridSeed, Genome]:
-    """Run one search and score its champion on the test split at every budget; return it with the champion."""
-    config = _config(seed, runs_dir, generations, quick, notes, sandwich, overrides)
+def run_hybrid(config: Config, seed: int, notes: list[str]) -> tuple[HybridSeed, Genome]:
+    """Run the search ``config`` describes (:func:`_config`) and score its champion on the
+    test split at every budget; return it with the champion."""
     t0 = time.perf_counter()
     result = Search.start(config, overwrite=True).run()
     wall = time.perf_counter() - t0
@@ -377,8 +369,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for seed in args.seeds:
         t0 = time.perf_counter()
         over = {"evolution.final_steps": steps, **dict(args.set)}
-        hy, champion = run_hybrid(seed, runs_dir, generations, quick, notes, args.sandwich, over)
         config = _config(seed, runs_dir, generations, quick, notes, args.sandwich, over)
+        hy, champion = run_hybrid(config, seed, notes)
         task = load_task(config.task, seed)
         targets = [s * hy.full_flops for s in SHARES]
         fixed_widths = [width_for(t) for t in targets]
