@@ -68,6 +68,7 @@ class TrainConfig:
     budget_samples: int = 2  # sandwich: random budgets per step besides the full and the smallest
     budget_min: float = 0.25  # sandwich: the smallest budget trained (0: the chain's smallest level)
     distill: bool = True  # sandwich: smaller budgets learn the full net's outputs (in-place distillation)
+    budget_levels: tuple[float, ...] = ()  # sandwich: budgets trained at every step besides full and smallest
     # Adaptive genomes (issue 16, ``genomes.adaptive``); a population without them ignores these.
     exit_weight: float = 1.0  # weight of each exit head's task loss beside the output's (BranchyNet: equal)
     exit_distill: float = 0.0  # share of each exit's loss that learns the output's soft targets
@@ -109,6 +110,14 @@ class TrainConfig:
             0.0 <= self.budget_min < 1.0
         ):
             raise ConfigError(f"train.budget_min should be a number in [0, 1), got {self.budget_min!r}")
+        levels = self.budget_levels
+        if not isinstance(levels, tuple) or not all(
+            isinstance(b, (int, float)) and not isinstance(b, bool) and self.budget_min < b < 1.0 for b in levels
+        ) or any(a >= b for a, b in zip(levels[:-1], levels[1:], strict=True)):
+            raise ConfigError(
+                "train.budget_levels should be an increasing tuple of numbers in (budget_min, 1) = "
+                f"({self.budget_min}, 1), got {levels!r}"
+            )
         v = self.input_noise
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 100.0:
             raise ConfigError(f"train.input_noise should be a number in [0, 100], got {v!r}")

@@ -205,6 +205,19 @@ class Config(Section):
 
     def _check_budgets(self) -> None:
         """Budgets (issue 17) are for feed-forward networks: no recurrent start, no sequence task."""
+        levels, floor = self.training.budget_levels, self.training.budget_min
+        if levels and self.training.budgets == "off":
+            raise KeyedError(
+                "training.budget_levels",
+                list(levels),
+                "expected [] with training.budgets = 'off' (the levels are what sandwich training trains)",
+            )
+        if levels and levels[0] <= floor:
+            raise KeyedError(
+                "training.budget_levels",
+                list(levels),
+                f"expected every level above training.budget_min = {floor} (that level is trained anyway)",
+            )
         if self.training.budgets == "off":
             return
         if self.genome.recurrent:
@@ -311,7 +324,7 @@ class Config(Section):
 
     def train_kwargs(self) -> dict[str, Any]:
         """Return the ``TrainConfig`` fields: steps, batch_size, lr, weight_decay, penalty, gate,
-        loss, input_noise, budgets, budget_samples, budget_min, distill, exit_weight, exit_distill,
+        loss, input_noise, budgets, budget_samples, budget_min, distill, budget_levels, exit_weight, exit_distill,
         skip_target, skip_penalty, threshold_tolerance, ``task.metric`` as ``metric``, and ``class_weight`` ("auto" resolved)."""
         t = self.training
         keys = ("steps", "batch_size", "lr", "weight_decay", "penalty", "gate", "loss", "input_noise")
@@ -322,6 +335,7 @@ class Config(Section):
             weight = "balanced" if self.task.metric in CLASS_BALANCED_METRICS else "none"
         return {
             **{k: getattr(t, k) for k in keys},
+            "budget_levels": tuple(t.budget_levels),
             "metric": self.task.metric,
             "class_weight": weight,
         }

@@ -115,6 +115,23 @@ class GenomeConfig(Section):
         return (self.activation,) if isinstance(self.activation, str) else self.activation
 
 
+def increasing_budgets(v: object, within: str, example: str) -> tuple[float, ...]:
+    """``v`` as a non-empty, strictly increasing tuple of budgets in ``within``: "(0, 1]" or "(0, 1)"."""
+    v = as_tuple(v)
+    if not isinstance(v, tuple):
+        raise ValueError(f"expected a list of budgets in {within}, such as {example}")
+    if not v:
+        raise ValueError("expected at least one budget")
+    top_ok = within.endswith("]")
+    for b in v:
+        ok = not isinstance(b, bool) and isinstance(b, (int, float)) and 0.0 < b and (b <= 1.0 if top_ok else b < 1.0)
+        if not ok:  # NaN fails too
+            raise ValueError(f"expected every budget to be a number in {within}, got {b!r}")
+    if any(a >= b for a, b in zip(v[:-1], v[1:], strict=False)):
+        raise ValueError("expected strictly increasing budgets")
+    return tuple(float(b) for b in v)
+
+
 class TrainingConfig(Section):
     """``[training]``: the gradient phase every member gets each generation."""
 
@@ -237,6 +254,19 @@ class TrainingConfig(Section):
         description="sandwich: smaller budgets learn the full network's outputs (in-place distillation) "
         "rather than the labels",
     )
+    budget_levels: Annotated[tuple[float, ...], BeforeValidator(as_tuple)] = Field(
+        (),
+        description="sandwich: budgets trained at every step besides the full network and budget_min, "
+        "strictly increasing, each in (budget_min, 1) (the original slimmable networks' width list: "
+        "train the levels you will deploy); each is one more forward and backward pass",
+    )
+
+    @field_validator("budget_levels", mode="before")
+    @classmethod
+    def _levels(cls, v: object) -> object:
+        if isinstance(v, (list, tuple)) and not v:
+            return ()
+        return increasing_budgets(v, "(0, 1)", "[0.5, 0.75]")
     exit_weight: float = Field(
         1.0,
         ge=0.0,
@@ -418,17 +448,7 @@ class SelectionConfig(Section):
     @field_validator("auc_budgets", mode="before")
     @classmethod
     def _budgets(cls, v: object) -> object:
-        v = as_tuple(v)
-        if not isinstance(v, tuple):
-            raise ValueError("expected a list of budgets in (0, 1], such as [0.25, 0.5, 0.75, 1.0]")
-        if not v:
-            raise ValueError("expected at least one budget")
-        for b in v:
-            if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0.0 < b <= 1.0:  # NaN fails too
-                raise ValueError(f"expected every budget to be a number in (0, 1], got {b!r}")
-        if any(a >= b for a, b in zip(v[:-1], v[1:], strict=False)):
-            raise ValueError("expected strictly increasing budgets")
-        return tuple(float(b) for b in v)
+        return increasing_budgets(v, "(0, 1]", "[0.25, 0.5, 0.75, 1.0]")
 
 
 class MutationSection(Section):

@@ -17,8 +17,9 @@ Budgets (issue 17): with ``config.budgets = "sandwich"`` every step trains sever
 sub-networks of each member at once, the "sandwich rule" of slimmable networks (Yu &
 Huang 2019, "Universally Slimmable Networks and Improved Training Techniques"): the
 full network on the labels (with the penalty), the level ``config.budget_min`` selects
-(0: the chain's smallest level) and ``config.budget_samples`` budgets drawn uniformly in
-``[max(min_budget, budget_min), 1)`` per member,
+(0: the chain's smallest level), the levels ``config.budget_levels`` select (the same
+every step: the original slimmable networks' width list) and ``config.budget_samples``
+budgets drawn uniformly in ``[max(min_budget, budget_min), 1)`` per member,
 each on the full network's detached outputs (in-place distillation, ``config.distill``)
 or on the labels; the per-member loss is the sum of the passes' losses, one optimiser
 step. The program keeps one pass's buffers, so each pass is backpropagated at once and
@@ -260,7 +261,9 @@ def train_engine(
     if config.budgets == "sandwich":
         if budget_generator is None:
             raise ValueError("training.budgets = 'sandwich' needs a budget_generator, got None")
-        sandwich = _Sandwich(engine, steps, config.budget_samples, budget_generator, config.budget_min)
+        sandwich = _Sandwich(
+            engine, steps, config.budget_samples, budget_generator, config.budget_min, config.budget_levels
+        )
     inputs = _Inputs(X, config, input_generator)
     for t_ in params:
         t_.requires_grad_(True)
@@ -439,7 +442,7 @@ def _input_generator(config: TrainConfig, generator: torch.Generator) -> torch.G
 
 
 class _Sandwich:
-    """The sandwich rule's passes of each step: full, smallest, ``samples`` random budgets."""
+    """The sandwich rule's passes of each step: full, smallest, the fixed ``levels``, ``samples`` random budgets."""
 
     def __init__(
         self,
@@ -448,6 +451,7 @@ class _Sandwich:
         samples: int,
         generator: torch.Generator,
         floor: float = 0.0,
+        levels: tuple[float, ...] = (),
     ) -> None:
         self.engine = engine
         table = engine.budget_table
@@ -457,6 +461,8 @@ class _Sandwich:
         self.budgets = (lo + u * (1.0 - lo)).to(engine.device)
         # the smallest pass: the level budget ``floor`` selects (the chain's smallest below min_budget)
         self.smallest = engine.budget_scale([floor] * engine.n_members) if floor > 0 else engine.smallest_scale()
+        # the fixed levels (slimmable networks' width list): the same every step
+        self.levels = [engine.budget_scale([b] * engine.n_members) for b in levels]
 
     def passes(
         self,
@@ -489,6 +495,7 @@ class _Sandwich:
             return run
 
         subs = [run_sub(lambda: self.smallest)]
+        subs += [run_sub(lambda s=s: s) for s in self.levels]
         for k in range(self.budgets.shape[1]):
             # no validation here: the budgets are in range by construction (no host sync)
             subs.append(run_sub(lambda k=k: engine.entry_scale(table.entries(self.budgets[t, k]))))

@@ -1,7 +1,8 @@
 """Sandwich training (issue 17): the engine's step held to a hand-written GenomeNet loop.
 
 Each step: the full network on the labels, the level ``budget_min`` selects (0: the
-smallest level of the budget chain) and ``budget_samples`` budgets drawn uniformly in
+smallest level of the budget chain), the levels ``budget_levels`` select and
+``budget_samples`` budgets drawn uniformly in
 [max(min_budget, budget_min), 1), each on the full
 network's detached outputs (``distill``) or on the labels; the sum of the losses,
 one AdamW step.
@@ -64,9 +65,8 @@ def _reference(genome: Genome, X, y, config: TrainConfig, batches, budget_seed: 
         task = task_loss(out, yb, config.loss)
         loss = task + config.penalty * net.penalty() if config.penalty else task
         target = out.detach()
-        levels = [smallest] + [
-            chain.select(float(lo + u[t, k, 0] * (1 - lo))) for k in range(config.budget_samples)
-        ]
+        levels = [smallest] + [chain.select(b) for b in config.budget_levels]
+        levels += [chain.select(float(lo + u[t, k, 0] * (1 - lo))) for k in range(config.budget_samples)]
         for level in levels:  # a level: its neuron masks and its dropped skip edges
             sub = net(xb, nz, masks=level.masks, edges_off=level.edges_off)
             if not config.distill:
@@ -96,11 +96,12 @@ def _reference(genome: Genome, X, y, config: TrainConfig, batches, budget_seed: 
             ("cross_entropy", True, "hard_concrete"),
         ]
     ),
-    st.sampled_from([0.0, 0.25, 0.6]),
+    st.sampled_from([(0.0, ()), (0.25, ()), (0.6, ()), (0.25, (0.5, 0.75)), (0.0, (0.3,))]),
     st.integers(0, 2**16),
 )
-def test_a_sandwich_step_equals_the_genomenet_reference(genome, setting, floor, seed):
+def test_a_sandwich_step_equals_the_genomenet_reference(genome, setting, floor_levels, seed):
     loss, distill, gate = setting
+    floor, levels = floor_levels
     genome = _ordered(genome, seed)
     gen = torch.Generator().manual_seed(seed)
     X = torch.randn(24, 3, generator=gen, dtype=F64)
@@ -118,6 +119,7 @@ def test_a_sandwich_step_equals_the_genomenet_reference(genome, setting, floor, 
         budgets="sandwich",
         budget_samples=2,
         budget_min=floor,
+        budget_levels=levels,
         distill=distill,
         gate=gate,
     )
@@ -253,6 +255,10 @@ def test_sandwich_needs_a_budget_generator():
         ({"distill": "yes"}, r"train\.distill should be true or false"),
         ({"budget_min": 1.0}, r"train\.budget_min should be a number in \[0, 1\), got 1\.0"),
         ({"budget_min": -0.1}, r"train\.budget_min should be a number in \[0, 1\), got -0\.1"),
+        ({"budget_levels": (0.75, 0.5)}, r"train\.budget_levels should be an increasing tuple"),
+        ({"budget_levels": (0.2,)}, r"in \(budget_min, 1\) = \(0\.25, 1\), got \(0\.2,\)"),
+        ({"budget_levels": (0.5, 1.0)}, r"train\.budget_levels"),
+        ({"budget_levels": [0.5]}, r"train\.budget_levels"),
     ],
 )
 def test_bad_train_config_is_one_line(kwargs, match):
@@ -266,10 +272,13 @@ XOR = '[task]\nname = "xor"\n'
 
 def test_training_section_keys_reach_train_config():
     config = loads_config(
-        XOR + '[training]\nbudgets = "sandwich"\nbudget_samples = 3\ndistill = false\n'
+        XOR
+        + '[training]\nbudgets = "sandwich"\nbudget_samples = 3\ndistill = false\n'
+        + "budget_levels = [0.5, 0.75]\n"
     )
     train = TrainConfig(**config.train_kwargs())
     assert (train.budgets, train.budget_samples, train.distill) == ("sandwich", 3, False)
+    assert train.budget_levels == (0.5, 0.75)
     assert TrainConfig(**loads_config(XOR).train_kwargs()).budgets == "off"
 
 
@@ -289,6 +298,22 @@ def test_training_section_keys_reach_train_config():
         (
             XOR + '[training]\nbudgets = "sandwich"\n[mutation]\nadd_recurrent_edge = 0.1\n',
             r"mutation\.add_recurrent_edge: got 0\.1",
+        ),
+        (
+            XOR + "[training]\nbudget_levels = [0.5]\n",
+            r"training\.budget_levels: got \[0\.5\], expected \[\] with training\.budgets = 'off'",
+        ),
+        (
+            XOR + '[training]\nbudgets = "sandwich"\nbudget_levels = [0.25, 0.5]\n',
+            r"training\.budget_levels: got \[0\.25, 0\.5\], expected every level above training\.budget_min = 0\.25",
+        ),
+        (
+            XOR + '[training]\nbudgets = "sandwich"\nbudget_levels = [0.75, 0.5]\n',
+            r"training\.budget_levels: got \[0\.75, 0\.5\], expected strictly increasing",
+        ),
+        (
+            XOR + '[training]\nbudgets = "sandwich"\nbudget_levels = [0.5, 1.0]\n',
+            r"training\.budget_levels: got \[0\.5, 1\.0\], expected every budget to be a number in \(0, 1\)",
         ),
     ],
 )
