@@ -119,6 +119,8 @@ def check_budget_objective(config: Config, task: Task, where: str) -> None:
             lower-is-better metric (a budget below the smallest network scores 0, the
             worst only for a higher-is-better metric).
     """
+    if config.selection.fitness == "budget_auc":
+        _check_budget_fitness(config, task, where)
     objective = config.selection.champion_objective
     if objective != "budget_auc":
         return
@@ -140,6 +142,24 @@ def check_budget_objective(config: Config, task: Task, where: str) -> None:
             f"{where}: selection.champion_objective: expected 'metric' with task.metric = {name!r} "
             f"(budget_auc averages a higher-is-better metric such as accuracy or r2), got {objective!r}"
         )
+
+
+def _check_budget_fitness(config: Config, task: Task, where: str) -> None:
+    """Refuse ``selection.fitness = "budget_auc"`` where the search cannot rank on it: one line."""
+    kw = config.train_kwargs()
+    name = metric_for_loss(kw["metric"], kw["loss"])
+    m = config.mutation
+    why = None
+    if task.sequence:
+        why = f"for the sequence task {task.name!r} (budgets are for feed-forward networks)"
+    elif not METRICS[name].greater_is_better:
+        why = f"with task.metric = {name!r} (budget_auc averages a higher-is-better metric)"
+    elif task.folds:
+        why = f"with task.folds = {task.folds} (K-fold fitness averages folds at full cost)"
+    elif m.add_exit > 0 or m.add_skip > 0:
+        why = "with mutation.add_exit or mutation.add_skip > 0 (exit heads and skip gates have no budget chain)"
+    if why is not None:
+        raise ConfigError(f"{where}: selection.fitness: expected 'metric' {why}, got 'budget_auc'")
 
 
 def budget_curves(

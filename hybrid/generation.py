@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -269,7 +269,9 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
     size = {i: (e.active_parameters if i in ok else FAILED_SIZE) for i, e in zip(ids, evals, strict=True)}
     average = {i: _average_flops(e) for i, e in zip(ids, evals, strict=True) if i in ok}
     cost = size if cfg.selection.cost == "parameters" else {i: average.get(i, FAILED_SIZE) for i in ids}
-    cands = {i: Candidate(i, metric[i], cost[i]) for i in ids}
+    auc = _budget_aucs(cfg, context, task, tc, ids, ok, trained)
+    rank = metric if auc is None else {i: auc.get(i, FAILED_METRIC) for i in ids}  # what selection reads
+    cands = {i: Candidate(i, rank[i], cost[i]) for i in ids}
     # the short list's cost is the selection's: FLOPs per input under "average_flops"
     kept_average = average if cfg.selection.cost == "average_flops" else {}
     lamarck = cfg.training.inheritance == "lamarckian"
@@ -283,26 +285,39 @@ def step(state: SearchState, context: StepContext) -> tuple[SearchState, Generat
     }
     dist_cfg = cfg.distance_config()
     species, next_species_id = speciate(
-        parents, metric, state.species, state.threshold, lambda a, b: distance(a, b, dist_cfg), g, state.next_species_id
+        parents, rank, state.species, state.threshold, lambda a, b: distance(a, b, dist_cfg), g, state.next_species_id
     )
     best_id = max(ids, key=lambda i: cands[i].fitness)
     best = ids.index(best_id)
     new_phase = context.phase_starts(g)  # task.schedule: the new task's scores start afresh
     champion = None if new_phase else state.champion
-    if best_id in ok and _beats(metric[best_id], size[best_id], champion):
+    kept_auc = {} if auc is None else auc
+    ranked = [i for i in ok if rank[i] != FAILED_METRIC]  # ok, and with a budget AUC where one is asked for
+    if best_id in ranked and _beats(rank[best_id], size[best_id], champion):
         ev = evals[best]
         champion = Champion(
-            best_id, g, metric[best_id], size[best_id], ev.flops, ev.loss, trained[best], kept_average.get(best_id)
+            best_id,
+            g,
+            metric[best_id],
+            size[best_id],
+            ev.flops,
+            ev.loss,
+            trained[best],
+            kept_average.get(best_id),
+            kept_auc.get(best_id),
         )
     shortlist = update_front(
         () if new_phase else state.shortlist,
         (
-            Champion(m.id, g, metric[m.id], size[m.id], e.flops, e.loss, t, kept_average.get(m.id))
+            Champion(m.id, g, metric[m.id], size[m.id], e.flops, e.loss, t, kept_average.get(m.id), kept_auc.get(m.id))
             for m, t, e in zip(state.members, trained, evals, strict=True)
-            if m.id in ok
+            if m.id in ranked
         ),
     )
     stats = _stats(g, best_id, ok, metric, size, champion, len(ids), species, state.threshold)
+    if auc is not None:  # selection.fitness = "budget_auc": what the members were ranked on
+        stats["budget_auc"] = {str(i): auc[i] for i in ok if i in auc}
+        stats["best_budget_auc"] = auc.get(best_id)
     if any(e.average_flops is not None for e in evals):  # adaptive genes (issue 16): FLOPs per input
         stats["average_flops"] = {str(i): average[i] for i in ok}
         stats["best_average_flops"] = average.get(best_id)
@@ -478,9 +493,36 @@ def _average_flops(ev: Metrics) -> float:
     return float(ev.flops if ev.average_flops is None else ev.average_flops)
 
 
-def _beats(metric: float, size: int, champion: Champion | None) -> bool:
-    """Return True if ``(metric, size)`` beats the champion (higher metric, then smaller)."""
-    return champion is None or (metric, -size) > (champion.metric, -champion.active_params)
+def _beats(score: float, size: int, champion: Champion | None) -> bool:
+    """Return True if ``(score, size)`` beats the champion (higher :attr:`Champion.score`, then smaller)."""
+    return champion is None or (score, -size) > (champion.score, -champion.active_params)
+
+
+def _budget_aucs(
+    cfg: Config,
+    context: StepContext,
+    task: Task,
+    tc: TrainConfig,
+    ids: list[int],
+    ok: list[int],
+    trained: Sequence[Genome],
+) -> dict[int, float] | None:
+    """Each ok member's budget AUC on the validation split (``selection.fitness = "budget_auc"``), else None.
+
+    One engine pass per budget of ``selection.auc_budgets`` over the trained members;
+    a non-finite AUC is left out (the member ranks as failed).
+    """
+    if cfg.selection.fitness != "budget_auc":
+        return None
+    from .budgets import budget_scores
+
+    chosen = [(i, t) for i, t in zip(ids, trained, strict=True) if i in ok]
+    if not chosen:
+        return {}
+    scored = budget_scores(
+        [t for _, t in chosen], task.X_val, task.y_val, tc, cfg.selection.auc_budgets, device=context.device
+    )
+    return {i: float(s.auc) for (i, _), s in zip(chosen, scored, strict=True) if math.isfinite(s.auc)}
 
 
 def _stats(

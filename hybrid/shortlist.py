@@ -3,7 +3,9 @@
 Every generation, every member with a finite validation score is offered to the
 front of (validation metric: higher is better, cost: lower is better; the cost is
 :attr:`~hybrid.state.Champion.cost`, the active parameters, or the FLOPs per
-validation input under the exit rule with ``selection.cost = "average_flops"``), kept with its trained weights in :class:`~hybrid.state.SearchState`. A
+validation input under the exit rule with ``selection.cost = "average_flops"``;
+with ``selection.fitness = "budget_auc"`` the first objective is the budget AUC on
+validation instead of the metric), kept with its trained weights in :class:`~hybrid.state.SearchState`. A
 generation's best member is always offered, so it is either on the front or
 dominated by an entry that is; the run's "best" champion (highest metric, then
 smallest) is never dominated and is always on it.
@@ -42,13 +44,13 @@ SHORTLIST_CAP = 32
 
 
 def _key(c: Champion) -> tuple[float, float, int]:
-    """Order of the front: highest metric first, then lowest cost, then lowest id."""
-    return (-c.metric, c.cost, c.id)
+    """Order of the front: highest score first, then lowest cost, then lowest id."""
+    return (-c.score, c.cost, c.id)
 
 
 def _dominates(a: Champion, b: Champion) -> bool:
     """Return True if ``a`` is at least as good as ``b`` on both objectives and better on one."""
-    return a.metric >= b.metric and a.cost <= b.cost and (a.metric > b.metric or a.cost < b.cost)
+    return a.score >= b.score and a.cost <= b.cost and (a.score > b.score or a.cost < b.cost)
 
 
 def update_front(
@@ -56,16 +58,18 @@ def update_front(
 ) -> tuple[Champion, ...]:
     """Return the Pareto front of ``front`` and ``candidates``, capped at ``cap`` entries.
 
-    Of entries with equal metric and size only the first in order (lowest id) is
-    kept. Past ``cap``, the entries with the lowest metric are cut. The result is
-    sorted by metric (highest first), then size, then id.
+    The objectives are :attr:`~hybrid.state.Champion.score` (the validation metric,
+    or the budget AUC under ``selection.fitness = "budget_auc"``) and
+    :attr:`~hybrid.state.Champion.cost`. Of entries with equal score and cost only
+    the first in order (lowest id) is kept. Past ``cap``, the entries with the lowest
+    score are cut. The result is sorted by score (highest first), then cost, then id.
     """
     if cap < 1:
         raise ValueError(f"cap should be >= 1, got {cap}")
     pool = sorted({c.id: c for c in (*front, *candidates)}.values(), key=_key)
     kept: list[Champion] = []
     for c in pool:  # sorted: a dominating entry (or an equal one with a lower id) comes first
-        if not any(_dominates(k, c) or (k.metric, k.cost) == (c.metric, c.cost) for k in kept):
+        if not any(_dominates(k, c) or (k.score, k.cost) == (c.score, c.cost) for k in kept):
             kept.append(c)
     return tuple(kept[:cap])
 

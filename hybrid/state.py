@@ -32,7 +32,7 @@ __all__ = ["Champion", "SearchState"]
 
 @dataclass(frozen=True)
 class Champion:
-    """The best genome of any generation so far (by validation metric, then size).
+    """The best genome of any generation so far (by validation metric or budget AUC, then size).
 
     Only a member with a finite validation score can be the champion.
     """
@@ -47,11 +47,19 @@ class Champion:
     #: FLOPs per validation input under the exit rule, kept when ``selection.cost =
     #: "average_flops"``: the short list's cost then (None: the active parameters).
     average_flops: float | None = None
+    #: budget AUC on validation, kept when ``selection.fitness = "budget_auc"``: what
+    #: the champion and the short list rank then (None: ``metric``).
+    auc: float | None = None
 
     @property
     def cost(self) -> float:
         """The short list's second objective: ``average_flops`` when kept, else ``active_params``."""
         return float(self.active_params) if self.average_flops is None else self.average_flops
+
+    @property
+    def score(self) -> float:
+        """The short list's first objective: ``auc`` when kept, else ``metric``."""
+        return self.metric if self.auc is None else self.auc
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-ready record (the form ``score_champion`` takes)."""
@@ -66,6 +74,8 @@ class Champion:
         }
         if self.average_flops is not None:  # a run selecting on parameters writes what it wrote
             d["average_flops"] = self.average_flops
+        if self.auc is not None:  # a run ranking on the metric writes what it wrote
+            d["auc"] = self.auc
         return d
 
     @classmethod
@@ -80,6 +90,7 @@ class Champion:
             val_loss=float(d["val_loss"]),
             genome=from_dict(d["genome"]),
             average_flops=None if d.get("average_flops") is None else float(d["average_flops"]),
+            auc=None if d.get("auc") is None else float(d["auc"]),
         )
 
 
@@ -230,6 +241,7 @@ class _ChampionDoc(_Doc):
     val_loss: float = Field(allow_inf_nan=False)
     genome: dict[str, Any]
     average_flops: float | None = Field(None, ge=0, allow_inf_nan=False)  # selection.cost = "average_flops"
+    auc: float | None = Field(None, allow_inf_nan=False)  # selection.fitness = "budget_auc"
 
 
 class _FoldDoc(_Doc):

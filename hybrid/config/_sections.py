@@ -439,6 +439,13 @@ class SelectionConfig(Section):
         "of the task metric at each of selection.auc_budgets (the area under the accuracy-vs-budget curve; "
         "feed-forward tasks with a higher-is-better metric; train with training.budgets = 'sandwich')",
     )
+    fitness: Literal["metric", "budget_auc"] = Field(
+        "metric",
+        description="what selection, the champion and the short list rank members on each generation: "
+        "metric = the validation metric at full cost; budget_auc = its mean at each of selection.auc_budgets "
+        "(with champion_objective = 'budget_auc', the search breeds the networks that rule chooses from; "
+        "feed-forward tasks with a higher-is-better metric, no K-fold, no exit heads or skip gates)",
+    )
     auc_budgets: Annotated[tuple[float, ...], BeforeValidator(as_tuple)] = Field(
         (0.25, 0.5, 0.75, 1.0),
         description="the budgets (shares of the full network's FLOPs) budget_auc scores each candidate at: "

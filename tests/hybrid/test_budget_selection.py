@@ -233,3 +233,89 @@ def test_the_default_objective_writes_no_curve_and_never_scores_by_budget(tmp_pa
     assert stub == [] and "budget_curve" not in m and "champion_objective" not in m
     assert all("budget_auc" not in e for e in m["shortlist"]) and result.budget_auc is None
     assert "accuracy vs share of FLOPs" not in write_report(result.run_dir).read_text()
+
+
+# ------------------------------------------------------ fitness = budget_auc
+def _a(i: int, metric: float, auc: float | None, size: int) -> Champion:
+    return Champion(i, 0, metric, size, 0, 0.0, _GENOME, auc=auc)
+
+
+def test_fitness_defaults_to_the_metric_and_refuses_what_has_no_budget_auc(tmp_path: Path) -> None:
+    assert _config(tmp_path).selection.fitness == "metric"
+    assert _config(tmp_path, **{"selection.fitness": "budget_auc"}).selection.fitness == "budget_auc"
+    with pytest.raises(ConfigError, match=r"selection.fitness: got 'auc', expected 'metric' or 'budget_auc'"):
+        _config(tmp_path, **{"selection.fitness": "auc"})
+    cases = [
+        ({"task.metric": "log_loss"}, r"with task.metric = 'log_loss'"),
+        ({"task.folds": 2}, r"with task.folds = 2"),
+        ({"mutation.add_exit": 0.1}, r"with mutation.add_exit or mutation.add_skip > 0"),
+    ]
+    for over, why in cases:
+        cfg = _config(tmp_path, **{"selection.fitness": "budget_auc", **over})
+        task = load_task(cfg.task, 0)
+        with pytest.raises(ConfigError, match=rf"^run 'b': selection.fitness: expected 'metric' {why}.*got 'budget_auc'$") as err:
+            check_budget_objective(cfg, task, "run 'b'")
+        assert "\n" not in str(err.value)
+    seq = types.SimpleNamespace(sequence=True, name="parity", folds=0)
+    with pytest.raises(ConfigError, match=r"selection.fitness: expected 'metric' for the sequence task 'parity'"):
+        check_budget_objective(_config(tmp_path, **{"selection.fitness": "budget_auc"}), seq, "run 'b'")  # type: ignore[arg-type]
+
+
+def test_a_champion_keeps_its_auc_through_a_checkpoint() -> None:
+    c = _a(3, 0.9, 0.7, 12)
+    assert Champion.from_dict(c.to_dict()) == c and c.score == 0.7
+    plain = _c(4, 0.9, 12)
+    assert "auc" not in plain.to_dict() and plain.score == 0.9  # a metric run writes what it wrote
+
+
+def test_under_budget_auc_the_front_ranks_the_auc_so_an_undiallable_net_cannot_hide_a_diallable_one() -> None:
+    from hybrid.shortlist import update_front
+
+    linear = _a(1, 0.98, 0.245, 650)  # best at full cost, nothing to dial: 0 below its own cost
+    hidden = _a(2, 0.97, 0.90, 1200)  # dials down well
+    front = update_front((), (linear, hidden))
+    assert {c.id for c in front} == {1, 2} and front[0].id == 2  # sorted by score
+    plain = update_front((), (_c(1, 0.98, 650), _c(2, 0.97, 1200)))
+    assert [c.id for c in plain] == [1]  # by the metric alone the diallable one is dominated
+
+
+def test_a_budget_auc_fitness_search_ranks_members_on_their_auc_and_records_their_metric(
+    tmp_path: Path, stub: list
+) -> None:
+    cfg = _config(tmp_path, **{"selection.fitness": "budget_auc", "selection.champion_objective": "budget_auc"})
+    result = Search.start(cfg).run()
+    rows = [json.loads(line) for line in (result.run_dir / "stats.jsonl").read_text().splitlines()]
+    assert len(stub) == len(rows) + 1  # one pass of members per generation, one of the short list at the end
+    with hybrid.lineage.open(result.run_dir) as lin:
+        records = {r.id: r for r in lin.records()}
+        for row in rows:
+            auc = {int(k): v for k, v in row["budget_auc"].items()}
+            for i, v in auc.items():
+                assert v == pytest.approx(100 / (100 + records[i].active_params))  # the stub's AUC
+                assert records[i].val_metric is not None and records[i].val_metric <= 1.0  # the real metric
+            best = max(auc.values())
+            assert row["best_budget_auc"] == best and auc[row["best_id"]] == best
+    m = json.loads((result.run_dir / "best" / "metrics.json").read_text())
+    assert m["budget_curve"]["auc"] == max(e["budget_auc"] for e in m["shortlist"])
+    assert all(e["val_metric"] == pytest.approx(records[e["id"]].val_metric) for e in m["shortlist"])
+
+
+def test_a_budget_auc_fitness_run_cut_back_to_a_checkpoint_resumes_byte_identical(tmp_path: Path) -> None:
+    import shutil
+
+    from genomes import load
+
+    over = {"selection.fitness": "budget_auc", "selection.champion_objective": "budget_auc",
+            "training.budgets": "sandwich", "evolution.generations": 4, "run.name": "ref"}  # fmt: skip
+    config = loads_config(tiny_toml(tmp_path, steps=10), source="t.toml", overrides=over)
+    result = Search.start(config).run()
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    shutil.copytree(ref, cut)
+    for ck in sorted((cut / "checkpoints").glob("gen_*")):
+        if int(ck.name.split("_")[1]) > 1:
+            shutil.rmtree(ck)
+    resumed = Search.resume(cut).run()
+    stats = [(r / "stats.jsonl").read_text() for r in (ref, cut)]
+    assert stats[0] == stats[1] and '"budget_auc"' in stats[0]
+    assert resumed.champion_id == result.champion_id and resumed.test_metric == result.test_metric
+    assert load(cut / "best" / "genome.json") == load(ref / "best" / "genome.json")
