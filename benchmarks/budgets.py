@@ -5,7 +5,8 @@ for each seed, with torch threads set to 1:
 
 1. **hybrid**: a search from ``configs/digits.toml`` with a generation cap instead of
    the time budget, ``[training] budgets = "sandwich"``, ``[selection]
-   champion_objective = "budget_auc"`` and ``evolution.final_steps`` = the MLPs' steps
+   champion_objective = "budget_auc"``, ``fitness = "budget_auc"`` (the search breeds
+   on the curve it is chosen on) and ``evolution.final_steps`` = the MLPs' steps
    (the chosen champion trained that many more sandwich steps on train + validation,
    as users of any tuner do after the choice; ``--set evolution.final_steps=0`` for
    none); its champion's test accuracy at every budget
@@ -129,7 +130,7 @@ def _config(
     sandwich: bool = True,
     overrides: dict[str, Any] | None = None,
 ) -> Config:
-    """digits.toml with a generation cap, sandwich training and the budget-AUC champion (where
+    """digits.toml with a generation cap, sandwich training and the budget-AUC fitness and champion (where
     known), then ``overrides`` (``--set``)."""
     base = {
         "run.seed": seed,
@@ -141,7 +142,11 @@ def _config(
         "evolution.time_budget_s": 1e9,  # the cap decides, not the clock
         **({"evolution.population": QUICK_POPULATION} if quick else {}),
     }
-    wanted = {"training.budgets": "sandwich" if sandwich else "off", "selection.champion_objective": "budget_auc"}
+    wanted = {
+        "training.budgets": "sandwich" if sandwich else "off",
+        "selection.champion_objective": "budget_auc",
+        "selection.fitness": "budget_auc",
+    }
     for key, value in list(wanted.items()):
         try:
             load_config(CONFIG, {**base, key: value})
