@@ -23,7 +23,7 @@ from hybrid.report import write_report
 from hybrid.search import Search
 from hybrid.tasks import load_task
 from tests.adaptive_cases import adaptive_genome
-from tests.hybrid.tiny import tiny_toml
+from tests.hybrid.tiny import resume_cut_back, tiny_toml
 
 
 def _config(tmp_path: Path, **overrides: Any):
@@ -155,8 +155,6 @@ def test_an_adaptive_search_grows_exits_and_skip_gates_and_records_their_cost(
 
 
 def test_an_adaptive_run_cut_back_to_a_checkpoint_resumes_byte_identical(tmp_path: Path) -> None:
-    import shutil
-
     from genomes import load
 
     over = {"mutation.add_exit": 0.6, "mutation.add_skip": 0.5, "selection.method": "nsga2",
@@ -165,11 +163,7 @@ def test_an_adaptive_run_cut_back_to_a_checkpoint_resumes_byte_identical(tmp_pat
     config = loads_config(tiny_toml(tmp_path, steps=10), source="t.toml", overrides={"run.name": "ref", **over})
     result = Search.start(config).run()
     ref, cut = tmp_path / "ref", tmp_path / "cut"
-    shutil.copytree(ref, cut)
-    for ck in sorted((cut / "checkpoints").glob("gen_*")):
-        if int(ck.name.split("_")[1]) > 1:
-            shutil.rmtree(ck)
-    resumed = Search.resume(cut).run()
+    resumed = resume_cut_back(ref, cut)
     stats = [(r / "stats.jsonl").read_text() for r in (ref, cut)]
     assert stats[0] == stats[1] and '"average_flops"' in stats[0]  # skip noise and thresholds replay
     assert resumed.champion_id == result.champion_id and resumed.test_metric == result.test_metric

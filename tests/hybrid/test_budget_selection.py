@@ -32,7 +32,7 @@ from hybrid.search import Search
 from hybrid.shortlist import choose
 from hybrid.state import Champion
 from hybrid.tasks import load_task
-from tests.hybrid.tiny import tiny_toml
+from tests.hybrid.tiny import resume_cut_back, tiny_toml
 
 _GENOME = Genome.minimal(2, 2, np.random.default_rng(0), InnovationTracker(), hidden=[2])
 #: Search._finish scores the short list by budget (the hook the search module needs).
@@ -301,8 +301,6 @@ def test_a_budget_auc_fitness_search_ranks_members_on_their_auc_and_records_thei
 
 
 def test_a_budget_auc_fitness_run_cut_back_to_a_checkpoint_resumes_byte_identical(tmp_path: Path) -> None:
-    import shutil
-
     from genomes import load
 
     over = {"selection.fitness": "budget_auc", "selection.champion_objective": "budget_auc",
@@ -310,11 +308,7 @@ def test_a_budget_auc_fitness_run_cut_back_to_a_checkpoint_resumes_byte_identica
     config = loads_config(tiny_toml(tmp_path, steps=10), source="t.toml", overrides=over)
     result = Search.start(config).run()
     ref, cut = tmp_path / "ref", tmp_path / "cut"
-    shutil.copytree(ref, cut)
-    for ck in sorted((cut / "checkpoints").glob("gen_*")):
-        if int(ck.name.split("_")[1]) > 1:
-            shutil.rmtree(ck)
-    resumed = Search.resume(cut).run()
+    resumed = resume_cut_back(ref, cut)
     stats = [(r / "stats.jsonl").read_text() for r in (ref, cut)]
     assert stats[0] == stats[1] and '"budget_auc"' in stats[0]
     assert resumed.champion_id == result.champion_id and resumed.test_metric == result.test_metric

@@ -8,7 +8,6 @@ each step's minibatch restricted to the rows outside the column's fold
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from hybrid.state import SearchState
 from hybrid.tasks import load_task
 from hybrid.train import TrainConfig
 from tests.hybrid.oracle import optimizer
-from tests.hybrid.tiny import tiny_toml
+from tests.hybrid.tiny import resume_cut_back, tiny_toml
 from tests.strategies import populations_strategy
 
 SEEDS = st.integers(0, 2**16)
@@ -271,11 +270,7 @@ def test_a_k_fold_search_runs_end_to_end_and_resumes_byte_identical(tmp_path: Pa
         assert all(c.structure_key() == m.genome.structure_key() for c in state.fold_genomes[m.id])
     # a copy of the run cut back to generation 1's checkpoint replays the rest exactly
     cut = tmp_path / "cut"
-    shutil.copytree(ref, cut)
-    for ck in sorted((cut / "checkpoints").glob("gen_*")):
-        if int(ck.name.split("_")[1]) > 1:
-            shutil.rmtree(ck)
-    resumed = Search.resume(cut).run()
+    resumed = resume_cut_back(ref, cut)
     assert _stats(cut) == _stats(ref)
     assert resumed.champion_id == result.champion_id and resumed.test_metric == result.test_metric
     assert load(cut / "best" / "genome.json") == load(ref / "best" / "genome.json")  # meta names the run

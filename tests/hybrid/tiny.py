@@ -71,3 +71,17 @@ def tiny_toml(
         backend=backend,
         folds=f'"{folds}"' if isinstance(folds, str) else folds,
     )
+
+
+def resume_cut_back(ref: Path, cut: Path, keep: int = 1):  # noqa: ANN201 (a SearchResult)
+    """Copy the finished run ``ref`` to ``cut``, delete its checkpoints after generation
+    ``keep`` (as if killed there), resume it to the end and return the result."""
+    import shutil
+
+    from hybrid.search import Search
+
+    shutil.copytree(ref, cut)
+    for ck in sorted((cut / "checkpoints").glob("gen_*")):
+        if int(ck.name.split("_")[1]) > keep:
+            shutil.rmtree(ck)
+    return Search.resume(cut).run()
