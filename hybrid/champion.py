@@ -112,7 +112,7 @@ class BudgetCurves:
 
 
 def check_budget_objective(config: Config, task: Task, where: str) -> None:
-    """Refuse ``selection.champion_objective = "budget_auc"`` where it means nothing: one line.
+    """Refuse ``selection.champion_objective`` or ``selection.fitness = "budget_auc"`` where it means nothing: one line.
 
     Raises:
         ConfigError: a sequence task (budgets are for feed-forward networks), or a

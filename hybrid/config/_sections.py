@@ -260,13 +260,6 @@ class TrainingConfig(Section):
         "strictly increasing, each in (budget_min, 1) (the original slimmable networks' width list: "
         "train the levels you will deploy); each is one more forward and backward pass",
     )
-
-    @field_validator("budget_levels", mode="before")
-    @classmethod
-    def _levels(cls, v: object) -> object:
-        if isinstance(v, (list, tuple)) and not v:
-            return ()
-        return increasing_budgets(v, "(0, 1)", "[0.5, 0.75]")
     exit_weight: float = Field(
         1.0,
         ge=0.0,
@@ -303,6 +296,13 @@ class TrainingConfig(Section):
         description="exit heads: thresholds are fitted on the validation split to the cheapest setting whose "
         "accuracy is within this share of the full path's (0.005: half a point)",
     )
+
+    @field_validator("budget_levels", mode="before")
+    @classmethod
+    def _levels(cls, v: object) -> object:
+        if isinstance(v, (list, tuple)) and not v:
+            return ()
+        return increasing_budgets(v, "(0, 1)", "[0.5, 0.75]")
 
 
 class EvolutionConfig(Section):
