@@ -219,10 +219,20 @@ def test_primed_population_solves_like_one_genome_at_a_time():
         _, _, _, alone = _problem(0, "tanh")
         single = alone.candidates(g)[1]
         for kind in KINDS:
-            assert [(c.src, c.dst) for c in cands[kind]] == [(c.src, c.dst) for c in single[kind]]
-            for a, b in zip(cands[kind], single[kind], strict=True):
-                np.testing.assert_allclose(a.omega, b.omega, rtol=1e-6, atol=1e-8)
-                assert a.gain == pytest.approx(b.gain, rel=1e-6)
+            # a candidate with no gain (1e-28, say: its direction carries no signal) solves to
+            # rounding noise, which differs between a batched and a single solve and between
+            # machines (and may reorder such candidates): compare the ones that carry signal
+            top = max([c.gain for c in single[kind]], default=0.0)
+            real = [{(c.src, c.dst): c for c in cs if c.gain > 1e-9 * top} for cs in (cands[kind], single[kind])]
+            assert real[0].keys() == real[1].keys()
+            for key, b in real[1].items():
+                a = real[0][key]
+                scale = float(np.abs(b.omega).max())
+                # float32 statistics summed in another order (and, with MKL, another alignment):
+                # agreement to 1e-4 of the candidate's scale, where a wrong solve is off by O(1)
+                np.testing.assert_allclose(a.omega, b.omega, rtol=1e-4, atol=1e-4 * scale)
+                assert a.gain == pytest.approx(b.gain, rel=1e-4)
+            assert len(cands[kind]) == len(single[kind])
 
 
 def test_config_significance_reaches_the_operators():
