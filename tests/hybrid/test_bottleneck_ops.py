@@ -229,9 +229,9 @@ def test_primed_population_solves_like_one_genome_at_a_time():
                 a = real[0][key]
                 scale = float(np.abs(b.omega).max())
                 # float32 statistics summed in another order (and, with MKL, another alignment):
-                # agreement to 1e-4 of the candidate's scale, where a wrong solve is off by O(1)
-                np.testing.assert_allclose(a.omega, b.omega, rtol=1e-4, atol=1e-4 * scale)
-                assert a.gain == pytest.approx(b.gain, rel=1e-4)
+                # agreement to 1e-3 of the candidate's scale (5e-5 seen), where a wrong solve is off by O(1)
+                np.testing.assert_allclose(a.omega, b.omega, rtol=1e-3, atol=1e-3 * scale)
+                assert a.gain == pytest.approx(b.gain, rel=1e-3)
             assert len(cands[kind]) == len(single[kind])
 
 
