@@ -16,7 +16,8 @@ A budgeted export (``budgets``: :class:`hybrid.export.budgets.BudgetPlan`) has
 ``forward(x, budget: float = 1.0)``: ``level(budget)`` picks the row of
 ``LEVEL_WIDTHS`` (kept neurons of every layer; 0 = skipped) by a binary search on
 ``LEVEL_FLOPS``, and each node is one commented block computing only its kept
-neurons from views of the full weights. The class compiles with
+neurons from ``level_weights`` (views of the full weights; cached contiguous copies
+when gradients are off). The class compiles with
 ``torch.jit.script`` (the ``torchscript`` format scripts it).
 
 An adaptive export (``adaptive``: :class:`hybrid.export.adaptive.AdaptiveExport`)
@@ -302,8 +303,11 @@ One network, many budgets: ``forward(x, budget)`` runs only the sub-network that
 ``budget`` in (0, 1] selects: the level with the fewest removals (skip edges, then
 neurons) whose FLOPs are at most ``budget x`` the full network's (the smallest level
 below that). Hidden neurons are stored most important first, so a level multiplies
-the leading rows and columns of each weight (views, no copies) and skips dropped
-nodes and the products of the skip edges a level drops."""
+the leading rows and columns of each weight and skips dropped nodes and the products
+of the skip edges a level drops. With gradients on, a level runs on views of the
+parameters (the module trains like any other); without, on contiguous copies made
+the first time the level runs and rebuilt whenever a parameter changes in place
+or moves (changes made through ``.data`` are not seen: use ``torch.no_grad()``)."""
 
 _BUDGET_USAGE = "\n    y = model(x, budget=0.25)  # the sub-network within a quarter of the FLOPs"
 
@@ -313,6 +317,45 @@ _LEVEL = '''
         if not (budget > 0.0 and budget <= 1.0):
             raise ValueError("budget should be in (0, 1], got " + str(budget))
         return select_level(self.level_flops, budget)
+
+    @torch.jit.unused
+    def cached_weights(self, at_level: int) -> dict[str, torch.Tensor]:
+        """Return ``level_weights(at_level)`` as contiguous copies, for inference.
+
+        A level's copies are kept until a parameter is changed (in place, by
+        ``load_state_dict`` or an optimiser) or moved (``.to``): then rebuilt.
+        Changes made through ``.data`` bypass the version counters and are not seen.
+        """
+        # every parameter's storage and in-place version (the module is flat: cheaper than parameters())
+        key = [(p.data_ptr(), p._version) for m in (self, *self._modules.values()) for p in m._parameters.values()]
+        cache = self.__dict__.setdefault("_level_cache", {})
+        hit = cache.get(at_level)
+        if hit is None or hit[0] != key:
+            with torch.no_grad():
+                hit = (key, {name: ready(t) for name, t in self.level_weights(at_level).items()})
+            cache[at_level] = hit
+        return hit[1]
+'''
+
+_READY = '''
+
+def ready(t: torch.Tensor) -> torch.Tensor:
+    """Return ``t`` detached and contiguous; a (K, N) block stored N-major when N < K (then a view).
+
+    (The layout a CPU matrix product runs fastest with for the right-hand factor.)
+    """
+    t = t.detach()
+    if t.dim() == 2 and t.shape[1] < t.shape[0]:
+        return t.t().contiguous().t()
+    return t.contiguous()
+'''
+
+_SPREAD = '''
+
+def spread(weight: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    """Return ``weight`` (k, len(index)) widened to (k, n): column index[j] is its column j, others 0."""
+    wide = torch.zeros(weight.shape[0], n, dtype=weight.dtype, device=weight.device)
+    return wide.index_copy(1, index, weight)
 '''
 
 
@@ -351,72 +394,124 @@ def _budget_constants(budgets: BudgetPlan) -> str:
             "#: Whether each of EDGES is computed at each level.\n"
             f"LEVEL_EDGES = {pprint.pformat(on, width=96, compact=True)}\n"
         )
-    return text + "\n\n" + _select_level_source()
+    from .budgets import spreads_input  # budgets imports this module's neighbours: import at use
+
+    return text + "\n\n" + _select_level_source() + _READY + (_SPREAD if spreads_input(budgets.plan) else "")
+
+
+def _budget_sources(budgets: BudgetPlan, i: int) -> list[tuple[int, str, str]]:
+    """Return, for layer ``i``'s sources: (source, weight columns, condition it is kept on).
+
+    The columns are the source's block of the layer's weight (the level's prefix of a
+    hidden source); the condition is "" when every level computing the layer keeps
+    the block, else e.g. ``k5 > 0 and edges[0]``.
+    """
+    plan = budgets.plan
+    layer = plan.layers[i]
+    index = {la.id: j for j, la in enumerate(plan.layers)}
+    flags = {e: j for j, e in enumerate(_optional_edges(budgets))}
+    n_in = len(plan.input_index)
+    out = []
+    for s, at in zip(layer.sources, budgets.offsets[i], strict=True):
+        if s == plan.input_id:
+            cols = f"{at or ''}:{at + n_in}" if len(layer.sources) > 1 else ""
+        else:
+            cols = f":k{s}" if at == 0 else f"{at}:{at} + k{s}"
+        src_kept = s == plan.input_id or all(w[index[s]] > 0 for w in budgets.widths if w[i] > 0)
+        flag = flags.get((s, layer.id))
+        conds = ([] if src_kept else [f"k{s} > 0"]) + ([] if flag is None else [f"edges[{flag}]"])
+        out.append((s, cols, " and ".join(conds)))
+    return out
+
+
+def _budget_head_lines(budgets: BudgetPlan) -> list[str]:
+    """The lines reading the level's widths (and computed edges) off ``at_level``."""
+    lines = ["widths = self.level_widths[at_level]"]
+    if _optional_edges(budgets):
+        lines.append("edges = self.level_edges[at_level]  # which of EDGES are computed")
+    return lines
+
+
+def _budget_weights_lines(budgets: BudgetPlan) -> list[str]:
+    """Return the body of ``level_weights(at_level)``: each kept bias and weight block, by key."""
+    from .budgets import spreads_input  # budgets imports this module's neighbours: import at use
+
+    plan = budgets.plan
+    inp = plan.input_id
+    spread = spreads_input(plan)
+    lines = [*_budget_head_lines(budgets), "w: dict[str, torch.Tensor] = {}"]
+    for i, layer in enumerate(plan.layers):
+        name = layer_name(layer.id, layer.is_constant)
+        k = f"k{layer.id}"
+        lines.append(f"# node {layer.id}: {layer.role} {layer.activation}, {_neurons(layer)}")
+        lines.append(f"{k} = widths[{i}]")
+        if layer.is_constant:
+            body = [f'w["{layer.id}"] = self.{name}[:{k}]']
+        else:
+            body = [f'w["{layer.id}"] = self.{name}.bias[:{k}]']
+            for s, cols, cond in _budget_sources(budgets, i):
+                block = f"self.{name}.weight[:{k}, {cols}]" if cols else f"self.{name}.weight[:{k}]"
+                if s == inp and spread:
+                    block = f"spread({block}, self.input_index, {plan.n_inputs})"
+                line = f'w["{s}->{layer.id}"] = {block}.t()'
+                body += [f"if {cond}:", f"    {line}"] if cond else [line]
+        if min(w[i] for w in budgets.widths) == 0:
+            lines.append(f"if {k} > 0:")
+            body = [f"    {line}" for line in body]
+        lines += body
+    return [*lines, "return w"]
 
 
 def _budget_forward_lines(budgets: BudgetPlan, impute: bool) -> list[str]:
     """Return the body of a budgeted plan's ``forward(x, budget)``: one block per node."""
+    from .budgets import spreads_input  # budgets imports this module's neighbours: import at use
+
     plan = budgets.plan
-    index = {layer.id: i for i, layer in enumerate(plan.layers)}
-    flags = {e: j for j, e in enumerate(_optional_edges(budgets))}
-    if flags:
-        lines = [
-            "at_level = self.level(budget)",
-            "widths = self.level_widths[at_level]",
-            "edges = self.level_edges[at_level]  # which of EDGES are computed",
-        ]
-    else:
-        lines = ["widths = self.level_widths[self.level(budget)]"]
+    lines = [
+        "at_level = self.level(budget)",
+        *_budget_head_lines(budgets),
+        "if torch.jit.is_scripting() or torch.is_grad_enabled():",
+        "    w = self.level_weights(at_level)  # views of the parameters: gradients reach them",
+        "else:",
+        "    w = self.cached_weights(at_level)  # contiguous copies, rebuilt when a parameter changes",
+    ]
     if impute:
         lines.append("x = torch.where(torch.isnan(x), self.feature_fill, x)")
     lines.append("# (x - feature_mean) / feature_std is folded into the weights of the layers reading x")
     inp = plan.input_id
-    n_in = len(plan.input_index)
     if any(inp in layer.sources for layer in plan.layers):
-        lines.append(input_line(plan))
-    for i, (layer, offsets) in enumerate(zip(plan.layers, budgets.offsets, strict=True)):
-        name = layer_name(layer.id, layer.is_constant)
+        if spreads_input(plan):
+            lines.append(
+                f"h{inp} = x  # node {inp}: input, {len(plan.input_index)} of {plan.n_inputs} features "
+                "(the others meet zero weights)"
+            )
+        else:
+            lines.append(input_line(plan))
+    for i, layer in enumerate(plan.layers):
         k = f"k{layer.id}"
-        kept = [w[i] for w in budgets.widths]
         lines.append(
             f"# node {layer.id}: {layer.role} {layer.activation}, {_neurons(layer)}; "
             f"{_reads(layer, inp)}"
         )
         lines.append(f"{k} = widths[{i}]")
-        optional = min(kept) == 0
+        bias = f'w["{layer.id}"]'
         body = []
-        if layer.is_constant:
-            body.append(f"pre = self.{name}[:{k}].expand(x.shape[0], -1)")
+        sources = [] if layer.is_constant else _budget_sources(budgets, i)
+        first = next((s for s, _, cond in sources if not cond), None)
+        if first is None:
+            body.append(f"pre = {bias}.expand(x.shape[0], -1)")
         else:
-            sized = []
-            for s, at in zip(layer.sources, offsets, strict=True):
-                if s == inp:
-                    cols = f"{at or ''}:{at + n_in}" if len(layer.sources) > 1 else ""
-                else:
-                    cols = f":k{s}" if at == 0 else f"{at}:{at} + k{s}"
-                src_kept = s == inp or all(w[index[s]] > 0 for w in budgets.widths if w[i] > 0)
-                flag = flags.get((s, layer.id))
-                conds = ([] if src_kept else [f"k{s} > 0"]) + ([] if flag is None else [f"edges[{flag}]"])
-                weight = f"self.{name}.weight[:{k}, {cols}]" if cols else f"self.{name}.weight[:{k}]"
-                sized.append((s, weight, not conds, " and ".join(conds)))
-            # torch.mm then one bias add: faster than F.linear's fused bias for narrow layers
-            first = next((x for x in sized if x[2]), None)
-            if first is None:
-                body.append(f"pre = self.{name}.bias[:{k}].expand(x.shape[0], -1)")
-            else:
-                body.append(f"pre = torch.mm(h{first[0]}, {first[1]}.t())")
-            for s, weight, always, cond in sized:
-                if first is not None and s == first[0]:
-                    continue
-                add = f"pre = pre + torch.mm(h{s}, {weight}.t())"
-                body += [add] if always else [f"if {cond}:  # node {s} -> {layer.id} is kept", f"    {add}"]
-            if first is not None:  # in place: pre is a fresh product here
-                body.append(f"pre = pre.add_(self.{name}.bias[:{k}])")
+            body.append(f'pre = torch.addmm({bias}, h{first}, w["{first}->{layer.id}"])')
+        for s, _, cond in sources:
+            if s == first:
+                continue
+            add = f'pre = torch.addmm(pre, h{s}, w["{s}->{layer.id}"])'
+            body += [f"if {cond}:  # node {s} -> {layer.id} is kept", f"    {add}"] if cond else [add]
         value = ACTIVATION_CODE[layer.activation].format("pre")
         if layer.role == "output":
             lines += body
             lines.append(f"return {value}  # node {layer.id}: output")
-        elif optional:
+        elif min(w[i] for w in budgets.widths) == 0:
             lines.append(f"h{layer.id} = x  # a placeholder where node {layer.id} is skipped ({k} == 0)")
             lines.append(f"if {k} > 0:")
             lines += [f"    {line}" for line in body]
@@ -539,6 +634,10 @@ def render_python(
         )
         body = [
             *_LEVEL.rstrip("\n").split("\n"),
+            "",
+            "    def level_weights(self, at_level: int) -> dict[str, torch.Tensor]:",
+            '        """Return the level\'s bias and weight blocks by node (\'5\') and edge (\'0->5\'), ready for addmm."""',
+            *(f"        {line}" for line in _budget_weights_lines(budgets)),
             "",
             "    def forward(self, x: torch.Tensor, budget: float = 1.0) -> torch.Tensor:",
             '        """Return the outputs of the sub-network ``budget`` selects, for raw x (B, n_inputs)."""',

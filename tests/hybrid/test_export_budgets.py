@@ -202,6 +202,48 @@ def test_below_min_budget_the_chains_last_level_is_chosen_even_when_it_saves_no_
         np.testing.assert_allclose(out, reference(g, b, gate, x), rtol=TOL, atol=TOL)
 
 
+@settings(max_examples=6)
+@given(HIDDEN, st.sampled_from(GATE_KINDS), st.data())
+def test_budgeted_modules_have_the_levels_gradients_and_see_weight_changes(genome, gate, data):
+    # with gradients on, forward runs on views of the parameters (trainable); without,
+    # on cached copies that must follow every in-place change and dtype move
+    genome = with_orders(genome, data.draw(st.integers(0, 2**16)))
+    b = data.draw(st.floats(1e-3, 1.0))
+    plain = exported_net(level_plan(genome, budget_chain(genome, gate).select(b), gate))
+    with tempfile.TemporaryDirectory() as tmp:
+        py = export_genome(genome, Path(tmp) / "m.py", "python", gate, budgets=[b])
+        models = {"memory": to_module(genome, gate, budgets=True), "python": import_file(py.path, "grads").load()}
+    x = torch.from_numpy(inputs(genome))
+    xr = x.clone().requires_grad_()
+    want = plain(xr)
+    (want_dx,) = torch.autograd.grad(want.square().sum(), xr, allow_unused=True)
+    want_dx = torch.zeros_like(x) if want_dx is None else want_dx  # an output that ignores x
+    for name, model in models.items():
+        xg = x.clone().requires_grad_()
+        out = model(xg, b)
+        out.square().sum().backward()
+        np.testing.assert_allclose(out.detach(), want.detach(), rtol=TOL, atol=TOL, err_msg=name)
+        got_dx = torch.zeros_like(x) if xg.grad is None else xg.grad
+        np.testing.assert_allclose(got_dx, want_dx, rtol=1e-4, atol=1e-4, err_msg=name)
+        widths = models["memory"].level_widths[models["memory"].level(b)]
+        for (_, attr, sources, _), k in zip(models["memory"]._steps, widths, strict=True):
+            grad = getattr(model, attr).weight.grad if sources else getattr(model, attr).grad
+            # rows the level does not compute get no gradient (None: the node is skipped)
+            assert grad is None or not grad[k:].any(), f"{name}: {attr} rows {k}: got gradient"
+        with torch.no_grad():
+            before = model(x, b).clone()  # an output can be a view of a bias
+            for p in model.parameters():
+                p.mul_(0.5)
+            after = model(x, b)
+            model.double()
+            doubled = model(x.double(), b)
+        fresh = model(x.double(), b).detach()  # gradients on: no cache
+        assert doubled.dtype == torch.float64
+        np.testing.assert_allclose(after, fresh.float(), rtol=TOL, atol=TOL, err_msg=name)
+        np.testing.assert_allclose(doubled, fresh, rtol=1e-9, atol=1e-9, err_msg=name)
+        assert not torch.equal(before, after) or not before.any(), f"{name}: the cache missed a change"
+
+
 def test_a_small_budget_really_shrinks_the_work():
     genome = Genome.minimal(16, 4, np.random.default_rng(0), InnovationTracker(), hidden=[32])
     net = to_module(genome, "sigmoid", budgets=True)
