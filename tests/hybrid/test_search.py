@@ -147,12 +147,21 @@ def test_members_of_stagnant_species_are_recorded_as_pruned_and_leave_no_childre
 
 
 def test_ctrl_c_stops_cleanly_and_resume_finishes_the_same_run(tmp_path: Path) -> None:
+    # 20 generations: enough left after the first for the interrupt to land on a loaded machine
     ref_stats, ref_metrics = _run(tmp_path, name="ref", generations=6, steps=60)
     cfg = tmp_path / "int.toml"
     cfg.write_text(tiny_toml(tmp_path, seed=0, generations=6, steps=60, engine="batched"))
     run = tmp_path / "int"
     cmd = [sys.executable, "-m", "hybrid", "run", str(cfg), "--name", "int", "--plain"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default in the child: a parent that ignores it (a pytest-xdist worker, a
+    # background shell job) passes that on, and Python then raises no KeyboardInterrupt
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not ((run / "stats.jsonl").exists() and _stats(run)):
         time.sleep(0.02)
