@@ -38,6 +38,7 @@ that ``Parallel`` waits on), where ``gather`` raises it and we report it.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from concurrent.futures import CancelledError
 from typing import Any
@@ -55,8 +56,12 @@ from .train import TrainConfig
 
 __all__ = ["DaskCluster", "gate_columns", "train_shard"]
 
-#: Times a generation's jobs are resubmitted after their training data was lost.
+#: Times a generation's jobs are resubmitted after their training data was lost, or its
+#: scatter met a worker closing its connection.
 RESUBMISSIONS = 3
+#: Seconds to wait before scattering again after a closed connection, times the attempt
+#: (a nanny restarts a killed worker in about a second).
+RETRY_WAIT_S = 0.5
 #: How `pip` installs what this module needs (named in the error when it is missing).
 INSTALL_HINT = "pip install -c constraints.txt -e '.[distributed]'"
 
@@ -298,6 +303,8 @@ class DaskCluster:
         idle scattered data, and scattered data cannot be recomputed), the data is
         scattered again and the generation's jobs resubmitted, up to
         ``RESUBMISSIONS`` times: jobs are pure, so a rerun returns the same results.
+        A scatter that meets a worker closing its connection (killed, or being
+        restarted by its nanny) is retried the same way, after a short wait.
 
         Args:
             genomes: the population (not modified).
@@ -322,13 +329,24 @@ class DaskCluster:
         """
         distributed = _import_distributed()
         for attempt in range(RESUBMISSIONS + 1):
-            fx, fy, fxv, fyv = self._scattered(X, y, X_val, y_val)
-            futures = self._submit(
-                genomes, fx, fy, config, seed, engine, device, threads, fxv, fyv, folds
-            )
+            futures: list[Any] = []
             try:
+                fx, fy, fxv, fyv = self._scattered(X, y, X_val, y_val)
+                futures = self._submit(
+                    genomes, fx, fy, config, seed, engine, device, threads, fxv, fyv, folds
+                )
                 out = self.client.gather(futures)
                 break
+            except distributed.comm.CommClosedError as exc:
+                # a worker closed its connection mid-scatter: it died, or its nanny is
+                # restarting it after a kill; wait for it, then scatter again
+                if attempt == RESUBMISSIONS:
+                    raise ClusterError(
+                        f"dask workers closed their connections {attempt + 1} times in one "
+                        f"generation: {_one_line(exc)}"
+                    ) from None
+                self._data = None
+                time.sleep(RETRY_WAIT_S * (attempt + 1))
             except (distributed.KilledWorker, CancelledError) as exc:
                 died = exc if isinstance(exc, distributed.KilledWorker) else _killed(futures)
                 if died is not None:
@@ -343,5 +361,6 @@ class DaskCluster:
                     ) from None
                 self._data = None
             finally:  # no-op once gathered; stops the other jobs on an error or Ctrl-C
-                self.client.cancel(futures)
+                if futures:
+                    self.client.cancel(futures)
         return join_trained(out)

@@ -23,6 +23,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import hybrid.distributed as hybrid_distributed
 from genomes import Genome, InnovationTracker
 from hybrid.cli import main
 from hybrid.config import Config, loads_config
@@ -262,6 +263,42 @@ def test_training_data_is_broadcast_once_for_all_generations(cluster) -> None:
         # One broadcast for three generations; jobs then carry only genomes. (Which
         # workers hold a copy later is the active memory manager's business.)
         assert len(calls) == 1 and calls[0]["broadcast"] is True
+
+
+def test_a_scatter_that_meets_a_closing_worker_is_retried_then_a_cluster_error(cluster, monkeypatch) -> None:
+    # a worker killed or being restarted by its nanny closes the scatter's connection:
+    # the generation scatters again (up to RESUBMISSIONS times), then says so in one line
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.setattr(hybrid_distributed, "RETRY_WAIT_S", 0.0)
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 2)).astype(np.float32)
+    y = rng.integers(0, 2, 40)
+    pop = [Genome.minimal(2, 2, rng, InnovationTracker(), hidden=(3,)) for _ in range(3)]
+    config = TrainConfig(steps=3, batch_size=16)
+    with DaskCluster(cluster.scheduler_address, workers=2) as dc:
+        scatter, calls = dc.client.scatter, []
+
+        def closing(failures: int) -> Any:
+            def fake(*a: Any, **k: Any) -> Any:
+                calls.append(k)
+                if len(calls) <= failures:
+                    raise distributed.comm.CommClosedError("in <TCP (closed) ConnectionPool.scatter>: Stream is closed")
+                return scatter(*a, **k)
+
+            return fake
+
+        _, want, _ = dc.train(pop, X, y, config, 0)  # scattered without trouble
+        dc._data = None
+        dc.client.scatter = closing(2)
+        trained, results, _ = dc.train(pop, X, y, config, 0)
+        assert len(calls) == 3 and len(trained) == len(results) == 3
+        assert [r.train_loss for r in results] == [r.train_loss for r in want]  # jobs are pure: the same run
+        calls.clear()
+        dc._data = None  # scatter anew: every attempt now meets a closed connection
+        dc.client.scatter = closing(10)
+        with pytest.raises(ClusterError, match=r"closed their connections 4 times in one generation") as info:
+            dc.train(pop, X, y, config, 1)
+        assert "\n" not in str(info.value) and len(calls) == hybrid_distributed.RESUBMISSIONS + 1
 
 
 def test_cli_run_on_a_cluster_records_the_dask_backend(tmp_path, cluster) -> None:
