@@ -26,6 +26,11 @@ keep each hidden node on a path to the output. A closed edge into a skip-gated n
 contributes nothing to the gate, and closed neurons nothing to any ``skip``
 vector, so their entries go with them: the output's function, per-input skip
 decisions included, is kept, and so are the surviving exits' logits.
+
+Recurrent edges: a node whose only live link to the output (or from the input) is a
+recurrent edge is live, but a valid genome needs every hidden node on an enabled
+feed-forward path; when the pruned genome would break that, nothing is pruned (the
+closed feed-forward path stays, and so does the function).
 """
 
 from __future__ import annotations
@@ -127,6 +132,12 @@ def prune_closed(genome: Genome, gate: str) -> tuple[Genome, MutationRecord | No
                 h.edges[n, d]["skip"] = h.edges[n, d]["skip"][mask].copy()
     if not (removed_nodes or folded or removed_edges or removed_neurons):
         return child, None
+    if not _on_forward_paths(child):
+        # A live node that hears the input, or reaches the output, only through a
+        # recurrent edge lost the closed feed-forward path that kept the genome valid
+        # (each hidden node on an enabled non-recurrent path from input to output).
+        # Its closed genes stay: leave it to selection.
+        return genome.copy(), None
     record = MutationRecord(
         "prune_closed",
         {
@@ -137,3 +148,11 @@ def prune_closed(genome: Genome, gate: str) -> tuple[Genome, MutationRecord | No
         },
     )
     return child.validate(), record
+
+
+def _on_forward_paths(genome: Genome) -> bool:
+    """Whether the output and every hidden node lie on an enabled feed-forward input -> output path."""
+    active = genome.active_graph()
+    reach = nx.descendants(active, genome.input_id)
+    feeds = nx.ancestors(active, genome.output_id)
+    return genome.output_id in reach and all(n in reach and n in feeds for n in genome.hidden_nodes())

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from genomes import InnovationTracker, active_structure, evaluate
-from genomes.genome import Genome
+from genomes.genome import Genome, edge_attrs
 from genomes.prune import prune_closed
 from tests.strategies import genomes_strategy
 
@@ -71,3 +71,23 @@ def test_sigmoid_gates_never_close_so_nothing_is_pruned() -> None:
     g.graph.nodes[2]["gate"][:] = -10.0
     pruned, record = prune_closed(g, "sigmoid")
     assert record is None and pruned == g
+
+
+def test_a_node_live_only_through_a_recurrent_edge_keeps_its_closed_path() -> None:
+    # 0 -> 2 -> 3 -> 1 with 3 -> 1 closed, plus 0 -> 1 and a recurrent 2 -> 1: node 2 still
+    # reaches the output (at the next step), but pruning the dead node 3 would leave it on
+    # no feed-forward path, which no valid genome allows. (Found by the dev profile.)
+    rng = np.random.default_rng(3)
+    g = Genome.minimal(2, 2, rng, InnovationTracker(), hidden=(3, 4))
+    g.graph.add_edge(0, 1, **edge_attrs(90, rng.normal(size=(2, 2)).astype(np.float32), 3.0))
+    g.graph.add_edge(2, 1, **edge_attrs(91, rng.normal(size=(2, 3)).astype(np.float32), 3.0, recurrent=True))
+    g.graph.edges[3, 1]["gate"] = np.float32(-10.0)
+    g.validate()
+    pruned, record = prune_closed(g, "hard_concrete")
+    assert record is None and pruned == g
+    pruned.validate()
+    # without the recurrent edge node 2 is dead too, and both go
+    h = g.copy()
+    h.graph.remove_edge(2, 1)
+    pruned, record = prune_closed(h.validate(), "hard_concrete")
+    assert record is not None and set(pruned.hidden_nodes()) == set()
