@@ -147,7 +147,6 @@ def test_members_of_stagnant_species_are_recorded_as_pruned_and_leave_no_childre
 
 
 def test_ctrl_c_stops_cleanly_and_resume_finishes_the_same_run(tmp_path: Path) -> None:
-    # 20 generations: enough left after the first for the interrupt to land on a loaded machine
     ref_stats, ref_metrics = _run(tmp_path, name="ref", generations=6, steps=60)
     cfg = tmp_path / "int.toml"
     cfg.write_text(tiny_toml(tmp_path, seed=0, generations=6, steps=60, engine="batched"))
