@@ -355,7 +355,10 @@ class BudgetedNet(ExportedNet):
         self._n_kept = len(plan.input_index)
         self._spread = spreads_input(plan)
         self._gather = self._select and not self._spread
-        self._level_cache: dict[int, tuple[list[tuple[int, int]], dict[str, torch.Tensor]]] = {}
+        # forward's keys into the level's weights: each layer's bias, then its sources' blocks
+        self._keys = tuple(
+            (str(node), tuple((s, f"{s}->{node}") for s in sources)) for node, _, sources, _ in self._steps
+        )
         self._summary += (
             f"budget levels: {len(self.level_flops)}, FLOPs {self.level_flops[0]} full "
             f"to {self.level_flops[-1]} smallest",
@@ -414,11 +417,12 @@ class BudgetedNet(ExportedNet):
         """
         # every parameter's storage and in-place version (the module is flat: cheaper than parameters())
         key = [(p.data_ptr(), p._version) for m in (self, *self._modules.values()) for p in m._parameters.values()]
-        hit = self._level_cache.get(at_level)
+        cache = self.__dict__.setdefault("_level_cache", {})  # made here: nothing for TorchScript to type
+        hit = cache.get(at_level)
         if hit is None or hit[0] != key:
             with torch.no_grad():
                 hit = (key, {name: ready(t) for name, t in self.level_weights(at_level).items()})
-            self._level_cache[at_level] = hit
+            cache[at_level] = hit
         return hit[1]
 
     def forward(self, x: torch.Tensor, budget: float = 1.0) -> torch.Tensor:  # type: ignore[override]
@@ -441,12 +445,12 @@ class BudgetedNet(ExportedNet):
             x = torch.where(torch.isnan(x), self.feature_fill, x)
         # no standardisation pass: it is folded into the layers reading the input
         values = {self._input_id: x.index_select(1, self.input_index) if self._gather else x}
-        for (node, _, sources, activation), k in zip(self._steps, widths, strict=True):
+        for (node, _, _, activation), (bias, blocks), k in zip(self._steps, self._keys, widths, strict=True):
             if not k:
                 continue
-            pre = w[str(node)]
-            for s in sources:
-                block = w.get(f"{s}->{node}")
+            pre = w[bias]
+            for s, key in blocks:
+                block = w.get(key)
                 if block is not None:
                     pre = torch.addmm(pre, values[s], block)
             if pre.dim() == 1:  # no source computed: the bias alone

@@ -318,44 +318,6 @@ _LEVEL = '''
             raise ValueError("budget should be in (0, 1], got " + str(budget))
         return select_level(self.level_flops, budget)
 
-    @torch.jit.unused
-    def cached_weights(self, at_level: int) -> dict[str, torch.Tensor]:
-        """Return ``level_weights(at_level)`` as contiguous copies, for inference.
-
-        A level's copies are kept until a parameter is changed (in place, by
-        ``load_state_dict`` or an optimiser) or moved (``.to``): then rebuilt.
-        Changes made through ``.data`` bypass the version counters and are not seen.
-        """
-        # every parameter's storage and in-place version (the module is flat: cheaper than parameters())
-        key = [(p.data_ptr(), p._version) for m in (self, *self._modules.values()) for p in m._parameters.values()]
-        cache = self.__dict__.setdefault("_level_cache", {})
-        hit = cache.get(at_level)
-        if hit is None or hit[0] != key:
-            with torch.no_grad():
-                hit = (key, {name: ready(t) for name, t in self.level_weights(at_level).items()})
-            cache[at_level] = hit
-        return hit[1]
-'''
-
-_READY = '''
-
-def ready(t: torch.Tensor) -> torch.Tensor:
-    """Return ``t`` detached and contiguous; a (K, N) block stored N-major when N < K (then a view).
-
-    (The layout a CPU matrix product runs fastest with for the right-hand factor.)
-    """
-    t = t.detach()
-    if t.dim() == 2 and t.shape[1] < t.shape[0]:
-        return t.t().contiguous().t()
-    return t.contiguous()
-'''
-
-_SPREAD = '''
-
-def spread(weight: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
-    """Return ``weight`` (k, len(index)) widened to (k, n): column index[j] is its column j, others 0."""
-    wide = torch.zeros(weight.shape[0], n, dtype=weight.dtype, device=weight.device)
-    return wide.index_copy(1, index, weight)
 '''
 
 
@@ -364,6 +326,20 @@ def _select_level_source() -> str:
     from .budgets import select_level  # budgets imports this module's neighbours: import at use
 
     return inspect.getsource(select_level).replace("Sequence[int]", "list[int]")
+
+
+def _budget_helpers_source(spreads: bool) -> str:
+    """``ready`` (and ``spread``) of :mod:`hybrid.export.budgets`, as the generated file defines them."""
+    from .budgets import ready, spread  # budgets imports this module's neighbours: import at use
+
+    return "".join("\n\n" + inspect.getsource(f) for f in ((ready, spread) if spreads else (ready,)))
+
+
+def _cached_weights_source() -> str:
+    """``BudgetedNet.cached_weights`` as the generated class defines it (TorchScript leaves it out)."""
+    from .budgets import BudgetedNet  # budgets imports this module's neighbours: import at use
+
+    return "\n    @torch.jit.unused\n" + inspect.getsource(BudgetedNet.cached_weights)
 
 
 
@@ -396,7 +372,7 @@ def _budget_constants(budgets: BudgetPlan) -> str:
         )
     from .budgets import spreads_input  # budgets imports this module's neighbours: import at use
 
-    return text + "\n\n" + _select_level_source() + _READY + (_SPREAD if spreads_input(budgets.plan) else "")
+    return text + "\n\n" + _select_level_source() + _budget_helpers_source(spreads_input(budgets.plan))
 
 
 def _budget_sources(budgets: BudgetPlan, i: int) -> list[tuple[int, str, str]]:
@@ -424,9 +400,14 @@ def _budget_sources(budgets: BudgetPlan, i: int) -> list[tuple[int, str, str]]:
     return out
 
 
-def _budget_head_lines(budgets: BudgetPlan) -> list[str]:
+def _optional(budgets: BudgetPlan, i: int) -> bool:
+    """Whether some level skips layer ``i`` (its width there is 0)."""
+    return min(w[i] for w in budgets.widths) == 0
+
+
+def _budget_head_lines(budgets: BudgetPlan, widths: bool = True) -> list[str]:
     """The lines reading the level's widths (and computed edges) off ``at_level``."""
-    lines = ["widths = self.level_widths[at_level]"]
+    lines = ["widths = self.level_widths[at_level]"] if widths else []
     if _optional_edges(budgets):
         lines.append("edges = self.level_edges[at_level]  # which of EDGES are computed")
     return lines
@@ -455,7 +436,7 @@ def _budget_weights_lines(budgets: BudgetPlan) -> list[str]:
                     block = f"spread({block}, self.input_index, {plan.n_inputs})"
                 line = f'w["{s}->{layer.id}"] = {block}.t()'
                 body += [f"if {cond}:", f"    {line}"] if cond else [line]
-        if min(w[i] for w in budgets.widths) == 0:
+        if _optional(budgets, i):
             lines.append(f"if {k} > 0:")
             body = [f"    {line}" for line in body]
         lines += body
@@ -467,9 +448,10 @@ def _budget_forward_lines(budgets: BudgetPlan, impute: bool) -> list[str]:
     from .budgets import spreads_input  # budgets imports this module's neighbours: import at use
 
     plan = budgets.plan
+    optional = [_optional(budgets, i) for i in range(len(plan.layers))]
     lines = [
         "at_level = self.level(budget)",
-        *_budget_head_lines(budgets),
+        *_budget_head_lines(budgets, widths=any(optional)),
         "if torch.jit.is_scripting() or torch.is_grad_enabled():",
         "    w = self.level_weights(at_level)  # views of the parameters: gradients reach them",
         "else:",
@@ -493,7 +475,8 @@ def _budget_forward_lines(budgets: BudgetPlan, impute: bool) -> list[str]:
             f"# node {layer.id}: {layer.role} {layer.activation}, {_neurons(layer)}; "
             f"{_reads(layer, inp)}"
         )
-        lines.append(f"{k} = widths[{i}]")
+        if optional[i]:  # the weights hold only what the level computes: k is read by the ifs alone
+            lines.append(f"{k} = widths[{i}]")
         bias = f'w["{layer.id}"]'
         body = []
         sources = [] if layer.is_constant else _budget_sources(budgets, i)
@@ -511,7 +494,7 @@ def _budget_forward_lines(budgets: BudgetPlan, impute: bool) -> list[str]:
         if layer.role == "output":
             lines += body
             lines.append(f"return {value}  # node {layer.id}: output")
-        elif min(w[i] for w in budgets.widths) == 0:
+        elif optional[i]:
             lines.append(f"h{layer.id} = x  # a placeholder where node {layer.id} is skipped ({k} == 0)")
             lines.append(f"if {k} > 0:")
             lines += [f"    {line}" for line in body]
@@ -634,6 +617,7 @@ def render_python(
         )
         body = [
             *_LEVEL.rstrip("\n").split("\n"),
+            *_cached_weights_source().rstrip("\n").split("\n"),
             "",
             "    def level_weights(self, at_level: int) -> dict[str, torch.Tensor]:",
             '        """Return the level\'s bias and weight blocks by node (\'5\') and edge (\'0->5\'), ready for addmm."""',
