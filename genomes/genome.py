@@ -327,19 +327,25 @@ class Genome:
         if not nx.is_directed_acyclic_graph(ff):
             cycle = nx.find_cycle(ff)
             raise GenomeError(f"non-recurrent edges should form a DAG, found cycle {cycle}")
+        _check_adaptive_genome(self)
+        problem = self.path_problem()
+        if problem is not None:
+            raise GenomeError(problem)
+        return self
+
+    def path_problem(self) -> str | None:
+        """Return what breaks the path rule, or None: the output reachable from the input, and
+        every hidden node on a path from input to output, by enabled non-recurrent edges."""
         inp, out = self.input_id, self.output_id
         active = self.active_graph()
         reach = nx.descendants(active, inp)
         if out not in reach:
-            raise GenomeError(f"output node {out} should be reachable from input node {inp} by enabled edges")
-        _check_adaptive_genome(self)
+            return f"output node {out} should be reachable from input node {inp} by enabled edges"
         feeds = nx.ancestors(active, out)
         for n in self.hidden_nodes():
             if n not in reach or n not in feeds:
-                raise GenomeError(
-                    f"hidden node {n} should lie on an enabled path from input {inp} to output {out}"
-                )
-        return self
+                return f"hidden node {n} should lie on an enabled path from input {inp} to output {out}"
+        return None
 
     # ------------------------------------------------------------ comparison
     def __eq__(self, other: object) -> bool:

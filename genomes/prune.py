@@ -132,7 +132,7 @@ def prune_closed(genome: Genome, gate: str) -> tuple[Genome, MutationRecord | No
                 h.edges[n, d]["skip"] = h.edges[n, d]["skip"][mask].copy()
     if not (removed_nodes or folded or removed_edges or removed_neurons):
         return child, None
-    if not _on_forward_paths(child):
+    if child.path_problem() is not None:
         # A live node that hears the input, or reaches the output, only through a
         # recurrent edge lost the closed feed-forward path that kept the genome valid
         # (each hidden node on an enabled non-recurrent path from input to output).
@@ -149,10 +149,3 @@ def prune_closed(genome: Genome, gate: str) -> tuple[Genome, MutationRecord | No
     )
     return child.validate(), record
 
-
-def _on_forward_paths(genome: Genome) -> bool:
-    """Whether the output and every hidden node lie on an enabled feed-forward input -> output path."""
-    active = genome.active_graph()
-    reach = nx.descendants(active, genome.input_id)
-    feeds = nx.ancestors(active, genome.output_id)
-    return genome.output_id in reach and all(n in reach and n in feeds for n in genome.hidden_nodes())
