@@ -56,10 +56,10 @@ from .train import TrainConfig
 
 __all__ = ["DaskCluster", "gate_columns", "train_shard"]
 
-#: Times a generation's jobs are resubmitted after their training data was lost, or its
-#: scatter met a worker closing its connection.
+#: Times a generation's jobs are resubmitted after their training data was lost, or they
+#: met a worker that dropped or refused a connection.
 RESUBMISSIONS = 3
-#: Seconds to wait before scattering again after a closed connection, times the attempt
+#: Seconds to wait before scattering again after a failed connection, times the attempt
 #: (a nanny restarts a killed worker in about a second).
 RETRY_WAIT_S = 0.5
 #: How `pip` installs what this module needs (named in the error when it is missing).
@@ -303,8 +303,9 @@ class DaskCluster:
         idle scattered data, and scattered data cannot be recomputed), the data is
         scattered again and the generation's jobs resubmitted, up to
         ``RESUBMISSIONS`` times: jobs are pure, so a rerun returns the same results.
-        A scatter that meets a worker closing its connection (killed, or being
-        restarted by its nanny) is retried the same way, after a short wait.
+        A scatter that meets a worker closing its connection or not answering
+        (killed, or being restarted by its nanny) is retried the same way, after a
+        short wait.
 
         Args:
             genomes: the population (not modified).
@@ -337,12 +338,13 @@ class DaskCluster:
                 )
                 out = self.client.gather(futures)
                 break
-            except distributed.comm.CommClosedError as exc:
-                # a worker closed its connection mid-scatter: it died, or its nanny is
-                # restarting it after a kill; wait for it, then scatter again
+            except OSError as exc:
+                # a worker the scheduler still lists closed its connection or does not
+                # answer (distributed's CommClosedError and connect timeouts are OSErrors):
+                # it died, or its nanny is restarting it; wait, then scatter again
                 if attempt == RESUBMISSIONS:
                     raise ClusterError(
-                        f"dask workers closed their connections {attempt + 1} times in one "
+                        f"dask workers dropped or refused connections {attempt + 1} times in one "
                         f"generation: {_one_line(exc)}"
                     ) from None
                 self._data = None
