@@ -307,7 +307,10 @@ the leading rows and columns of each weight and skips dropped nodes and the prod
 of the skip edges a level drops. With gradients on, a level runs on views of the
 parameters (the module trains like any other); without, on contiguous copies made
 the first time the level runs and rebuilt whenever a parameter changes in place
-or moves (changes made through ``.data`` are not seen: use ``torch.no_grad()``)."""
+or moves (changes made through ``.data`` are not seen: use ``torch.no_grad()``).
+The layers run neuron-major (a node's values are a (width, B) matrix, ``W @ h + b``:
+faster on a CPU for narrow layers), so the output is a transposed view: shape
+(B, n_outputs), not contiguous (``.contiguous()`` makes it so)."""
 
 _BUDGET_USAGE = "\n    y = model(x, budget=0.25)  # the sub-network within a quarter of the FLOPs"
 
@@ -328,18 +331,18 @@ def _select_level_source() -> str:
     return inspect.getsource(select_level).replace("Sequence[int]", "list[int]")
 
 
-def _budget_helpers_source(spreads: bool) -> str:
-    """``ready`` (and ``spread``) of :mod:`hybrid.export.budgets`, as the generated file defines them."""
-    from .budgets import ready, spread  # budgets imports this module's neighbours: import at use
+def _spread_source() -> str:
+    """``spread`` of :mod:`hybrid.export.budgets`, as the generated file defines it."""
+    from .budgets import spread  # budgets imports this module's neighbours: import at use
 
-    return "".join("\n\n" + inspect.getsource(f) for f in ((ready, spread) if spreads else (ready,)))
+    return "\n\n" + inspect.getsource(spread)
 
 
-def _cached_weights_source() -> str:
-    """``BudgetedNet.cached_weights`` as the generated class defines it (TorchScript leaves it out)."""
+def _cached_level_source() -> str:
+    """``BudgetedNet.cached_level`` as the generated class defines it (TorchScript leaves it out)."""
     from .budgets import BudgetedNet  # budgets imports this module's neighbours: import at use
 
-    return "\n    @torch.jit.unused\n" + inspect.getsource(BudgetedNet.cached_weights)
+    return "\n    @torch.jit.unused\n" + inspect.getsource(BudgetedNet.cached_level)
 
 
 
@@ -372,7 +375,7 @@ def _budget_constants(budgets: BudgetPlan) -> str:
         )
     from .budgets import spreads_input  # budgets imports this module's neighbours: import at use
 
-    return text + "\n\n" + _select_level_source() + _budget_helpers_source(spreads_input(budgets.plan))
+    return text + "\n\n" + _select_level_source() + (_spread_source() if spreads_input(budgets.plan) else "")
 
 
 def _budget_sources(budgets: BudgetPlan, i: int) -> list[tuple[int, str, str]]:
@@ -427,14 +430,14 @@ def _budget_weights_lines(budgets: BudgetPlan) -> list[str]:
         lines.append(f"# node {layer.id}: {layer.role} {layer.activation}, {_neurons(layer)}")
         lines.append(f"{k} = widths[{i}]")
         if layer.is_constant:
-            body = [f'w["{layer.id}"] = self.{name}[:{k}]']
+            body = [f'w["{layer.id}"] = self.{name}[:{k}, None]']
         else:
-            body = [f'w["{layer.id}"] = self.{name}.bias[:{k}]']
+            body = [f'w["{layer.id}"] = self.{name}.bias[:{k}, None]']
             for s, cols, cond in _budget_sources(budgets, i):
                 block = f"self.{name}.weight[:{k}, {cols}]" if cols else f"self.{name}.weight[:{k}]"
                 if s == inp and spread:
                     block = f"spread({block}, self.input_index, {plan.n_inputs})"
-                line = f'w["{s}->{layer.id}"] = {block}.t()'
+                line = f'w["{s}->{layer.id}"] = {block}'
                 body += [f"if {cond}:", f"    {line}"] if cond else [line]
         if _optional(budgets, i):
             lines.append(f"if {k} > 0:")
@@ -450,25 +453,27 @@ def _budget_forward_lines(budgets: BudgetPlan, impute: bool) -> list[str]:
     plan = budgets.plan
     optional = [_optional(budgets, i) for i in range(len(plan.layers))]
     lines = [
-        "at_level = self.level(budget)",
-        *_budget_head_lines(budgets, widths=any(optional)),
         "if torch.jit.is_scripting() or torch.is_grad_enabled():",
+        "    at_level = self.level(budget)",
         "    w = self.level_weights(at_level)  # views of the parameters: gradients reach them",
         "else:",
-        "    w = self.cached_weights(at_level)  # contiguous copies, rebuilt when a parameter changes",
+        "    at_level, w = self.cached_level(budget)  # contiguous copies, rebuilt when a parameter changes",
+        *_budget_head_lines(budgets, widths=any(optional)),
     ]
     if impute:
         lines.append("x = torch.where(torch.isnan(x), self.feature_fill, x)")
     lines.append("# (x - feature_mean) / feature_std is folded into the weights of the layers reading x")
     inp = plan.input_id
     if any(inp in layer.sources for layer in plan.layers):
+        kept, n = len(plan.input_index), plan.n_inputs
         if spreads_input(plan):
-            lines.append(
-                f"h{inp} = x  # node {inp}: input, {len(plan.input_index)} of {plan.n_inputs} features "
-                "(the others meet zero weights)"
-            )
+            read = f"x.t()  # node {inp}: input, {kept} of {n} features (the others meet zero weights)"
+        elif plan.keeps_all_inputs:
+            read = f"x.t()  # node {inp}: input, {kept} features"
         else:
-            lines.append(input_line(plan))
+            read = f"x.index_select(1, self.input_index).t()  # node {inp}: input, {kept} of {n} features"
+        lines.append("# neuron-major: each node's values are a (width, B) matrix, W @ h + b")
+        lines.append(f"h{inp} = {read}")
     for i, layer in enumerate(plan.layers):
         k = f"k{layer.id}"
         lines.append(
@@ -482,18 +487,19 @@ def _budget_forward_lines(budgets: BudgetPlan, impute: bool) -> list[str]:
         sources = [] if layer.is_constant else _budget_sources(budgets, i)
         first = next((s for s, _, cond in sources if not cond), None)
         if first is None:
-            body.append(f"pre = {bias}.expand(x.shape[0], -1)")
+            body.append(f"pre = {bias}.expand(-1, x.shape[0])")
         else:
-            body.append(f'pre = torch.addmm({bias}, h{first}, w["{first}->{layer.id}"])')
+            body.append(f'pre = torch.addmm({bias}, w["{first}->{layer.id}"], h{first})')
         for s, _, cond in sources:
             if s == first:
                 continue
-            add = f'pre = torch.addmm(pre, h{s}, w["{s}->{layer.id}"])'
+            add = f'pre = torch.addmm(pre, w["{s}->{layer.id}"], h{s})'
             body += [f"if {cond}:  # node {s} -> {layer.id} is kept", f"    {add}"] if cond else [add]
         value = ACTIVATION_CODE[layer.activation].format("pre")
         if layer.role == "output":
             lines += body
-            lines.append(f"return {value}  # node {layer.id}: output")
+            value = value if value == "pre" else f"({value})"
+            lines.append(f"return {value}.t()  # node {layer.id}: output, back to (B, n_outputs) (a view)")
         elif optional[i]:
             lines.append(f"h{layer.id} = x  # a placeholder where node {layer.id} is skipped ({k} == 0)")
             lines.append(f"if {k} > 0:")
@@ -617,10 +623,10 @@ def render_python(
         )
         body = [
             *_LEVEL.rstrip("\n").split("\n"),
-            *_cached_weights_source().rstrip("\n").split("\n"),
+            *_cached_level_source().rstrip("\n").split("\n"),
             "",
             "    def level_weights(self, at_level: int) -> dict[str, torch.Tensor]:",
-            '        """Return the level\'s bias and weight blocks by node (\'5\') and edge (\'0->5\'), ready for addmm."""',
+            '        """Return the level\'s biases (k, 1) and weight blocks (k, source width), for addmm(b, W, h)."""',
             *(f"        {line}" for line in _budget_weights_lines(budgets)),
             "",
             "    def forward(self, x: torch.Tensor, budget: float = 1.0) -> torch.Tensor:",

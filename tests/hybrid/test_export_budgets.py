@@ -426,6 +426,12 @@ def test_a_budget_outside_0_1_is_a_value_error_in_every_module(tmp_path):
             with pytest.raises(ValueError) as exc:
                 model(x, bad)
             _one_line(exc, "budget should be in (0, 1]")
+            with torch.no_grad(), pytest.raises(ValueError) as exc:  # inference's path remembers budgets
+                model(x, 1.0)
+                model(x, bad)
+            _one_line(exc, "budget should be in (0, 1]")
+    with torch.no_grad(), pytest.raises(ValueError, match="budget should be"):
+        net(x, True)  # not the remembered level of 1.0: a bool is no budget
         with pytest.raises(Exception, match=r"ValueError: budget should be in \(0, 1\]"):
             ts(x, bad)  # TorchScript raises torch.jit.Error naming the ValueError
 
