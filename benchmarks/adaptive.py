@@ -157,16 +157,41 @@ def gate_patterns(genome: Genome, task: Task, gate: str) -> int:
     return len({tuple(c) for c in np.stack(cols, 1)})
 
 
+def dial_points(genome: Genome, genome_id: int, task: Task, gate: str) -> list[dict[str, Any]]:
+    """The genome's exit threshold dialled to each of ``BUDGETS`` on validation: one point per budget.
+
+    ``genomes.adaptive.threshold_for_flops`` (the shared threshold whose validation
+    average FLOPs is the largest within the budget), as a user of the exported module
+    sets its threshold for a budget; none for a genome without exits or a budget no
+    threshold reaches.
+    """
+    rv = evaluate_adaptive(genome, np.asarray(task.X_val, np.float64), gate)
+    points = []
+    for b in BUDGETS:
+        best = threshold_for_flops(rv.heads, rv.output, task.y_val, rv.stage_flops, b)
+        if best is not None:
+            points.append(
+                {"id": genome_id, "val_acc": best[1], "val_cost": best[2], "genome": genome,
+                 "threshold": best[0], "exits": len(rv.plan.exits)}  # fmt: skip
+            )
+    return points
+
+
 class FrontReporter(Reporter):
     """Keeps every evaluated genome on the validation front of (accuracy, cost), with its weights.
 
     The lineage keeps weights only for each generation's champion and the last
     population; the front of a run is over every genome it trained (cost: the
-    generation's ``average_flops`` stat where recorded, else the row's FLOPs).
+    generation's ``average_flops`` stat where recorded, else the row's FLOPs). With a
+    ``task``, a second front (``dialled``) also holds every adaptive genome's
+    operating points at each budget (:func:`dial_points`): one network, many costs.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, task: Task | None = None, gate: str = "sigmoid") -> None:
         self.points: list[dict[str, Any]] = []
+        self.dialled: list[dict[str, Any]] = []
+        self.task = task
+        self.gate = gate
 
     def on_generation(self, state: Any, report: Any) -> None:
         average = dict(report.stats.get("average_flops") or {})
@@ -174,36 +199,46 @@ class FrontReporter(Reporter):
             if row.status != "ok" or row.val_metric is None or row.flops is None:
                 continue
             cost = float(average.get(str(row.id), row.flops))
-            self.points.append(
-                {
-                    "id": row.id,
-                    "val_acc": float(row.val_metric),
-                    "val_cost": cost,
-                    "genome": row.genome,
-                }
-            )
+            point = {"id": row.id, "val_acc": float(row.val_metric), "val_cost": cost, "genome": row.genome}
+            self.points.append(point)
+            if self.task is not None:
+                self.dialled.append(dict(point))
+                if is_adaptive(row.genome):
+                    self.dialled += dial_points(row.genome, row.id, self.task, self.gate)
         self.points = pareto(self.points)
+        self.dialled = pareto(self.dialled)
 
 
 def run_arm(arm: str, seed: int, runs_dir: Path, generations: int, quick: bool) -> dict[str, Any]:
     config = config_for(arm, seed, runs_dir, generations, quick)
-    front_reporter = FrontReporter()
+    task = load_task(config.task, seed)
+    gate = config.training.gate
+    front_reporter = FrontReporter(task if arm == "adaptive" else None, gate)
     t0 = time.perf_counter()
     result = Search.start(config, overwrite=True).run(reporters=[front_reporter])
     wall = time.perf_counter() - t0
-    task = load_task(config.task, seed)
-    gate = config.training.gate
     front = []
     for p in front_reporter.points:
         genome = p.pop("genome")
         p["test_acc"], p["test_cost"] = test_point(genome, task, gate)
         p["adaptive"] = is_adaptive(genome)
         front.append(p)
+    dialled = []
+    for p in front_reporter.dialled:
+        genome = p.pop("genome")
+        if "threshold" in p:  # an operating point: the genome at the dialled threshold, on test
+            q = np.full(p["exits"], p["threshold"])
+            r = evaluate_adaptive(genome, np.asarray(task.X_test, np.float64), gate, thresholds=q)
+            p["test_acc"], p["test_cost"] = float((r.outputs.argmax(-1) == task.y_test).mean()), float(r.flops.mean())
+        else:
+            p["test_acc"], p["test_cost"] = test_point(genome, task, gate)
+        dialled.append(p)
     from hybrid.rundir import open_run_dir
 
     champion = open_run_dir(result.run_dir).read_best_genome()
     out: dict[str, Any] = {
         "front": front,
+        **({"dialled": dialled} if arm == "adaptive" else {}),
         "wall_s": wall,
         "generations": result.generations,
         "champion": {
@@ -328,37 +363,45 @@ def merge_outputs(paths: list[Path]) -> tuple[list[int], int, dict[str, list[Any
     return seeds, gens.pop(), per_seed
 
 
+def _fronts(per_seed: dict[str, list[Any]], arm: str) -> list[list[dict[str, Any]]] | None:
+    """Each seed's models of ``arm`` ("dialled": the adaptive runs' dialled fronts; None if a run has none)."""
+    if arm == "mlp":
+        return per_seed["mlp"]
+    if arm == "dialled":
+        runs = [r.get("dialled") for r in per_seed["adaptive"]]
+        return None if any(r is None for r in runs) else runs
+    return [r["front"] for r in per_seed[arm]]
+
+
+def _median_at(fronts: list[list[dict[str, Any]]] | None, budget: float) -> float | None:
+    """Median over seeds of ``at_budget`` in percent; None unless every seed has a model within it."""
+    got = [at_budget(m, budget) for m in fronts or []]
+    return median([100 * g for g in got]) if got and all(g is not None for g in got) else None
+
+
 def report(seeds: list[int], gens: int, per_seed: dict[str, list[Any]], out: Path) -> int:
     """Print the table and the half-cost and gate-pattern lines; write ``out`` and its plot."""
     print(
         f"\ndigits, median test accuracy (%) over seeds {seeds}; each arm's best-validation model within the budget"
     )
+    print("(dialled: the adaptive front with every adaptive genome also at its threshold for each budget)")
     print(
-        f"{'avg FLOPs <=':>12} | {'adaptive':>8} | {'hybrid':>8} | {'fixed MLP':>9} | {'adaptive - MLP':>14}"
+        f"{'avg FLOPs <=':>12} | {'adaptive':>8} | {'dialled':>8} | {'hybrid':>8} | {'fixed MLP':>9} "
+        f"| {'adaptive - MLP':>14} | {'dialled - MLP':>13}"
     )
     rows = []
     for b in BUDGETS:
-        vals = {}
-        for arm in ("adaptive", "hybrid", "mlp"):
-            runs = [r["front"] if arm != "mlp" else r for r in per_seed[arm]]
-            got = [at_budget(m, b) for m in runs]
-            vals[arm] = (
-                median([100 * g for g in got if g is not None])
-                if got and all(g is not None for g in got)
-                else None
-            )
-        gap = (
-            None
-            if vals["adaptive"] is None or vals["mlp"] is None
-            else vals["adaptive"] - vals["mlp"]
-        )
-        rows.append({"budget": b, **vals, "gap": gap})
+        vals = {arm: _median_at(_fronts(per_seed, arm), b) for arm in ("adaptive", "dialled", "hybrid", "mlp")}
+        gap = None if vals["adaptive"] is None or vals["mlp"] is None else vals["adaptive"] - vals["mlp"]
+        dgap = None if vals["dialled"] is None or vals["mlp"] is None else vals["dialled"] - vals["mlp"]
+        rows.append({"budget": b, **vals, "gap": gap, "dialled_gap": dgap})
 
         def f(v: float | None) -> str:
             return "   n/a" if v is None else f"{v:6.1f}"
 
         print(
-            f"{b:>12} | {f(vals['adaptive']):>8} | {f(vals['hybrid']):>8} | {f(vals['mlp']):>9} | {f(gap):>14}"
+            f"{b:>12} | {f(vals['adaptive']):>8} | {f(vals['dialled']):>8} | {f(vals['hybrid']):>8} "
+            f"| {f(vals['mlp']):>9} | {f(gap):>14} | {f(dgap):>13}"
         )
     print("\nadaptive champion at half its full-path FLOPs (threshold fitted on validation):")
     drops: list[float] = []
@@ -402,20 +445,23 @@ def _plot(per_seed: dict[str, list[Any]], path: Path) -> None:
 
     fig = Figure(figsize=(7.5, 4.5))
     ax = fig.add_subplot()
-    for arm, colour in (("adaptive", "tab:red"), ("hybrid", "tab:blue"), ("mlp", "tab:gray")):
+    labels = {"mlp": "fixed MLPs", "hybrid": "hybrid (not adaptive)", "dialled": "adaptive, thresholds dialled"}
+    for arm, colour, style in (
+        ("adaptive", "tab:red", "-"),
+        ("dialled", "tab:red", "--"),
+        ("hybrid", "tab:blue", "-"),
+        ("mlp", "tab:gray", "-"),
+    ):
+        fronts = _fronts(per_seed, arm)
+        if fronts is None:
+            continue
         xs, ys = [], []
         for b in np.geomspace(300, 10000, 40):
-            got = [at_budget(r["front"] if arm != "mlp" else r, b) for r in per_seed[arm]]
-            if got and all(g is not None for g in got):
+            v = _median_at(fronts, b)
+            if v is not None:
                 xs.append(b)
-                ys.append(100 * float(np.median(got)))
-        ax.step(
-            xs,
-            ys,
-            where="post",
-            color=colour,
-            label={"mlp": "fixed MLPs", "hybrid": "hybrid (not adaptive)"}.get(arm, arm),
-        )
+                ys.append(v)
+        ax.step(xs, ys, where="post", color=colour, linestyle=style, label=labels.get(arm, arm))
     ax.axvspan(600, 2400, color="0.9", zorder=0)
     ax.set_xscale("log")
     ax.set_xlabel("average FLOPs per input (validation cost)")
