@@ -107,9 +107,14 @@ def pareto(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return front
 
 
-def test_point(genome: Genome, task: Task, gate: str) -> tuple[float, float]:
-    """(test accuracy, average test FLOPs) under the exit rule (a plain genome: its FLOPs)."""
-    r = evaluate_adaptive(genome, np.asarray(task.X_test, np.float64), gate)
+def test_point(
+    genome: Genome, task: Task, gate: str, thresholds: np.ndarray | None = None
+) -> tuple[float, float]:
+    """(test accuracy, average test FLOPs) under the exit rule (a plain genome: its FLOPs).
+
+    ``thresholds``: one per exit instead of the genome's own (a dialled operating point).
+    """
+    r = evaluate_adaptive(genome, np.asarray(task.X_test, np.float64), gate, thresholds=thresholds)
     return float((r.outputs.argmax(-1) == task.y_test).mean()), float(r.flops.mean())
 
 
@@ -226,12 +231,9 @@ def run_arm(arm: str, seed: int, runs_dir: Path, generations: int, quick: bool) 
     dialled = []
     for p in front_reporter.dialled:
         genome = p.pop("genome")
-        if "threshold" in p:  # an operating point: the genome at the dialled threshold, on test
-            q = np.full(p["exits"], p["threshold"])
-            r = evaluate_adaptive(genome, np.asarray(task.X_test, np.float64), gate, thresholds=q)
-            p["test_acc"], p["test_cost"] = float((r.outputs.argmax(-1) == task.y_test).mean()), float(r.flops.mean())
-        else:
-            p["test_acc"], p["test_cost"] = test_point(genome, task, gate)
+        # an operating point is the genome at its dialled threshold; a plain point, as it is
+        q = np.full(p["exits"], p["threshold"]) if "threshold" in p else None
+        p["test_acc"], p["test_cost"] = test_point(genome, task, gate, q)
         dialled.append(p)
     from hybrid.rundir import open_run_dir
 
