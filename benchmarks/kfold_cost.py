@@ -12,6 +12,7 @@ generation by generation, so a change in the machine's load hits all of them ali
     python benchmarks/kfold_cost.py                 # 6 generations each
     python benchmarks/kfold_cost.py --generations 4 --threads 2
     python benchmarks/kfold_cost.py --batch-size 64     # minibatches: per-step overheads weigh more
+    python benchmarks/kfold_cost.py --device cuda       # the batched engine on a GPU
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ CONFIG = Path(__file__).resolve().parent.parent / "configs" / "spirals.toml"
 SETTINGS: tuple[str | int, ...] = ("off", 2, 3, 5)
 
 
-def _context(folds: str | int, n_samples: int, seed: int, batch_size: int | None) -> StepContext:
+def _context(
+    folds: str | int, n_samples: int, seed: int, batch_size: int | None, device: str
+) -> StepContext:
     config = load_config(CONFIG)
     if batch_size is not None:
         config = config.model_copy(
@@ -45,7 +48,13 @@ def _context(folds: str | int, n_samples: int, seed: int, batch_size: int | None
     task = config.task.model_copy(update={"n_samples": n_samples, "folds": folds})
     run = config.run.model_copy(update={"seed": seed})
     config = config.model_copy(update={"evolution": evo, "task": task, "run": run})
-    return StepContext(config, load_task(config.task, seed))
+    return StepContext(config, load_task(config.task, seed), device=device)
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return device
 
 
 def main() -> None:
@@ -58,9 +67,12 @@ def main() -> None:
     parser.add_argument(
         "--batch-size", type=int, default=None, help="instead of the config's 1024 (full batch)"
     )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the engine's device)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    contexts = {f: _context(f, args.n_samples, args.seed, args.batch_size) for f in SETTINGS}
+    contexts = {
+        f: _context(f, args.n_samples, args.seed, args.batch_size, args.device) for f in SETTINGS
+    }
     states = {f: initial_state(c.config, c.task) for f, c in contexts.items()}
     times: dict[str | int, list[float]] = {f: [] for f in SETTINGS}
     for g in range(args.generations + 1):
@@ -73,7 +85,7 @@ def main() -> None:
     print(
         f"spirals, {args.n_samples} points; {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, load average {load}; torch {torch.__version__}, "
-        f"torch threads {torch.get_num_threads()}; median of {args.generations} generations; "
+        f"torch threads {torch.get_num_threads()}; device {_device_name(args.device)}; median of {args.generations} generations; "
         f"batch size {contexts['off'].config.training.batch_size}, "
         f"{contexts['off'].config.training.steps} steps"
     )
