@@ -9,6 +9,7 @@ schema uniform for the engines that pack genomes into tensors.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -219,16 +220,47 @@ class Genome:
         return sum(w for _, w in self.state_layout())
 
     def topological_order(self) -> list[int]:
-        """Return node ids in a deterministic topological order (ties by id)."""
-        return list(nx.lexicographical_topological_sort(self.feedforward_graph()))
+        """Return node ids in a deterministic topological order (ties by id).
+
+        The order ``networkx.lexicographical_topological_sort`` gives on
+        :meth:`feedforward_graph` (the tests hold it to that), read off the adjacency
+        in one pass: through the filtered view, a genome of five nodes took 210 us,
+        and the engines ask for it once per member per generation.
+
+        Raises:
+            networkx.NetworkXUnfeasible: the non-recurrent edges form a cycle.
+        """
+        succ = {
+            n: [d for d, a in nbrs.items() if not a["recurrent"]]
+            for n, nbrs in self.graph.adj.items()
+        }
+        indegree = dict.fromkeys(succ, 0)
+        for targets in succ.values():
+            for d in targets:
+                indegree[d] += 1
+        ready = [n for n, k in indegree.items() if k == 0]
+        heapq.heapify(ready)
+        order = []
+        while ready:
+            n = heapq.heappop(ready)
+            order.append(n)
+            for d in succ[n]:
+                indegree[d] -= 1
+                if indegree[d] == 0:
+                    heapq.heappush(ready, d)
+        if len(order) < len(succ):
+            raise nx.NetworkXUnfeasible("Graph contains a cycle or graph changed during iteration")
+        return order
 
     def depths(self) -> dict[int, int]:
         """Return each node's depth: the longest enabled path from any source to it."""
+        preds: dict[int, list[int]] = {n: [] for n in self.graph}
+        for s, d, a in self.graph.edges(data=True):
+            if a["enabled"] and not a["recurrent"]:
+                preds[d].append(s)
         depth: dict[int, int] = {}
-        active = self.active_graph()
         for n in self.topological_order():
-            preds = list(active.predecessors(n))
-            depth[n] = 1 + max(depth[p] for p in preds) if preds else 0
+            depth[n] = 1 + max(depth[p] for p in preds[n]) if preds[n] else 0
         return depth
 
     def n_parameters(self) -> int:

@@ -7,9 +7,12 @@ import re
 import networkx as nx
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from genomes import Genome, GenomeError, InnovationTracker
 from genomes.genome import edge_attrs, node_attrs
+from tests.strategies import grown_genomes
 
 
 def _genome() -> Genome:
@@ -165,3 +168,42 @@ def test_iter_arrays_labels_every_array():
     labels = [label for label, _ in _genome().iter_arrays()]
     assert labels[:2] == ["node 0 bias", "node 0 gate"]
     assert "edge 0->2 weight" in labels and len(labels) == 3 * 2 + 2 * 2
+
+
+def _networkx_depths(g: Genome) -> dict[int, int]:
+    """Depths as networkx reads them off the enabled feed-forward view (the reference)."""
+    active, depth = g.active_graph(), {}
+    for n in nx.lexicographical_topological_sort(g.feedforward_graph()):
+        preds = list(active.predecessors(n))
+        depth[n] = 1 + max(depth[p] for p in preds) if preds else 0
+    return depth
+
+
+@given(grown_genomes(recurrent=True, max_mutations=20))
+def test_topological_order_and_depths_are_networkx_s(grown):
+    g = grown.genome
+    assert g.topological_order() == list(nx.lexicographical_topological_sort(g.feedforward_graph()))
+    assert g.depths() == _networkx_depths(g)
+
+
+@given(st.integers(2, 12), st.data())
+def test_topological_order_breaks_ties_by_id_on_any_dag(n, data):
+    """Random DAGs over shuffled ids, some edges recurrent (these may point backwards)."""
+    ids = data.draw(st.permutations(range(100, 100 + n)))
+    g = Genome(nx.DiGraph())
+    for i in ids:
+        g.graph.add_node(i)
+    pairs = st.tuples(st.integers(0, n - 1), st.integers(0, n - 1), st.booleans(), st.booleans())
+    for a, b, recurrent, enabled in data.draw(st.lists(pairs, max_size=3 * n)):
+        if a != b or recurrent:
+            s, d = (ids[a], ids[b]) if recurrent or a < b else (ids[b], ids[a])
+            g.graph.add_edge(s, d, recurrent=recurrent, enabled=enabled)
+    assert g.topological_order() == list(nx.lexicographical_topological_sort(g.feedforward_graph()))
+    assert g.depths() == _networkx_depths(g)
+
+
+def test_topological_order_raises_networkx_s_error_on_a_cycle():
+    g = _genome()
+    g.graph.add_edge(1, 2, **edge_attrs(9, np.zeros((4, 2))))
+    with pytest.raises(nx.NetworkXUnfeasible):
+        g.topological_order()
