@@ -39,7 +39,7 @@ padding is not frozen) so that the optimiser leaves them alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -170,8 +170,6 @@ def _describe(genome: Genome, m: int, gate0: int) -> _Member:
     for n in gate_nodes:
         first_gate[n] = off
         off += g.nodes[n]["width"]
-    values = [g.nodes[n]["gate"] for n in gate_nodes]
-    values.append(np.array([g.edges[e]["gate"] for e in edges], np.float32))
     frozen = [np.full(g.nodes[n]["width"], is_frozen(g.nodes[n])) for n in gate_nodes]
     frozen.append(np.array([is_frozen(g.edges[e]) for e in edges], bool))
     inv = {e: g.edges[e]["innovation"] for e in edges}
@@ -184,7 +182,7 @@ def _describe(genome: Genome, m: int, gate0: int) -> _Member:
         nodes.append(
             Node(m, n, depth[n], a["width"], ACTIVATION_IDS[a["activation"]], sources, inp in preds)
         )
-    return _Member(
+    mem = _Member(
         edges=edges,
         bias_nodes=bias_nodes,
         gate_nodes=gate_nodes,
@@ -192,17 +190,48 @@ def _describe(genome: Genome, m: int, gate0: int) -> _Member:
         edge_gate=off,
         gates=(gate0, off + len(edges)),
         nodes=tuple(nodes),
-        gate_values=tuple(values),
+        gate_values=(),
         gate_frozen=np.concatenate(frozen).astype(bool, copy=False),
+    )
+    return mem._replace(gate_values=_gate_values(genome, mem))
+
+
+def _gate_values(genome: Genome, mem: _Member) -> tuple[np.ndarray, ...]:
+    """``genome``'s gate logits in ``mem``'s gate order: node gates, then one array of edge gates."""
+    g = genome.graph
+    values = [g.nodes[n]["gate"] for n in mem.gate_nodes]
+    values.append(np.array([g.edges[e]["gate"] for e in mem.edges], np.float32))
+    return tuple(values)
+
+
+def _like(seen: _Member, genome: Genome, m: int, gate0: int) -> _Member:
+    """Describe member ``m``, whose structure is ``seen``'s, from ``seen``: only its gate values are read."""
+    shift = gate0 - seen.gates[0]
+    return seen._replace(
+        first_gate={n: k + shift for n, k in seen.first_gate.items()},
+        edge_gate=seen.edge_gate + shift,
+        gates=(seen.gates[0] + shift, seen.gates[1] + shift),
+        nodes=tuple(replace(nd, member=m) for nd in seen.nodes),
+        gate_values=_gate_values(genome, seen),
     )
 
 
-def _describe_all(genomes: Sequence[Genome]) -> list[_Member]:
-    """Describe every member, gate runs laid end to end member after member."""
-    out, gate0 = [], 0
-    for m, genome in enumerate(genomes):
-        out.append(_describe(genome, m, gate0))
-        gate0 = out[-1].gates[1]
+def _describe_all(genomes: Sequence[Genome], keys: Sequence[tuple]) -> list[_Member]:
+    """Describe every member, gate runs laid end to end member after member.
+
+    Members of one structure (``keys``: their ``structure_key()``; the K fold copies of
+    a member under K-fold fitness, say) are described once: the others only read
+    their gate values.
+    """
+    out: list[_Member] = []
+    seen: dict[tuple, _Member] = {}
+    gate0 = 0
+    for m, (genome, key) in enumerate(zip(genomes, keys, strict=True)):
+        first = seen.get(key)
+        mem = _describe(genome, m, gate0) if first is None else _like(first, genome, m, gate0)
+        seen.setdefault(key, mem)
+        out.append(mem)
+        gate0 = mem.gates[1]
     return out
 
 
@@ -337,7 +366,8 @@ def pack(genomes: Sequence[Genome], merge_macs: float = 512.0) -> Layout:
     """
     n_in, n_out = _check(genomes)
     p = len(genomes)
-    members = _describe_all(genomes)
+    keys = [g.structure_key() for g in genomes]
+    members = _describe_all(genomes, keys)
     n_gates = members[-1].gates[1]
     pl = plan([nd for mem in members for nd in mem.nodes], n_in, merge_macs)
     wts = _place_weights(genomes, members, pl, n_in, n_gates)
@@ -384,7 +414,7 @@ def pack(genomes: Sequence[Genome], merge_macs: float = 512.0) -> Layout:
         useful_macs=int(wts.pos.size),
         executed_macs=pl.sizes.executed,
         members=slices,
-        structure=tuple(g.structure_key() for g in genomes),
+        structure=tuple(keys),
         weight_frozen=wts.frozen,
         bias_frozen=bs.frozen,
         gate_frozen=np.concatenate([mem.gate_frozen for mem in members]),

@@ -15,7 +15,7 @@ from hybrid.population import PopulationEngine, pack
 from hybrid.population.plan import ladder
 from hybrid.population.program import GraphProgram, graph_apply
 from tests.hybrid.oracle import grads_as_genomes
-from tests.strategies import populations_strategy
+from tests.strategies import populations_strategy, randomise
 
 SEEDS = st.integers(0, 2**16)
 
@@ -74,6 +74,25 @@ def test_gradients_equal_genomenet_for_every_member(pop, seed):
         ref = write_back(genome, net)
         for (label, a), (_, b) in zip(grads[m].iter_arrays(), ref.iter_arrays(), strict=True):
             assert np.allclose(a, b, rtol=1e-4, atol=1e-5), label
+
+
+@settings(max_examples=30)
+@given(populations_strategy(gate=st.sampled_from(GATE_KINDS)), st.data(), SEEDS)
+def test_members_of_one_structure_keep_their_own_values(pop, data, seed):
+    """Copies of members with other values (K-fold's fold copies) are packed once per structure."""
+    rng = np.random.default_rng(seed)
+    picks = data.draw(st.lists(st.sampled_from(range(len(pop))), min_size=1, max_size=6))
+    pop = [*pop, *(randomise(pop[i], rng) for i in picks)]
+    order = data.draw(st.permutations(range(len(pop))))
+    pop = [pop[i] for i in order]
+    engine = PopulationEngine(pop, "sigmoid")
+    x = _inputs(pop, seed)
+    out = engine(x)
+    for m, genome in enumerate(pop):
+        _close(out[m], GenomeNet(genome, "sigmoid").eval()(x).detach())
+        start, end = engine.layout.members[m].gates
+        assert end - start == GenomeNet(genome, "sigmoid").n_gates
+    assert all(c == g for c, g in zip(engine.write_back(), pop, strict=True))
 
 
 @settings(max_examples=30)
