@@ -225,7 +225,7 @@ class Genome:
         The order ``networkx.lexicographical_topological_sort`` gives on
         :meth:`feedforward_graph` (the tests hold it to that), read off the adjacency
         in one pass: through the filtered view, a genome of five nodes took 210 us,
-        and the engines ask for it once per member per generation.
+        and packing, pruning and scoring ask for it for every member every generation.
 
         Raises:
             networkx.NetworkXUnfeasible: the non-recurrent edges form a cycle.
