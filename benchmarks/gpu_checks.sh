@@ -5,9 +5,8 @@
 #     bash benchmarks/gpu_checks.sh [OUT_DIR [STEP ...]]
 #
 # STEP is any of kfold, throughput, tests, runs (default: all four, in that order). Every
-# command in a step is bounded by `timeout`: a step takes at most 4, 2, 5 and 6 minutes
-# (about 7 minutes in all on a 2-core CPU with the GPU flags swapped for cpu); split the
-# steps over two commands where one command may run at most 10 minutes.
+# command in a step is bounded by `timeout`: a step takes at most 4, 2, 5 and 6 minutes;
+# split the steps over two commands where one command may run at most 10 minutes.
 #
 # In order of what matters most; each step's output in OUT_DIR (default gpu_checks/):
 #   a_env.txt        the GPU, torch, and whether hybrid imports
