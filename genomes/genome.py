@@ -252,12 +252,21 @@ class Genome:
             raise nx.NetworkXUnfeasible("Graph contains a cycle or graph changed during iteration")
         return order
 
-    def depths(self) -> dict[int, int]:
-        """Return each node's depth: the longest enabled path from any source to it."""
+    def active_predecessors(self) -> dict[int, list[int]]:
+        """Return each node's sources over enabled non-recurrent edges (``active_graph``'s).
+
+        One pass over the edges, for callers that ask every node: each
+        ``active_graph().predecessors(n)`` filters the edges through a Python lambda.
+        """
         preds: dict[int, list[int]] = {n: [] for n in self.graph}
         for s, d, a in self.graph.edges(data=True):
             if a["enabled"] and not a["recurrent"]:
                 preds[d].append(s)
+        return preds
+
+    def depths(self) -> dict[int, int]:
+        """Return each node's depth: the longest enabled path from any source to it."""
+        preds = self.active_predecessors()
         depth: dict[int, int] = {}
         for n in self.topological_order():
             depth[n] = 1 + max(depth[p] for p in preds[n]) if preds[n] else 0

@@ -162,7 +162,7 @@ class _Member(NamedTuple):
 def _describe(genome: Genome, m: int, gate0: int) -> _Member:
     """Describe member ``m`` whose gates start at ``gate0`` of the population's gate vector."""
     g, inp = genome.graph, genome.input_id
-    active, order, depth = genome.active_graph(), genome.topological_order(), genome.depths()
+    active, order, depth = genome.active_predecessors(), genome.topological_order(), genome.depths()
     runs = gate_layout(genome, order)
     edges = tuple(k for k, _ in runs if not isinstance(k, int))
     gate_nodes = tuple(k for k, _ in runs if isinstance(k, int))
@@ -177,12 +177,12 @@ def _describe(genome: Genome, m: int, gate0: int) -> _Member:
     nodes = []
     for n in bias_nodes:
         a = g.nodes[n]
-        preds = sorted(active.predecessors(n), key=lambda s, n=n: inv[s, n])
+        preds = sorted(active[n], key=lambda s, n=n: inv[s, n])
         sources = tuple((s, g.nodes[s]["width"]) for s in preds if s != inp)
         nodes.append(
             Node(m, n, depth[n], a["width"], ACTIVATION_IDS[a["activation"]], sources, inp in preds)
         )
-    mem = _Member(
+    return _Member(
         edges=edges,
         bias_nodes=bias_nodes,
         gate_nodes=gate_nodes,
@@ -190,17 +190,18 @@ def _describe(genome: Genome, m: int, gate0: int) -> _Member:
         edge_gate=off,
         gates=(gate0, off + len(edges)),
         nodes=tuple(nodes),
-        gate_values=(),
+        gate_values=_gate_values(genome, gate_nodes, edges),
         gate_frozen=np.concatenate(frozen).astype(bool, copy=False),
     )
-    return mem._replace(gate_values=_gate_values(genome, mem))
 
 
-def _gate_values(genome: Genome, mem: _Member) -> tuple[np.ndarray, ...]:
-    """``genome``'s gate logits in ``mem``'s gate order: node gates, then one array of edge gates."""
+def _gate_values(
+    genome: Genome, gate_nodes: Sequence[int], edges: Sequence[tuple[int, int]]
+) -> tuple[np.ndarray, ...]:
+    """``genome``'s gate logits in gate order: each gate node's, then one array of edge gates."""
     g = genome.graph
-    values = [g.nodes[n]["gate"] for n in mem.gate_nodes]
-    values.append(np.array([g.edges[e]["gate"] for e in mem.edges], np.float32))
+    values = [g.nodes[n]["gate"] for n in gate_nodes]
+    values.append(np.array([g.edges[e]["gate"] for e in edges], np.float32))
     return tuple(values)
 
 
@@ -212,7 +213,7 @@ def _like(seen: _Member, genome: Genome, m: int, gate0: int) -> _Member:
         edge_gate=seen.edge_gate + shift,
         gates=(seen.gates[0] + shift, seen.gates[1] + shift),
         nodes=tuple(replace(nd, member=m) for nd in seen.nodes),
-        gate_values=_gate_values(genome, seen),
+        gate_values=_gate_values(genome, seen.gate_nodes, seen.edges),
     )
 
 

@@ -184,6 +184,10 @@ def test_topological_order_and_depths_are_networkx_s(grown):
     g = grown.genome
     assert g.topological_order() == list(nx.lexicographical_topological_sort(g.feedforward_graph()))
     assert g.depths() == _networkx_depths(g)
+    active = g.active_graph()
+    assert {n: sorted(p) for n, p in g.active_predecessors().items()} == {
+        n: sorted(active.predecessors(n)) for n in g.graph
+    }
 
 
 @given(st.integers(2, 12), st.data())
@@ -200,6 +204,10 @@ def test_topological_order_breaks_ties_by_id_on_any_dag(n, data):
             g.graph.add_edge(s, d, recurrent=recurrent, enabled=enabled)
     assert g.topological_order() == list(nx.lexicographical_topological_sort(g.feedforward_graph()))
     assert g.depths() == _networkx_depths(g)
+    active = g.active_graph()
+    assert {n: sorted(p) for n, p in g.active_predecessors().items()} == {
+        n: sorted(active.predecessors(n)) for n in g.graph
+    }
 
 
 def test_topological_order_raises_networkx_s_error_on_a_cycle():
