@@ -264,11 +264,21 @@ class Genome:
                 preds[d].append(s)
         return preds
 
-    def depths(self) -> dict[int, int]:
-        """Return each node's depth: the longest enabled path from any source to it."""
-        preds = self.active_predecessors()
+    def depths(
+        self,
+        *,
+        order: Sequence[int] | None = None,
+        preds: dict[int, list[int]] | None = None,
+    ) -> dict[int, int]:
+        """Return each node's depth: the longest enabled path from any source to it.
+
+        Args:
+            order, preds: :meth:`topological_order` and :meth:`active_predecessors`,
+                if the caller has them already (packing a population needs both).
+        """
+        preds = self.active_predecessors() if preds is None else preds
         depth: dict[int, int] = {}
-        for n in self.topological_order():
+        for n in self.topological_order() if order is None else order:
             depth[n] = 1 + max(depth[p] for p in preds[n]) if preds[n] else 0
         return depth
 

@@ -162,7 +162,8 @@ class _Member(NamedTuple):
 def _describe(genome: Genome, m: int, gate0: int) -> _Member:
     """Describe member ``m`` whose gates start at ``gate0`` of the population's gate vector."""
     g, inp = genome.graph, genome.input_id
-    active, order, depth = genome.active_predecessors(), genome.topological_order(), genome.depths()
+    active, order = genome.active_predecessors(), genome.topological_order()
+    depth = genome.depths(order=order, preds=active)
     runs = gate_layout(genome, order)
     edges = tuple(k for k, _ in runs if not isinstance(k, int))
     gate_nodes = tuple(k for k, _ in runs if isinstance(k, int))

@@ -184,6 +184,7 @@ def test_topological_order_and_depths_are_networkx_s(grown):
     g = grown.genome
     assert g.topological_order() == list(nx.lexicographical_topological_sort(g.feedforward_graph()))
     assert g.depths() == _networkx_depths(g)
+    assert g.depths(order=g.topological_order(), preds=g.active_predecessors()) == g.depths()
     active = g.active_graph()
     assert {n: sorted(p) for n, p in g.active_predecessors().items()} == {
         n: sorted(active.predecessors(n)) for n in g.graph
