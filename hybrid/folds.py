@@ -85,8 +85,8 @@ def resolve_folds(
         split: whether the task has separate splits at all.
         where: the task or file to name in errors.
         accelerated: the search runs on a GPU. ``"auto"`` turns K-fold on only there:
-            on a CPU the K columns cost what they compute (K = 5: 3.5x a generation,
-            measured), and at equal wall time K-fold did not beat one split on
+            on a CPU the K columns cost what they compute (K = 5: 2.4-2.7x a generation
+            with full batches, measured), and at equal wall time K-fold did not beat one split on
             digits, spirals or breast cancer (benchmarks/RESULTS.md); a GPU batches
             the columns of a small task nearly free (an H200's batched step: about
             1.4x for 80 columns against 16; a whole generation not yet timed there).
