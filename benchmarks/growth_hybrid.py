@@ -36,7 +36,7 @@ import torch
 from genomes import InnovationTracker, NotApplicable
 from genomes.mutations._neurons import append_neurons
 from hybrid import bottleneck
-from hybrid.bottleneck import BottleneckGrowth, bottleneck_data, bottleneck_settings
+from hybrid.bottleneck import BottleneckGrowth, bottleneck_data, bottleneck_settings, stats_noise
 from hybrid.config import load_config
 from hybrid.lineage.reader import LineageError
 from hybrid.lineage.reader import open as open_lineage
@@ -140,7 +140,7 @@ def pairs(
         if parent.is_recurrent or not parent.hidden_nodes():
             continue
         data = bottleneck_data(task, config.mutation.bottleneck_batch, 10_000 + i, config.training.loss,
-                               config.mutation.bottleneck_line)  # fmt: skip
+                               config.mutation.bottleneck_line, stats_noise(config))  # fmt: skip
         growth = BottleneckGrowth(data, bottleneck_settings(config), config.training.gate)
         try:
             child, rec = growth.operator("widen")(parent, rng, InnovationTracker(next_id=100_000), mc)

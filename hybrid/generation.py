@@ -36,7 +36,13 @@ from genomes.modules import ModuleSpec
 from genomes.mutations._neurons import lecun_normal
 
 from .backends import train_members
-from .bottleneck import OPERATORS, BottleneckGrowth, bottleneck_data, bottleneck_settings
+from .bottleneck import (
+    OPERATORS,
+    BottleneckGrowth,
+    bottleneck_data,
+    bottleneck_settings,
+    stats_noise,
+)
 from .config import Config
 from .folds import child_copies, merge_folds, pool
 from .grafting import graft_operator
@@ -421,7 +427,12 @@ def _breeding_ops(
     if any(rates[n] > 0 for n in OPERATORS.values()):
         growth = BottleneckGrowth(
             bottleneck_data(
-                task, cfg.mutation.bottleneck_batch, seed_for(cfg.run.seed, g, 7), loss, cfg.mutation.bottleneck_line
+                task,
+                cfg.mutation.bottleneck_batch,
+                seed_for(cfg.run.seed, g, 7),
+                loss,
+                cfg.mutation.bottleneck_line,
+                stats_noise(cfg),
             ),
             bottleneck_settings(cfg),
             cfg.training.gate,

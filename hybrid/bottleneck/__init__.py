@@ -37,10 +37,13 @@ __all__ = [
     "bottleneck_settings",
     "collect",
     "materialize",
+    "stats_noise",
 ]
 
 
-def bottleneck_data(task: Task, batch: int, seed: int, loss: str, line: str = "train") -> Data:
+def bottleneck_data(
+    task: Task, batch: int, seed: int, loss: str, line: str = "train", noise: float = 0.0
+) -> Data:
     """Return a generation's batches, drawn with ``seed``.
 
     The statistics batch is ``batch`` training rows. With ``line = "train"`` the line
@@ -48,7 +51,9 @@ def bottleneck_data(task: Task, batch: int, seed: int, loss: str, line: str = "t
     than ``2 * batch``) and the validation split is the held-out record; with
     ``line = "validation"`` the validation split is halved at random: one half is the
     line batch (the amplitude is chosen on held-out rows, as the champion is), the other
-    the held-out record.
+    the held-out record. ``noise > 0`` adds ``noise`` times standard normal noise to
+    the statistics batch's inputs (``mutation.bottleneck_stats = "noisy"``: the inputs
+    the members train on); the line batch and the record stay clean.
     """
     rng = np.random.default_rng(seed)
     n = len(task.X_train)
@@ -63,8 +68,11 @@ def bottleneck_data(task: Task, batch: int, seed: int, loss: str, line: str = "t
         s, rest = order[:k], (order[k : 2 * k] if n > k else order[:k])
         x_line, y_line = task.X_train[rest], task.y_train[rest]
         x_val, y_val = task.X_val, task.y_val
+    x_stats = task.X_train[s]
+    if noise > 0:
+        x_stats = (x_stats + noise * rng.standard_normal(x_stats.shape)).astype(x_stats.dtype)
     return Data(
-        x_stats=task.X_train[s],
+        x_stats=x_stats,
         y_stats=task.y_train[s],
         x_line=x_line,
         y_line=y_line,
@@ -72,6 +80,11 @@ def bottleneck_data(task: Task, batch: int, seed: int, loss: str, line: str = "t
         y_val=y_val,
         loss=loss,
     )
+
+
+def stats_noise(config: Config) -> float:
+    """Return the input noise of the statistics batch a config asks for (0: clean rows)."""
+    return config.training.input_noise if config.mutation.bottleneck_stats == "noisy" else 0.0
 
 
 def bottleneck_settings(config: Config) -> Settings:

@@ -515,6 +515,13 @@ class MutationSection(Section):
         "the statistics batch; validation = a random half of the validation split (held out, as for "
         "the champion: a memorised training batch shows no drop; the other half is the record's)",
     )
+    bottleneck_stats: Literal["clean", "noisy"] = Field(
+        "clean",
+        description="inputs of the bottleneck statistics batch: clean = the training rows as stored; "
+        "noisy = with the training's input noise (training.input_noise x standard normal), the "
+        "inputs the members learn from, so a member that fits its clean rows still shows the "
+        "bottleneck its training sees",
+    )
     bottleneck_max_new: int = Field(
         4, ge=1, le=MAX_WIDTH, description=f"at most this many neurons per bottleneck growth; at most {MAX_WIDTH}"
     )

@@ -248,3 +248,36 @@ def test_config_significance_reaches_the_operators():
     assert (s.split, s.amplitude) == ("balanced", "smallest_passing")
     off = load_config(path, {"mutation.bottleneck_significance": 0.0})
     assert bottleneck_settings(off).significance == 0.0
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), noise=st.floats(0.1, 2.0), line=st.sampled_from(["train", "validation"]))
+def test_noisy_statistics_batch_adds_noise_to_its_inputs_only(seed, noise, line):
+    from hybrid.bottleneck import bottleneck_data
+    from hybrid.config import TaskConfig
+    from hybrid.tasks import load_task
+
+    task = load_task(TaskConfig(name="circles", n_samples=200), 3)
+    clean = bottleneck_data(task, 48, seed, "cross_entropy", line)
+    noisy = bottleneck_data(task, 48, seed, "cross_entropy", line, noise)
+    # the same rows: only the statistics batch's inputs move, the line batch and the record do not
+    for a, b in [(clean.x_line, noisy.x_line), (clean.x_val, noisy.x_val), (clean.y_stats, noisy.y_stats)]:
+        np.testing.assert_array_equal(a, b)
+    assert noisy.x_stats.dtype == clean.x_stats.dtype and noisy.x_stats.shape == clean.x_stats.shape
+    z = (noisy.x_stats.astype(np.float64) - clean.x_stats) / noise  # standard normal draws
+    assert 0.6 < z.std() < 1.4 and abs(z.mean()) < 0.4
+    again = bottleneck_data(task, 48, seed, "cross_entropy", line, noise)
+    np.testing.assert_array_equal(again.x_stats, noisy.x_stats)  # seeded: a run repeats itself
+
+
+def test_noisy_statistics_take_the_training_input_noise():
+    from pathlib import Path
+
+    from hybrid.bottleneck import stats_noise
+    from hybrid.config import load_config
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "digits_bottleneck.toml"
+    noisy = load_config(path, {"mutation.bottleneck_stats": "noisy", "training.input_noise": 0.3})
+    assert stats_noise(noisy) == 0.3
+    assert stats_noise(load_config(path, {"mutation.bottleneck_stats": "clean"})) == 0.0
+    assert stats_noise(load_config(path, {"mutation.bottleneck_stats": "noisy", "training.input_noise": 0.0})) == 0.0
