@@ -96,6 +96,13 @@ class Config(Section):
         self._check_mode()
         self._check_budgets()
         self._check_adaptive()
+        if self.mutation.bottleneck_stats == "noisy" and not self.training.input_noise:
+            raise KeyedError(
+                "mutation.bottleneck_stats",
+                "noisy",
+                "expected 'clean' with training.input_noise = 0 (the noisy statistics batch carries "
+                "the training's input noise)",
+            )
         if self.evolution.elitism >= self.evolution.population:
             raise KeyedError(
                 "evolution.elitism",

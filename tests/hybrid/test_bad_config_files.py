@@ -105,6 +105,7 @@ CASES: dict[str, tuple[str | bytes, str]] = {
     "unknown amplitude split": (_with("mutation", 'bottleneck_split = "wide"'), "mutation.bottleneck_split"),
     "unknown amplitude rule": (_with("mutation", 'bottleneck_amplitude = "median"'), "mutation.bottleneck_amplitude"),
     "unknown statistics inputs": (_with("mutation", 'bottleneck_stats = "augmented"'), "mutation.bottleneck_stats"),
+    "noisy statistics without input noise": (_with("mutation", 'bottleneck_stats = "noisy"'), "mutation.bottleneck_stats"),
     "no activations": (_with("mutation", "activations = []"), "mutation.activations"),
     "negative seed": (_with("run", "seed = -1"), "run.seed"),
     "seed of 2**64": (_with("run", "seed = 18446744073709551616"), "run.seed"),

@@ -280,4 +280,3 @@ def test_noisy_statistics_take_the_training_input_noise():
     noisy = load_config(path, {"mutation.bottleneck_stats": "noisy", "training.input_noise": 0.3})
     assert stats_noise(noisy) == 0.3
     assert stats_noise(load_config(path, {"mutation.bottleneck_stats": "clean"})) == 0.0
-    assert stats_noise(load_config(path, {"mutation.bottleneck_stats": "noisy", "training.input_noise": 0.0})) == 0.0
