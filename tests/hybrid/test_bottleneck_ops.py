@@ -265,7 +265,8 @@ def test_noisy_statistics_batch_adds_noise_to_its_inputs_only(seed, noise, line)
         np.testing.assert_array_equal(a, b)
     assert noisy.x_stats.dtype == clean.x_stats.dtype and noisy.x_stats.shape == clean.x_stats.shape
     z = (noisy.x_stats.astype(np.float64) - clean.x_stats) / noise  # standard normal draws
-    assert 0.6 < z.std() < 1.4 and abs(z.mean()) < 0.4
+    # 96 draws: the bounds are 5-6 standard errors away, so they hold for any seed
+    assert 0.6 < z.std() < 1.4 and abs(z.mean()) < 0.6
     again = bottleneck_data(task, 48, seed, "cross_entropy", line, noise)
     np.testing.assert_array_equal(again.x_stats, noisy.x_stats)  # seeded: a run repeats itself
 
