@@ -1,7 +1,8 @@
 """Bottleneck growth events with and without the line batch's significance test (issue 15).
 
 Runs the shipped ``configs/<task>_bottleneck.toml`` search (as ``growth.py``'s
-``search_bottleneck`` method does) with ``mutation.bottleneck_significance`` set to
+``search_bottleneck`` method does; ``--method hybrid_grow``: the single-network
+``configs/<task>_grow.toml``) with ``mutation.bottleneck_significance`` set to
 each value given, and prints one JSON line per run and per value (seeds pooled):
 test accuracy, live parameters, growth events and the share whose realised drop is
 positive on held-out rows (``positive_val``), on the line batch and on the statistics
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--task", choices=("digits", "spirals"), default="spirals")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--values", type=float, nargs="+", default=[0.0, 2.0, 3.0])
+    p.add_argument("--method", choices=("search_bottleneck", "hybrid_grow"), default="search_bottleneck",
+                   help="which shipped bottleneck config to run (growth.py's method names)")
     p.add_argument("--pairs", action="store_true", help="also the informed-vs-blind pairs (50 Adam steps)")
     p.add_argument("--set", action="append", default=[], type=config_override, metavar="KEY=VALUE",
                    help="another config override for every run (JSON value), e.g. "
@@ -40,15 +43,15 @@ def main(argv: list[str] | None = None) -> None:
         gh.load_config = lambda path, over, v=value: load(path, {**over, **extra, "mutation.bottleneck_significance": v})
         pooled, wins = [], {"pairs": 0, "wins": 0, "wins_val": 0}
         for seed in args.seeds:
-            r = gh.run_config("search_bottleneck", args.task, seed)
+            r = gh.run_config(args.method, args.task, seed)
             pooled += r["events"]
-            row = {"significance": value, **extra, "task": args.task, "seed": seed, "test": r["accuracy"],
+            row = {"significance": value, **extra, "method": args.method, "task": args.task, "seed": seed, "test": r["accuracy"],
                    "params": r["params"], "wall_s": round(r["wall_s"], 1), **gh.event_summary(r["events"])}
             if args.pairs:
-                row["pairs"] = gh.pairs(r["parents"], args.task, seed, "search_bottleneck")
+                row["pairs"] = gh.pairs(r["parents"], args.task, seed, args.method)
                 wins = {k: wins[k] + row["pairs"][k] for k in wins}
             print(json.dumps(row), flush=True)
-        total = {"significance": value, **extra, "task": args.task, "pooled": gh.event_summary(pooled)}
+        total = {"significance": value, **extra, "method": args.method, "task": args.task, "pooled": gh.event_summary(pooled)}
         print(json.dumps({**total, **({"pairs": wins} if args.pairs else {})}), flush=True)
     gh.load_config = load
     print(machine_line(1), flush=True)
