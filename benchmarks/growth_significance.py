@@ -28,9 +28,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--task", choices=("digits", "spirals"), default="spirals")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--values", type=float, nargs="+", default=[0.0, 2.0, 3.0])
-    p.add_argument("--method", choices=("search_bottleneck", "hybrid_grow"), default="search_bottleneck",
-                   help="which shipped bottleneck config to run (growth.py's method names)")
-    p.add_argument("--pairs", action="store_true", help="also the informed-vs-blind pairs (50 Adam steps)")
+    p.add_argument(
+        "--method",
+        choices=("search_bottleneck", "hybrid_grow"),
+        default="search_bottleneck",
+        help="which shipped bottleneck config to run (growth.py's method names)",
+    )
+    p.add_argument(
+        "--pairs", action="store_true", help="also the informed-vs-blind pairs (50 Adam steps)"
+    )
     p.add_argument("--set", action="append", default=[], type=config_override, metavar="KEY=VALUE",
                    help="another config override for every run (JSON value), e.g. "
                    "'mutation.bottleneck_stats=\"noisy\"'")  # fmt: skip
@@ -40,18 +46,35 @@ def main(argv: list[str] | None = None) -> None:
     print(machine_line(1), flush=True)
     load = gh.load_config
     for value in args.values:
-        gh.load_config = lambda path, over, v=value: load(path, {**over, **extra, "mutation.bottleneck_significance": v})
+        gh.load_config = lambda path, over, v=value: load(
+            path, {**over, **extra, "mutation.bottleneck_significance": v}
+        )
         pooled, wins = [], {"pairs": 0, "wins": 0, "wins_val": 0}
         for seed in args.seeds:
             r = gh.run_config(args.method, args.task, seed)
             pooled += r["events"]
-            row = {"significance": value, **extra, "method": args.method, "task": args.task, "seed": seed, "test": r["accuracy"],
-                   "params": r["params"], "wall_s": round(r["wall_s"], 1), **gh.event_summary(r["events"])}
+            row = {
+                "significance": value,
+                **extra,
+                "method": args.method,
+                "task": args.task,
+                "seed": seed,
+                "test": r["accuracy"],
+                "params": r["params"],
+                "wall_s": round(r["wall_s"], 1),
+                **gh.event_summary(r["events"]),
+            }
             if args.pairs:
                 row["pairs"] = gh.pairs(r["parents"], args.task, seed, args.method)
                 wins = {k: wins[k] + row["pairs"][k] for k in wins}
             print(json.dumps(row), flush=True)
-        total = {"significance": value, **extra, "method": args.method, "task": args.task, "pooled": gh.event_summary(pooled)}
+        total = {
+            "significance": value,
+            **extra,
+            "method": args.method,
+            "task": args.task,
+            "pooled": gh.event_summary(pooled),
+        }
         print(json.dumps({**total, **({"pairs": wins} if args.pairs else {})}), flush=True)
     gh.load_config = load
     print(machine_line(1), flush=True)
