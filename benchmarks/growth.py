@@ -375,6 +375,8 @@ def _growth_columns(g: pd.DataFrame) -> dict[str, Any]:
             "real/pred stats": round(s["median_ratio_stats"], 2),
             "real/pred line": round(s["median_ratio_line"], 2),
         })
+    if "line_searches" in g and g["line_searches"].notna().any():
+        out["grown / line searches"] = f"{int(g['line_searches_grown'].sum())} / {int(g['line_searches'].sum())}"
     search = g["search_s"].sum()
     out["stats+solve % of search"] = round(100 * g["statistics_s"].sum() / search, 1) if search else None
     out["line search % of search"] = round(100 * g["line_search_s"].sum() / search, 1) if search else None

@@ -87,6 +87,8 @@ def run_config(method: str, task_name: str, seed: int) -> dict[str, Any]:
         parents = _kept_genomes(lineage)
     stats_s = sum(g.seconds["statistics"] for g in _INSTANCES)
     line_s = sum(g.seconds["line_search"] for g in _INSTANCES)
+    # every amplitude line search, grown or refused (gromo's count: it adds neurons at gamma = 0)
+    attempts = [a for g in _INSTANCES for a in g.log]
     return {
         "accuracy": float(result.test_metric),
         "params": int(result.active_parameters),
@@ -96,6 +98,8 @@ def run_config(method: str, task_name: str, seed: int) -> dict[str, Any]:
         "events": events,
         "statistics_s": stats_s,
         "line_search_s": line_s,
+        "line_searches": len(attempts),
+        "line_searches_grown": sum(bool(a["grown"]) for a in attempts),
         "config": str(path.relative_to(ROOT)),
         "parents": parents,
     }
