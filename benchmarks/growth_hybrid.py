@@ -87,7 +87,8 @@ def run_config(method: str, task_name: str, seed: int) -> dict[str, Any]:
         parents = _kept_genomes(lineage)
     stats_s = sum(g.seconds["statistics"] for g in _INSTANCES)
     line_s = sum(g.seconds["line_search"] for g in _INSTANCES)
-    # every amplitude line search, grown or refused (gromo's count: it adds neurons at gamma = 0)
+    # every amplitude line search, grown or refused: an operator call tries up to 3 candidates,
+    # so this counts candidates, where gromo's gamma = 0 count is per growth step
     attempts = [a for g in _INSTANCES for a in g.log]
     return {
         "accuracy": float(result.test_metric),
