@@ -89,6 +89,34 @@ def _interrupts_deferred() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+@contextmanager
+def reproducible(device: str, on: bool = True) -> Iterator[None]:
+    """Ask torch for bitwise-reproducible kernels inside the block when ``device`` is CUDA.
+
+    On CUDA the engine's scatter-adds (``index_add_``, and the backward of every gather)
+    accumulate with atomics, so two runs with one seed part in the last bit after the
+    first step and then diverge (seen on an H200: spirals' generation-0 mean 0.6891
+    against 0.6897, different champions). ``torch.use_deterministic_algorithms`` swaps
+    in sorted, order-fixed kernels; ``warn_only`` keeps an operation that has none (or
+    cuBLAS started before :func:`~hybrid.config.resolve_device` set its workspace) a
+    warning rather than an error. The setting is process-wide, so it is restored on
+    the way out. A CPU block is left alone: its kernels are already reproducible.
+
+    Args:
+        device: the search's torch device.
+        on: ``run.deterministic``; False leaves torch's setting alone.
+    """
+    if not (on and str(device).startswith("cuda")):
+        yield
+        return
+    was, was_warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=was_warn)
+
+
 class Search:
     """A search over one run folder (make one with :meth:`start` or :meth:`resume`).
 
@@ -283,19 +311,20 @@ class Search:
         ]
         extra = list(reporters) + ([CallbackReporter(on_generation)] if on_generation is not None else [])
         try:
-            with open_cluster(self.config.parallel) as cluster:  # None unless backend "dask"
-                context = StepContext(
-                    self.config, self.task, self.device, cluster, phases=self.phases, modules=self.modules
-                )
-                while self.state.finished is None:
-                    state, report = step(self.state, context)
-                    with _interrupts_deferred():  # a generation is recorded whole or not at all
-                        for r in records:
+            with reproducible(self.device, self.config.run.deterministic):
+                with open_cluster(self.config.parallel) as cluster:  # None unless backend "dask"
+                    context = StepContext(
+                        self.config, self.task, self.device, cluster, phases=self.phases, modules=self.modules
+                    )
+                    while self.state.finished is None:
+                        state, report = step(self.state, context)
+                        with _interrupts_deferred():  # a generation is recorded whole or not at all
+                            for r in records:
+                                r.on_generation(state, report)
+                            self.state = state
+                        for r in extra:
                             r.on_generation(state, report)
-                        self.state = state
-                    for r in extra:
-                        r.on_generation(state, report)
-            result = self._finish()
+                result = self._finish()
         finally:
             self.run_dir.close()  # the writer lock: a later resume in this process may take it
         for r in extra:

@@ -179,7 +179,7 @@ def collect(
         dz = torch.empty(sum(int(g.nodes[n]["width"]) for n in targets), b, dtype=torch.float64)
         gate_at = dict(zip(ms.gate_nodes, ms.gate, strict=True))
         n_in = gnm.n_inputs
-        g_in = torch.as_tensor(gvals[gate_at[gnm.input_id] : gate_at[gnm.input_id] + n_in])
+        g_in = torch.as_tensor(gvals[gate_at[gnm.input_id] : gate_at[gnm.input_id] + n_in], device=eng.device)
         feat[:n_in] = g_in[:, None] * xt.t().double()
         bias_at = dict(zip(ms.bias_nodes, ms.bias, strict=True))
         for n, t in targets.items():
@@ -187,7 +187,7 @@ def collect(
             buf_rows = torch.as_tensor(lay.bias_row[bias_at[n] : bias_at[n] + width], device=eng.device)
             dz[t : t + width] = grad.index_select(0, buf_rows).double().cpu()
             if n in rows:
-                gv = torch.as_tensor(gvals[gate_at[n] : gate_at[n] + width])
+                gv = torch.as_tensor(gvals[gate_at[n] : gate_at[n] + width], device=eng.device)
                 feat[rows[n] : rows[n] + width] = gv[:, None] * act.index_select(0, buf_rows).double()
         feat[n_feat] = 1.0
         feat = feat.cpu()

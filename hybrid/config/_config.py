@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -377,7 +378,7 @@ def resolve_device(device: str) -> str:
     from ..errors import ConfigError
 
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError(
@@ -388,4 +389,7 @@ def resolve_device(device: str) -> str:
             raise ConfigError(
                 f"run.device: got {device!r}, expected an index below {torch.cuda.device_count()}"
             )
+        # cuBLAS reads this once, when it first starts: set before any CUDA work, it lets
+        # `Search.run` ask for bitwise-reproducible kernels (see `hybrid.search.reproducible`)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     return device

@@ -52,6 +52,12 @@ class RunConfig(Section):
     device: str = Field(
         "auto", description="auto = cuda when available else cpu; or cpu, cuda, cuda:N"
     )
+    deterministic: bool = Field(
+        True,
+        description="on a GPU, bitwise-reproducible kernels (torch.use_deterministic_algorithms): "
+        "same seed, same run, and a resumed run matches one left alone; false trades that for speed "
+        "(CUDA's atomic scatter-adds sum in a varying order). No effect on the CPU, which is always so",
+    )
     runs_dir: str = Field(
         "runs", description="folder that holds run folders, relative to the working directory"
     )

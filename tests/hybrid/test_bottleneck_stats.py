@@ -78,3 +78,19 @@ def test_recurrent_genomes_are_refused():
     genome, _ = add_recurrent_edge(genome, rng, tracker, mutation_config())
     with pytest.raises(GenomeError, match="recurrent"):
         collect([genome], np.zeros((3, 2), np.float32), np.zeros(3, np.int64), loss="cross_entropy", gate="sigmoid")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_statistics_match_the_cpus():
+    """The statistics pass on a GPU gives the CPU's moments (it once mixed devices and raised)."""
+    from genomes import Genome, InnovationTracker
+
+    rng = np.random.default_rng(3)
+    genome = Genome.minimal(3, 3, rng, InnovationTracker(), hidden=[4, 2])
+    x = rng.normal(size=(40, 3)).astype(np.float32)
+    y = rng.integers(0, 3, size=40)
+    (cpu,) = collect([genome], x, y, loss="cross_entropy", gate="sigmoid", device="cpu")
+    (gpu,) = collect([genome], x, y, loss="cross_entropy", gate="sigmoid", device="cuda")
+    for name in ("H", "dz", "G", "D"):
+        torch.testing.assert_close(getattr(gpu, name), getattr(cpu, name), rtol=1e-4, atol=1e-5)
+    assert gpu.loss == pytest.approx(cpu.loss, rel=1e-5)

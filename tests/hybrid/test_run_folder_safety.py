@@ -101,7 +101,7 @@ def test_two_concurrent_resumes_one_is_refused_and_stats_hold_each_generation_on
     shutil.rmtree(run / "checkpoints" / "gen_000001")
     text = (run / "config.toml").read_text().replace("generations = 2", "generations = 4")
     (run / "config.toml").write_text(text)
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}  # whatever found hybrid and its deps
     cmd = [sys.executable, "-m", "hybrid", "resume", str(run), "--plain"]
     procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
     results = [(p.wait(timeout=300), p.stderr.read() if p.stderr else "") for p in procs]

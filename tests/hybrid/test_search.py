@@ -12,12 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from genomes import load
 from hybrid.config import loads_config
+from hybrid.errors import ConfigError
 from hybrid.generation import initial_state
 from hybrid.lineage import LineageWriter
-from hybrid.search import Search
+from hybrid.search import Search, reproducible
 from hybrid.tasks import load_task
 from tests.hybrid.tiny import tiny_toml
 
@@ -42,6 +44,43 @@ def test_same_seed_gives_identical_stats_and_champion(tmp_path: Path) -> None:
     for key in ("genome_id", "val_metric", "test_metric", "active_parameters"):
         assert m1[key] == m2[key]
     assert load(tmp_path / "a" / "best" / "genome.json") == load(tmp_path / "b" / "best" / "genome.json")
+
+
+def test_reproducible_asks_for_deterministic_kernels_on_cuda_only_and_restores_the_setting() -> None:
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    seen = []
+    for device, on in (("cuda", True), ("cuda:1", True), ("cpu", True), ("cuda", False)):
+        with reproducible(device, on):
+            seen.append(torch.are_deterministic_algorithms_enabled())
+        assert (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()) == before
+    assert seen == [True, True, before[0], before[0]]
+    with pytest.raises(RuntimeError), reproducible("cuda"):  # restored on the way out of an error too
+        raise RuntimeError("boom")
+    assert torch.are_deterministic_algorithms_enabled() == before[0]
+
+
+def test_run_deterministic_takes_a_boolean(tmp_path: Path) -> None:
+    assert _config(tmp_path).run.deterministic is True
+    text = tiny_toml(tmp_path, seed=0, generations=1, steps=5, engine="batched")
+    off = loads_config(text.replace("[run]\n", "[run]\ndeterministic = false\n", 1), source="t.toml")
+    assert off.run.deterministic is False
+    with pytest.raises(ConfigError, match="run.deterministic"):
+        loads_config(text.replace("[run]\n", '[run]\ndeterministic = "sometimes"\n', 1), source="t.toml")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_same_seed_on_cuda_gives_identical_stats(tmp_path: Path) -> None:
+    """CUDA's atomic scatter-adds vary the summation order; ``run.deterministic`` fixes it."""
+    runs = []
+    for name in ("a", "b"):
+        cfg = loads_config(
+            tiny_toml(tmp_path, seed=0, generations=3, steps=60, engine="batched"),
+            source="tiny.toml",
+            overrides={"run.name": name, "run.device": "cuda"},
+        )
+        result = Search.start(cfg).run()
+        runs.append((result.run_dir / "stats.jsonl").read_text())
+    assert runs[0] == runs[1]
 
 
 def test_different_seeds_give_different_runs(tmp_path: Path) -> None:
