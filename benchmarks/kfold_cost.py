@@ -28,6 +28,7 @@ import torch
 
 from hybrid.config import load_config
 from hybrid.generation import StepContext, initial_state, step
+from hybrid.search import reproducible
 from hybrid.tasks import load_task
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "spirals.toml"
@@ -68,24 +69,34 @@ def main() -> None:
         "--batch-size", type=int, default=None, help="instead of the config's 1024 (full batch)"
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (the engine's device)")
+    parser.add_argument(
+        "--nondeterministic",
+        dest="deterministic",
+        action="store_false",
+        help="on CUDA, torch's default kernels (run.deterministic = false)",
+    )
     args = parser.parse_args()
+    if args.device.startswith("cuda"):
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # as resolve_device does
     torch.set_num_threads(args.threads)
     contexts = {
         f: _context(f, args.n_samples, args.seed, args.batch_size, args.device) for f in SETTINGS
     }
     states = {f: initial_state(c.config, c.task) for f, c in contexts.items()}
     times: dict[str | int, list[float]] = {f: [] for f in SETTINGS}
-    for g in range(args.generations + 1):
-        for f in SETTINGS:
-            t0 = time.perf_counter()
-            states[f], _ = step(states[f], contexts[f])
-            if g:  # generation 0 warms up
-                times[f].append(time.perf_counter() - t0)
+    with reproducible(args.device, args.deterministic):  # as a search runs (run.deterministic)
+        for g in range(args.generations + 1):
+            for f in SETTINGS:
+                t0 = time.perf_counter()
+                states[f], _ = step(states[f], contexts[f])
+                if g:  # generation 0 warms up
+                    times[f].append(time.perf_counter() - t0)
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(
         f"spirals, {args.n_samples} points; {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, load average {load}; torch {torch.__version__}, "
-        f"torch threads {torch.get_num_threads()}; device {_device_name(args.device)}; median of {args.generations} generations; "
+        f"torch threads {torch.get_num_threads()}; device {_device_name(args.device)}"
+        f"{'' if args.deterministic or args.device == 'cpu' else ', nondeterministic kernels'}; median of {args.generations} generations; "
         f"batch size {contexts['off'].config.training.batch_size}, "
         f"{contexts['off'].config.training.steps} steps"
     )
