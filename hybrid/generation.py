@@ -235,7 +235,8 @@ def _with_self_loops(
 
 def seed_for(seed: int, generation: int, stream: int) -> int:
     """Return the 63-bit seed of one random stream of one generation."""
-    return int(np.random.SeedSequence([seed, generation, stream]).generate_state(1, np.uint64)[0] >> 1)
+    # shifted as a Python int: numpy 1's uint64 >> int has no common type
+    return int(np.random.SeedSequence([seed, generation, stream]).generate_state(1, np.uint64)[0]) >> 1
 
 
 def step(state: SearchState, context: StepContext) -> tuple[SearchState, GenerationReport]:

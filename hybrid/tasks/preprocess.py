@@ -32,6 +32,7 @@ whitespace, integral numbers without a decimal point (``3`` and ``3.0`` are
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -112,7 +113,16 @@ def numbers(values: Iterable[Any]) -> tuple[np.ndarray, np.ndarray]:
     else:
         s = s.map(lambda v: v.strip() if isinstance(v, str) else v)
     out = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    return out, np.isnan(out) & ~missing
+    bad = np.isnan(out) & ~missing
+    for i in np.flatnonzero(bad):  # pandas 2 coerces a number beyond float64 ("1e999") to NaN
+        v = s.iat[i]
+        if isinstance(v, str) and _OVERFLOW.fullmatch(v):
+            out[i], bad[i] = float(v), False  # +-inf, which the callers refuse by name
+    return out, bad
+
+
+#: A decimal number with an exponent: the only text that can overflow float64.
+_OVERFLOW = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 
 def one_hot(text: np.ndarray, categories: list[str | None], out: np.ndarray) -> None:

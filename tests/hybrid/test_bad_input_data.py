@@ -145,7 +145,8 @@ CASES: dict[str, tuple[Callable[[Path], Path], str, str | None, str]] = {
     "csv longer row": (_csv(_with_cell(5, 2, "a,9")), CLS, "label", "line 6 has 4 fields"),
     "csv shorter row": (_csv("a,b,label\n1,2,a\n3,b\n"), CLS, "label", "line 3 has 2 fields"),
     "csv non-UTF-8 bytes": (_csv(b"a,b,label\n1,2,\xff\xfe\n"), CLS, "label", "not a UTF-8 text file"),
-    "csv NUL byte": (_csv(b"a,b,label\n1,2\x00,a\n"), CLS, "label", "column 'b', line 2: not a number"),
+    "csv NUL byte": (_csv(b"a,b,label\n1,2\x00,a\n"), CLS, "label", "line 2 holds a NUL byte, expected text"),
+    "csv NUL byte far in": (_csv(("a,b,label\n" + "1,2,a\n3,4,b\n" * 40).encode() + b"5,6\x00,a\n"), CLS, "label", "line 82 holds a NUL byte"),
     "csv field over the size limit": (_csv("a,b,label\n1,2," + "z" * 200_000 + "\n"), CLS, "label", "cannot read CSV"),
     # CSV feature values
     "csv word as feature": (_csv(_with_cell(3, 1, SECRET)), CLS, "label", "column 'b', line 4: not a number"),

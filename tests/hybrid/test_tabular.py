@@ -465,3 +465,12 @@ def test_label_text_is_every_row_made_text(labels: pd.Series, tmp_path: Path) ->
 def test_first_rows_skip_missing_values() -> None:
     codes, uniques = pd.factorize(np.array([None, "b", "a", None, "b"], dtype=object))
     assert files_module._first_rows(codes, len(uniques)).tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 24])
+def test_a_nul_byte_is_found_on_its_line_whatever_the_read_size(tmp_path: Path, monkeypatch, chunk) -> None:
+    monkeypatch.setattr(files_module, "_NUL_CHUNK", chunk)
+    path = tmp_path / "d.csv"
+    path.write_bytes(b"a,label\n" + b"1.5,x\n2.5,y\n" * 10 + b"3\x00,x\n4,y\n")
+    with pytest.raises(DataError, match=r"d\.csv: line 22 holds a NUL byte"):
+        read_table(path, "label", CLS)
