@@ -314,6 +314,18 @@ def _labels(path: Path, target: str, col: pd.Series, line: Callable[[int], str])
     return text
 
 
+def _text_lengths(col: pd.Series) -> pd.Series | None:
+    """Return each cell's length (NaN where it is not text), or None for a column with no text.
+
+    An object column holds text (CSV under pandas 2) or other Python objects (Parquet
+    dates and decimals under any pandas), where ``.str`` raises: nothing to measure.
+    """
+    try:
+        return col.str.len()
+    except AttributeError:
+        return None
+
+
 def read_table(
     path: Path, target: str, kind: str
 ) -> tuple[pd.DataFrame, np.ndarray, Callable[[int], str]]:
@@ -350,8 +362,8 @@ def read_table(
     for name in frame.columns:
         col = frame[name]
         if pd.api.types.is_string_dtype(col.dtype):
-            lengths = col.str.len()  # pandas 3 reads text as str, pandas 2 as object
-            if lengths.max() > MAX_FIELD:
+            lengths = _text_lengths(col)  # pandas 3 reads text as str, pandas 2 as object
+            if lengths is not None and lengths.max() > MAX_FIELD:
                 row = int(np.flatnonzero(lengths.to_numpy(na_value=0) > MAX_FIELD)[0])
                 what = "Parquet" if path.suffix.lower() in PARQUET_SUFFIXES else "CSV"
                 raise DataError(
