@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from hybrid.config import load_config
+from hybrid.config import load_config, resolve_device
 from hybrid.generation import StepContext, initial_state, step
 from hybrid.search import reproducible
 from hybrid.tasks import load_task
@@ -76,8 +76,7 @@ def main() -> None:
         help="on CUDA, torch's default kernels (run.deterministic = false)",
     )
     args = parser.parse_args()
-    if args.device.startswith("cuda"):
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # as resolve_device does
+    args.device = resolve_device(args.device)  # as a search does (sets cuBLAS up for determinism)
     torch.set_num_threads(args.threads)
     contexts = {
         f: _context(f, args.n_samples, args.seed, args.batch_size, args.device) for f in SETTINGS

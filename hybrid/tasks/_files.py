@@ -201,14 +201,24 @@ def _check_no_nul(path: Path) -> None:
     Raises:
         DataError: naming the line of the first NUL byte.
     """
-    lines = 1
     with open(path, "rb") as f:
+        start = 0
         while chunk := f.read(_NUL_CHUNK):
             at = chunk.find(b"\x00")
-            if at >= 0:
-                line = lines + chunk.count(b"\n", 0, at)
-                raise DataError(f"{path}: line {line} holds a NUL byte, expected text")
-            lines += chunk.count(b"\n")
+            if at >= 0:  # rare: only now count the lines before it
+                raise DataError(f"{path}: line {_lines_before(f, start + at)} holds a NUL byte, expected text")
+            start += len(chunk)
+
+
+def _lines_before(f: Any, offset: int) -> int:
+    """Return the line number of byte ``offset`` of the binary file ``f`` (read again in chunks)."""
+    f.seek(0)
+    line = 1
+    while offset > 0:
+        chunk = f.read(min(_NUL_CHUNK, offset))
+        line += chunk.count(b"\n")
+        offset -= len(chunk)
+    return line
 
 
 def _read_csv_frame(path: Path, target: str) -> tuple[pd.DataFrame, Callable[[int], str]]:
