@@ -32,7 +32,6 @@ whitespace, integral numbers without a decimal point (``3`` and ``3.0`` are
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -114,15 +113,23 @@ def numbers(values: Iterable[Any]) -> tuple[np.ndarray, np.ndarray]:
         s = s.map(lambda v: v.strip() if isinstance(v, str) else v)
     out = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     bad = np.isnan(out) & ~missing
-    for i in np.flatnonzero(bad):  # pandas 2 coerces a number beyond float64 ("1e999") to NaN
-        v = s.iat[i]
-        if isinstance(v, str) and _OVERFLOW.fullmatch(v):
-            out[i], bad[i] = float(v), False  # +-inf, which the callers refuse by name
+    if _PANDAS_2 and bad.any():  # pandas 2 coerces a number beyond float64 ("1e999") to NaN
+        rows = np.flatnonzero(bad)
+        text = pd.Series(s.iloc[rows].to_numpy(dtype=object), dtype=object)
+        try:
+            hit = rows[text.str.fullmatch(_OVERFLOW, na=False).to_numpy(dtype=bool)]
+        except AttributeError:  # no text among them (dates, decimals): nothing overflowed
+            hit = rows[:0]
+        out[hit] = [float(s.iat[i]) for i in hit]  # +-inf, which the callers refuse by name
+        bad[hit] = False
     return out, bad
 
 
+_PANDAS_2 = int(pd.__version__.split(".")[0]) < 3
+
+
 #: A decimal number with an exponent: the only text that can overflow float64.
-_OVERFLOW = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+_OVERFLOW = r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+"
 
 
 def one_hot(text: np.ndarray, categories: list[str | None], out: np.ndarray) -> None:
