@@ -23,10 +23,14 @@ homogeneous) that is the same function; for smooth activations the new neurons s
 as nonlinear features at the scale of a fresh layer's instead of deep in their linear
 range with both factors tiny, a saddle that Adam's per-weight steps of size ``lr``
 wash the solved directions out of. ``γ`` is chosen on a
-held-out *line batch*: every grid value's child is scored in one engine pass, and the
+held-out *line batch*: every grid value's child is scored in one engine pass, in float64
+(at ``γ = 2⁻⁶`` a drop can be 1e-8 of the loss, below float32's resolution of a mean
+loss), and the
 largest drop (``bottleneck_amplitude = "largest_drop"``; ``"smallest_passing"``: the
-smallest ``γ``) whose size is at least half its first-order prediction wins (Armijo's
-sufficient decrease, c = 1/2) and, with ``bottleneck_significance = k > 0``, whose drop
+smallest ``γ``) whose first-order prediction is positive (a descent direction: Armijo's
+test says nothing otherwise, since any positive drop is at least half a negative
+prediction) and whose size is at least half that prediction wins (Armijo's sufficient
+decrease, c = 1/2) and, with ``bottleneck_significance = k > 0``, whose drop
 is at least ``k`` standard errors of the per-row drops on the line batch (a paired
 z-test: a drop no larger than the batch's noise would not hold on other rows). When no grid value qualifies the candidate is not
 grown (gromo adds the neurons at ``γ = 0``; with zero fan-in and fan-out no gradient
@@ -305,7 +309,9 @@ class BottleneckGrowth:
             cand = balanced(stats, cand)
         children = [materialize(genome, cand, gm, tracker, config, stats) for gm in GAMMAS]
         d = self.data
-        engine = PopulationEngine(children, gate=self.gate, device=self.device)
+        # float64: at small amplitudes the drops are far below float32's resolution of a
+        # mean loss (about 3e-8 at a loss of 0.3), so float32 scores would be round-off
+        engine = PopulationEngine(children, gate=self.gate, device=self.device, dtype=torch.float64)
         parts = [(d.x_line, d.y_line), (d.x_val, d.y_val), (d.x_stats, d.y_stats)]
         x = torch.as_tensor(np.concatenate([p[0] for p in parts]), dtype=engine.dtype, device=engine.device)
         y = torch.as_tensor(np.concatenate([p[1] for p in parts]), device=engine.device)
@@ -330,7 +336,7 @@ class BottleneckGrowth:
         ok = [
             i
             for i in range(1, len(GAMMAS))
-            if drops[i] > 0 and drops[i] >= ARMIJO * preds[i] and z[i] >= need
+            if preds[i] > 0 and drops[i] > 0 and drops[i] >= ARMIJO * preds[i] and z[i] >= need
         ]
         if not ok:
             best = int(np.argmax(drops[1:])) + 1

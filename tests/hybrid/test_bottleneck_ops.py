@@ -177,6 +177,52 @@ def test_operators_record_amplitude_prediction_and_realised_drop():
         assert child.n_parameters() > genome.n_parameters()
 
 
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), activation=st.sampled_from(["relu", "tanh"]))
+def test_line_search_scores_in_float64(seed, activation):
+    """At the small amplitudes growth often takes, a drop is far below float32's resolution
+    of a mean loss: the recorded drops are the float64 reference's, not round-off."""
+    genome, tracker, config, growth = _problem(seed, activation, n=256)
+    growth = BottleneckGrowth(growth.data, replace(growth.settings, amplitude="smallest_passing"), growth.gate)
+    stats, cands = growth.candidates(genome)
+    d = growth.data
+    checked = 0
+    for kind in KINDS:
+        for cand in cands[kind][:1]:
+            try:
+                child, figures = growth.line_search(genome, cand, stats, tracker, config)
+            except NotApplicable:
+                continue
+            for key, (x, y) in {"realised": (d.x_line, d.y_line), "realised_stats": (d.x_stats, d.y_stats)}.items():
+                drop = _loss(genome, x, y, "sigmoid") - _loss(child, x, y, "sigmoid")
+                assert figures[key] == pytest.approx(drop, rel=1e-5, abs=1e-12), (kind, key)
+            checked += 1
+    assert checked or not any(cands.values())
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_candidate_that_is_not_a_descent_direction_is_never_grown(seed):
+    """Armijo's test means nothing for a non-positive prediction (any positive drop is at
+    least half of it): a candidate whose first-order change raises the loss is refused,
+    however the line batch's loss moves at larger amplitudes (a candidate's ``ω`` negated:
+    where it was a descent direction, it no longer is)."""
+    genome, tracker, config, growth = _problem(seed, "tanh", n=256)
+    d = growth.data
+    rng = np.random.default_rng(seed)
+    x_line = rng.normal(size=(32, 5)).astype(np.float32)  # other rows: their loss can move either way
+    y_line = rng.integers(0, 3, size=32)
+    growth = BottleneckGrowth(replace(d, x_line=x_line, y_line=y_line), growth.settings, growth.gate)
+    stats, cands = growth.candidates(genome)
+    for kind in KINDS:
+        for cand in cands[kind][:3]:
+            flipped = replace(cand, omega=-cand.omega)
+            try:
+                _, figures = growth.line_search(genome, flipped, stats, tracker, config)
+            except NotApplicable:
+                continue
+            assert figures["predicted"] > 0, (kind, figures)
+
+
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 200))
 def test_paired_z_is_the_mean_drop_over_its_standard_error(seed, n):
