@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .preprocess import category_text, numbers
+from .preprocess import PANDAS_2, category_text, numbers
 
 __all__ = [
     "MASK_ARRAY",
@@ -189,7 +189,7 @@ def _csv_lines(path: Path, sep: str) -> Callable[[int], str]:
 
 #: pandas 2's C parser reads a float to within an ulp unless asked for "round_trip" (3x
 #: slower there); pandas 3 reads every float exactly and deprecates the option.
-_EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+_EXACT_FLOATS = {"float_precision": "round_trip"} if PANDAS_2 else {}
 
 
 _NUL_CHUNK = 1 << 24  # bytes read at a time looking for NUL (16 MiB)

@@ -43,6 +43,9 @@ __all__ = ["ENCODING", "category_text", "encode", "numbers", "one_hot"]
 #: The run's encoding (``task.json`` key ``encoding``); None in hybrid's own copy.
 ENCODING: dict[str, Any] | None = None
 
+#: pandas 2 (the package accepts >= 2.0) reads some numbers differently from pandas 3.
+PANDAS_2 = int(pd.__version__.split(".")[0]) < 3
+
 
 def _text(v: Any) -> str | None:
     """Return one category value's text (None for missing).
@@ -113,7 +116,7 @@ def numbers(values: Iterable[Any]) -> tuple[np.ndarray, np.ndarray]:
         s = s.map(lambda v: v.strip() if isinstance(v, str) else v)
     out = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     bad = np.isnan(out) & ~missing
-    if _PANDAS_2 and bad.any():  # pandas 2 coerces a number beyond float64 ("1e999") to NaN
+    if PANDAS_2 and bad.any():  # pandas 2 coerces a number beyond float64 ("1e999") to NaN
         rows = np.flatnonzero(bad)
         text = pd.Series(s.iloc[rows].to_numpy(dtype=object), dtype=object)
         try:
@@ -123,9 +126,6 @@ def numbers(values: Iterable[Any]) -> tuple[np.ndarray, np.ndarray]:
         out[hit] = [float(s.iat[i]) for i in hit]  # +-inf, which the callers refuse by name
         bad[hit] = False
     return out, bad
-
-
-_PANDAS_2 = int(pd.__version__.split(".")[0]) < 3
 
 
 #: A decimal number with an exponent: the only text that can overflow float64.
