@@ -4,19 +4,23 @@
 #
 #     bash benchmarks/gpu_checks.sh [OUT_DIR [STEP ...]]
 #
-# STEP is any of kfold, throughput, tests, runs (default: all four, in that order). Every
-# command in a step is bounded by `timeout`: a step takes at most 4, 2, 8 and 6 minutes;
-# split the steps over two commands where one command may run at most 10 minutes.
+# STEP is any of kfold, throughput, cuda, runs, suite, kills (default: all six, in that
+# order). Every command in a step is bounded by `timeout`: a step takes at most 4, 2,
+# 2.5, 3, 5.5 and 2.5 minutes; split the steps over commands where one command may run
+# at most 10 minutes (the files are written as the lines land, so a command cut off
+# still leaves what it reached).
 #
 # In order of what matters most; each step's output in OUT_DIR (default gpu_checks/):
 #   a_env.txt        the GPU, torch, and whether hybrid imports
 #   b_kfold.txt      K-fold fitness per generation on the GPU (issue 20): full batch and
 #                    64-row minibatches
 #   c_throughput.txt batched engine vs per-member loop (population_throughput.py)
-#   d_tests.txt      the CUDA-only tests, then the whole suite as CI runs it; every
-#                    search in it picks `run.device = "auto"`, i.e. the GPU
-#   e_runs.txt       spirals twice with one seed (is the champion the same file?),
-#                    digits for four generations, and the SIGKILL battery on the GPU
+#   d_cuda.txt       the CUDA-only tests and the recurrent export round trips
+#   e_runs.txt       spirals twice with one seed (is the champion the same file?) and
+#                    digits for four generations
+#   f_suite.txt      the whole suite as CI runs it; every search in it picks
+#                    `run.device = "auto"`, i.e. the GPU
+#   g_kills.txt      the SIGKILL battery, the search on the GPU
 #
 # Set HYBRID_GPU_WORKERS to change the test workers (default: the cores, at most 14).
 # The machine this was written for had no registry: packages hybrid needs that its image
@@ -27,7 +31,7 @@ set -u
 cd "$(dirname "$0")/.."
 OUT_DIR=${1:-gpu_checks}
 shift || true
-STEPS=${*:-kfold throughput tests runs}
+STEPS=${*:-kfold throughput cuda runs suite kills}
 mkdir -p "$OUT_DIR"
 export PYTHONUNBUFFERED=1 HYPOTHESIS_PROFILE=ci
 PY=${PYTHON:-python3}
@@ -57,7 +61,7 @@ throughput() {
         --sizes 16,64,256,1024
 }
 
-tests() {
+cuda() {
     section "the CUDA-only tests"
     timeout 60 $PY -m pytest -q -rfEs -p no:cacheprovider -k cuda \
         tests/hybrid/test_net.py tests/hybrid/test_train.py tests/hybrid/test_net_adaptive.py \
@@ -65,6 +69,9 @@ tests() {
     section "recurrent export round trips (failed on the GPU image's torch 2.11 in session 21, traceback wanted)"
     timeout 90 $PY -m pytest -q -rfE --tb=long -p no:cacheprovider -m "" tests/hybrid/test_export_recurrent.py \
         -k "every_torch_format or empty_state" 2>&1 | tail -80
+}
+
+suite() {
     section "the test suite as CI runs it, on the GPU"
     # the deselected five are the shipped configs' quality targets, as in .ci/run
     # -v: each test's verdict is in the file as it lands, so a run cut off by the
@@ -94,13 +101,17 @@ runs() {
     section "digits on the GPU, 4 generations"
     timeout 60 $PY -m hybrid run configs/digits.toml --device cuda --generations 4 --plain \
         --runs-dir "$runs" --name digits --overwrite | tail -6
+}
+
+kills() {
     section "SIGKILL battery on the GPU"
     PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} timeout 150 $PY benchmarks/kill_battery.py --kills 10
 }
 
-declare -A FILES=([kfold]=b_kfold [throughput]=c_throughput [tests]=d_tests [runs]=e_runs)
+declare -A FILES=([kfold]=b_kfold [throughput]=c_throughput [cuda]=d_cuda [runs]=e_runs \
+    [suite]=f_suite [kills]=g_kills)
 for step in $STEPS; do
-    [ -n "${FILES[$step]:-}" ] || { echo "unknown step '$step': expected kfold, throughput, tests or runs"; exit 2; }
+    [ -n "${FILES[$step]:-}" ] || { echo "unknown step '$step': expected kfold, throughput, cuda, runs, suite or kills"; exit 2; }
 done
 for step in $STEPS; do
     $step 2>&1 | tee "$OUT_DIR/${FILES[$step]}.txt"
