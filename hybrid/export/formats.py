@@ -290,8 +290,10 @@ class _ScanSequence(torch.nn.Module):
         return new_state.clone(), y.clone()  # scan forbids outputs aliasing inputs or each other
 
     def forward(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        final_state, y = scan(self._combine, state, x, dim=1)
-        return y, final_state
+        # Time-major in and out, axes moved here: torch 2.11's scan stacked the outputs
+        # along dim 0 whatever its `dim` (2.13 moves them back), so (T, B) came out.
+        final_state, y = scan(self._combine, state, x.movedim(1, 0))
+        return y.movedim(0, 1), final_state
 
 
 def _step_example(plan: ExportPlan) -> tuple[torch.Tensor, torch.Tensor]:
