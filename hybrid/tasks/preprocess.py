@@ -32,6 +32,7 @@ whitespace, integral numbers without a decimal point (``3`` and ``3.0`` are
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -43,8 +44,9 @@ __all__ = ["ENCODING", "category_text", "encode", "numbers", "one_hot"]
 #: The run's encoding (``task.json`` key ``encoding``); None in hybrid's own copy.
 ENCODING: dict[str, Any] | None = None
 
-#: pandas 2 (the package accepts >= 2.0) reads some numbers differently from pandas 3.
-PANDAS_2 = int(pd.__version__.split(".")[0]) < 3
+#: pandas's (major, minor): the package accepts >= 2.0, and older ones read some numbers
+#: differently from pandas 3.1.
+PANDAS_VERSION = tuple(int(part) for part in re.findall(r"\d+", pd.__version__)[:2])
 
 
 def _text(v: Any) -> str | None:
@@ -116,7 +118,7 @@ def numbers(values: Iterable[Any]) -> tuple[np.ndarray, np.ndarray]:
         s = s.map(lambda v: v.strip() if isinstance(v, str) else v)
     out = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     bad = np.isnan(out) & ~missing
-    if PANDAS_2 and bad.any():  # pandas 2 coerces a number beyond float64 ("1e999") to NaN
+    if PANDAS_VERSION < (3, 0) and bad.any():  # pandas 2 coerces a number beyond float64 ("1e999") to NaN
         rows = np.flatnonzero(bad)
         text = pd.Series(s.iloc[rows].to_numpy(dtype=object), dtype=object)
         try:
