@@ -354,7 +354,8 @@ def _evaluate(
     outputs = np.concatenate(kept, axis=1) if keep_outputs else None
     if loss != "cross_entropy":
         return values, [None] * engine.n_members, outputs
-    return values, (correct / max(count, 1.0)).tolist(), outputs
+    # divided on the CPU: CUDA divides by a Python number as a multiply by its reciprocal
+    return values, (correct.cpu() / max(count, 1.0)).tolist(), outputs
 
 
 def sequence_metrics(

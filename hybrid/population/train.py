@@ -565,6 +565,17 @@ def _results(losses: torch.Tensor, done: torch.Tensor, failed: torch.Tensor) -> 
     return results
 
 
+def shares(correct: torch.Tensor, total: int | torch.Tensor) -> list[Any]:
+    """``correct / total`` as float32 values, correctly rounded on every device.
+
+    CUDA divides by a Python number as a multiply by its reciprocal (26/30 came out an
+    ulp above the CPU's and sklearn's float32); the division runs in float64 on the CPU,
+    whose rounding to float32 is the correctly rounded float32 quotient.
+    """
+    total = total.cpu().double() if isinstance(total, torch.Tensor) else float(total)
+    return (correct.cpu().double() / total).float().tolist()
+
+
 @torch.no_grad()
 def evaluate_engine(
     engine: PopulationEngine, X: torch.Tensor, y: torch.Tensor, loss: str
@@ -610,7 +621,7 @@ def _evaluate(
     outputs = np.concatenate(kept, axis=1) if keep_outputs else None
     if loss != "cross_entropy":
         return values, [None] * engine.n_members, outputs
-    return values, (correct.float() / n).tolist(), outputs
+    return values, shares(correct, n), outputs
 
 
 def engine_metrics(
@@ -677,7 +688,7 @@ def adaptive_metrics(
     p = engine.n_members
     accuracy: list[float | None] = [None] * p
     if loss == "cross_entropy":
-        accuracy = (out.argmax(-1) == y).float().mean(1).tolist()
+        accuracy = shares((out.argmax(-1) == y).sum(1), y.shape[0])
     if metric == "accuracy":
         scores: list[float | None] = list(accuracy)
     elif metric == "mse":
@@ -783,7 +794,7 @@ def fold_metrics(
             if not cheap:
                 kept.append(out.detach().to("cpu", torch.float64).numpy())
     values = (sums / counts.clamp_min(1)).tolist()
-    accuracy = (correct.float() / counts.clamp_min(1).float()).tolist()
+    accuracy = shares(correct, counts.clamp_min(1))
     if loss != "cross_entropy":
         accuracy = [[None] * p, [None] * p]
     if metric == "accuracy":

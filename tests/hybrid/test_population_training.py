@@ -270,3 +270,29 @@ def test_train_members_validation_equals_evaluating_the_trained_genomes(engine, 
     assert old.validation is None  # no split given: nothing scored
     assert out.genomes == old.genomes and out.results == old.results
     assert out.validation == evaluate_members(out.genomes, X[:10], y[:10], config, engine=engine)
+
+
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+    ),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_accuracy_is_the_correctly_rounded_float32_share_on_every_device(device: str) -> None:
+    import hybrid.population.train as population_train
+
+    # CUDA divides by a Python number as a multiply by its reciprocal: 26 / 30 came out
+    # an ulp above float32's quotient (the exported module's and sklearn's accuracy)
+    n = np.arange(1, 400)
+    k = np.concatenate([np.arange(m + 1) for m in n])
+    totals = np.repeat(n, n + 1)
+    expected = (k.astype(np.float32) / totals.astype(np.float32)).tolist()
+    got = population_train.shares(torch.tensor(k, device=device), torch.tensor(totals, device=device))
+    assert got == expected
+    # the counts over one total, as the evaluation passes use it
+    assert population_train.shares(torch.arange(31, device=device), 30) == (
+        np.arange(31, dtype=np.float32) / np.float32(30)
+    ).tolist()
