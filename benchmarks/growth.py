@@ -371,6 +371,9 @@ def _growth_columns(g: pd.DataFrame) -> dict[str, Any]:
         out.update({
             "drop>0 held-out %": round(100 * s["positive_val"], 1),
             "drop>0 stats %": round(100 * s["positive_stats"], 1),
+            # the noiseless spirals: the drop over 100,000 new points of the curves
+            "drop>0 fresh %": None if s["positive_fresh"] is None else round(100 * s["positive_fresh"], 1),
+            "real/pred fresh": None if s["median_ratio_fresh"] is None else round(s["median_ratio_fresh"], 2),
             "real/pred held-out": round(s["median_ratio_val"], 2),
             "real/pred stats": round(s["median_ratio_stats"], 2),
             "real/pred line": round(s["median_ratio_line"], 2),

@@ -12,7 +12,10 @@ temporary run folder, scored as the search scores its champion (test split):
 Each result also carries the growth events from the lineage (every
 ``grow_bottleneck`` / ``add_node_bottleneck`` / ``add_edge_bottleneck`` record: its
 ``gamma``, ``predicted``, ``realised`` (line batch), ``realised_val`` (held-out rows
-used for nothing else) and ``realised_stats`` (the statistics batch)), the seconds the
+used for nothing else), ``realised_stats`` (the statistics batch) and, on the noiseless
+spirals, ``realised_fresh``: the drop of the mean loss over :data:`FRESH_POINTS` new
+points of the same two curves (the task's distribution; the held-out record's 100 rows
+cannot resolve drops of 1e-8)), the seconds the
 statistics passes with their solves and the line searches took, and the search's
 own wall time, for the event and cost parts of the table.
 
@@ -40,9 +43,12 @@ from hybrid.bottleneck import BottleneckGrowth, bottleneck_data, bottleneck_sett
 from hybrid.config import load_config
 from hybrid.lineage.reader import LineageError
 from hybrid.lineage.reader import open as open_lineage
+from hybrid.population import PopulationEngine
+from hybrid.population.engine import sample_losses
 from hybrid.population.train import train_population
 from hybrid.search import Search
 from hybrid.tasks import load_task
+from hybrid.tasks._builtin import _spirals
 from hybrid.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +63,13 @@ CONFIG = {
 
 _INSTANCES: list[BottleneckGrowth] = []
 _init = BottleneckGrowth.__init__
+_line_search = BottleneckGrowth._line_search
+
+#: Points of the two curves each spirals growth event is also scored on (``realised_fresh``).
+FRESH_POINTS = 100_000
+#: The current run's fresh rows (standardised as the task's) and each grown event's drop
+#: on them, keyed by the event's recorded figures.
+_FRESH: dict[str, Any] = {"rows": None, "drops": {}}
 
 
 def _recording_init(self: BottleneckGrowth, *args: Any, **kwargs: Any) -> None:
@@ -67,6 +80,35 @@ def _recording_init(self: BottleneckGrowth, *args: Any, **kwargs: Any) -> None:
 BottleneckGrowth.__init__ = _recording_init  # type: ignore[method-assign]
 
 
+def _figures_key(figures: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(figures.get(k) for k in ("gamma", "predicted", "realised", "realised_val", "realised_stats"))
+
+
+def _scoring_line_search(self: BottleneckGrowth, genome: Any, cand: Any, *args: Any) -> Any:
+    child, figures = _line_search(self, genome, cand, *args)
+    rows = _FRESH["rows"]
+    if rows is not None:  # the parent and the grown child on the fresh rows, float64
+        engine = PopulationEngine([genome, child], gate=self.gate, dtype=torch.float64)
+        with torch.no_grad():
+            out = engine.forward(torch.as_tensor(rows[0], dtype=torch.float64))
+        losses = sample_losses(out, torch.as_tensor(rows[1]), "cross_entropy").double().mean(1)
+        _FRESH["drops"][_figures_key(figures)] = float(losses[0] - losses[1])
+    return child, figures
+
+
+BottleneckGrowth._line_search = _scoring_line_search  # type: ignore[method-assign]
+
+
+def fresh_rows(config: Any, task: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """:data:`FRESH_POINTS` points of the noiseless two spirals, standardised as ``task``'s
+    features; None for any other task (its distribution is not known here)."""
+    if config.task.name != "spirals" or config.task.noise:
+        return None
+    X, y, _, _ = _spirals(FRESH_POINTS, None, np.random.default_rng(0))
+    mean, std = task.feature_mean.astype(np.float64), task.feature_std.astype(np.float64)
+    return ((X - mean) / std).astype(np.float32), y
+
+
 def run_config(method: str, task_name: str, seed: int) -> dict[str, Any]:
     """Run one method's config on ``task_name`` with ``seed``; return its figures."""
     path = CONFIGS / CONFIG[method].format(task=task_name)
@@ -74,8 +116,12 @@ def run_config(method: str, task_name: str, seed: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="growth-") as tmp:
         over = {"run.seed": seed, "run.runs_dir": tmp, "run.name": f"{method}-{task_name}-{seed}", "run.threads": 1}
         config = load_config(path, over)
+        _FRESH["rows"], _FRESH["drops"] = fresh_rows(config, load_task(config.task, seed)), {}
         t0 = time.perf_counter()
-        result = Search.start(config, overwrite=True).run()
+        try:
+            result = Search.start(config, overwrite=True).run()
+        finally:
+            rows, _FRESH["rows"] = _FRESH["rows"], None
         wall = time.perf_counter() - t0
         lineage = open_lineage(result.run_dir)
         events = [
@@ -84,6 +130,9 @@ def run_config(method: str, task_name: str, seed: int) -> dict[str, Any]:
             for op in rec.operators
             if op.op in OPS
         ]
+        if rows is not None:
+            for e in events:
+                e["realised_fresh"] = _FRESH["drops"].get(_figures_key(e))
         parents = _kept_genomes(lineage)
     stats_s = sum(g.seconds["statistics"] for g in _INSTANCES)
     line_s = sum(g.seconds["line_search"] for g in _INSTANCES)
@@ -185,8 +234,13 @@ def event_summary(events: list[dict[str, Any]]) -> dict[str, Any]:
     line = np.array([e["realised"] for e in events], dtype=float)
     val = np.array([e["realised_val"] if e["realised_val"] is not None else np.nan for e in events], dtype=float)
     on_stats = np.array([e.get("realised_stats", np.nan) for e in events], dtype=float)
+    fresh = np.array([np.nan if e.get("realised_fresh") is None else e["realised_fresh"] for e in events])
     safe = np.where(pred > 0, pred, np.nan)
+    scored = ~np.isnan(fresh)
     return {
+        "events_fresh": int(scored.sum()),
+        "positive_fresh": float(np.mean(fresh[scored] > 0)) if scored.any() else None,
+        "median_ratio_fresh": float(np.nanmedian(fresh / safe)) if scored.any() else None,
         "events": len(events),
         "positive_line": float(np.mean(line > 0)),
         "positive_val": float(np.nanmean(val > 0)),
