@@ -88,6 +88,7 @@ def _inputs(pop: list[Genome], seed: int, dtype: torch.dtype = torch.float32) ->
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, tol: float) -> None:
+    a, b = a.detach(), b.detach()
     scale = 1.0 + float(b.abs().max()) if b.numel() else 1.0
     assert float((a - b).abs().max()) <= tol * scale
 

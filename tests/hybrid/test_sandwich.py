@@ -80,7 +80,7 @@ def _reference(genome: Genome, X, y, config: TrainConfig, batches, budget_seed: 
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(task))
+        losses.append(float(task.detach()))
     window = losses[-LOSS_WINDOW:]
     return write_back(genome, net), sum(window) / len(window)
 
