@@ -4,8 +4,8 @@
 #
 #     bash benchmarks/gpu_checks.sh [OUT_DIR [STEP ...]]
 #
-# STEP is any of kfold, throughput, cuda, runs, suite, kills (default: all six, in that
-# order). Every command in a step is bounded by `timeout`: a step takes at most 4, 2,
+# STEP is any of kfold, throughput, cuda, runs, suite, kills, profile (default: all
+# seven, in that order). Every command in a step is bounded by `timeout`: a step takes at most 4, 2,
 # 2.5, 3, 7 and 2.5 minutes; split the steps over commands where one command may run
 # at most 10 minutes (the files are written as the lines land, so a command cut off
 # still leaves what it reached). On the H200 (session 23) `cuda runs` took 160 s and
@@ -23,6 +23,10 @@
 #   f_suite.txt      the whole suite as CI runs it; every search in it picks
 #                    `run.device = "auto"`, i.e. the GPU
 #   g_kills.txt      the SIGKILL battery, the search on the GPU
+#   h_profile.txt    where a generation's time goes: digits, 4 generations, under
+#                    cProfile on the GPU and on the CPU of the same machine (session 23:
+#                    a search ran 2.5-3x slower per generation on the H200 than on the
+#                    2-core CI VM, although the engine's train step is 4-7x faster there)
 #
 # Set HYBRID_GPU_WORKERS to change the test workers (default: the cores, at most 14).
 # The machine this was written for had no registry: packages hybrid needs that its image
@@ -33,7 +37,7 @@ set -u
 cd "$(dirname "$0")/.."
 OUT_DIR=${1:-gpu_checks}
 shift || true
-STEPS=${*:-kfold throughput cuda runs suite kills}
+STEPS=${*:-kfold throughput cuda runs suite kills profile}
 mkdir -p "$OUT_DIR"
 export PYTHONUNBUFFERED=1 HYPOTHESIS_PROFILE=ci
 PY=${PYTHON:-python3}
@@ -110,10 +114,20 @@ kills() {
     PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} timeout 150 $PY benchmarks/kill_battery.py --kills 10
 }
 
+profile() {
+    local runs device
+    runs=$(mktemp -d)
+    for device in cuda cpu; do
+        section "digits on $device, 4 generations, under cProfile (top 30 by cumulative time)"
+        timeout 90 $PY -m cProfile -s cumulative -m hybrid run configs/digits.toml --device "$device" \
+            --generations 4 --plain --runs-dir "$runs" --name "p-$device" --overwrite | head -75
+    done
+}
+
 declare -A FILES=([kfold]=b_kfold [throughput]=c_throughput [cuda]=d_cuda [runs]=e_runs \
-    [suite]=f_suite [kills]=g_kills)
+    [suite]=f_suite [kills]=g_kills [profile]=h_profile)
 for step in $STEPS; do
-    [ -n "${FILES[$step]:-}" ] || { echo "unknown step '$step': expected kfold, throughput, cuda, runs, suite or kills"; exit 2; }
+    [ -n "${FILES[$step]:-}" ] || { echo "unknown step '$step': expected kfold, throughput, cuda, runs, suite, kills or profile"; exit 2; }
 done
 for step in $STEPS; do
     $step 2>&1 | tee "$OUT_DIR/${FILES[$step]}.txt"
