@@ -71,7 +71,7 @@ cuda() {
     section "the CUDA-only tests"
     timeout 60 $PY -m pytest -q -rfEs -p no:cacheprovider -k cuda \
         tests/hybrid/test_net.py tests/hybrid/test_train.py tests/hybrid/test_net_adaptive.py \
-        tests/hybrid/test_bottleneck_stats.py tests/hybrid/test_search.py
+        tests/hybrid/test_bottleneck_stats.py tests/hybrid/test_search.py tests/hybrid/test_population_training.py
     section "recurrent export round trips (failed on the GPU image's torch 2.11 in session 21, traceback wanted)"
     timeout 90 $PY -m pytest -q -rfE --tb=long -p no:cacheprovider -m "" tests/hybrid/test_export_recurrent.py \
         -k "every_torch_format or empty_state" 2>&1 | tail -80

@@ -99,11 +99,12 @@ def _scoring_line_search(self: BottleneckGrowth, genome: Any, cand: Any, *args: 
 BottleneckGrowth._line_search = _scoring_line_search  # type: ignore[method-assign]
 
 
-def fresh_rows(config: Any, task: Any) -> tuple[np.ndarray, np.ndarray] | None:
-    """:data:`FRESH_POINTS` points of the noiseless two spirals, standardised as ``task``'s
-    features; None for any other task (its distribution is not known here)."""
+def fresh_rows(config: Any, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """:data:`FRESH_POINTS` points of the noiseless two spirals, standardised as the run's
+    task's features; None for any other task (its distribution is not known here)."""
     if config.task.name != "spirals" or config.task.noise:
         return None
+    task = load_task(config.task, seed)
     X, y, _, _ = _spirals(FRESH_POINTS, None, np.random.default_rng(0))
     mean, std = task.feature_mean.astype(np.float64), task.feature_std.astype(np.float64)
     return ((X - mean) / std).astype(np.float32), y
@@ -116,7 +117,7 @@ def run_config(method: str, task_name: str, seed: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="growth-") as tmp:
         over = {"run.seed": seed, "run.runs_dir": tmp, "run.name": f"{method}-{task_name}-{seed}", "run.threads": 1}
         config = load_config(path, over)
-        _FRESH["rows"], _FRESH["drops"] = fresh_rows(config, load_task(config.task, seed)), {}
+        _FRESH["rows"], _FRESH["drops"] = fresh_rows(config, seed), {}
         t0 = time.perf_counter()
         try:
             result = Search.start(config, overwrite=True).run()

@@ -296,3 +296,19 @@ def test_accuracy_is_the_correctly_rounded_float32_share_on_every_device(device:
     assert population_train.shares(torch.arange(31, device=device), 30) == (
         np.arange(31, dtype=np.float32) / np.float32(30)
     ).tolist()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_accuracy_on_cuda_is_the_float32_share_of_its_right_answers():
+    import hybrid.population.train as population_train
+
+    rng, tracker = np.random.default_rng(0), InnovationTracker()
+    pop = [Genome.minimal(3, 4, rng, tracker, hidden=[w]) for w in (1, 3, 5)]
+    engine = PopulationEngine(pop, device="cuda")
+    for n in (30, 97, 360):  # 26/30 was an ulp high on CUDA
+        X, y = _data(pop, n, n=n)
+        X, y = X.cuda(), y.cuda()
+        got = population_train.evaluate_engine(engine, X, y, "cross_entropy")[1]
+        with torch.no_grad():
+            right = (engine.forward(X).argmax(-1) == y).sum(1).cpu().numpy()
+        assert got == (right.astype(np.float32) / np.float32(n)).tolist()
