@@ -14,6 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import hybrid.population.train as population_train
 from genomes import GATE_KINDS, Genome, InnovationTracker
 from hybrid.backends import evaluate_members, train_members
 from hybrid.batches import minibatch_indices
@@ -245,8 +246,6 @@ def test_evaluate_population_equals_evaluate_genome(pop, gate, seed):
 
 
 def test_evaluation_in_chunks_equals_one_pass(monkeypatch):
-    import hybrid.population.train as population_train
-
     rng, tracker = np.random.default_rng(0), InnovationTracker()
     pop = [Genome.minimal(3, 4, rng, tracker, hidden=[w]) for w in (1, 3, 5)]
     X, y = _data(pop, 0, n=50)
@@ -282,8 +281,6 @@ DEVICES = [
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_accuracy_is_the_correctly_rounded_float32_share_on_every_device(device: str) -> None:
-    import hybrid.population.train as population_train
-
     # CUDA divides by a Python number as a multiply by its reciprocal: 26 / 30 came out
     # an ulp above float32's quotient (the exported module's and sklearn's accuracy)
     n = np.arange(1, 400)
@@ -300,8 +297,6 @@ def test_accuracy_is_the_correctly_rounded_float32_share_on_every_device(device:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_accuracy_on_cuda_is_the_float32_share_of_its_right_answers():
-    import hybrid.population.train as population_train
-
     rng, tracker = np.random.default_rng(0), InnovationTracker()
     pop = [Genome.minimal(3, 4, rng, tracker, hidden=[w]) for w in (1, 3, 5)]
     engine = PopulationEngine(pop, device="cuda")
