@@ -62,7 +62,7 @@ class TrainConfig:
     loss: str = "cross_entropy"  # classification is what the built-in tasks are; "mse" for regression
     metric: str | None = None  # the validation/test metric (``hybrid.metrics.METRICS``); None: the loss's default
     class_weight: str = "none"  # "balanced": classes weigh equally in the training loss (cross_entropy only)
-    train_gates: bool = True  # False: weights and biases train, the gates (so the structure) stay put
+    train_gates: bool = True  # False: weights, biases train; gates stay at their deterministic values
     input_noise: float = 0.0  # std of Gaussian noise added to each training minibatch's inputs (0: none)
     budgets: str = "off"  # "sandwich": train every budget of the chain at once (issue 17); off: the full net only
     budget_samples: int = 2  # sandwich: random budgets per step besides the full and the smallest

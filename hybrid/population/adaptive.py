@@ -184,6 +184,8 @@ class _Part:
     pad every shallow member's blocks. Same arguments; ``genomes`` are already checked.
     """
 
+    sample_gates: bool = True  # as PackedGates.sample_gates
+
     def __init__(
         self,
         genomes: Sequence[Genome],
@@ -490,7 +492,7 @@ class _Part:
             raise ValueError(f"inputs should have shape (B, {self.n_inputs}), got {tuple(x.shape)}")
         p, b = self.n_members, x.shape[0]
         x = x.to(self.device, self.dtype)
-        gv = gate_values(self.gates, self.gate, noise, training)
+        gv = gate_values(self.gates, self.gate, noise, training and self.sample_gates)
         gext = torch.cat([gv, gv.new_zeros(1), gv.new_ones(1)])
         weff = torch.cat([self.weights * gv.index_select(0, self._w_gate), gv.new_zeros(1)])
         seff = torch.cat([self.skip_weights * gv.index_select(0, self._sw_gate), gv.new_zeros(1)])
@@ -910,6 +912,17 @@ class AdaptiveEngine:
         for ids, part in zip(self._ids, self._parts, strict=True):
             mask[ids, : part.n_skips] = part._skip_mask
         self._skip_mask = mask
+
+    # ------------------------------------------------------------------- gates
+    @property
+    def sample_gates(self) -> bool:
+        """Whether training-mode hard-concrete gates are sampled (``PackedGates.sample_gates``)."""
+        return all(part.sample_gates for part in self._parts)
+
+    @sample_gates.setter
+    def sample_gates(self, value: bool) -> None:
+        for part in self._parts:
+            part.sample_gates = value
 
     # ------------------------------------------------------------------- sizes
     @property

@@ -56,7 +56,16 @@ class PackedGates:
     Needs ``gates`` (every member's gate logits, member after member, each in
     :func:`hybrid.gates.gate_layout` order), ``gate`` (the kind) and ``_gate_table``
     (a padded ``[P, G]`` index of each member's gates; ``len(gates)`` for padding).
+
+    ``sample_gates`` (True): training-mode hard-concrete gates are sampled from the
+    noise; False while the gates do not train (``TrainConfig.train_gates`` False, the
+    final fit): a gate that cannot learn takes its deterministic value, the one the
+    fitted network is evaluated and exported with. The training loops set it from
+    ``train_gates`` (and back to True); the noise is still drawn, so the random
+    streams are the same either way.
     """
+
+    sample_gates: bool = True
 
     gates: torch.Tensor
     gate: str
@@ -73,7 +82,7 @@ class PackedGates:
         Shape:
             noise: (n_gates,) -> (n_gates,)
         """
-        return gate_values(self.gates, self.gate, noise, training)
+        return gate_values(self.gates, self.gate, noise, training and self.sample_gates)
 
     def penalty(self) -> torch.Tensor:
         """Return each member's structure penalty (``GenomeNet.penalty``).

@@ -276,6 +276,7 @@ def train_sequence_engine(
     state = None
     for t_ in params:
         t_.requires_grad_(True)
+    engine.sample_gates = config.train_gates  # frozen gates train at their deterministic values
     try:
         with flush_denormals():
             for t in range(steps):
@@ -300,6 +301,7 @@ def train_sequence_engine(
                 if on_chunk is not None:
                     on_chunk(t, task.detach())
     finally:
+        engine.sample_gates = True
         for t_ in params:
             t_.requires_grad_(False)
     return guard.results()

@@ -268,6 +268,7 @@ def train_engine(
     for t_ in params:
         t_.requires_grad_(True)
     engine.program.reuse_grad_buffers = True  # the optimiser consumes each gradient at once
+    engine.sample_gates = config.train_gates  # frozen gates train at their deterministic values
     try:
         for t in range(steps):
             idx = batches[t]
@@ -286,6 +287,7 @@ def train_engine(
             guard.step(t, loss, task, params, optimizer)
     finally:
         engine.program.reuse_grad_buffers = False
+        engine.sample_gates = True
         for t_ in params:
             t_.requires_grad_(False)
     return guard.results()
@@ -396,6 +398,7 @@ def train_adaptive(
     for t_ in params:
         t_.requires_grad_(True)
     engine.skip_generator = skip_generator
+    engine.sample_gates = config.train_gates  # frozen gates train at their deterministic values
     try:
         for t in range(steps):
             idx = batches[t]
@@ -405,6 +408,7 @@ def train_adaptive(
             guard.step(t, loss, task, params, optimizer)
     finally:
         engine.skip_generator = None
+        engine.sample_gates = True
         for t_ in params:
             t_.requires_grad_(False)
     return guard.results()
