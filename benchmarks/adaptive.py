@@ -31,6 +31,10 @@ taken x skip decisions) on the test split are counted for the adaptive champion.
     PYTHONPATH=. python benchmarks/adaptive.py --quick     # a few minutes
     PYTHONPATH=. python benchmarks/adaptive.py             # 5 seeds
     PYTHONPATH=. python benchmarks/adaptive.py --from a.json b.json   # pool earlier runs
+
+``--final-steps N`` gives every front genome N more steps on the training split (gates
+frozen) before the fronts are read, as a user fits the operating point they deploy;
+the fronts as the search left them stay in the JSON and are printed under the table.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +56,11 @@ from genomes import Genome
 from genomes.adaptive import evaluate_adaptive, is_adaptive, threshold_for_flops
 from genomes.serialize import to_dict
 from hybrid.config import Config, load_config
+from hybrid.population import train_population
 from hybrid.reporters import Reporter
 from hybrid.search import Search
 from hybrid.tasks import Task, load_task
+from hybrid.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "digits.toml"
@@ -214,7 +221,57 @@ class FrontReporter(Reporter):
         self.dialled = pareto(self.dialled)
 
 
-def run_arm(arm: str, seed: int, runs_dir: Path, generations: int, quick: bool) -> dict[str, Any]:
+def scored(points: list[dict[str, Any]], task: Task, gate: str) -> list[dict[str, Any]]:
+    """Copies of front points with their test accuracy and average test FLOPs (no genome).
+
+    An operating point is its genome at its dialled threshold; any other point, the
+    genome as it is (its own thresholds).
+    """
+    out = []
+    for p in points:
+        q = {k: v for k, v in p.items() if k != "genome"}
+        thresholds = np.full(p["exits"], p["threshold"]) if "threshold" in p else None
+        q["test_acc"], q["test_cost"] = test_point(p["genome"], task, gate, thresholds)
+        if "threshold" not in p:
+            q["adaptive"] = is_adaptive(p["genome"])
+        out.append(q)
+    return out
+
+
+def final_fit(reporter: FrontReporter, config: Config, task: Task, steps: int, seed: int) -> None:
+    """Train every genome on the reporter's fronts ``steps`` more steps, then read the fronts again.
+
+    The fronts' genomes (one population, ``train_population``) train on the training
+    split only, their weights and biases (gates frozen at their deterministic values,
+    as ``evolution.final_steps`` fits a champion; validation stays unseen), as the fixed
+    MLPs train for their steps. Each fitted genome's validation point is then computed
+    again (its own exit thresholds, as fitted in the search), adaptive ones are dialled
+    again to every budget, and each front is the Pareto front of the new points.
+    """
+    genomes = {p["id"]: p["genome"] for p in reporter.points + reporter.dialled}
+    ids = sorted(genomes)
+    tc = replace(TrainConfig(**config.train_kwargs()), steps=steps, train_gates=False)
+    fitted = train_population(
+        [genomes[i] for i in ids], np.asarray(task.X_train, np.float32), task.y_train, tc,
+        torch.Generator().manual_seed(seed),
+    ).genomes  # fmt: skip
+    Xv = np.asarray(task.X_val, np.float64)
+    points, dialled = [], []
+    for gid, genome in zip(ids, fitted, strict=True):
+        r = evaluate_adaptive(genome, Xv, reporter.gate)
+        acc = float((r.outputs.argmax(-1) == task.y_val).mean())
+        point = {"id": gid, "val_acc": acc, "val_cost": float(r.flops.mean()), "genome": genome}
+        points.append(point)
+        dialled.append(dict(point))
+        if reporter.task is not None and is_adaptive(genome):
+            dialled += dial_points(genome, gid, task, reporter.gate)
+    reporter.points = pareto(points)
+    reporter.dialled = pareto(dialled)
+
+
+def run_arm(
+    arm: str, seed: int, runs_dir: Path, generations: int, quick: bool, final_steps: int = 0
+) -> dict[str, Any]:
     config = config_for(arm, seed, runs_dir, generations, quick)
     task = load_task(config.task, seed)
     gate = config.training.gate
@@ -222,19 +279,13 @@ def run_arm(arm: str, seed: int, runs_dir: Path, generations: int, quick: bool) 
     t0 = time.perf_counter()
     result = Search.start(config, overwrite=True).run(reporters=[front_reporter])
     wall = time.perf_counter() - t0
-    front = []
-    for p in front_reporter.points:
-        genome = p.pop("genome")
-        p["test_acc"], p["test_cost"] = test_point(genome, task, gate)
-        p["adaptive"] = is_adaptive(genome)
-        front.append(p)
-    dialled = []
-    for p in front_reporter.dialled:
-        genome = p.pop("genome")
-        # an operating point is the genome at its dialled threshold; a plain point, as it is
-        q = np.full(p["exits"], p["threshold"]) if "threshold" in p else None
-        p["test_acc"], p["test_cost"] = test_point(genome, task, gate, q)
-        dialled.append(p)
+    before = None
+    if final_steps:  # the fronts as the search left them, then fitted
+        before = {"front": scored(front_reporter.points, task, gate),
+                  "dialled": scored(front_reporter.dialled, task, gate)}  # fmt: skip
+        final_fit(front_reporter, config, task, final_steps, seed)
+    front = scored(front_reporter.points, task, gate)
+    dialled = scored(front_reporter.dialled, task, gate)
     from hybrid.rundir import open_run_dir
 
     champion = open_run_dir(result.run_dir).read_best_genome()
@@ -242,6 +293,8 @@ def run_arm(arm: str, seed: int, runs_dir: Path, generations: int, quick: bool) 
         "front": front,
         **({"dialled": dialled} if arm == "adaptive" else {}),
         "wall_s": wall,
+        "final_steps": final_steps,
+        **({"before_final_fit": before} if before else {}),
         "generations": result.generations,
         "champion": {
             "test": result.test_metric,
@@ -298,6 +351,14 @@ def main(argv: list[str] | None = None) -> int:
         help="an extra config override of the adaptive arm (JSON value), e.g. training.exit_weight=1",
     )
     ap.add_argument(
+        "--final-steps",
+        type=int,
+        default=0,
+        metavar="N",
+        help="train every front genome N more steps on the training split, gates frozen, before "
+        "the fronts are read (the MLPs train MLP_STEPS steps; default 0: none)",
+    )
+    ap.add_argument(
         "--hidden", default=None, help="the adaptive arm's start, e.g. 8,16 (default: ADAPTIVE's)"
     )
     ap.add_argument(
@@ -329,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
             for arm in [a for a in ("adaptive", "hybrid") if a in arms]:
-                res = run_arm(arm, seed, Path(tmp), gens, args.quick)
+                res = run_arm(arm, seed, Path(tmp), gens, args.quick, args.final_steps)
                 per_seed[arm].append(res)
                 print(f"seed {seed} {arm}: {len(res['front'])} front genomes, {res['generations']} generations, "
                       f"{res['wall_s']:.0f} s, champion test {res['champion']['test']:.4f}", flush=True)  # fmt: skip
@@ -392,19 +453,35 @@ def report(seeds: list[int], gens: int, per_seed: dict[str, list[Any]], out: Pat
         f"| {'adaptive - MLP':>14} | {'dialled - MLP':>13}"
     )
     rows = []
+
+    def f(v: float | None) -> str:
+        return "   n/a" if v is None else f"{v:6.1f}"
+
     for b in BUDGETS:
         vals = {arm: _median_at(_fronts(per_seed, arm), b) for arm in ("adaptive", "dialled", "hybrid", "mlp")}
         gap = None if vals["adaptive"] is None or vals["mlp"] is None else vals["adaptive"] - vals["mlp"]
         dgap = None if vals["dialled"] is None or vals["mlp"] is None else vals["dialled"] - vals["mlp"]
         rows.append({"budget": b, **vals, "gap": gap, "dialled_gap": dgap})
-
-        def f(v: float | None) -> str:
-            return "   n/a" if v is None else f"{v:6.1f}"
-
         print(
             f"{b:>12} | {f(vals['adaptive']):>8} | {f(vals['dialled']):>8} | {f(vals['hybrid']):>8} "
             f"| {f(vals['mlp']):>9} | {f(gap):>14} | {f(dgap):>13}"
         )
+    fitted = [r.get("before_final_fit") for r in per_seed["adaptive"]]
+    if fitted and all(fitted):  # --final-steps: the fronts as the searches left them, for comparison
+        steps = {r.get("final_steps") for r in per_seed["adaptive"]}
+        print(f"\nthe same fronts before their final fit (final steps {sorted(steps)}):")
+        print(f"{'avg FLOPs <=':>12} | {'adaptive':>8} | {'dialled':>8} | {'hybrid':>8} | {'dialled - MLP':>13}")
+        for row in rows:
+            b = row["budget"]
+            was = {
+                arm: _median_at([r["before_final_fit"][key] for r in per_seed[src]], b)
+                if all(r.get("before_final_fit") for r in per_seed[src]) else None
+                for arm, src, key in (("adaptive", "adaptive", "front"), ("dialled", "adaptive", "dialled"),
+                                      ("hybrid", "hybrid", "front"))
+            }  # fmt: skip
+            dgap = None if was["dialled"] is None or row["mlp"] is None else was["dialled"] - row["mlp"]
+            row["before_final_fit"] = {**was, "dialled_gap": dgap}
+            print(f"{b:>12} | {f(was['adaptive']):>8} | {f(was['dialled']):>8} | {f(was['hybrid']):>8} | {f(dgap):>13}")
     print("\nadaptive champion at half its full-path FLOPs (threshold fitted on validation):")
     drops: list[float] = []
     for s, r in zip(seeds, per_seed["adaptive"], strict=True):
