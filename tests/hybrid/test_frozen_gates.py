@@ -89,56 +89,38 @@ def test_frozen_gates_train_at_their_deterministic_values_as_genomenet_does(pop,
                 assert np.array_equal(a, b), label  # the gates stay as they were
 
 
-def _train_plain(
-    pop: list[Genome], X, y, config: TrainConfig, batches, noise_seed: int
+KINDS = ("adaptive", "plain", "recurrent")
+
+
+def _trained(
+    kind: str, pop: list[Genome], X, y, config: TrainConfig, batches, noise_seed: int
 ) -> list[Genome]:
-    engine = PopulationEngine(pop, "hard_concrete", dtype=torch.float64)
-    noise = torch.rand(
-        config.steps, engine.n_gates, generator=torch.Generator().manual_seed(noise_seed)
-    )
-    train_engine(engine, X, y, config, batches, noise=noise.double())
+    """``pop`` trained by the ``kind`` loop, its hard-concrete noise from ``noise_seed``.
+
+    The adaptive loop's skip decisions get the same noise in every call: only the
+    gates' noise differs between two calls with other ``noise_seed``.
+    """
+    noise_gen = torch.Generator().manual_seed(noise_seed)
+    if kind == "recurrent":
+        engine = RecurrentEngine(pop, "hard_concrete", dtype=torch.float64)
+        seq_X = X.view(X.shape[0], 1, -1).expand(-1, 3, -1)  # three time steps of each row
+        seq_y = y.view(-1, 1).expand(-1, 3)
+        train_sequence_engine(engine, seq_X, seq_y, None, config, batches, noise_gen)
+    else:
+        cls = AdaptiveEngine if kind == "adaptive" else PopulationEngine
+        engine = cls(pop, "hard_concrete", dtype=torch.float64)
+        noise = torch.rand(config.steps, engine.n_gates, generator=noise_gen).double()
+        if kind == "adaptive":
+            skips = torch.Generator().manual_seed(7)
+            train_adaptive(engine, X, y, config, batches, noise=noise, skip_generator=skips)
+        else:
+            train_engine(engine, X, y, config, batches, noise=noise)
+    assert engine.sample_gates  # set back after training
     return engine.write_back()
-
-
-def _train_adaptive(
-    pop: list[Genome], X, y, config: TrainConfig, batches, noise_seed: int
-) -> list[Genome]:
-    engine = AdaptiveEngine(pop, "hard_concrete", dtype=torch.float64)
-    noise = torch.rand(
-        config.steps, engine.n_gates, generator=torch.Generator().manual_seed(noise_seed)
-    )
-    # the skip decisions' noise is the same in both runs: only the gates' noise differs
-    train_adaptive(
-        engine,
-        X,
-        y,
-        config,
-        batches,
-        noise=noise.double(),
-        skip_generator=torch.Generator().manual_seed(7),
-    )
-    assert engine.sample_gates
-    return engine.write_back()
-
-
-def _train_recurrent(
-    pop: list[Genome], X, y, config: TrainConfig, batches, noise_seed: int
-) -> list[Genome]:
-    engine = RecurrentEngine(pop, "hard_concrete", dtype=torch.float64)
-    seq_X = X.view(X.shape[0], 1, -1).expand(-1, 3, -1)  # three time steps of each row
-    seq_y = y.view(-1, 1).expand(-1, 3)
-    train_sequence_engine(
-        engine, seq_X, seq_y, None, config, batches, torch.Generator().manual_seed(noise_seed)
-    )
-    assert engine.sample_gates
-    return engine.write_back()
-
-
-TRAINERS = {"plain": _train_plain, "adaptive": _train_adaptive, "recurrent": _train_recurrent}
 
 
 @settings(max_examples=10, deadline=None)
-@given(st.sampled_from(sorted(TRAINERS)), SEEDS, st.data())
+@given(st.sampled_from(KINDS), SEEDS, st.data())
 def test_with_frozen_gates_the_gate_noise_changes_nothing_in_every_engine(kind, seed, data):
     if kind == "adaptive":
         pop = [adaptive_genome(seed), adaptive_genome(seed + 1)]
@@ -149,11 +131,12 @@ def test_with_frozen_gates_the_gate_noise_changes_nothing_in_every_engine(kind, 
     batches = minibatch_indices(
         X.shape[0], config.batch_size, config.steps, torch.Generator().manual_seed(seed)
     )
-    train = TRAINERS[kind]
-    assert _same(train(pop, X, y, config, batches, 1), train(pop, X, y, config, batches, 2))
+    assert _same(
+        _trained(kind, pop, X, y, config, batches, 1), _trained(kind, pop, X, y, config, batches, 2)
+    )
 
 
-@pytest.mark.parametrize("kind", sorted(TRAINERS))
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_with_gates_training_the_gate_noise_matters(kind, seed):
     # the witness that the test above can fail: gates trained, other noise, other weights
@@ -167,5 +150,6 @@ def test_with_gates_training_the_gate_noise_matters(kind, seed):
     batches = minibatch_indices(
         X.shape[0], config.batch_size, config.steps, torch.Generator().manual_seed(seed)
     )
-    train = TRAINERS[kind]
-    assert not _same(train(pop, X, y, config, batches, 1), train(pop, X, y, config, batches, 2))
+    assert not _same(
+        _trained(kind, pop, X, y, config, batches, 1), _trained(kind, pop, X, y, config, batches, 2)
+    )
