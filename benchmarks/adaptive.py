@@ -211,14 +211,18 @@ class FrontReporter(Reporter):
             if row.status != "ok" or row.val_metric is None or row.flops is None:
                 continue
             cost = float(average.get(str(row.id), row.flops))
-            point = {"id": row.id, "val_acc": float(row.val_metric), "val_cost": cost, "genome": row.genome}
-            self.points.append(point)
-            if self.task is not None:
-                self.dialled.append(dict(point))
-                if is_adaptive(row.genome):
-                    self.dialled += dial_points(row.genome, row.id, self.task, self.gate)
+            self.add(row.id, row.genome, float(row.val_metric), cost)
         self.points = pareto(self.points)
         self.dialled = pareto(self.dialled)
+
+    def add(self, genome_id: int, genome: Genome, val_acc: float, val_cost: float) -> None:
+        """Add a genome's validation point (and, with a task, its dialled operating points)."""
+        point = {"id": genome_id, "val_acc": val_acc, "val_cost": val_cost, "genome": genome}
+        self.points.append(point)
+        if self.task is not None:
+            self.dialled.append(dict(point))
+            if is_adaptive(genome):
+                self.dialled += dial_points(genome, genome_id, self.task, self.gate)
 
 
 def scored(points: list[dict[str, Any]], task: Task, gate: str) -> list[dict[str, Any]]:
@@ -256,17 +260,12 @@ def final_fit(reporter: FrontReporter, config: Config, task: Task, steps: int, s
         torch.Generator().manual_seed(seed),
     ).genomes  # fmt: skip
     Xv = np.asarray(task.X_val, np.float64)
-    points, dialled = [], []
+    reporter.points, reporter.dialled = [], []
     for gid, genome in zip(ids, fitted, strict=True):
         r = evaluate_adaptive(genome, Xv, reporter.gate)
-        acc = float((r.outputs.argmax(-1) == task.y_val).mean())
-        point = {"id": gid, "val_acc": acc, "val_cost": float(r.flops.mean()), "genome": genome}
-        points.append(point)
-        dialled.append(dict(point))
-        if reporter.task is not None and is_adaptive(genome):
-            dialled += dial_points(genome, gid, task, reporter.gate)
-    reporter.points = pareto(points)
-    reporter.dialled = pareto(dialled)
+        reporter.add(gid, genome, float((r.outputs.argmax(-1) == task.y_val).mean()), float(r.flops.mean()))
+    reporter.points = pareto(reporter.points)
+    reporter.dialled = pareto(reporter.dialled)
 
 
 def run_arm(
