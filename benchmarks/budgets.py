@@ -29,7 +29,9 @@ for each seed, with torch threads set to 1:
 Prints one table (medians over seeds): budget share, FLOPs, hybrid test %, fixed MLP
 test %, gap (fixed - hybrid), slimmable test %, gap (slimmable - hybrid); the
 monotonicity count over a finer grid (budget pairs whose test accuracy does not fall
-as the budget grows / all pairs, budgets 0.10..1.00 by 0.05); each arm's total
+as the budget grows / all pairs, budgets 0.10..1.00 by 0.05) and the hybrid
+champion's exceptions per seed (how many, their sizes in test images, the largest
+drop); each arm's total
 training steps; and the export timing (the python export's forward at budget 0.25 vs
 1.0 on a batch of 1,024, threads 1, median of repeats). Writes every per-seed figure to
 ``--out`` (JSON) and the plot next to it (``.png``).
@@ -102,6 +104,31 @@ def monotone_pairs(scores: list[float]) -> tuple[int, int]:
     n = len(scores)
     ok = sum(scores[j] >= scores[i] - 1e-12 for i in range(n) for j in range(i + 1, n))
     return ok, n * (n - 1) // 2
+
+
+def monotone_exceptions(scores: list[float]) -> list[tuple[float, float, float]]:
+    """Return the pairs that break monotonicity: (budget i, budget j > i, drop = score i - score j > 0) on GRID."""
+    n = len(scores)
+    return [(GRID[i], GRID[j], scores[i] - scores[j]) for i in range(n) for j in range(i + 1, n)
+            if scores[j] < scores[i] - 1e-12]  # fmt: skip
+
+
+def exceptions_line(seed: dict[str, Any]) -> str:
+    """One seed's monotonicity exceptions: how many, their sizes in test images, the largest."""
+    scores = [seed["hybrid"]["test"][f"{b:g}"] for b in GRID]
+    bad = monotone_exceptions(scores)
+    if not bad:
+        return f"seed {seed['seed']}: none"
+    n_test = seed.get("n_test")  # absent in JSONs written before session 27: sizes in points only
+    if n_test:
+        sizes = [round(drop * n_test) for *_, drop in bad]
+        hist = ", ".join(f"{k} image{'s' * (k > 1)} x {sizes.count(k)}" for k in sorted(set(sizes)))
+    else:
+        sizes = [round(100 * drop, 1) for *_, drop in bad]
+        hist = ", ".join(f"{k:.1f} points x {sizes.count(k)}" for k in sorted(set(sizes)))
+    lo, hi, drop = max(bad, key=lambda e: (e[2], -e[0]))
+    return (f"seed {seed['seed']}: {len(bad)} ({hist}; largest {lo:.2f} -> {hi:.2f}, "
+            f"{100 * scores[GRID.index(lo)]:.1f} -> {100 * scores[GRID.index(hi)]:.1f}%)")
 
 
 # ------------------------------------------------------------------- hybrid
@@ -407,6 +434,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "slimmable": {"width": top, "smallest": low, "widths": fixed_widths, "test": slim_table,
                           "grid_test": slim_grid, "steps": steps, "passes_per_step": 2 + SLIM_SAMPLES},
             "monotone": {"hybrid": monotone_pairs(hy_grid), "slimmable": monotone_pairs(slim_grid)},
+            "n_test": len(task.y_test),
             "wall_s": time.perf_counter() - t0,
         })  # fmt: skip
         print(f"seed {seed}: hybrid {[_pct(hy.test[f'{s:g}']) for s in SHARES]} at {hy.full_flops} FLOPs "
@@ -463,6 +491,8 @@ def table(doc: dict[str, Any]) -> str:
         total = seeds[0]["monotone"][arm][1]
         lines.append(f"- monotone budget pairs, {arm} (budgets 0.10..1.00 by 0.05): median {median(ok):.0f} / {total} "
                      f"(per seed: {', '.join(map(str, ok))})")  # fmt: skip
+    lines.append("- monotone exceptions, hybrid (budget pairs whose larger budget scores lower on test; by size): "
+                 + "; ".join(exceptions_line(d) for d in seeds))  # fmt: skip
     hs = median([d["hybrid"]["member_steps"] for d in seeds])
     pp = seeds[0]["hybrid"]["passes_per_step"]
     lines.append(f"- training steps: hybrid search {hs:,.0f} member-steps ({pp} forward-backward passes each); "
