@@ -140,6 +140,7 @@ class HybridSeed:
     flops: dict[str, int]  # budget -> FLOPs of the selected level
     test: dict[str, float]  # budget -> test accuracy
     member_steps: int
+    engine_steps: int  # steps of the batched engine (each trains every member at once): generations x steps + final fit
     passes_per_step: int  # forward-backward passes per member-step (sandwich: 2 + budget_samples)
     generations: int
     wall_s: float
@@ -254,6 +255,7 @@ def run_hybrid(config: Config, seed: int, notes: list[str]) -> tuple[HybridSeed,
         flops={f"{b:g}": f for b, f in zip(budgets, flops, strict=True)},
         test={f"{b:g}": s for b, s in zip(budgets, scores, strict=True)},
         member_steps=trained * config.training.steps + metrics.get("final_steps", 0),
+        engine_steps=result.generations * config.training.steps + metrics.get("final_steps", 0),
         passes_per_step=2 + samples if sandwich else 1,
         generations=result.generations,
         wall_s=wall,
@@ -495,7 +497,9 @@ def table(doc: dict[str, Any]) -> str:
                  + "; ".join(exceptions_line(d) for d in seeds))  # fmt: skip
     hs = median([d["hybrid"]["member_steps"] for d in seeds])
     pp = seeds[0]["hybrid"]["passes_per_step"]
-    lines.append(f"- training steps: hybrid search {hs:,.0f} member-steps ({pp} forward-backward passes each); "
+    es = [d["hybrid"]["engine_steps"] for d in seeds if "engine_steps" in d["hybrid"]]  # absent before session 27
+    batched = f", {median(es):,.0f} steps of the batched engine, each training every member at once" if es else ""
+    lines.append(f"- training steps: hybrid search {hs:,.0f} member-steps{batched} ({pp} forward-backward passes each); "
                  f"fixed MLPs {seeds[0]['fixed']['steps']:,} steps (4 nets); slimmable {seeds[0]['slimmable']['steps']:,} "
                  f"steps ({seeds[0]['slimmable']['passes_per_step']} passes each)")  # fmt: skip
     hy0 = seeds[0]["hybrid"]
