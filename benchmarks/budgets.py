@@ -99,18 +99,17 @@ def width_within(target: float) -> int:
     return max(1, int(math.floor(target / mlp_flops(1) + 1e-9)))
 
 
+def monotone_exceptions(scores: list[float]) -> list[tuple[int, int, float]]:
+    """Return the pairs that break monotonicity: (i, j > i, drop = scores[i] - scores[j] > 0)."""
+    n = len(scores)
+    return [(i, j, scores[i] - scores[j]) for i in range(n) for j in range(i + 1, n)
+            if scores[j] < scores[i] - 1e-12]  # fmt: skip
+
+
 def monotone_pairs(scores: list[float]) -> tuple[int, int]:
     """Return (pairs i < j with scores[j] >= scores[i], all pairs)."""
     n = len(scores)
-    ok = sum(scores[j] >= scores[i] - 1e-12 for i in range(n) for j in range(i + 1, n))
-    return ok, n * (n - 1) // 2
-
-
-def monotone_exceptions(scores: list[float]) -> list[tuple[float, float, float]]:
-    """Return the pairs that break monotonicity: (budget i, budget j > i, drop = score i - score j > 0) on GRID."""
-    n = len(scores)
-    return [(GRID[i], GRID[j], scores[i] - scores[j]) for i in range(n) for j in range(i + 1, n)
-            if scores[j] < scores[i] - 1e-12]  # fmt: skip
+    return n * (n - 1) // 2 - len(monotone_exceptions(scores)), n * (n - 1) // 2
 
 
 def exceptions_line(seed: dict[str, Any]) -> str:
@@ -126,9 +125,9 @@ def exceptions_line(seed: dict[str, Any]) -> str:
     else:
         sizes = [round(100 * drop, 1) for *_, drop in bad]
         hist = ", ".join(f"{k:.1f} points x {sizes.count(k)}" for k in sorted(set(sizes)))
-    lo, hi, drop = max(bad, key=lambda e: (e[2], -e[0]))
-    return (f"seed {seed['seed']}: {len(bad)} ({hist}; largest {lo:.2f} -> {hi:.2f}, "
-            f"{100 * scores[GRID.index(lo)]:.1f} -> {100 * scores[GRID.index(hi)]:.1f}%)")
+    i, j, _ = max(bad, key=lambda e: (e[2], -e[0]))
+    return (f"seed {seed['seed']}: {len(bad)} ({hist}; largest {GRID[i]:.2f} -> {GRID[j]:.2f}, "
+            f"{100 * scores[i]:.1f} -> {100 * scores[j]:.1f}%)")
 
 
 # ------------------------------------------------------------------- hybrid
