@@ -34,10 +34,14 @@ champion's exceptions per seed (how many, their sizes in test images, the larges
 drop); each arm's total
 training steps; and the export timing (the python export's forward at budget 0.25 vs
 1.0 on a batch of 1,024, threads 1, median of repeats). Writes every per-seed figure to
-``--out`` (JSON) and the plot next to it (``.png``).
+``--out`` (JSON) and the plot next to it (``.png``). ``--from-json`` tabulates earlier
+``--out`` files without running anything; several files (runs of different seeds, say
+two processes side by side) are pooled into one table, each run's export timing and
+machine lines kept (with ``--out``, the pooled JSON is written there).
 
     PYTHONPATH=. python benchmarks/budgets.py --quick          # a couple of minutes
     PYTHONPATH=. python benchmarks/budgets.py                  # 5 seeds
+    PYTHONPATH=. python benchmarks/budgets.py --from-json a.json b.json --out pooled.json
 """
 
 from __future__ import annotations
@@ -505,21 +509,70 @@ def table(doc: dict[str, Any]) -> str:
     lines.append(f"- hybrid: {median([d['hybrid']['generations'] for d in seeds]):.0f} generations, champion objective "
                  f"{hy0['objective']!r}, sandwich training {'on' if hy0['sandwich'] else 'off'}, budgets scored by "
                  f"{hy0['scored_by']}; median search {median([d['hybrid']['wall_s'] for d in seeds]):.0f} s")  # fmt: skip
-    t = doc["export_timing"]
-    if "speedup" in t:
-        lines.append(f"- export (python, batch 1,024, threads 1, seed {seeds[0]['seed']}'s champion): budget 0.25 "
+    # one timing per run: a pooled document (pool()) holds each run's, timed on that run's first seed
+    timings = doc["export_timing"] if isinstance(doc["export_timing"], list) else [doc["export_timing"]]
+    firsts = doc.get("timed_seeds", [seeds[0]["seed"]])
+    for t, first in zip(timings, firsts, strict=True):
+        if t is None or "speedup" not in t:
+            lines.append(f"- export timing: {(t or {}).get('note', 'n/a')}")
+            continue
+        whose = f"seed {first}'s champion" if first is not None else "the first seed's champion of one pooled run"
+        lines.append(f"- export (python, batch 1,024, threads 1, {whose}): budget 0.25 "
                      f"{1e6 * t['0.25']:.0f} us, budget 1.0 {1e6 * t['1']:.0f} us per batch: {t['speedup']:.2f}x "
                      f"({t['how']})")  # fmt: skip
         for h, r in t.get("reference", {}).items():
             lines.append(f"- export, a fresh 64-{h}-10 genome for scale: budget 0.25 {1e6 * r['0.25']:.0f} us, "
                          f"budget 1.0 {1e6 * r['1']:.0f} us: {r['speedup']:.2f}x")  # fmt: skip
-    else:
-        lines.append(f"- export timing: {t.get('note', 'n/a')}")
     lines += [f"- note: {n}" for n in doc["notes"]]
-    lines.append(f"- {len(seeds)} seed(s); at the start: {doc['machine']}")
-    if "machine_end" in doc:
-        lines.append(f"- at the end: {doc['machine_end']}")
+    if "machines" in doc:  # pooled: each run's machine line at its start and end
+        lines.append(f"- {len(seeds)} seed(s) from {len(doc['machines'])} run(s)")
+        for k, (start, end) in enumerate(zip(doc["machines"], doc["machines_end"], strict=True), 1):
+            lines.append(f"- run {k} at the start: {start}" + (f"; at the end: {end}" if end else ""))
+    else:
+        lines.append(f"- {len(seeds)} seed(s); at the start: {doc['machine']}")
+        if "machine_end" in doc:
+            lines.append(f"- at the end: {doc['machine_end']}")
     return "\n".join(lines)
+
+
+def pool(docs: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
+    """One document of several runs' ``--out`` files (or earlier pooled ones): their seeds in order.
+
+    Runs must share the generation cap, MLP steps and thread count (else SystemExit, one
+    line naming the file); each run's export timing (of its first seed's champion),
+    command and machine lines are kept side by side.
+    """
+    out: dict[str, Any] = {"seeds": [], "notes": [], "commands": [], "machines": [], "machines_end": [],
+                           "export_timing": [], "timed_seeds": []}  # fmt: skip
+    for path, doc in docs:
+        if (not isinstance(doc, dict) or "export_timing" not in doc or not doc.get("seeds")
+                or not isinstance(doc["seeds"][0].get("hybrid"), dict)):  # fmt: skip
+            raise SystemExit(f"--from-json: {path} is not a budgets.py output (expected 'seeds' with a 'hybrid' "
+                             "entry each, and 'export_timing')")  # fmt: skip
+        for key in ("generations", "mlp_steps", "torch_threads"):
+            if key in out and doc[key] != out[key]:
+                raise SystemExit(f"--from-json: {path} has {key} = {doc[key]!r}, the earlier files {out[key]!r}")
+            out[key] = doc[key]
+        pooled = isinstance(doc["export_timing"], list)
+        timings = doc["export_timing"] if pooled else [doc["export_timing"]]
+        out["export_timing"] += timings
+        out["timed_seeds"] += doc.get("timed_seeds", [doc["seeds"][0]["seed"]] if not pooled else [None] * len(timings))
+        out["seeds"] += doc["seeds"]
+        out["notes"] += [n for n in doc["notes"] if n not in out["notes"]]
+        out["commands"] += doc.get("commands", [doc.get("command", "")])
+        if "machines" not in doc:
+            out["machines"].append(doc.get("machine", ""))
+            out["machines_end"].append(doc.get("machine_end"))
+        elif "machines_end" in doc:
+            out["machines"] += doc["machines"]
+            out["machines_end"] += doc["machines_end"]
+        else:  # pooled before session 28: [start, end] pairs
+            out["machines"] += [m[0] if isinstance(m, list) else m for m in doc["machines"]]
+            out["machines_end"] += [m[-1] if isinstance(m, list) and len(m) > 1 else None for m in doc["machines"]]
+    seen = [d["seed"] for d in out["seeds"]]
+    if len(set(seen)) != len(seen):
+        raise SystemExit(f"--from-json: a seed appears twice in the files: {sorted(seen)}")
+    return out
 
 
 def plot(doc: dict[str, Any], path: Path) -> None:
@@ -560,14 +613,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=None, help="JSON of every figure (default benchmarks/budgets.json; "
                    "quick: a temporary folder); the plot goes next to it (.png)")  # fmt: skip
     p.add_argument("--runs-dir", type=Path, default=None, help="where searches write (default: a temp folder)")
-    p.add_argument("--from-json", type=Path, default=None, metavar="JSON",
-                   help="print the table and redraw the plot of an earlier --out file (runs nothing)")  # fmt: skip
+    p.add_argument("--from-json", type=Path, nargs="+", default=None, metavar="JSON",
+                   help="print the table and redraw the plot of earlier --out files (runs nothing); several files "
+                   "pool their seeds (with --out: the pooled JSON and its plot go there)")  # fmt: skip
     args = p.parse_args(argv)
     if args.from_json is not None:
-        doc = json.loads(args.from_json.read_text())
+        docs = [(path, json.loads(path.read_text())) for path in args.from_json]
+        doc = pool(docs) if len(docs) > 1 or "machine" not in docs[0][1] else docs[0][1]
         print(table(doc))
-        plot(doc, args.from_json.with_suffix(".png"))
-        print(f"wrote {args.from_json.with_suffix('.png')}")
+        target = args.out or args.from_json[0].with_suffix(".png")
+        if len(docs) > 1 and args.out:  # the pooled document beside its plot
+            doc["table"] = table(doc)
+            args.out.write_text(json.dumps(doc, indent=1) + "\n")
+        plot(doc, target.with_suffix(".png"))
+        print(f"wrote {target.with_suffix('.png')}" + (f" and {args.out}" if len(docs) > 1 and args.out else ""))
         return
     if args.seeds is None:
         args.seeds = [0, 1] if args.quick else [0, 1, 2, 3, 4]
