@@ -33,7 +33,9 @@ as the budget grows / all pairs, budgets 0.10..1.00 by 0.05) and the hybrid
 champion's exceptions per seed (how many, their sizes in test images, the largest
 drop); each arm's total
 training steps; and the export timing (the python export's forward at budget 0.25 vs
-1.0 on a batch of 1,024, threads 1, median of repeats). Writes every per-seed figure to
+1.0 on a batch of 1,024, threads 1, median of repeats; every seed's champion, and
+fresh 64-h-10 genomes for scale). Writes every per-seed figure (and each champion, so
+``--from-json ... --retime`` can time the exports again on a quiet machine) to
 ``--out`` (JSON) and the plot next to it (``.png``). ``--from-json`` tabulates earlier
 ``--out`` files without running anything; several files (runs of different seeds, say
 two processes side by side) are pooled into one table, each run's export timing and
@@ -65,6 +67,7 @@ from torch import nn
 import hybrid.lineage
 from genomes import Genome
 from genomes.budgets import budget_chain
+from genomes.serialize import from_dict, to_dict
 from hybrid.config import Config, load_config
 from hybrid.errors import ConfigError
 from hybrid.search import Search
@@ -364,6 +367,15 @@ def _time_file(genome: Genome, gate: str, repeats: int, x: torch.Tensor) -> dict
     return out
 
 
+#: How the export is timed (stored with each timing).
+TIMED = "the exported python file (export_genome(..., budgets=[0.25, 1.0])), forward(x, budget=b)"
+
+
+def champion_timing(genome: Genome, gate: str, repeats: int) -> dict[str, Any]:
+    """The python export of ``genome`` at budget 0.25 vs 1.0, batch 1,024, threads 1 (:func:`_time_file`)."""
+    return {"how": TIMED, **_time_file(genome, gate, repeats, torch.randn(1024, N_IN))}
+
+
 def export_timing(genome: Genome, gate: str, repeats: int) -> dict[str, Any]:
     """The python export's forward at budget 0.25 vs 1.0, batch 1,024, threads 1.
 
@@ -376,7 +388,7 @@ def export_timing(genome: Genome, gate: str, repeats: int) -> dict[str, Any]:
     from genomes import InnovationTracker
 
     x = torch.randn(1024, N_IN)
-    out: dict[str, Any] = {"how": "the exported python file (export_genome(..., budgets=[0.25, 1.0])), forward(x, budget=b)"}
+    out: dict[str, Any] = {"how": TIMED}
     out.update(_time_file(genome, gate, repeats, x))
     rng = np.random.default_rng(0)
     out["reference"] = {
@@ -384,6 +396,27 @@ def export_timing(genome: Genome, gate: str, repeats: int) -> dict[str, Any]:
         for h in (64, 128)
     }
     return out
+
+
+def retime(doc: dict[str, Any], repeats: int) -> None:
+    """Time every stored champion's export again on this machine, now (threads 1), in place.
+
+    The first seed's with the fresh 64-h-10 genomes for scale (:func:`export_timing`),
+    which replace the document's run-level timings. Seeds from before session 28 store
+    no champion: SystemExit (one line).
+    """
+    torch.set_num_threads(1)
+    seeds = doc["seeds"]
+    missing = [d["seed"] for d in seeds if "champion" not in d]
+    if missing:
+        raise SystemExit(f"--retime: seeds {missing} store no champion (runs before session 28)")
+    start = machine_line(1)
+    first = export_timing(from_dict(seeds[0]["champion"]), seeds[0]["gate"], repeats)
+    seeds[0]["export"] = {k: v for k, v in first.items() if k != "reference"}
+    for d in seeds[1:]:
+        d["export"] = champion_timing(from_dict(d["champion"]), d["gate"], repeats)
+    doc["export_timing"], doc["timed_seeds"] = [first], [seeds[0]["seed"]]
+    doc["retimed"] = f"{start}; at the end: {machine_line(1)}"
 
 
 # --------------------------------------------------------------------- main
@@ -441,14 +474,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "monotone": {"hybrid": monotone_pairs(hy_grid), "slimmable": monotone_pairs(slim_grid)},
             "n_test": len(task.y_test),
             "wall_s": time.perf_counter() - t0,
+            "gate": TrainConfig(**config.train_kwargs()).gate,
+            "champion": to_dict(champion),  # to time its export again later (--retime)
         })  # fmt: skip
         print(f"seed {seed}: hybrid {[_pct(hy.test[f'{s:g}']) for s in SHARES]} at {hy.full_flops} FLOPs "
               f"({hy.generations} generations, {hy.wall_s:.0f} s, objective {hy.objective}, scored by "
               f"{hy.scored_by}); fixed {[_pct(v) for v in fixed]}; slimmable {[_pct(v) for v in slim_table]}",
               flush=True)  # fmt: skip
-        if seed == args.seeds[0]:
-            gate = TrainConfig(**config.train_kwargs()).gate
+        gate = TrainConfig(**config.train_kwargs()).gate
+        if seed == args.seeds[0]:  # with the fresh 64-h-10 genomes for scale
             timing = export_timing(champion, gate, args.repeats)
+            per_seed[-1]["export"] = {k: v for k, v in timing.items() if k != "reference"}
+        else:
+            per_seed[-1]["export"] = champion_timing(champion, gate, args.repeats)
     return {
         "command": " ".join(sys.argv),
         "machine": machine,
@@ -509,6 +547,13 @@ def table(doc: dict[str, Any]) -> str:
     lines.append(f"- hybrid: {median([d['hybrid']['generations'] for d in seeds]):.0f} generations, champion objective "
                  f"{hy0['objective']!r}, sandwich training {'on' if hy0['sandwich'] else 'off'}, budgets scored by "
                  f"{hy0['scored_by']}; median search {median([d['hybrid']['wall_s'] for d in seeds]):.0f} s")  # fmt: skip
+    timed = [d for d in seeds if "export" in d]  # every seed's champion since session 28
+    if timed:
+        per = ", ".join(f"seed {d['seed']} {d['export']['speedup']:.2f}x ({1e6 * d['export']['0.25']:.0f} / "
+                        f"{1e6 * d['export']['1']:.0f} us)" for d in timed)  # fmt: skip
+        lines.append(f"- export (python, batch 1,024, threads 1), each seed's champion at budget 0.25 vs 1.0: median "
+                     f"{median([d['export']['speedup'] for d in timed]):.2f}x over {len(timed)} seed(s); {per}"
+                     + (f" (timed again: {doc['retimed']})" if doc.get("retimed") else ""))  # fmt: skip
     # one timing per run: a pooled document (pool()) holds each run's, timed on that run's first seed
     timings = doc["export_timing"] if isinstance(doc["export_timing"], list) else [doc["export_timing"]]
     firsts = doc.get("timed_seeds", [seeds[0]["seed"]])
@@ -517,9 +562,10 @@ def table(doc: dict[str, Any]) -> str:
             lines.append(f"- export timing: {(t or {}).get('note', 'n/a')}")
             continue
         whose = f"seed {first}'s champion" if first is not None else "the first seed's champion of one pooled run"
-        lines.append(f"- export (python, batch 1,024, threads 1, {whose}): budget 0.25 "
-                     f"{1e6 * t['0.25']:.0f} us, budget 1.0 {1e6 * t['1']:.0f} us per batch: {t['speedup']:.2f}x "
-                     f"({t['how']})")  # fmt: skip
+        if not timed:  # else on the per-seed line above
+            lines.append(f"- export (python, batch 1,024, threads 1, {whose}): budget 0.25 "
+                         f"{1e6 * t['0.25']:.0f} us, budget 1.0 {1e6 * t['1']:.0f} us per batch: {t['speedup']:.2f}x "
+                         f"({t['how']})")  # fmt: skip
         for h, r in t.get("reference", {}).items():
             lines.append(f"- export, a fresh 64-{h}-10 genome for scale: budget 0.25 {1e6 * r['0.25']:.0f} us, "
                          f"budget 1.0 {1e6 * r['1']:.0f} us: {r['speedup']:.2f}x")  # fmt: skip
@@ -612,6 +658,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="a config override for the search (JSON value), e.g. evolution.final_steps=2000")  # fmt: skip
     p.add_argument("--out", type=Path, default=None, help="JSON of every figure (default benchmarks/budgets.json; "
                    "quick: a temporary folder); the plot goes next to it (.png)")  # fmt: skip
+    p.add_argument("--retime", action="store_true",
+                   help="with --from-json: time each stored champion's export again here (a quiet machine)")  # fmt: skip
     p.add_argument("--runs-dir", type=Path, default=None, help="where searches write (default: a temp folder)")
     p.add_argument("--from-json", type=Path, nargs="+", default=None, metavar="JSON",
                    help="print the table and redraw the plot of earlier --out files (runs nothing); several files "
@@ -620,13 +668,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.from_json is not None:
         docs = [(path, json.loads(path.read_text())) for path in args.from_json]
         doc = pool(docs) if len(docs) > 1 or "machine" not in docs[0][1] else docs[0][1]
+        if args.retime:
+            retime(doc, args.repeats)
         print(table(doc))
         target = args.out or args.from_json[0].with_suffix(".png")
-        if len(docs) > 1 and args.out:  # the pooled document beside its plot
+        if (len(docs) > 1 or args.retime) and args.out:  # the pooled (or re-timed) document beside its plot
             doc["table"] = table(doc)
             args.out.write_text(json.dumps(doc, indent=1) + "\n")
         plot(doc, target.with_suffix(".png"))
-        print(f"wrote {target.with_suffix('.png')}" + (f" and {args.out}" if len(docs) > 1 and args.out else ""))
+        print(f"wrote {target.with_suffix('.png')}" + (f" and {args.out}" if (len(docs) > 1 or args.retime) and args.out else ""))
         return
     if args.seeds is None:
         args.seeds = [0, 1] if args.quick else [0, 1, 2, 3, 4]
