@@ -35,6 +35,12 @@ taken x skip decisions) on the test split are counted for the adaptive champion.
 ``--final-steps N`` gives every front genome N more steps on the training split (gates
 frozen) before the fronts are read, as a user fits the operating point they deploy;
 the fronts as the search left them stay in the JSON and are printed under the table.
+
+``--selection-fraction F`` holds a selection split out of the training images
+(``task.selection_fraction``, every arm, the MLPs too) and reads every arm's front on
+it: each model's accuracy and average FLOPs there (an adaptive one at its own or its
+dialled threshold, both fitted on validation) choose the model at a budget, so the
+choice no longer rests on the validation images the search ranked every genome on.
 """
 
 from __future__ import annotations
@@ -88,8 +94,11 @@ def mlp_flops(hidden: tuple[int, ...], n_in: int = 64, n_out: int = 10) -> int:
     return 2 * sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
 
 
-def config_for(arm: str, seed: int, runs_dir: Path, generations: int, quick: bool) -> Config:
+def config_for(
+    arm: str, seed: int, runs_dir: Path, generations: int, quick: bool, selection: float = 0.0
+) -> Config:
     base: dict[str, Any] = {
+        **({"task.selection_fraction": selection} if selection else {}),
         "run.seed": seed,
         "run.runs_dir": str(runs_dir),
         "run.name": f"adaptive-{arm}-s{seed}",
@@ -104,13 +113,19 @@ def config_for(arm: str, seed: int, runs_dir: Path, generations: int, quick: boo
     return load_config(CONFIG, base)
 
 
+def choice(p: dict[str, Any]) -> tuple[float, float]:
+    """(accuracy, average FLOPs) a point is chosen on: on the selection split where the run
+    holds one out (``--selection-fraction``: ``sel_acc``, ``sel_cost``), else on validation."""
+    return (p["sel_acc"], p["sel_cost"]) if "sel_acc" in p else (p["val_acc"], p["val_cost"])
+
+
 def pareto(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The points no other beats on both validation accuracy (higher) and validation cost (lower)."""
+    """The points no other beats on both accuracy (higher) and cost (lower), as :func:`choice` reads them."""
     front, best = [], -np.inf
-    for p in sorted(points, key=lambda p: (p["val_cost"], -p["val_acc"], p["id"])):
-        if p["val_acc"] > best:
+    for p in sorted(points, key=lambda p: (choice(p)[1], -choice(p)[0], p["id"])):
+        if choice(p)[0] > best:
             front.append(p)
-            best = p["val_acc"]
+            best = choice(p)[0]
     return front
 
 
@@ -204,6 +219,9 @@ class FrontReporter(Reporter):
         self.dialled: list[dict[str, Any]] = []
         self.task = task
         self.gate = gate
+        #: With a selection split (``task.X_sel``), every point is also scored there, and the
+        #: fronts are taken on those figures (:func:`choice`): validation fits, the selection split chooses.
+        self.select = task is not None and task.X_sel is not None
 
     def on_generation(self, state: Any, report: Any) -> None:
         average = dict(report.stats.get("average_flops") or {})
@@ -218,11 +236,25 @@ class FrontReporter(Reporter):
     def add(self, genome_id: int, genome: Genome, val_acc: float, val_cost: float) -> None:
         """Add a genome's validation point (and, with a task, its dialled operating points)."""
         point = {"id": genome_id, "val_acc": val_acc, "val_cost": val_cost, "genome": genome}
+        if self.select:
+            self._on_selection(point)
         self.points.append(point)
         if self.task is not None:
             self.dialled.append(dict(point))
             if is_adaptive(genome):
-                self.dialled += dial_points(genome, genome_id, self.task, self.gate)
+                dialled = dial_points(genome, genome_id, self.task, self.gate)
+                for q in dialled if self.select else ():
+                    self._on_selection(q)
+                self.dialled += dialled
+
+    def _on_selection(self, point: dict[str, Any]) -> None:
+        """Add the point's accuracy and average FLOPs on the selection split (at its dialled threshold, if any)."""
+        assert self.task is not None and self.task.X_sel is not None
+        genome = point["genome"]
+        thresholds = np.full(point["exits"], point["threshold"]) if "threshold" in point else None
+        r = evaluate_adaptive(genome, np.asarray(self.task.X_sel, np.float64), self.gate, thresholds=thresholds)
+        point["sel_acc"] = float((r.outputs.argmax(-1) == self.task.y_sel).mean())
+        point["sel_cost"] = float(r.flops.mean())
 
 
 def scored(points: list[dict[str, Any]], task: Task, gate: str) -> list[dict[str, Any]]:
@@ -269,12 +301,13 @@ def final_fit(reporter: FrontReporter, config: Config, task: Task, steps: int, s
 
 
 def run_arm(
-    arm: str, seed: int, runs_dir: Path, generations: int, quick: bool, final_steps: int = 0
+    arm: str, seed: int, runs_dir: Path, generations: int, quick: bool, final_steps: int = 0,
+    selection: float = 0.0,
 ) -> dict[str, Any]:
-    config = config_for(arm, seed, runs_dir, generations, quick)
+    config = config_for(arm, seed, runs_dir, generations, quick, selection)
     task = load_task(config.task, seed)
     gate = config.training.gate
-    front_reporter = FrontReporter(task if arm == "adaptive" else None, gate)
+    front_reporter = FrontReporter(task if arm == "adaptive" or selection else None, gate)
     t0 = time.perf_counter()
     result = Search.start(config, overwrite=True).run(reporters=[front_reporter])
     wall = time.perf_counter() - t0
@@ -309,17 +342,22 @@ def run_arm(
     return out
 
 
-def run_mlps(seed: int, steps: int) -> list[dict[str, Any]]:
-    config = load_config(CONFIG, {"run.seed": seed})
+def run_mlps(seed: int, steps: int, selection: float = 0.0) -> list[dict[str, Any]]:
+    """Train the fixed MLPs; with ``selection``, on the training split that leaves, and scored for
+    the choice on the selection split (``sel_acc``) instead of validation."""
+    config = load_config(CONFIG, {"run.seed": seed, **({"task.selection_fraction": selection} if selection else {})})
     task = load_task(config.task, seed)
     grid = [(w,) for w in WIDTHS_1] + [(w, w) for w in WIDTHS_2]
-    scores = train_mlps(task, grid, steps, config, seed)
+    chosen_on = replace(task, X_val=task.X_sel, y_val=task.y_sel) if selection else task
+    scores = train_mlps(chosen_on, grid, steps, config, seed)
+    key = "sel_acc" if selection else "val_acc"
     return [
         {
             "hidden": list(h),
-            "val_acc": v,
+            key: v,
             "test_acc": t,
             "val_cost": float(mlp_flops(h)),
+            **({"sel_cost": float(mlp_flops(h))} if selection else {}),
             "test_cost": float(mlp_flops(h)),
         }
         for h, (v, t) in zip(grid, scores, strict=True)
@@ -327,11 +365,12 @@ def run_mlps(seed: int, steps: int) -> list[dict[str, Any]]:
 
 
 def at_budget(models: list[dict[str, Any]], budget: float) -> float | None:
-    """Test accuracy of the model with the best validation accuracy among those within ``budget``."""
-    within = [m for m in models if m["val_cost"] <= budget]
+    """Test accuracy of the model with the best validation (or selection: :func:`choice`)
+    accuracy among those whose cost there is within ``budget``."""
+    within = [m for m in models if choice(m)[1] <= budget]
     if not within:
         return None
-    return max(within, key=lambda m: (m["val_acc"], -m["val_cost"]))["test_acc"]
+    return max(within, key=lambda m: (choice(m)[0], -choice(m)[1]))["test_acc"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -358,6 +397,15 @@ def main(argv: list[str] | None = None) -> int:
         "the fronts are read (the MLPs train MLP_STEPS steps; default 0: none)",
     )
     ap.add_argument(
+        "--selection-fraction",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="hold out this share of all images from the training split (task.selection_fraction) and "
+        "choose each arm's model at a budget on it, not on the validation split the search ranked every "
+        "genome on (default 0: validation chooses)",
+    )
+    ap.add_argument(
         "--hidden", default=None, help="the adaptive arm's start, e.g. 8,16 (default: ADAPTIVE's)"
     )
     ap.add_argument(
@@ -373,9 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     if args.sources:
-        seeds, gens, per_seed = merge_outputs(args.sources)
+        seeds, gens, per_seed, selection = merge_outputs(args.sources)
         print(f"from {', '.join(map(str, args.sources))}")
-        return report(seeds, gens, per_seed, args.out)
+        return report(seeds, gens, per_seed, args.out, selection)
     if args.hidden:
         ADAPTIVE["genome.hidden"] = [int(w) for w in args.hidden.split(",")]
     ADAPTIVE.update(args.set)
@@ -389,32 +437,35 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
             for arm in [a for a in ("adaptive", "hybrid") if a in arms]:
-                res = run_arm(arm, seed, Path(tmp), gens, args.quick, args.final_steps)
+                res = run_arm(arm, seed, Path(tmp), gens, args.quick, args.final_steps, args.selection_fraction)
                 per_seed[arm].append(res)
                 print(f"seed {seed} {arm}: {len(res['front'])} front genomes, {res['generations']} generations, "
                       f"{res['wall_s']:.0f} s, champion test {res['champion']['test']:.4f}", flush=True)  # fmt: skip
             if "mlp" in arms:
-                per_seed["mlp"].append(run_mlps(seed, steps))
+                per_seed["mlp"].append(run_mlps(seed, steps, args.selection_fraction))
     print(machine_line(1))
-    return report(seeds, gens, per_seed, args.out)
+    return report(seeds, gens, per_seed, args.out, args.selection_fraction)
 
 
-def merge_outputs(paths: list[Path]) -> tuple[list[int], int, dict[str, list[Any]]]:
-    """Pool earlier outputs: ``(seeds, generations, per_seed)``, arms aligned with the seeds.
+def merge_outputs(paths: list[Path]) -> tuple[list[int], int, dict[str, list[Any]], float]:
+    """Pool earlier outputs: ``(seeds, generations, per_seed, selection fraction)``, arms aligned with the seeds.
 
     Files with the same seed list give their arms to one another (a later file's arm
     replaces an earlier one's); different seed lists are concatenated. An arm must come
     with every seed list or with none.
     """
     groups: dict[tuple[int, ...], dict[str, list[Any]]] = {}
-    gens = set()
+    gens, selections = set(), set()
     for path in paths:
         data = json.loads(path.read_text())
         gens.add(data["generations"])
+        selections.add(data.get("selection_fraction", 0.0))
         group = groups.setdefault(tuple(data["seeds"]), {})
         group.update({arm: runs for arm, runs in data["per_seed"].items() if runs})
     if len(gens) != 1:
         raise SystemExit(f"--from: the files ran different generation caps {sorted(gens)}")
+    if len(selections) != 1:
+        raise SystemExit(f"--from: the files chose on different splits (selection fractions {sorted(selections)})")
     seeds = [s for key in groups for s in key]
     per_seed: dict[str, list[Any]] = {}
     for arm in ("adaptive", "hybrid", "mlp"):
@@ -422,7 +473,7 @@ def merge_outputs(paths: list[Path]) -> tuple[list[int], int, dict[str, list[Any
         if any(have) and not all(have):
             raise SystemExit(f"--from: arm {arm!r} is missing for some of the seeds {seeds}")
         per_seed[arm] = [r for g in groups.values() for r in g.get(arm, [])]
-    return seeds, gens.pop(), per_seed
+    return seeds, gens.pop(), per_seed, selections.pop()
 
 
 def _fronts(per_seed: dict[str, list[Any]], arm: str) -> list[list[dict[str, Any]]] | None:
@@ -441,11 +492,12 @@ def _median_at(fronts: list[list[dict[str, Any]]] | None, budget: float) -> floa
     return median([100 * g for g in got]) if got and all(g is not None for g in got) else None
 
 
-def report(seeds: list[int], gens: int, per_seed: dict[str, list[Any]], out: Path) -> int:
+def report(
+    seeds: list[int], gens: int, per_seed: dict[str, list[Any]], out: Path, selection: float = 0.0
+) -> int:
     """Print the table and the half-cost and gate-pattern lines; write ``out`` and its plot."""
-    print(
-        f"\ndigits, median test accuracy (%) over seeds {seeds}; each arm's best-validation model within the budget"
-    )
+    split = f"selection-split ({selection:g} of the images, out of training)" if selection else "validation"
+    print(f"\ndigits, median test accuracy (%) over seeds {seeds}; each arm's best-{split} model within the budget")
     print("(dialled: the adaptive front with every adaptive genome also at its threshold for each budget)")
     print(
         f"{'avg FLOPs <=':>12} | {'adaptive':>8} | {'dialled':>8} | {'hybrid':>8} | {'fixed MLP':>9} "
@@ -510,7 +562,8 @@ def report(seeds: list[int], gens: int, per_seed: dict[str, list[Any]], out: Pat
     )
     out.write_text(
         json.dumps(
-            {"seeds": seeds, "generations": gens, "table": rows, "per_seed": per_seed}, indent=1
+            {"seeds": seeds, "generations": gens, "selection_fraction": selection, "table": rows,
+             "per_seed": per_seed}, indent=1  # fmt: skip
         )
     )
     _plot(per_seed, out.with_suffix(".png"))
