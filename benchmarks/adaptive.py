@@ -566,12 +566,12 @@ def report(
              "per_seed": per_seed}, indent=1  # fmt: skip
         )
     )
-    _plot(per_seed, out.with_suffix(".png"))
+    _plot(per_seed, out.with_suffix(".png"), "selection" if selection else "validation")
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0
 
 
-def _plot(per_seed: dict[str, list[Any]], path: Path) -> None:
+def _plot(per_seed: dict[str, list[Any]], path: Path, split: str = "validation") -> None:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7.5, 4.5))
@@ -595,7 +595,7 @@ def _plot(per_seed: dict[str, list[Any]], path: Path) -> None:
         ax.step(xs, ys, where="post", color=colour, linestyle=style, label=labels.get(arm, arm))
     ax.axvspan(600, 2400, color="0.9", zorder=0)
     ax.set_xscale("log")
-    ax.set_xlabel("average FLOPs per input (validation cost)")
+    ax.set_xlabel(f"average FLOPs per input ({split} cost)")
     ax.set_ylabel("median test accuracy (%)")
     ax.set_title("digits: accuracy vs average FLOPs per input")
     ax.grid(alpha=0.3)
