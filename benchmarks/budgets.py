@@ -372,37 +372,38 @@ TIMED = "the exported python file (export_genome(..., budgets=[0.25, 1.0])), for
 
 
 def champion_timing(genome: Genome, gate: str, repeats: int) -> dict[str, Any]:
-    """The python export of ``genome`` at budget 0.25 vs 1.0, batch 1,024, threads 1 (:func:`_time_file`)."""
+    """The python export of ``genome`` at budget 0.25 vs 1.0, batch 1,024, threads 1.
+
+    The file as ``hybrid export --budgets 0.25,1`` writes it, loaded the way a user
+    loads it (:func:`_time_file`).
+    """
     return {"how": TIMED, **_time_file(genome, gate, repeats, torch.randn(1024, N_IN))}
 
 
-def export_timing(genome: Genome, gate: str, repeats: int) -> dict[str, Any]:
-    """The python export's forward at budget 0.25 vs 1.0, batch 1,024, threads 1.
+def export_timing(champion: dict[str, Any], gate: str, repeats: int) -> dict[str, Any]:
+    """A run's timing line: its first seed's ``champion_timing`` and, for scale, fresh genomes'.
 
-    The champion's file as ``hybrid export --budgets 0.25,1`` writes it (loaded the way
-    a user loads it), and, for scale, the same for fresh ``64 -> h -> 10`` genomes with
-    h = 64 and 128 (identity orders): a 2-3 kFLOP champion is bound by per-call costs
-    that no budget shrinks (torch's 1,024 x 64 matmul costs about the same for 4 and 16
-    output columns on one core).
+    The fresh ``64 -> h -> 10`` genomes with h = 64 and 128 (identity orders) under
+    ``"reference"``: a 2-3 kFLOP champion is bound by per-call costs that no budget
+    shrinks (torch's 1,024 x 64 matmul costs about the same for 4 and 16 output columns
+    on one core).
     """
     from genomes import InnovationTracker
 
     x = torch.randn(1024, N_IN)
-    out: dict[str, Any] = {"how": TIMED}
-    out.update(_time_file(genome, gate, repeats, x))
     rng = np.random.default_rng(0)
-    out["reference"] = {
+    reference = {
         str(h): _time_file(Genome.minimal(N_IN, N_OUT, rng, InnovationTracker(), hidden=[h]), gate, repeats, x)
         for h in (64, 128)
     }
-    return out
+    return {**champion, "reference": reference}
 
 
 def retime(doc: dict[str, Any], repeats: int) -> None:
     """Time every stored champion's export again on this machine, now (threads 1), in place.
 
-    The first seed's with the fresh 64-h-10 genomes for scale (:func:`export_timing`),
-    which replace the document's run-level timings. Seeds from before session 28 store
+    The first seed's with the fresh 64-h-10 genomes for scale (:func:`export_timing`)
+    replaces the document's run-level timings. Seeds from before session 28 store
     no champion: SystemExit (one line).
     """
     torch.set_num_threads(1)
@@ -411,11 +412,10 @@ def retime(doc: dict[str, Any], repeats: int) -> None:
     if missing:
         raise SystemExit(f"--retime: seeds {missing} store no champion (runs before session 28)")
     start = machine_line(1)
-    first = export_timing(from_dict(seeds[0]["champion"]), seeds[0]["gate"], repeats)
-    seeds[0]["export"] = {k: v for k, v in first.items() if k != "reference"}
-    for d in seeds[1:]:
+    for d in seeds:
         d["export"] = champion_timing(from_dict(d["champion"]), d["gate"], repeats)
-    doc["export_timing"], doc["timed_seeds"] = [first], [seeds[0]["seed"]]
+    doc["export_timing"] = [export_timing(seeds[0]["export"], seeds[0]["gate"], repeats)]
+    doc["timed_seeds"] = [seeds[0]["seed"]]
     doc["retimed"] = f"{start}; at the end: {machine_line(1)}"
 
 
@@ -482,11 +482,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
               f"{hy.scored_by}); fixed {[_pct(v) for v in fixed]}; slimmable {[_pct(v) for v in slim_table]}",
               flush=True)  # fmt: skip
         gate = TrainConfig(**config.train_kwargs()).gate
+        per_seed[-1]["export"] = champion_timing(champion, gate, args.repeats)
         if seed == args.seeds[0]:  # with the fresh 64-h-10 genomes for scale
-            timing = export_timing(champion, gate, args.repeats)
-            per_seed[-1]["export"] = {k: v for k, v in timing.items() if k != "reference"}
-        else:
-            per_seed[-1]["export"] = champion_timing(champion, gate, args.repeats)
+            timing = export_timing(per_seed[-1]["export"], gate, args.repeats)
     return {
         "command": " ".join(sys.argv),
         "machine": machine,
@@ -561,8 +559,8 @@ def table(doc: dict[str, Any]) -> str:
         if t is None or "speedup" not in t:
             lines.append(f"- export timing: {(t or {}).get('note', 'n/a')}")
             continue
-        whose = f"seed {first}'s champion" if first is not None else "the first seed's champion of one pooled run"
         if not timed:  # else on the per-seed line above
+            whose = f"seed {first}'s champion" if first is not None else "the first seed's champion of one pooled run"
             lines.append(f"- export (python, batch 1,024, threads 1, {whose}): budget 0.25 "
                          f"{1e6 * t['0.25']:.0f} us, budget 1.0 {1e6 * t['1']:.0f} us per batch: {t['speedup']:.2f}x "
                          f"({t['how']})")  # fmt: skip
