@@ -199,7 +199,7 @@ def adaptive_plan(genome: Genome, gate: str = "sigmoid") -> AdaptivePlan:
     node_flops: dict[int, int] = {n: 0 for n in live.neurons if g.nodes[n]["role"] != "input"}
     skip_flops: dict[int, int] = {}
     for s, d in live.edges:
-        node_flops[d] += 2 * kept[s] * kept[d]
+        node_flops[d] += 2 * live.entries(s, d)
         if g.nodes[d].get("skip") is not None:
             skip_flops[d] = skip_flops.get(d, 0) + 2 * kept[s]
     for n in node_flops:

@@ -70,7 +70,7 @@ from ._errors import GenomeError
 from .adaptive import is_adaptive
 from .complexity import ActiveStructure, active_structure
 from .gates import gate_value, open_probability
-from .genome import Genome, is_frozen, set_order
+from .genome import Genome, is_frozen, is_sparse, set_order
 from .mutations._neurons import keep_neurons
 
 __all__ = [
@@ -309,7 +309,9 @@ def _structure(
     neurons = {n: kept[n].copy() for n in live}
     if inp not in neurons:
         neurons[inp] = kept[inp].copy()
-    return ActiveStructure(neurons=neurons, edges=edges, input=inp, output=out)
+    g = genome.graph
+    sparse = {(s, d): g.edges[s, d]["mask"] for s, d in edges if is_sparse(g.edges[s, d])}
+    return ActiveStructure(neurons=neurons, edges=edges, input=inp, output=out, sparse=sparse)
 
 
 def _drop_allowed(

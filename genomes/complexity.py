@@ -1,7 +1,8 @@
 """Complexity figures read off the genome: what a network really costs to run.
 
 Only the *live* structure counts: neurons whose deterministic gate is open (not
-exactly 0), enabled edges (feed-forward or recurrent) whose gate is open, and nodes
+exactly 0), the connections of a sparse edge (its ``mask``, see
+``genomes.genome.edge_entries``), enabled edges (feed-forward or recurrent) whose gate is open, and nodes
 that still have such a path to the output or to an exit head (``genomes.adaptive``; a
 recurrent edge counts as a path: its source feeds the output one step later). FLOPs are per sample and time step. That is exactly the structure an exported module
 keeps, so ``ActiveStructure.n_parameters`` equals the exported parameter count.
@@ -10,13 +11,13 @@ With ``sigmoid`` gates nothing is ever exactly closed, so everything enabled cou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
 
 from .gates import gate_value
-from .genome import Genome
+from .genome import Genome, is_sparse
 
 __all__ = ["ActiveStructure", "active_structure"]
 
@@ -35,6 +36,8 @@ class ActiveStructure:
         input: id of the input node.
         output: id of the output node.
         skips: live nodes with a skip gate (``genomes.adaptive``), sorted.
+        sparse: every live sparse edge's connection ``mask`` (``mutation.sparsify``);
+            dense edges are absent.
     """
 
     neurons: dict[int, np.ndarray]
@@ -42,11 +45,20 @@ class ActiveStructure:
     input: int
     output: int
     skips: tuple[int, ...] = ()
+    sparse: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+
+    def entries(self, s: int, d: int) -> int:
+        """Live weights of edge ``s -> d``: kept rows x kept columns, only the connections of a sparse edge."""
+        rows, cols = self.neurons[d], self.neurons[s]
+        mask = self.sparse.get((s, d))
+        if mask is None:
+            return int(rows.sum()) * int(cols.sum())
+        return int(np.count_nonzero(mask[rows][:, cols]))
 
     @property
     def n_weights(self) -> int:
-        """Entries of the live weight matrices (kept rows x kept columns)."""
-        return sum(int(self.neurons[d].sum()) * int(self.neurons[s].sum()) for s, d in self.edges)
+        """Entries of the live weight matrices (kept rows x kept columns; a sparse edge's connections)."""
+        return sum(self.entries(s, d) for s, d in self.edges)
 
     @property
     def n_skip(self) -> int:
@@ -98,4 +110,5 @@ def active_structure(genome: Genome, gate: str = "sigmoid") -> ActiveStructure:
     if inp not in neurons:
         neurons[inp] = kept[inp]
     skips = tuple(sorted(n for n in live if g.nodes[n].get("skip") is not None))
-    return ActiveStructure(neurons=neurons, edges=edges, input=inp, output=out, skips=skips)
+    sparse = {(s, d): g.edges[s, d]["mask"] for s, d in edges if is_sparse(g.edges[s, d])}
+    return ActiveStructure(neurons=neurons, edges=edges, input=inp, output=out, skips=skips, sparse=sparse)

@@ -28,6 +28,7 @@ class MutationConfig:
     perturb_std: float = 0.1  # relative weight noise of perturb_weights
     perturb_fraction: float = 0.5  # share of arrays perturb_weights touches
     prune_weakest: int = 1  # neurons prune_neurons removes when none is closed
+    sparsify_fraction: float = 0.5  # share of an edge's removable connections sparsify removes
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,10 @@ def crossover(
             from_other += 1
             a["weight"] = b["weight"].copy()
             a["gate"] = np.float32(b["gate"])
+            if b.get("mask") is not None:  # the weights come with their connections
+                a["mask"] = b["mask"].copy()
+            else:
+                a.pop("mask", None)
             if b.get("skip") is not None:
                 a["skip"] = b["skip"].copy()
     args = {"matched": matched, "from_other": from_other, "shape_mismatch": mismatch}

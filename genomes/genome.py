@@ -48,6 +48,14 @@ class Genome:
     read them with ``attrs.get(...)`` (see :func:`is_frozen`, :func:`module_of`) so
     genomes built before they existed still work.
 
+    Sparse edges (``mutation.sparsify``): a feed-forward edge may carry ``mask`` (bool
+    [width_j, width_i]; absent or None: dense), its connections. ``weight`` is exactly
+    0 where ``mask`` is False (``validate`` checks), so the function is the one of a
+    dense edge holding those zeros and every engine and export computes it unchanged;
+    an absent connection counts in neither parameters nor FLOPs and training never
+    moves it (its gradient is masked). Neurons added to a sparse edge's ends are
+    connected (new mask entries True). See :func:`is_sparse`, :func:`edge_entries`.
+
     Budget orders (``genomes.budgets``): a hidden node may carry ``order`` (an int
     array, a permutation of ``range(width)``, most important neuron first; absent
     or None: the identity) and ``drop`` (an int >= 0, unique among the nodes, the
@@ -285,7 +293,7 @@ class Genome:
     def n_parameters(self) -> int:
         """Return the number of weights and biases (every node and enabled edge), skip gates included."""
         g = self.graph
-        total = sum(int(a["weight"].size) for _, _, a in g.edges(data=True) if a["enabled"])
+        total = sum(edge_entries(a) for _, _, a in g.edges(data=True) if a["enabled"])
         total += sum(int(a["width"]) for _, a in g.nodes(data=True) if a["role"] != "input")
         total += sum(1 for _, a in g.nodes(data=True) if a.get("skip") is not None)
         total += sum(int(a["skip"].size) for _, _, a in g.edges(data=True) if a["enabled"] and a.get("skip") is not None)
@@ -323,7 +331,8 @@ class Genome:
         Node entries end with the budget order (None when absent or the identity) and
         the drop rank (None when absent), then, on adaptive genes only
         (``genomes.adaptive``), an exit's threshold or ``"skip"`` on a skip-gated node
-        (so a genome without them has the key it always had).
+        (so a genome without them has the key it always had). A sparse edge's entry
+        ends with its mask's bytes (absent otherwise, for the same reason).
         """
         nodes = tuple(
             (
@@ -340,7 +349,7 @@ class Genome:
             for n, a in sorted(self.graph.nodes(data=True))
         )
         edges = tuple(
-            (s, d, a["innovation"], a["enabled"], a["recurrent"], is_frozen(a))
+            (s, d, a["innovation"], a["enabled"], a["recurrent"], is_frozen(a), *_mask_key(a))
             for s, d, a in sorted(self.graph.edges(data=True))
         )
         return nodes, edges
@@ -415,7 +424,7 @@ class Genome:
                 return False
             if not _same_optional(a.get("skip"), b.get("skip")):
                 return False
-        return True
+        return True  # masks are part of structure_key
 
     __hash__ = None  # type: ignore[assignment]  # mutable graph inside: not hashable
 
@@ -536,6 +545,23 @@ def edge_attrs(
 def is_frozen(attrs: dict[str, Any]) -> bool:
     """Return whether a node or edge attribute dict is frozen (False when the key is absent)."""
     return bool(attrs.get("frozen", False))
+
+
+def is_sparse(attrs: dict[str, Any]) -> bool:
+    """Return whether an edge attribute dict has a connection mask (absent or None: dense)."""
+    return attrs.get("mask") is not None
+
+
+def edge_entries(attrs: dict[str, Any]) -> int:
+    """Return the connections of an edge: its weight entries, the mask's on a sparse edge."""
+    m = attrs.get("mask")
+    return int(attrs["weight"].size if m is None else np.count_nonzero(m))
+
+
+def _mask_key(a: dict[str, Any]) -> tuple:
+    """The sparse part of an edge's structure key: empty unless it has a mask."""
+    m = a.get("mask")
+    return () if m is None else (np.packbits(m).tobytes(),)
 
 
 def module_of(attrs: dict[str, Any]) -> dict[str, Any] | None:
@@ -759,6 +785,14 @@ def _check_edge(s: Any, d: Any, a: dict[str, Any], ns: dict[str, Any], nd: dict[
             raise GenomeError(f"{where}: an edge into frozen node {d} should not be recurrent")
     elif frozen:
         raise GenomeError(f"{where}: a frozen edge should go into a frozen node, node {d} is not frozen")
+    mask = a.get("mask")
+    if mask is not None:
+        if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_ or mask.shape != shape:
+            raise GenomeError(f"{where}: mask should be a bool array of shape {shape}, got {_describe(mask)}")
+        if a["recurrent"] or frozen or nd["role"] == "exit":
+            raise GenomeError(f"{where}: only a feed-forward edge into a hidden or output node may have a mask")
+        if np.any(wt[~mask] != 0):
+            raise GenomeError(f"{where}: weight should be 0 where mask is False (an absent connection)")
     skip = a.get("skip")
     if nd.get("skip") is not None and not a["recurrent"]:
         shape1 = (ns["width"],)

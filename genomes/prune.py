@@ -126,8 +126,12 @@ def prune_closed(genome: Genome, gate: str) -> tuple[Genome, MutationRecord | No
         a["gate"] = a["gate"][mask].copy()
         for s in h.predecessors(n):
             h.edges[s, n]["weight"] = h.edges[s, n]["weight"][mask, :].copy()
+            if h.edges[s, n].get("mask") is not None:
+                h.edges[s, n]["mask"] = h.edges[s, n]["mask"][mask, :].copy()
         for d in h.successors(n):
             h.edges[n, d]["weight"] = h.edges[n, d]["weight"][:, mask].copy()
+            if h.edges[n, d].get("mask") is not None:
+                h.edges[n, d]["mask"] = h.edges[n, d]["mask"][:, mask].copy()
             if h.edges[n, d].get("skip") is not None:
                 h.edges[n, d]["skip"] = h.edges[n, d]["skip"][mask].copy()
     if not (removed_nodes or folded or removed_edges or removed_neurons):

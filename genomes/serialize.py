@@ -24,6 +24,10 @@ Version 4 added the adaptive genes (``genomes.adaptive``): an exit node (role
 ``"exit"``) holds ``"threshold": float``; a skip-gated hidden node ``"skip"`` (an
 array of shape [1]) and every feed-forward edge into it ``"skip"`` (shape
 [width_src]). Only a genome with adaptive genes is written as version 4.
+
+Version 5 added sparse edges (``mutation.sparsify``): an edge may hold ``"mask"``,
+its connections, as a 0/1 array of the weight's shape. Only a genome with a sparse edge
+is written as version 5; versions 1-4 load as before (every edge dense).
 """
 
 from __future__ import annotations
@@ -53,10 +57,12 @@ __all__ = [
 ]
 
 FORMAT = "hybrid.genome"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 #: Versions ``from_dict`` reads (1: before grafted modules; its genes are unfrozen;
-#: 2: before budget orders; 3: before adaptive genes).
-READ_VERSIONS = (1, 2, 3, 4)
+#: 2: before budget orders; 3: before adaptive genes; 4: before sparse edges).
+READ_VERSIONS = (1, 2, 3, 4, 5)
+#: The version written for a genome with adaptive genes and no sparse edge.
+ADAPTIVE_VERSION = 4
 #: The version written for a genome with budget attributes and no adaptive genes.
 BUDGET_VERSION = 3
 #: The version written for a genome without budget orders or drop ranks.
@@ -172,6 +178,8 @@ def _edge_dict(s: int, d: int, a: dict[str, Any]) -> dict[str, Any]:
     }
     if a.get("frozen", False):
         out["frozen"] = True
+    if a.get("mask") is not None:
+        out["mask"] = encode_array(a["mask"].astype(np.float32))
     if a.get("skip") is not None:
         out["skip"] = encode_array(a["skip"])
     return out
@@ -184,7 +192,16 @@ def to_dict(genome: Genome) -> dict[str, Any]:
     edges = [_edge_dict(s, d, a) for s, d, a in sorted(g.edges(data=True))]
     budgets = any("order" in nd or "drop" in nd for nd in nodes)
     adaptive = any("threshold" in nd or "skip" in nd for nd in nodes)
-    version = FORMAT_VERSION if adaptive else BUDGET_VERSION if budgets else PLAIN_VERSION
+    sparse = any("mask" in ed for ed in edges)
+    version = (
+        FORMAT_VERSION
+        if sparse
+        else ADAPTIVE_VERSION
+        if adaptive
+        else BUDGET_VERSION
+        if budgets
+        else PLAIN_VERSION
+    )
     return {"format": FORMAT, "version": version, "meta": genome.meta, "nodes": nodes, "edges": edges}
 
 
@@ -326,6 +343,11 @@ def from_dict(data: Any) -> Genome:
             gate=np.float32(decode_array(gate, (), f"{named}.gate")),
             frozen=_get_frozen(ed, named),
         )
+        if ed.get("mask") is not None:
+            bits = decode_array(ed["mask"], shape, f"{named}.mask")
+            if not np.isin(bits, (0.0, 1.0)).all():
+                raise GenomeError(f"{named}.mask: every entry should be 0 or 1")
+            g.edges[s, d]["mask"] = bits == 1.0
         if ed.get("skip") is not None:
             g.edges[s, d]["skip"] = decode_array(ed["skip"], (shape[1],), f"{named}.skip")
     return Genome(g, meta=meta).validate()
@@ -392,7 +414,7 @@ def to_graphml(genome: Genome, path: str | os.PathLike[str] | None = None) -> nx
     adds ``order`` (its permutation as space-separated ints), one with a drop rank
     ``drop``. Adaptive genes (``genomes.adaptive``): an exit node (role ``"exit"``)
     adds its ``threshold``, a skip-gated node ``skip`` (its gate's bias), and an edge
-    into one ``skip_norm``.
+    into one ``skip_norm``. A sparse edge adds ``connections`` (its mask's count).
     """
     h = nx.DiGraph()
     for n, a in genome.graph.nodes(data=True):
@@ -421,6 +443,7 @@ def to_graphml(genome: Genome, path: str | os.PathLike[str] | None = None) -> nx
             recurrent=bool(a["recurrent"]),
             weight_norm=float(np.linalg.norm(a["weight"])),
             **({"frozen": True} if a.get("frozen", False) else {}),
+            **({"connections": int(np.count_nonzero(a["mask"]))} if a.get("mask") is not None else {}),
             **({"skip_norm": float(np.linalg.norm(a["skip"]))} if a.get("skip") is not None else {}),
         )
     if path is not None:

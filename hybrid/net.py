@@ -24,6 +24,10 @@ Frozen genes (a grafted module's nodes and edges, ``frozen`` attribute set): com
 like any other; their parameters have ``requires_grad=False`` (same keys), and the
 write-back (:func:`with_values`) keeps the genome's own arrays for them, bit for bit.
 
+Sparse edges (``mutation.sparsify``, an edge ``mask``): the weight is used as ``W *
+mask`` (a non-persistent buffer), equal to ``W`` since absent connections hold 0,
+so their gradient is exactly 0 and training leaves them at 0.
+
 Compute that adapts to each input (issue 16, :mod:`genomes.adaptive`): an exit node
 is an ordinary node without a neuron gate (like the output); its head is its one
 incoming edge. A skip-gated hidden node ``j`` has the parameters ``n{j}_skip`` [1]
@@ -213,6 +217,7 @@ class GenomeNet(nn.Module):
         self._output = genome.output_id
         self.nodes = nn.ParameterDict()
         self.edges = nn.ParameterDict()
+        self._masks: dict[str, str] = {}  # sparse edges: weight key -> its mask buffer's name
         g = genome.graph
         active = genome.active_graph()
         inv = {e: g.edges[e]["innovation"] for e in active.edges}
@@ -234,6 +239,10 @@ class GenomeNet(nn.Module):
                 e = g.edges[s, n]
                 self.edges[_edge_key(s, n, "weight")] = _param(e["weight"], is_frozen(e))
                 self.edges[_edge_key(s, n, "gate")] = _param(e["gate"], is_frozen(e))
+                if e.get("mask") is not None:  # a sparse edge: W * mask, so absent entries get no gradient
+                    name = f"_mask_{_edge_key(s, n, 'weight')}"
+                    self.register_buffer(name, torch.tensor(e["mask"].astype(np.float32)), persistent=False)
+                    self._masks[_edge_key(s, n, "weight")] = name
                 incoming.append((s, _edge_key(s, n, "weight"), _edge_key(s, n, "gate")))
             plan.append((n, a["activation"], _node_key(n, "bias"), node_gate, tuple(incoming)))
             if a.get("skip") is not None:  # a skip gate: a tiny linear layer on the node's input
@@ -274,6 +283,16 @@ class GenomeNet(nn.Module):
             n: f"{n}: {a['activation'] if a['role'] == 'hidden' else a['role']}[{a['width']}]"
             for n, a in g.nodes(data=True)
         }
+
+    def _weight(self, key: str) -> torch.Tensor:
+        """Edge weight ``key`` as the function uses it: times its mask on a sparse edge.
+
+        The product equals the weight (absent connections hold exactly 0) and makes
+        their gradient exactly 0, so any optimiser leaves them at 0.
+        """
+        w = self.edges[key]
+        name = self._masks.get(key)
+        return w if name is None else w * getattr(self, name)
 
     # ------------------------------------------------------------------ gates
     @property
@@ -578,9 +597,7 @@ class GenomeNet(nn.Module):
                 continue
             pre = self.nodes[bias_key]
             for s, weight_key, edge_gate_key in incoming:
-                pre = pre + gates[edge_gate_key] * nn.functional.linear(
-                    values[s], self.edges[weight_key]
-                )
+                pre = pre + gates[edge_gate_key] * nn.functional.linear(values[s], self._weight(weight_key))
             if previous:
                 for s, weight_key, edge_gate_key in self._recurrent.get(n, ()):
                     pre = pre + gates[edge_gate_key] * nn.functional.linear(
@@ -703,7 +720,7 @@ class GenomeNet(nn.Module):
         for s, weight_key, edge_gate_key in incoming:
             if s in values:
                 h = values[s] if rows is None else values[s][rows]
-                pre = pre + gates[edge_gate_key] * nn.functional.linear(h, self.edges[weight_key])
+                pre = pre + gates[edge_gate_key] * nn.functional.linear(h, self._weight(weight_key))
         out = TORCH_ACTIVATIONS[activation](pre)
         out = out if gate_key is None else out * gates[gate_key]
         if rows is None:

@@ -63,6 +63,8 @@ _RECURRENT_OPS = _OPS + ("add_recurrent_edge",) * 3
 #: ``adaptive=True`` adds exit heads and skip gates (``genomes.adaptive``), each
 #: twice as likely as the rest (on a recurrent genome they do not apply).
 ADAPTIVE_OPS: tuple[str, ...] = ("add_exit", "add_skip")
+#: ``sparse=True`` adds ``sparsify`` (sparse edges), twice as likely as the rest.
+SPARSE_OPS: tuple[str, ...] = ("sparsify",)
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,8 @@ def mutation_config(gate: str = "sigmoid") -> MutationConfig:
 def randomise(genome: Genome, rng: np.random.Generator, closed_share: float = 0.2) -> Genome:
     """Return a copy of ``genome`` with every array drawn as training might leave it.
 
-    Weights ~ N(0, s^2 / fan_in) with a per-edge scale ``s`` in [0.5, 1.5]; hidden,
+    Weights ~ N(0, s^2 / fan_in) with a per-edge scale ``s`` in [0.5, 1.5] (0 where a
+    sparse edge's ``mask`` is False); hidden,
     output and exit biases ~ N(0, 0.5^2) (the input bias and the output and exit
     gates stay zero); each gate logit is closed (``CLOSED_LOGITS``) with probability
     ``closed_share``, else drawn from ``OPEN_LOGITS``. Skip gates
@@ -111,6 +114,8 @@ def _randomise_in_place(genome: Genome, rng: np.random.Generator, closed_share: 
         fan_in = a["weight"].shape[1]
         scale = rng.uniform(0.5, 1.5) / np.sqrt(fan_in)
         a["weight"] = rng.normal(0.0, scale, a["weight"].shape).astype(np.float32)
+        if a.get("mask") is not None:
+            a["weight"] = np.where(a["mask"], a["weight"], np.float32(0.0))
         a["gate"] = logits(1)[0]
         if a.get("skip") is not None:
             a["skip"] = rng.normal(0.0, 0.5, a["skip"].shape).astype(np.float32)
@@ -131,12 +136,15 @@ def _grow(
     trained: bool,
     recurrent: bool = False,
     adaptive: bool = False,
+    sparse: bool = False,
 ) -> Genome:
     """Apply a drawn sequence of mutations (retraining in between when ``trained``)."""
     closed_share = draw(st.sampled_from([0.0, 0.2, 0.5]))
     ops = _RECURRENT_OPS if recurrent else _OPS
     if adaptive:
         ops = ops + ADAPTIVE_OPS * 2
+    if sparse:
+        ops = ops + SPARSE_OPS * 2
     count = draw(st.integers(0, max_mutations))  # spread: a bare list favours short ones
     steps = draw(
         st.lists(
@@ -169,13 +177,15 @@ def grown_genomes(
     trained: bool = True,
     recurrent: bool = False,
     adaptive: bool = False,
+    sparse: bool = False,
 ) -> GrownGenome:
     """Draw a :class:`GrownGenome`: a genome plus the tracker and config that grew it.
 
     Use it when a test applies more operators to the drawn genome (the tracker
     keeps innovation numbers consistent). Arguments as for ``genomes_strategy``;
     ``adaptive=True`` also draws ``add_exit`` and ``add_skip`` (exit heads need
-    ``n_outputs >= 2``; skip gates a hidden node).
+    ``n_outputs >= 2``; skip gates a hidden node); ``sparse=True`` draws ``sparsify``
+    too (sparse edges; not with ``recurrent``).
     """
     n_in, n_out = _draw(n_inputs, draw), _draw(n_outputs, draw)
     kind = _draw(gate, draw)
@@ -186,7 +196,7 @@ def grown_genomes(
     tracker = InnovationTracker()
     config = mutation_config(kind)
     genome = Genome.minimal(n_in, n_out, rng, tracker, hidden=hidden, activation=activation)
-    genome = _grow(draw, genome, rng, tracker, config, max_mutations, trained, recurrent, adaptive)
+    genome = _grow(draw, genome, rng, tracker, config, max_mutations, trained, recurrent, adaptive, sparse)
     return GrownGenome(genome, tracker, config)
 
 
@@ -197,6 +207,7 @@ def genomes_strategy(
     gate: str | st.SearchStrategy[str] = "sigmoid",
     trained: bool = True,
     recurrent: bool = False,
+    sparse: bool = False,
 ) -> st.SearchStrategy[Genome]:
     """Return a strategy of valid genomes grown by random mutation sequences.
 
@@ -208,8 +219,9 @@ def genomes_strategy(
         trained: randomise all arrays (weights, biases, gates incl. closed ones).
         recurrent: draw ``add_recurrent_edge`` too (genomes with memory); off by
             default, so feed-forward engines get feed-forward genomes.
+        sparse: draw ``sparsify`` too (sparse edges).
     """
-    strategy = grown_genomes(n_inputs, n_outputs, max_mutations, gate, trained, recurrent)
+    strategy = grown_genomes(n_inputs, n_outputs, max_mutations, gate, trained, recurrent, sparse=sparse)
     return strategy.map(lambda g: g.genome)
 
 
@@ -223,6 +235,7 @@ def populations_strategy(
     gate: str | st.SearchStrategy[str] = "sigmoid",
     trained: bool = True,
     recurrent: bool = False,
+    sparse: bool = False,
 ) -> list[Genome]:
     """Draw a population: genomes of one run sharing widths and one innovation tracker.
 
@@ -237,6 +250,7 @@ def populations_strategy(
         gate: gate kind (or a strategy of it).
         trained: randomise all arrays of every member.
         recurrent: grow recurrent edges too (see ``genomes_strategy``).
+        sparse: draw ``sparsify`` too (sparse edges).
     """
     n_in, n_out = _draw(n_inputs, draw), _draw(n_outputs, draw)
     count, kind = _draw(size, draw), _draw(gate, draw)
@@ -255,6 +269,6 @@ def populations_strategy(
             members.append(child.validate())
         else:
             members.append(
-                _grow(draw, base, rng, tracker, config, max_mutations, trained, recurrent)
+                _grow(draw, base, rng, tracker, config, max_mutations, trained, recurrent, sparse=sparse)
             )
     return members

@@ -20,7 +20,7 @@ from ..innovation import InnovationTracker
 from .adaptive import add_exit, add_skip
 from .growth import EXACT_SPLITS, add_edge, add_node, add_recurrent_edge, widen
 from .perturb import mutate_activation, perturb_weights, reset_gates
-from .pruning import prune_edge, prune_neurons, remove_node
+from .pruning import prune_edge, prune_neurons, remove_node, sparsify
 
 __all__ = [
     "EXACT_SPLITS",
@@ -41,6 +41,7 @@ __all__ = [
     "prune_neurons",
     "remove_node",
     "reset_gates",
+    "sparsify",
     "widen",
 ]
 
@@ -62,14 +63,15 @@ MUTATIONS: dict[str, MutationFn] = {
     "add_recurrent_edge": add_recurrent_edge,
     "add_exit": add_exit,
     "add_skip": add_skip,
+    "sparsify": sparsify,
 }
 
 #: Growth and skip mutations: function preserving under the deterministic gates.
 GROWTH: tuple[str, ...] = ("add_node", "widen", "add_edge", "add_recurrent_edge", "add_exit", "add_skip")
 #: Operators that draw nothing from the generator while their rate is 0, so a run that
 #: never asks for them is the run it was before they existed.
-OPT_IN: tuple[str, ...] = ("add_recurrent_edge", "add_exit", "add_skip")
+OPT_IN: tuple[str, ...] = ("add_recurrent_edge", "add_exit", "add_skip", "sparsify")
 #: Pruning: function preserving when what they remove is closed (hard-concrete gates).
-PRUNING: tuple[str, ...] = ("prune_neurons", "prune_edge", "remove_node")
+PRUNING: tuple[str, ...] = ("prune_neurons", "prune_edge", "remove_node", "sparsify")
 #: Perturbation: same structure, new values.
 PERTURBATION: tuple[str, ...] = ("perturb_weights", "mutate_activation", "reset_gates")

@@ -43,7 +43,9 @@ def append_neurons(
     included), new biases zero and new gate logits ``gate_init``. The ``skip``
     vector of every out-edge into a skip-gated node (``genomes.adaptive``) grows
     with zeros too, so the new neurons do not move any skip gate. A budget
-    ``order`` gets the new neurons at its end (least important).
+    ``order`` gets the new neurons at its end (least important). A sparse edge's
+    ``mask`` grows with True: the new neurons are connected (their zero outgoing
+    weights are connections that training moves).
     """
     g = genome.graph
     a = g.nodes[node]
@@ -59,11 +61,15 @@ def append_neurons(
         shape = (added, w.shape[1])
         rows = np.zeros(shape, np.float32) if rng is None else lecun_normal(rng, shape)
         e["weight"] = np.concatenate([w, rows], axis=0)
+        if e.get("mask") is not None:
+            e["mask"] = np.concatenate([e["mask"], np.ones(shape, bool)], axis=0)
     for _, d in g.out_edges(node):
         e = g.edges[node, d]
         w = e["weight"]
         cols = np.zeros((w.shape[0], added), np.float32)
         e["weight"] = np.concatenate([w, cols], axis=1)
+        if e.get("mask") is not None:
+            e["mask"] = np.concatenate([e["mask"], np.ones(cols.shape, bool)], axis=1)
         if e.get("skip") is not None:
             e["skip"] = np.concatenate([e["skip"], np.zeros(added, np.float32)])
 
@@ -73,8 +79,8 @@ def keep_neurons(genome: Genome, node: int, keep: np.ndarray) -> None:
 
     Slices the node's bias and gate, the rows of every incoming matrix and the
     columns of every outgoing one (an exit head's included), and the entries of
-    every outgoing ``skip`` vector (``genomes.adaptive``); ``genome`` must be a
-    private copy. A budget
+    every outgoing ``skip`` vector (``genomes.adaptive``) and of sparse edges'
+    masks; ``genome`` must be a private copy. A budget
     ``order`` keeps the kept neurons in their relative order, renumbered.
     """
     g = genome.graph
@@ -88,9 +94,13 @@ def keep_neurons(genome: Genome, node: int, keep: np.ndarray) -> None:
     for s, _ in g.in_edges(node):
         e = g.edges[s, node]
         e["weight"] = e["weight"][keep, :].copy()
+        if e.get("mask") is not None:
+            e["mask"] = e["mask"][keep, :].copy()
     for _, d in g.out_edges(node):
         e = g.edges[node, d]
         e["weight"] = e["weight"][:, keep].copy()
+        if e.get("mask") is not None:
+            e["mask"] = e["mask"][:, keep].copy()
         if e.get("skip") is not None:
             e["skip"] = e["skip"][keep].copy()
 

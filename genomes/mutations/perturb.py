@@ -28,7 +28,8 @@ def perturb_weights(
     ``config.perturb_fraction`` (at least one always is) and gets noise of std
     ``config.perturb_std * rms(array)``; an all-zero array uses the LeCun scale
     ``1 / sqrt(fan_in)`` (weights) or 1 (biases) instead. Arrays holding NaN or inf
-    are left alone, and so are frozen edges and nodes (grafted modules). Skip gates
+    are left alone, and so are frozen edges and nodes (grafted modules) and the
+    absent connections of a sparse edge (its ``mask``; its rms is over all entries). Skip gates
     (``genomes.adaptive``) are trained values like weights, so their arrays are
     candidates too: a node's ``skip`` bias and an enabled edge's ``skip`` vector
     (all-zero: scale ``1 / sqrt(len)``). An exit head's weights and bias are ordinary
@@ -73,7 +74,10 @@ def perturb_weights(
         scale = float(np.sqrt(np.mean(arr**2)))
         if scale == 0.0:
             scale = 1.0 / np.sqrt(arr.shape[-1]) if attr in ("weight", "skip") else 1.0
-        attrs[attr] = (arr + rng.normal(0.0, config.perturb_std * scale, arr.shape)).astype(np.float32)
+        noise = rng.normal(0.0, config.perturb_std * scale, arr.shape)
+        if attr == "weight" and attrs.get("mask") is not None:
+            noise *= attrs["mask"]  # absent connections stay absent (exactly 0)
+        attrs[attr] = (arr + noise).astype(np.float32)
         labels.append(label)
     return child, MutationRecord("perturb_weights", {"arrays": labels, "std": config.perturb_std})
 

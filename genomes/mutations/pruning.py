@@ -1,4 +1,4 @@
-"""Pruning mutations: ``prune_neurons``, ``prune_edge``, ``remove_node``.
+"""Pruning mutations: ``prune_neurons``, ``prune_edge``, ``remove_node``, ``sparsify``.
 
 Closed hard-concrete gates are exact zeros (Louizos, Welling & Kingma 2018), so
 removing what they close keeps the function; each operator prefers such
@@ -20,7 +20,7 @@ from ..genome import Genome, edge_attrs, is_frozen, module_of
 from ..innovation import InnovationTracker
 from ._neurons import choose, gate_scalar, keep_neurons
 
-__all__ = ["prune_edge", "prune_neurons", "remove_node"]
+__all__ = ["prune_edge", "prune_neurons", "remove_node", "sparsify"]
 
 
 def prune_neurons(
@@ -327,3 +327,74 @@ def remove_node(
     if exits:
         args["exits"] = [int(x) for x in exits]
     return child, MutationRecord("remove_node", args)
+
+
+def sparsify(
+    genome: Genome, rng: np.random.Generator, tracker: InnovationTracker, config: MutationConfig
+) -> tuple[Genome, MutationRecord]:
+    """Remove the weakest connections of one edge: magnitude pruning inside an edge.
+
+    Picks, at random, an enabled feed-forward edge into a hidden or output node
+    (never a frozen one, nor an exit head) with a neuron that has more than one
+    connection on it, and removes ``ceil(config.sparsify_fraction * removable)`` of
+    its connections, smallest ``|weight|`` first (ties: lowest index first), where
+    ``removable`` counts the connections above one per destination neuron: each
+    neuron keeps at least one. The edge's ``mask`` (created on a dense edge) drops
+    them and their weights become 0. This changes the function by what the removed
+    weights contributed; an edge's connections are what ``genomes.complexity``
+    counts, so the child is cheaper in parameters and FLOPs.
+
+    Args:
+        genome: a valid genome (not modified).
+        rng: picks the edge.
+        tracker: unused.
+        config: ``sparsify_fraction``.
+
+    Returns:
+        The child and ``sparsify(edge, removed, connections, closed)`` (connections:
+        what the edge keeps; closed: every removed weight was exactly 0, so the
+        function is unchanged).
+
+    Raises:
+        NotApplicable: no edge has a neuron with two connections or more.
+    """
+    g = genome.graph
+    candidates = []
+    for s, d, a in sorted(g.edges(data=True)):
+        if not a["enabled"] or a["recurrent"] or is_frozen(a) or g.nodes[d]["role"] == EXIT:
+            continue
+        mask = a.get("mask")
+        per_row = mask.sum(axis=1) if mask is not None else np.full(a["weight"].shape[0], a["weight"].shape[1])
+        if (per_row > 1).any():
+            candidates.append((s, d))
+    if not candidates:
+        raise NotApplicable("sparsify: no edge has a neuron with two connections or more")
+    s, d = choose(rng, candidates)
+    child = genome.copy()
+    e = child.graph.edges[s, d]
+    w = e["weight"]
+    mask = e["mask"].copy() if e.get("mask") is not None else np.ones(w.shape, bool)
+    removable = int((mask.sum(axis=1) - 1).clip(min=0).sum())
+    n_remove = int(np.ceil(config.sparsify_fraction * removable))
+    if n_remove:
+        # Smallest |w| first, ties by flat index; a row's last connection is never removed.
+        flat = np.flatnonzero(mask)
+        order = flat[np.lexsort((flat, np.abs(w.reshape(-1)[flat])))]
+        left = mask.sum(axis=1)
+        removed, gone = 0, []
+        for k in order:
+            r = k // w.shape[1]
+            if left[r] > 1:
+                mask.reshape(-1)[k] = False
+                gone.append(k)
+                left[r] -= 1
+                removed += 1
+                if removed == n_remove:
+                    break
+    else:
+        gone = []
+    closed = bool(gone) and not np.any(w.reshape(-1)[gone])
+    e["mask"] = mask
+    e["weight"] = np.where(mask, w, np.float32(0.0)).astype(np.float32)
+    args = {"edge": [int(s), int(d)], "removed": len(gone), "connections": int(mask.sum()), "closed": closed}
+    return child, MutationRecord("sparsify", args)

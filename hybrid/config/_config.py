@@ -97,6 +97,7 @@ class Config(Section):
         self._check_mode()
         self._check_budgets()
         self._check_adaptive()
+        self._check_sparse()
         if self.mutation.bottleneck_stats == "noisy" and not self.training.input_noise:
             raise KeyedError(
                 "mutation.bottleneck_stats",
@@ -248,6 +249,19 @@ class Config(Section):
                 f"expected 'off' for the sequence task {self.task.name!r} (budgets are for feed-forward networks)",
             )
 
+    def _check_sparse(self) -> None:
+        """Sparse edges (``mutation.sparsify``) are for feed-forward networks."""
+        m = self.mutation
+        if m.sparsify <= 0:
+            return
+        spec = TASKS.get(self.task.name)  # type: ignore[arg-type]
+        if self.genome.recurrent or m.add_recurrent_edge > 0 or (spec is not None and spec.sequence):
+            raise KeyedError(
+                "mutation.sparsify",
+                m.sparsify,
+                "expected 0 for recurrent networks or sequence tasks (sparse edges are for feed-forward networks)",
+            )
+
     def _check_adaptive(self) -> None:
         """Exit heads and skip gates (issue 16) are for feed-forward networks; exits for classifiers."""
         m, kind = self.mutation, self.task.kind
@@ -317,6 +331,7 @@ class Config(Section):
             perturb_std=m.perturb_std,
             perturb_fraction=m.perturb_fraction,
             prune_weakest=m.prune_weakest,
+            sparsify_fraction=m.sparsify_fraction,
         )
 
     def distance_config(self) -> DistanceConfig:

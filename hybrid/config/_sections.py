@@ -508,6 +508,11 @@ class MutationSection(Section):
         "it learns to skip the node for inputs that do not need it",
         0.0,
     )
+    sparsify: float = rate(
+        "remove the weakest connections of one edge (magnitude pruning: the edge becomes sparse, "
+        "cheaper in parameters and FLOPs; feed-forward)",
+        0.0,
+    )
     bottleneck_batch: int = Field(
         512,
         ge=8,
@@ -593,6 +598,13 @@ class MutationSection(Section):
         le=MAX_WIDTH,
         description=f"neurons prune_neurons removes when none is closed; at most {MAX_WIDTH}, the widest node",
     )
+    sparsify_fraction: float = Field(
+        MC.sparsify_fraction,
+        gt=0.0,
+        le=1.0,
+        description="share of an edge's removable connections (beyond one per neuron) sparsify removes, "
+        "in (0, 1]",
+    )
     activations: Annotated[tuple[Activation, ...], BeforeValidator(as_tuple)] = Field(
         MC.activations, min_length=1, description="activations mutate_activation may pick"
     )
@@ -602,7 +614,7 @@ class MutationSection(Section):
         names = ("add_node", "widen", "add_edge", "prune_neurons", "prune_edge", "remove_node",
                  "perturb_weights", "mutate_activation", "reset_gates",
                  "add_recurrent_edge", "grow_bottleneck", "add_node_bottleneck",
-                 "add_edge_bottleneck", "insert_module", "add_exit", "add_skip")  # fmt: skip
+                 "add_edge_bottleneck", "insert_module", "add_exit", "add_skip", "sparsify")  # fmt: skip
         return {n: getattr(self, n) for n in names}
 
 

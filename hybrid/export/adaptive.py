@@ -123,7 +123,7 @@ def plan_adaptive(
         "the stages and the export plan disagree on the exits"
     )
     for layer in (*plan.layers, *plan.exits):
-        assert 2 * layer.weight.size == ap.node_flops[layer.id], f"node {layer.id}: FLOPs disagree"
+        assert 2 * layer.n_weights == ap.node_flops[layer.id], f"node {layer.id}: FLOPs disagree"
     for part in plan.skips:
         assert 2 * part.weight.size == ap.skip_flops[part.node], (
             f"skip gate {part.node}: FLOPs disagree"

@@ -148,6 +148,7 @@ def _permuted(
         neurons=neurons,
         weight=np.ascontiguousarray(layer.weight[np.ix_(rows, cols)]),
         bias=np.ascontiguousarray(layer.bias[rows]),
+        mask=None if layer.mask is None else np.ascontiguousarray(layer.mask[np.ix_(rows, cols)]),
     )
 
 
@@ -229,9 +230,16 @@ def _check(bp: BudgetPlan) -> None:
             if not k:
                 continue
             biases += k
+            at = 0
             for s in layer.sources:
+                full = n_in if s == plan.input_id else plan.layers[index[s]].width
                 if (s, layer.id) not in off:
-                    weights += k * (n_in if s == plan.input_id else widths[index[s]])
+                    kept = n_in if s == plan.input_id else widths[index[s]]
+                    if layer.mask is None:
+                        weights += k * kept
+                    else:  # a sparse edge: its connections among the kept prefix
+                        weights += int(np.count_nonzero(layer.mask[:k, at : at + kept]))
+                at += full
         assert 2 * weights == level.flops, "level widths disagree with the chain's FLOPs"
         assert weights + biases == level.n_parameters, (
             "level widths disagree with the chain's parameters"

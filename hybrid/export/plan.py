@@ -9,7 +9,9 @@ into the weights it scales, so the function is the same::
 
 and what a closed gate (value exactly 0) multiplies is removed: closed input
 features, closed neurons (their incoming rows, bias and outgoing columns), closed
-and disabled edges, and then every node with no live path to the output. What is
+and disabled edges, and then every node with no live path to the output. (A sparse edge's absent
+connections, zero weights where its ``mask`` is False, stay zeros in the dense matrix: ``LayerPlan.mask``
+says which entries are connections, and the counts read it.) What is
 left is exactly ``genomes.active_structure(genome, gate)``, and the plan's
 parameter count equals its ``n_parameters``.
 
@@ -51,6 +53,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from genomes import ActiveStructure, Genome, active_structure, gate_value, state_layout
+from genomes.genome import is_sparse
 
 __all__ = ["ExportPlan", "LayerPlan", "SkipPlan", "StatePlan", "plan_export"]
 
@@ -75,6 +78,11 @@ class LayerPlan:
         recurrent_sources: ids of the nodes it reads at the previous step
             (live recurrent edges into it), ascending; their state slices follow
             the sources' values in the layer's input. Empty in a feed-forward plan.
+        mask: bool, ``weight``'s shape: which entries are connections, where a
+            source edge is sparse (``mutation.sparsify``: its ``mask``); None
+            where every entry is. The exported layer computes the
+            whole matrix (the absent connections are zeros in it); counts read
+            the mask.
     """
 
     id: int
@@ -86,6 +94,12 @@ class LayerPlan:
     weight: np.ndarray
     bias: np.ndarray
     recurrent_sources: tuple[int, ...] = ()
+    mask: np.ndarray | None = None
+
+    @property
+    def n_weights(self) -> int:
+        """Connections of the layer: its weight entries, the mask's where there is one."""
+        return int(self.weight.size if self.mask is None else np.count_nonzero(self.mask))
 
     @property
     def width(self) -> int:
@@ -99,8 +113,8 @@ class LayerPlan:
 
     @property
     def n_parameters(self) -> int:
-        """Weights plus biases of the layer."""
-        return int(self.weight.size + self.bias.size)
+        """Connections plus biases of the layer."""
+        return self.n_weights + int(self.bias.size)
 
 
 @dataclass(frozen=True)
@@ -292,12 +306,14 @@ def plan_export(
             continue
         rows = kept[n]
         parts = [np.zeros((len(rows), 0))]
+        masks = [np.zeros((len(rows), 0), bool)]
         skip_parts = [np.zeros(0)]
         for s in sources[n]:
             e = g.edges[s, n]
             cols = kept[s]
             w = e["weight"].astype(np.float64)[np.ix_(rows, cols)]
             parts.append(w * gate_value(e["gate"], gate, np.float64) * scale[s][cols])
+            masks.append(e["mask"][np.ix_(rows, cols)] if is_sparse(e) else np.ones(w.shape, bool))
             if e.get("skip") is not None:
                 v = e["skip"].astype(np.float64)[cols]
                 skip_parts.append(v * gate_value(e["gate"], gate, np.float64) * scale[s][cols])
@@ -305,6 +321,7 @@ def plan_export(
             e = g.edges[s, n]
             w = e["weight"].astype(np.float64)[np.ix_(rows, kept[s])]
             parts.append(w * gate_value(e["gate"], gate, np.float64))
+            masks.append(np.ones(w.shape, bool))  # recurrent edges are never sparse
         a = g.nodes[n]
         if a.get("skip") is not None:
             skips.append(
@@ -325,6 +342,7 @@ def plan_export(
                 weight=np.concatenate(parts, axis=1).astype(np.float32),
                 bias=a["bias"][rows].astype(np.float32),
                 recurrent_sources=tuple(int(s) for s in rec_sources[n]),
+                mask=None if all(m.all() for m in masks) else np.concatenate(masks, axis=1),
             )
         )
     layout = state_layout(genome)

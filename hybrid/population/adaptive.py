@@ -224,6 +224,7 @@ class _Part:
         sb_vals: list[float] = []
         w_member, b_member, g_member, sw_member, sb_member = [], [], [], [], []
         w_gate: list[np.ndarray] = []  # the edge gate index of each weight entry
+        w_absent: list[np.ndarray] = []  # a sparse edge's absent connections (never trained)
         sw_gate: list[np.ndarray] = []
         # per (k, l) block: lists of (member, row k, row l, flat index)
         blocks: dict[tuple[int, int], list[np.ndarray]] = {}
@@ -317,6 +318,9 @@ class _Part:
                     np.stack([np.full(rd * cs, m), c_idx, r_idx, flat])
                 )
                 w_vals.append(wt.reshape(-1))
+                w_absent.append(
+                    np.zeros(rd * cs, bool) if a.get("mask") is None else ~a["mask"].reshape(-1)
+                )
                 w_member += [m] * (rd * cs)
                 w_gate.append(np.full(rd * cs, gidx[(s, d)]))
                 w_off += rd * cs
@@ -340,6 +344,9 @@ class _Part:
             return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
 
         self.weights = torch.tensor(cat(w_vals), **fl)
+        absent = cat(w_absent, bool)
+        #: The weights' absent connections (sparse edges: exactly 0, never trained), or None.
+        self.weight_absent = torch.as_tensor(absent, device=dev) if absent.any() else None
         self.biases = torch.tensor(cat(b_vals), **fl)
         self.gates = torch.tensor(cat(g_vals), **fl)
         self.skip_weights = torch.tensor(cat(sw_vals), **fl)
@@ -939,6 +946,21 @@ class AdaptiveEngine:
     def params(self) -> tuple[torch.Tensor, ...]:
         """Every trained tensor: each group's ``(weights, biases, gates, skip_weights, skip_biases)``."""
         return tuple(t for part in self._parts for t in part.params)
+
+    @property
+    def frozen(self) -> list[torch.Tensor | None] | None:
+        """Per trained tensor (``params`` order), the entries training must not move, or None.
+
+        Those are the absent connections of sparse edges (``mutation.sparsify``): each
+        part's weights' ``weight_absent``; None when no member has a sparse edge.
+        """
+        if all(part.weight_absent is None for part in self._parts):
+            return None
+        return [
+            part.weight_absent if k == 0 else None
+            for part in self._parts
+            for k in range(len(part.params))
+        ]
 
     def param_groups(self) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
         """Return ``(kind, tensor, member of each entry)`` of every trained tensor (``params`` order).

@@ -194,8 +194,9 @@ class PopulationEngine(PackedGates):
 
     Attributes:
         frozen: per trained tensor ``(weights, biases, gates)``, a bool tensor of the
-            entries that belong to frozen genes (grafted modules: never trained);
-            None when no member has a frozen gene.
+            entries that belong to frozen genes (grafted modules: never trained) or
+            are a sparse edge's absent connections (exactly 0, never trained);
+            None when no member has either.
     """
 
     def __init__(

@@ -33,7 +33,9 @@ Frozen genes (grafted modules, ``genomes.modules``): a node or edge whose ``froz
 attribute is set is packed like any other (every engine computes it as an ordinary
 node); the layout only flags its entries (``weight_frozen``, ``bias_frozen``,
 ``gate_frozen``: a frozen edge's weights and gate, a frozen node's biases and gates;
-padding is not frozen) so that the optimiser leaves them alone.
+padding is not frozen) so that the optimiser leaves them alone. A sparse edge's
+absent connections (``mask`` False: weight exactly 0) are flagged the same way, so
+they stay exactly 0.
 """
 
 from __future__ import annotations
@@ -90,7 +92,8 @@ class Layout:
         members: where each member's values live.
         structure: each genome's ``structure_key()`` at packing time.
         weight_frozen, bias_frozen, gate_frozen: whether each entry of the three
-            tensors belongs to a frozen gene (padding: False).
+            tensors belongs to a frozen gene, or (weights) is a sparse edge's absent
+            connection (padding: False).
     """
 
     n_members: int
@@ -288,7 +291,9 @@ def _place_weights(
             pos = pos.reshape(-1)
             w[pos] = values.reshape(-1)
             w_member[pos] = m
-            w_frozen[pos] = is_frozen(graph.edges[s, d])
+            mask = graph.edges[s, d].get("mask")
+            # a sparse edge's absent connections never train: frozen at exactly 0
+            w_frozen[pos] = is_frozen(graph.edges[s, d]) if mask is None else ~mask.reshape(-1)
             weight_pos.append(pos)
             starts_m.append(n_w)
             n_w += pos.size

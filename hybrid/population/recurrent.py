@@ -145,7 +145,7 @@ class RecurrentEngine(PackedGates):
     Raises:
         ValueError: for an unknown gate kind.
         GenomeError: for an empty population, members of different widths, or a member
-            with frozen (grafted) genes: modules are feed-forward only.
+            with frozen (grafted) genes or sparse edges: both are feed-forward only.
     """
 
     def __init__(
@@ -172,6 +172,10 @@ class RecurrentEngine(PackedGates):
             if has_frozen(g):
                 raise GenomeError(
                     f"member {k} has frozen (grafted) genes: modules are feed-forward only"
+                )
+            if any(a.get("mask") is not None for *_, a in g.graph.edges(data=True)):
+                raise GenomeError(
+                    f"member {k} has sparse edges (mutation.sparsify): they are for feed-forward networks"
                 )
         self._structure = [g.structure_key() for g in self.genomes]
         self._build()

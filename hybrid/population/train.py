@@ -353,7 +353,8 @@ def train_adaptive(
     """Train an adaptive population in place: :func:`train_engine`'s loop with :func:`adaptive_losses`.
 
     AdamW with decay on edge weights only (skip weights and biases: none), the
-    minibatches ``batches``, :class:`StepGuard` failure isolation.
+    minibatches ``batches``, :class:`StepGuard` failure isolation; sparse edges'
+    absent connections (``AdaptiveEngine.frozen``) never move.
 
     Args:
         engine: the packed population (its gate kind should be ``config.gate``).
@@ -379,18 +380,20 @@ def train_adaptive(
         raise ValueError("hard_concrete gates need noise, got None")
     if engine.n_skips and skip_generator is None:
         raise ValueError("skip gates in training need a skip_generator, got None")
+    frozen = engine.frozen  # sparse edges' absent connections (None: no member has one)
     chosen = [
-        (kind, t, members)
-        for kind, t, members in engine.param_groups()
+        (kind, t, members, None if frozen is None else frozen[i])
+        for i, (kind, t, members) in enumerate(engine.param_groups())
         if t.numel() and (kind != "gates" or config.train_gates)
     ]
-    params = [t for _, t, _ in chosen]
+    params = [t for _, t, _, _ in chosen]
     optimizer = BatchedAdamW(
         params,
-        [members for _, _, members in chosen],
+        [members for _, _, members, _ in chosen],
         _lrs(lrs, config, p),
-        [kind == "weights" for kind, _, _ in chosen],
+        [kind == "weights" for kind, _, _, _ in chosen],
         config.weight_decay,
+        frozen=None if frozen is None else [f for _, _, _, f in chosen],
     )
     guard = StepGuard(p, steps, engine.dtype, X.device)
     sample_w = class_weights(y).to(engine.dtype)[y] if config.class_weight == "balanced" else None

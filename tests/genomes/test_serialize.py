@@ -116,7 +116,7 @@ def _edit(path, value=None, delete=False):
 
 MALFORMED = {
     "format": (_edit(["format"], "other"), r"genome.format: should be 'hybrid.genome'"),
-    "version": (_edit(["version"], 5), r"genome.version: should be one of \[1, 2, 3, 4\], got 5"),
+    "version": (_edit(["version"], 6), r"genome.version: should be one of \[1, 2, 3, 4, 5\], got 6"),
     "nodes missing": (_edit(["nodes"], delete=True), "genome: missing key 'nodes'"),
     "node not object": (_edit(["nodes", 0], 5), r"genome.nodes\[0\]: should be an object"),
     "width string": (_edit(["nodes", 2, "width"], "4"), r"genome.nodes\[2\].width: should be int"),
