@@ -822,7 +822,8 @@ def with_values(
         A copy with those arrays (float32 copies) in place; everything not named
         (disabled and recurrent edges, unused biases and gates, exit thresholds,
         ``meta``) and every frozen node's and edge's arrays (grafted modules: never
-        trained) unchanged.
+        trained) unchanged. A sparse edge's weight is written as ``W * mask`` (what
+        ``GenomeNet`` computes; the engines never move the absent entries anyway).
     """
     child = genome.copy()
     graph = child.graph
@@ -838,6 +839,9 @@ def with_values(
             graph.edges[s, d][what] = (
                 np.float32(value) if what == "gate" else np.array(value, dtype=np.float32)
             )
+        mask = graph.edges[s, d].get("mask")
+        if mask is not None and "weight" in values:  # a sparse edge: the function's W * mask
+            graph.edges[s, d]["weight"] = np.where(mask, graph.edges[s, d]["weight"], np.float32(0.0))
     return child
 
 

@@ -55,7 +55,9 @@ sidecar: whatever the caller passed (``genome_id``, ``run``, ``task``,
 ``export_format``, ``files``, ``gate``, ``n_inputs``, ``n_outputs``,
 ``n_parameters``, ``feature_mean``, ``feature_std``, ``feature_fill`` (when the
 module fills missing values), for a recurrent genome ``state`` (see
-:func:`state_info`), and the versions used.
+:func:`state_info`), for a genome with sparse edges ``sparse`` (the module's dense
+matrices hold the absent connections as zeros: ``stored_weights``,
+``absent_connections``), and the versions used.
 """
 
 from __future__ import annotations
@@ -384,6 +386,21 @@ def preprocess_source(encoding: Mapping[str, Any]) -> str:
     return source.replace(_ENCODING_LINE, f"ENCODING: dict[str, Any] | None = {literal}\n")
 
 
+def _sparse_info(plan: ExportPlan) -> dict[str, Any]:
+    """``sparse`` for a plan with sparse edges (``mutation.sparsify``), else nothing.
+
+    ``stored_weights``: weight entries the module holds (its dense matrices);
+    ``absent_connections``: those that are zeros standing for no connection, so
+    ``n_parameters`` = stored weights + biases - absent connections.
+    """
+    parts = (*plan.layers, *plan.exits)
+    absent = sum(int(layer.weight.size) - layer.n_weights for layer in parts)
+    if not absent:
+        return {}
+    stored = sum(int(layer.weight.size) for layer in parts)
+    return {"sparse": {"stored_weights": stored, "absent_connections": absent}}
+
+
 def _jsonable(x: Any) -> Any:
     if isinstance(x, np.ndarray):
         return x.tolist()
@@ -579,6 +596,7 @@ def _finish(
         "n_inputs": plan.n_inputs,
         "n_outputs": plan.n_outputs,
         "n_parameters": plan.n_parameters,
+        **_sparse_info(plan),
         "input": (
             ("sequences (B, T, n_inputs) of " if plan.is_recurrent else "")
             + "raw features: the module computes (x - feature_mean) / feature_std first"
