@@ -58,7 +58,7 @@ import numpy as np
 import torch
 from quality import config_override, machine_line, median, train_mlps
 
-from genomes import Genome
+from genomes import Genome, active_structure
 from genomes.adaptive import evaluate_adaptive, is_adaptive, threshold_for_flops
 from genomes.serialize import to_dict
 from hybrid.config import Config, load_config
@@ -258,7 +258,8 @@ class FrontReporter(Reporter):
 
 
 def scored(points: list[dict[str, Any]], task: Task, gate: str) -> list[dict[str, Any]]:
-    """Copies of front points with their test accuracy and average test FLOPs (no genome).
+    """Copies of front points with their test accuracy and average test FLOPs (no genome), and,
+    for a genome with live sparse edges, ``sparse_edges`` and ``absent`` (absent connections).
 
     An operating point is its genome at its dialled threshold; any other point, the
     genome as it is (its own thresholds).
@@ -270,6 +271,10 @@ def scored(points: list[dict[str, Any]], task: Task, gate: str) -> list[dict[str
         q["test_acc"], q["test_cost"] = test_point(p["genome"], task, gate, thresholds)
         if "threshold" not in p:
             q["adaptive"] = is_adaptive(p["genome"])
+        live = active_structure(p["genome"], gate)
+        if live.sparse:  # mutation.sparsify: the live sparse edges and their absent connections
+            q["sparse_edges"] = len(live.sparse)
+            q["absent"] = sum(int(live.neurons[d].sum()) * int(live.neurons[s].sum()) - live.entries(s, d) for s, d in live.sparse)
         out.append(q)
     return out
 
