@@ -233,3 +233,30 @@ def test_genomenet_write_back_is_the_function_the_net_computes():
     _close(GenomeNet(child).eval()(x).detach(), out)
     for (s, d), off in absent(g).items():
         assert (child.graph.edges[s, d]["weight"][off] == 0).all()
+
+
+# ------------------------------------------------------------------ in the search
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_a_sparsify_run_grows_sparse_members_and_resumes_byte_identical(tmp_path, adaptive):
+    import hybrid.lineage
+    from genomes import load
+    from hybrid.search import Search
+    from tests.hybrid.tiny import resume_cut_back, tiny_toml
+
+    over = {"mutation.sparsify": 0.9, "evolution.generations": 4}
+    if adaptive:
+        over |= {"mutation.add_exit": 0.5, "selection.method": "nsga2", "selection.cost": "average_flops"}
+    config = loads_config(tiny_toml(tmp_path, steps=10), source="t.toml", overrides={"run.name": "ref", **over})
+    result = Search.start(config).run()
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    with hybrid.lineage.open(ref) as lin:
+        records = list(lin.records())
+    sparsified = [r for r in records if any(o.op == "sparsify" for o in r.operators)]
+    assert sparsified, "no member was sparsified"
+    resumed = resume_cut_back(ref, cut)
+    assert (ref / "stats.jsonl").read_text() == (cut / "stats.jsonl").read_text()
+    assert resumed.champion_id == result.champion_id and resumed.test_metric == result.test_metric
+    best = load(cut / "best" / "genome.json")
+    assert best == load(ref / "best" / "genome.json")
+    live = active_structure(best, config.training.gate)
+    assert result.flops == live.flops  # what the run reports counts connections
