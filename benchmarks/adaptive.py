@@ -41,6 +41,11 @@ the fronts as the search left them stay in the JSON and are printed under the ta
 it: each model's accuracy and average FLOPs there (an adaptive one at its own or its
 dialled threshold, both fitted on validation) choose the model at a budget, so the
 choice no longer rests on the validation images the search ranked every genome on.
+
+``--sparsify RATE`` sets ``mutation.sparsify`` in both search arms (sparse edges:
+magnitude pruning inside an edge); the JSON records it (``both_arms``) and each front
+point of a genome with live sparse edges its ``sparse_edges`` and ``absent``
+connections.
 """
 
 from __future__ import annotations
@@ -88,6 +93,10 @@ ADAPTIVE = {
 }
 
 
+#: Overrides of both search arms (``--sparsify``); empty by default.
+BOTH: dict[str, Any] = {}
+
+
 def mlp_flops(hidden: tuple[int, ...], n_in: int = 64, n_out: int = 10) -> int:
     """FLOPs per sample of a plain MLP: 2 per multiply-add of its weights (as hybrid counts)."""
     widths = (n_in, *hidden, n_out)
@@ -108,6 +117,7 @@ def config_for(
         "evolution.time_budget_s": 1e9,
         **({"evolution.population": QUICK_POPULATION} if quick else {}),
     }
+    base.update(BOTH)
     if arm == "adaptive":
         base.update(ADAPTIVE)
     return load_config(CONFIG, base)
@@ -411,6 +421,13 @@ def main(argv: list[str] | None = None) -> int:
         "genome on (default 0: validation chooses)",
     )
     ap.add_argument(
+        "--sparsify",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="mutation.sparsify in both search arms (sparse edges; default 0: off); the JSON records it",
+    )
+    ap.add_argument(
         "--hidden", default=None, help="the adaptive arm's start, e.g. 8,16 (default: ADAPTIVE's)"
     )
     ap.add_argument(
@@ -432,6 +449,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.hidden:
         ADAPTIVE["genome.hidden"] = [int(w) for w in args.hidden.split(",")]
     ADAPTIVE.update(args.set)
+    if args.sparsify:
+        BOTH["mutation.sparsify"] = args.sparsify
+        print(f"both search arms: {BOTH}")
     arms = args.arms.split(",")
     print(f"adaptive arm: digits.toml + {ADAPTIVE}")
     seeds = args.seeds if args.seeds else ([0, 1] if args.quick else [0, 1, 2, 3, 4])
@@ -567,7 +587,7 @@ def report(
     )
     out.write_text(
         json.dumps(
-            {"seeds": seeds, "generations": gens, "selection_fraction": selection, "table": rows,
+            {"seeds": seeds, "generations": gens, "selection_fraction": selection, **({"both_arms": BOTH} if BOTH else {}), "table": rows,
              "per_seed": per_seed}, indent=1  # fmt: skip
         )
     )
