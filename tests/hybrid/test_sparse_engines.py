@@ -27,6 +27,7 @@ from genomes import (
     evaluate,
 )
 from genomes.adaptive import adaptive_plan, evaluate_adaptive
+from genomes.budgets import budget_chain, sub_genome
 from genomes.mutations import sparsify
 from hybrid.batches import minibatch_indices
 from hybrid.config import loads_config
@@ -200,7 +201,17 @@ def test_plain_and_budgeted_exports_compute_the_sparse_genome_and_count_its_conn
         _close(to_module(genome, gate)(torch.from_numpy(x)).numpy(), ref)
         bp = plan_budgets(genome, gate)  # its own check: every level's connections give the chain's FLOPs
         assert bp.level_flops[0] == active_structure(genome, gate).flops
-        _close(to_module(genome, gate, budgets=True)(torch.from_numpy(x), 1.0).numpy(), ref)
+        net = to_module(genome, gate, budgets=True)
+        _close(net(torch.from_numpy(x), 1.0).numpy(), ref)
+        chain = budget_chain(genome, gate)
+        for k in range(len(chain.removals) + 1):  # every level: the sub-genome's function and FLOPs
+            level = chain.level(k)
+            if not level.flops:
+                continue
+            b = level.flops / chain.full.flops
+            sub = sub_genome(genome, b, gate)
+            assert active_structure(sub, gate).flops == chain.select(b).flops
+            _close(net(torch.from_numpy(x), b).numpy(), evaluate(sub, x.astype(np.float64), gate))
 
 
 def test_the_recurrent_engine_refuses_sparse_edges():
