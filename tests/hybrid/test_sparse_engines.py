@@ -271,3 +271,36 @@ def test_a_sparsify_run_grows_sparse_members_and_resumes_byte_identical(tmp_path
     assert best == load(ref / "best" / "genome.json")
     live = active_structure(best, config.training.gate)
     assert result.flops == live.flops  # what the run reports counts connections
+
+
+def test_bottleneck_growth_on_a_sparse_genome_keeps_the_masks_and_connects_new_neurons():
+    from dataclasses import replace as dc_replace
+
+    from hybrid.bottleneck import BottleneckGrowth, Data, Settings, materialize
+    from tests.strategies import mutation_config
+
+    rng = np.random.default_rng(0)
+    tracker = InnovationTracker()
+    genome = Genome.minimal(4, 3, rng, tracker, hidden=[3, 3])
+    genome = sparse_population([genome], 0, times=4)[0]
+    before = absent(genome)
+    assert before
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    y = (x[:, 0] * x[:, 1] > 0).astype(np.int64) + (x[:, 2] > 1).astype(np.int64)
+    growth = BottleneckGrowth(Data(x, y, x, y, x[:8], y[:8], "cross_entropy"), Settings(max_new=3), "sigmoid")
+    config = dc_replace(mutation_config("sigmoid"), max_node_width=16)
+    stats, cands = growth.candidates(genome)
+    grown = 0
+    for kind in ("widen", "node", "edge"):
+        for cand in cands[kind][:3]:
+            try:
+                child = materialize(genome, cand, 0.5, tracker, config, stats).validate()
+            except NotApplicable:
+                continue
+            grown += 1
+            for (s, d), off in before.items():  # old absent connections stay absent, new ones exist
+                mask = child.graph.edges[s, d]["mask"]
+                r, c = off.shape
+                np.testing.assert_array_equal(~mask[:r, :c], off)
+                assert mask[r:].all() and mask[:, c:].all()
+    assert grown
