@@ -558,9 +558,10 @@ def report(
             dgap = None if was["dialled"] is None or row["mlp"] is None else was["dialled"] - row["mlp"]
             row["before_final_fit"] = {**was, "dialled_gap": dgap}
             print(f"{b:>12} | {f(was['adaptive']):>8} | {f(was['dialled']):>8} | {f(was['hybrid']):>8} | {f(dgap):>13}")
-    print("\nadaptive champion at half its full-path FLOPs (threshold fitted on validation):")
     drops: list[float] = []
-    for s, r in zip(seeds, per_seed["adaptive"], strict=True):
+    if per_seed["adaptive"]:  # a run of other arms alone (--arms hybrid) has no champion to dial
+        print("\nadaptive champion at half its full-path FLOPs (threshold fitted on validation):")
+    for s, r in zip(seeds if per_seed["adaptive"] else [], per_seed["adaptive"], strict=True):
         h = r.get("half")
         if h is None:
             print(f"  seed {s}: no exit or skip gate (full path {r['champion']['flops']} FLOPs)")
