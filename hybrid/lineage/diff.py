@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .records import Structure
+from .records import EdgeInfo, NodeInfo, Structure
 
 __all__ = ["StructureDiff", "structure_diff"]
 
@@ -24,6 +24,9 @@ class StructureDiff:
         widths: ``{node: (old, new)}`` for nodes present in both whose width changed.
         activations: ``{node: (old, new)}`` likewise for activations.
         neurons: change in the number of hidden neurons (all hidden nodes).
+        connections: ``(src, dst, old, new)`` for edges present in both, sparse on
+            either side (``mutation.sparsify``), whose connection count changed (a
+            dense edge counts width x width).
     """
 
     nodes_added: tuple[int, ...] = ()
@@ -35,6 +38,7 @@ class StructureDiff:
     widths: tuple[tuple[int, int, int], ...] = ()
     activations: tuple[tuple[int, str, str], ...] = ()
     neurons: int = 0
+    connections: tuple[tuple[int, int, int, int], ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -55,6 +59,7 @@ class StructureDiff:
         out += ids("enabled:", self.edges_enabled) + ids("disabled:", self.edges_disabled)
         out += [f"node {n} width {a}->{b}" for n, a, b in self.widths]
         out += [f"node {n} {a}->{b}" for n, a, b in self.activations]
+        out += [f"edge {s}->{d} connections {a}->{b}" for s, d, a, b in self.connections]
         if self.neurons:
             out.append(f"{self.neurons:+d} neuron{'s' if abs(self.neurons) != 1 else ''}")
         return out
@@ -91,4 +96,17 @@ def structure_diff(before: Structure, after: Structure) -> StructureDiff:
             (n, nb[n].activation, na[n].activation) for n in both_n if nb[n].activation != na[n].activation
         ),
         neurons=after.hidden_neurons - before.hidden_neurons,
+        connections=tuple(
+            (s, d, _connections(nb, eb[s, d]), _connections(na, ea[s, d]))
+            for s, d in both_e
+            if (eb[s, d].connections is not None or ea[s, d].connections is not None)
+            and _connections(nb, eb[s, d]) != _connections(na, ea[s, d])
+        ),
     )
+
+
+def _connections(nodes: dict[int, NodeInfo], e: EdgeInfo) -> int:
+    """An edge's connections: its stored count on a sparse edge, else width x width."""
+    if e.connections is not None:
+        return e.connections
+    return nodes[e.dst].width * nodes[e.src].width

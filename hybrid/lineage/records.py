@@ -137,13 +137,14 @@ class NodeInfo:
 
 @dataclass(frozen=True)
 class EdgeInfo:
-    """An edge of a stored structure."""
+    """An edge of a stored structure (``connections``: a sparse edge's count, None when dense)."""
 
     src: int
     dst: int
     innovation: int
     enabled: bool
     recurrent: bool
+    connections: int | None = None
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,14 @@ class Structure:
                 NodeInfo(int(n["id"]), n["role"], int(n["width"]), n["activation"]) for n in d["nodes"]
             ),
             edges=tuple(
-                EdgeInfo(int(e["src"]), int(e["dst"]), int(e["innovation"]), bool(e["enabled"]), bool(e["recurrent"]))
+                EdgeInfo(
+                    int(e["src"]),
+                    int(e["dst"]),
+                    int(e["innovation"]),
+                    bool(e["enabled"]),
+                    bool(e["recurrent"]),
+                    None if e.get("connections") is None else int(e["connections"]),
+                )
                 for e in d["edges"]
             ),
         )

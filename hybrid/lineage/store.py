@@ -99,7 +99,11 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 
 def structure_dict(genome: Genome) -> dict[str, Any]:
-    """Return the genome's structure without arrays (JSON-ready)."""
+    """Return the genome's structure without arrays (JSON-ready).
+
+    A sparse edge (``mutation.sparsify``) adds ``connections``, its mask's count; dense
+    edges have no such key, so stores of runs without sparse edges are unchanged.
+    """
     g = genome.graph
     return {
         "nodes": [
@@ -113,6 +117,7 @@ def structure_dict(genome: Genome) -> dict[str, Any]:
                 "innovation": int(a["innovation"]),
                 "enabled": bool(a["enabled"]),
                 "recurrent": bool(a["recurrent"]),
+                **({"connections": int(a["mask"].sum())} if a.get("mask") is not None else {}),
             }
             for s, d, a in sorted(g.edges(data=True))
         ],

@@ -304,3 +304,23 @@ def test_bottleneck_growth_on_a_sparse_genome_keeps_the_masks_and_connects_new_n
                 np.testing.assert_array_equal(~mask[:r, :c], off)
                 assert mask[r:].all() and mask[:, c:].all()
     assert grown
+
+
+def test_the_lineage_structure_records_connections_and_the_diff_shows_them():
+    import json as _json
+
+    from hybrid.lineage import Structure, structure_dict
+    from hybrid.lineage.diff import structure_diff
+
+    parent = Genome.minimal(6, 3, np.random.default_rng(0), InnovationTracker(), hidden=[4])
+    child, record = sparsify(parent, np.random.default_rng(1), InnovationTracker(), MutationConfig())
+    s, d = record.args["edge"]
+    before = Structure.from_json(_json.dumps(structure_dict(parent)))
+    after = Structure.from_json(_json.dumps(structure_dict(child)))
+    assert all(e.connections is None for e in before.edges)  # dense: no key, old stores unchanged
+    assert "connections" not in _json.dumps(structure_dict(parent))
+    full = parent.graph.edges[s, d]["weight"].size
+    diff = structure_diff(before, after)
+    assert diff.connections == ((s, d, full, record.args["connections"]),)
+    assert f"edge {s}->{d} connections {full}->{record.args['connections']}" in str(diff)
+    assert structure_diff(after, after).empty
