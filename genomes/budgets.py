@@ -68,9 +68,9 @@ import numpy as np
 
 from ._errors import GenomeError
 from .adaptive import is_adaptive
-from .complexity import ActiveStructure, active_structure
+from .complexity import ActiveStructure, active_structure, sparse_masks
 from .gates import gate_value, open_probability
-from .genome import Genome, is_frozen, is_sparse, set_order
+from .genome import Genome, is_frozen, set_order
 from .mutations._neurons import keep_neurons
 
 __all__ = [
@@ -309,9 +309,9 @@ def _structure(
     neurons = {n: kept[n].copy() for n in live}
     if inp not in neurons:
         neurons[inp] = kept[inp].copy()
-    g = genome.graph
-    sparse = {(s, d): g.edges[s, d]["mask"] for s, d in edges if is_sparse(g.edges[s, d])}
-    return ActiveStructure(neurons=neurons, edges=edges, input=inp, output=out, sparse=sparse)
+    return ActiveStructure(
+        neurons=neurons, edges=edges, input=inp, output=out, sparse=sparse_masks(genome, edges)
+    )
 
 
 def _drop_allowed(

@@ -110,5 +110,12 @@ def active_structure(genome: Genome, gate: str = "sigmoid") -> ActiveStructure:
     if inp not in neurons:
         neurons[inp] = kept[inp]
     skips = tuple(sorted(n for n in live if g.nodes[n].get("skip") is not None))
-    sparse = {(s, d): g.edges[s, d]["mask"] for s, d in edges if is_sparse(g.edges[s, d])}
-    return ActiveStructure(neurons=neurons, edges=edges, input=inp, output=out, skips=skips, sparse=sparse)
+    return ActiveStructure(
+        neurons=neurons, edges=edges, input=inp, output=out, skips=skips, sparse=sparse_masks(genome, edges)
+    )
+
+
+def sparse_masks(genome: Genome, edges: list[tuple[int, int]]) -> dict[tuple[int, int], np.ndarray]:
+    """The connection ``mask`` of every sparse edge among ``edges`` (``ActiveStructure.sparse``)."""
+    g = genome.graph
+    return {(s, d): g.edges[s, d]["mask"] for s, d in edges if is_sparse(g.edges[s, d])}
