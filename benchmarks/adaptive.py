@@ -16,7 +16,12 @@ threads 1, one table and one plot side by side from one run:
    accuracy and active parameters, as ``digits.toml`` ships); its front is the
    validation Pareto front of (accuracy, FLOPs).
 3. **fixed MLPs**: plain torch, one hidden layer of widths 2-64 and two layers of
-   widths 4-32, trained separately (``quality.train_mlps``).
+   widths 4-32, trained separately (``quality.train_mlp_nets``).
+4. **MLP cascades** (the hand-built anchor: BranchyNet/SDN's exit rule without a
+   search): every pair of those MLPs, the cheaper run first and the costlier one (from
+   the input) where the first's largest softmax probability is under a threshold,
+   each of 41 quantiles of that confidence on validation (``cascades``); an input's
+   FLOPs are the first net's plus the second's where it goes on.
 
 Each arm is read as a step function of cost: at a FLOPs budget ``F``, the arm's model
 with the best *validation* accuracy among those whose validation cost is at most
@@ -61,7 +66,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from quality import config_override, machine_line, median, train_mlps
+from quality import config_override, machine_line, median, train_mlp_nets
 
 from genomes import Genome, active_structure
 from genomes.adaptive import evaluate_adaptive, is_adaptive, threshold_for_flops
@@ -357,26 +362,82 @@ def run_arm(
     return out
 
 
-def run_mlps(seed: int, steps: int, selection: float = 0.0) -> list[dict[str, Any]]:
+def run_mlps(
+    seed: int, steps: int, selection: float = 0.0, cascade: bool = False
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
     """Train the fixed MLPs; with ``selection``, on the training split that leaves, and scored for
-    the choice on the selection split (``sel_acc``) instead of validation."""
+    the choice on the selection split (``sel_acc``) instead of validation. Return their models
+    and, with ``cascade``, the front of two-stage cascades built from them (:func:`cascades`)."""
     config = load_config(CONFIG, {"run.seed": seed, **({"task.selection_fraction": selection} if selection else {})})
     task = load_task(config.task, seed)
     grid = [(w,) for w in WIDTHS_1] + [(w, w) for w in WIDTHS_2]
     chosen_on = replace(task, X_val=task.X_sel, y_val=task.y_sel) if selection else task
-    scores = train_mlps(chosen_on, grid, steps, config, seed)
-    key = "sel_acc" if selection else "val_acc"
-    return [
+    nets = train_mlp_nets(chosen_on, grid, steps, config, seed)
+    with torch.no_grad():
+        probs = {
+            split: [net(torch.tensor(np.asarray(X, dtype=np.float32))).softmax(1).numpy() for net in nets]
+            for split, X in (("choice", chosen_on.X_val), ("test", task.X_test))
+        }
+    labels = {"choice": np.asarray(chosen_on.y_val), "test": np.asarray(task.y_test)}
+    key = "sel" if selection else "val"
+    models = [
         {
             "hidden": list(h),
-            key: v,
-            "test_acc": t,
+            f"{key}_acc": float((p.argmax(1) == labels["choice"]).mean()),
+            "test_acc": float((t.argmax(1) == labels["test"]).mean()),
             "val_cost": float(mlp_flops(h)),
             **({"sel_cost": float(mlp_flops(h))} if selection else {}),
             "test_cost": float(mlp_flops(h)),
         }
-        for h, (v, t) in zip(grid, scores, strict=True)
+        for h, p, t in zip(grid, probs["choice"], probs["test"], strict=True)
     ]
+    return models, (cascades(grid, probs, labels, key) if cascade else None)
+
+
+#: Exit thresholds a cascade tries: its first net's confidence on the choice split at these quantiles.
+CASCADE_QUANTILES = np.linspace(0.0, 1.0, 41)
+
+
+def cascades(
+    grid: list[tuple[int, ...]], probs: dict[str, list[np.ndarray]], labels: dict[str, np.ndarray], key: str
+) -> list[dict[str, Any]]:
+    """The choice-split Pareto front of hand-built two-stage cascades of the fixed MLPs, singles included.
+
+    A cascade (BranchyNet/SDN's exit rule on two separately trained nets) runs a cheaper
+    net, keeps its answer where its largest softmax probability is at least ``t``, and
+    else runs a costlier net *from the input* (no features shared): an input's FLOPs are
+    the first net's, plus the second's where it goes on. ``t`` is each of
+    :data:`CASCADE_QUANTILES` of the first net's confidence on the choice split, so the
+    choice (of the pair and ``t``) never sees test. Only the choice-split Pareto front is
+    returned: the model :func:`at_budget` picks at any budget is on it.
+    """
+    flops = [float(mlp_flops(h)) for h in grid]
+    points: list[dict[str, Any]] = []
+
+    def add(first: int, second: int | None, t: float | None) -> None:
+        got: dict[str, tuple[float, float]] = {}
+        for split in ("choice", "test"):
+            p1 = probs[split][first]
+            if second is None:
+                pred, cost = p1.argmax(1), flops[first]
+            else:
+                stop = p1.max(1) >= t
+                pred = np.where(stop, p1.argmax(1), probs[split][second].argmax(1))
+                cost = flops[first] + float((~stop).mean()) * flops[second]
+            got[split] = (float((pred == labels[split]).mean()), cost)
+        points.append({
+            "id": len(points), "first": list(grid[first]), "second": None if second is None else list(grid[second]),
+            "threshold": t, f"{key}_acc": got["choice"][0], f"{key}_cost": got["choice"][1],
+            **({"val_cost": got["choice"][1]} if key == "sel" else {}),
+            "test_acc": got["test"][0], "test_cost": got["test"][1],
+        })  # fmt: skip
+
+    for first in range(len(grid)):
+        add(first, None, None)
+        for second in (j for j in range(len(grid)) if flops[j] > flops[first]):
+            for t in np.unique(np.quantile(probs["choice"][first].max(1), CASCADE_QUANTILES)):
+                add(first, second, float(t))
+    return pareto(points)
 
 
 def at_budget(models: list[dict[str, Any]], budget: float) -> float | None:
@@ -394,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="*", default=None)
     ap.add_argument("--generations", type=int, default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "adaptive.json")
-    ap.add_argument("--arms", default="adaptive,hybrid,mlp", help="which arms to run (comma list)")
+    ap.add_argument("--arms", default="adaptive,hybrid,mlp,cascade", help="which arms to run (comma list)")
     ap.add_argument(
         "--set",
         action="append",
@@ -458,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     gens = args.generations or (QUICK_GENERATIONS if args.quick else GENERATIONS)
     steps = QUICK_MLP_STEPS if args.quick else MLP_STEPS
     print(machine_line(1), flush=True)
-    per_seed: dict[str, list[Any]] = {"adaptive": [], "hybrid": [], "mlp": []}
+    per_seed: dict[str, list[Any]] = {"adaptive": [], "hybrid": [], "mlp": [], "cascade": []}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
             for arm in [a for a in ("adaptive", "hybrid") if a in arms]:
@@ -466,8 +527,12 @@ def main(argv: list[str] | None = None) -> int:
                 per_seed[arm].append(res)
                 print(f"seed {seed} {arm}: {len(res['front'])} front genomes, {res['generations']} generations, "
                       f"{res['wall_s']:.0f} s, champion test {res['champion']['test']:.4f}", flush=True)  # fmt: skip
-            if "mlp" in arms:
-                per_seed["mlp"].append(run_mlps(seed, steps, args.selection_fraction))
+            if "mlp" in arms or "cascade" in arms:
+                models, built = run_mlps(seed, steps, args.selection_fraction, cascade="cascade" in arms)
+                if "mlp" in arms:
+                    per_seed["mlp"].append(models)
+                if built is not None:
+                    per_seed["cascade"].append(built)
     print(machine_line(1))
     return report(seeds, gens, per_seed, args.out, args.selection_fraction)
 
@@ -493,7 +558,7 @@ def merge_outputs(paths: list[Path]) -> tuple[list[int], int, dict[str, list[Any
         raise SystemExit(f"--from: the files chose on different splits (selection fractions {sorted(selections)})")
     seeds = [s for key in groups for s in key]
     per_seed: dict[str, list[Any]] = {}
-    for arm in ("adaptive", "hybrid", "mlp"):
+    for arm in ("adaptive", "hybrid", "mlp", "cascade"):
         have = [arm in g for g in groups.values()]
         if any(have) and not all(have):
             raise SystemExit(f"--from: arm {arm!r} is missing for some of the seeds {seeds}")
@@ -503,8 +568,8 @@ def merge_outputs(paths: list[Path]) -> tuple[list[int], int, dict[str, list[Any
 
 def _fronts(per_seed: dict[str, list[Any]], arm: str) -> list[list[dict[str, Any]]] | None:
     """Each seed's models of ``arm`` ("dialled": the adaptive runs' dialled fronts; None if a run has none)."""
-    if arm == "mlp":
-        return per_seed["mlp"]
+    if arm in ("mlp", "cascade"):
+        return per_seed.get(arm) or None
     if arm == "dialled":
         runs = [r.get("dialled") for r in per_seed["adaptive"]]
         return None if any(r is None for r in runs) else runs
@@ -523,10 +588,11 @@ def report(
     """Print the table and the half-cost and gate-pattern lines; write ``out`` and its plot."""
     split = f"selection-split ({selection:g} of the images, out of training)" if selection else "validation"
     print(f"\ndigits, median test accuracy (%) over seeds {seeds}; each arm's best-{split} model within the budget")
-    print("(dialled: the adaptive front with every adaptive genome also at its threshold for each budget)")
+    print("(dialled: the adaptive front with every adaptive genome also at its threshold for each budget;")
+    print(" MLP cascade: two of the fixed MLPs, the second run where the first's confidence is under a threshold)")
     print(
         f"{'avg FLOPs <=':>12} | {'adaptive':>8} | {'dialled':>8} | {'hybrid':>8} | {'fixed MLP':>9} "
-        f"| {'adaptive - MLP':>14} | {'dialled - MLP':>13}"
+        f"| {'MLP cascade':>11} | {'adaptive - MLP':>14} | {'dialled - MLP':>13} | {'dialled - cascade':>17}"
     )
     rows = []
 
@@ -534,13 +600,14 @@ def report(
         return "   n/a" if v is None else f"{v:6.1f}"
 
     for b in BUDGETS:
-        vals = {arm: _median_at(_fronts(per_seed, arm), b) for arm in ("adaptive", "dialled", "hybrid", "mlp")}
+        vals = {a: _median_at(_fronts(per_seed, a), b) for a in ("adaptive", "dialled", "hybrid", "mlp", "cascade")}
         gap = None if vals["adaptive"] is None or vals["mlp"] is None else vals["adaptive"] - vals["mlp"]
         dgap = None if vals["dialled"] is None or vals["mlp"] is None else vals["dialled"] - vals["mlp"]
-        rows.append({"budget": b, **vals, "gap": gap, "dialled_gap": dgap})
+        cgap = None if vals["dialled"] is None or vals["cascade"] is None else vals["dialled"] - vals["cascade"]
+        rows.append({"budget": b, **vals, "gap": gap, "dialled_gap": dgap, "dialled_cascade_gap": cgap})
         print(
             f"{b:>12} | {f(vals['adaptive']):>8} | {f(vals['dialled']):>8} | {f(vals['hybrid']):>8} "
-            f"| {f(vals['mlp']):>9} | {f(gap):>14} | {f(dgap):>13}"
+            f"| {f(vals['mlp']):>9} | {f(vals['cascade']):>11} | {f(gap):>14} | {f(dgap):>13} | {f(cgap):>17}"
         )
     fitted = [r.get("before_final_fit") for r in per_seed["adaptive"]]
     if fitted and all(fitted):  # --final-steps: the fronts as the searches left them, for comparison
@@ -602,12 +669,18 @@ def _plot(per_seed: dict[str, list[Any]], path: Path, split: str = "validation")
 
     fig = Figure(figsize=(7.5, 4.5))
     ax = fig.add_subplot()
-    labels = {"mlp": "fixed MLPs", "hybrid": "hybrid (not adaptive)", "dialled": "adaptive, thresholds dialled"}
+    labels = {
+        "mlp": "fixed MLPs",
+        "cascade": "two-MLP cascades (hand-built)",
+        "hybrid": "hybrid (not adaptive)",
+        "dialled": "adaptive, thresholds dialled",
+    }
     for arm, colour, style in (
         ("adaptive", "tab:red", "-"),
         ("dialled", "tab:red", "--"),
         ("hybrid", "tab:blue", "-"),
         ("mlp", "tab:gray", "-"),
+        ("cascade", "tab:green", ":"),
     ):
         fronts = _fronts(per_seed, arm)
         if fronts is None:

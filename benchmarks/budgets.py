@@ -12,7 +12,10 @@ for each seed, with torch threads set to 1:
    none); its champion's test accuracy at every budget
    (``hybrid.budgets.budget_scores`` on the test split: one budgeted pass per budget),
    its FLOPs there, and the search's training member-steps (every trained member x
-   ``training.steps``, from the lineage). A tree without those keys runs without them
+   ``training.steps``, from the lineage, plus the final fit). ``--matched-steps``
+   shrinks the search (:data:`MATCHED_POPULATION` x :data:`MATCHED_GENERATIONS` x
+   :data:`MATCHED_STEPS`) and gives the final fit the rest of the fixed MLPs' steps, so the
+   whole search trains no more member-steps than the separate networks together. A tree without those keys runs without them
    (said in the output); without ``hybrid.budgets`` the budgets are scored by closing
    the removed neurons' gates (the same sub-networks, ``genomes.budgets``).
 2. **fixed MLPs**: one hidden layer, plain torch, trained *separately* for each share
@@ -43,6 +46,7 @@ machine lines kept (with ``--out``, the pooled JSON is written there).
 
     PYTHONPATH=. python benchmarks/budgets.py --quick          # a couple of minutes
     PYTHONPATH=. python benchmarks/budgets.py                  # 5 seeds
+    PYTHONPATH=. python benchmarks/budgets.py --matched-steps  # 5 seeds, a search within the MLPs' steps
     PYTHONPATH=. python benchmarks/budgets.py --from-json a.json b.json --out pooled.json
 """
 
@@ -85,6 +89,13 @@ QUICK_MLP_STEPS = 500
 #: The hybrid search's generation cap (full mode; quick: QUICK_GENERATIONS, smaller population).
 GENERATIONS = 30
 QUICK_GENERATIONS = 4
+#: ``--matched-steps``: a search no costlier than the fixed MLPs together (issue 17's steps
+#: line read as every member-step of the search): MATCHED_POPULATION members x
+#: MATCHED_GENERATIONS generations x MATCHED_STEPS steps, and the final fit gets the rest
+#: of the fixed MLPs' 4 x ``--mlp-steps`` (4,000 of 8,000 in full mode).
+MATCHED_POPULATION = 8
+MATCHED_GENERATIONS = 5
+MATCHED_STEPS = 100
 QUICK_POPULATION = 12
 #: The sandwich rule's random widths per step (besides the largest and the smallest).
 SLIM_SAMPLES = 2
@@ -433,11 +444,29 @@ def _gap(a: float, b: float) -> str:
     return "n/a" if a != a or b != b else f"{100 * (a - b):+.1f}"
 
 
+def matched_overrides(mlp_steps: int) -> dict[str, Any]:
+    """``--matched-steps``: the search's population and steps, and a final fit taking the rest of
+    the fixed MLPs' ``4 x mlp_steps`` (so the whole search trains no more member-steps than they do)."""
+    search = MATCHED_POPULATION * MATCHED_GENERATIONS * MATCHED_STEPS
+    if search > len(SHARES) * mlp_steps:
+        raise SystemExit(f"--matched-steps: the search's {search:,} member-steps exceed the fixed MLPs' "
+                         f"{len(SHARES) * mlp_steps:,} (--mlp-steps {mlp_steps}); give --mlp-steps >= "
+                         f"{math.ceil(search / len(SHARES))}")  # fmt: skip
+    return {
+        "evolution.population": MATCHED_POPULATION,
+        "training.steps": MATCHED_STEPS,
+        "evolution.final_steps": len(SHARES) * mlp_steps - search,
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(1)
     quick = args.quick
-    generations = args.generations or (QUICK_GENERATIONS if quick else GENERATIONS)
     steps = args.mlp_steps or (QUICK_MLP_STEPS if quick else MLP_STEPS)
+    matched = matched_overrides(steps) if args.matched_steps else {}
+    generations = args.generations or (
+        MATCHED_GENERATIONS if args.matched_steps else QUICK_GENERATIONS if quick else GENERATIONS
+    )
     runs_dir = args.runs_dir or Path(tempfile.mkdtemp(prefix="hybrid-budgets-runs-"))
     notes: list[str] = []
     timing: dict[str, Any] = {"note": "no seed ran"}
@@ -446,7 +475,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(machine, flush=True)
     for seed in args.seeds:
         t0 = time.perf_counter()
-        over = {"evolution.final_steps": steps, **dict(args.set)}
+        over = {"evolution.final_steps": steps, **matched, **dict(args.set)}
         config = _config(seed, runs_dir, generations, quick, notes, args.sandwich, over)
         hy, champion = run_hybrid(config, seed, notes)
         task = load_task(config.task, seed)
@@ -538,9 +567,11 @@ def table(doc: dict[str, Any]) -> str:
     pp = seeds[0]["hybrid"]["passes_per_step"]
     es = [d["hybrid"]["engine_steps"] for d in seeds if "engine_steps" in d["hybrid"]]  # absent before session 27
     batched = f", {median(es):,.0f} steps of the batched engine, each training every member at once" if es else ""
-    lines.append(f"- training steps: hybrid search {hs:,.0f} member-steps{batched} ({pp} forward-backward passes each); "
-                 f"fixed MLPs {seeds[0]['fixed']['steps']:,} steps (4 nets); slimmable {seeds[0]['slimmable']['steps']:,} "
-                 f"steps ({seeds[0]['slimmable']['passes_per_step']} passes each)")  # fmt: skip
+    fixed_steps = seeds[0]["fixed"]["steps"]
+    within = "within" if hs <= fixed_steps else f"{hs / fixed_steps:.1f} times"
+    lines.append(f"- training steps: hybrid search {hs:,.0f} member-steps{batched} ({pp} forward-backward passes each; "
+                 f"{within} the fixed MLPs' total); fixed MLPs {fixed_steps:,} steps (4 nets); slimmable "
+                 f"{seeds[0]['slimmable']['steps']:,} steps ({seeds[0]['slimmable']['passes_per_step']} passes each)")  # fmt: skip
     hy0 = seeds[0]["hybrid"]
     lines.append(f"- hybrid: {median([d['hybrid']['generations'] for d in seeds]):.0f} generations, champion objective "
                  f"{hy0['objective']!r}, sandwich training {'on' if hy0['sandwich'] else 'off'}, budgets scored by "
@@ -649,6 +680,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2 3 4; quick 0 1)")
     p.add_argument("--generations", type=int, default=None, help="the search's generation cap")
     p.add_argument("--mlp-steps", type=int, default=None, help="steps of each fixed MLP and of the slimmable one")
+    p.add_argument("--matched-steps", action="store_true",
+                   help=f"a search of {MATCHED_POPULATION} x {MATCHED_GENERATIONS} generations x {MATCHED_STEPS} steps, "
+                   "the final fit taking the rest of the fixed MLPs' steps: every member-step of the search counted, "
+                   "no more than the separate networks together (issue 17's steps line)")  # fmt: skip
     p.add_argument("--no-sandwich", dest="sandwich", action="store_false",
                    help="train the search's members at full budget only (training.budgets = 'off'): the ablation")  # fmt: skip
     p.add_argument("--repeats", type=int, default=200, help="timed export forwards per budget")

@@ -404,6 +404,25 @@ def train_mlps(
 ) -> list[tuple[float, float]]:
     """Train one plain torch MLP per grid entry for ``steps`` AdamW steps; return (val, test) each.
 
+    The nets are :func:`train_mlp_nets`'; each is scored by its accuracy on the
+    validation and the test split.
+    """
+    out = []
+    with torch.no_grad():
+        Xv = torch.tensor(np.array(task.X_val, dtype=np.float32))
+        Xt = torch.tensor(np.array(task.X_test, dtype=np.float32))
+        for net in train_mlp_nets(task, grid, steps, config, seed, activation):
+            val = (net(Xv).argmax(1).numpy() == task.y_val).mean()
+            test = (net(Xt).argmax(1).numpy() == task.y_test).mean()
+            out.append((float(val), float(test)))
+    return out
+
+
+def train_mlp_nets(
+    task: Task, grid: list[tuple[int, ...]], steps: int, config, seed: int, activation: str | None = None
+) -> list[nn.Sequential]:
+    """Train one plain torch MLP per grid entry for ``steps`` AdamW steps; return the nets.
+
     The hidden activation is ``activation``, else the config's (the first of a list).
 
     The nets share minibatches and one optimiser over the sum of their losses: their
@@ -431,15 +450,7 @@ def train_mlps(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    out = []
-    with torch.no_grad():
-        Xv = torch.tensor(np.array(task.X_val, dtype=np.float32))
-        Xt = torch.tensor(np.array(task.X_test, dtype=np.float32))
-        for net in nets:
-            val = (net(Xv).argmax(1).numpy() == task.y_val).mean()
-            test = (net(Xt).argmax(1).numpy() == task.y_test).mean()
-            out.append((float(val), float(test)))
-    return out
+    return nets
 
 
 def mlp_grid(widths: tuple[int, ...]) -> list[tuple[int, ...]]:
