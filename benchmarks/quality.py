@@ -407,11 +407,12 @@ def train_mlps(
     The nets are :func:`train_mlp_nets`'; each is scored by its accuracy on the
     validation and the test split.
     """
+    nets = train_mlp_nets(task, grid, steps, config, seed, activation)
     out = []
     with torch.no_grad():
         Xv = torch.tensor(np.array(task.X_val, dtype=np.float32))
         Xt = torch.tensor(np.array(task.X_test, dtype=np.float32))
-        for net in train_mlp_nets(task, grid, steps, config, seed, activation):
+        for net in nets:
             val = (net(Xv).argmax(1).numpy() == task.y_val).mean()
             test = (net(Xt).argmax(1).numpy() == task.y_test).mean()
             out.append((float(val), float(test)))
