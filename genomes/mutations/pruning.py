@@ -237,7 +237,8 @@ def remove_node(
     (zero when the node was closed, so removing a closed node keeps the function
     whenever its bias does not matter). A disabled edge ``p -> s`` is re-enabled
     with these values and keeps its innovation; a new one gets ``tracker.edge``.
-    The node's bias is dropped.
+    Either is dense: a re-enabled gene's ``mask`` (sparse edges) described its old
+    weights, not the stand-in, and is dropped. The node's bias is dropped.
 
     Adaptive genes (``genomes.adaptive``): the node's exit heads are removed with it
     (an exit has no other source). A reconnecting edge into a skip-gated node ``s``
@@ -297,6 +298,7 @@ def remove_node(
             w = np.zeros_like(w)
         innovation = old["innovation"] if old is not None else tracker.edge(p, s)
         cg.add_edge(p, s, **edge_attrs(innovation, w.astype(np.float32), config.gate_init))
+        cg.edges[p, s].pop("mask", None)  # a re-enabled gene's connections were its old weights'
         if cg.nodes[s].get("skip") is not None:
             v = np.zeros(int(g.nodes[p]["width"]))
             if e_out.get("skip") is not None and c != 0.0:

@@ -26,7 +26,7 @@ from genomes import (
 )
 from genomes.adaptive import adaptive_plan
 from genomes.budgets import budget_chain
-from genomes.mutations import perturb_weights, sparsify, widen
+from genomes.mutations import add_node, perturb_weights, remove_node, sparsify, widen
 from genomes.serialize import from_dict, to_dict, to_graphml
 from tests.strategies import grown_genomes
 
@@ -133,6 +133,27 @@ def test_growth_connects_new_neurons_on_a_sparse_edge():
             assert new.shape == (old.shape[0], old.shape[1] + added) and new[:, old.shape[1] :].all()
         assert (new[: old.shape[0], : old.shape[1]] == old).all()
     child.validate()
+
+
+def test_removing_a_node_re_enables_the_edge_it_split_dense_and_valid():
+    # sparsify an edge, split it (add_node disables it, mask and all), remove the new node:
+    # the re-enabled gene carries the dense linear stand-in, so its old mask must go
+    # (found by the mutation-sequence property test under the dev profile)
+    genome, tracker = _minimal(0, n_in=2, n_out=2, hidden=())
+    config = MutationConfig(sparsify_fraction=0.5)
+    rng = np.random.default_rng(0)
+    sparse, _ = sparsify(genome, rng, tracker, config)
+    assert _sparse_edges(sparse) == [(0, 1)]
+    split, record = add_node(sparse, rng, tracker, config)
+    assert not split.graph.edges[0, 1]["enabled"] and split.graph.edges[0, 1].get("mask") is not None
+    back, record = remove_node(split, rng, tracker, config)
+    back.validate()
+    assert record.args["reconnected"] == [[0, 1]]
+    edge = back.graph.edges[0, 1]
+    assert edge["enabled"] and edge.get("mask") is None
+    assert edge["innovation"] == genome.graph.edges[0, 1]["innovation"]
+    x = np.random.default_rng(1).normal(size=(16, 2))
+    np.testing.assert_allclose(evaluate(back, x), evaluate(split, x), atol=1e-5)  # the relu split is exact
 
 
 def test_sparsify_is_not_applicable_when_every_neuron_has_one_connection():
