@@ -15,8 +15,8 @@ for each seed, with torch threads set to 1:
    ``training.steps``, from the lineage, plus the final fit). ``--matched-steps``
    shrinks the search (:data:`MATCHED_POPULATION` x :data:`MATCHED_GENERATIONS` x
    :data:`MATCHED_STEPS`) and gives the final fit the rest of the fixed MLPs' steps, so the
-   whole search trains no more member-steps than the separate networks together. A tree without those keys runs without them
-   (said in the output); without ``hybrid.budgets`` the budgets are scored by closing
+   whole search trains no more member-steps than the separate networks together. A
+   tree without those keys runs without them (said in the output); without ``hybrid.budgets`` the budgets are scored by closing
    the removed neurons' gates (the same sub-networks, ``genomes.budgets``).
 2. **fixed MLPs**: one hidden layer, plain torch, trained *separately* for each share
    of 25/50/75/100% of the hybrid champion's full FLOPs (width ``h`` with
@@ -463,6 +463,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(1)
     quick = args.quick
     steps = args.mlp_steps or (QUICK_MLP_STEPS if quick else MLP_STEPS)
+    if args.matched_steps and args.generations:
+        raise SystemExit("--matched-steps sets the generations itself; leave out --generations")
     matched = matched_overrides(steps) if args.matched_steps else {}
     generations = args.generations or (
         MATCHED_GENERATIONS if args.matched_steps else QUICK_GENERATIONS if quick else GENERATIONS
