@@ -76,6 +76,15 @@ class GrownGenome:
     config: MutationConfig
 
 
+def without_masks(genome: Genome) -> Genome:
+    """A validated copy of ``genome`` with every sparse edge's ``mask`` dropped: the dense
+    edges holding the same weights (absent connections as zeros), so the same function."""
+    child = genome.copy()
+    for *_, a in child.graph.edges(data=True):
+        a.pop("mask", None)
+    return child.validate()
+
+
 def mutation_config(gate: str = "sigmoid") -> MutationConfig:
     """Return the (small-sized) mutation config the strategies grow genomes with."""
     return MutationConfig(gate=gate, max_new_node_width=8, widen_max=3, max_node_width=12)

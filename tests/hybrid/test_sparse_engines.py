@@ -40,7 +40,7 @@ from hybrid.train import TrainConfig
 from tests.adaptive_cases import adaptive_genome
 from tests.hybrid.oracle import engine_and_oracles
 from tests.hybrid.test_export_module import import_file
-from tests.strategies import populations_strategy
+from tests.strategies import populations_strategy, without_masks
 
 SEEDS = st.integers(0, 2**16)
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
@@ -64,13 +64,6 @@ def sparse_population(pop: list[Genome], seed: int, times: int = 3) -> list[Geno
                 break
         out.append(genome.validate())
     return out
-
-
-def _dense(genome: Genome) -> Genome:
-    child = genome.copy()
-    for *_, a in child.graph.edges(data=True):
-        a.pop("mask", None)
-    return child.validate()
 
 
 def sparse_adaptive(seed: int) -> Genome:
@@ -224,7 +217,7 @@ def test_plain_and_budgeted_exports_compute_the_sparse_genome_and_count_its_conn
 def test_the_recurrent_engine_refuses_sparse_edges():
     plain = sparse_population([Genome.minimal(3, 2, np.random.default_rng(0), InnovationTracker(), hidden=[4])], 0)[0]
     assert absent(plain)
-    RecurrentEngine([_dense(plain)])  # the same genome without masks runs
+    RecurrentEngine([without_masks(plain)])  # the same genome without masks runs
     with pytest.raises(GenomeError, match="sparse edges .*feed-forward"):
         RecurrentEngine([plain])
 
