@@ -22,6 +22,7 @@ from genomes import (
     MUTATIONS,
     OPT_IN,
     Genome,
+    GenomeError,
     InnovationTracker,
     MutationConfig,
     MutationRecord,
@@ -90,6 +91,11 @@ def mutate(
     ``informed`` operators (the data-informed ones of :mod:`hybrid.bottleneck`, opt-in)
     go first, while the genome is still the trained parent whose statistics were
     computed; then the registry's, in registry order.
+
+    Raises:
+        GenomeError: if the mutations made an invalid child (a bug in an operator),
+            naming them and the rule broken: caught here rather than by whichever
+            engine or later pruning first trips over the child.
     """
     records: list[MutationRecord] = []
     for name, op in [*(informed or {}).items(), *MUTATIONS.items()]:
@@ -102,6 +108,12 @@ def mutate(
         except NotApplicable:
             continue
         records.append(rec)
+    if records:
+        try:
+            genome.validate()
+        except GenomeError as e:
+            names = ", ".join(str(r) for r in records)
+            raise GenomeError(f"mutations {names} made an invalid child: {e}") from e
     genome, rec = prune_closed(genome, config.gate)
     if rec is not None:
         records.append(rec)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genomes import Genome, InnovationTracker, MutationRecord, to_dict
+from genomes import Genome, GenomeError, InnovationTracker, MutationRecord, to_dict
 from hybrid.config import loads_config
 from hybrid.reproduction import Member, mutate, reproduce
 from hybrid.selection import Candidate
@@ -110,6 +110,21 @@ def test_mutate_with_all_rates_zero_changes_nothing_but_prunes_closed_gates(conf
     genomes, tracker = _population(1)
     g, records = mutate(genomes[0], {}, np.random.default_rng(0), tracker, config.mutation_config())
     assert g == genomes[0] and records == []
+
+
+def test_a_mutation_that_makes_an_invalid_child_is_named_in_one_error(config) -> None:
+    genomes, tracker = _population(1)
+
+    def broken(genome, rng, tracker, mutation_config):
+        child = genome.copy()
+        hidden = next(n for n, a in child.graph.nodes(data=True) if a["role"] == "hidden")
+        child.graph.nodes[hidden]["bias"] = np.zeros(99, np.float32)  # not the node's width
+        return child, MutationRecord("broken", {"node": hidden})
+
+    with pytest.raises(GenomeError, match=r"mutations broken\(node=\d+\) made an invalid child: node \d+"):
+        mutate(genomes[0], {"broken": 1.0}, np.random.default_rng(0), tracker, config.mutation_config(), {"broken": broken})
+    g, records = mutate(genomes[0], {"broken": 0.0}, np.random.default_rng(0), tracker, config.mutation_config(), {"broken": broken})
+    assert records == [] and g == genomes[0]
 
 
 def test_member_round_trips_through_json() -> None:
