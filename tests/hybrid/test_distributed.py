@@ -429,25 +429,47 @@ def test_killed_workers_jobs_rerun_and_every_member_is_recorded_once(tmp_path, c
     _assert_same_run(tmp_path / "local", run)
 
 
+def _keep_killing(client: Any, stop: threading.Event, killed: list[str]) -> None:
+    """SIGKILL whichever worker is training, again and again, until ``stop`` is set.
+
+    One kill can land just after a job finished (on a loaded machine the scheduler
+    calls below take longer than a job): then nothing fails and the next busy worker
+    (a restarted one has a new pid, asked for afresh) is killed instead.
+    """
+    deadline = time.monotonic() + 120
+    while not stop.is_set() and time.monotonic() < deadline:
+        busy = [a for a, keys in client.processing().items() if keys]
+        if busy:
+            try:
+                pids = client.run(os.getpid, workers=busy[:1])
+            except Exception:  # it died or restarted meanwhile: look again
+                pids = {}
+            for address, pid in pids.items():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(address)
+        time.sleep(0.01)
+
+
 @pytest.mark.slow
 def test_a_job_that_keeps_killing_workers_is_a_cluster_error(tmp_path) -> None:
     distributed = pytest.importorskip("distributed")
     local = _local_cluster(**{"distributed.scheduler.allowed-failures": 0})
     try:
         with distributed.Client(local.scheduler_address, set_as_default=False) as client:
-            pids = client.run(os.getpid)
+            # generations to spare: the search stops at the first kill that lands mid-job
             config = _config(
-                tmp_path, "dask", "dask", local.scheduler_address, steps=2000, generations=2
+                tmp_path, "dask", "dask", local.scheduler_address, steps=2000, generations=6
             )
-            killed: list[tuple[int, str]] = []
-            killer = threading.Thread(
-                target=_kill_when_training,
-                args=(client, pids, tmp_path / "dask", 0, 1, killed),
-                daemon=True,
-            )
+            killed: list[str] = []
+            stop = threading.Event()
+            killer = threading.Thread(target=_keep_killing, args=(client, stop, killed), daemon=True)
             killer.start()
-            with pytest.raises(ClusterError, match="dask workers kept dying"):
-                Search.start(config).run()
-            killer.join()
+            try:
+                with pytest.raises(ClusterError, match="dask workers kept dying"):
+                    Search.start(config).run()
+            finally:
+                stop.set()
+                killer.join()
+            assert killed
     finally:
         local.close()
