@@ -12,12 +12,13 @@ for each seed, with torch threads set to 1:
    none); its champion's test accuracy at every budget
    (``hybrid.budgets.budget_scores`` on the test split: one budgeted pass per budget),
    its FLOPs there, and the search's training member-steps (every trained member x
-   ``training.steps``, from the lineage, plus the final fit). ``--matched-steps``
-   shrinks the search (:data:`MATCHED_POPULATION` x :data:`MATCHED_GENERATIONS` x
-   :data:`MATCHED_STEPS`) and gives the final fit the rest of the fixed MLPs' steps, so the
-   whole search trains no more member-steps than the separate networks together. A
-   tree without those keys runs without them (said in the output); without ``hybrid.budgets`` the budgets are scored by closing
-   the removed neurons' gates (the same sub-networks, ``genomes.budgets``).
+   ``training.steps``, from the lineage, plus the final fit). A tree without those
+   keys runs without them (said in the output); without ``hybrid.budgets`` the budgets
+   are scored by closing the removed neurons' gates (the same sub-networks,
+   ``genomes.budgets``). ``--matched-steps`` shrinks the search
+   (:data:`MATCHED_POPULATION` x :data:`MATCHED_GENERATIONS` x :data:`MATCHED_STEPS`) and
+   gives the final fit the rest of the fixed MLPs' steps, so the whole search trains no
+   more member-steps than the separate networks together.
 2. **fixed MLPs**: one hidden layer, plain torch, trained *separately* for each share
    of 25/50/75/100% of the hybrid champion's full FLOPs (width ``h`` with
    ``2 (64 h + 10 h)`` closest to the target), the config's activation, AdamW with its
