@@ -517,6 +517,14 @@ def main(argv: list[str] | None = None) -> int:
         "--hidden", default=None, help="the adaptive arm's start, e.g. 8,16 (default: ADAPTIVE's)"
     )
     ap.add_argument(
+        "--branches",
+        default=None,
+        metavar="W,W",
+        help="start the adaptive arm from these hidden nodes side by side, each input -> node -> "
+        "output, the first with an exit head (genome.branches, genome.branch_exit), e.g. 4,32, "
+        "instead of the --hidden chain",
+    )
+    ap.add_argument(
         "--from",
         dest="sources",
         type=Path,
@@ -532,8 +540,13 @@ def main(argv: list[str] | None = None) -> int:
         seeds, gens, per_seed, selection = merge_outputs(args.sources)
         print(f"from {', '.join(map(str, args.sources))}")
         return report(seeds, gens, per_seed, args.out, selection)
+    if args.hidden and args.branches:
+        ap.error("--hidden (a chain) or --branches (side by side), not both")
     if args.hidden:
         ADAPTIVE["genome.hidden"] = [int(w) for w in args.hidden.split(",")]
+    if args.branches:
+        ADAPTIVE.update({"genome.hidden": [], "genome.branches": [int(w) for w in args.branches.split(",")],
+                         "genome.branch_exit": True})  # fmt: skip
     ADAPTIVE.update(args.set)
     BOTH.update({
         "mutation.sparsify": args.sparsify,

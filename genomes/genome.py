@@ -86,8 +86,9 @@ class Genome:
         hidden: Sequence[int] = (),
         activation: str = "relu",
         gate_init: float = DEFAULT_GATE_INIT,
+        branches: Sequence[int] = (),
     ) -> Genome:
-        """Return the smallest genome: input wired to output, or through a chain.
+        """Return the smallest genome: input wired to output, through a chain, or through branches.
 
         Args:
             n_inputs: number of features (the input node's width).
@@ -97,14 +98,24 @@ class Genome:
             hidden: widths of hidden nodes chained input -> h1 -> ... -> output.
             activation: activation of the hidden nodes.
             gate_init: initial logit of every gate.
+            branches: widths of hidden nodes side by side, each input -> b_k -> output
+                (a cheap and a costly path, say); their output blocks are scaled by
+                1/sqrt(number of branches), so the output's scale is a chain's.
+                Exclusive with ``hidden``.
 
         Raises:
-            GenomeError: for a width below 1 or an unknown activation.
+            GenomeError: for a width below 1, both ``hidden`` and ``branches``, or an
+                unknown activation.
         """
-        if n_inputs < 1 or n_outputs < 1 or any(w < 1 for w in hidden):
+        if n_inputs < 1 or n_outputs < 1 or any(w < 1 for w in (*hidden, *branches)):
             raise GenomeError(
                 f"widths should be >= 1, got n_inputs={n_inputs}, n_outputs={n_outputs}, "
-                f"hidden={list(hidden)}"
+                f"hidden={list(hidden)}" + (f", branches={list(branches)}" if branches else "")
+            )
+        if hidden and branches:
+            raise GenomeError(
+                f"hidden (a chain) or branches (side by side), not both: got hidden={list(hidden)}, "
+                f"branches={list(branches)}"
             )
         if activation not in ACTIVATIONS:
             raise GenomeError(
@@ -121,10 +132,19 @@ class Genome:
             chain.append(nid)
         g.add_node(tracker.OUTPUT, **node_attrs("output", n_outputs, "identity"))
         chain.append(tracker.OUTPUT)
-        for src, dst in zip(chain[:-1], chain[1:], strict=True):
-            w_src, w_dst = g.nodes[src]["width"], g.nodes[dst]["width"]
-            weight = rng.normal(0.0, 1.0 / np.sqrt(w_src), size=(w_dst, w_src))
-            g.add_edge(src, dst, **edge_attrs(tracker.edge(src, dst), weight, gate_init))
+        # a chain is one path; branches are paths input -> b_k -> output side by side
+        paths = [chain] if not branches else []
+        for k, w in enumerate(branches):
+            nid = tracker.named_node(f"minimal_branch_{k}_{w}")
+            g.add_node(nid, **node_attrs("hidden", w, activation, gate_init=gate_init))
+            paths.append([tracker.INPUT, nid, tracker.OUTPUT])
+        for path in paths:
+            for src, dst in zip(path[:-1], path[1:], strict=True):
+                w_src, w_dst = g.nodes[src]["width"], g.nodes[dst]["width"]
+                weight = rng.normal(0.0, 1.0 / np.sqrt(w_src), size=(w_dst, w_src))
+                if branches and dst == tracker.OUTPUT:
+                    weight = weight / np.sqrt(len(branches))
+                g.add_edge(src, dst, **edge_attrs(tracker.edge(src, dst), weight, gate_init))
         return cls(g)
 
     def copy(self) -> Genome:

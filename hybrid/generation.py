@@ -34,6 +34,7 @@ from genomes import Genome, InnovationTracker, distance
 from genomes.genome import edge_attrs
 from genomes.modules import ModuleSpec
 from genomes.mutations._neurons import lecun_normal
+from genomes.mutations.adaptive import with_exit
 
 from .backends import train_members
 from .bottleneck import (
@@ -199,7 +200,9 @@ def initial_state(config: Config, task: Task, modules: tuple[ModuleSpec, ...] = 
 def _initial_genome(
     config: Config, task: Task, rng: np.random.Generator, tracker: InnovationTracker, i: int
 ) -> Genome:
-    """Member ``i`` of generation 0: the minimal genome, with self-loops if ``genome.recurrent``.
+    """Member ``i`` of generation 0: the minimal genome (a chain, or ``genome.branches`` side by
+    side), with self-loops if ``genome.recurrent``, an exit head on the first branch if
+    ``genome.branch_exit``.
 
     Its hidden nodes take ``genome.activation``, or, for a list, its ``i mod length``-th entry.
     """
@@ -213,7 +216,11 @@ def _initial_genome(
         hidden=gen.hidden,
         activation=activations[i % len(activations)],
         gate_init=gen.gate_init,
+        branches=gen.branches,
     )
+    if gen.branch_exit:  # the config allows it only with branches, in an adaptive run
+        first = tracker.named_node(f"minimal_branch_0_{gen.branches[0]}")
+        genome = with_exit(genome, first, tracker, gen.gate_init)[0].validate()
     return _with_self_loops(genome, rng, tracker, gen.gate_init) if gen.recurrent else genome
 
 

@@ -19,7 +19,7 @@ from ..genome import Genome, edge_attrs, is_frozen, node_attrs
 from ..innovation import InnovationTracker
 from ._neurons import choose
 
-__all__ = ["add_exit", "add_skip"]
+__all__ = ["add_exit", "add_skip", "with_exit"]
 
 
 def add_exit(
@@ -50,13 +50,24 @@ def add_exit(
     if not sources:
         raise NotApplicable("add_exit: every live hidden node already has an exit head")
     src = choose(rng, sources)
+    child, head, innovation = with_exit(genome, src, tracker, config.gate_init)
+    return child, MutationRecord("add_exit", {"src": int(src), "exit": int(head), "innovation": innovation})
+
+
+def with_exit(genome: Genome, src: int, tracker: InnovationTracker, gate_init: float) -> tuple[Genome, int, int]:
+    """Return ``(copy with an exit head on hidden node src, the head's id, its edge's innovation)``.
+
+    The head has zero weights and threshold 1 (function preserving, as :func:`add_exit`
+    adds it); its id is ``tracker.named_node(f"exit_of_{src}")``, so the same head
+    aligns in crossover whoever adds it. The caller checks that ``src`` may carry one.
+    """
     child = genome.copy()
     head = tracker.named_node(f"exit_of_{src}")
-    n_out, width = genome.n_outputs, int(g.nodes[src]["width"])
+    n_out, width = genome.n_outputs, int(genome.graph.nodes[src]["width"])
     child.graph.add_node(head, **node_attrs(EXIT, n_out, "identity", threshold=1.0))
     innovation = tracker.edge(src, head)
-    child.graph.add_edge(src, head, **edge_attrs(innovation, np.zeros((n_out, width), np.float32), config.gate_init))
-    return child, MutationRecord("add_exit", {"src": int(src), "exit": int(head), "innovation": innovation})
+    child.graph.add_edge(src, head, **edge_attrs(innovation, np.zeros((n_out, width), np.float32), gate_init))
+    return child, head, innovation
 
 
 def add_skip(

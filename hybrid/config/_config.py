@@ -119,14 +119,29 @@ class Config(Section):
                 f"expected at most evolution.population = {self.evolution.population} activations "
                 "(member i of generation 0 takes the (i mod length)-th: the rest would never be tried)",
             )
-        for k, width in enumerate(self.genome.hidden):
-            if width > self.mutation.max_node_width:
-                raise KeyedError(
-                    f"genome.hidden[{k}]",
-                    width,
-                    f"expected at most mutation.max_node_width = {self.mutation.max_node_width} "
-                    "(no node may be wider; raise that too for a wider start)",
-                )
+        gen = self.genome
+        if gen.hidden and gen.branches:
+            raise KeyedError(
+                "genome.branches",
+                list(gen.branches),
+                f"expected [] with genome.hidden = {list(gen.hidden)} (a chain or branches side by side, not both)",
+            )
+        for key, widths in (("hidden", gen.hidden), ("branches", gen.branches)):
+            for k, width in enumerate(widths):
+                if width > self.mutation.max_node_width:
+                    raise KeyedError(
+                        f"genome.{key}[{k}]",
+                        width,
+                        f"expected at most mutation.max_node_width = {self.mutation.max_node_width} "
+                        "(no node may be wider; raise that too for a wider start)",
+                    )
+        if gen.branch_exit and not (gen.branches and self.mutation.add_exit > 0):
+            raise KeyedError(
+                "genome.branch_exit",
+                True,
+                "expected false unless genome.branches is set and mutation.add_exit > 0 (exit heads are "
+                "for adaptive runs)",
+            )
         if float(gate_value(self.genome.gate_init, self.training.gate)) == 0.0:
             raise KeyedError(
                 "genome.gate_init",

@@ -96,6 +96,21 @@ class GenomeConfig(Section):
         f"each at most {MAX_WIDTH} (and mutation.max_node_width): wider layers of a whole population "
         "run out of memory; at most 64 layers: a deeper plain chain does not train",
     )
+    branches: Annotated[
+        tuple[Annotated[int, Field(ge=1, le=MAX_WIDTH)], ...], BeforeValidator(as_tuple)
+    ] = Field(
+        (),
+        max_length=64,
+        description="widths of hidden nodes side by side, each reading the input and feeding the output "
+        "(instead of the hidden chain): a cheap path and a costly one to start from, e.g. [4, 32]; "
+        "exclusive with hidden",
+    )
+    branch_exit: bool = Field(
+        False,
+        description="give the first branch an exit head in generation 0 (zero weights, threshold 1: "
+        "function preserving), so the cheap path can stop the inputs it is sure of from the start; "
+        "needs genome.branches and mutation.add_exit > 0 (an adaptive run)",
+    )
     activation: Activations = Field(
         "relu",
         description="activation of the initial hidden nodes; a list spreads generation 0 over several: "

@@ -123,9 +123,28 @@ def test_minimal_builds_ids_widths_and_innovations():
     assert g.n_parameters() == 3 * 4 + 4 * 5 + 5 * 2 + 4 + 5 + 2
 
 
+def test_minimal_branches_sit_side_by_side_between_input_and_output():
+    t = InnovationTracker()
+    g = Genome.minimal(3, 2, np.random.default_rng(0), t, branches=(4, 6), activation="tanh").validate()
+    a, b = g.hidden_nodes()
+    assert (a, b) == (t.named_node("minimal_branch_0_4"), t.named_node("minimal_branch_1_6"))
+    assert [g.node(n)["width"] for n in (a, b)] == [4, 6]
+    assert sorted(g.enabled_edges()) == sorted([(0, a), (a, 1), (0, b), (b, 1)])
+    assert g.depths() == {0: 0, a: 1, b: 1, 1: 2}
+    assert g.n_parameters() == 3 * 4 + 4 * 2 + 3 * 6 + 6 * 2 + 4 + 6 + 2
+    # the output's blocks are scaled by 1/sqrt(2): the two branches' sum keeps a chain's scale
+    again = Genome.minimal(3, 2, np.random.default_rng(0), InnovationTracker(), branches=(4, 6))
+    rng = np.random.default_rng(0)
+    draws = [rng.normal(0.0, 1.0 / np.sqrt(s), size=(d, s)) for s, d in ((3, 4), (4, 2), (3, 6), (6, 2))]
+    np.testing.assert_allclose(again.edge(a, 1)["weight"], (draws[1] / np.sqrt(2)).astype(np.float32))
+    np.testing.assert_allclose(again.edge(0, b)["weight"], draws[2].astype(np.float32))
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"n_inputs": 0}, "widths should be >= 1"),
     ({"hidden": (2, 0)}, "widths should be >= 1"),
+    ({"branches": (2, 0)}, "widths should be >= 1"),
+    ({"hidden": (2,), "branches": (3,)}, "hidden .a chain. or branches .side by side., not both"),
     ({"activation": "swish"}, "activation should be one of"),
 ])  # fmt: skip
 def test_minimal_rejects_bad_arguments(kwargs, message):

@@ -154,6 +154,34 @@ def test_an_adaptive_search_grows_exits_and_skip_gates_and_records_their_cost(
     assert "Compute that adapts to each input" in page
 
 
+def test_a_search_from_two_branches_keeps_an_exit_on_the_cheap_one_and_records_its_cost(tmp_path: Path) -> None:
+    # genome.branches + branch_exit: every member of generation 0 is a cascade start (an
+    # exit on the cheap branch, a costly branch beside it); training fits its threshold
+    cfg = _config(
+        tmp_path,
+        **{
+            "genome.hidden": [],
+            "genome.branches": [2, 8],
+            "genome.branch_exit": True,
+            "mutation.add_exit": 0.1,
+            "selection.method": "nsga2",
+            "selection.cost": "average_flops",
+            "evolution.generations": 2,
+            "training.gate": "sigmoid",
+        },
+    )
+    result = Search.start(cfg, overwrite=True).run()
+    with hybrid.lineage.open(result.run_dir) as lin:
+        first = [r for r in lin.records() if r.generation == 0 and r.has_weights]
+        assert first and all(is_adaptive(lin.genome(r.id)) for r in first)
+        averages = dict(lin.generations()[0].stats["average_flops"])
+        task = load_task(cfg.task, cfg.run.seed)
+        for r in first:
+            ref = evaluate_adaptive(lin.genome(r.id), np.asarray(task.X_val, np.float64), cfg.training.gate)
+            assert averages[str(r.id)] == pytest.approx(float(ref.flops.mean()), rel=1e-9)
+            assert float(ref.flops.mean()) <= float(ref.plan.full_flops)
+
+
 def test_an_adaptive_run_cut_back_to_a_checkpoint_resumes_byte_identical(tmp_path: Path) -> None:
     from genomes import load
 

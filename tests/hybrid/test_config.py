@@ -84,6 +84,22 @@ def test_dump_writes_every_key(tmp_path: Path) -> None:
         (XOR + "[mutation]\nwiden = 1.5\n", "mutation.widen: got 1.5, expected a number <= 1.0"),
         (XOR + "[genome]\nhidden = [4, 0]\n", "genome.hidden[1]: got 0, expected an integer >= 1"),
         (
+            XOR + "[genome]\nhidden = [4]\nbranches = [2, 8]\n",
+            "genome.branches: got [2, 8], expected [] with genome.hidden = [4] (a chain or branches",
+        ),
+        (
+            XOR + "[genome]\nbranches = [2, 99]\n[mutation]\nmax_node_width = 32\n",
+            "genome.branches[1]: got 99, expected at most mutation.max_node_width = 32",
+        ),
+        (
+            XOR + "[genome]\nbranches = [2, 8]\nbranch_exit = true\n",
+            "genome.branch_exit: got true, expected false unless genome.branches is set and mutation.add_exit > 0",
+        ),
+        (
+            XOR + "[genome]\nbranch_exit = true\n[mutation]\nadd_exit = 0.1\n",
+            "genome.branch_exit: got true, expected false unless genome.branches is set",
+        ),
+        (
             XOR + '[genome]\nactivation = "swish"\n',
             "genome.activation: got 'swish', expected one of",
         ),

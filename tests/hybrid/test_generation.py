@@ -54,6 +54,31 @@ def test_generation_0_spreads_a_list_of_activations_over_the_members(tmp_path: P
     assert max(shares.values()) - min(shares.values()) <= 1 and set(shares) == set(names)
 
 
+def test_generation_0_can_start_from_branches_with_an_exit_on_the_first(tmp_path: Path) -> None:
+    from genomes import evaluate
+    from genomes.adaptive import EXIT, evaluate_adaptive
+
+    ctx = _context(tmp_path, **{"genome.hidden": [], "genome.branches": [2, 6], "genome.branch_exit": True,
+                                "mutation.add_exit": 0.1})  # fmt: skip
+    s0 = initial_state(ctx.config, ctx.task)
+    x = ctx.task.X_val.astype("float64")
+    for m in s0.members:
+        g = m.genome.validate()
+        tracker = s0.tracker
+        cheap, costly = tracker.named_node("minimal_branch_0_2"), tracker.named_node("minimal_branch_1_6")
+        assert sorted(g.hidden_nodes()) == sorted([cheap, costly])
+        exits = [n for n, r in g.graph.nodes(data="role") if r == EXIT]
+        assert exits == [tracker.named_node(f"exit_of_{cheap}")]
+        assert list(g.graph.predecessors(exits[0])) == [cheap]
+        assert not g.edge(cheap, exits[0])["weight"].any() and g.node(exits[0])["threshold"] == 1.0
+        # function preserving: under the exit rule every sample reaches the output
+        r = evaluate_adaptive(g, x, ctx.config.training.gate)
+        plain = g.copy()
+        plain.graph.remove_node(exits[0])
+        assert (r.exit == len(r.plan.exits)).all()
+        assert abs(r.outputs - evaluate(plain, x, ctx.config.training.gate)).max() < 1e-6
+
+
 def test_step_leaves_its_input_state_as_it_was(tmp_path: Path) -> None:
     ctx = _context(tmp_path, clock=_fixed_clock)
     s0 = initial_state(ctx.config, ctx.task)
