@@ -25,6 +25,9 @@ from hybrid.tasks import load_task
 from tests.adaptive_cases import adaptive_genome
 from tests.hybrid.tiny import resume_cut_back, tiny_toml
 
+#: An adaptive search ranked by NSGA-II on (metric, FLOPs per validation input), sigmoid gates.
+BY_FLOPS = {"selection.method": "nsga2", "selection.cost": "average_flops", "training.gate": "sigmoid"}
+
 
 def _config(tmp_path: Path, **overrides: Any):
     text = tiny_toml(tmp_path, generations=3, steps=10)
@@ -119,15 +122,7 @@ def test_an_adaptive_search_grows_exits_and_skip_gates_and_records_their_cost(
     tmp_path: Path, capsys
 ) -> None:
     cfg = _config(
-        tmp_path,
-        **{
-            "mutation.add_exit": 0.6,
-            "mutation.add_skip": 0.4,
-            "selection.method": "nsga2",
-            "selection.cost": "average_flops",
-            "evolution.generations": 4,
-            "training.gate": "sigmoid",
-        },
+        tmp_path, **{**BY_FLOPS, "mutation.add_exit": 0.6, "mutation.add_skip": 0.4, "evolution.generations": 4}
     )
     result = Search.start(cfg, overwrite=True).run()
     with hybrid.lineage.open(result.run_dir) as lin:
@@ -157,19 +152,8 @@ def test_an_adaptive_search_grows_exits_and_skip_gates_and_records_their_cost(
 def test_a_search_from_two_branches_keeps_an_exit_on_the_cheap_one_and_records_its_cost(tmp_path: Path) -> None:
     # genome.branches + branch_exit: every member of generation 0 is a cascade start (an
     # exit on the cheap branch, a costly branch beside it); training fits its threshold
-    cfg = _config(
-        tmp_path,
-        **{
-            "genome.hidden": [],
-            "genome.branches": [2, 8],
-            "genome.branch_exit": True,
-            "mutation.add_exit": 0.1,
-            "selection.method": "nsga2",
-            "selection.cost": "average_flops",
-            "evolution.generations": 2,
-            "training.gate": "sigmoid",
-        },
-    )
+    branches = {"genome.hidden": [], "genome.branches": [2, 8], "genome.branch_exit": True}
+    cfg = _config(tmp_path, **{**BY_FLOPS, **branches, "mutation.add_exit": 0.1, "evolution.generations": 2})
     result = Search.start(cfg, overwrite=True).run()
     with hybrid.lineage.open(result.run_dir) as lin:
         first = [r for r in lin.records() if r.generation == 0 and r.has_weights]
