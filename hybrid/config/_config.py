@@ -142,6 +142,12 @@ class Config(Section):
                 "expected false unless genome.branches is set and mutation.add_exit > 0 (exit heads are "
                 "for adaptive runs)",
             )
+        if gen.branch_exit and self.modules.start > 0:
+            raise KeyedError(
+                "genome.branch_exit",
+                True,
+                f"expected false with modules.start = {self.modules.start} (grafted modules and exit heads do not mix)",
+            )
         if float(gate_value(self.genome.gate_init, self.training.gate)) == 0.0:
             raise KeyedError(
                 "genome.gate_init",

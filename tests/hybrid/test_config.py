@@ -100,6 +100,11 @@ def test_dump_writes_every_key(tmp_path: Path) -> None:
             "genome.branch_exit: got true, expected false unless genome.branches is set",
         ),
         (
+            XOR + '[genome]\nbranches = [2, 8]\nbranch_exit = true\n[mutation]\nadd_exit = 0.1\n'
+            '[modules]\nlibrary = "lib"\nstart = 0.5\n',
+            "genome.branch_exit: got true, expected false with modules.start = 0.5 (grafted modules",
+        ),
+        (
             XOR + '[genome]\nactivation = "swish"\n',
             "genome.activation: got 'swish', expected one of",
         ),
