@@ -20,7 +20,7 @@ from ._errors import GenomeError
 from .activations import ACTIVATIONS
 from .innovation import InnovationTracker
 
-__all__ = ["ROLES", "Genome"]
+__all__ = ["ROLES", "Genome", "branch_name"]
 
 ROLES = ("input", "hidden", "output", "exit")
 
@@ -31,6 +31,11 @@ DEFAULT_GATE_INIT = 3.0
 def _f32(a: Any, shape: tuple[int, ...]) -> np.ndarray:
     return np.array(a, dtype=np.float32).reshape(shape)
 
+
+
+def branch_name(k: int, width: int) -> str:
+    """The tracker name of :meth:`Genome.minimal`'s branch ``k`` (``width`` wide): one node id in every member."""
+    return f"minimal_branch_{k}_{width}"
 
 class Genome:
     """A feed-forward network genome over a ``networkx.DiGraph``.
@@ -135,7 +140,7 @@ class Genome:
         # a chain is one path; branches are paths input -> b_k -> output side by side
         paths = [chain] if not branches else []
         for k, w in enumerate(branches):
-            nid = tracker.named_node(f"minimal_branch_{k}_{w}")
+            nid = tracker.named_node(branch_name(k, w))
             g.add_node(nid, **node_attrs("hidden", w, activation, gate_init=gate_init))
             paths.append([tracker.INPUT, nid, tracker.OUTPUT])
         for path in paths:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from genomes import Genome, InnovationTracker, distance
-from genomes.genome import edge_attrs
+from genomes.genome import branch_name, edge_attrs
 from genomes.modules import ModuleSpec
 from genomes.mutations._neurons import lecun_normal
 from genomes.mutations.adaptive import with_exit
@@ -219,7 +219,7 @@ def _initial_genome(
         branches=gen.branches,
     )
     if gen.branch_exit:  # the config allows it only with branches, in an adaptive run
-        first = tracker.named_node(f"minimal_branch_0_{gen.branches[0]}")
+        first = tracker.named_node(branch_name(0, gen.branches[0]))
         genome = with_exit(genome, first, tracker, gen.gate_init)[0].validate()
     return _with_self_loops(genome, rng, tracker, gen.gate_init) if gen.recurrent else genome
 

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from genomes import Genome, GenomeError, InnovationTracker
-from genomes.genome import edge_attrs, node_attrs
+from genomes.genome import branch_name, edge_attrs, node_attrs
 from tests.strategies import grown_genomes
 
 
@@ -127,7 +127,7 @@ def test_minimal_branches_sit_side_by_side_between_input_and_output():
     t = InnovationTracker()
     g = Genome.minimal(3, 2, np.random.default_rng(0), t, branches=(4, 6), activation="tanh").validate()
     a, b = g.hidden_nodes()
-    assert (a, b) == (t.named_node("minimal_branch_0_4"), t.named_node("minimal_branch_1_6"))
+    assert (a, b) == (t.named_node(branch_name(0, 4)), t.named_node(branch_name(1, 6)))
     assert [g.node(n)["width"] for n in (a, b)] == [4, 6]
     assert sorted(g.enabled_edges()) == sorted([(0, a), (a, 1), (0, b), (b, 1)])
     assert g.depths() == {0: 0, a: 1, b: 1, 1: 2}

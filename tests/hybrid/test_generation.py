@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from genomes.genome import branch_name
 from hybrid.config import loads_config
 from hybrid.generation import FAILED_METRIC, StepContext, initial_state, step
 from hybrid.tasks import load_task
@@ -65,7 +66,7 @@ def test_generation_0_can_start_from_branches_with_an_exit_on_the_first(tmp_path
     for m in s0.members:
         g = m.genome.validate()
         tracker = s0.tracker
-        cheap, costly = tracker.named_node("minimal_branch_0_2"), tracker.named_node("minimal_branch_1_6")
+        cheap, costly = tracker.named_node(branch_name(0, 2)), tracker.named_node(branch_name(1, 6))
         assert sorted(g.hidden_nodes()) == sorted([cheap, costly])
         exits = [n for n, r in g.graph.nodes(data="role") if r == EXIT]
         assert exits == [tracker.named_node(f"exit_of_{cheap}")]
