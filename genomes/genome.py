@@ -32,10 +32,10 @@ def _f32(a: Any, shape: tuple[int, ...]) -> np.ndarray:
     return np.array(a, dtype=np.float32).reshape(shape)
 
 
-
 def branch_name(k: int, width: int) -> str:
     """The tracker name of :meth:`Genome.minimal`'s branch ``k`` (``width`` wide): one node id in every member."""
     return f"minimal_branch_{k}_{width}"
+
 
 class Genome:
     """A feed-forward network genome over a ``networkx.DiGraph``.
